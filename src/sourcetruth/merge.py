@@ -1,0 +1,1323 @@
+"""The deterministic merge, and the queries over a book.
+
+:func:`merge` is a pure function of (book, change, policy, time, who): it
+reads no clock, no environment and no randomness, never changes the book it
+is given, and returns a new book with a :class:`Report` of everything that
+happened. A merge that raises leaves nothing behind; a held merge returns the
+book it was given.
+
+The queries (:func:`contact_at`, :func:`explain`, :func:`recipients`,
+:func:`possible_duplicates`) answer for any time, past or present, from the
+history the book keeps: one version per changed record, never copies of the
+book.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
+
+import attrs
+from attrs import frozen
+
+from sourcetruth.exceptions import (
+    EmptySnapshotError,
+    SourceDataError,
+    StaleSnapshotError,
+    UnknownContactError,
+    UsageError,
+)
+from sourcetruth.model import (
+    ADDRESS_BOOK,
+    FIELDS,
+    AddressBookRemove,
+    AddressBookSave,
+    Book,
+    Channel,
+    ClearOverride,
+    ConfirmSync,
+    Contact,
+    ContactData,
+    ContactEntry,
+    EndedOverride,
+    Erase,
+    GroupDefinition,
+    GroupVersion,
+    Link,
+    Membership,
+    Override,
+    OverrideLifetime,
+    OverrideOutcome,
+    PhoneType,
+    Provenance,
+    ProvenanceKind,
+    RecordState,
+    RecordVersion,
+    RemoveGroup,
+    Role,
+    Rule,
+    SetGroup,
+    SetOverride,
+    Snapshot,
+    SnapshotKind,
+    SourceKind,
+    SyncRecord,
+    Unlink,
+    record_id,
+    split_record_id,
+    utc,
+)
+from sourcetruth.normalise import normalise_email, normalise_phone
+from sourcetruth.policy import Policy
+from sourcetruth.serialise import to_primitive
+
+__all__ = [
+    "Change",
+    "Explanation",
+    "FieldChange",
+    "Held",
+    "MergeResult",
+    "OverrideEvent",
+    "PossibleDuplicate",
+    "Recipient",
+    "Recipients",
+    "Report",
+    "Status",
+    "Unnormalised",
+    "Unreachable",
+    "comparable",
+    "contact_at",
+    "contacts_at",
+    "dry_run",
+    "explain",
+    "merge",
+    "possible_duplicates",
+    "recipients",
+]
+
+Change: TypeAlias = (
+    Snapshot
+    | ConfirmSync
+    | AddressBookSave
+    | AddressBookRemove
+    | SetOverride
+    | ClearOverride
+    | SetGroup
+    | RemoveGroup
+    | Link
+    | Unlink
+    | Erase
+)
+
+
+# -- the report ----------------------------------------------------------------
+
+
+class Status(enum.Enum):
+    APPLIED = "applied"
+    HELD = "held"
+    NO_CHANGE = "no-change"
+
+
+@frozen
+class FieldChange:
+    """An effective field value that changed, with where it came from before and after."""
+
+    contact_id: str
+    field: str
+    before: ContactData | None
+    after: ContactData
+    before_provenance: Provenance | None
+    after_provenance: Provenance
+
+    @property
+    def before_value(self) -> Any:
+        return None if self.before is None else self.before.get(self.field)
+
+    @property
+    def after_value(self) -> Any:
+        return self.after.get(self.field)
+
+
+@frozen
+class Unnormalised:
+    """A value kept raw because it did not normalise (rule 10); never dropped."""
+
+    record: str
+    field: str
+    index: int
+    problem: str
+
+
+@frozen
+class PossibleDuplicate:
+    """Two records from different feeds that look like one person (rule 12)."""
+
+    record: str
+    other: str
+    reasons: tuple[str, ...]
+
+
+@frozen
+class Held:
+    """Why a sync was held, and the token that confirms this snapshot only."""
+
+    reason: str
+    departures: int
+    population: int
+    token: str
+    departing: tuple[str, ...] = ()
+
+
+@frozen
+class Report:
+    """Everything one merge did, or would do, or why it did nothing."""
+
+    status: Status
+    change: str
+    at: datetime = attrs.field(converter=utc)
+    by: str
+    source: str | None = None
+    sync: int | None = None
+    created: tuple[str, ...] = ()
+    changes: tuple[FieldChange, ...] = attrs.field(default=(), repr=False)
+    departed: tuple[str, ...] = ()
+    returned: tuple[str, ...] = ()
+    erased: tuple[str, ...] = ()
+    overrides_set: tuple[Override, ...] = attrs.field(default=(), repr=False)
+    overrides_ended: tuple[EndedOverride, ...] = attrs.field(default=(), repr=False)
+    overrides_kept: tuple[Override, ...] = attrs.field(default=(), repr=False)
+    unnormalised: tuple[Unnormalised, ...] = ()
+    duplicates: tuple[PossibleDuplicate, ...] = ()
+    held: Held | None = None
+
+    @property
+    def lost(self) -> tuple[EndedOverride, ...]:
+        """Overrides that ended ``lost``: the value still needs updating at source."""
+        return tuple(e for e in self.overrides_ended if e.outcome is OverrideOutcome.LOST)
+
+
+@frozen
+class MergeResult:
+    book: Book
+    report: Report
+
+
+# -- small helpers ---------------------------------------------------------------
+
+_V = TypeVar("_V")
+
+
+def _at_or_before(items: tuple[_V, ...], at: datetime, when: Callable[[_V], datetime]) -> _V | None:
+    """The last of *items* (sorted by *when*) whose time is at or before *at*."""
+    if not items:
+        return None
+    if when(items[-1]) <= at:
+        return items[-1]
+    i = bisect_right(items, at, key=when)
+    return items[i - 1] if i else None
+
+
+def _version_at(state: RecordState, at: datetime) -> RecordVersion | None:
+    return _at_or_before(state.versions, at, lambda v: v.applied_at)
+
+
+def _last_data(state: RecordState, upto: RecordVersion) -> ContactData | None:
+    """The last known data of a record up to (and including) version *upto*."""
+    for v in reversed(state.versions[: state.versions.index(upto) + 1]):
+        if v.data is not None:
+            return v.data
+    return None
+
+
+def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
+    """The form of a field value used to decide whether it changed (rule 10).
+
+    Phone numbers compare in E.164 and email addresses with the domain
+    case-folded and trimmed, each with its type and in order; a value that
+    does not normalise compares by its trimmed raw text.
+    """
+    if field_name == "phones":
+        return tuple(
+            (p.type, normalise_phone(p.number, region).comparable(p.number)) for p in value
+        )
+    if field_name == "emails":
+        return tuple((e.type, normalise_email(e.address).comparable(e.address)) for e in value)
+    if isinstance(value, str):
+        return value.strip()
+    return value
+
+
+def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised]:
+    for i, phone in enumerate(data.phones):
+        checked = normalise_phone(phone.number, region)
+        if checked.problem is not None:
+            yield Unnormalised(rid, "phones", i, checked.problem)
+    for i, email in enumerate(data.emails):
+        checked = normalise_email(email.address)
+        if checked.problem is not None:
+            yield Unnormalised(rid, "emails", i, checked.problem)
+
+
+def _require_aware(at: datetime) -> datetime:
+    return utc(at)
+
+
+# -- effective state ---------------------------------------------------------------
+
+
+def _resolve_id(book: Book, contact_id: str) -> str:
+    """Follow links: a contact merged into another answers as that one."""
+    seen = set()
+    entry = book.contacts.get(contact_id)
+    while entry is not None and entry.merged_into is not None and contact_id not in seen:
+        seen.add(contact_id)
+        contact_id = entry.merged_into
+        entry = book.contacts.get(contact_id)
+    return contact_id
+
+
+def _source_provenance(
+    book: Book, state: RecordState, version: RecordVersion, at: datetime
+) -> Provenance:
+    sync = _at_or_before(book.syncs.get(state.source, ()), at, lambda s: s.applied_at)
+    if sync is None or sync.seq < version.sync:
+        return Provenance(
+            ProvenanceKind.SOURCE,
+            state.source,
+            state.key,
+            since=version.applied_at,
+            read_at=version.extracted_at,
+            applied_at=version.applied_at,
+            sync=version.sync,
+            by=version.by,
+        )
+    return Provenance(
+        ProvenanceKind.SOURCE,
+        state.source,
+        state.key,
+        since=version.applied_at,
+        read_at=sync.extracted_at,
+        applied_at=sync.applied_at,
+        sync=sync.seq,
+        by=sync.by,
+    )
+
+
+def _overrides_at(book: Book, contact_id: str, at: datetime) -> list[Override]:
+    found = [
+        o
+        for o in book.overrides.get(contact_id, ())
+        if o.set_at <= at and (o.until is None or at < o.until)
+    ]
+    found += [
+        e.override
+        for e in book.ended_overrides.get(contact_id, ())
+        if e.override.set_at <= at < e.ended_at
+    ]
+    return sorted(found, key=lambda o: (o.set_at, o.field))
+
+
+def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Contact | None:
+    entry = book.contacts.get(contact_id)
+    if entry is None:
+        return None
+    present: list[tuple[RecordState, RecordVersion]] = []
+    for m in entry.members:
+        if not m.active_at(at):
+            continue
+        source, key = split_record_id(m.record)
+        state = book.records[source][key]
+        version = _version_at(state, at)
+        if version is not None:
+            present.append((state, version))
+    if not present:
+        return None
+    present.sort(key=lambda sv: policy.rank(sv[0].source))
+    home_state, home_version = present[0]
+    departed = home_version.data is None
+    values: dict[str, Any] = {}
+    provenance: dict[str, Provenance] = {}
+    default = Provenance(ProvenanceKind.DEFAULT)
+    for state, version in present:
+        data = version.data if version.data is not None else _last_data(state, version)
+        if data is None:
+            continue
+        # The home owns what it covers, even when it left (rule 1); only a
+        # departed lower source stops filling.
+        if version.data is None and state is not home_state:
+            continue
+        prov = _source_provenance(book, state, version, at)
+        for name in policy.source(state.source).covers:
+            if name not in values:
+                values[name] = data.get(name)
+                provenance[name] = prov
+    active = _overrides_at(book, contact_id, at)
+    for o in active:
+        values[o.field] = o.edited_value
+        provenance[o.field] = Provenance(
+            ProvenanceKind.OVERRIDE,
+            o.source,
+            split_record_id(o.record)[1],
+            since=o.set_at,
+            applied_at=o.set_at,
+            by=o.set_by,
+        )
+    for name in FIELDS:
+        provenance.setdefault(name, default)
+    return Contact(
+        id=contact_id,
+        home=home_state.id,
+        data=ContactData(**values),
+        provenance=provenance,
+        departed=departed,
+        departed_at=home_version.applied_at if departed else None,
+        overrides=tuple(active),
+    )
+
+
+def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
+    """The effective contact at *at*, past or present (links followed)."""
+    at = _require_aware(at)
+    contact = _effective(book, _resolve_id(book, contact_id), policy, at)
+    if contact is None:
+        msg = f"the book holds no contact {contact_id!r} at that time"
+        raise UnknownContactError(msg)
+    return contact
+
+
+def contacts_at(book: Book, *, policy: Policy, at: datetime) -> Iterator[Contact]:
+    """Every contact that exists at *at*, departed ones included, by id."""
+    at = _require_aware(at)
+    for cid in sorted(book.contacts):
+        contact = _effective(book, cid, policy, at)
+        if contact is not None:
+            yield contact
+
+
+# -- explain -------------------------------------------------------------------------
+
+
+@frozen
+class OverrideEvent:
+    """An override that touched a field: in force at the time asked, or ended and how."""
+
+    override: Override
+    ended: EndedOverride | None
+
+
+@frozen
+class Explanation:
+    """Why a field has its value at a time (rule 8).
+
+    ``value``/``provenance``: the effective value and where it came from.
+    ``overrides``: every override on this field set up to that time, with its
+    outcome if it has ended. ``later``: the first later version of the home
+    record with a different value for this field (the change the asked time
+    did not yet include), if the book has one.
+    """
+
+    contact_id: str
+    field: str
+    at: datetime = attrs.field(converter=utc)
+    value: ContactData
+    provenance: Provenance
+    overrides: tuple[OverrideEvent, ...]
+    later: Provenance | None
+    later_value: ContactData | None
+
+    @property
+    def effective_value(self) -> Any:
+        return self.value.get(self.field)
+
+
+def explain(
+    book: Book, contact_id: str, field_name: str, *, policy: Policy, at: datetime
+) -> Explanation:
+    """The value of one field at *at*, where it came from, and what touched it."""
+    if field_name not in FIELDS:
+        msg = f"unknown contact field {field_name!r}"
+        raise UsageError(msg)
+    contact = contact_at(book, contact_id, policy=policy, at=at)
+    at = utc(at)
+    events = [
+        OverrideEvent(e.override, e)
+        for e in book.ended_overrides.get(contact.id, ())
+        if e.override.field == field_name and e.override.set_at <= at
+    ]
+    events += [
+        OverrideEvent(o, None)
+        for o in book.overrides.get(contact.id, ())
+        if o.field == field_name and o.set_at <= at
+    ]
+    events.sort(key=lambda ev: ev.override.set_at)
+    later = later_value = None
+    prov = contact.provenance[field_name]
+    if prov.source is not None and prov.record_key is not None:
+        state = book.records[prov.source][prov.record_key]
+        region = policy.default_region
+        now = comparable(field_name, contact.data.get(field_name), region)
+        for version in state.versions:
+            if version.applied_at <= at or version.data is None:
+                continue
+            value = version.data.get(field_name)
+            if comparable(field_name, value, region) != now:
+                later = _source_provenance(book, state, version, version.applied_at)
+                later_value = version.data.only((field_name,))
+                break
+    return Explanation(
+        contact_id=contact.id,
+        field=field_name,
+        at=at,
+        value=contact.data.only((field_name,)),
+        provenance=prov,
+        overrides=tuple(events),
+        later=later,
+        later_value=later_value,
+    )
+
+
+# -- groups and recipients ---------------------------------------------------------
+
+
+@frozen
+class Recipient:
+    """One address on one channel, and everyone it reaches, with provenance."""
+
+    channel: Channel
+    address: str = attrs.field(repr=False)
+    contact_ids: tuple[str, ...]
+    provenance: tuple[Provenance, ...] = attrs.field(repr=False)
+
+
+@frozen
+class Unreachable:
+    contact_id: str
+    reason: str
+
+
+@frozen
+class Recipients:
+    """Who a message on one channel reaches at one time, and who it cannot."""
+
+    channel: Channel
+    at: datetime = attrs.field(converter=utc)
+    recipients: tuple[Recipient, ...]
+    unreachable: tuple[Unreachable, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.recipients)
+
+
+def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
+    version = _at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
+    if version is None or version.group is None:
+        msg = f"no group named {name!r} at that time"
+        raise UnknownContactError(msg)
+    return version.group
+
+
+def _matches(contact: Contact, rule: Rule, *, pupil: bool) -> bool:
+    data = contact.data
+    if pupil:
+        if data.role is not Role.PUPIL:
+            return False
+    elif rule.roles and data.role not in rule.roles:
+        return False
+    if rule.year_groups and data.year_group.strip() not in rule.year_groups:
+        return False
+    return not (
+        rule.registration_groups and data.registration_group.strip() not in rule.registration_groups
+    )
+
+
+def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact]) -> set[str]:
+    live = {cid: c for cid, c in everyone.items() if not c.departed}
+    if not rule.guardians_of:
+        return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
+    pupils = {cid for cid, c in live.items() if _matches(c, rule, pupil=True)}
+    chosen = set()
+    for cid, contact in live.items():
+        source = split_record_id(contact.home)[0]
+        states = book.records.get(source, {})
+        for rel in contact.data.relationships:
+            if not rel.receives_messages:
+                continue
+            if rule.max_priority is not None and rel.priority > rule.max_priority:
+                continue
+            state = states.get(rel.pupil)
+            if state is not None and _resolve_id(book, state.contact_id) in pupils:
+                chosen.add(cid)
+                break
+    return chosen
+
+
+def _address(contact: Contact, channel: Channel, region: str) -> tuple[str | None, str]:
+    if channel is Channel.SMS:
+        mobiles = [p for p in contact.data.phones if p.type is PhoneType.MOBILE]
+        if not mobiles:
+            return None, "no mobile number"
+        for phone in mobiles:
+            checked = normalise_phone(phone.number, region)
+            if checked.value is not None:
+                return checked.value, ""
+        return None, "mobile number does not normalise"
+    if not contact.data.emails:
+        return None, "no email address"
+    for email in contact.data.emails:
+        checked = normalise_email(email.address)
+        if checked.value is not None:
+            return checked.value, ""
+    return None, "email address does not normalise"
+
+
+Audience: TypeAlias = str | GroupDefinition | Rule | frozenset[str] | set[str] | tuple[str, ...]
+
+
+def recipients(
+    book: Book, audience: Audience, channel: Channel, *, policy: Policy, at: datetime
+) -> Recipients:
+    """Resolve *audience* on *channel* at *at* against effective data (rule 11).
+
+    *audience* is a group name, a group, a rule, or a collection of contact
+    ids. Departed contacts are never recipients; each address appears once,
+    with every contact it reaches; a person is reached once per channel, at
+    the first usable address of that channel (a mobile for SMS).
+    """
+    at = _require_aware(at)
+    group: GroupDefinition
+    if isinstance(audience, str):
+        group = _group_at(book, audience, at)
+    elif isinstance(audience, GroupDefinition):
+        group = audience
+    elif isinstance(audience, Rule):
+        group = GroupDefinition("(rule)", rule=audience)
+    else:
+        group = GroupDefinition("(contacts)", members=frozenset(audience))
+    everyone = {c.id: c for c in contacts_at(book, policy=policy, at=at)}
+    chosen = {_resolve_id(book, cid) for cid in group.members}
+    unreachable = [
+        Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
+    ]
+    chosen &= everyone.keys()
+    unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
+    chosen = {cid for cid in chosen if not everyone[cid].departed}
+    if group.rule is not None:
+        chosen |= _select(book, group.rule, everyone)
+    field_name = "phones" if channel is Channel.SMS else "emails"
+    by_address: dict[str, list[str]] = {}
+    for cid in sorted(chosen):
+        address, reason = _address(everyone[cid], channel, policy.default_region)
+        if address is None:
+            unreachable.append(Unreachable(cid, reason))
+        else:
+            by_address.setdefault(address, []).append(cid)
+    found = tuple(
+        Recipient(
+            channel,
+            address,
+            tuple(cids),
+            tuple(everyone[cid].provenance[field_name] for cid in cids),
+        )
+        for address, cids in sorted(by_address.items(), key=lambda item: item[1][0])
+    )
+    return Recipients(
+        channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))
+    )
+
+
+# -- two feeds (rule 12) -------------------------------------------------------------
+
+
+def _identity(data: ContactData, region: str) -> tuple[tuple[str, str], set[str]]:
+    name = (data.given_name.strip().casefold(), data.family_name.strip().casefold())
+    values = {v for _, v in comparable("phones", data.phones, region)}
+    values |= {v for _, v in comparable("emails", data.emails, region)}
+    values.discard("")
+    return name, values
+
+
+def _feeds(policy: Policy) -> dict[str, SourceKind]:
+    return {s.name: s.kind for s in policy.sources if s.kind in (SourceKind.MIS, SourceKind.IMPORT)}
+
+
+def _duplicates(
+    book: Book, policy: Policy, records: Iterable[RecordState]
+) -> list[PossibleDuplicate]:
+    """Records among *records* that match a record of a feed of another kind."""
+    feeds = _feeds(policy)
+    region = policy.default_region
+    candidates = [s for s in records if s.source in feeds and s.current.data is not None]
+    if not candidates:
+        return []
+    index: dict[tuple[str, str], list[tuple[RecordState, set[str]]]] = {}
+    for source, kind in feeds.items():
+        if {feeds[c.source] for c in candidates} == {kind}:
+            continue
+        for state in book.records.get(source, {}).values():
+            if state.current.data is not None:
+                name, values = _identity(state.current.data, region)
+                index.setdefault(name, []).append((state, values))
+    found = []
+    for cand in candidates:
+        assert cand.current.data is not None
+        name, values = _identity(cand.current.data, region)
+        if not any(name):
+            continue
+        for other, other_values in index.get(name, ()):
+            if feeds[other.source] == feeds[cand.source]:
+                continue
+            if _resolve_id(book, other.contact_id) == _resolve_id(book, cand.contact_id):
+                continue
+            shared = values & other_values
+            if shared:
+                a, b = sorted((cand.id, other.id))
+                found.append(PossibleDuplicate(a, b, ("same name", "shared phone or email")))
+    return sorted(set(found), key=lambda d: (d.record, d.other))
+
+
+def possible_duplicates(book: Book, *, policy: Policy) -> tuple[PossibleDuplicate, ...]:
+    """People present, unlinked, in an MIS feed and an import at once (rule 12)."""
+    feeds = _feeds(policy)
+    states = [s for name in sorted(feeds) for s in book.records.get(name, {}).values()]
+    return tuple(_duplicates(book, policy, states))
+
+
+# -- merge -------------------------------------------------------------------------
+
+
+class _Draft:
+    """A copy-on-write working copy of a book for one merge."""
+
+    def __init__(self, book: Book, policy: Policy, at: datetime, by: str) -> None:
+        self.old = book
+        self.policy = policy
+        self.at = at
+        self.by = by
+        self.seq = book.seq + 1
+        self.records: dict[str, Mapping[str, RecordState]] = dict(book.records)
+        self._copied: dict[str, dict[str, RecordState]] = {}
+        self.contacts: Mapping[str, ContactEntry] = book.contacts
+        self._contacts_copied = False
+        self.overrides: dict[str, tuple[Override, ...]] = dict(book.overrides)
+        self.ended: dict[str, tuple[EndedOverride, ...]] = dict(book.ended_overrides)
+        self.syncs = dict(book.syncs)
+        self.groups = dict(book.groups)
+        self.affected: set[str] = set()
+        self.created: list[str] = []
+        self.overrides_set: list[Override] = []
+        self.overrides_ended: list[EndedOverride] = []
+        self.overrides_kept: list[Override] = []
+        self.unnormalised: list[Unnormalised] = []
+        self.duplicates: list[PossibleDuplicate] = []
+        self.erased: list[str] = []
+        self.sync: int | None = None
+        self.source: str | None = None
+
+    # records and contacts
+
+    def states(self, source: str) -> dict[str, RecordState]:
+        if source not in self._copied:
+            self._copied[source] = dict(self.records.get(source, {}))
+            self.records[source] = self._copied[source]
+        return self._copied[source]
+
+    def state(self, rid: str) -> RecordState:
+        source, key = split_record_id(rid)
+        try:
+            return self.records[source][key]
+        except KeyError:
+            msg = f"the book holds no record {rid!r}"
+            raise UnknownContactError(msg) from None
+
+    def put_version(
+        self, state: RecordState, data: ContactData | None, extracted_at: datetime
+    ) -> RecordState:
+        version = RecordVersion(data, self.at, extracted_at, self.seq, self.by)
+        new = attrs.evolve(state, versions=(*state.versions, version))
+        self.states(state.source)[state.key] = new
+        self.affected.add(state.contact_id)
+        return new
+
+    def new_record(
+        self,
+        source: str,
+        key: str,
+        data: ContactData,
+        extracted_at: datetime,
+        contact_id: str | None = None,
+    ) -> RecordState:
+        rid = record_id(source, key)
+        cid = contact_id or rid
+        version = RecordVersion(data, self.at, extracted_at, self.seq, self.by)
+        state = RecordState(source, key, cid, (version,))
+        self.states(source)[key] = state
+        entry = self.contacts.get(cid)
+        member = Membership(rid, self.at)
+        if entry is None:
+            self.put_contact(ContactEntry(cid, (member,)))
+            self.created.append(cid)
+        else:
+            self.put_contact(
+                attrs.evolve(entry, members=(*entry.members, member), merged_into=None)
+            )
+        self.affected.add(cid)
+        return state
+
+    def put_contact(self, entry: ContactEntry) -> None:
+        if not self._contacts_copied:
+            self.contacts = dict(self.contacts)
+            self._contacts_copied = True
+        assert isinstance(self.contacts, dict)
+        self.contacts[entry.id] = entry
+
+    def drop_contact(self, cid: str) -> None:
+        self.put_contact(self.contacts[cid])  # ensures the copy
+        assert isinstance(self.contacts, dict)
+        del self.contacts[cid]
+
+    def book(self) -> Book:
+        return Book(
+            records=self.records,
+            contacts=self.contacts,
+            overrides={k: v for k, v in self.overrides.items() if v},
+            ended_overrides=self.ended,
+            syncs=self.syncs,
+            groups=self.groups,
+            seq=self.seq,
+            updated_at=self.at,
+        )
+
+    def current(self) -> Book:
+        """The book as the draft stands (for queries within the merge)."""
+        return self.book()
+
+    # overrides
+
+    def end_override(self, override: Override, outcome: OverrideOutcome) -> None:
+        cid = override.contact_id
+        self.overrides[cid] = tuple(o for o in self.overrides.get(cid, ()) if o is not override)
+        ended = EndedOverride(override, self.at, outcome, self.by, self.sync)
+        self.ended[cid] = (*self.ended.get(cid, ()), ended)
+        self.overrides_ended.append(ended)
+        self.affected.add(cid)
+
+    def add_override(self, override: Override) -> None:
+        cid = override.contact_id
+        self.overrides[cid] = (*self.overrides.get(cid, ()), override)
+        self.overrides_set.append(override)
+        self.affected.add(cid)
+
+
+def _outcome(override: Override, data: ContactData | None, region: str) -> OverrideOutcome:
+    if data is None:
+        return OverrideOutcome.DEPARTED
+    now = comparable(override.field, data.get(override.field), region)
+    if now == comparable(override.field, override.edited_value, region):
+        return OverrideOutcome.CONFIRMED
+    if now == comparable(override.field, override.base_value, region):
+        return OverrideOutcome.LOST
+    return OverrideOutcome.SUPERSEDED
+
+
+def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
+    """Binds a confirmation to one snapshot's content and the book's last sync of it."""
+    body = to_primitive(
+        attrs.evolve(
+            snapshot,
+            records=sorted(snapshot.records, key=lambda r: r.key),
+            removed=sorted(snapshot.removed),
+        )
+    )
+    payload = json.dumps([body, None if last is None else last.seq], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Held | None:
+    policy, at = draft.policy, draft.at
+    name = snapshot.source
+    source = policy.source(name)
+    if source.kind is SourceKind.ADDRESS_BOOK:
+        msg = "the address book changes by saves, not snapshots"
+        raise UsageError(msg)
+    if snapshot.extracted_at > at:
+        msg = "a snapshot cannot be applied before it was extracted"
+        raise UsageError(msg)
+    syncs = draft.syncs.get(name, ())
+    last = syncs[-1] if syncs else None
+    if last is not None and snapshot.extracted_at < last.extracted_at:
+        msg = "this snapshot was read before the last one applied for its source"
+        raise StaleSnapshotError(msg, source=name)
+    records = snapshot.records
+    keys = {r.key for r in records}
+    if len(keys) != len(records):
+        seen: set[str] = set()
+        dup = ""
+        for r in records:
+            if r.key in seen:
+                dup = r.key
+                break
+            seen.add(r.key)
+        msg = "two records share one key"
+        raise SourceDataError(msg, source=name, key=dup)
+    if snapshot.kind is SnapshotKind.FULL and not records:
+        msg = "the snapshot holds no records: never read as 'everyone left'"
+        raise EmptySnapshotError(msg, source=name)
+    both = keys.intersection(snapshot.removed)
+    if both:
+        msg = "a delta both changes and removes one record"
+        raise SourceDataError(msg, source=name, key=min(both))
+
+    states = draft.records.get(name, {})
+    # The hot path: an unchanged record costs one comparison of raw values.
+    changed = [
+        r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data
+    ]
+    population = 0
+    if snapshot.kind is SnapshotKind.FULL:
+        departing = []
+        for key, state in states.items():
+            if state.versions[-1].data is not None:
+                population += 1
+                if key not in keys:
+                    departing.append(key)
+    else:
+        population = sum(1 for s in states.values() if s.versions[-1].data is not None)
+        departing = [
+            k for k in set(snapshot.removed) if k in states and states[k].current.data is not None
+        ]
+    departing.sort()
+
+    if last is not None and snapshot.extracted_at == last.extracted_at:
+        if changed or departing:
+            msg = "a different snapshot with the same extraction time was already applied"
+            raise StaleSnapshotError(msg, source=name)
+        return None  # the same snapshot again: nothing to do (rule 5)
+
+    if token is not None and token != _token(snapshot, last):
+        msg = "this confirmation was given for another snapshot or an earlier book"
+        raise UsageError(msg)
+    if token is None and policy.guard.trips(len(departing), population):
+        reason = (
+            f"{len(departing)} of {population} present records of {name} would depart; "
+            f"the guard allows {policy.guard.max_count} or "
+            f"{policy.guard.max_fraction:.0%}. Check the export, then confirm this snapshot."
+        )
+        who = tuple(sorted({states[k].contact_id for k in departing}))
+        return Held(reason, len(departing), population, _token(snapshot, last), who)
+
+    draft.sync = draft.seq
+    draft.source = name
+    region = policy.default_region
+    for record in sorted(changed, key=lambda r: r.key):
+        previous = states.get(record.key)
+        if previous is None:
+            state = draft.new_record(name, record.key, record.data, snapshot.extracted_at)
+        else:
+            state = draft.put_version(previous, record.data, snapshot.extracted_at)
+        draft.unnormalised.extend(_problems(state.id, record.data, region))
+    for key in departing:
+        draft.put_version(states[key], None, snapshot.extracted_at)
+    draft.syncs[name] = (
+        *syncs,
+        SyncRecord(
+            draft.seq, name, snapshot.kind, snapshot.extracted_at, at, draft.by, len(records)
+        ),
+    )
+
+    # Overrides of this source end at its first sync read after the edit (rule 3).
+    new_states = draft.records[name]
+    for cid in sorted(draft.overrides):
+        for override in draft.overrides[cid]:
+            if override.source != name or override.set_at >= snapshot.extracted_at:
+                continue
+            data = new_states[split_record_id(override.record)[1]].current.data
+            outcome = _outcome(override, data, region)
+            if (
+                override.lifetime is OverrideLifetime.SOURCE_CHANGE
+                and outcome is OverrideOutcome.LOST
+            ):
+                draft.overrides_kept.append(override)
+                continue
+            draft.end_override(override, outcome)
+
+    if changed:
+        book = draft.current()
+        fresh = [book.records[name][r.key] for r in changed]
+        draft.duplicates.extend(_duplicates(book, policy, fresh))
+    return None
+
+
+def _home(draft: _Draft, cid: str) -> Contact:
+    contact = _effective(draft.current(), cid, draft.policy, draft.at)
+    if contact is None:
+        msg = f"the book holds no contact {cid!r}"
+        raise UnknownContactError(msg)
+    return contact
+
+
+def _save(draft: _Draft, change: AddressBookSave) -> None:
+    names = change.fields if change.fields is not None else frozenset(FIELDS)
+    unknown = sorted(names - set(FIELDS))
+    if unknown:
+        msg = f"unknown contact fields {unknown}"
+        raise UsageError(msg)
+    cid = _resolve_id(draft.old, change.contact_id)
+    region = draft.policy.default_region
+    if cid not in draft.contacts:
+        source, key = split_record_id(cid)
+        if source != ADDRESS_BOOK:
+            msg = f"the book holds no contact {cid!r}; new contacts are '{ADDRESS_BOOK}:KEY'"
+            raise UnknownContactError(msg)
+        if key in draft.records.get(ADDRESS_BOOK, {}):
+            msg = f"the address-book key {key!r} is taken"
+            raise UsageError(msg)
+        state = draft.new_record(ADDRESS_BOOK, key, change.data.only(tuple(names)), draft.at)
+        draft.unnormalised.extend(_problems(state.id, change.data.only(tuple(names)), region))
+        return
+    contact = _home(draft, cid)
+    home_source = split_record_id(contact.home)[0]
+    if home_source == ADDRESS_BOOK:
+        state = draft.state(contact.home)
+        base = state.current.data or _last_data(state, state.current) or ContactData()
+        new = attrs.evolve(base, **{n: change.data.get(n) for n in names})
+        if new != state.current.data:
+            draft.put_version(state, new, draft.at)
+            draft.unnormalised.extend(_problems(state.id, new, region))
+        return
+    if contact.departed:
+        msg = "the contact has departed its source; it cannot be edited"
+        raise UsageError(msg)
+    local: dict[str, Any] = {}
+    for name in sorted(names):
+        value = change.data.get(name)
+        if not draft.policy.covers(home_source, name):
+            local[name] = value
+            continue
+        if comparable(name, value, region) == comparable(name, contact.data.get(name), region):
+            continue
+        _set_override(draft, contact, SetOverride(cid, name, change.data.only((name,))))
+    if local:
+        _save_local(draft, contact, local)
+
+
+def _save_local(draft: _Draft, contact: Contact, local: dict[str, Any]) -> None:
+    """Keep values for fields the home does not cover in a local record of the contact."""
+    states = draft.records.get(ADDRESS_BOOK, {})
+    state = states.get(contact.id)
+    if state is None or state.contact_id != contact.id:
+        if state is not None:
+            msg = "the local record of this contact belongs to another contact"
+            raise UsageError(msg)
+        draft.new_record(ADDRESS_BOOK, contact.id, ContactData(**local), draft.at, contact.id)
+        return
+    base = state.current.data or ContactData()
+    new = attrs.evolve(base, **local)
+    if new != state.current.data:
+        draft.put_version(state, new, draft.at)
+
+
+def _set_override(draft: _Draft, contact: Contact, change: SetOverride) -> None:
+    home_source = split_record_id(contact.home)[0]
+    if home_source == ADDRESS_BOOK:
+        msg = "address-book contacts are edited directly, not overridden"
+        raise UsageError(msg)
+    if not draft.policy.covers(home_source, change.field):
+        msg = f"{home_source} does not cover {change.field!r}: save it in the address book"
+        raise UsageError(msg)
+    if contact.departed:
+        msg = "the contact has departed its source; it cannot be overridden"
+        raise UsageError(msg)
+    if change.until is not None and change.until <= draft.at:
+        msg = "an override's 'until' must be after the time it is set"
+        raise UsageError(msg)
+    for existing in draft.overrides.get(contact.id, ()):
+        if existing.field == change.field:
+            draft.end_override(existing, OverrideOutcome.CLEARED)
+    home = draft.state(contact.home)
+    source_data = home.current.data or ContactData()
+    draft.add_override(
+        Override(
+            contact_id=contact.id,
+            field=change.field,
+            value=change.value.only((change.field,)),
+            base=source_data.only((change.field,)),
+            record=contact.home,
+            set_by=draft.by,
+            set_at=draft.at,
+            lifetime=change.lifetime,
+            until=change.until,
+        )
+    )
+
+
+def _remove(draft: _Draft, change: AddressBookRemove) -> None:
+    contact = _home(draft, _resolve_id(draft.old, change.contact_id))
+    if split_record_id(contact.home)[0] != ADDRESS_BOOK:
+        msg = "this contact's home is a source: remove it there"
+        raise UsageError(msg)
+    if not contact.departed:
+        draft.put_version(draft.state(contact.home), None, draft.at)
+
+
+def _clear(draft: _Draft, change: ClearOverride) -> None:
+    cid = _resolve_id(draft.old, change.contact_id)
+    found = [o for o in draft.overrides.get(cid, ()) if o.field == change.field]
+    if not found:
+        msg = f"no override of {change.field!r} is in force for that contact"
+        raise UsageError(msg)
+    for override in found:
+        draft.end_override(override, OverrideOutcome.CLEARED)
+
+
+def _set_group(draft: _Draft, group: GroupDefinition | None, name: str) -> None:
+    if group is not None:
+        missing = sorted(
+            m for m in group.members if _resolve_id(draft.old, m) not in draft.contacts
+        )
+        if missing:
+            msg = f"group {name!r} names contacts the book does not hold: {missing}"
+            raise UnknownContactError(msg)
+    elif not draft.groups.get(name) or draft.groups[name][-1].group is None:
+        msg = f"no group named {name!r}"
+        raise UnknownContactError(msg)
+    draft.groups[name] = (*draft.groups.get(name, ()), GroupVersion(name, draft.at, group))
+
+
+def _move(draft: _Draft, rid: str, source_cid: str, target_cid: str) -> None:
+    """Move record *rid* from one contact to another, from now on."""
+    at = draft.at
+    old = draft.contacts[source_cid]
+    draft.put_contact(
+        attrs.evolve(
+            old,
+            members=tuple(
+                attrs.evolve(m, until=at) if m.record == rid and m.until is None else m
+                for m in old.members
+            ),
+        )
+    )
+    target = draft.contacts.get(target_cid)
+    member = Membership(rid, at)
+    if target is None:
+        draft.put_contact(ContactEntry(target_cid, (member,)))
+    else:
+        draft.put_contact(attrs.evolve(target, members=(*target.members, member), merged_into=None))
+    state = draft.state(rid)
+    draft.states(state.source)[state.key] = attrs.evolve(state, contact_id=target_cid)
+    draft.affected.update((source_cid, target_cid))
+
+
+def _clear_all(draft: _Draft, cid: str) -> None:
+    for override in draft.overrides.get(cid, ()):
+        draft.end_override(override, OverrideOutcome.CLEARED)
+
+
+def _link(draft: _Draft, change: Link) -> None:
+    a, b = draft.state(change.record), draft.state(change.other)
+    if a.source == b.source:
+        msg = "two records of one source cannot be linked as one person"
+        raise UsageError(msg)
+    ca, cb = _resolve_id(draft.old, a.contact_id), _resolve_id(draft.old, b.contact_id)
+    if ca == cb:
+        msg = "these records are already one person"
+        raise UsageError(msg)
+    rank = draft.policy.rank
+    home_a = min(
+        (split_record_id(m.record)[0] for m in draft.contacts[ca].members if m.until is None),
+        key=rank,
+    )
+    home_b = min(
+        (split_record_id(m.record)[0] for m in draft.contacts[cb].members if m.until is None),
+        key=rank,
+    )
+    keep, gone = (ca, cb) if rank(home_a) <= rank(home_b) else (cb, ca)
+    _clear_all(draft, keep)
+    _clear_all(draft, gone)
+    for member in draft.contacts[gone].members:
+        if member.until is None:
+            _move(draft, member.record, gone, keep)
+    draft.put_contact(attrs.evolve(draft.contacts[gone], merged_into=keep))
+
+
+def _unlink(draft: _Draft, change: Unlink) -> None:
+    state = draft.state(change.record)
+    cid = state.contact_id
+    active = [m.record for m in draft.contacts[cid].members if m.until is None]
+    if len(active) < 2:
+        msg = "this record is not linked to another"
+        raise UsageError(msg)
+    _clear_all(draft, cid)
+    leaving = [r for r in active if r != cid] if state.id == cid else [state.id]
+    for rid in leaving:
+        _move(draft, rid, cid, rid)
+
+
+def _erase(draft: _Draft, change: Erase) -> None:
+    cid = _resolve_id(draft.old, change.contact_id)
+    if cid not in draft.contacts:
+        msg = "the book holds no such contact"
+        raise UnknownContactError(msg)
+    ids = {cid} | {c.id for c in draft.contacts.values() if _resolve_id(draft.old, c.id) == cid}
+    for each in sorted(ids):
+        for member in draft.contacts[each].members:
+            source, key = split_record_id(member.record)
+            state = draft.states(source).get(key)
+            if state is not None and _resolve_id(draft.old, state.contact_id) == cid:
+                del draft.states(source)[key]
+        draft.drop_contact(each)
+        draft.overrides.pop(each, None)
+        draft.ended.pop(each, None)
+    for name, versions in list(draft.groups.items()):
+        draft.groups[name] = tuple(
+            attrs.evolve(v, group=attrs.evolve(v.group, members=v.group.members - ids))
+            if v.group is not None and v.group.members & ids
+            else v
+            for v in versions
+        )
+    draft.erased.append(cid)
+
+
+def _end_expired(draft: _Draft) -> None:
+    region = draft.policy.default_region
+    for cid in sorted(draft.overrides):
+        for override in draft.overrides[cid]:
+            if override.until is not None and override.until <= draft.at:
+                source, key = split_record_id(override.record)
+                state = draft.records[source][key]
+                draft.end_override(override, _outcome(override, state.current.data, region))
+
+
+def _diff(before: Contact | None, after: Contact | None, region: str) -> Iterator[FieldChange]:
+    if after is None:
+        return
+    for name in FIELDS:
+        new = after.data.get(name)
+        if before is not None and comparable(name, before.data.get(name), region) == comparable(
+            name, new, region
+        ):
+            continue
+        if before is None and comparable(name, new, region) == comparable(
+            name, ContactData().get(name), region
+        ):
+            continue
+        yield FieldChange(
+            after.id,
+            name,
+            None if before is None else before.data.only((name,)),
+            after.data.only((name,)),
+            None if before is None else before.provenance[name],
+            after.provenance[name],
+        )
+
+
+_KIND_NAMES = {
+    Snapshot: "snapshot",
+    ConfirmSync: "confirm-sync",
+    AddressBookSave: "address-book-save",
+    AddressBookRemove: "address-book-remove",
+    SetOverride: "set-override",
+    ClearOverride: "clear-override",
+    SetGroup: "set-group",
+    RemoveGroup: "remove-group",
+    Link: "link",
+    Unlink: "unlink",
+    Erase: "erase",
+}
+
+
+def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) -> MergeResult:
+    """Apply *change* to *book* under *policy* at *at*, on behalf of *by*.
+
+    Returns the new book and a report. Raises a :class:`~sourcetruth.UsageError`
+    or :class:`~sourcetruth.SourceDataError` (and changes nothing) for a change
+    that cannot be applied; returns the given book unchanged, with status
+    ``HELD``, when the departure guard trips (rule 6), and with status
+    ``NO_CHANGE`` for a snapshot already applied (rule 5).
+    """
+    at = _require_aware(at)
+    if not by:
+        msg = "say who makes the change ('by')"
+        raise UsageError(msg)
+    kind = _KIND_NAMES.get(type(change))
+    if kind is None:
+        msg = f"merge cannot apply a {type(change).__name__}"
+        raise UsageError(msg)
+    if book.updated_at is not None and book.updated_at > at:
+        msg = "the book already holds a change made after this time; merges go forward in time"
+        raise UsageError(msg)
+    draft = _Draft(book, policy, at, by)
+    source: str | None = None
+    held: Held | None = None
+    if isinstance(change, Snapshot | ConfirmSync):
+        snapshot = change if isinstance(change, Snapshot) else change.snapshot
+        source = snapshot.source
+        held = _apply_snapshot(
+            draft, snapshot, change.token if isinstance(change, ConfirmSync) else None
+        )
+        if held is not None:
+            return MergeResult(book, Report(Status.HELD, kind, at, by, source=source, held=held))
+        if draft.sync is None:
+            return MergeResult(book, Report(Status.NO_CHANGE, kind, at, by, source=source))
+    elif isinstance(change, AddressBookSave):
+        _save(draft, change)
+    elif isinstance(change, AddressBookRemove):
+        _remove(draft, change)
+    elif isinstance(change, SetOverride):
+        _set_override(draft, _home(draft, _resolve_id(book, change.contact_id)), change)
+    elif isinstance(change, ClearOverride):
+        _clear(draft, change)
+    elif isinstance(change, SetGroup):
+        _set_group(draft, change.group, change.group.name)
+    elif isinstance(change, RemoveGroup):
+        _set_group(draft, None, change.name)
+    elif isinstance(change, Link):
+        _link(draft, change)
+    elif isinstance(change, Unlink):
+        _unlink(draft, change)
+    else:
+        _erase(draft, change)
+    _end_expired(draft)
+    new_book = draft.book()
+    region = policy.default_region
+    changes: list[FieldChange] = []
+    departed: list[str] = []
+    returned: list[str] = []
+    for cid in sorted(draft.affected - set(draft.erased)):
+        before = _effective(book, cid, policy, at) if cid in book.contacts else None
+        after = _effective(new_book, cid, policy, at)
+        changes.extend(_diff(before, after, region))
+        if after is not None and after.departed and (before is None or not before.departed):
+            departed.append(cid)
+        if before is not None and before.departed and after is not None and not after.departed:
+            returned.append(cid)
+    report = Report(
+        Status.APPLIED,
+        kind,
+        at,
+        by,
+        source=source,
+        sync=draft.sync,
+        created=tuple(sorted(draft.created)),
+        changes=tuple(changes),
+        departed=tuple(departed),
+        returned=tuple(returned),
+        erased=tuple(sorted(draft.erased)),
+        overrides_set=tuple(draft.overrides_set),
+        overrides_ended=tuple(draft.overrides_ended),
+        overrides_kept=tuple(draft.overrides_kept),
+        unnormalised=tuple(draft.unnormalised),
+        duplicates=tuple(draft.duplicates),
+    )
+    return MergeResult(new_book, report)
+
+
+def dry_run(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) -> Report:
+    """The report that :func:`merge` would give, without keeping the new book (rule 4)."""
+    return merge(book, change, policy=policy, at=at, by=by).report

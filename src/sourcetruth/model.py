@@ -1,0 +1,597 @@
+"""The words of the rules as immutable values.
+
+Everything here is a frozen attrs class (or an enum) with no I/O, no clock and
+no randomness. Personal values (names, numbers, addresses) never appear in a
+``repr``: read the attribute when you mean to.
+
+Times are timezone-aware everywhere; they are stored in UTC so that the
+serialised book is the same bytes whatever zone the caller worked in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+from attrs import field, frozen
+
+from sourcetruth.exceptions import UsageError
+
+__all__ = [
+    "ADDRESS_BOOK",
+    "FIELDS",
+    "AddressBookRemove",
+    "AddressBookSave",
+    "Book",
+    "Channel",
+    "ClearOverride",
+    "ConfirmSync",
+    "Contact",
+    "ContactData",
+    "ContactEntry",
+    "Email",
+    "EmailType",
+    "EndedOverride",
+    "Erase",
+    "GroupDefinition",
+    "GroupVersion",
+    "Link",
+    "Membership",
+    "Override",
+    "OverrideLifetime",
+    "OverrideOutcome",
+    "Phone",
+    "PhoneType",
+    "Provenance",
+    "ProvenanceKind",
+    "Record",
+    "RecordState",
+    "RecordVersion",
+    "Relationship",
+    "RemoveGroup",
+    "Role",
+    "Rule",
+    "SetGroup",
+    "SetOverride",
+    "Snapshot",
+    "SnapshotKind",
+    "SourceKind",
+    "SyncRecord",
+    "Unlink",
+    "record_id",
+    "split_record_id",
+    "utc",
+]
+
+#: The name of the local address book, a source that every policy has.
+ADDRESS_BOOK: Final = "address-book"
+
+#: The fields of a contact that a source can cover and an override can touch.
+FIELDS: Final = (
+    "given_name",
+    "family_name",
+    "role",
+    "phones",
+    "emails",
+    "relationships",
+    "year_group",
+    "registration_group",
+)
+
+
+def utc(value: datetime) -> datetime:
+    """Return *value* in UTC; a naive datetime is the caller's mistake."""
+    if not isinstance(value, datetime):
+        msg = f"expected a timezone-aware datetime, got {type(value).__name__}"
+        raise UsageError(msg)
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = "naive datetime: pass a timezone-aware time (for example with zoneinfo)"
+        raise UsageError(msg)
+    return value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _frozenset(value: Iterable[Any]) -> frozenset[Any]:
+    return frozenset(value)
+
+
+def _redact(value: object) -> str:
+    return "<redacted>" if value else repr(value)
+
+
+def _check_field_name(_inst: object, _attr: object, value: str) -> None:
+    if value not in FIELDS:
+        msg = f"unknown contact field {value!r}; fields are {', '.join(FIELDS)}"
+        raise UsageError(msg)
+
+
+def _check_source_name(_inst: object, _attr: object, value: str) -> None:
+    if not value or ":" in value:
+        msg = f"a source name must be non-empty and contain no ':' (got {value!r})"
+        raise UsageError(msg)
+
+
+def record_id(source: str, key: str) -> str:
+    """The book-wide id of a source's record: ``"source:key"``."""
+    return f"{source}:{key}"
+
+
+def split_record_id(value: str) -> tuple[str, str]:
+    """Split a record id into (source, key); the key may itself hold ':'."""
+    source, sep, key = value.partition(":")
+    if not sep or not source:
+        msg = f"not a record id (expected 'source:key'): {value!r}"
+        raise UsageError(msg)
+    return source, key
+
+
+class Role(enum.Enum):
+    """What a person is to the school."""
+
+    PUPIL = "pupil"
+    GUARDIAN = "guardian"
+    STAFF = "staff"
+    GOVERNOR = "governor"
+    OTHER = "other"
+
+
+class PhoneType(enum.Enum):
+    MOBILE = "mobile"
+    HOME = "home"
+    WORK = "work"
+    OTHER = "other"
+
+
+class EmailType(enum.Enum):
+    HOME = "home"
+    WORK = "work"
+    OTHER = "other"
+
+
+class Channel(enum.Enum):
+    """How a message reaches a person."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class SourceKind(enum.Enum):
+    MIS = "mis"
+    IMPORT = "import"
+    ADDRESS_BOOK = "address-book"
+
+
+class SnapshotKind(enum.Enum):
+    FULL = "full"
+    DELTA = "delta"
+
+
+class OverrideLifetime(enum.Enum):
+    """When a temporary override ends (rule 3).
+
+    ``NEXT_SYNC``: at the first sync of the owning source read after the edit
+    (the default). ``UNTIL``: at ``until`` or that sync, whichever comes first.
+    ``SOURCE_CHANGE``: kept across syncs while the source still holds the value
+    it had when the edit was made; each such sync reports it as still in force.
+    """
+
+    NEXT_SYNC = "next-sync"
+    UNTIL = "until"
+    SOURCE_CHANGE = "source-change"
+
+
+class OverrideOutcome(enum.Enum):
+    """How an override ended.
+
+    The first three come from comparing the source's value with the edit:
+    ``CONFIRMED`` (the source now holds the edited value), ``SUPERSEDED`` (it
+    holds some third value), ``LOST`` (it still holds the old value: update it
+    at source). ``CLEARED``: a person removed it. ``DEPARTED``: the contact left
+    the source, so there is nothing left to update.
+    """
+
+    CONFIRMED = "confirmed"
+    SUPERSEDED = "superseded"
+    LOST = "lost"
+    CLEARED = "cleared"
+    DEPARTED = "departed"
+
+
+class ProvenanceKind(enum.Enum):
+    SOURCE = "source"
+    OVERRIDE = "override"
+    DEFAULT = "default"
+
+
+@frozen
+class Phone:
+    """A phone number as the source gave it; compared in E.164."""
+
+    number: str = field(repr=_redact)
+    type: PhoneType = PhoneType.MOBILE
+
+
+@frozen
+class Email:
+    """An email address as the source gave it; compared with its domain case-folded."""
+
+    address: str = field(repr=_redact)
+    type: EmailType = EmailType.HOME
+
+
+@frozen
+class Relationship:
+    """A guardian's link to a pupil, by the pupil's key in the same source."""
+
+    pupil: str
+    priority: int = 1
+    parental_responsibility: bool = True
+    receives_messages: bool = True
+
+
+@frozen
+class ContactData:
+    """What is known of a person: every field of :data:`FIELDS`.
+
+    An empty string or empty tuple means "empty". For a field that a source
+    covers, empty is a value like any other: the source removed it.
+    """
+
+    given_name: str = field(default="", repr=_redact)
+    family_name: str = field(default="", repr=_redact)
+    role: Role = Role.OTHER
+    phones: tuple[Phone, ...] = field(default=(), converter=_tuple)
+    emails: tuple[Email, ...] = field(default=(), converter=_tuple)
+    relationships: tuple[Relationship, ...] = field(default=(), converter=_tuple)
+    year_group: str = ""
+    registration_group: str = ""
+
+    def get(self, name: str) -> Any:
+        """The value of field *name*."""
+        return getattr(self, name)
+
+    def only(self, names: frozenset[str] | tuple[str, ...]) -> ContactData:
+        """A copy that keeps *names* and empties every other field."""
+        return ContactData(**{name: getattr(self, name) for name in names})
+
+
+@frozen
+class Record:
+    """What one source says about one person, under the source's stable key."""
+
+    key: str
+    data: ContactData = ContactData()
+
+
+@frozen
+class Snapshot:
+    """A source's extraction at one moment.
+
+    A ``FULL`` snapshot holds every record: a record missing from it departs.
+    A ``DELTA`` holds only what changed: ``records`` added or changed, and the
+    keys in ``removed`` that left.
+    """
+
+    source: str = field(validator=_check_source_name)
+    extracted_at: datetime = field(converter=utc)
+    records: tuple[Record, ...] = field(default=(), converter=_tuple, repr=False)
+    kind: SnapshotKind = SnapshotKind.FULL
+    removed: tuple[str, ...] = field(default=(), converter=_tuple, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind is SnapshotKind.FULL and self.removed:
+            msg = "a full snapshot lists every record; 'removed' is for deltas"
+            raise UsageError(msg)
+
+
+@frozen
+class Rule:
+    """A rule over effective data, evaluated at send time (rule 11).
+
+    Without ``guardians_of`` it selects contacts whose role, year group and
+    registration group match (an empty set matches anything). With
+    ``guardians_of`` it selects the pupils that match and returns their
+    guardians who receive messages, those with a priority up to
+    ``max_priority`` when it is set: "parents of year 9" is
+    ``Rule(year_groups=frozenset({"9"}), guardians_of=True)``.
+    """
+
+    roles: frozenset[Role] = field(default=frozenset(), converter=_frozenset)
+    year_groups: frozenset[str] = field(default=frozenset(), converter=_frozenset)
+    registration_groups: frozenset[str] = field(default=frozenset(), converter=_frozenset)
+    guardians_of: bool = False
+    max_priority: int | None = None
+
+
+@frozen
+class GroupDefinition:
+    """A named set of recipients across homes: static members and/or a rule."""
+
+    name: str
+    members: frozenset[str] = field(default=frozenset(), converter=_frozenset)
+    rule: Rule | None = None
+
+
+@frozen
+class Override:
+    """A local edit to a field that a source covers; temporary by nature.
+
+    ``value`` and ``base`` hold only ``field``: the edited value, and the
+    source's value when the edit was made (to tell ``lost`` from
+    ``superseded`` later). ``record`` is the id of the home record it
+    overrides; its source is the one whose next sync ends it.
+    """
+
+    contact_id: str
+    field: str = attrs.field(validator=_check_field_name)
+    value: ContactData
+    base: ContactData
+    record: str
+    set_by: str
+    set_at: datetime = attrs.field(converter=utc)
+    lifetime: OverrideLifetime = OverrideLifetime.NEXT_SYNC
+    until: datetime | None = attrs.field(default=None, converter=_utc_or_none)
+
+    @property
+    def source(self) -> str:
+        return split_record_id(self.record)[0]
+
+    @property
+    def edited_value(self) -> Any:
+        return self.value.get(self.field)
+
+    @property
+    def base_value(self) -> Any:
+        return self.base.get(self.field)
+
+
+@frozen
+class EndedOverride:
+    """An override that ended, how, and in which merge."""
+
+    override: Override
+    ended_at: datetime = field(converter=utc)
+    outcome: OverrideOutcome
+    ended_by: str
+    sync: int | None = None
+
+
+@frozen
+class RecordVersion:
+    """One applied state of a record; ``data`` is None while it is departed."""
+
+    data: ContactData | None
+    applied_at: datetime = field(converter=utc)
+    extracted_at: datetime = field(converter=utc)
+    sync: int
+    by: str
+
+
+@frozen
+class RecordState:
+    """A record and its history: one version per change, oldest first."""
+
+    source: str
+    key: str
+    contact_id: str
+    versions: tuple[RecordVersion, ...] = field(converter=_tuple, repr=False)
+
+    @property
+    def current(self) -> RecordVersion:
+        return self.versions[-1]
+
+    @property
+    def id(self) -> str:
+        return record_id(self.source, self.key)
+
+
+@frozen
+class Membership:
+    """A record belonging to a contact from ``since`` until ``until``."""
+
+    record: str
+    since: datetime = field(converter=utc)
+    until: datetime | None = field(default=None, converter=_utc_or_none)
+
+    def active_at(self, at: datetime) -> bool:
+        return self.since <= at and (self.until is None or at < self.until)
+
+
+@frozen
+class ContactEntry:
+    """A person in the book: the records that make them up, over time."""
+
+    id: str
+    members: tuple[Membership, ...] = field(converter=_tuple)
+    merged_into: str | None = None
+
+
+@frozen
+class SyncRecord:
+    """One applied merge of a source's snapshot."""
+
+    seq: int
+    source: str
+    kind: SnapshotKind
+    extracted_at: datetime = field(converter=utc)
+    applied_at: datetime = field(converter=utc)
+    by: str
+    records: int
+
+
+@frozen
+class GroupVersion:
+    """A group's definition from ``since``; ``group`` None means removed."""
+
+    name: str
+    since: datetime = field(converter=utc)
+    group: GroupDefinition | None
+
+
+@frozen
+class Book:
+    """The whole reconciled state, with its history.
+
+    Treat it as a value: :func:`sourcetruth.merge` returns a new book and
+    never changes the one it was given. ``records`` maps source name to record
+    key to :class:`RecordState`; ``contacts`` maps contact id to
+    :class:`ContactEntry`; ``overrides`` maps contact id to the overrides in
+    force; ``ended_overrides`` maps contact id to those that ended; ``syncs``
+    maps source name to its applied syncs, oldest first; ``groups`` maps a
+    group name to its versions. ``seq`` counts the merges applied and
+    ``updated_at`` is the time of the last: merges go forward in time.
+    """
+
+    records: Mapping[str, Mapping[str, RecordState]] = field(factory=dict, repr=False)
+    contacts: Mapping[str, ContactEntry] = field(factory=dict, repr=False)
+    overrides: Mapping[str, tuple[Override, ...]] = field(factory=dict, repr=False)
+    ended_overrides: Mapping[str, tuple[EndedOverride, ...]] = field(factory=dict, repr=False)
+    syncs: Mapping[str, tuple[SyncRecord, ...]] = field(factory=dict, repr=False)
+    groups: Mapping[str, tuple[GroupVersion, ...]] = field(factory=dict, repr=False)
+    seq: int = 0
+    updated_at: datetime | None = field(default=None, converter=_utc_or_none)
+
+
+@frozen
+class Provenance:
+    """Where an effective value came from (rule 8).
+
+    For a source value: the source, the record key, ``since`` (when the record
+    version holding it was applied), and the latest sync of that source at the
+    time asked about (``read_at``: when it read the data; ``applied_at``: when
+    it was applied; ``sync``: its number). For an override: the owning source
+    and record, ``since``/``applied_at`` = when the edit was made, ``by`` who.
+    """
+
+    kind: ProvenanceKind
+    source: str | None = None
+    record_key: str | None = None
+    since: datetime | None = field(default=None, converter=_utc_or_none)
+    read_at: datetime | None = field(default=None, converter=_utc_or_none)
+    applied_at: datetime | None = field(default=None, converter=_utc_or_none)
+    sync: int | None = None
+    by: str | None = None
+
+
+@frozen
+class Contact:
+    """A contact's effective state at one time, with provenance per field."""
+
+    id: str
+    home: str
+    data: ContactData
+    provenance: Mapping[str, Provenance] = field(repr=False)
+    departed: bool = False
+    departed_at: datetime | None = field(default=None, converter=_utc_or_none)
+    overrides: tuple[Override, ...] = field(default=(), converter=_tuple, repr=False)
+
+
+# -- inputs to merge ---------------------------------------------------------
+
+
+@frozen
+class ConfirmSync:
+    """Apply a snapshot that the departure guard held, for that snapshot only.
+
+    ``token`` is the one the held report gave; it binds the confirmation to
+    the snapshot's content and to the book's last sync of that source.
+    """
+
+    snapshot: Snapshot
+    token: str
+
+
+@frozen
+class AddressBookSave:
+    """A save in the local address book.
+
+    For a new or an address-book contact, ``data`` replaces the fields named
+    in ``fields`` (all of them when None), at once (rule 2). For a contact
+    whose home is a source, each field that source covers becomes a temporary
+    override (rule 3) and other fields are kept as local values.
+    """
+
+    contact_id: str
+    data: ContactData
+    fields: frozenset[str] | None = field(
+        default=None, converter=attrs.converters.optional(_frozenset)
+    )
+
+
+@frozen
+class AddressBookRemove:
+    """Remove an address-book contact: it departs (kept, restorable by a save)."""
+
+    contact_id: str
+
+
+@frozen
+class SetOverride:
+    """Override one source-covered field of a contact until its lifetime ends."""
+
+    contact_id: str
+    field: str = attrs.field(validator=_check_field_name)
+    value: ContactData
+    lifetime: OverrideLifetime = OverrideLifetime.NEXT_SYNC
+    until: datetime | None = attrs.field(default=None, converter=_utc_or_none)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.lifetime is OverrideLifetime.UNTIL) != (self.until is not None):
+            msg = "'until' is given exactly when the lifetime is UNTIL"
+            raise UsageError(msg)
+
+
+@frozen
+class ClearOverride:
+    """End an override now; it is reported as ``cleared``."""
+
+    contact_id: str
+    field: str = attrs.field(validator=_check_field_name)
+
+
+@frozen
+class SetGroup:
+    """Create or replace a group."""
+
+    group: GroupDefinition
+
+
+@frozen
+class RemoveGroup:
+    name: str
+
+
+@frozen
+class Link:
+    """Say that two records are one person (rule 12).
+
+    The records' contacts become one; its home is the best-ranked source of
+    the policy among its records.
+    """
+
+    record: str
+    other: str
+
+
+@frozen
+class Unlink:
+    """Take a record out of the contact it was linked into."""
+
+    record: str
+
+
+@frozen
+class Erase:
+    """Erase a person from the book and its history (rule 13)."""
+
+    contact_id: str

@@ -1,0 +1,166 @@
+"""Precedence, coverage, guards and schedules: the rules as data.
+
+A :class:`Policy` says which sources exist, which fields each covers, in what
+order sources fill the fields a contact's home does not cover, how many
+departures one sync may cause before it is held, and when each source syncs.
+Nothing in here reads a clock or the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Final
+
+from attrs import field, frozen
+
+from sourcetruth.exceptions import UsageError
+from sourcetruth.model import ADDRESS_BOOK, FIELDS, SourceKind, _frozenset, _tuple
+
+__all__ = [
+    "DEFAULT_GUARD",
+    "DepartureGuard",
+    "Policy",
+    "Schedule",
+    "Source",
+]
+
+
+def _check_fields(_inst: object, _attr: object, value: frozenset[str]) -> None:
+    unknown = sorted(value - set(FIELDS))
+    if unknown:
+        msg = f"unknown contact fields {unknown}; fields are {', '.join(FIELDS)}"
+        raise UsageError(msg)
+
+
+@frozen
+class Schedule:
+    """When a source syncs: an RFC 5545 recurrence rule in a local timezone.
+
+    ``rule`` is the RRULE value (``"FREQ=DAILY;BYHOUR=2;BYMINUTE=0"``), read in
+    ``timezone``'s wall-clock time, daylight saving included.
+    """
+
+    rule: str
+    timezone: str = "Europe/London"
+
+
+@frozen
+class Source:
+    """A named origin of contact data and the fields it covers."""
+
+    name: str
+    kind: SourceKind
+    covers: frozenset[str] = field(
+        default=frozenset(FIELDS), converter=_frozenset, validator=_check_fields
+    )
+    schedule: Schedule | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or ":" in self.name:
+            msg = f"a source name must be non-empty and contain no ':' (got {self.name!r})"
+            raise UsageError(msg)
+        if (self.kind is SourceKind.ADDRESS_BOOK) != (self.name == ADDRESS_BOOK):
+            msg = f"the address book is the source named {ADDRESS_BOOK!r}, of kind ADDRESS_BOOK"
+            raise UsageError(msg)
+
+
+@frozen
+class DepartureGuard:
+    """The mass-departure guard of rule 6.
+
+    A sync is held when the records it would depart number more than
+    ``max_count``, or more than ``max_fraction`` of the source's present
+    records once they are at least ``min_count``. The defaults follow two
+    widely used directory syncs: 500 deletions, and 20%; ``min_count`` keeps a
+    handful of leavers in a tiny source from tripping the fraction.
+    """
+
+    max_count: int = 500
+    max_fraction: float = 0.20
+    min_count: int = 5
+    enabled: bool = True
+
+    def trips(self, departures: int, population: int) -> bool:
+        if not self.enabled or departures == 0:
+            return False
+        if departures > self.max_count:
+            return True
+        return departures >= self.min_count and departures > self.max_fraction * population
+
+
+DEFAULT_GUARD: Final = DepartureGuard()
+
+_ADDRESS_BOOK_SOURCE: Final = Source(ADDRESS_BOOK, SourceKind.ADDRESS_BOOK)
+
+
+@frozen
+class Policy:
+    """The sources, their precedence, the guard and the phone region.
+
+    ``precedence`` names sources from strongest to weakest; sources left out
+    follow in the order given in ``sources``, and the address book comes last
+    unless placed. The address book is always a source, covering every field.
+    """
+
+    sources: tuple[Source, ...] = field(converter=_tuple)
+    precedence: tuple[str, ...] = field(default=(), converter=_tuple)
+    guard: DepartureGuard = DEFAULT_GUARD
+    default_region: str = "GB"
+
+    def __attrs_post_init__(self) -> None:
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            msg = "two sources share a name"
+            raise UsageError(msg)
+        unknown = sorted(set(self.precedence) - set(names) - {ADDRESS_BOOK})
+        if unknown:
+            msg = f"precedence names unknown sources {unknown}"
+            raise UsageError(msg)
+
+    @classmethod
+    def simple(
+        cls, *sources: Source, guard: DepartureGuard = DEFAULT_GUARD, region: str = "GB"
+    ) -> Policy:
+        """A policy whose precedence is the order of *sources*."""
+        return cls(sources=sources, guard=guard, default_region=region)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Source]:
+        by_name = {s.name: s for s in self.sources}
+        by_name.setdefault(ADDRESS_BOOK, _ADDRESS_BOOK_SOURCE)
+        return by_name
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Every source name, strongest first."""
+        order = list(dict.fromkeys(self.precedence))
+        order += [s.name for s in self.sources if s.name not in order and s.name != ADDRESS_BOOK]
+        if ADDRESS_BOOK not in order:
+            order.append(ADDRESS_BOOK)
+        return tuple(order)
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.order)}
+
+    def source(self, name: str) -> Source:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            msg = f"the policy has no source named {name!r}"
+            raise UsageError(msg) from None
+
+    def rank(self, name: str) -> int:
+        """Lower is stronger."""
+        self.source(name)
+        return self._rank[name]
+
+    def covers(self, source: str, field_name: str) -> bool:
+        return field_name in self.source(source).covers
+
+    def strongest(self, sources: Iterable[str]) -> str:
+        return min(sources, key=self.rank)
+
+    def scheduled(self, name: str) -> Schedule | None:
+        return self.source(name).schedule
