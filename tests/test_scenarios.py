@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from conftest import LONDON, full, guardian, london, mis_policy, pupil, school
-
 from sourcetruth import (
     ADDRESS_BOOK,
     AddressBookSave,
@@ -92,7 +91,8 @@ class TestScenario1ChangeAtLunchtimeMessageSameAfternoon:
         book = sync(book, policy, 25, school(guardian("G9", "P9", mobile="07700 900999")))
         why = explain(book, "mis:G9", "phones", policy=policy, at=send_at)
         assert why.effective_value == (Phone("07700 900101"),)
-        assert why.later is not None and why.later.applied_at == london(25, 2)
+        assert why.later is not None
+        assert why.later.applied_at == london(25, 2)
         assert when_effective(policy, "mis", london(24, 12, 30)) == london(25, 2)
 
 
@@ -209,7 +209,8 @@ class TestScenario6GovernorsGroupAcrossHomes:
             "s1@school.test",
         ]
         assert sorted(sms.addresses) == ["+447700900103", "+447700900201", "+447700900301"]
-        assert email.unreachable == () and sms.unreachable == ()
+        assert email.unreachable == ()
+        assert sms.unreachable == ()
 
 
 class TestScenario7SameParentInMisAndImport:
@@ -252,7 +253,8 @@ class TestScenario7SameParentInMisAndImport:
             ("import:row-17", "mis:G9")
         ]
         book = result.book
-        assert "import:row-17" in book.contacts and "mis:G9" in book.contacts
+        assert "import:row-17" in book.contacts
+        assert "mis:G9" in book.contacts
         everyone = recipients(
             book, ("mis:G9", "import:row-17"), Channel.SMS, policy=policy, at=london(23, 11)
         )
@@ -267,7 +269,8 @@ class TestScenario7SameParentInMisAndImport:
             book, Link("import:row-17", "mis:G9"), policy=policy, at=london(23, 13), by="office"
         ).book
         parent = contact_at(book, "import:row-17", policy=policy, at=london(23, 14))
-        assert parent.id == "mis:G9" and parent.home == "mis:G9"
+        assert parent.id == "mis:G9"
+        assert parent.home == "mis:G9"
         assert parent.data.phones == (Phone("07700 900101"),)  # the MIS covers phones: it wins
         assert parent.data.emails == (Email("g9@parent.test"),)  # only the import has emails
         assert parent.provenance["emails"].source == "import"
@@ -288,7 +291,8 @@ class TestScenario8TruncatedExport:
         assert result.report.status is Status.HELD
         assert result.book is book
         assert result.report.held is not None
-        assert result.report.held.departures == 8 and result.report.held.population == 20
+        assert result.report.held.departures == 8
+        assert result.report.held.population == 20
         assert "8 of 20" in result.report.held.reason
         for cid in result.report.held.departing:
             assert not contact_at(book, cid, policy=policy, at=at).departed
