@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import LONDON, full, guardian, london, mis_policy, pupil, school
+from school import LONDON, full, guardian, london, mis_policy, pupil, school
 from sourcetruth import (
     ADDRESS_BOOK,
     AddressBookSave,

@@ -309,16 +309,16 @@ def _source_provenance(
     )
 
 
+def _in_force(override: Override, at: datetime) -> bool:
+    return override.set_at <= at and (override.until is None or at < override.until)
+
+
 def _overrides_at(book: Book, contact_id: str, at: datetime) -> list[Override]:
-    found = [
-        o
-        for o in book.overrides.get(contact_id, ())
-        if o.set_at <= at and (o.until is None or at < o.until)
-    ]
+    found = [o for o in book.overrides.get(contact_id, ()) if _in_force(o, at)]
     found += [
         e.override
         for e in book.ended_overrides.get(contact_id, ())
-        if e.override.set_at <= at < e.ended_at
+        if _in_force(e.override, at) and at < e.ended_at
     ]
     return sorted(found, key=lambda o: (o.set_at, o.field))
 
@@ -332,7 +332,9 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
         if not m.active_at(at):
             continue
         source, key = split_record_id(m.record)
-        state = book.records[source][key]
+        state = book.records.get(source, {}).get(key)
+        if state is None:  # erased (rule 13)
+            continue
         version = _version_at(state, at)
         if version is not None:
             present.append((state, version))
@@ -1000,7 +1002,15 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
         if not draft.policy.covers(home_source, name):
             local[name] = value
             continue
-        if comparable(name, value, region) == comparable(name, contact.data.get(name), region):
+        wanted = comparable(name, value, region)
+        if wanted == comparable(name, contact.data.get(name), region):
+            continue
+        in_force = [o for o in draft.overrides.get(cid, ()) if o.field == name]
+        source_data = draft.state(contact.home).current.data or ContactData()
+        if in_force and wanted == comparable(name, source_data.get(name), region):
+            # Saving the source's own value back undoes the edit.
+            for override in in_force:
+                draft.end_override(override, OverrideOutcome.CLEARED)
             continue
         _set_override(draft, contact, SetOverride(cid, name, change.data.only((name,))))
     if local:
@@ -1159,6 +1169,11 @@ def _unlink(draft: _Draft, change: Unlink) -> None:
         _move(draft, rid, cid, rid)
 
 
+def _record_exists(draft: _Draft, rid: str) -> bool:
+    source, key = split_record_id(rid)
+    return key in draft.records.get(source, {})
+
+
 def _erase(draft: _Draft, change: Erase) -> None:
     cid = _resolve_id(draft.old, change.contact_id)
     if cid not in draft.contacts:
@@ -1174,6 +1189,10 @@ def _erase(draft: _Draft, change: Erase) -> None:
         draft.drop_contact(each)
         draft.overrides.pop(each, None)
         draft.ended.pop(each, None)
+    for other in list(draft.contacts.values()):
+        kept = tuple(m for m in other.members if _record_exists(draft, m.record))
+        if kept != other.members:
+            draft.put_contact(attrs.evolve(other, members=kept))
     for name, versions in list(draft.groups.items()):
         draft.groups[name] = tuple(
             attrs.evolve(v, group=attrs.evolve(v.group, members=v.group.members - ids))
