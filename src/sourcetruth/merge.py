@@ -58,6 +58,7 @@ from sourcetruth.model import (
     ProvenanceKind,
     RecordState,
     RecordVersion,
+    Redirect,
     RemoveGroup,
     Role,
     Rule,
@@ -271,13 +272,19 @@ def _require_aware(at: datetime) -> datetime:
 # -- effective state ---------------------------------------------------------------
 
 
-def _resolve_id(book: Book, contact_id: str) -> str:
-    """Follow links: a contact merged into another answers as that one."""
+def _resolve_id(book: Book, contact_id: str, at: datetime | None = None) -> str:
+    """Follow links: a contact linked into another answers as that one.
+
+    At a time *at*, the links in force then; without one, those in force now.
+    """
     seen = set()
     entry = book.contacts.get(contact_id)
-    while entry is not None and entry.merged_into is not None and contact_id not in seen:
+    while entry is not None and contact_id not in seen:
         seen.add(contact_id)
-        contact_id = entry.merged_into
+        target = next((r.into for r in entry.redirects if r.active_at(at)), None)
+        if target is None:
+            break
+        contact_id = target
         entry = book.contacts.get(contact_id)
     return contact_id
 
@@ -386,7 +393,7 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
 def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
     """The effective contact at *at*, past or present (links followed)."""
     at = _require_aware(at)
-    contact = _effective(book, _resolve_id(book, contact_id), policy, at)
+    contact = _effective(book, _resolve_id(book, contact_id, at), policy, at)
     if contact is None:
         msg = f"the book holds no contact {contact_id!r} at that time"
         raise UnknownContactError(msg)
@@ -539,7 +546,7 @@ def _matches(contact: Contact, rule: Rule, *, pupil: bool) -> bool:
     )
 
 
-def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact]) -> set[str]:
+def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetime) -> set[str]:
     live = {cid: c for cid, c in everyone.items() if not c.departed}
     if not rule.guardians_of:
         return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
@@ -554,7 +561,7 @@ def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact]) -> set[str]
             if rule.max_priority is not None and rel.priority > rule.max_priority:
                 continue
             state = states.get(rel.pupil)
-            if state is not None and _resolve_id(book, state.contact_id) in pupils:
+            if state is not None and _resolve_id(book, state.contact_id, at) in pupils:
                 chosen.add(cid)
                 break
     return chosen
@@ -603,7 +610,7 @@ def recipients(
     else:
         group = GroupDefinition("(contacts)", members=frozenset(audience))
     everyone = {c.id: c for c in contacts_at(book, policy=policy, at=at)}
-    chosen = {_resolve_id(book, cid) for cid in group.members}
+    chosen = {_resolve_id(book, cid, at) for cid in group.members}
     unreachable = [
         Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
     ]
@@ -611,7 +618,7 @@ def recipients(
     unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
     chosen = {cid for cid in chosen if not everyone[cid].departed}
     if group.rule is not None:
-        chosen |= _select(book, group.rule, everyone)
+        chosen |= _select(book, group.rule, everyone, at)
     field_name = "phones" if channel is Channel.SMS else "emails"
     by_address: dict[str, list[str]] = {}
     for cid in sorted(chosen):
@@ -767,7 +774,7 @@ class _Draft:
             self.created.append(cid)
         else:
             self.put_contact(
-                attrs.evolve(entry, members=(*entry.members, member), merged_into=None)
+                attrs.evolve(entry, members=(*entry.members, member)).close_redirects(self.at)
             )
         self.affected.add(cid)
         return state
@@ -1118,7 +1125,9 @@ def _move(draft: _Draft, rid: str, source_cid: str, target_cid: str) -> None:
     if target is None:
         draft.put_contact(ContactEntry(target_cid, (member,)))
     else:
-        draft.put_contact(attrs.evolve(target, members=(*target.members, member), merged_into=None))
+        draft.put_contact(
+            attrs.evolve(target, members=(*target.members, member)).close_redirects(at)
+        )
     state = draft.state(rid)
     draft.states(state.source)[state.key] = attrs.evolve(state, contact_id=target_cid)
     draft.affected.update((source_cid, target_cid))
@@ -1153,7 +1162,8 @@ def _link(draft: _Draft, change: Link) -> None:
     for member in draft.contacts[gone].members:
         if member.until is None:
             _move(draft, member.record, gone, keep)
-    draft.put_contact(attrs.evolve(draft.contacts[gone], merged_into=keep))
+    entry = draft.contacts[gone]
+    draft.put_contact(attrs.evolve(entry, redirects=(*entry.redirects, Redirect(keep, draft.at))))
 
 
 def _unlink(draft: _Draft, change: Unlink) -> None:

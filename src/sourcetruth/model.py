@@ -50,6 +50,7 @@ __all__ = [
     "Record",
     "RecordState",
     "RecordVersion",
+    "Redirect",
     "Relationship",
     "RemoveGroup",
     "Role",
@@ -408,12 +409,33 @@ class Membership:
 
 
 @frozen
+class Redirect:
+    """From ``since`` until ``until``, this contact id answers as contact ``into`` (a link)."""
+
+    into: str
+    since: datetime = field(converter=utc)
+    until: datetime | None = field(default=None, converter=_utc_or_none)
+
+    def active_at(self, at: datetime | None) -> bool:
+        if at is None:
+            return self.until is None
+        return self.since <= at and (self.until is None or at < self.until)
+
+
+@frozen
 class ContactEntry:
-    """A person in the book: the records that make them up, over time."""
+    """A person in the book: the records that make them up, and links, over time."""
 
     id: str
     members: tuple[Membership, ...] = field(converter=_tuple)
-    merged_into: str | None = None
+    redirects: tuple[Redirect, ...] = field(default=(), converter=_tuple)
+
+    def close_redirects(self, at: datetime) -> ContactEntry:
+        """This entry with any redirect still open ended at *at*."""
+        if all(r.until is not None for r in self.redirects):
+            return self
+        closed = tuple(attrs.evolve(r, until=at) if r.until is None else r for r in self.redirects)
+        return attrs.evolve(self, redirects=closed)
 
 
 @frozen

@@ -41,12 +41,27 @@ class Normalised:
         return self.value if self.value is not None else raw.strip()
 
 
+_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+
+
+def _national_prefix(country_code: int | None) -> str | None:
+    if country_code is None:
+        return None
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return None if metadata is None else metadata.national_prefix
+
+
 @lru_cache(maxsize=65536)
 def normalise_phone(raw: str, region: str = "GB") -> Normalised:
     """Return the E.164 form of *raw*, read in *region* when it has no country code."""
     text = raw.strip()
     if not text:
         return Normalised(None, "empty phone number")
+    if any(ch.isalpha() for ch in text):
+        # libphonenumber reads letters as keypad digits or drops them; a
+        # contact's number with letters in it is a typo, not a vanity number.
+        return Normalised(None, "contains letters")
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
@@ -58,8 +73,13 @@ def normalise_phone(raw: str, region: str = "GB") -> Normalised:
             phonenumbers.NumberParseException.TOO_LONG: "too long",
         }
         return Normalised(None, reasons.get(exc.error_type, "not a phone number"))
-    if not phonenumbers.is_possible_number(number):
+    # IS_POSSIBLE_LOCAL_ONLY (a number dialable only within its area) is not enough
+    # to reach anyone from a gateway.
+    if phonenumbers.is_possible_number_with_reason(number) != _POSSIBLE:
         return Normalised(None, "impossible length for its country")
+    if number.italian_leading_zero and _national_prefix(number.country_code) == "0":
+        # The trunk 0 was kept because the rest is too short to be a number.
+        return Normalised(None, "too short")
     return Normalised(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 

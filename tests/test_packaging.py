@@ -1,0 +1,94 @@
+"""The package as users install it: version, public names, typing marker, light import."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import sourcetruth
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+def _public_modules() -> list[str]:
+    """Every module of the package whose dotted name has no part starting with '_'."""
+    names = ["sourcetruth"]
+    for info in pkgutil.walk_packages(sourcetruth.__path__, prefix="sourcetruth."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Constants first, then classes, then everything else (the order ruff's RUF022 keeps)."""
+    if name.isupper():
+        return 0, name
+    if name[:1].isupper():
+        return 1, name
+    return 2, name
+
+
+class TestVersion:
+    def test_version_matches_pyproject(self) -> None:
+        """`sourcetruth.__version__` is the version pyproject.toml declares."""
+        with PYPROJECT.open("rb") as f:
+            declared = tomllib.load(f)["project"]["version"]
+        assert sourcetruth.__version__ == declared
+
+
+class TestPublicNames:
+    def test_all_is_sorted(self) -> None:
+        """`__all__` is sorted: constants, then classes, then functions, each alphabetically."""
+        names = list(sourcetruth.__all__)
+        assert names == sorted(names, key=_isort_key)
+
+    def test_all_has_no_duplicates(self) -> None:
+        """Each public name is listed once."""
+        assert len(set(sourcetruth.__all__)) == len(sourcetruth.__all__)
+
+    def test_every_name_in_all_exists(self) -> None:
+        """Every name in `sourcetruth.__all__` is an attribute of the package."""
+        missing = [name for name in sourcetruth.__all__ if not hasattr(sourcetruth, name)]
+        assert missing == []
+
+    def test_public_modules_are_found(self) -> None:
+        """The walk below sees the core modules (so it cannot pass by finding nothing)."""
+        found = set(_public_modules())
+        core = {"merge", "model", "normalise", "policy", "schedule", "serialise", "exceptions"}
+        assert {f"sourcetruth.{name}" for name in core} <= found
+
+    @pytest.mark.parametrize("module_name", _public_modules())
+    def test_every_public_modules_all_names_exist(self, module_name: str) -> None:
+        """Each public module's `__all__` names only attributes the module has."""
+        module = importlib.import_module(module_name)
+        names = getattr(module, "__all__", None)
+        assert names is not None, f"{module_name} has no __all__"
+        assert [name for name in names if not hasattr(module, name)] == []
+
+
+class TestImportCost:
+    def test_import_does_not_pull_in_test_tools(self) -> None:
+        """`import sourcetruth` in a fresh interpreter imports neither hypothesis nor pytest."""
+        code = "import json, sys\nimport sourcetruth\nprint(json.dumps(sorted(sys.modules)))\n"
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        modules = json.loads(done.stdout)
+        assert "sourcetruth" in modules
+        heavy = sorted(m for m in modules if m.split(".")[0] in {"hypothesis", "pytest", "_pytest"})
+        assert heavy == []
+
+
+class TestTypingMarker:
+    def test_py_typed_ships_with_the_package(self) -> None:
+        """PEP 561: the `py.typed` marker sits next to the package's modules."""
+        assert resources.files("sourcetruth").joinpath("py.typed").is_file()
