@@ -941,7 +941,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
     )
 
     # Overrides of this source end at its first sync read after the edit (rule 3).
-    new_states = draft.records[name]
+    new_states = draft.records.get(name, {})
     for cid in sorted(draft.overrides):
         for override in draft.overrides[cid]:
             if override.source != name or override.set_at >= snapshot.extracted_at:
