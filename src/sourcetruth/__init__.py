@@ -11,6 +11,7 @@ from sourcetruth.exceptions import (
     UsageError,
 )
 from sourcetruth.merge import (
+    EXPIRY,
     Explanation,
     FieldChange,
     Held,
@@ -85,6 +86,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ADDRESS_BOOK",
+    "EXPIRY",
     "FIELDS",
     "FORMAT_VERSION",
     "AdapterError",

@@ -20,7 +20,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
 from attrs import frozen
@@ -78,6 +78,7 @@ from sourcetruth.policy import Policy
 from sourcetruth.serialise import to_primitive
 
 __all__ = [
+    "EXPIRY",
     "Change",
     "Explanation",
     "FieldChange",
@@ -228,12 +229,21 @@ def _version_at(state: RecordState, at: datetime) -> RecordVersion | None:
     return _at_or_before(state.versions, at, lambda v: v.applied_at)
 
 
-def _last_data(state: RecordState, upto: RecordVersion) -> ContactData | None:
-    """The last known data of a record up to (and including) version *upto*."""
+def _last_data(state: RecordState, upto: RecordVersion) -> RecordVersion | None:
+    """The last version holding data up to (and including) version *upto*."""
     for v in reversed(state.versions[: state.versions.index(upto) + 1]):
         if v.data is not None:
-            return v.data
+            return v
     return None
+
+
+def _is_local(state: RecordState) -> bool:
+    """A local record: address-book values kept for a contact whose home is a feed.
+
+    Its key is that contact's id, so it holds a ':', which the key of an
+    address-book contact of its own never does.
+    """
+    return state.source == ADDRESS_BOOK and ":" in state.key
 
 
 def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
@@ -290,9 +300,22 @@ def _resolve_id(book: Book, contact_id: str, at: datetime | None = None) -> str:
 
 
 def _source_provenance(
-    book: Book, state: RecordState, version: RecordVersion, at: datetime
+    book: Book,
+    state: RecordState,
+    version: RecordVersion,
+    at: datetime,
+    before: int | None = None,
 ) -> Provenance:
-    sync = _at_or_before(book.syncs.get(state.source, ()), at, lambda s: s.applied_at)
+    """Where *version*'s data came from, as of *at*.
+
+    The latest sync of the source at *at* read the record again, so it is the
+    one named; for a departed record (*before* = the departing merge) it is the
+    last sync before it left.
+    """
+    syncs = book.syncs.get(state.source, ())
+    if before is not None:
+        syncs = tuple(s for s in syncs if s.seq < before)
+    sync = _at_or_before(syncs, at, lambda s: s.applied_at)
     if sync is None or sync.seq < version.sync:
         return Provenance(
             ProvenanceKind.SOURCE,
@@ -354,14 +377,17 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
     provenance: dict[str, Provenance] = {}
     default = Provenance(ProvenanceKind.DEFAULT)
     for state, version in present:
-        data = version.data if version.data is not None else _last_data(state, version)
-        if data is None:
-            continue
-        # The home owns what it covers, even when it left (rule 1); only a
-        # departed lower source stops filling.
-        if version.data is None and state is not home_state:
-            continue
-        prov = _source_provenance(book, state, version, at)
+        if version.data is not None:
+            data = version.data
+            prov = _source_provenance(book, state, version, at)
+        else:
+            # The home owns what it covers, even when it left (rule 1), with
+            # its last known values; a departed lower source stops filling.
+            held = _last_data(state, version) if state is home_state else None
+            if held is None or held.data is None:
+                continue
+            data = held.data
+            prov = _source_provenance(book, state, held, at, before=version.sync)
         for name in policy.source(state.source).covers:
             if name not in values:
                 values[name] = data.get(name)
@@ -377,13 +403,11 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
             applied_at=o.set_at,
             by=o.set_by,
         )
-    for name in FIELDS:
-        provenance.setdefault(name, default)
     return Contact(
         id=contact_id,
         home=home_state.id,
         data=ContactData(**values),
-        provenance=provenance,
+        provenance={name: provenance.get(name, default) for name in FIELDS},
         departed=departed,
         departed_at=home_version.applied_at if departed else None,
         overrides=tuple(active),
@@ -550,18 +574,26 @@ def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetim
     live = {cid: c for cid, c in everyone.items() if not c.departed}
     if not rule.guardians_of:
         return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
-    pupils = {cid for cid, c in live.items() if _matches(c, rule, pupil=True)}
+    # A guardian names a pupil by its key in the source the relationships came
+    # from; match it against the records each chosen pupil had at that time.
+    pupil_records = {
+        m.record
+        for cid, c in live.items()
+        if _matches(c, rule, pupil=True)
+        for m in book.contacts[cid].members
+        if m.active_at(at)
+    }
     chosen = set()
     for cid, contact in live.items():
-        source = split_record_id(contact.home)[0]
-        states = book.records.get(source, {})
+        source = contact.provenance["relationships"].source
+        if source is None:
+            continue
         for rel in contact.data.relationships:
             if not rel.receives_messages:
                 continue
             if rule.max_priority is not None and rel.priority > rule.max_priority:
                 continue
-            state = states.get(rel.pupil)
-            if state is not None and _resolve_id(book, state.contact_id, at) in pupils:
+            if record_id(source, rel.pupil) in pupil_records:
                 chosen.add(cid)
                 break
     return chosen
@@ -609,8 +641,13 @@ def recipients(
         group = GroupDefinition("(rule)", rule=audience)
     else:
         group = GroupDefinition("(contacts)", members=frozenset(audience))
-    everyone = {c.id: c for c in contacts_at(book, policy=policy, at=at)}
     chosen = {_resolve_id(book, cid, at) for cid in group.members}
+    everyone: dict[str, Contact]
+    if group.rule is not None:
+        everyone = {c.id: c for c in contacts_at(book, policy=policy, at=at)}
+    else:  # static members only: no need to look at anyone else
+        found_members = ((cid, _effective(book, cid, policy, at)) for cid in chosen)
+        everyone = {cid: c for cid, c in found_members if c is not None}
     unreachable = [
         Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
     ]
@@ -699,6 +736,10 @@ def possible_duplicates(book: Book, *, policy: Policy) -> tuple[PossibleDuplicat
 
 
 # -- merge -------------------------------------------------------------------------
+
+
+#: ``ended_by`` of an override that ended because its ``until`` passed.
+EXPIRY: Final = "(expired)"
 
 
 class _Draft:
@@ -809,10 +850,16 @@ class _Draft:
 
     # overrides
 
-    def end_override(self, override: Override, outcome: OverrideOutcome) -> None:
+    def end_override(
+        self, override: Override, outcome: OverrideOutcome, *, expired_at: datetime | None = None
+    ) -> None:
+        """End *override* in this merge, or as of *expired_at* when its time ran out."""
         cid = override.contact_id
         self.overrides[cid] = tuple(o for o in self.overrides.get(cid, ()) if o is not override)
-        ended = EndedOverride(override, self.at, outcome, self.by, self.sync)
+        if expired_at is None:
+            ended = EndedOverride(override, self.at, outcome, self.by, self.sync)
+        else:
+            ended = EndedOverride(override, expired_at, outcome, EXPIRY, None)
         self.ended[cid] = (*self.ended.get(cid, ()), ended)
         self.overrides_ended.append(ended)
         self.affected.add(cid)
@@ -897,7 +944,8 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
                 if key not in keys:
                     departing.append(key)
     else:
-        population = sum(1 for s in states.values() if s.versions[-1].data is not None)
+        # A delta must cost what it holds, not what the source holds.
+        population = last.present if last is not None else 0
         departing = [
             k for k in set(snapshot.removed) if k in states and states[k].current.data is not None
         ]
@@ -924,19 +972,33 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
     draft.sync = draft.seq
     draft.source = name
     region = policy.default_region
+    arrived = 0
     for record in sorted(changed, key=lambda r: r.key):
         previous = states.get(record.key)
         if previous is None:
             state = draft.new_record(name, record.key, record.data, snapshot.extracted_at)
+            arrived += 1
         else:
+            arrived += previous.current.data is None
             state = draft.put_version(previous, record.data, snapshot.extracted_at)
         draft.unnormalised.extend(_problems(state.id, record.data, region))
+    if snapshot.kind is SnapshotKind.FULL:
+        present = len(records)
+    else:
+        present = population + arrived - len(departing)
     for key in departing:
         draft.put_version(states[key], None, snapshot.extracted_at)
     draft.syncs[name] = (
         *syncs,
         SyncRecord(
-            draft.seq, name, snapshot.kind, snapshot.extracted_at, at, draft.by, len(records)
+            draft.seq,
+            name,
+            snapshot.kind,
+            snapshot.extracted_at,
+            at,
+            draft.by,
+            len(records),
+            present,
         ),
     )
 
@@ -984,6 +1046,9 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
         if source != ADDRESS_BOOK:
             msg = f"the book holds no contact {cid!r}; new contacts are '{ADDRESS_BOOK}:KEY'"
             raise UnknownContactError(msg)
+        if ":" in key or not key:
+            msg = "an address-book key must be non-empty and hold no ':'"
+            raise UsageError(msg)
         if key in draft.records.get(ADDRESS_BOOK, {}):
             msg = f"the address-book key {key!r} is taken"
             raise UsageError(msg)
@@ -994,7 +1059,8 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
     home_source = split_record_id(contact.home)[0]
     if home_source == ADDRESS_BOOK:
         state = draft.state(contact.home)
-        base = state.current.data or _last_data(state, state.current) or ContactData()
+        held = _last_data(state, state.current)
+        base = held.data if held is not None and held.data is not None else ContactData()
         new = attrs.evolve(base, **{n: change.data.get(n) for n in names})
         if new != state.current.data:
             draft.put_version(state, new, draft.at)
@@ -1006,14 +1072,15 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
     local: dict[str, Any] = {}
     for name in sorted(names):
         value = change.data.get(name)
-        if not draft.policy.covers(home_source, name):
+        owner = _owner(draft, contact, name)
+        if owner is None:
             local[name] = value
             continue
         wanted = comparable(name, value, region)
         if wanted == comparable(name, contact.data.get(name), region):
             continue
         in_force = [o for o in draft.overrides.get(cid, ()) if o.field == name]
-        source_data = draft.state(contact.home).current.data or ContactData()
+        source_data = owner.current.data or ContactData()
         if in_force and wanted == comparable(name, source_data.get(name), region):
             # Saving the source's own value back undoes the edit.
             for override in in_force:
@@ -1024,29 +1091,40 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
         _save_local(draft, contact, local)
 
 
+def _owner(draft: _Draft, contact: Contact, field_name: str) -> RecordState | None:
+    """The feed record whose value of *field_name* the contact shows, if a feed supplies it.
+
+    An edit of that field is an override of that record, ended by that
+    feed's next sync; a field no feed supplies is a local value.
+    """
+    prov = contact.provenance[field_name]
+    if prov.kind is ProvenanceKind.DEFAULT or prov.source in (None, ADDRESS_BOOK):
+        return None
+    return draft.state(record_id(prov.source, prov.record_key or ""))
+
+
 def _save_local(draft: _Draft, contact: Contact, local: dict[str, Any]) -> None:
-    """Keep values for fields the home does not cover in a local record of the contact."""
-    states = draft.records.get(ADDRESS_BOOK, {})
-    state = states.get(contact.id)
-    if state is None or state.contact_id != contact.id:
-        if state is not None:
-            msg = "the local record of this contact belongs to another contact"
-            raise UsageError(msg)
-        draft.new_record(ADDRESS_BOOK, contact.id, ContactData(**local), draft.at, contact.id)
-        return
-    base = state.current.data or ContactData()
-    new = attrs.evolve(base, **local)
-    if new != state.current.data:
-        draft.put_version(state, new, draft.at)
+    """Keep values for fields that no feed supplies, in the contact's local record."""
+    key = contact.id
+    state = draft.records.get(ADDRESS_BOOK, {}).get(key)
+    if state is None:
+        state = draft.new_record(ADDRESS_BOOK, key, ContactData(**local), draft.at, contact.id)
+    else:
+        new = attrs.evolve(state.current.data or ContactData(), **local)
+        if new == state.current.data:
+            return
+        state = draft.put_version(state, new, draft.at)
+    assert state.current.data is not None
+    draft.unnormalised.extend(_problems(state.id, state.current.data, draft.policy.default_region))
 
 
 def _set_override(draft: _Draft, contact: Contact, change: SetOverride) -> None:
-    home_source = split_record_id(contact.home)[0]
-    if home_source == ADDRESS_BOOK:
+    if split_record_id(contact.home)[0] == ADDRESS_BOOK:
         msg = "address-book contacts are edited directly, not overridden"
         raise UsageError(msg)
-    if not draft.policy.covers(home_source, change.field):
-        msg = f"{home_source} does not cover {change.field!r}: save it in the address book"
+    owner = _owner(draft, contact, change.field)
+    if owner is None:
+        msg = f"no source supplies {change.field!r} for this contact: save it in the address book"
         raise UsageError(msg)
     if contact.departed:
         msg = "the contact has departed its source; it cannot be overridden"
@@ -1057,21 +1135,20 @@ def _set_override(draft: _Draft, contact: Contact, change: SetOverride) -> None:
     for existing in draft.overrides.get(contact.id, ()):
         if existing.field == change.field:
             draft.end_override(existing, OverrideOutcome.CLEARED)
-    home = draft.state(contact.home)
-    source_data = home.current.data or ContactData()
-    draft.add_override(
-        Override(
-            contact_id=contact.id,
-            field=change.field,
-            value=change.value.only((change.field,)),
-            base=source_data.only((change.field,)),
-            record=contact.home,
-            set_by=draft.by,
-            set_at=draft.at,
-            lifetime=change.lifetime,
-            until=change.until,
-        )
+    source_data = owner.current.data or ContactData()
+    override = Override(
+        contact_id=contact.id,
+        field=change.field,
+        value=change.value.only((change.field,)),
+        base=source_data.only((change.field,)),
+        record=owner.id,
+        set_by=draft.by,
+        set_at=draft.at,
+        lifetime=change.lifetime,
+        until=change.until,
     )
+    draft.add_override(override)
+    draft.unnormalised.extend(_problems(owner.id, override.value, draft.policy.default_region))
 
 
 def _remove(draft: _Draft, change: AddressBookRemove) -> None:
@@ -1138,24 +1215,30 @@ def _clear_all(draft: _Draft, cid: str) -> None:
         draft.end_override(override, OverrideOutcome.CLEARED)
 
 
+def _linked(draft: _Draft, cid: str) -> list[RecordState]:
+    """The records that make up a contact now, its local record aside."""
+    found = [draft.state(m.record) for m in draft.contacts[cid].members if m.until is None]
+    return [state for state in found if not _is_local(state)]
+
+
 def _link(draft: _Draft, change: Link) -> None:
     a, b = draft.state(change.record), draft.state(change.other)
-    if a.source == b.source:
-        msg = "two records of one source cannot be linked as one person"
+    if _is_local(a) or _is_local(b):
+        msg = "a contact's local record is not a person of its own: link the contact's records"
         raise UsageError(msg)
     ca, cb = _resolve_id(draft.old, a.contact_id), _resolve_id(draft.old, b.contact_id)
     if ca == cb:
         msg = "these records are already one person"
         raise UsageError(msg)
+    records_a, records_b = _linked(draft, ca), _linked(draft, cb)
+    shared = sorted({s.source for s in records_a} & {s.source for s in records_b})
+    if shared:
+        msg = f"both people have a record in {shared[0]}: one source cannot hold one person twice"
+        raise UsageError(msg)
+    strongest = draft.policy.strongest
     rank = draft.policy.rank
-    home_a = min(
-        (split_record_id(m.record)[0] for m in draft.contacts[ca].members if m.until is None),
-        key=rank,
-    )
-    home_b = min(
-        (split_record_id(m.record)[0] for m in draft.contacts[cb].members if m.until is None),
-        key=rank,
-    )
+    home_a = strongest(s.source for s in records_a)
+    home_b = strongest(s.source for s in records_b)
     keep, gone = (ca, cb) if rank(home_a) <= rank(home_b) else (cb, ca)
     _clear_all(draft, keep)
     _clear_all(draft, gone)
@@ -1168,13 +1251,17 @@ def _link(draft: _Draft, change: Link) -> None:
 
 def _unlink(draft: _Draft, change: Unlink) -> None:
     state = draft.state(change.record)
+    if _is_local(state):
+        msg = "a contact's local record is not linked: it belongs to the contact"
+        raise UsageError(msg)
     cid = state.contact_id
-    active = [m.record for m in draft.contacts[cid].members if m.until is None]
-    if len(active) < 2:
+    linked = [s.id for s in _linked(draft, cid)]
+    if len(linked) < 2:
         msg = "this record is not linked to another"
         raise UsageError(msg)
     _clear_all(draft, cid)
-    leaving = [r for r in active if r != cid] if state.id == cid else [state.id]
+    # The contact keeps its id, so the record it is named after stays in it.
+    leaving = [r for r in linked if r != cid] if state.id == cid else [state.id]
     for rid in leaving:
         _move(draft, rid, cid, rid)
 
@@ -1201,8 +1288,9 @@ def _erase(draft: _Draft, change: Erase) -> None:
         draft.ended.pop(each, None)
     for other in list(draft.contacts.values()):
         kept = tuple(m for m in other.members if _record_exists(draft, m.record))
-        if kept != other.members:
-            draft.put_contact(attrs.evolve(other, members=kept))
+        redirects = tuple(r for r in other.redirects if r.into not in ids)
+        if kept != other.members or redirects != other.redirects:
+            draft.put_contact(attrs.evolve(other, members=kept, redirects=redirects))
     for name, versions in list(draft.groups.items()):
         draft.groups[name] = tuple(
             attrs.evolve(v, group=attrs.evolve(v.group, members=v.group.members - ids))
@@ -1214,13 +1302,15 @@ def _erase(draft: _Draft, change: Erase) -> None:
 
 
 def _end_expired(draft: _Draft) -> None:
+    """End the overrides whose ``until`` has passed, as of that time, judged by the source then."""
     region = draft.policy.default_region
     for cid in sorted(draft.overrides):
         for override in draft.overrides[cid]:
-            if override.until is not None and override.until <= draft.at:
-                source, key = split_record_id(override.record)
-                state = draft.records[source][key]
-                draft.end_override(override, _outcome(override, state.current.data, region))
+            until = override.until
+            if until is not None and until <= draft.at:
+                version = _version_at(draft.state(override.record), until)
+                data = None if version is None else version.data
+                draft.end_override(override, _outcome(override, data, region), expired_at=until)
 
 
 def _diff(before: Contact | None, after: Contact | None, region: str) -> Iterator[FieldChange]:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 from attrs import field, frozen
+from attrs.validators import deep_iterable, instance_of
 
 from sourcetruth.exceptions import UsageError
 
@@ -104,6 +105,10 @@ def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
 
 def _frozenset(value: Iterable[Any]) -> frozenset[Any]:
     return frozenset(value)
+
+
+def _each(cls: type) -> Any:
+    return deep_iterable(instance_of(cls))
 
 
 def _redact(value: object) -> str:
@@ -218,16 +223,16 @@ class ProvenanceKind(enum.Enum):
 class Phone:
     """A phone number as the source gave it; compared in E.164."""
 
-    number: str = field(repr=_redact)
-    type: PhoneType = PhoneType.MOBILE
+    number: str = field(repr=_redact, validator=instance_of(str))
+    type: PhoneType = field(default=PhoneType.MOBILE, validator=instance_of(PhoneType))
 
 
 @frozen
 class Email:
     """An email address as the source gave it; compared with its domain case-folded."""
 
-    address: str = field(repr=_redact)
-    type: EmailType = EmailType.HOME
+    address: str = field(repr=_redact, validator=instance_of(str))
+    type: EmailType = field(default=EmailType.HOME, validator=instance_of(EmailType))
 
 
 @frozen
@@ -251,9 +256,11 @@ class ContactData:
     given_name: str = field(default="", repr=_redact)
     family_name: str = field(default="", repr=_redact)
     role: Role = Role.OTHER
-    phones: tuple[Phone, ...] = field(default=(), converter=_tuple)
-    emails: tuple[Email, ...] = field(default=(), converter=_tuple)
-    relationships: tuple[Relationship, ...] = field(default=(), converter=_tuple)
+    phones: tuple[Phone, ...] = field(default=(), converter=_tuple, validator=_each(Phone))
+    emails: tuple[Email, ...] = field(default=(), converter=_tuple, validator=_each(Email))
+    relationships: tuple[Relationship, ...] = field(
+        default=(), converter=_tuple, validator=_each(Relationship)
+    )
     year_group: str = ""
     registration_group: str = ""
 
@@ -270,8 +277,8 @@ class ContactData:
 class Record:
     """What one source says about one person, under the source's stable key."""
 
-    key: str
-    data: ContactData = ContactData()
+    key: str = field(validator=instance_of(str))
+    data: ContactData = field(default=ContactData(), validator=instance_of(ContactData))
 
 
 @frozen
@@ -312,6 +319,11 @@ class Rule:
     registration_groups: frozenset[str] = field(default=frozenset(), converter=_frozenset)
     guardians_of: bool = False
     max_priority: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.guardians_of and self.roles:
+            msg = "with guardians_of the rule selects pupils: leave roles empty"
+            raise UsageError(msg)
 
 
 @frozen
@@ -440,7 +452,11 @@ class ContactEntry:
 
 @frozen
 class SyncRecord:
-    """One applied merge of a source's snapshot."""
+    """One applied merge of a source's snapshot.
+
+    ``records``: how many the snapshot held; ``present``: how many of the
+    source's records were present (not departed) after it.
+    """
 
     seq: int
     source: str
@@ -449,6 +465,7 @@ class SyncRecord:
     applied_at: datetime = field(converter=utc)
     by: str
     records: int
+    present: int
 
 
 @frozen

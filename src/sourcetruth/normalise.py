@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import email_validator
 import phonenumbers
-from attrs import frozen
+from attrs import field, frozen
 
 __all__ = ["Normalised", "normalise_email", "normalise_phone"]
 
@@ -29,7 +29,7 @@ __all__ = ["Normalised", "normalise_email", "normalise_phone"]
 class Normalised:
     """The outcome of normalising one value: ``value`` or, failing that, ``problem``."""
 
-    value: str | None
+    value: str | None = field(repr=lambda v: "<redacted>" if v else repr(v))
     problem: str | None = None
 
     @property

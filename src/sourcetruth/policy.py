@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Final
 
+import attrs
 from attrs import field, frozen
 
 from sourcetruth.exceptions import UsageError
@@ -65,6 +66,18 @@ class Source:
             raise UsageError(msg)
 
 
+def _at_least_zero(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"{attr.name} must be a whole number, zero or more"
+        raise UsageError(msg)
+
+
+def _fraction(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        msg = f"{attr.name} must be a number from 0 to 1"
+        raise UsageError(msg)
+
+
 @frozen
 class DepartureGuard:
     """The mass-departure guard of rule 6.
@@ -76,9 +89,9 @@ class DepartureGuard:
     handful of leavers in a tiny source from tripping the fraction.
     """
 
-    max_count: int = 500
-    max_fraction: float = 0.20
-    min_count: int = 5
+    max_count: int = field(default=500, validator=_at_least_zero)
+    max_fraction: float = field(default=0.20, validator=_fraction)
+    min_count: int = field(default=5, validator=_at_least_zero)
     enabled: bool = True
 
     def trips(self, departures: int, population: int) -> bool:
@@ -99,8 +112,10 @@ class Policy:
     """The sources, their precedence, the guard and the phone region.
 
     ``precedence`` names sources from strongest to weakest; sources left out
-    follow in the order given in ``sources``, and the address book comes last
-    unless placed. The address book is always a source, covering every field.
+    follow in the order given in ``sources``. The address book is always a
+    source, covering every field, and always the weakest: it owns its own
+    contacts, and for a contact whose home is a feed it only keeps local
+    values for fields that no feed of that contact covers.
     """
 
     sources: tuple[Source, ...] = field(converter=_tuple)
@@ -116,6 +131,11 @@ class Policy:
         unknown = sorted(set(self.precedence) - set(names) - {ADDRESS_BOOK})
         if unknown:
             msg = f"precedence names unknown sources {unknown}"
+            raise UsageError(msg)
+        if ADDRESS_BOOK in self.precedence[:-1]:
+            # Local values only ever fill what no feed covers: the address book
+            # owns its own contacts and ranks below every feed.
+            msg = f"{ADDRESS_BOOK!r} can only come last in the precedence"
             raise UsageError(msg)
 
     @classmethod

@@ -74,7 +74,7 @@ def loads(text: str | bytes, cls: type[T]) -> T:
         msg = f"not a {FORMAT} document"
         raise SourceDataError(msg)
     version = envelope.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version > FORMAT_VERSION:
         msg = (
             f"written by format version {version!r}; this library reads up to "
             f"{FORMAT_VERSION}: upgrade sourcetruth"

@@ -405,19 +405,28 @@ def set_overrides(
 def rules() -> st.SearchStrategy[Rule]:
     """A group :class:`~sourcetruth.Rule` over roles, year groups and registration groups.
 
-    Shrinks towards the empty rule (everyone) that is not ``guardians_of``.
+    Shrinks towards the empty rule (everyone) that is not ``guardians_of``. A
+    ``guardians_of`` rule selects pupils, so it never names roles.
     """
-    return st.builds(
+    year_groups = st.frozensets(st.sampled_from(YEAR_GROUPS), max_size=2)
+    registration_groups = st.frozensets(
+        st.builds(str.__add__, st.sampled_from(YEAR_GROUPS), st.sampled_from("ABC")),
+        max_size=1,
+    )
+    plain = st.builds(
         Rule,
         roles=st.frozensets(st.sampled_from(_ROLES), max_size=2),
-        year_groups=st.frozensets(st.sampled_from(YEAR_GROUPS), max_size=2),
-        registration_groups=st.frozensets(
-            st.builds(str.__add__, st.sampled_from(YEAR_GROUPS), st.sampled_from("ABC")),
-            max_size=1,
-        ),
-        guardians_of=st.booleans(),
+        year_groups=year_groups,
+        registration_groups=registration_groups,
+    )
+    of_guardians = st.builds(
+        Rule,
+        year_groups=year_groups,
+        registration_groups=registration_groups,
+        guardians_of=st.just(True),
         max_priority=st.none() | st.integers(1, 3),
     )
+    return plain | of_guardians
 
 
 def groups(
