@@ -756,3 +756,48 @@ class TestReprsHidePersonalValues:
         self._assert_clean(repr(set_report))
         self._assert_clean(repr(set_report.overrides_set))
         self._assert_clean(repr(explain(result.book, "mis:G9", "phones", policy=policy, at=at)))
+
+
+class TestEditsThatChangeNothing:
+    def test_saving_the_same_address_book_values_again_is_no_change(self) -> None:
+        """Rule 5: a repeated save returns the same book and says so."""
+        policy = mis_policy()
+        data = ContactData("Lars", "Berg", Role.GOVERNOR, emails=(Email("lars@example.org"),))
+        first = merge(
+            Book(),
+            AddressBookSave("address-book:lars", data),
+            policy=policy,
+            at=london(23, 9),
+            by="office",
+        )
+        assert first.report.status is Status.APPLIED
+        again = merge(
+            first.book,
+            AddressBookSave("address-book:lars", data),
+            policy=policy,
+            at=london(23, 10),
+            by="office",
+        )
+        assert again.report.status is Status.NO_CHANGE
+        assert again.book is first.book
+
+    def test_setting_the_same_group_again_is_no_change(self) -> None:
+        """Rule 5: a group set twice to one definition keeps one version."""
+        policy = mis_policy()
+        book = sync(Book(), policy, 23, school())
+        group = GroupDefinition("Governors", members=frozenset({"mis:S1"}))
+        book = merge(book, SetGroup(group), policy=policy, at=london(23, 9), by="x").book
+        again = merge(book, SetGroup(group), policy=policy, at=london(23, 10), by="x")
+        assert again.report.status is Status.NO_CHANGE
+        assert len(again.book.groups["Governors"]) == 1
+
+    def test_a_sync_with_nothing_new_still_counts_as_a_sync(self) -> None:
+        """Rule 8: an unchanged nightly sync confirms the values, so it is recorded."""
+        policy = mis_policy()
+        book = sync(Book(), policy, 23, school())
+        result = merge(
+            book, full(london(24, 2), school()), policy=policy, at=london(24, 2), by="nightly"
+        )
+        assert result.report.status is Status.APPLIED
+        assert result.report.changes == ()
+        assert len(result.book.syncs["mis"]) == 2

@@ -275,10 +275,6 @@ def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised
             yield Unnormalised(rid, "emails", i, checked.problem)
 
 
-def _require_aware(at: datetime) -> datetime:
-    return utc(at)
-
-
 # -- effective state ---------------------------------------------------------------
 
 
@@ -416,7 +412,7 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
 
 def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
     """The effective contact at *at*, past or present (links followed)."""
-    at = _require_aware(at)
+    at = utc(at)
     contact = _effective(book, _resolve_id(book, contact_id, at), policy, at)
     if contact is None:
         msg = f"the book holds no contact {contact_id!r} at that time"
@@ -426,7 +422,7 @@ def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> 
 
 def contacts_at(book: Book, *, policy: Policy, at: datetime) -> Iterator[Contact]:
     """Every contact that exists at *at*, departed ones included, by id."""
-    at = _require_aware(at)
+    at = utc(at)
     for cid in sorted(book.contacts):
         contact = _effective(book, cid, policy, at)
         if contact is not None:
@@ -631,7 +627,7 @@ def recipients(
     with every contact it reaches; a person is reached once per channel, at
     the first usable address of that channel (a mobile for SMS).
     """
-    at = _require_aware(at)
+    at = utc(at)
     group: GroupDefinition
     if isinstance(audience, str):
         group = _group_at(book, audience, at)
@@ -768,7 +764,6 @@ class _Draft:
         self.duplicates: list[PossibleDuplicate] = []
         self.erased: list[str] = []
         self.sync: int | None = None
-        self.source: str | None = None
 
     # records and contacts
 
@@ -833,6 +828,7 @@ class _Draft:
         del self.contacts[cid]
 
     def book(self) -> Book:
+        """The book as the draft stands: the merge's result, or for queries within it."""
         return Book(
             records=self.records,
             contacts=self.contacts,
@@ -843,10 +839,6 @@ class _Draft:
             seq=self.seq,
             updated_at=self.at,
         )
-
-    def current(self) -> Book:
-        """The book as the draft stands (for queries within the merge)."""
-        return self.book()
 
     # overrides
 
@@ -970,7 +962,6 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
         return Held(reason, len(departing), population, _token(snapshot, last), who)
 
     draft.sync = draft.seq
-    draft.source = name
     region = policy.default_region
     arrived = 0
     for record in sorted(changed, key=lambda r: r.key):
@@ -1019,14 +1010,14 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
             draft.end_override(override, outcome)
 
     if changed:
-        book = draft.current()
+        book = draft.book()
         fresh = [book.records[name][r.key] for r in changed]
         draft.duplicates.extend(_duplicates(book, policy, fresh))
     return None
 
 
 def _home(draft: _Draft, cid: str) -> Contact:
-    contact = _effective(draft.current(), cid, draft.policy, draft.at)
+    contact = _effective(draft.book(), cid, draft.policy, draft.at)
     if contact is None:
         msg = f"the book holds no contact {cid!r}"
         raise UnknownContactError(msg)
@@ -1181,6 +1172,9 @@ def _set_group(draft: _Draft, group: GroupDefinition | None, name: str) -> None:
     elif not draft.groups.get(name) or draft.groups[name][-1].group is None:
         msg = f"no group named {name!r}"
         raise UnknownContactError(msg)
+    versions = draft.groups.get(name, ())
+    if group is not None and versions and versions[-1].group == group:
+        return
     draft.groups[name] = (*draft.groups.get(name, ()), GroupVersion(name, draft.at, group))
 
 
@@ -1358,9 +1352,10 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     or :class:`~sourcetruth.SourceDataError` (and changes nothing) for a change
     that cannot be applied; returns the given book unchanged, with status
     ``HELD``, when the departure guard trips (rule 6), and with status
-    ``NO_CHANGE`` for a snapshot already applied (rule 5).
+    ``NO_CHANGE`` for a snapshot already applied (rule 5) or an edit that
+    changes nothing.
     """
-    at = _require_aware(at)
+    at = utc(at)
     if not by:
         msg = "say who makes the change ('by')"
         raise UsageError(msg)
@@ -1403,6 +1398,10 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     else:
         _erase(draft, change)
     _end_expired(draft)
+    if draft.sync is None and not (draft.affected or draft.erased or draft.groups != book.groups):
+        # An edit that changes nothing (a save of the same values) leaves the book as it
+        # was; a sync always counts, since it confirms what the source still holds.
+        return MergeResult(book, Report(Status.NO_CHANGE, kind, at, by))
     new_book = draft.book()
     region = policy.default_region
     changes: list[FieldChange] = []
