@@ -49,6 +49,7 @@ from sourcetruth import (
     PossibleDuplicate,
     ProvenanceKind,
     Record,
+    Relationship,
     Report,
     Role,
     Rule,
@@ -1095,6 +1096,161 @@ class TestRule11GroupsSpanHomes:
             else:
                 usable = any(normalise_email(e.address).ok for e in contact.data.emails)
             assert (cid in reached) == usable, cid
+
+
+@st.composite
+def mobiles(draw: st.DrawFn) -> Phone:
+    """A phone from a small pool of 07700 900xxx drama numbers (so that couples share one),
+    any type, written any way; now and then one that is not a number at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return Phone("not a number", PhoneType.MOBILE)
+    number = f"+447700900{draw(st.integers(0, 15)):03d}"
+    kind = draw(st.sampled_from((PhoneType.MOBILE, PhoneType.MOBILE, PhoneType.HOME)))
+    return Phone(draw(sts.phone_numbers(number=number)), kind)
+
+
+YEARS = ("8", "9")
+
+
+@st.composite
+def schools(draw: st.DrawFn) -> tuple[list[Record], list[Record]]:
+    """Two nightly full MIS snapshots of a school: pupils in year and registration groups,
+    guardians with one or two relationships (any priority, some not receiving messages);
+    the second drops some people (they depart) and may move pupils or change guardians."""
+    n_pupils = draw(st.integers(1, 6))
+    pupil_keys = [f"P{i}" for i in range(n_pupils)]
+
+    def pupil(key: str) -> Record:
+        year = draw(st.sampled_from(YEARS))
+        reg = year + draw(st.sampled_from("AB"))
+        return Record(
+            key, ContactData("Nina", "Okafor", Role.PUPIL, year_group=year, registration_group=reg)
+        )
+
+    def guardian(key: str) -> Record:
+        children = draw(
+            st.lists(st.sampled_from([*pupil_keys, "P99"]), min_size=1, max_size=2, unique=True)
+        )
+        relationships = tuple(
+            Relationship(
+                child,
+                priority=draw(st.integers(1, 3)),
+                parental_responsibility=draw(st.booleans()),
+                receives_messages=draw(st.integers(0, 3)) > 0,
+            )
+            for child in children
+        )
+        return Record(
+            key,
+            ContactData(
+                draw(st.sampled_from(sts.GIVEN_NAMES)),
+                draw(st.sampled_from(sts.FAMILY_NAMES)),
+                Role.GUARDIAN,
+                phones=draw(st.lists(mobiles(), max_size=2)),
+                emails=draw(st.lists(sts.emails(), max_size=2)),
+                relationships=relationships,
+            ),
+        )
+
+    first = [pupil(k) for k in pupil_keys]
+    first += [guardian(f"G{i}") for i in range(draw(st.integers(1, 8)))]
+    second = []
+    for record in first:
+        fate = draw(st.sampled_from(("same", "same", "gone", "changed")))
+        if fate == "same":
+            second.append(record)
+        elif fate == "changed":
+            maker = pupil if record.data.role is Role.PUPIL else guardian
+            second.append(maker(record.key))
+    if not second:
+        second.append(first[0])
+    return first, second
+
+
+def guardians_oracle(
+    school: list[Record], rule: Rule, channel: Channel
+) -> tuple[dict[str, list[str]], set[str]]:
+    """From the raw records: address -> contact ids reached there, and who is unreachable."""
+    pupils = {
+        r.key
+        for r in school
+        if r.data.role is Role.PUPIL
+        and (not rule.year_groups or r.data.year_group in rule.year_groups)
+        and (not rule.registration_groups or r.data.registration_group in rule.registration_groups)
+    }
+    chosen = sorted(
+        f"mis:{r.key}"
+        for r in school
+        if any(
+            rel.pupil in pupils
+            and rel.receives_messages
+            and (rule.max_priority is None or rel.priority <= rule.max_priority)
+            for rel in r.data.relationships
+        )
+    )
+    data = {f"mis:{r.key}": r.data for r in school}
+    by_address: dict[str, list[str]] = {}
+    unreachable: set[str] = set()
+    for cid in chosen:
+        if channel is Channel.SMS:
+            values = [
+                normalise_phone(p.number).value
+                for p in data[cid].phones
+                if p.type is PhoneType.MOBILE
+            ]
+        else:
+            values = [normalise_email(e.address).value for e in data[cid].emails]
+        usable = [v for v in values if v is not None]
+        if usable:
+            by_address.setdefault(usable[0], []).append(cid)
+        else:
+            unreachable.add(cid)
+    return by_address, unreachable
+
+
+class TestRule11GuardiansOf:
+    @settings(SETTINGS, max_examples=100)
+    @given(
+        school=schools(),
+        rule=st.builds(
+            Rule,
+            year_groups=st.frozensets(st.sampled_from(YEARS), max_size=1),
+            registration_groups=st.frozensets(
+                st.sampled_from([y + c for y in YEARS for c in "AB"]), max_size=1
+            ),
+            guardians_of=st.just(True),
+            max_priority=st.none() | st.integers(1, 3),
+        ),
+        channel=st.sampled_from(Channel),
+        day=st.sampled_from(FIRST_DAYS),
+        after_tuesday=st.booleans(),
+        minutes=st.integers(0, 22 * 60),
+    )
+    def test_a_guardians_of_rule_reaches_the_guardians_the_records_name(
+        self,
+        school: tuple[list[Record], list[Record]],
+        rule: Rule,
+        channel: Channel,
+        day: date,
+        after_tuesday: bool,
+        minutes: int,
+    ) -> None:
+        """A rule for "parents of ..." reaches, once per address, every present guardian with a
+        relationship that receives messages, within max_priority, to a present pupil who
+        matches the rule, as the MIS said at that time; departed people never."""
+        policy = Policy.simple(
+            Source("mis", SourceKind.MIS, schedule=NIGHTLY), guard=DepartureGuard(enabled=False)
+        )
+        first, second = school
+        monday, tuesday = nightly(day), nightly(day + timedelta(days=1))
+        book = merge(Book(), Snapshot("mis", monday, first), policy=policy, at=monday, by="t").book
+        result = merge(book, Snapshot("mis", tuesday, second), policy=policy, at=tuesday, by="t")
+        assert result.report.status is Status.APPLIED
+        at = later(tuesday if after_tuesday else monday, minutes)
+        found = recipients(result.book, rule, channel, policy=policy, at=at)
+        expected, unreachable = guardians_oracle(second if after_tuesday else first, rule, channel)
+        assert {r.address: list(r.contact_ids) for r in found.recipients} == expected
+        assert {u.contact_id for u in found.unreachable} == unreachable
 
 
 # -- rule 12 -----------------------------------------------------------------------

@@ -3,14 +3,18 @@
 The machine keeps a small model of what it told the library (the MIS's
 current records, what was last saved for each address-book contact, which of
 those were removed) and drives the book through nightly full syncs, deltas,
-imports, address-book saves and removals, overrides and groups, with time
-always moving forward. After every step it checks the invariants of
-DESIGN.md that must hold of any book, whatever happened before.
+imports, address-book saves and removals, overrides and groups, links and
+unlinks between the MIS and an import, and erasures, with time always moving
+forward. After every step it checks the invariants of DESIGN.md that must hold
+of any book, whatever happened before: among them, that an answer about an
+instant already visited never changes (only an erasure may rewrite history).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -30,15 +34,22 @@ from sourcetruth import (
     ConfirmSync,
     Contact,
     ContactData,
+    Erase,
+    Link,
     MergeResult,
     OverrideLifetime,
     Policy,
     Record,
     RemoveGroup,
+    Role,
+    Rule,
     SetGroup,
     Snapshot,
     SnapshotKind,
     Status,
+    UnknownContactError,
+    Unlink,
+    UsageError,
     contact_at,
     contacts_at,
     dumps,
@@ -72,6 +83,76 @@ def comparable(field: str, value: Any, region: str) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def active(since: datetime, until: datetime | None, at: datetime) -> bool:
+    """Whether a membership or a link from *since* until *until* (None: open) holds at *at*."""
+    return since <= at and (until is None or at < until)
+
+
+def person_of(book: Book, cid: str, at: datetime | None = None) -> str:
+    """The contact that *cid* answers as: follow the links in force at *at* (None: now)."""
+    seen: set[str] = set()
+    while cid not in seen:
+        seen.add(cid)
+        entry = book.contacts.get(cid)
+        if entry is None:
+            return cid
+        into = [
+            r.into
+            for r in entry.redirects
+            if (r.until is None if at is None else active(r.since, r.until, at))
+        ]
+        assert len(into) <= 1, (cid, into)
+        if not into:
+            return cid
+        cid = into[0]
+    raise AssertionError(f"the links of {cid} go round in a circle")
+
+
+def personal_values(data: ContactData | None) -> set[str]:
+    """The personal values of *data* as they may be written: names, numbers, addresses."""
+    if data is None:
+        return set()
+    found = {data.given_name.strip(), data.family_name.strip()}
+    for phone in data.phones:
+        found.add(phone.number.strip())
+        found.add(normalise_phone(phone.number).comparable(phone.number))
+    for email in data.emails:
+        found.add(email.address.strip())
+        found.add(normalise_email(email.address).comparable(email.address))
+    return {v for v in found if v}
+
+
+def every_data(book: Book) -> Iterator[tuple[str, ContactData]]:
+    """(person, data) of every record version and override value in *book*, where the
+    person is the contact the record or override belongs to now, links followed."""
+    for states in book.records.values():
+        for state in states.values():
+            owner = person_of(book, state.contact_id)
+            for version in state.versions:
+                if version.data is not None:
+                    yield owner, version.data
+    for cid, overrides in book.overrides.items():
+        for o in overrides:
+            yield person_of(book, cid), o.value
+            yield person_of(book, cid), o.base
+    for cid, ended in book.ended_overrides.items():
+        for e in ended:
+            yield person_of(book, cid), e.override.value
+            yield person_of(book, cid), e.override.base
+
+
+def record_ids(book: Book) -> set[str]:
+    return {state.id for states in book.records.values() for state in states.values()}
+
+
+#: Audiences asked about at every visited instant, besides the book's own groups.
+RULES = (
+    Rule(guardians_of=True),
+    Rule(year_groups=frozenset({"9", "10"}), guardians_of=True, max_priority=1),
+    Rule(roles=frozenset({Role.GUARDIAN, Role.STAFF})),
+)
+
+
 class BookMachine(RuleBasedStateMachine):
     """The whole book under a random policy, driven one merge at a time."""
 
@@ -86,6 +167,15 @@ class BookMachine(RuleBasedStateMachine):
         self.last_applied: Snapshot | None = None
         self.last_step: tuple[Book, MergeResult] | None = None
         self.n_local = 0
+        # Links the machine made: MIS record id <-> import record id, both ways.
+        self.partner: dict[str, str] = {}
+        self.ever_linked: set[str] = set()
+        # The first answer about each instant visited: (ids asked, groups asked, answers).
+        self.answers: dict[datetime, tuple[list[str], list[str], dict[str, str]]] = {}
+        self.n_checks = 0
+        # Set by the erase rule for the invariants, forgotten at the next merge.
+        self.erased_ids: set[str] = set()
+        self.erased_values: set[str] = set()
 
     # -- helpers ------------------------------------------------------------------
 
@@ -95,10 +185,57 @@ class BookMachine(RuleBasedStateMachine):
         if result.report.status is not Status.APPLIED:
             # Held or already applied: the very same book comes back (rules 5 and 6).
             assert dumps(result.book) == dumps(before)
+        else:
+            # Another merge at the instant last asked about may change what it says.
+            self.answers.pop(at, None)
         self.last_step = (before, result)
         self.book = result.book
         self.now = at
+        self.erased_ids = set()
+        self.erased_values = set()
         return result
+
+    def attempt(self, change: Change, at: datetime, by: str = "office") -> MergeResult | None:
+        """Apply *change*; a UsageError is a refusal: None, and the book is as it was."""
+        before = dumps(self.book)
+        try:
+            return self.apply(change, at, by)
+        except UsageError:
+            assert dumps(self.book) == before
+            return None
+
+    def feed_records(self, *sources: str) -> list[str]:
+        return sorted(f"{s}:{key}" for s in sources for key in self.book.records.get(s, {}))
+
+    def expected_person(self, rid: str) -> str:
+        """The contact a feed record belongs to, by the links the machine made.
+
+        The MIS ranks first in every policy drawn, so a link keeps its contact.
+        """
+        partner = self.partner.get(rid)
+        return rid if partner is None or rid.startswith("mis:") else partner
+
+    def ask(self, at: datetime, cids: list[str], names: list[str]) -> dict[str, str]:
+        """What the book says at *at*: each contact, and each audience on each channel."""
+        found: dict[str, str] = {}
+        for cid in cids:
+            try:
+                found[cid] = dumps(contact_at(self.book, cid, policy=self.policy, at=at))
+            except UnknownContactError:
+                found[cid] = "unknown"
+        audiences: list[tuple[str, Any]] = [(f"group {n}", n) for n in names]
+        audiences += [(f"rule {i}", r) for i, r in enumerate(RULES)]
+        audiences.append(("everyone", tuple(cids)))
+        for label, audience in audiences:
+            for channel in Channel:
+                try:
+                    answer = dumps(
+                        recipients(self.book, audience, channel, policy=self.policy, at=at)
+                    )
+                except UnknownContactError:
+                    answer = "unknown"
+                found[f"{label} {channel.value}"] = answer
+        return found
 
     def live(self) -> list[Contact]:
         return [
@@ -124,10 +261,15 @@ class BookMachine(RuleBasedStateMachine):
 
     # -- rules --------------------------------------------------------------------
 
-    @initialize(policy=sts.policies(), day=st.sampled_from(FIRST_DAYS))
-    def start(self, policy: Policy, day: date) -> None:
-        self.policy = policy
+    @initialize(day=st.sampled_from(FIRST_DAYS), fed=st.booleans(), data=st.data())
+    def start(self, day: date, fed: bool, data: st.DataObject) -> None:
+        """A fresh book under any policy, or (*fed*) one with an MIS and an import that
+        have both synced once, so that links between the feeds come up often enough."""
+        self.policy = data.draw(sts.policies(imports=True) if fed else sts.policies())
         self.now = datetime.combine(day, time(1, 0), tzinfo=LONDON)
+        if fed:
+            self.full_sync(data, 0, True)
+            self.import_file(data, 60)
 
     @rule(data=st.data(), read_ahead=st.integers(0, 30), confirm=st.booleans())
     def full_sync(self, data: st.DataObject, read_ahead: int, confirm: bool) -> None:
@@ -232,12 +374,18 @@ class BookMachine(RuleBasedStateMachine):
     def save_over_a_sourced_contact(
         self, data: st.DataObject, new: ContactData, names: frozenset[str], minutes: int
     ) -> None:
-        """An address-book save of an MIS or import contact: overrides and local values."""
+        """An address-book save of an MIS or import contact, linked or not: overrides and
+        local values, each effective at once (rules 2 and 3)."""
         at = later(self.now, minutes)
         sourced = self.sourced()
         if sourced:
             contact = data.draw(st.sampled_from(sourced))
             self.apply(AddressBookSave(contact.id, new, names), at, "office")
+            now = contact_at(self.book, contact.id, policy=self.policy, at=at)
+            region = self.policy.default_region
+            for name in sorted(names):
+                shown = comparable(name, now.data.get(name), region)
+                assert shown == comparable(name, new.get(name), region), name
 
     @rule(data=st.data(), minutes=st.integers(1, 240))
     def set_override(self, data: st.DataObject, minutes: int) -> None:
@@ -273,6 +421,87 @@ class BookMachine(RuleBasedStateMachine):
         """Remove a group that exists."""
         names = sorted(n for n, v in self.book.groups.items() if v[-1].group is not None)
         self.apply(RemoveGroup(data.draw(st.sampled_from(names))), later(self.now, minutes), "o")
+
+    @precondition(
+        lambda self: bool(self.book.records.get("mis") and self.book.records.get("import"))
+    )
+    @rule(data=st.data(), swap=st.booleans(), minutes=st.integers(1, 240))
+    def link(self, data: st.DataObject, swap: bool, minutes: int) -> None:
+        """Link an MIS record and an import record (rule 12). Refused exactly when either
+        is already linked: the same person, or one source twice in one person."""
+        at = later(self.now, minutes)
+        mis = data.draw(st.sampled_from(self.feed_records("mis")))
+        imported = data.draw(st.sampled_from(self.feed_records("import")))
+        refused = mis in self.partner or imported in self.partner
+        result = self.attempt(Link(imported, mis) if swap else Link(mis, imported), at)
+        assert (result is None) == refused, (mis, imported, self.partner)
+        if result is None:
+            return
+        self.partner[mis] = imported
+        self.partner[imported] = mis
+        self.ever_linked |= {mis, imported}
+        for rid in (mis, imported):
+            assert contact_at(self.book, rid, policy=self.policy, at=at).id == mis
+
+    @precondition(lambda self: bool(self.feed_records("mis", "import")))
+    @rule(data=st.data(), minutes=st.integers(1, 240))
+    def unlink(self, data: st.DataObject, minutes: int) -> None:
+        """Take a record out of its link: each record is its own person again. Refused for a
+        record that is not linked."""
+        at = later(self.now, minutes)
+        pool = sorted(self.partner)
+        if not pool or data.draw(st.booleans()):
+            pool = self.feed_records("mis", "import")
+        rid = data.draw(st.sampled_from(pool))
+        result = self.attempt(Unlink(rid), at)
+        assert (result is None) == (rid not in self.partner), rid
+        if result is None:
+            return
+        other = self.partner.pop(rid)
+        del self.partner[other]
+        for each in (rid, other):
+            assert contact_at(self.book, each, policy=self.policy, at=at).id == each
+
+    @precondition(lambda self: bool(self.book.contacts))
+    @rule(data=st.data(), minutes=st.integers(1, 240))
+    def erase(self, data: st.DataObject, minutes: int) -> None:
+        """Erase a person, by any of their contact ids (rule 13): every record and override
+        of theirs goes, and every contact id that answers as them."""
+        at = later(self.now, minutes)
+        book = self.book
+        pool = sorted(self.ever_linked & set(book.contacts))
+        if not pool or data.draw(st.booleans()):  # people once linked have the most history
+            pool = sorted(book.contacts)
+        cid = data.draw(st.sampled_from(pool))
+        person = person_of(book, cid)
+        ids = {c for c in book.contacts if person_of(book, c) == person}
+        mine: set[str] = set()
+        others: set[str] = set()
+        for owner, values in every_data(book):
+            (mine if owner == person else others).update(personal_values(values))
+        going = {
+            state.id
+            for states in book.records.values()
+            for state in states.values()
+            if person_of(book, state.contact_id) == person
+        }
+        result = self.apply(Erase(cid), at, "dpo")
+        assert result.report.erased == (person,)
+        assert record_ids(book) - record_ids(self.book) == going
+        linked = {person, self.partner.get(person, person)}
+        assert linked & record_ids(book) <= going
+        self.erased_ids = ids
+        self.erased_values = mine - others
+        for rid in linked:
+            self.partner.pop(rid, None)
+        for each in ids:
+            self.saved.pop(each, None)
+            self.removed.discard(each)
+        self.answers.clear()  # erasure rewrites history: ask about the past afresh
+        if self.last_applied is not None:
+            keys = {f"mis:{r.key}" for r in self.last_applied.records}
+            if keys & going:  # applying it again would bring the erased person back
+                self.last_applied = None
 
     # -- invariants ---------------------------------------------------------------
 
@@ -313,11 +542,14 @@ class BookMachine(RuleBasedStateMachine):
         if self.last_step is None:
             return
         before, result = self.last_step
-        old = Counter(o for os in before.overrides.values() for o in os)
+        # An erasure takes the erased person's overrides with it, ended or not.
+        kept = [cid for cid in before.overrides if cid not in self.erased_ids]
+        old = Counter(o for cid in kept for o in before.overrides[cid])
         new = Counter(o for os in result.book.overrides.values() for o in os)
         reported = result.report.overrides_ended
         assert Counter(e.override for e in reported) == old - new
-        old_ended = Counter(e for es in before.ended_overrides.values() for e in es)
+        kept = [cid for cid in before.ended_overrides if cid not in self.erased_ids]
+        old_ended = Counter(e for cid in kept for e in before.ended_overrides[cid])
         new_ended = Counter(e for es in result.book.ended_overrides.values() for e in es)
         assert new_ended - old_ended == Counter(reported)
 
@@ -358,6 +590,71 @@ class BookMachine(RuleBasedStateMachine):
                 assert not [cid for cid in reached if everyone[cid].departed]
                 assert len(set(reached)) == len(reached)
                 assert len(set(found.addresses)) == len(found.addresses)
+
+    @invariant()
+    def the_past_never_changes(self) -> None:
+        """What the book says about an instant already visited (each contact, each group,
+        some rules, on each channel) stays what it said when first asked (rule 8)."""
+        now = self.book.updated_at
+        if now is None:
+            return
+        if now not in self.answers:
+            cids, names = sorted(self.book.contacts), sorted(self.book.groups)
+            self.answers[now] = (cids, names, self.ask(now, cids, names))
+        earlier = sorted(t for t in self.answers if t < now)
+        if not earlier:
+            return
+        at = earlier[self.n_checks % len(earlier)]
+        self.n_checks += 1
+        cids, names, first = self.answers[at]
+        again = self.ask(at, cids, names)
+        for key, answer in first.items():
+            assert again[key] == answer, (at, key)
+
+    @invariant()
+    def links_point_at_contacts_the_book_holds(self) -> None:
+        """Every link names a contact in the book, and the links in force are those made:
+        each MIS or import record answers as its MIS partner if linked, else as itself."""
+        for entry in self.book.contacts.values():
+            for redirect in entry.redirects:
+                assert redirect.into in self.book.contacts, (entry.id, redirect.into)
+        for source in ("mis", "import"):
+            for state in self.book.records.get(source, {}).values():
+                assert person_of(self.book, state.contact_id) == self.expected_person(state.id)
+
+    @invariant()
+    def every_listed_contact_answers_now(self) -> None:
+        """Each contact id the book lists answers contact_at at the latest time, as the
+        contact it is linked into; it is unknown only if that contact has no record then."""
+        at = self.book.updated_at
+        if at is None:
+            return
+        for cid in sorted(self.book.contacts):
+            target = person_of(self.book, cid, at)
+            assert target in self.book.contacts, (cid, target)
+            try:
+                contact = contact_at(self.book, cid, policy=self.policy, at=at)
+            except UnknownContactError:
+                members = self.book.contacts[target].members
+                assert not [
+                    m
+                    for m in members
+                    if active(m.since, m.until, at)
+                    and m.record.partition(":")[2]
+                    in self.book.records.get(m.record.partition(":")[0], {})
+                ], cid
+            else:
+                assert contact.id == target
+
+    @invariant()
+    def an_erased_person_leaves_no_value_behind(self) -> None:
+        """Right after an erasure, no value that only the erased person held is anywhere in
+        the serialised book, and none of their contact ids is (rule 13)."""
+        if not self.erased_ids:
+            return
+        text = dumps(self.book)
+        assert not sorted(v for v in self.erased_values if json.dumps(v)[1:-1] in text)
+        assert not self.erased_ids & set(self.book.contacts)
 
 
 BookMachine.TestCase.settings = settings(
