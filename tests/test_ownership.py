@@ -325,3 +325,17 @@ class TestDeterministicShapes:
 def test_week_fixture_is_in_november() -> None:
     """The helpers' days are November 2026 (GMT), one day apart."""
     assert london(24, 2) - london(23, 2) == timedelta(days=1)
+
+
+def test_a_local_save_after_a_link_shows_at_once() -> None:
+    """Rule 2: the contact's own local record outranks one that a link brought in."""
+    policy = feeds(frozenset(FIELDS) - {"year_group"}, frozenset({"given_name"}))
+    book = apply(Book(), full(london(23, 2), school()), london(23, 2), policy)
+    row = Snapshot("import", london(23, 8), [Record("r1", ContactData("Gita"))])
+    book = apply(book, row, london(23, 8), policy)
+    seven = AddressBookSave("import:r1", ContactData(year_group="7"), frozenset({"year_group"}))
+    book = apply(book, seven, london(23, 9), policy)
+    book = apply(book, Link("mis:G9", "import:r1"), london(23, 10), policy)
+    nine = AddressBookSave("mis:G9", ContactData(year_group="9"), frozenset({"year_group"}))
+    book = apply(book, nine, london(23, 11), policy)
+    assert contact_at(book, "mis:G9", policy=policy, at=london(23, 11)).data.year_group == "9"

@@ -366,7 +366,8 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
             present.append((state, version))
     if not present:
         return None
-    present.sort(key=lambda sv: policy.rank(sv[0].source))
+    # Among local records (one may arrive with a link), the contact's own comes first.
+    present.sort(key=lambda sv: (policy.rank(sv[0].source), sv[0].key != contact_id))
     home_state, home_version = present[0]
     departed = home_version.data is None
     values: dict[str, Any] = {}
