@@ -11,15 +11,20 @@ SourceTruthError`` catches everything the library raises on purpose.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AdapterError",
     "EmptySnapshotError",
+    "EncodingError",
+    "RejectedFileError",
     "SchemaVersionError",
     "SourceDataError",
     "SourceTruthError",
     "StaleSnapshotError",
     "UnknownContactError",
     "UsageError",
+    "format_errors",
 ]
 
 
@@ -71,6 +76,17 @@ class SourceDataError(SourceTruthError, ValueError):
         super().__init__(f"{message} ({', '.join(where)})" if where else message)
 
 
+class EncodingError(SourceDataError):
+    """A file's bytes are not text in the encodings allowed for it.
+
+    ``offset`` is the byte offset of the first byte that failed to decode.
+    """
+
+    def __init__(self, message: str, *, offset: int, file: str | None = None) -> None:
+        self.offset = offset
+        super().__init__(f"{message} at byte {offset}", file=file)
+
+
 class EmptySnapshotError(SourceDataError):
     """A full snapshot with no records: never read as "everyone left"."""
 
@@ -89,3 +105,41 @@ class AdapterError(SourceTruthError, OSError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):
+    """A whole file was rejected; ``exceptions`` holds every problem found in it.
+
+    Raised when a file cannot be read at all, or when more of its rows were
+    rejected than its reader allows: nothing from it is applied. Each problem
+    is a :class:`SourceDataError` naming file, line and field, and is also
+    attached as a note, so a plain traceback lists them all.
+    :func:`format_errors` gives the same list as readable text.
+    """
+
+    file: str | None
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[SourceDataError], *, file: str | None = None
+    ) -> RejectedFileError:
+        self = super().__new__(cls, message, exceptions)
+        self.file = file
+        return self
+
+    def __init__(
+        self, message: str, exceptions: Sequence[SourceDataError], *, file: str | None = None
+    ) -> None:
+        super().__init__(message, exceptions)
+        for problem in exceptions:
+            self.add_note(str(problem))
+
+    def derive(self, excs: Sequence[SourceDataError]) -> RejectedFileError:  # type: ignore[override]
+        return RejectedFileError(self.message, excs, file=self.file)
+
+
+def format_errors(error: BaseException) -> str:
+    """One line per problem: an error's message, then each problem of a group, indented."""
+    lines = [str(error) if not isinstance(error, BaseExceptionGroup) else error.message]
+    if isinstance(error, BaseExceptionGroup):
+        lines.extend(f"  - {problem}" for problem in error.exceptions)
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Reading delimited text files without guessing: decoding, rows and line numbers.
+
+Every tabular adapter (OneRoster, School Data Sync, the generic import) reads
+through here, so they share one set of rules:
+
+- **Decoding**: a byte-order mark decides (UTF-8, UTF-16 LE or BE); without
+  one the bytes must be strict UTF-8, or cp1252 when the caller allows it.
+  Anything else is an :class:`~sourcetruth.EncodingError` with the byte
+  offset. Latin-1 is never a fallback: it decodes every byte string, so it
+  would store mojibake instead of failing.
+- **Splitting**: the delimiter and quote character are given, never sniffed;
+  quoting is strict (a stray quote is an error, not a guess).
+- **Cells stay text**: no type inference of any kind, so ``NA``, ``None`` and
+  ``Null`` are names and a leading ``0`` or ``+`` is kept.
+- **Problems are collected**, each naming file, line and column (never the
+  value): a row with a problem is rejected and reading goes on, so a file's
+  problems are reported together.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator, Sequence
+
+from attrs import field, frozen
+
+from sourcetruth.exceptions import EncodingError, RejectedFileError, SourceDataError
+from sourcetruth.model import _tuple
+
+__all__ = [
+    "DEFAULT_MAX_FIELD",
+    "Row",
+    "Table",
+    "decode",
+    "read_table",
+    "reject_if_needed",
+]
+
+#: The longest cell accepted, in characters: far above any name, number or
+#: address, far below what would let one bad file exhaust memory.
+DEFAULT_MAX_FIELD = 4096
+
+# The csv module's own limit is process-wide; we never change it and check our
+# own, lower bound per cell instead.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
+    """Decode *data* by its byte-order mark, else as strict UTF-8 (or cp1252 if allowed)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding)
+            except UnicodeDecodeError as error:
+                msg = f"not valid {encoding} after its byte-order mark"
+                raise EncodingError(msg, offset=len(bom) + error.start, file=file) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if not allow_cp1252:
+            msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
+            raise EncodingError(msg, offset=error.start, file=file) from None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as error:
+        msg = "neither UTF-8 nor cp1252"
+        raise EncodingError(msg, offset=error.start, file=file) from None
+
+
+@frozen
+class Row:
+    """One record of a file: the line it starts on and its cells, as text."""
+
+    line: int
+    cells: tuple[str, ...] = field(converter=_tuple, repr=False)
+
+
+@frozen
+class Table:
+    """A file split into a header and rows, with the rows it had to reject.
+
+    ``header`` is the first record (empty when the file has no header);
+    ``problems`` holds one :class:`~sourcetruth.SourceDataError` per rejected
+    row, in file order.
+    """
+
+    file: str
+    header: tuple[str, ...] = field(converter=_tuple)
+    rows: tuple[Row, ...] = field(converter=_tuple, repr=False)
+    problems: tuple[SourceDataError, ...] = field(converter=_tuple)
+
+    @property
+    def rejected(self) -> int:
+        return len({p.line for p in self.problems})
+
+
+def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[Row]:
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quotechar=quotechar,
+        doublequote=True,
+        strict=True,
+    )
+    last_line = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            # The reader cannot resynchronise after broken quoting, so the
+            # whole file is unusable; say where it broke.
+            reason = "a cell longer than any field could be" if "limit" in str(error) else error
+            msg = f"cannot split the file into cells: {reason}"
+            raise RejectedFileError(
+                f"{file}: unreadable",
+                [SourceDataError(msg, file=file, line=reader.line_num)],
+                file=file,
+            ) from None
+        start, last_line = last_line + 1, reader.line_num
+        if cells:
+            yield Row(start, cells)
+
+
+def _column_name(header: Sequence[str], index: int) -> str:
+    if header and index < len(header) and header[index].strip():
+        return header[index].strip()
+    return f"column {index + 1}"
+
+
+def read_table(
+    data: bytes | str,
+    *,
+    file: str,
+    delimiter: str = ",",
+    quotechar: str = '"',
+    has_header: bool = True,
+    allow_cp1252: bool = False,
+    max_field: int = DEFAULT_MAX_FIELD,
+) -> Table:
+    """Split *data* into rows of text cells, rejecting rows that cannot be trusted.
+
+    A row is rejected when it has a NUL character, a cell longer than
+    *max_field*, or a different number of cells from the header (cells past
+    the header that are empty are tolerated: spreadsheet programs add them).
+    File-wide problems (encoding, broken quoting) raise
+    :class:`~sourcetruth.RejectedFileError` at once.
+    """
+    if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
+        msg = "the delimiter and the quote character must be two different single characters"
+        raise ValueError(msg)
+    text = data if isinstance(data, str) else decode(data, file=file, allow_cp1252=allow_cp1252)
+    records = _records(text, file, delimiter, quotechar)
+    header: tuple[str, ...] = ()
+    if has_header:
+        first = next(records, None)
+        if first is None:
+            return Table(file, (), (), ())
+        header = first.cells
+    named = len(header)
+    while named and not header[named - 1].strip():
+        named -= 1
+    rows: list[Row] = []
+    problems: list[SourceDataError] = []
+    for row in records:
+        found: list[SourceDataError] = []
+        width = len(row.cells)
+        if has_header and (width < named or any(c.strip() for c in row.cells[len(header) :])):
+            msg = f"the row has {width} cells where the header has {named} columns"
+            found.append(SourceDataError(msg, file=file, line=row.line))
+        for index, cell in enumerate(row.cells):
+            column = _column_name(header, index)
+            if "\x00" in cell:
+                msg = "a NUL character (is the file UTF-16 without a byte-order mark?)"
+                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+            if len(cell) > max_field:
+                msg = f"a cell longer than {max_field} characters"
+                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+        if found:
+            problems.extend(found)
+        else:
+            rows.append(row)
+    return Table(file, header, rows, problems)
+
+
+def reject_if_needed(
+    problems: Sequence[SourceDataError], *, rows: int, file: str, max_fraction: float
+) -> None:
+    """Raise :class:`~sourcetruth.RejectedFileError` when too many rows were rejected.
+
+    *rows* counts every data row, rejected ones included. A file whose rows
+    were all rejected is always rejected, whatever the fraction.
+    """
+    bad = len({p.line for p in problems})
+    if not bad:
+        return
+    if bad >= rows or bad > max_fraction * rows:
+        msg = (
+            f"{file}: {bad} of {rows} rows rejected, more than the "
+            f"{max_fraction:.0%} allowed; nothing from this file was applied"
+        )
+        raise RejectedFileError(msg, list(problems), file=file)
