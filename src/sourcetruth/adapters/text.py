@@ -150,13 +150,16 @@ def read_table(
     A row is rejected when it has a NUL character, a cell longer than
     *max_field*, or a different number of cells from the header (cells past
     the header that are empty are tolerated: spreadsheet programs add them).
-    File-wide problems (encoding, broken quoting) raise
-    :class:`~sourcetruth.RejectedFileError` at once.
+    File-wide problems (an :class:`~sourcetruth.EncodingError`, broken
+    quoting) raise :class:`~sourcetruth.RejectedFileError` at once.
     """
     if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
         msg = "the delimiter and the quote character must be two different single characters"
         raise ValueError(msg)
-    text = data if isinstance(data, str) else decode(data, file=file, allow_cp1252=allow_cp1252)
+    try:
+        text = data if isinstance(data, str) else decode(data, file=file, allow_cp1252=allow_cp1252)
+    except EncodingError as error:
+        raise RejectedFileError(f"{file}: unreadable", [error], file=file) from None
     records = _records(text, file, delimiter, quotechar)
     header: tuple[str, ...] = ()
     if has_header:

@@ -1,0 +1,481 @@
+"""Generic CSV/TXT imports: a file, an explicit column mapping, no guessing.
+
+The source document warns about manual imports: a spreadsheet saved in the
+wrong encoding, a column of phone numbers turned into floats, a half-finished
+file. This adapter reads one such file into a snapshot through a
+:class:`CsvMapping` that says, in data, which column holds what and how the
+file is written. It never sniffs a delimiter, never infers a type and never
+falls back to an encoding it was not told about.
+
+A mapping can be built in code or read from a TOML file::
+
+    key = "Id"
+    given_name = "First name"
+    family_name = "Last name"
+    role = "Type"
+    phones = [{ column = "Mobile", type = "mobile" }, { column = "Home", type = "home" }]
+    emails = [{ column = "Email" }]
+
+    [format]
+    delimiter = ";"
+    allow_cp1252 = true
+    max_reject_fraction = 0.02
+
+When a file has no header, columns are named by their position, from ``"1"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+from attrs import field, frozen
+
+from sourcetruth.adapters.base import Notice, Reading
+from sourcetruth.adapters.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
+from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
+from sourcetruth.model import (
+    ContactData,
+    Email,
+    EmailType,
+    Phone,
+    PhoneType,
+    Record,
+    Relationship,
+    Role,
+    Snapshot,
+    SnapshotKind,
+    SourceKind,
+    _tuple,
+    record_id,
+)
+
+__all__ = [
+    "DEFAULT_ROLE_VALUES",
+    "CsvFormat",
+    "CsvImportAdapter",
+    "CsvMapping",
+    "EmailColumn",
+    "PhoneColumn",
+    "read_csv",
+]
+
+#: How the words people put in a "type" column map to roles, case-blind.
+DEFAULT_ROLE_VALUES: Final[Mapping[str, Role]] = {
+    "pupil": Role.PUPIL,
+    "student": Role.PUPIL,
+    "parent": Role.GUARDIAN,
+    "guardian": Role.GUARDIAN,
+    "carer": Role.GUARDIAN,
+    "contact": Role.GUARDIAN,
+    "staff": Role.STAFF,
+    "teacher": Role.STAFF,
+    "governor": Role.GOVERNOR,
+    "other": Role.OTHER,
+}
+
+# What a spreadsheet leaves when it reads a phone number as a number: a float
+# in scientific notation (4.47700900123E+11) or with a decimal tail (7700900123.0).
+# The digits it dropped (a leading zero, the last places) cannot be recovered.
+_SPREADSHEET_NUMBER = re.compile(r"^\s*\d+(\.\d+)?[eE][+-]?\d+\s*$|^\s*\d+\.0+\s*$")
+
+
+@frozen
+class PhoneColumn:
+    """A column of phone numbers and the type its numbers have."""
+
+    column: str
+    type: PhoneType = PhoneType.MOBILE
+
+
+@frozen
+class EmailColumn:
+    """A column of email addresses and the type its addresses have."""
+
+    column: str
+    type: EmailType = EmailType.HOME
+
+
+def _check_char(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
+    if len(value) != 1 or value in "\r\n":
+        msg = f"{attr.name} must be one character, not a line break"
+        raise UsageError(msg)
+
+
+@frozen
+class CsvFormat:
+    """How the file is written: nothing about it is sniffed.
+
+    ``delimiter`` is one of comma, tab, semicolon or pipe (any single
+    character is accepted); ``allow_cp1252`` lets a file that is not UTF-8
+    be read as Windows-1252; ``max_field`` bounds a cell's length;
+    ``max_reject_fraction`` is the share of rows that may be rejected before
+    the whole file is (0 by default: one bad row rejects the file).
+    """
+
+    delimiter: str = field(default=",", validator=_check_char)
+    quotechar: str = field(default='"', validator=_check_char)
+    has_header: bool = True
+    allow_cp1252: bool = False
+    max_field: int = DEFAULT_MAX_FIELD
+    max_reject_fraction: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.delimiter == self.quotechar:
+            msg = "the delimiter and the quote character must differ"
+            raise UsageError(msg)
+        if not 0 <= self.max_reject_fraction <= 1:
+            msg = "max_reject_fraction must be from 0 to 1"
+            raise UsageError(msg)
+        if self.max_field < 1:
+            msg = "max_field must be at least 1"
+            raise UsageError(msg)
+
+
+def _role_values(value: Mapping[str, Role | str]) -> dict[str, Role]:
+    return {str(k).strip().casefold(): Role(r) for k, r in value.items()}
+
+
+def _columns(value: Any) -> tuple[Any, ...]:
+    return _tuple(value)
+
+
+@frozen
+class CsvMapping:
+    """Which column holds what, and how the file is written.
+
+    Only ``key`` is required: the column holding each row's stable key (an
+    MIS id, an email address the school uses as id). Each other field is
+    read from its column when one is named; the fields named are the ones
+    the import covers. ``role`` names a column whose values
+    ``role_values`` maps (case-blind) to roles; ``default_role`` is the role
+    of every row when there is no role column. ``guardian_of`` names a
+    column listing the keys of a guardian's pupils, separated by
+    ``list_separator``; the pupils' keys are in ``pupil_source`` (the import
+    itself by default).
+    """
+
+    key: str
+    given_name: str | None = None
+    family_name: str | None = None
+    role: str | None = None
+    role_values: Mapping[str, Role] = field(
+        factory=lambda: dict(DEFAULT_ROLE_VALUES), converter=_role_values
+    )
+    default_role: Role = Role.OTHER
+    phones: tuple[PhoneColumn, ...] = field(default=(), converter=_columns)
+    emails: tuple[EmailColumn, ...] = field(default=(), converter=_columns)
+    year_group: str | None = None
+    registration_group: str | None = None
+    guardian_of: str | None = None
+    pupil_source: str | None = None
+    list_separator: str = ";"
+    format: CsvFormat = CsvFormat()
+
+    @property
+    def covers(self) -> frozenset[str]:
+        """The contact fields this mapping fills."""
+        named = {
+            "given_name": self.given_name,
+            "family_name": self.family_name,
+            "year_group": self.year_group,
+            "registration_group": self.registration_group,
+            "relationships": self.guardian_of,
+        }
+        found = {name for name, column in named.items() if column is not None}
+        found.add("role")
+        if self.phones:
+            found.add("phones")
+        if self.emails:
+            found.add("emails")
+        return frozenset(found)
+
+    def columns(self) -> dict[str, str]:
+        """Each mapped column and the field it fills, in mapping order."""
+        found = {self.key: "key"}
+        for name in ("given_name", "family_name", "role", "year_group", "registration_group"):
+            column = getattr(self, name)
+            if column is not None:
+                found.setdefault(column, name)
+        for phone in self.phones:
+            found.setdefault(phone.column, "phones")
+        for email in self.emails:
+            found.setdefault(email.column, "emails")
+        if self.guardian_of is not None:
+            found.setdefault(self.guardian_of, "relationships")
+        return found
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, file: str = "<mapping>") -> CsvMapping:
+        """Build a mapping from plain data (parsed TOML or JSON); unknown keys are errors."""
+        try:
+            return _MAPPING_CONVERTER.structure(dict(data), cls)
+        except (cattrs.BaseValidationError, UsageError, ValueError, TypeError) as error:
+            detail = (
+                "; ".join(cattrs.transform_error(error))
+                if isinstance(error, cattrs.BaseValidationError)
+                else str(error)
+            )
+            msg = f"{file}: not a valid CSV mapping: {detail}"
+            raise UsageError(msg) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> CsvMapping:
+        """Read a mapping file written in TOML (see the module's documentation)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            msg = f"cannot read the mapping file {os.fspath(path)}: {error.strerror}"
+            raise AdapterError(msg) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            msg = f"{os.fspath(path)}: not valid TOML: {error}"
+            raise UsageError(msg) from None
+        return cls.from_dict(data, file=os.fspath(path))
+
+
+def _structure_role(value: Any, _type: Any) -> Role:
+    return Role(value) if not isinstance(value, Role) else value
+
+
+_MAPPING_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+_MAPPING_CONVERTER.register_structure_hook(Role, _structure_role)
+
+
+class _Columns:
+    """Resolves mapped column names to cell positions once per file."""
+
+    def __init__(self, mapping: CsvMapping, header: tuple[str, ...], file: str) -> None:
+        self.file = file
+        self.positions: dict[str, int] = {}
+        problems: list[SourceDataError] = []
+        notices: list[Notice] = []
+        mapped = mapping.columns()
+        if mapping.format.has_header:
+            names = [h.strip() for h in header]
+            counts = Counter(n for n in names if n)
+            for name, count in sorted(counts.items()):
+                if count > 1 and name in mapped:
+                    msg = f"the header names this mapped column {count} times"
+                    problems.append(SourceDataError(msg, file=file, line=1, field=name))
+                elif count > 1:
+                    msg = f"the header names this unmapped column {count} times; ignored"
+                    notices.append(Notice("duplicate-header", msg, file=file, line=1, field=name))
+            for index, name in enumerate(names):
+                self.positions.setdefault(name, index)
+        else:
+            for column in mapped:
+                if not column.isdigit() or int(column) < 1:
+                    msg = "a file without a header names columns by position, from 1"
+                    raise UsageError(f"{msg} (column {column!r} of the mapping)")
+                self.positions[column] = int(column) - 1
+        if mapping.format.has_header:
+            for column, field_name in mapped.items():
+                if column not in self.positions:
+                    msg = f"the mapped column for {field_name} is missing from the header"
+                    problems.append(SourceDataError(msg, file=file, line=1, field=column))
+        self.problems = problems
+        self.notices = notices
+
+    def cell(self, row: Row, column: str) -> str:
+        index = self.positions[column]
+        return row.cells[index] if index < len(row.cells) else ""
+
+
+def _role(value: str, mapping: CsvMapping, where: dict[str, Any], notices: list[Notice]) -> Role:
+    if not value.strip():
+        return mapping.default_role
+    found = mapping.role_values.get(value.strip().casefold())
+    if found is None:
+        msg = "a role value the mapping does not name; read as other"
+        notices.append(Notice("unknown-role", msg, **where))
+        return Role.OTHER
+    return found
+
+
+def _row_data(
+    row: Row,
+    columns: _Columns,
+    mapping: CsvMapping,
+    source: str,
+    notices: list[Notice],
+) -> tuple[str, ContactData] | list[SourceDataError]:
+    file = columns.file
+    key = columns.cell(row, mapping.key).strip()
+    if not key:
+        return [SourceDataError("a row with no key", file=file, line=row.line, field=mapping.key)]
+    problems: list[SourceDataError] = []
+
+    def text(column: str | None) -> str:
+        return "" if column is None else columns.cell(row, column).strip()
+
+    phones: list[Phone] = []
+    for spec in mapping.phones:
+        value = text(spec.column)
+        if _SPREADSHEET_NUMBER.match(value):
+            msg = (
+                "a phone number a spreadsheet turned into a number (its leading 0 "
+                "or last digits are gone); export the column as text"
+            )
+            problems.append(
+                SourceDataError(msg, file=file, line=row.line, field=spec.column, key=key)
+            )
+        elif value:
+            phones.append(Phone(value, spec.type))
+    emails = [Email(text(spec.column), spec.type) for spec in mapping.emails if text(spec.column)]
+    relationships: list[Relationship] = []
+    if mapping.guardian_of is not None:
+        pupils = text(mapping.guardian_of).split(mapping.list_separator)
+        pupil_source = mapping.pupil_source or source
+        for pupil in dict.fromkeys(p.strip() for p in pupils if p.strip()):
+            relationships.append(Relationship(record_id(pupil_source, pupil)))
+    if problems:
+        return problems
+    where: dict[str, Any] = {"file": file, "line": row.line, "field": mapping.role, "key": key}
+    role = _role(text(mapping.role), mapping, where, notices) if mapping.role else None
+    data = ContactData(
+        given_name=text(mapping.given_name),
+        family_name=text(mapping.family_name),
+        role=role if role is not None else mapping.default_role,
+        phones=tuple(dict.fromkeys(phones)),
+        emails=tuple(dict.fromkeys(emails)),
+        relationships=tuple(relationships),
+        year_group=text(mapping.year_group),
+        registration_group=text(mapping.registration_group),
+    )
+    return key, data
+
+
+def read_csv(
+    data: bytes | str,
+    mapping: CsvMapping,
+    *,
+    file: str,
+    source: str,
+    extracted_at: datetime,
+) -> Reading:
+    """Read one CSV/TXT file's bytes into a snapshot of *source* through *mapping*.
+
+    Every problem of the file is raised together as one
+    :class:`~sourcetruth.RejectedFileError`, unless only rows were rejected
+    and no more than ``mapping.format.max_reject_fraction`` of them: then the
+    readable rows come back as a delta snapshot (so that a rejected row is
+    never read as a departure) and the reading counts what it rejected.
+    """
+    fmt = mapping.format
+    table = read_table(
+        data,
+        file=file,
+        delimiter=fmt.delimiter,
+        quotechar=fmt.quotechar,
+        has_header=fmt.has_header,
+        allow_cp1252=fmt.allow_cp1252,
+        max_field=fmt.max_field,
+    )
+    columns = _Columns(mapping, table.header, file)
+    if columns.problems:
+        problems = [*columns.problems, *table.problems]
+        msg = f"{file}: the header does not fit the mapping; nothing from this file was applied"
+        raise RejectedFileError(msg, problems, file=file)
+    notices = list(columns.notices)
+    problems = list(table.problems)
+    found: dict[str, list[tuple[int, ContactData]]] = {}
+    rows = len(table.rows) + table.rejected
+    for row in table.rows:
+        if not any(cell.strip() for cell in row.cells):
+            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
+            continue
+        outcome = _row_data(row, columns, mapping, source, notices)
+        if isinstance(outcome, list):
+            problems.extend(outcome)
+        else:
+            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
+    records: list[Record] = []
+    for key, seen in sorted(found.items()):
+        if len(seen) > 1:
+            lines = ", ".join(str(line) for line, _ in seen)
+            for line, _ in seen:
+                msg = f"this key is on several rows (lines {lines}); none of them is used"
+                problems.append(SourceDataError(msg, file=file, line=line, field=mapping.key))
+        else:
+            records.append(Record(key, seen[0][1]))
+    problems.sort(key=lambda p: (p.line or 0, p.field or ""))
+    reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
+    rejected = len({p.line for p in problems})
+    kind = SnapshotKind.FULL
+    if rejected:
+        kind = SnapshotKind.DELTA
+        msg = (
+            f"{rejected} rows rejected; the rest is applied as an update, so nobody "
+            "departs on this file"
+        )
+        notices.append(Notice("rows-rejected", msg, file=file))
+        notices.extend(Notice("row-rejected", str(p), file=file, line=p.line) for p in problems)
+    notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
+    snapshot = Snapshot(source, extracted_at, records, kind=kind)
+    return Reading(snapshot, notices, rejected)
+
+
+class CsvImportAdapter:
+    """A CSV/TXT file read through a :class:`CsvMapping` as one source's snapshot.
+
+    The source is an import by default; an MIS that only exports a plain CSV
+    file can be read with ``kind=SourceKind.MIS``.
+    """
+
+    supports_delta: Final = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mapping: CsvMapping,
+        *,
+        source: str = "import",
+        kind: SourceKind = SourceKind.IMPORT,
+    ) -> None:
+        if kind is SourceKind.ADDRESS_BOOK:
+            msg = "the address book is not read from CSV as a source; import entries instead"
+            raise UsageError(msg)
+        self.path = Path(path)
+        self.mapping = mapping
+        self._source = source
+        self._kind = kind
+
+    def __repr__(self) -> str:
+        return f"CsvImportAdapter({os.fspath(self.path)!r}, source={self._source!r})"
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def kind(self) -> SourceKind:
+        return self._kind
+
+    @property
+    def covers(self) -> frozenset[str]:
+        return self.mapping.covers
+
+    def read(self, *, extracted_at: datetime) -> Reading:
+        """Read the file now; see :func:`read_csv`."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as error:
+            msg = f"cannot read {os.fspath(self.path)}: {error.strerror}"
+            raise AdapterError(msg, retryable=False) from None
+        return read_csv(
+            data,
+            self.mapping,
+            file=self.path.name,
+            source=self._source,
+            extracted_at=extracted_at,
+        )
