@@ -26,6 +26,8 @@ When a file has no header, columns are named by their position, from ``"1"``.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import tomllib
@@ -56,6 +58,7 @@ from sourcetruth.model import (
     SourceKind,
     _tuple,
     record_id,
+    split_record_id,
 )
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "EmailColumn",
     "PhoneColumn",
     "read_csv",
+    "write_csv",
 ]
 
 #: How the words people put in a "type" column map to roles, case-blind.
@@ -220,7 +224,7 @@ class CsvMapping:
             return _MAPPING_CONVERTER.structure(dict(data), cls)
         except (cattrs.BaseValidationError, UsageError, ValueError, TypeError) as error:
             detail = (
-                "; ".join(cattrs.transform_error(error))
+                "; ".join(cattrs.transform_error(error, format_exception=_say))
                 if isinstance(error, cattrs.BaseValidationError)
                 else str(error)
             )
@@ -241,6 +245,14 @@ class CsvMapping:
             msg = f"{os.fspath(path)}: not valid TOML: {error}"
             raise UsageError(msg) from None
         return cls.from_dict(data, file=os.fspath(path))
+
+
+def _say(error: BaseException, _type: Any) -> str:
+    if isinstance(error, UsageError):
+        return str(error)
+    if isinstance(error, KeyError):
+        return "required"
+    return cattrs.v.format_exception(error, _type)
 
 
 def _structure_role(value: Any, _type: Any) -> Role:
@@ -479,3 +491,49 @@ class CsvImportAdapter:
             source=self._source,
             extracted_at=extracted_at,
         )
+
+
+def write_csv(snapshot: Snapshot, mapping: CsvMapping) -> str:
+    """*snapshot* as the file *mapping* reads: the inverse of :func:`read_csv`.
+
+    For tests, demos and synthetic data. Each phone column takes the next
+    number of its type, each email column the next address of its type;
+    values with no column left are not written. Rows are in key order.
+    """
+    fmt = mapping.format
+    columns = list(mapping.columns())
+    if not fmt.has_header:
+        columns.sort(key=int)
+    width = len(columns) if fmt.has_header else max(int(c) for c in columns)
+    names = {value: key for key, value in mapping.role_values.items()}
+    out = io.StringIO(newline="")
+    writer = csv.writer(
+        out, delimiter=fmt.delimiter, quotechar=fmt.quotechar, lineterminator="\r\n"
+    )
+    if fmt.has_header:
+        writer.writerow(columns)
+    for record in sorted(snapshot.records, key=lambda r: r.key):
+        data = record.data
+        cells: dict[str, str] = {mapping.key: record.key}
+        for name in ("given_name", "family_name", "year_group", "registration_group"):
+            column = getattr(mapping, name)
+            if column is not None:
+                cells[column] = getattr(data, name)
+        if mapping.role is not None:
+            cells[mapping.role] = names.get(data.role, data.role.value)
+        for kind in PhoneType:
+            numbers = iter(p.number for p in data.phones if p.type is kind)
+            for spec in (s for s in mapping.phones if s.type is kind):
+                cells[spec.column] = next(numbers, "")
+        for email_kind in EmailType:
+            addresses = iter(e.address for e in data.emails if e.type is email_kind)
+            for email_spec in (s for s in mapping.emails if s.type is email_kind):
+                cells[email_spec.column] = next(addresses, "")
+        if mapping.guardian_of is not None:
+            pupils = [split_record_id(r.pupil)[1] for r in data.relationships]
+            cells[mapping.guardian_of] = mapping.list_separator.join(pupils)
+        if fmt.has_header:
+            writer.writerow(cells.get(c, "") for c in columns)
+        else:
+            writer.writerow(cells.get(str(i), "") for i in range(1, width + 1))
+    return out.getvalue()

@@ -1,0 +1,469 @@
+"""A conformance kit: does an adapter keep the rules the book relies on?
+
+Subclass a contract in your own test module and override one fixture that
+builds your adapter; pytest then runs every check of the kit against it::
+
+    from sourcetruth.testing.conformance import SourceAdapterContract
+
+    class TestArborAdapter(SourceAdapterContract):
+        @pytest.fixture
+        def make_adapter(self):
+            def make(snapshot, directory):
+                write_arbor_export(snapshot, directory)   # your format's writer
+                return ArborAdapter(directory, source=snapshot.source)
+            return make
+
+``make_adapter`` returns a function that writes a snapshot in the adapter's
+format into an empty directory and returns an adapter reading it. The kit
+writes its own sample school through it and checks that:
+
+- the adapter keeps the :class:`~sourcetruth.adapters.SourceAdapter` protocol;
+- reading twice gives equal snapshots, and the same data written twice reads
+  the same to the byte (:func:`sourcetruth.dumps`), in whatever row order;
+- keys are stable: the same people have the same keys after their data changed;
+- every covered field round-trips exactly;
+- bad input raises the library's typed errors, without the personal values;
+- where the format has deltas, a delta applied on top of a full snapshot gives
+  the same book as the next full snapshot;
+- what it reads merges into a book.
+
+Capabilities are fixtures too: override ``supports_delta`` (False unless the
+adapter says so), ``covered_fields`` (the adapter's ``covers``), ``sample``
+and ``next_sample`` (a school your format can carry, when it cannot carry
+the kit's), and ``broken_adapters`` (by default, each file written is spoilt
+with bytes that are not UTF-8). The contracts are not collected by
+themselves: their names do not start with ``Test``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from sourcetruth.adapters.base import AddressBookAdapter, SourceAdapter
+from sourcetruth.exceptions import SourceDataError, SourceTruthError, format_errors
+from sourcetruth.merge import contacts_at, merge
+from sourcetruth.model import (
+    FIELDS,
+    Book,
+    ContactData,
+    Email,
+    EmailType,
+    Phone,
+    PhoneType,
+    Record,
+    Relationship,
+    Role,
+    Snapshot,
+    SnapshotKind,
+    SourceKind,
+    record_id,
+)
+from sourcetruth.policy import DepartureGuard, Policy, Source
+from sourcetruth.serialise import dumps
+
+__all__ = [
+    "AddressBookAdapterContract",
+    "SourceAdapterContract",
+    "personal_values",
+    "sample_school",
+]
+
+MakeAdapter = Callable[[Snapshot, Path], SourceAdapter]
+MakeAddressBook = Callable[[Path], AddressBookAdapter]
+
+_READ_AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+_NEXT_READ_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def sample_school(source: str = "mis", *, at: datetime = _READ_AT) -> Snapshot:
+    """The kit's sample: a small school that every field of the model appears in.
+
+    Each person has at most one mobile and one home phone and one email, so
+    that the formats with a column for each (OneRoster, School Data Sync) can
+    carry it. The values test what files get wrong: accents, apostrophes,
+    commas, quotes, the words ``None`` and ``NA`` as names, a leading ``0``
+    and a leading ``+``. Every value is fictional (Ofcom drama numbers,
+    ``.test`` and ``example.org`` addresses).
+    """
+
+    def pupil(key: str, given: str, family: str, year: str, form: str, email: str) -> Record:
+        data = ContactData(
+            given,
+            family,
+            Role.PUPIL,
+            emails=(Email(email, EmailType.HOME),),
+            year_group=year,
+            registration_group=form,
+        )
+        return Record(key, data)
+
+    def guardian(
+        key: str, given: str, family: str, mobile: str, home: str, email: str, *pupils: str
+    ) -> Record:
+        phones = [Phone(mobile, PhoneType.MOBILE)]
+        if home:
+            phones.append(Phone(home, PhoneType.HOME))
+        data = ContactData(
+            given,
+            family,
+            Role.GUARDIAN,
+            phones=phones,
+            emails=(Email(email, EmailType.HOME),),
+            relationships=tuple(Relationship(record_id(source, p)) for p in pupils),
+        )
+        return Record(key, data)
+
+    records = (
+        pupil("P1001", "Amélie", "O'Neill", "9", "9B", "amelie.oneill@pupils.example.org"),
+        pupil("P1002", "Ben", "Shah", "10", "10R", "ben.shah@pupils.example.org"),
+        pupil("P1003", "None", "NA", "7", "7C", "none.na@pupils.example.org"),
+        guardian(
+            "G2001", "Gita", "Shah", "07700 900101", "01632 960101", "gita@parent.test", "P1002"
+        ),
+        guardian(
+            "G2002",
+            'Zoë "Zo"',
+            "Smith-Jones, Jr",
+            "+44 7700 900102",
+            "",
+            "zoe.smith-jones@example.org",
+            "P1001",
+            "P1003",
+        ),
+        Record(
+            "S3001",
+            ContactData(
+                "Chris",
+                "Taylor",
+                Role.STAFF,
+                emails=(Email("c.taylor@school.test", EmailType.WORK),),
+            ),
+        ),
+    )
+    return Snapshot(source, at, records)
+
+
+def _next_night(sample: Snapshot, at: datetime) -> Snapshot:
+    """The sample a night later: one person's data changed, one left, one joined."""
+    records = sorted(sample.records, key=lambda r: r.key)
+    changed = records[0]
+    data = changed.data
+    if data.given_name:
+        data = attrs.evolve(data, given_name=data.given_name + " Jr")
+    joiner = attrs.evolve(records[-1], key=records[-1].key + "N")
+    kept = [attrs.evolve(changed, data=data), *records[1:-1], records[-1], joiner]
+    leaver = records[1] if len(records) > 2 else None
+    return Snapshot(sample.source, at, [r for r in kept if leaver is None or r.key != leaver.key])
+
+
+def personal_values(snapshot: Snapshot) -> set[str]:
+    """Every name, number and address of *snapshot*: text no error may contain."""
+    found: set[str] = set()
+    for record in snapshot.records:
+        data = record.data
+        found.update(v for v in (data.given_name, data.family_name) if len(v) > 3)
+        found.update(p.number for p in data.phones)
+        found.update(e.address for e in data.emails)
+    return found
+
+
+def _field(data: ContactData, name: str) -> Any:
+    value = getattr(data, name)
+    if isinstance(value, tuple):
+        # Order is compared too loosely on purpose: a format may list a
+        # person's numbers in its own column order.
+        return sorted(value, key=lambda v: str(attrs.astuple(v)))
+    return value
+
+
+def _spoil(directory: Path) -> int:
+    """Put bytes that are not UTF-8 in the middle of every file under *directory*."""
+    spoilt = 0
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        cut = data.find(b"\n") + 1 or len(data) // 2
+        path.write_bytes(data[:cut] + b"\xc3\x28\xa0\xa1" + data[cut:])
+        spoilt += 1
+    return spoilt
+
+
+class SourceAdapterContract:
+    """The checks every source adapter must pass; subclass it and override ``make_adapter``."""
+
+    @pytest.fixture
+    def make_adapter(self) -> MakeAdapter:
+        """Return ``make(snapshot, directory) -> adapter``: write, then read back."""
+        msg = "override the make_adapter fixture to build your adapter"
+        raise NotImplementedError(msg)
+
+    @pytest.fixture
+    def source_name(self) -> str:
+        """The source name the sample is written under."""
+        return "mis"
+
+    @pytest.fixture
+    def sample(self, source_name: str) -> Snapshot:
+        """A full snapshot the format can carry (the kit's :func:`sample_school`)."""
+        return sample_school(source_name)
+
+    @pytest.fixture
+    def next_sample(self, sample: Snapshot) -> Snapshot:
+        """The next night's full snapshot: one change, one leaver, one joiner."""
+        return _next_night(sample, _NEXT_READ_AT)
+
+    @pytest.fixture
+    def workdir(self, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+        """A fresh empty directory on every call."""
+        return lambda: tmp_path_factory.mktemp("adapter")
+
+    @pytest.fixture
+    def adapter(
+        self, make_adapter: MakeAdapter, sample: Snapshot, workdir: Callable[[], Path]
+    ) -> SourceAdapter:
+        """The adapter over the sample."""
+        return make_adapter(sample, workdir())
+
+    @pytest.fixture
+    def supports_delta(self, adapter: SourceAdapter) -> bool:
+        """Whether the format has deltas; the adapter's own claim by default."""
+        return adapter.supports_delta
+
+    @pytest.fixture
+    def covered_fields(self, adapter: SourceAdapter) -> frozenset[str]:
+        """The fields that must round-trip; the adapter's ``covers`` by default."""
+        return adapter.covers
+
+    @pytest.fixture
+    def broken_adapters(
+        self, make_adapter: MakeAdapter, sample: Snapshot, workdir: Callable[[], Path]
+    ) -> list[SourceAdapter]:
+        """Adapters over bad input; by default the sample's files, spoilt."""
+        directory = workdir()
+        adapter = make_adapter(sample, directory)
+        if not _spoil(directory):
+            pytest.skip("the adapter wrote no files to spoil; override broken_adapters")
+        return [adapter]
+
+    # -- the checks ------------------------------------------------------------------
+
+    def test_keeps_the_protocol(self, adapter: SourceAdapter, sample: Snapshot) -> None:
+        """The adapter has every member of the protocol, with sensible values."""
+        assert isinstance(adapter, SourceAdapter)
+        assert adapter.source == sample.source
+        assert adapter.kind in (SourceKind.MIS, SourceKind.IMPORT)
+        assert adapter.covers <= frozenset(FIELDS)
+        assert adapter.covers, "an adapter that covers no field reads nothing"
+        assert isinstance(adapter.supports_delta, bool)
+
+    def test_reads_a_full_snapshot(self, adapter: SourceAdapter, sample: Snapshot) -> None:
+        """A full input reads as a full snapshot of its source, at the time given."""
+        reading = adapter.read(extracted_at=_READ_AT)
+        assert reading.snapshot.kind is SnapshotKind.FULL
+        assert reading.snapshot.source == sample.source
+        assert reading.snapshot.extracted_at == _READ_AT
+        assert reading.rejected == 0
+
+    def test_reading_twice_gives_equal_snapshots(self, adapter: SourceAdapter) -> None:
+        """Reading the same input twice gives equal snapshots and notices."""
+        first = adapter.read(extracted_at=_READ_AT)
+        second = adapter.read(extracted_at=_READ_AT)
+        assert first == second
+        assert dumps(first.snapshot) == dumps(second.snapshot)
+
+    def test_snapshots_are_deterministic(
+        self, make_adapter: MakeAdapter, sample: Snapshot, workdir: Callable[[], Path]
+    ) -> None:
+        """The same data, written twice and in reverse order, reads to the same bytes."""
+        forward = make_adapter(sample, workdir()).read(extracted_at=_READ_AT)
+        backward_sample = attrs.evolve(sample, records=tuple(reversed(sample.records)))
+        backward = make_adapter(backward_sample, workdir()).read(extracted_at=_READ_AT)
+        assert dumps(forward.snapshot) == dumps(backward.snapshot)
+
+    def test_keys_are_stable_across_reads(
+        self,
+        make_adapter: MakeAdapter,
+        sample: Snapshot,
+        next_sample: Snapshot,
+        workdir: Callable[[], Path],
+    ) -> None:
+        """Each person keeps their key when their data changes; keys are the sample's."""
+        first = make_adapter(sample, workdir()).read(extracted_at=_READ_AT).snapshot
+        second = make_adapter(next_sample, workdir()).read(extracted_at=_NEXT_READ_AT).snapshot
+        assert {r.key for r in first.records} == {r.key for r in sample.records}
+        assert {r.key for r in second.records} == {r.key for r in next_sample.records}
+
+    def test_every_covered_field_round_trips(
+        self, adapter: SourceAdapter, sample: Snapshot, covered_fields: frozenset[str]
+    ) -> None:
+        """Every covered field of every person reads back exactly as it was written."""
+        default = ContactData()
+        for name in sorted(covered_fields):
+            assert any(_field(r.data, name) != _field(default, name) for r in sample.records), (
+                f"the sample leaves {name} empty, so its round trip would prove nothing"
+            )
+        read = {r.key: r.data for r in adapter.read(extracted_at=_READ_AT).snapshot.records}
+        for record in sample.records:
+            for name in sorted(covered_fields):
+                assert _field(read[record.key], name) == _field(record.data, name), (
+                    f"{name} of {record.key} did not round-trip"
+                )
+
+    def test_bad_input_gives_typed_errors(
+        self, broken_adapters: list[SourceAdapter], sample: Snapshot
+    ) -> None:
+        """Bad input raises the library's data errors, which name no personal value."""
+        for broken in broken_adapters:
+            with pytest.raises(SourceTruthError) as caught:
+                broken.read(extracted_at=_READ_AT)
+            error = caught.value
+            problems = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+            assert all(isinstance(p, SourceDataError) for p in problems), problems
+            text = format_errors(error) + "\n".join(getattr(error, "__notes__", ()))
+            leaked = sorted(v for v in personal_values(sample) if v in text)
+            assert not leaked, "an error message names a personal value"
+
+    def test_merges_into_a_book(
+        self, adapter: SourceAdapter, sample: Snapshot, covered_fields: frozenset[str]
+    ) -> None:
+        """What the adapter reads merges into an empty book, one contact per record."""
+        policy = _policy_for(adapter)
+        result = merge(
+            Book(),
+            adapter.read(extracted_at=_READ_AT).snapshot,
+            policy=policy,
+            at=_READ_AT,
+            by="conformance kit",
+        )
+        contacts = {c.id: c for c in contacts_at(result.book, policy=policy, at=_READ_AT)}
+        assert set(contacts) == {record_id(sample.source, r.key) for r in sample.records}
+
+    def test_delta_on_full_equals_next_full(
+        self,
+        make_adapter: MakeAdapter,
+        supports_delta: bool,
+        sample: Snapshot,
+        next_sample: Snapshot,
+        workdir: Callable[[], Path],
+    ) -> None:
+        """Where the format has deltas, full + delta gives the book that the next full gives."""
+        if not supports_delta:
+            pytest.skip("the adapter's format has no deltas")
+        delta = _delta(sample, next_sample)
+        full_reading = make_adapter(sample, workdir()).read(extracted_at=_READ_AT)
+        delta_adapter = make_adapter(delta, workdir())
+        delta_reading = delta_adapter.read(extracted_at=_NEXT_READ_AT)
+        assert delta_reading.snapshot.kind is SnapshotKind.DELTA
+        assert set(delta_reading.snapshot.removed) == set(delta.removed)
+        next_reading = make_adapter(next_sample, workdir()).read(extracted_at=_NEXT_READ_AT)
+        policy = _policy_for(delta_adapter)
+        start = merge(Book(), full_reading.snapshot, policy=policy, at=_READ_AT, by="kit").book
+        by_delta = merge(start, delta_reading.snapshot, policy=policy, at=_NEXT_READ_AT, by="kit")
+        by_full = merge(start, next_reading.snapshot, policy=policy, at=_NEXT_READ_AT, by="kit")
+        assert _effective(by_delta.book, policy) == _effective(by_full.book, policy)
+
+
+def _policy_for(adapter: SourceAdapter) -> Policy:
+    source = Source(adapter.source, adapter.kind, covers=adapter.covers)
+    return Policy(sources=(source,), guard=DepartureGuard(enabled=False))
+
+
+def _effective(book: Book, policy: Policy) -> dict[str, tuple[ContactData, bool]]:
+    return {c.id: (c.data, c.departed) for c in contacts_at(book, policy=policy, at=_NEXT_READ_AT)}
+
+
+def _delta(old: Snapshot, new: Snapshot) -> Snapshot:
+    before = {r.key: r for r in old.records}
+    after = {r.key: r for r in new.records}
+    changed = [r for key, r in sorted(after.items()) if before.get(key) != r]
+    removed = sorted(set(before) - set(after))
+    return Snapshot(new.source, new.extracted_at, changed, kind=SnapshotKind.DELTA, removed=removed)
+
+
+class AddressBookAdapterContract:
+    """The checks every address-book adapter must pass; override ``make_adapter``."""
+
+    @pytest.fixture
+    def make_adapter(self) -> MakeAddressBook:
+        """Return ``make(directory) -> adapter`` over a file in that (empty) directory."""
+        msg = "override the make_adapter fixture to build your adapter"
+        raise NotImplementedError(msg)
+
+    @pytest.fixture
+    def entries(self) -> tuple[Record, ...]:
+        """The entries written: the kit's sample school, keyed as address-book entries."""
+        return sample_school("address-book").records
+
+    @pytest.fixture
+    def workdir(self, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+        """A fresh empty directory on every call."""
+        return lambda: tmp_path_factory.mktemp("address-book")
+
+    def test_keeps_the_protocol(
+        self, make_adapter: MakeAddressBook, workdir: Callable[[], Path]
+    ) -> None:
+        """The adapter reads and writes entries."""
+        assert isinstance(make_adapter(workdir()), AddressBookAdapter)
+
+    def test_every_field_round_trips(
+        self,
+        make_adapter: MakeAddressBook,
+        entries: tuple[Record, ...],
+        workdir: Callable[[], Path],
+    ) -> None:
+        """Entries written and read back are equal, every field and key of them."""
+        adapter = make_adapter(workdir())
+        adapter.write_entries(entries)
+        read = adapter.read_entries()
+        assert sorted(read.entries, key=lambda r: r.key) == sorted(entries, key=lambda r: r.key)
+
+    def test_reading_twice_gives_equal_entries(
+        self,
+        make_adapter: MakeAddressBook,
+        entries: tuple[Record, ...],
+        workdir: Callable[[], Path],
+    ) -> None:
+        """Reading the same file twice gives equal entries and notices."""
+        adapter = make_adapter(workdir())
+        adapter.write_entries(entries)
+        assert adapter.read_entries() == adapter.read_entries()
+
+    def test_writing_is_deterministic(
+        self,
+        make_adapter: MakeAddressBook,
+        entries: tuple[Record, ...],
+        workdir: Callable[[], Path],
+    ) -> None:
+        """The same entries, in any order, are written as the same bytes."""
+        first, second = workdir(), workdir()
+        make_adapter(first).write_entries(entries)
+        make_adapter(second).write_entries(tuple(reversed(entries)))
+        files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+        assert files, "write_entries wrote nothing into the adapter's directory"
+        for name in files:
+            assert (first / name).read_bytes() == (second / name).read_bytes()
+
+    def test_bad_input_gives_typed_errors(
+        self,
+        make_adapter: MakeAddressBook,
+        entries: tuple[Record, ...],
+        workdir: Callable[[], Path],
+    ) -> None:
+        """A spoilt file raises the library's data errors, which name no personal value."""
+        directory = workdir()
+        adapter = make_adapter(directory)
+        adapter.write_entries(entries)
+        assert _spoil(directory)
+        with pytest.raises(SourceTruthError) as caught:
+            adapter.read_entries()
+        error = caught.value
+        problems = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+        assert all(isinstance(p, SourceDataError) for p in problems), problems
+        text = format_errors(error) + "\n".join(getattr(error, "__notes__", ()))
+        values = personal_values(Snapshot("address-book", _READ_AT, entries))
+        assert not sorted(v for v in values if v in text), "an error names a personal value"
