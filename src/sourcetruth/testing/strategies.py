@@ -21,7 +21,9 @@ default guard. Calling :func:`_register_type_strategies` (Hypothesis does it
 through the ``hypothesis`` entry point) makes :func:`hypothesis.strategies.from_type`
 use these strategies for :class:`~sourcetruth.ContactData`,
 :class:`~sourcetruth.Record`, :class:`~sourcetruth.Snapshot`,
-:class:`~sourcetruth.Phone` and :class:`~sourcetruth.Email`.
+:class:`~sourcetruth.Phone`, :class:`~sourcetruth.Email`,
+:class:`~sourcetruth.Contact`, :class:`~sourcetruth.Override`,
+:class:`~sourcetruth.GroupDefinition` and :class:`~sourcetruth.Policy`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from sourcetruth.merge import contact_at, merge
 from sourcetruth.model import (
     FIELDS,
+    Book,
+    Contact,
     ContactData,
     Email,
     EmailType,
     GroupDefinition,
+    Override,
     OverrideLifetime,
     Phone,
     PhoneType,
@@ -51,6 +57,7 @@ from sourcetruth.model import (
     Snapshot,
     SnapshotKind,
     SourceKind,
+    record_id,
 )
 from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Policy, Schedule, Source
 
@@ -63,9 +70,11 @@ __all__ = [
     "YEAR_GROUPS",
     "aware_datetimes",
     "contact_data",
+    "contacts",
     "email_addresses",
     "emails",
     "groups",
+    "overrides",
     "phone_numbers",
     "phones",
     "policies",
@@ -402,6 +411,46 @@ def set_overrides(
     return _set_overrides(tuple(contact_ids), tuple(fields), tuple(lifetimes), after)
 
 
+@st.composite
+def _synced(draw: st.DrawFn, source: str, overridden: bool | None) -> tuple[Contact, Book]:
+    at = draw(aware_datetimes())
+    record = draw(records())
+    policy = Policy(sources=(Source(source, SourceKind.MIS),))
+    book = merge(Book(), Snapshot(source, at, [record]), policy=policy, at=at, by="nightly sync")
+    contact_id = record_id(source, record.key)
+    result = book.book
+    if draw(st.booleans()) if overridden is None else overridden:
+        at += timedelta(hours=draw(st.integers(1, 12)))
+        edit = draw(set_overrides(contact_ids=(contact_id,)))
+        result = merge(result, edit, policy=policy, at=at, by="office").book
+    return contact_at(result, contact_id, policy=policy, at=at), result
+
+
+def contacts(
+    *, source: str = "mis", overridden: bool | None = None
+) -> st.SearchStrategy[Contact]:
+    """An effective :class:`~sourcetruth.Contact` with real provenance.
+
+    It is made the way the library makes one: a record of *source* merged
+    into an empty book and read back, and, when *overridden* is true (or at
+    random when None), a local edit of one field on top, which then shows in
+    its provenance and ``overrides``. Shrinks as :func:`records` does, and
+    towards no override.
+    """
+    return _synced(source, overridden).map(lambda pair: pair[0])
+
+
+def overrides(*, source: str = "mis") -> st.SearchStrategy[Override]:
+    """A temporary :class:`~sourcetruth.Override` as the merge records one.
+
+    A contact of *source* is synced and then edited (see :func:`contacts`);
+    the override is the one that edit made, with its base value, owning
+    record, author and lifetime. Its value may equal its base: a person may
+    set the value the source already holds, and the next sync confirms it.
+    """
+    return _synced(source, True).map(lambda pair: pair[0].overrides[0])
+
+
 def rules() -> st.SearchStrategy[Rule]:
     """A group :class:`~sourcetruth.Rule` over roles, year groups and registration groups.
 
@@ -501,3 +550,7 @@ def _register_type_strategies() -> None:
     st.register_type_strategy(ContactData, contact_data())
     st.register_type_strategy(Record, records())
     st.register_type_strategy(Snapshot, snapshots())
+    st.register_type_strategy(Contact, contacts())
+    st.register_type_strategy(Override, overrides())
+    st.register_type_strategy(GroupDefinition, groups())
+    st.register_type_strategy(Policy, policies())
