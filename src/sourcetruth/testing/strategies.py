@@ -17,9 +17,8 @@ whitespace varied. Times are always timezone-aware (Europe/London or UTC).
 
 Each strategy shrinks towards the plainest example: ``07700 900000``, the
 first name and domain of the lists below, few records, full coverage, the
-default guard. Calling :func:`_register_type_strategies` (Hypothesis does it
-through the ``hypothesis`` entry point) makes :func:`hypothesis.strategies.from_type`
-use these strategies for :class:`~sourcetruth.ContactData`,
+default guard. The package's ``hypothesis`` entry point makes
+:func:`hypothesis.strategies.from_type` use these strategies for :class:`~sourcetruth.ContactData`,
 :class:`~sourcetruth.Record`, :class:`~sourcetruth.Snapshot`,
 :class:`~sourcetruth.Phone`, :class:`~sourcetruth.Email`,
 :class:`~sourcetruth.Contact`, :class:`~sourcetruth.Override`,
@@ -539,18 +538,3 @@ def policies(
     """
     return _policies(imports, guard)
 
-
-def _register_type_strategies() -> None:
-    """Let :func:`hypothesis.strategies.from_type` build the model with these strategies.
-
-    Hypothesis calls it through the ``hypothesis`` entry point of this package.
-    """
-    st.register_type_strategy(Phone, phones())
-    st.register_type_strategy(Email, emails())
-    st.register_type_strategy(ContactData, contact_data())
-    st.register_type_strategy(Record, records())
-    st.register_type_strategy(Snapshot, snapshots())
-    st.register_type_strategy(Contact, contacts())
-    st.register_type_strategy(Override, overrides())
-    st.register_type_strategy(GroupDefinition, groups())
-    st.register_type_strategy(Policy, policies())
