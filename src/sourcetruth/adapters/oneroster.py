@@ -1,0 +1,1294 @@
+"""OneRoster 1.1 and 1.2 CSV bundles: the MIS feed of many student information systems.
+
+A bundle is a directory (or a ``.zip`` of one) of CSV files described by
+``manifest.csv``. This module reads ``manifest.csv``, ``users.csv``,
+``roles.csv`` (1.2) and, when filtering by org, ``orgs.csv``; every other file
+(enrollments, classes, demographics...) carries nothing a contact needs and is
+ignored. Every file goes through :func:`sourcetruth.adapters.text.read_table`:
+strict decoding, no sniffing, cells kept as text.
+
+Mapping rules
+-------------
+
+- **Keys** are ``sourcedId`` (whitespace around it is dropped).
+- **Kind**: the manifest's ``file.users`` says ``bulk`` (a FULL snapshot) or
+  ``delta`` (a DELTA); anything else, or no value, is a
+  :class:`~sourcetruth.SourceDataError` naming ``manifest.csv``. So is an
+  ``oneroster.version`` other than 1.0, 1.1 or 1.2.
+- **Status**: empty or ``active`` is active. ``tobedeleted`` means the person
+  leaves: left out of a FULL snapshot, listed in ``Snapshot.removed`` of a
+  DELTA. ``inactive`` (OneRoster 1.0; 1.1 removed it and says to read it as
+  ``tobedeleted``) is read the same way, with a ``status-inactive`` notice.
+  Any other status rejects the row.
+- **Role**: 1.0/1.1 take the ``role`` column of ``users.csv``. 1.2 takes the
+  user's rows in ``roles.csv`` (those not ``tobedeleted``): the first
+  ``primary`` row, else the first row (notice ``role-primary``); with no row
+  there it falls back to a ``role`` column of ``users.csv`` if the file has
+  one. A user with no role at all is a rejected row. ``student`` is
+  ``PUPIL``; ``parent``, ``guardian``, ``relative`` are ``GUARDIAN``;
+  ``teacher``, ``aide``, ``administrator``, ``proctor``,
+  ``siteAdministrator``, ``systemAdministrator``, ``districtAdministrator``,
+  ``principal``, ``counselor`` are ``STAFF`` (all matched ignoring case);
+  anything else is ``OTHER`` with a ``role-unknown`` notice.
+- **Phones**: ``sms`` is a ``MOBILE`` phone, ``phone`` a ``HOME`` phone, in
+  that order; when both hold the same digits only the ``MOBILE`` one is kept.
+  The text is kept exactly as given: normalising is the merge's job.
+- **Email**: ``email`` is a ``WORK`` address for staff, ``HOME`` otherwise.
+- **Relationships**: ``agentSourcedIds`` (comma-separated). The spec makes a
+  student's agents its parents and a parent's agents its children, so a link
+  is used when one end is a pupil (its record's role) and the other holds a
+  guardian role (in 1.2 possibly a secondary one: a teacher who is also a
+  parent). It becomes ``Relationship(pupil=KEY)`` (the pupil's key in the
+  same source, as everywhere in the model) on the guardian's record, once
+  however many sides list it. Nothing is guessed: a link between other roles
+  is skipped with an ``agent-role`` notice, to an id absent from a full
+  bundle with ``agent-missing``, to a user being deleted with
+  ``agent-removed``. An agent that cannot be checked (not
+  in a delta bundle, or its row was rejected) gives ``agent-unverified``: the
+  link is kept when the guardian's own row names it (dropping it would remove
+  the relationship from the book) and skipped otherwise.
+- **year_group**: a pupil's ``grades`` (the first of several, as written).
+- **org**: with ``org=...`` only users of that org are read (1.0/1.1
+  ``orgSourcedIds``; 1.2 ``roles.csv`` ``orgSourcedId`` and users'
+  ``primaryOrgSourcedId``), plus the guardians linked to a pupil kept; their
+  links to pupils left out are dropped. An org not in ``orgs.csv`` is a
+  :class:`~sourcetruth.SourceDataError`.
+
+Tolerated, with a notice
+------------------------
+
+Header names match ignoring case and surrounding spaces, and the misspellings
+``prefferedGivenName`` (and its middle/family siblings) and
+``dataLastModified`` are accepted (``header-drift``); unknown columns give
+``header-unknown`` (``metadata.*`` extension columns are spec-valid and
+silent). A ``dateLastModified`` that is not ISO 8601 gives ``date-format``:
+it is never parsed, so ``1/05/2023`` is never guessed as May or January.
+Also: ``role-type`` (a roleType other than primary/secondary),
+``role-conflict`` (primary roles that disagree), ``role-user-missing`` (a
+role for a user users.csv lacks), ``org-unverified`` (an org filter on a
+delta without orgs.csv) and ``empty-snapshot`` (a full bundle with no users:
+let through, the merge refuses it).
+
+Errors
+------
+
+Every problem found in the bundle's files is raised together as one
+:class:`~sourcetruth.RejectedFileError` whose problems each name file, line
+and field, never the value. A missing required column (``sourcedId``,
+``givenName``, ``familyName``, and ``role`` when the role comes from
+``users.csv``) is such a problem. Rejected rows (broken rows, a missing or
+duplicated ``sourcedId``, an unknown status, no role) count towards
+``max_reject_fraction`` per file; under the limit, the readable rows come back
+as a DELTA snapshot (a rejected row is never read as a departure), with
+``Reading.rejected`` set and ``row-rejected``/``rows-rejected`` notices. A
+missing path or an unreadable file is an :class:`~sourcetruth.AdapterError`.
+
+:func:`write_bundle` writes a snapshot as a bundle that this reader gives back
+equal for every covered field, for records the format can carry: at most
+one mobile and one home phone (mobile first, with different digits), at most
+one email (``WORK`` for staff, ``HOME`` otherwise), roles pupil, guardian or
+staff, relationships with default attributes to pupils of the same snapshot
+(``"source:KEY"``), a year group only for pupils and without a comma.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Final
+
+from attrs import field, frozen
+
+from sourcetruth.adapters.base import Notice, Reading
+from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.exceptions import (
+    AdapterError,
+    EncodingError,
+    RejectedFileError,
+    SourceDataError,
+    UsageError,
+)
+from sourcetruth.model import (
+    ContactData,
+    Email,
+    EmailType,
+    Phone,
+    PhoneType,
+    Record,
+    Relationship,
+    Role,
+    Snapshot,
+    SnapshotKind,
+    SourceKind,
+    utc,
+)
+
+__all__ = ["COVERS", "OneRosterAdapter", "write_bundle"]
+
+#: The contact fields a OneRoster bundle fills.
+COVERS: Final = frozenset(
+    {"given_name", "family_name", "role", "phones", "emails", "relationships", "year_group"}
+)
+
+_MANIFEST: Final = "manifest.csv"
+_USERS: Final = "users.csv"
+_ROLES: Final = "roles.csv"
+_ORGS: Final = "orgs.csv"
+_WANTED: Final = (_MANIFEST, _USERS, _ROLES, _ORGS)
+
+# No real bundle comes near this; it stops a zip bomb before it fills memory.
+_MAX_FILE_BYTES: Final = 256 * 1024 * 1024
+
+# Whether a version keeps roles in roles.csv (1.2) or in users.csv (1.0, 1.1).
+_VERSIONS: Final = {"1.0": False, "1.1": False, "1.2": True}
+
+_ROLE_NAMES: Final = {
+    "student": Role.PUPIL,
+    "parent": Role.GUARDIAN,
+    "guardian": Role.GUARDIAN,
+    "relative": Role.GUARDIAN,
+    **{
+        name.casefold(): Role.STAFF
+        for name in (
+            "teacher",
+            "aide",
+            "administrator",
+            "proctor",
+            "siteAdministrator",
+            "systemAdministrator",
+            "districtAdministrator",
+            "principal",
+            "counselor",
+        )
+    },
+}
+
+# True: the person leaves. "inactive" is 1.0's word; 1.1 says to read it as tobedeleted.
+_STATUSES: Final = {"": False, "active": False, "tobedeleted": True, "inactive": True}
+
+_MANIFEST_COLUMNS: Final = ("propertyName", "value")
+_USERS_11: Final = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "enabledUser",
+    "orgSourcedIds",
+    "role",
+    "username",
+    "userIds",
+    "givenName",
+    "familyName",
+    "middleName",
+    "identifier",
+    "email",
+    "sms",
+    "phone",
+    "agentSourcedIds",
+    "grades",
+    "password",
+)
+_USERS_12: Final = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "enabledUser",
+    "username",
+    "userIds",
+    "givenName",
+    "familyName",
+    "middleName",
+    "identifier",
+    "email",
+    "sms",
+    "phone",
+    "agentSourcedIds",
+    "grades",
+    "password",
+    "userMasterIdentifier",
+    "preferredGivenName",
+    "preferredMiddleName",
+    "preferredFamilyName",
+    "primaryOrgSourcedId",
+    "pronouns",
+)
+# Either version's columns are known in both: 1.2 exports keep 1.1's role
+# column, and resourceSourcedIds is in some 1.2 drafts.
+_USER_COLUMNS: Final = (
+    *_USERS_11,
+    *(c for c in _USERS_12 if c not in _USERS_11),
+    "resourceSourcedIds",
+)
+_ROLE_COLUMNS: Final = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "userSourcedId",
+    "roleType",
+    "role",
+    "beginDate",
+    "endDate",
+    "orgSourcedId",
+    "userProfileSourcedId",
+)
+_ORG_COLUMNS: Final = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "name",
+    "type",
+    "identifier",
+    "parentSourcedId",
+)
+
+# Misspellings seen in real exports, read as the column they mean.
+_MISSPELT: Final = {
+    "prefferedgivenname": "preferredGivenName",
+    "prefferedmiddlename": "preferredMiddleName",
+    "prefferedfamilyname": "preferredFamilyName",
+    "datalastmodified": "dateLastModified",
+}
+
+_NOT_DIGIT = re.compile(r"\D")
+
+_FILE_ORDER: Final = {name: rank for rank, name in enumerate(_WANTED)}
+
+
+# -- the files of a bundle -----------------------------------------------------
+
+
+def _read_capped(stream: IO[bytes], name: str) -> bytes:
+    data = stream.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        msg = f"the file is larger than {_MAX_FILE_BYTES} bytes"
+        raise SourceDataError(msg, file=name)
+    return data
+
+
+def _add(found: dict[str, tuple[str, bytes]], name: str, data: bytes) -> None:
+    folded = name.casefold()
+    if folded in found:
+        # users.csv and Users.csv side by side: reading either would be a guess.
+        msg = "two files in the bundle have this name, differing only in case"
+        raise SourceDataError(msg, file=name)
+    found[folded] = (name, data)
+
+
+def _load_directory(path: Path) -> dict[str, tuple[str, bytes]]:
+    found: dict[str, tuple[str, bytes]] = {}
+    for entry in sorted(path.iterdir()):
+        if entry.name.casefold() in _WANTED and entry.is_file():
+            with entry.open("rb") as stream:
+                _add(found, entry.name, _read_capped(stream, entry.name))
+    return found
+
+
+def _load_zip(path: Path) -> dict[str, tuple[str, bytes]]:
+    found: dict[str, tuple[str, bytes]] = {}
+    with zipfile.ZipFile(path) as archive:
+        members = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir() and not info.filename.startswith("__MACOSX/")
+        ]
+        # The bundle is wherever manifest.csv is: at the top, or in one folder.
+        roots = {
+            PurePosixPath(info.filename).parent
+            for info in members
+            if PurePosixPath(info.filename).name.casefold() == _MANIFEST
+        }
+        if len(roots) > 1:
+            msg = "the zip file holds more than one manifest.csv"
+            raise SourceDataError(msg, file=_MANIFEST)
+        root = roots.pop() if roots else PurePosixPath(".")
+        for info in sorted(members, key=lambda i: i.filename):
+            member = PurePosixPath(info.filename)
+            if member.parent == root and member.name.casefold() in _WANTED:
+                with archive.open(info) as stream:
+                    _add(found, member.name, _read_capped(stream, member.name))
+    return found
+
+
+def _load(path: Path) -> dict[str, tuple[str, bytes]]:
+    """The wanted files of the bundle at *path*, by name case-folded: (name, bytes)."""
+    failure: str
+    retryable = False
+    try:
+        if path.is_dir():
+            return _load_directory(path)
+        if path.is_file():
+            return _load_zip(path)
+        failure = "there is no such directory or zip file"
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as error:
+        failure = error.strerror or type(error).__name__
+    except zipfile.BadZipFile:
+        failure = "not a readable zip file"
+    except RuntimeError:  # an encrypted zip member
+        failure = "the zip file is encrypted"
+    except OSError as error:
+        if isinstance(error, AdapterError):
+            raise
+        failure = error.strerror or type(error).__name__
+        retryable = True  # a network share or a disk that may come back
+    msg = f"cannot read the OneRoster bundle at {os.fspath(path)!r}: {failure}"
+    raise AdapterError(msg, retryable=retryable)
+
+
+# -- the manifest ----------------------------------------------------------------
+
+
+@frozen
+class _Manifest:
+    file: str
+    version: str
+    kind: SnapshotKind
+    roles: bool
+    orgs: bool
+
+
+def _column_map(header: Sequence[str]) -> dict[str, int]:
+    return {name.strip().casefold(): index for index, name in reversed(list(enumerate(header)))}
+
+
+def _file_mode(props: Mapping[str, tuple[str, int]], name: str, file: str) -> str:
+    value, line = props.get(f"file.{name}".casefold(), ("", 1))
+    mode = value.strip().casefold()
+    if mode in ("", "absent", "bulk", "delta"):
+        return mode or "absent"
+    msg = f"file.{name} must be bulk, delta or absent"
+    raise SourceDataError(msg, file=file, line=line, field="value")
+
+
+def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Manifest:
+    # Nothing in a bundle can be read without its manifest, so its problems
+    # are raised at once as a single SourceDataError.
+    if _MANIFEST not in files:
+        msg = "the bundle has no manifest.csv"
+        raise SourceDataError(msg, file=_MANIFEST)
+    name, data = files[_MANIFEST]
+    table = read_table(data, file=name, allow_cp1252=allow_cp1252)
+    if table.problems:
+        raise RejectedFileError(f"{name}: unreadable rows", list(table.problems), file=name)
+    columns = _column_map(table.header)
+    for column in _MANIFEST_COLUMNS:
+        if column.casefold() not in columns:
+            msg = "a required column is missing"
+            raise SourceDataError(msg, file=name, line=1, field=column)
+    key_at, value_at = columns["propertyname"], columns["value"]
+    props: dict[str, tuple[str, int]] = {}
+    for row in table.rows:
+        prop = _cell(row, key_at).strip().casefold()
+        if not prop:
+            continue
+        if prop in props:
+            msg = "a property is listed twice"
+            raise SourceDataError(msg, file=name, line=row.line, field="propertyName")
+        props[prop] = (_cell(row, value_at), row.line)
+    version, line = props.get("oneroster.version", ("", 1))
+    version = version.strip()
+    if version not in _VERSIONS:
+        shown = f" {version!r}" if version else ""
+        msg = f"unknown oneroster.version{shown}; this reader knows 1.0, 1.1 and 1.2"
+        raise SourceDataError(msg, file=name, line=line, field="oneroster.version")
+    users = _file_mode(props, "users", name)
+    if users == "absent":
+        line = props.get("file.users", ("", 1))[1]
+        msg = "file.users must say bulk or delta: without users.csv there is nothing to read"
+        raise SourceDataError(msg, file=name, line=line, field="file.users")
+    return _Manifest(
+        file=name,
+        version=version,
+        kind=SnapshotKind.FULL if users == "bulk" else SnapshotKind.DELTA,
+        roles=_VERSIONS[version] and _file_mode(props, "roles", name) != "absent",
+        orgs=_file_mode(props, "orgs", name) != "absent",
+    )
+
+
+# -- rows --------------------------------------------------------------------------
+
+
+def _cell(row: Row, index: int | None) -> str:
+    if index is None or index >= len(row.cells):
+        return ""
+    return row.cells[index]
+
+
+@frozen
+class _Sheet:
+    """A table and where its known columns are."""
+
+    file: str
+    table: Table
+    columns: Mapping[str, int]
+    usable: bool
+
+    def get(self, row: Row, column: str) -> str:
+        return _cell(row, self.columns.get(column))
+
+    def has(self, column: str) -> bool:
+        return column in self.columns
+
+
+@frozen
+class _User:
+    line: int
+    key: str
+    leaves: bool
+    given: str = field(repr=False)
+    family: str = field(repr=False)
+    role: str
+    email: str = field(repr=False)
+    sms: str = field(repr=False)
+    phone: str = field(repr=False)
+    agents: tuple[str, ...]
+    grades: str
+    orgs: tuple[str, ...]
+    primary_org: str
+
+
+@frozen
+class _RoleRow:
+    line: int
+    user: str
+    primary: bool
+    role: Role
+    org: str
+    ended: bool
+
+
+@frozen
+class _Person:
+    """A user that is read: its row, its role and every role it holds."""
+
+    user: _User
+    role: Role
+    roles: frozenset[Role]
+    role_file: str
+    role_line: int
+
+    @property
+    def guardian(self) -> bool:
+        """Holds a guardian role and is not, first of all, a pupil."""
+        return Role.GUARDIAN in self.roles and self.role is not Role.PUPIL
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+
+
+def _digits(value: str) -> str:
+    return _NOT_DIGIT.sub("", value)
+
+
+def _is_iso(value: str) -> bool:
+    # Python 3.11's fromisoformat reads ISO 8601 (extended and basic) and nothing
+    # else, so a day-first 1/05/2023 is refused rather than guessed.
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _flat(group: RejectedFileError) -> list[SourceDataError]:
+    """Every problem of a rejected file, however the group nests them."""
+    found: list[SourceDataError] = []
+    for problem in group.exceptions:
+        if isinstance(problem, RejectedFileError):
+            found.extend(_flat(problem))
+        elif isinstance(problem, SourceDataError):
+            found.append(problem)
+    return found
+
+
+def _bare(problem: SourceDataError) -> str:
+    """A problem's message without the location the exception appended to it."""
+    text = str(problem)
+    where = [
+        f"{label} {value}"
+        for label, value in (
+            ("source", problem.source),
+            ("file", problem.file),
+            ("line", problem.line),
+            ("field", problem.field),
+            ("record", problem.key),
+        )
+        if value is not None
+    ]
+    suffix = f" ({', '.join(where)})"
+    return text[: -len(suffix)] if where and text.endswith(suffix) else text
+
+
+class _Read:
+    """One read of one bundle: collects notices, problems and rejected rows."""
+
+    def __init__(
+        self,
+        files: Mapping[str, tuple[str, bytes]],
+        manifest: _Manifest,
+        *,
+        org: str | None,
+        allow_cp1252: bool,
+        max_reject_fraction: float,
+    ) -> None:
+        self.files = files
+        self.manifest = manifest
+        self.org = org
+        self.allow_cp1252 = allow_cp1252
+        self.max_reject_fraction = max_reject_fraction
+        self.notices: list[Notice] = []
+        self.errors: list[SourceDataError] = []
+        self.rejects: dict[str, list[SourceDataError]] = {}
+        self.row_counts: dict[str, int] = {}
+        self.rejected_keys: set[str] = set()
+        self.users_file = files.get(_USERS, (_USERS, b""))[0]
+
+    # -- notices and problems
+
+    def notice(
+        self,
+        code: str,
+        message: str,
+        file: str | None,
+        line: int | None = None,
+        field: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.notices.append(Notice(code, message, file, line, field, key))
+
+    def reject(
+        self, file: str, line: int, field: str | None, message: str, key: str | None = None
+    ) -> None:
+        self.rejects.setdefault(file, []).append(
+            SourceDataError(message, file=file, line=line, field=field, key=key)
+        )
+        if key:
+            self.rejected_keys.add(key)
+
+    # -- tables
+
+    def sheet(self, name: str, known: Sequence[str], required: Sequence[str]) -> _Sheet | None:
+        if name not in self.files:
+            msg = f"the manifest lists {name} but the bundle does not hold it"
+            self.errors.append(SourceDataError(msg, file=self.manifest.file))
+            return None
+        actual, data = self.files[name]
+        try:
+            table = read_table(data, file=actual, allow_cp1252=self.allow_cp1252)
+        except EncodingError as error:
+            self.errors.append(error)
+            return None
+        except RejectedFileError as error:
+            self.errors.extend(_flat(error))
+            return None
+        columns, usable = self.columns(actual, table.header, known, required)
+        self.rejects[actual] = list(table.problems)
+        self.row_counts[actual] = len(table.rows) + table.rejected
+        return _Sheet(actual, table, columns, usable)
+
+    def columns(
+        self, file: str, header: Sequence[str], known: Sequence[str], required: Sequence[str]
+    ) -> tuple[dict[str, int], bool]:
+        by_folded = {name.casefold(): name for name in known}
+        last_named = max((i for i, h in enumerate(header) if h.strip()), default=-1)
+        found: dict[str, int] = {}
+        usable = True
+        for index, raw in enumerate(header):
+            name = raw.strip()
+            if not name:
+                # Trailing empty header cells are what spreadsheets add; one in the
+                # middle hides a column.
+                if index < last_named:
+                    msg = f"column {index + 1} has no header name; it is ignored"
+                    self.notice("header-unknown", msg, file, 1, f"column {index + 1}")
+                continue
+            folded = name.casefold()
+            canonical = by_folded.get(folded)
+            if canonical is None and _MISSPELT.get(folded) in known:
+                canonical = _MISSPELT[folded]
+                msg = f"header {name!r} read as {canonical!r} (a known misspelling)"
+                self.notice("header-drift", msg, file, 1, name)
+            elif canonical is not None and name != canonical:
+                msg = f"header {name!r} read as {canonical!r}"
+                self.notice("header-drift", msg, file, 1, name)
+            if canonical is None:
+                if not folded.startswith("metadata."):  # the spec's extension columns
+                    msg = f"unknown column {name!r} is ignored"
+                    self.notice("header-unknown", msg, file, 1, name)
+                continue
+            if canonical in found:
+                msg = "two columns have this name"
+                self.errors.append(SourceDataError(msg, file=file, line=1, field=canonical))
+                usable = False
+                continue
+            found[canonical] = index
+        for column in required:
+            if column not in found:
+                msg = "a required column is missing"
+                self.errors.append(SourceDataError(msg, file=file, line=1, field=column))
+                usable = False
+        return found, usable
+
+    def status(self, sheet: _Sheet, row: Row, key: str) -> bool | None:
+        """Whether the row's record leaves; None when the status is unknown (rejected)."""
+        value = sheet.get(row, "status").strip().casefold()
+        if value not in _STATUSES:
+            msg = "status must be empty, active or tobedeleted"
+            self.reject(sheet.file, row.line, "status", msg, key)
+            return None
+        if value == "inactive":
+            msg = "status inactive (OneRoster 1.0) is read as tobedeleted"
+            self.notice("status-inactive", msg, sheet.file, row.line, "status", key)
+        return _STATUSES[value]
+
+    def check_date(self, sheet: _Sheet, row: Row, key: str) -> None:
+        value = sheet.get(row, "dateLastModified").strip()
+        if value and not _is_iso(value):
+            msg = "dateLastModified is not an ISO 8601 date; it was not read"
+            self.notice("date-format", msg, sheet.file, row.line, "dateLastModified", key)
+
+    def users(self, sheet: _Sheet) -> list[_User]:
+        read: list[_User] = []
+        # Counted over every row with a key, rejected or not: a second row for a
+        # key makes both doubtful even when one of them is broken.
+        counts: Counter[str] = Counter()
+        for row in sheet.table.rows:
+            key = sheet.get(row, "sourcedId").strip()
+            if not key:
+                self.reject(sheet.file, row.line, "sourcedId", "the row has no sourcedId")
+                continue
+            counts[key] += 1
+            leaves = self.status(sheet, row, key)
+            if leaves is None:
+                continue
+            self.check_date(sheet, row, key)
+            read.append(
+                _User(
+                    line=row.line,
+                    key=key,
+                    leaves=leaves,
+                    given=sheet.get(row, "givenName"),
+                    family=sheet.get(row, "familyName"),
+                    role=sheet.get(row, "role").strip(),
+                    email=sheet.get(row, "email"),
+                    sms=sheet.get(row, "sms"),
+                    phone=sheet.get(row, "phone"),
+                    agents=_split(sheet.get(row, "agentSourcedIds")),
+                    grades=sheet.get(row, "grades"),
+                    orgs=_split(sheet.get(row, "orgSourcedIds")),
+                    primary_org=sheet.get(row, "primaryOrgSourcedId").strip(),
+                )
+            )
+        # Two rows for one key: either could be the wrong one, so neither is used.
+        for user in read:
+            if counts[user.key] > 1:
+                msg = "this sourcedId is on more than one row"
+                self.reject(sheet.file, user.line, "sourcedId", msg, user.key)
+        return [u for u in read if counts[u.key] == 1]
+
+    def map_role(self, value: str, file: str, line: int, key: str) -> Role:
+        role = _ROLE_NAMES.get(value.casefold())
+        if role is None:
+            msg = "a role this reader does not know is read as other"
+            self.notice("role-unknown", msg, file, line, "role", key)
+            return Role.OTHER
+        return role
+
+    def roles(self, sheet: _Sheet) -> dict[str, list[_RoleRow]]:
+        by_user: dict[str, list[_RoleRow]] = {}
+        for row in sheet.table.rows:
+            user = sheet.get(row, "userSourcedId").strip()
+            if not user:
+                self.reject(sheet.file, row.line, "userSourcedId", "the row names no user")
+                continue
+            ended = self.status(sheet, row, user)
+            if ended is None:
+                continue
+            text = sheet.get(row, "role").strip()
+            if not text:
+                self.reject(sheet.file, row.line, "role", "the row has no role", user)
+                continue
+            self.check_date(sheet, row, user)
+            kind = sheet.get(row, "roleType").strip().casefold()
+            if kind not in ("", "primary", "secondary"):
+                msg = "roleType must be primary or secondary; read as secondary"
+                self.notice("role-type", msg, sheet.file, row.line, "roleType", user)
+            role = Role.OTHER if ended else self.map_role(text, sheet.file, row.line, user)
+            by_user.setdefault(user, []).append(
+                _RoleRow(
+                    line=row.line,
+                    user=user,
+                    primary=kind == "primary",
+                    role=role,
+                    org=sheet.get(row, "orgSourcedId").strip(),
+                    ended=ended,
+                )
+            )
+        return by_user
+
+    def person(
+        self, user: _User, role_rows: Sequence[_RoleRow], roles_file: str | None
+    ) -> _Person | None:
+        rows = [r for r in role_rows if not r.ended]
+        if rows and roles_file is not None:
+            primaries = [r for r in rows if r.primary]
+            chosen = primaries[0] if primaries else rows[0]
+            if not primaries:
+                msg = "the user has no primary role; the first of its roles is used"
+                self.notice("role-primary", msg, roles_file, chosen.line, "roleType", user.key)
+            elif len({r.role for r in primaries}) > 1:
+                msg = "the user has primary roles that disagree; the first is used"
+                self.notice("role-conflict", msg, roles_file, chosen.line, "role", user.key)
+            return _Person(
+                user, chosen.role, frozenset(r.role for r in rows), roles_file, chosen.line
+            )
+        if user.role:
+            role = self.map_role(user.role, self.users_file, user.line, user.key)
+            return _Person(user, role, frozenset({role}), self.users_file, user.line)
+        self.reject(self.users_file, user.line, "role", "the user has no role", user.key)
+        return None
+
+    # -- links
+
+    def agent_notice(self, user: _User, code: str, message: str) -> None:
+        self.notice(code, message, self.users_file, user.line, "agentSourcedIds", user.key)
+
+    def links(
+        self, people: Mapping[str, _Person], leaving: Mapping[str, _User]
+    ) -> dict[str, set[str]]:
+        """The relationships, as guardian key -> pupil keys, each checked and given once."""
+        found: dict[str, set[str]] = {}
+        delta = self.manifest.kind is SnapshotKind.DELTA
+        for person in sorted(people.values(), key=lambda p: p.user.line):
+            user = person.user
+            for agent in user.agents:
+                other = people.get(agent)
+                if agent == user.key:
+                    self.agent_notice(
+                        user, "agent-role", "the user names itself as its own agent; skipped"
+                    )
+                elif agent in leaving:
+                    self.agent_notice(
+                        user,
+                        "agent-removed",
+                        f"agent {agent!r} is marked tobedeleted; link skipped",
+                    )
+                elif other is None and (delta or agent in self.rejected_keys):
+                    if person.guardian:
+                        why = (
+                            "is not in this delta"
+                            if agent not in self.rejected_keys
+                            else "was rejected"
+                        )
+                        self.agent_notice(
+                            user,
+                            "agent-unverified",
+                            f"agent {agent!r} {why}, so its role is unchecked; "
+                            "the guardian's own link is kept",
+                        )
+                        found.setdefault(user.key, set()).add(agent)
+                    else:
+                        self.agent_notice(
+                            user,
+                            "agent-unverified",
+                            f"agent {agent!r} cannot be checked here; only a guardian's "
+                            "own row can carry the link, so it is skipped",
+                        )
+                elif other is None:
+                    self.agent_notice(
+                        user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
+                    )
+                elif person.role is Role.PUPIL and other.guardian:
+                    found.setdefault(agent, set()).add(user.key)
+                elif person.guardian and other.role is Role.PUPIL:
+                    found.setdefault(user.key, set()).add(agent)
+                else:
+                    mine = "/".join(sorted(r.value for r in person.roles))
+                    theirs = "/".join(sorted(r.value for r in other.roles))
+                    self.agent_notice(
+                        user,
+                        "agent-role",
+                        f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
+                        "between a pupil and a guardian; skipped",
+                    )
+        return found
+
+    # -- the org filter
+
+    def member(self, user: _User, role_rows: Sequence[_RoleRow]) -> bool | None:
+        """Whether the user belongs to the org; None when its row says nothing of orgs."""
+        orgs = {*user.orgs, user.primary_org, *(r.org for r in role_rows)} - {""}
+        return None if not orgs else self.org in orgs
+
+    def check_org(self, sheet: _Sheet | None) -> None:
+        if self.org is None:
+            return
+        if sheet is None:
+            if self.manifest.orgs:
+                return  # orgs.csv itself is broken: that problem is already collected
+            if self.manifest.kind is SnapshotKind.DELTA:
+                msg = "the delta holds no orgs.csv, so the org filter's org is unchecked"
+                self.notice("org-unverified", msg, self.manifest.file, None, "file.orgs")
+                return
+            msg = "the org filter needs orgs.csv, which the manifest lists as absent"
+            raise SourceDataError(msg, file=self.manifest.file, field="file.orgs")
+        ids = {sheet.get(row, "sourcedId").strip() for row in sheet.table.rows}
+        if self.org not in ids:
+            msg = f"no org has sourcedId {self.org!r}"
+            raise SourceDataError(msg, file=sheet.file, field="sourcedId")
+
+    # -- the whole read
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            files = {e.file for e in self.errors}
+            file = files.pop() if len(files) == 1 else None
+            msg = (
+                f"the OneRoster bundle was rejected: {len(self.errors)} "
+                f"problem{'s' if len(self.errors) != 1 else ''}; nothing from it was applied"
+            )
+            raise RejectedFileError(msg, self.errors, file=file)
+
+    def run(self, source: str, extracted_at: datetime) -> Reading:
+        required = ["sourcedId", "givenName", "familyName"]
+        if not self.manifest.roles:
+            required.append("role")
+        if self.org is not None and not _VERSIONS[self.manifest.version]:
+            required.append("orgSourcedIds")
+        users_sheet = self.sheet(_USERS, _USER_COLUMNS, required)
+        roles_sheet = None
+        if self.manifest.roles:
+            roles_required = ["userSourcedId", "role"]
+            if self.org is not None:
+                roles_required.append("orgSourcedId")
+            roles_sheet = self.sheet(_ROLES, _ROLE_COLUMNS, roles_required)
+        orgs_sheet = None
+        if self.org is not None and self.manifest.orgs:
+            orgs_sheet = self.sheet(_ORGS, _ORG_COLUMNS, ["sourcedId"])
+        if orgs_sheet is not None and not orgs_sheet.usable:
+            orgs_sheet = None
+        self.check_org(orgs_sheet)
+
+        users: list[_User] = []
+        role_rows: dict[str, list[_RoleRow]] = {}
+        if roles_sheet is not None and roles_sheet.usable:
+            role_rows = self.roles(roles_sheet)
+        people: dict[str, _Person] = {}
+        leaving: dict[str, _User] = {}
+        if users_sheet is not None and users_sheet.usable:
+            users = self.users(users_sheet)
+            roles_file = roles_sheet.file if roles_sheet is not None else None
+            # With roles.csv missing or broken every user would read as having no
+            # role: that one problem is already collected, so do not repeat it per row.
+            roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
+            for user in users:
+                if user.leaves:
+                    leaving[user.key] = user
+                    continue
+                if roles_broken:
+                    continue
+                person = self.person(user, role_rows.get(user.key, ()), roles_file)
+                if person is not None:
+                    people[user.key] = person
+            if roles_sheet is not None:
+                known = {u.key for u in users} | self.rejected_keys
+                for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
+                    msg = "a role for a user that users.csv does not hold is ignored"
+                    self.notice(
+                        "role-user-missing",
+                        msg,
+                        roles_sheet.file,
+                        role_rows[key][0].line,
+                        "userSourcedId",
+                        key,
+                    )
+
+        for file, problems in self.rejects.items():
+            try:
+                reject_if_needed(
+                    problems,
+                    rows=self.row_counts[file],
+                    file=file,
+                    max_fraction=self.max_reject_fraction,
+                )
+            except RejectedFileError as error:
+                self.errors.extend(_flat(error))
+        self.raise_if_errors()
+
+        links = self.links(people, leaving)
+        kept = set(people)
+        removed = set(leaving)
+        if self.org is not None:
+            kept = {k for k, p in people.items() if self.member(p.user, role_rows.get(k, ()))}
+            pupils = {k for k in kept if people[k].role is Role.PUPIL}
+            kept |= {g for g, linked in links.items() if g in people and linked & pupils}
+            # A pupil left out of the snapshot is not a relationship it can hold.
+            outside = set(people) - kept
+            links = {g: linked - outside for g, linked in links.items()}
+            removed = {
+                k for k, u in leaving.items() if self.member(u, role_rows.get(k, ())) is not False
+            }
+
+        records = tuple(
+            self.record(people[key], links.get(key, set()), source) for key in sorted(kept)
+        )
+        rejected = sum(len({p.line for p in problems}) for problems in self.rejects.values())
+        kind = self.manifest.kind
+        for problems in self.rejects.values():
+            for problem in problems:
+                self.notice(
+                    "row-rejected",
+                    _bare(problem),
+                    problem.file,
+                    problem.line,
+                    problem.field,
+                    problem.key,
+                )
+        if rejected:
+            msg = (
+                f"{rejected} row{'s' if rejected != 1 else ''} rejected; the readable rows are "
+                "returned as a delta so that no rejected row reads as a departure"
+            )
+            self.notice("rows-rejected", msg, None)
+            kind = SnapshotKind.DELTA
+        elif kind is SnapshotKind.FULL and not records:
+            msg = (
+                "the full bundle holds no users; the merge refuses to read that as everyone leaving"
+            )
+            self.notice("empty-snapshot", msg, self.users_file)
+        snapshot = Snapshot(
+            source,
+            extracted_at,
+            records,
+            kind,
+            tuple(sorted(removed)) if kind is SnapshotKind.DELTA else (),
+        )
+        # File order, then line; notices about one line keep the order they were found in.
+        ranked = sorted(
+            enumerate(self.notices),
+            key=lambda item: (
+                _FILE_ORDER.get((item[1].file or "").casefold(), len(_FILE_ORDER)),
+                item[1].line or 0,
+                item[0],
+            ),
+        )
+        notices = [notice for _, notice in ranked]
+        return Reading(snapshot, notices, rejected)
+
+    def record(self, person: _Person, pupils: Iterable[str], source: str) -> Record:
+        user = person.user
+        phones: list[Phone] = []
+        if user.sms.strip():
+            phones.append(Phone(user.sms, PhoneType.MOBILE))
+        if user.phone.strip():
+            same = _digits(user.sms) == _digits(user.phone) and (
+                _digits(user.phone) or user.sms.strip() == user.phone.strip()
+            )
+            if not (phones and same):
+                phones.append(Phone(user.phone, PhoneType.HOME))
+        emails: tuple[Email, ...] = ()
+        if user.email.strip():
+            kind = EmailType.WORK if person.role is Role.STAFF else EmailType.HOME
+            emails = (Email(user.email, kind),)
+        grades = _split(user.grades)
+        return Record(
+            user.key,
+            ContactData(
+                given_name=user.given,
+                family_name=user.family,
+                role=person.role,
+                phones=phones,
+                emails=emails,
+                relationships=tuple(Relationship(p) for p in sorted(pupils)),
+                year_group=grades[0] if grades and person.role is Role.PUPIL else "",
+            ),
+        )
+
+
+# -- the adapter -----------------------------------------------------------------------
+
+
+class OneRosterAdapter:
+    """Reads a OneRoster 1.0, 1.1 or 1.2 CSV bundle (a directory or a ``.zip``) as snapshots.
+
+    ``source`` is the source's name in the policy. ``org`` keeps only the users
+    of that org (and the guardians of its pupils). ``allow_cp1252`` lets files
+    without a byte-order mark be cp1252 when they are not UTF-8.
+    ``max_reject_fraction`` is the share of a file's rows that may be rejected
+    before the whole bundle is; rejected rows make the snapshot a delta.
+    See the module's documentation for the mapping rules.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source: str = "mis",
+        org: str | None = None,
+        allow_cp1252: bool = False,
+        max_reject_fraction: float = 0.0,
+    ) -> None:
+        if not source or ":" in source:
+            msg = f"a source name must be non-empty and contain no ':' (got {source!r})"
+            raise UsageError(msg)
+        if not 0.0 <= max_reject_fraction <= 1.0:
+            msg = "max_reject_fraction must be between 0 and 1"
+            raise UsageError(msg)
+        if org is not None and not org.strip():
+            msg = "org, when given, must be an org's sourcedId"
+            raise UsageError(msg)
+        self._path = Path(path)
+        self._source = source
+        self._org = org.strip() if org is not None else None
+        self._allow_cp1252 = allow_cp1252
+        self._max_reject_fraction = max_reject_fraction
+
+    def __repr__(self) -> str:
+        return f"OneRosterAdapter(path={os.fspath(self._path)!r}, source={self._source!r})"
+
+    @property
+    def source(self) -> str:
+        """The source's name in the policy."""
+        return self._source
+
+    @property
+    def kind(self) -> SourceKind:
+        """A OneRoster bundle is an MIS feed."""
+        return SourceKind.MIS
+
+    @property
+    def covers(self) -> frozenset[str]:
+        """The contact fields a bundle fills: :data:`COVERS`."""
+        return COVERS
+
+    @property
+    def supports_delta(self) -> bool:
+        """True: a bundle whose manifest says ``file.users,delta`` is read as a delta."""
+        return True
+
+    def read(self, *, extracted_at: datetime) -> Reading:
+        """Read the bundle as it was at the source at *extracted_at* (timezone-aware).
+
+        Raises :class:`~sourcetruth.AdapterError` when the bundle cannot be
+        opened, :class:`~sourcetruth.SourceDataError` when its manifest is
+        unusable or ``org`` is not one of its orgs, and
+        :class:`~sourcetruth.RejectedFileError` with every problem of its files.
+        """
+        at = utc(extracted_at)
+        files = _load(self._path)
+        manifest = _manifest(files, self._allow_cp1252)
+        run = _Read(
+            files,
+            manifest,
+            org=self._org,
+            allow_cp1252=self._allow_cp1252,
+            max_reject_fraction=self._max_reject_fraction,
+        )
+        return run.run(self._source, at)
+
+
+# -- writing ------------------------------------------------------------------------
+
+_ORG_ID: Final = "school"
+
+_FILES_11: Final = (
+    "academicSessions",
+    "categories",
+    "classes",
+    "classResources",
+    "courses",
+    "courseResources",
+    "demographics",
+    "enrollments",
+    "lineItems",
+    "orgs",
+    "resources",
+    "results",
+    "users",
+)
+_FILES_12: Final = (
+    "academicSessions",
+    "categories",
+    "classes",
+    "classResources",
+    "courses",
+    "courseResources",
+    "demographics",
+    "enrollments",
+    "lineItemLearningObjectiveIds",
+    "lineItems",
+    "lineItemScoreScales",
+    "orgs",
+    "resources",
+    "resultLearningObjectiveIds",
+    "results",
+    "resultScoreScales",
+    "roles",
+    "scoreScales",
+    "userProfiles",
+    "userResources",
+    "users",
+)
+_WRITTEN_ROLES: Final = {
+    Role.PUPIL: "student",
+    Role.GUARDIAN: "guardian",
+    Role.STAFF: "teacher",
+    # Not OneRoster roles: written as extension values, read back as OTHER.
+    Role.GOVERNOR: "ext:governor",
+    Role.OTHER: "ext:other",
+}
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _stamp(at: datetime) -> str:
+    at = utc(at)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def write_bundle(
+    snapshot: Snapshot, directory: str | os.PathLike[str], *, version: str = "1.2"
+) -> None:
+    """Write *snapshot* as a OneRoster *version* ("1.1" or "1.2") bundle into *directory*.
+
+    A full snapshot becomes a bulk bundle, a delta a delta one whose removed
+    keys are users with status ``tobedeleted``. The bundle holds
+    ``manifest.csv``, ``users.csv``, ``orgs.csv`` (one org, ``school``) and
+    for 1.2 ``roles.csv``. Rows are sorted by key and the bytes are UTF-8 with
+    ``\\r\\n`` line ends, so one snapshot always gives the same files.
+
+    Values the format cannot carry are left out: phones other than the first
+    mobile and the first home one, emails after the first, registration
+    groups, relationships to pupils of another source. A relationship (its
+    pupil a ``"source:KEY"`` id of this snapshot's source) is written on both
+    sides (the guardian's and the pupil's ``agentSourcedIds``); in 1.2 a
+    record that holds relationships
+    without being a guardian gets a secondary guardian role, so that it reads
+    back. Raises :class:`~sourcetruth.UsageError` for an unknown version or
+    keys that clash, :class:`~sourcetruth.AdapterError` when writing fails.
+    """
+    if version not in ("1.1", "1.2"):
+        msg = f"write_bundle writes OneRoster 1.1 or 1.2, not {version!r}"
+        raise UsageError(msg)
+    keys = [r.key for r in snapshot.records]
+    if len(set(keys)) != len(keys):
+        msg = "two records of the snapshot share a key"
+        raise UsageError(msg)
+    if set(keys) & set(snapshot.removed):
+        msg = "the snapshot both changes and removes a key"
+        raise UsageError(msg)
+    if any(not k or k != k.strip() for k in [*keys, *snapshot.removed]):
+        msg = "a key is empty or has spaces around it, which a bundle cannot carry"
+        raise UsageError(msg)
+    v12 = version == "1.2"
+    delta = snapshot.kind is SnapshotKind.DELTA
+    mode = "delta" if delta else "bulk"
+    # Bulk files leave status and dateLastModified empty; delta files fill them.
+    stamp = _stamp(snapshot.extracted_at) if delta else ""
+    active = "active" if delta else ""
+
+    by_key = {r.key: r for r in snapshot.records}
+    agents: dict[str, set[str]] = {k: set() for k in by_key}
+    for record in snapshot.records:
+        for rel in record.data.relationships:
+            pupil = rel.pupil
+            agents[record.key].add(pupil)
+            if pupil in agents:
+                agents[pupil].add(record.key)
+
+    users_header = _USERS_12 if v12 else _USERS_11
+    users: list[tuple[str, dict[str, str]]] = []
+    roles: list[list[str]] = []
+    for key in sorted(by_key):
+        data = by_key[key].data
+        mobile = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
+        home = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
+        role = _WRITTEN_ROLES[data.role]
+        cells = {
+            "sourcedId": key,
+            "status": active,
+            "dateLastModified": stamp,
+            "enabledUser": "true",
+            "orgSourcedIds": _ORG_ID,
+            "role": role,
+            "username": key,
+            "givenName": data.given_name,
+            "familyName": data.family_name,
+            "email": data.emails[0].address if data.emails else "",
+            "sms": mobile,
+            "phone": home,
+            "agentSourcedIds": ",".join(sorted(agents[key])),
+            "grades": data.year_group if data.role is Role.PUPIL else "",
+            "primaryOrgSourcedId": _ORG_ID,
+        }
+        users.append((key, cells))
+        roles.append([f"{key}-primary", active, stamp, key, "primary", role, "", "", _ORG_ID, ""])
+        if data.relationships and data.role is not Role.GUARDIAN:
+            roles.append(
+                [
+                    f"{key}-guardian",
+                    active,
+                    stamp,
+                    key,
+                    "secondary",
+                    "guardian",
+                    "",
+                    "",
+                    _ORG_ID,
+                    "",
+                ]
+            )
+    for key in snapshot.removed:
+        users.append(
+            (
+                key,
+                {
+                    "sourcedId": key,
+                    "status": "tobedeleted",
+                    "dateLastModified": stamp,
+                    "enabledUser": "false",
+                },
+            )
+        )
+    users.sort(key=lambda item: item[0])
+
+    listed = _FILES_12 if v12 else _FILES_11
+    written = {"users", "orgs", "roles"} if v12 else {"users", "orgs"}
+    manifest = [
+        ["manifest.version", "1.0"],
+        ["oneroster.version", version],
+        *([f"file.{name}", mode if name in written else "absent"] for name in listed),
+        ["source.systemName", "sourcetruth"],
+        ["source.systemCode", snapshot.source],
+    ]
+    out = {
+        _MANIFEST: _csv(_MANIFEST_COLUMNS, manifest),
+        _USERS: _csv(
+            users_header, ([cells.get(c, "") for c in users_header] for _, cells in users)
+        ),
+        _ORGS: _csv(_ORG_COLUMNS, [[_ORG_ID, active, stamp, "School", "school", "", ""]]),
+    }
+    if v12:
+        out[_ROLES] = _csv(_ROLE_COLUMNS, roles)
+    target = Path(directory)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(out):
+            (target / name).write_bytes(out[name])
+    except OSError as error:
+        msg = (
+            f"cannot write the OneRoster bundle to {os.fspath(target)!r}: {error.strerror or error}"
+        )
+        raise AdapterError(msg) from None
