@@ -1,0 +1,1164 @@
+"""Microsoft School Data Sync (SDS) v2.1 CSV: the second MIS export dialect.
+
+The format, as followed here
+----------------------------
+
+Sources followed: Microsoft Learn, "SDS V2.1 CSV File Format"
+(``learn.microsoft.com/schooldatasync/sds-v2.1-csv-file-format``) and
+"Default List of Values" (``learn.microsoft.com/schooldatasync/default-list-of-values``),
+with the v2.1 sample set in the SDS GitHub repository
+(``OfficeDev/O365-EDU-Tools``, ``CSV Samples/SDS v2.1/``) for the exact
+header spelling and the direction of ``relationships.csv``.
+
+- A folder of files named exactly ``orgs.csv``, ``users.csv`` and
+  ``roles.csv`` (required), and ``relationships.csv`` (optional in SDS).
+  ``classes.csv``, ``enrollments.csv`` and the other optional files carry no
+  contact data and are not read.
+- UTF-8, RFC 4180, a header row; SDS says headers are case-sensitive and
+  cells hold no line breaks.
+- ``users.csv``: ``sourcedId``, ``username`` (required); ``givenName``,
+  ``familyName`` (required when creating users); ``password``,
+  ``activeDirectoryMatchId``, ``email``, ``phone``, ``sms`` (optional). The
+  doc asks for ``phone`` and ``sms`` in E.164 and says SDS strips spaces and
+  punctuation itself.
+- ``roles.csv``: ``userSourcedId``, ``orgSourcedId``, ``role`` (required);
+  ``sessionSourcedId``, ``grade``, ``isPrimary``, ``roleStartDate``,
+  ``roleEndDate`` (optional). ``role`` is one of the default values:
+  ``student`` (role group Student); ``principal``, ``chair``, ``professor``,
+  ``researcher``, ``adjunct``, ``affiliate``, ``occupationalTherapist``,
+  ``physicalTherapist``, ``speechTherapist``, ``visionTherapist``,
+  ``paraprofessional``, ``specialServices``, ``advisor``, ``proctor``,
+  ``nurse``, ``officeStaff``, ``lecturer``, ``itAdmin``, ``administrator``,
+  ``teacher``, ``faculty``, ``staff``, ``teacherAssistant``, ``assistant``,
+  ``instructor``, ``substitute``, ``coach``, ``alumni`` (role group Staff);
+  ``other``.
+- ``relationships.csv``: ``userSourcedId`` (the **student**),
+  ``relationshipUserSourcedId`` (the contact), ``relationshipRole`` (one of
+  ``parent``, ``guardian``, ``relative``, ``aide``, ``doctor``, ``other``).
+  Contacts are ordinary ``users.csv`` rows with no ``roles.csv`` row; SDS
+  requires their given name, family name and email.
+- ``orgs.csv``: ``sourcedId``, ``name``, ``type`` (required),
+  ``parentSourcedId`` (optional).
+- Every upload is the whole data set: SDS marks a record missing from an
+  upload inactive. There is no delta form, so :attr:`SdsAdapter.supports_delta`
+  is false.
+
+Choices where the doc is silent or where this library needs more
+----------------------------------------------------------------
+
+- **Header case** is matched case-insensitively, with a ``header-case``
+  notice, because spreadsheet round trips change it; unknown columns get an
+  ``unknown-column`` notice. File names are matched the same way
+  (``file-name-case``).
+- **Columns that carry a covered field are required** even where SDS calls
+  them optional (``givenName``, ``familyName``, ``email``, ``phone``, ``sms``,
+  ``grade``), and so is ``relationships.csv``: this adapter tells the merge
+  it owns those fields, so a missing column would read as "every value
+  removed". A file without them is refused rather than read that way.
+- **Roles**: ``student`` is a pupil, the Staff role group is staff, except
+  ``alumni``, which is read as :attr:`~sourcetruth.Role.OTHER` (former
+  pupils are not staff to a school's messages). ``guardian``, ``parent`` and
+  ``relative`` are not SDS role values, but other exports put them in
+  ``roles.csv``; they are read as guardians. ``other`` is
+  :attr:`~sourcetruth.Role.OTHER`; anything else is too, with an
+  ``unknown-role`` notice. Values are matched case-insensitively. A user
+  with roles of different kinds takes the one of its ``isPrimary`` row, else
+  pupil before staff before guardian before other, with a ``role-conflict``
+  notice.
+- A user with no ``roles.csv`` row is a **contact**: a guardian when at least
+  one usable relationship names it, otherwise :attr:`~sourcetruth.Role.OTHER`
+  with a ``no-role`` notice.
+- **Relationships**: ``parent``, ``guardian`` and ``relative`` make a
+  :class:`~sourcetruth.Relationship` on the contact, naming the pupil by its
+  key in this source (the model's rule; the merge matches it that way).
+  ``aide``, ``doctor``, ``other`` and unknown values make no link, with a
+  notice. A link whose ends are not both usable users, whose student end is
+  not a pupil, or whose contact end is a pupil is skipped with a notice;
+  nothing is guessed or turned round. SDS carries no priority or parental
+  responsibility, so every link has the model's defaults.
+- **Phones and emails** are kept as written (the merge normalises): ``sms``
+  is a mobile, ``phone`` a home number (the doc gives no type; ``phone``
+  beside ``sms`` is the landline), in that order; a blank or whitespace-only
+  cell is no value. The email is a work address for staff, home otherwise.
+- **Year group** is the ``grade`` of the pupil's ``student`` row (its
+  ``isPrimary`` row when it has several), as written. Staff grades are not a
+  year group. SDS has no registration group, so it is not covered.
+- **Ids** (``sourcedId`` and the id columns) are trimmed of surrounding
+  whitespace, with an ``id-whitespace`` notice.
+- **The org filter** keeps users with a role in that org or in an org below
+  it (by ``parentSourcedId``), and contacts linked to a kept pupil.
+- **Rejected rows**: a row that cannot be trusted is rejected; if a file
+  loses more than ``max_reject_fraction`` of its rows nothing is read. Under
+  it the snapshot is a delta of the records no rejected row could have
+  changed: a rejected ``roles.csv`` row holds back users whose role would be
+  inferred and every contact; a rejected ``relationships.csv`` row holds
+  back everyone but pupils; a user whose row was rejected is absent, and so
+  is a contact linked to it. Each is a ``held-back`` notice.
+
+:func:`write_files` writes the same format back, for the conformance kit's
+round trip and for tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from attrs import frozen
+
+from sourcetruth.adapters.base import Notice, Reading
+from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.exceptions import (
+    AdapterError,
+    RejectedFileError,
+    SourceDataError,
+    UsageError,
+)
+from sourcetruth.model import (
+    ContactData,
+    Email,
+    EmailType,
+    Phone,
+    PhoneType,
+    Record,
+    Relationship,
+    Role,
+    Snapshot,
+    SnapshotKind,
+    SourceKind,
+)
+
+__all__ = ["COVERS", "DEFAULT_ORG", "SdsAdapter", "write_files"]
+
+#: The contact fields an SDS v2.1 export carries. SDS has no registration group.
+COVERS: Final = frozenset(
+    {"given_name", "family_name", "role", "phones", "emails", "relationships", "year_group"}
+)
+
+#: The org that :func:`write_files` puts every role in, unless told another.
+DEFAULT_ORG: Final = "school"
+
+ORGS: Final = "orgs.csv"
+USERS: Final = "users.csv"
+ROLES: Final = "roles.csv"
+RELATIONSHIPS: Final = "relationships.csv"
+
+# Every column of each file that the doc names, in the doc's order, and the
+# ones this adapter requires (the doc's required ones, plus those that carry a
+# covered field: see the module docstring).
+_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    ORGS: ("sourcedId", "name", "type", "parentSourcedId"),
+    USERS: (
+        "sourcedId",
+        "username",
+        "givenName",
+        "familyName",
+        "password",
+        "activeDirectoryMatchId",
+        "email",
+        "phone",
+        "sms",
+    ),
+    ROLES: (
+        "userSourcedId",
+        "orgSourcedId",
+        "role",
+        "sessionSourcedId",
+        "grade",
+        "isPrimary",
+        "roleStartDate",
+        "roleEndDate",
+    ),
+    RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
+}
+_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    ORGS: ("sourcedId", "name", "type"),
+    USERS: ("sourcedId", "username", "givenName", "familyName", "email", "phone", "sms"),
+    ROLES: ("userSourcedId", "orgSourcedId", "role", "grade"),
+    RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
+}
+# Id columns: a row without one cannot be placed, so it is rejected.
+_IDS: Final[Mapping[str, tuple[str, ...]]] = {
+    ORGS: ("sourcedId",),
+    USERS: ("sourcedId",),
+    ROLES: ("userSourcedId", "orgSourcedId", "role"),
+    RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
+}
+
+_STAFF_ROLES: Final = (
+    "principal",
+    "chair",
+    "professor",
+    "researcher",
+    "adjunct",
+    "affiliate",
+    "occupationalTherapist",
+    "physicalTherapist",
+    "speechTherapist",
+    "visionTherapist",
+    "paraprofessional",
+    "specialServices",
+    "advisor",
+    "proctor",
+    "nurse",
+    "officeStaff",
+    "lecturer",
+    "itAdmin",
+    "administrator",
+    "teacher",
+    "faculty",
+    "staff",
+    "teacherAssistant",
+    "assistant",
+    "instructor",
+    "substitute",
+    "coach",
+)
+# Keyed by the case-folded value; see the module docstring for alumni and the
+# guardian words.
+_ROLE_MAP: Final[Mapping[str, Role]] = {
+    "student": Role.PUPIL,
+    **{name.casefold(): Role.STAFF for name in _STAFF_ROLES},
+    "alumni": Role.OTHER,
+    "other": Role.OTHER,
+    "guardian": Role.GUARDIAN,
+    "parent": Role.GUARDIAN,
+    "relative": Role.GUARDIAN,
+}
+_GUARDIAN_LINKS: Final = frozenset({"parent", "guardian", "relative"})
+_OTHER_LINKS: Final = frozenset({"aide", "doctor", "other", "child"})
+# Which role wins when a user's rows disagree and no isPrimary row decides.
+_PRECEDENCE: Final = (Role.PUPIL, Role.STAFF, Role.GUARDIAN, Role.OTHER)
+
+# What write_files puts in roles.csv for each role it can carry.
+_ROLE_VALUE: Final[Mapping[Role, str]] = {
+    Role.PUPIL: "student",
+    Role.STAFF: "staff",
+    Role.GUARDIAN: "guardian",
+    Role.OTHER: "other",
+}
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+@frozen
+class _User:
+    line: int
+    key: str
+    given_name: str
+    family_name: str
+    email: str
+    phone: str
+    sms: str
+
+
+@frozen
+class _RoleRow:
+    line: int
+    user: str
+    org: str
+    role: str
+    grade: str
+    primary: bool | None
+
+
+@frozen
+class _Link:
+    line: int
+    pupil: str
+    contact: str
+    role: str
+
+
+class _File:
+    """One file's table, its columns by canonical name, and what went wrong in it."""
+
+    def __init__(self, name: str, table: Table, columns: Mapping[str, int]) -> None:
+        self.name = name
+        self.table = table
+        self.columns = columns
+        self.row_problems: list[SourceDataError] = list(table.problems)
+
+    def cell(self, row: Row, column: str) -> str:
+        index = self.columns.get(column)
+        if index is None or index >= len(row.cells):
+            return ""
+        return row.cells[index]
+
+    @property
+    def total_rows(self) -> int:
+        return len(self.table.rows) + self.table.rejected
+
+    @property
+    def rejected(self) -> int:
+        return len({p.line for p in self.row_problems})
+
+
+def _flatten(error: RejectedFileError) -> list[SourceDataError]:
+    """Every problem in *error*, nested groups opened."""
+    found: list[SourceDataError] = []
+    for problem in error.exceptions:
+        if isinstance(problem, RejectedFileError):
+            found.extend(_flatten(problem))
+        elif isinstance(problem, SourceDataError):
+            found.append(problem)
+    return found
+
+
+def _reason(problem: SourceDataError) -> str:
+    """The message of *problem* without the location that its ``str`` appends."""
+    text = str(problem)
+    if text.endswith(")") and " (" in text:
+        return text.rsplit(" (", 1)[0]
+    return text
+
+
+class _Reader:
+    """One read of a folder: collects notices and problems, then builds the snapshot."""
+
+    def __init__(self, adapter: SdsAdapter, extracted_at: datetime) -> None:
+        self.adapter = adapter
+        self.extracted_at = extracted_at
+        self.notices: list[Notice] = []
+        self.problems: list[SourceDataError] = []
+        self.files: dict[str, _File] = {}
+
+    # -- files and headers
+
+    def _locate(self, folder: Path, name: str) -> Path:
+        exact = folder / name
+        if exact.is_file():
+            return exact
+        try:
+            matches = sorted(
+                p for p in folder.iterdir() if p.name.casefold() == name.casefold() and p.is_file()
+            )
+        except OSError as error:
+            msg = f"cannot list the SDS folder {folder}: {error.strerror or error}"
+            raise AdapterError(msg, retryable=True) from None
+        if not matches:
+            msg = f"the SDS folder {folder} has no {name}"
+            raise AdapterError(msg)
+        if len(matches) > 1:
+            names = ", ".join(p.name for p in matches)
+            msg = f"the SDS folder {folder} has several files that could be {name}: {names}"
+            raise AdapterError(msg)
+        found = matches[0]
+        self.notices.append(
+            Notice(
+                "file-name-case",
+                f"read {found.name} as {name}: SDS names its files exactly",
+                file=found.name,
+            )
+        )
+        return found
+
+    def _load(self, folder: Path, name: str) -> None:
+        path = self._locate(folder, name)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            msg = f"cannot read {path}: {error.strerror or error}"
+            raise AdapterError(msg, retryable=True) from None
+        try:
+            table = read_table(data, file=name, allow_cp1252=self.adapter.allow_cp1252)
+        except RejectedFileError as error:
+            self.problems.extend(_flatten(error))
+            return
+        except SourceDataError as error:  # an EncodingError: the bytes are not text
+            self.problems.append(error)
+            return
+        if self.adapter.allow_cp1252 and _is_cp1252(data):
+            self.notices.append(
+                Notice("cp1252", "the file is not UTF-8; it was read as cp1252", file=name)
+            )
+        columns = self._columns(name, table)
+        if columns is not None:
+            self.files[name] = _File(name, table, columns)
+
+    def _columns(self, name: str, table: Table) -> dict[str, int] | None:
+        if not table.header:
+            self.problems.append(SourceDataError("the file is empty: it has no header", file=name))
+            return None
+        known = {column.casefold(): column for column in _COLUMNS[name]}
+        columns: dict[str, int] = {}
+        failed = False
+        for index, raw in enumerate(table.header):
+            header = raw.strip()
+            if not header:
+                continue
+            canonical = known.get(header.casefold())
+            if canonical is None:
+                # The header is not named: in a file without a header row it
+                # would be someone's data.
+                self.notices.append(
+                    Notice(
+                        "unknown-column",
+                        "a column that SDS v2.1 does not define was ignored",
+                        file=name,
+                        line=1,
+                        field=f"column {index + 1}",
+                    )
+                )
+                continue
+            if canonical in columns:
+                msg = "the column appears twice (header names are compared ignoring case)"
+                self.problems.append(SourceDataError(msg, file=name, line=1, field=canonical))
+                failed = True
+                continue
+            if header != canonical:
+                self.notices.append(
+                    Notice(
+                        "header-case",
+                        f"the header '{header}' was read as '{canonical}'",
+                        file=name,
+                        line=1,
+                        field=canonical,
+                    )
+                )
+            columns[canonical] = index
+        for column in _REQUIRED[name]:
+            if column not in columns:
+                self.problems.append(
+                    SourceDataError("a required column is missing", file=name, field=column)
+                )
+                failed = True
+        return None if failed else columns
+
+    # -- rows
+
+    def _id(self, file: _File, row: Row, column: str) -> str:
+        raw = file.cell(row, column)
+        value = raw.strip()
+        if value != raw and value:
+            self.notices.append(
+                Notice(
+                    "id-whitespace",
+                    "spaces around an id were removed",
+                    file=file.name,
+                    line=row.line,
+                    field=column,
+                    key=value,
+                )
+            )
+        return value
+
+    def _ids(self, file: _File, row: Row) -> dict[str, str] | None:
+        """The id cells of *row*, or None (and a row problem) when one is empty."""
+        values: dict[str, str] = {}
+        for column in _IDS[file.name]:
+            value = self._id(file, row, column)
+            if not value:
+                file.row_problems.append(
+                    SourceDataError(
+                        f"the row has no {column}", file=file.name, line=row.line, field=column
+                    )
+                )
+                return None
+            values[column] = value
+        return values
+
+    def _orgs(self) -> dict[str, str]:
+        """Org id to parent id ('' for none)."""
+        file = self.files.get(ORGS)
+        if file is None:
+            return {}
+        parents: dict[str, str] = {}
+        for row in file.table.rows:
+            ids = self._ids(file, row)
+            if ids is None:
+                continue
+            key = ids["sourcedId"]
+            if key in parents:
+                self.notices.append(
+                    Notice(
+                        "duplicate-org",
+                        "the org appears twice; its first row was used",
+                        file=ORGS,
+                        line=row.line,
+                        field="sourcedId",
+                        key=key,
+                    )
+                )
+                continue
+            parents[key] = self._id(file, row, "parentSourcedId")
+        return parents
+
+    def _users(self) -> tuple[dict[str, _User], set[str]]:
+        """Usable users by key, and the keys whose rows were rejected as duplicates."""
+        file = self.files.get(USERS)
+        if file is None:
+            return {}, set()
+        by_key: dict[str, list[_User]] = defaultdict(list)
+        for row in file.table.rows:
+            ids = self._ids(file, row)
+            if ids is None:
+                continue
+            key = ids["sourcedId"]
+            by_key[key].append(
+                _User(
+                    row.line,
+                    key,
+                    file.cell(row, "givenName"),
+                    file.cell(row, "familyName"),
+                    file.cell(row, "email"),
+                    file.cell(row, "phone"),
+                    file.cell(row, "sms"),
+                )
+            )
+        users: dict[str, _User] = {}
+        duplicated: set[str] = set()
+        for key, found in by_key.items():
+            if len(found) == 1:
+                users[key] = found[0]
+                continue
+            # Which row is the person is not ours to choose: reject them all.
+            duplicated.add(key)
+            for user in found:
+                file.row_problems.append(
+                    SourceDataError(
+                        f"the sourcedId is on {len(found)} rows; none of them was used",
+                        file=USERS,
+                        line=user.line,
+                        field="sourcedId",
+                        key=key,
+                    )
+                )
+        return users, duplicated
+
+    def _roles(self) -> list[_RoleRow]:
+        file = self.files.get(ROLES)
+        if file is None:
+            return []
+        found: list[_RoleRow] = []
+        for row in file.table.rows:
+            ids = self._ids(file, row)
+            if ids is None:
+                continue
+            primary_text = file.cell(row, "isPrimary").strip()
+            primary: bool | None = None
+            if primary_text.casefold() in ("true", "false"):
+                primary = primary_text.casefold() == "true"
+            elif primary_text:
+                self.notices.append(
+                    Notice(
+                        "bad-boolean",
+                        "isPrimary is neither TRUE nor FALSE; it was ignored",
+                        file=ROLES,
+                        line=row.line,
+                        field="isPrimary",
+                        key=ids["userSourcedId"],
+                    )
+                )
+            found.append(
+                _RoleRow(
+                    row.line,
+                    ids["userSourcedId"],
+                    ids["orgSourcedId"],
+                    ids["role"],
+                    file.cell(row, "grade"),
+                    primary,
+                )
+            )
+        return found
+
+    def _links(self) -> list[_Link]:
+        file = self.files.get(RELATIONSHIPS)
+        if file is None:
+            return []
+        found: list[_Link] = []
+        for row in file.table.rows:
+            ids = self._ids(file, row)
+            if ids is None:
+                continue
+            found.append(
+                _Link(
+                    row.line,
+                    ids["userSourcedId"],
+                    ids["relationshipUserSourcedId"],
+                    ids["relationshipRole"],
+                )
+            )
+        return found
+
+    def _check_rejects(self) -> None:
+        for file in self.files.values():
+            if not file.row_problems:
+                continue
+            try:
+                reject_if_needed(
+                    file.row_problems,
+                    rows=file.total_rows,
+                    file=file.name,
+                    max_fraction=self.adapter.max_reject_fraction,
+                )
+            except RejectedFileError as error:
+                self.problems.extend(_flatten(error))
+
+    # -- meaning
+
+    def _role_of(self, key: str, rows: Sequence[_RoleRow]) -> tuple[Role, _RoleRow | None]:
+        """The role that *rows* give user *key*, and the row it came from."""
+        kinds: list[tuple[Role, _RoleRow]] = []
+        for row in rows:
+            mapped = _ROLE_MAP.get(row.role.casefold())
+            if mapped is None:
+                self.notices.append(
+                    Notice(
+                        "unknown-role",
+                        "a role that SDS v2.1 does not define; read as 'other'",
+                        file=ROLES,
+                        line=row.line,
+                        field="role",
+                        key=key,
+                    )
+                )
+                mapped = Role.OTHER
+            kinds.append((mapped, row))
+        distinct = {role for role, _ in kinds}
+        if len(distinct) == 1:
+            role = kinds[0][0]
+        else:
+            primaries = {role for role, row in kinds if row.primary}
+            if len(primaries) == 1:
+                role = primaries.pop()
+            else:
+                role = next(r for r in _PRECEDENCE if r in distinct)
+            self.notices.append(
+                Notice(
+                    "role-conflict",
+                    f"the user has roles of different kinds; read as {role.value}",
+                    file=ROLES,
+                    field="role",
+                    key=key,
+                )
+            )
+        chosen = [row for r, row in kinds if r is role]
+        preferred = [row for row in chosen if row.primary] or chosen
+        if role is Role.PUPIL and len({row.grade for row in chosen}) > 1:
+            self.notices.append(
+                Notice(
+                    "grade-conflict",
+                    "the pupil has several grades; that of its primary (else first) row was used",
+                    file=ROLES,
+                    line=preferred[0].line,
+                    field="grade",
+                    key=key,
+                )
+            )
+        return role, preferred[0]
+
+    def _link_notice(self, code: str, message: str, link: _Link, field: str, key: str) -> None:
+        self.notices.append(
+            Notice(code, message, file=RELATIONSHIPS, line=link.line, field=field, key=key)
+        )
+
+    def read(self) -> Reading:
+        adapter = self.adapter
+        folder = adapter.path
+        if not folder.is_dir():
+            msg = f"no SDS folder at {folder}"
+            raise AdapterError(msg)
+        for name in (ORGS, USERS, ROLES, RELATIONSHIPS):
+            self._load(folder, name)
+
+        orgs = self._orgs()
+        users, duplicated = self._users()
+        role_rows = self._roles()
+        links = self._links()
+        self._check_rejects()
+
+        scope: set[str] | None = None
+        if adapter.org is not None:
+            if ORGS in self.files and adapter.org not in orgs:
+                self.problems.append(
+                    SourceDataError(
+                        "the org to read is not in the file", file=ORGS, field="sourcedId"
+                    )
+                )
+            scope = _below(adapter.org, orgs)
+        if self.problems:
+            files = {p.file for p in self.problems}
+            only = files.pop() if len(files) == 1 else None
+            msg = (
+                f"the SDS files in {folder} were rejected ({len(self.problems)} problems); "
+                "nothing was read"
+            )
+            raise RejectedFileError(msg, self.problems, file=only)
+
+        # Roles, by user.
+        rows_by_user: dict[str, list[_RoleRow]] = defaultdict(list)
+        for row in role_rows:
+            if row.user not in users:
+                why = "was rejected" if row.user in duplicated else "is not usable"
+                self.notices.append(
+                    Notice(
+                        "unknown-user",
+                        f"a role for a user whose users.csv row {why}; skipped",
+                        file=ROLES,
+                        line=row.line,
+                        field="userSourcedId",
+                        key=row.user,
+                    )
+                )
+                continue
+            if orgs and row.org not in orgs:
+                self.notices.append(
+                    Notice(
+                        "unknown-org",
+                        "a role in an org that orgs.csv does not list",
+                        file=ROLES,
+                        line=row.line,
+                        field="orgSourcedId",
+                        key=row.user,
+                    )
+                )
+            rows_by_user[row.user].append(row)
+        roles: dict[str, tuple[Role, _RoleRow | None]] = {
+            key: self._role_of(key, rows) for key, rows in rows_by_user.items()
+        }
+
+        def role(key: str) -> Role | None:
+            """The role from roles.csv; None for a contact (no role row)."""
+            found = roles.get(key)
+            return None if found is None else found[0]
+
+        # Relationships, on the contact, in file order.
+        linked: dict[str, list[str]] = defaultdict(list)
+        contacts_named: set[str] = set()  # every user named as a contact, usable or not
+        touched_missing: set[str] = set()  # contacts linked to a user with no usable row
+        for link in links:
+            contacts_named.add(link.contact)
+            if link.pupil == link.contact:
+                self._link_notice(
+                    "relationship-self",
+                    "a user related to itself; skipped",
+                    link,
+                    "relationshipUserSourcedId",
+                    link.contact,
+                )
+                continue
+            missing = [
+                (column, key)
+                for column, key in (
+                    ("userSourcedId", link.pupil),
+                    ("relationshipUserSourcedId", link.contact),
+                )
+                if key not in users
+            ]
+            if missing:
+                for column, key in missing:
+                    self._link_notice(
+                        "relationship-missing-user",
+                        "a relationship to a user with no usable users.csv row; skipped",
+                        link,
+                        column,
+                        key,
+                    )
+                touched_missing.add(link.contact)
+                continue
+            kind = link.role.casefold()
+            if kind not in _GUARDIAN_LINKS:
+                known = kind in _OTHER_LINKS
+                self._link_notice(
+                    "relationship-not-guardian" if known else "unknown-relationship-role",
+                    "a relationship that is not a guardian's; no link made"
+                    if known
+                    else "a relationshipRole that SDS v2.1 does not define; no link made",
+                    link,
+                    "relationshipRole",
+                    link.contact,
+                )
+                continue
+            pupil_role, contact_role = role(link.pupil), role(link.contact)
+            if pupil_role is not Role.PUPIL:
+                if contact_role is Role.PUPIL:
+                    self._link_notice(
+                        "relationship-direction",
+                        "the relationship points the wrong way: the student is in "
+                        "relationshipUserSourcedId; skipped, not turned round",
+                        link,
+                        "relationshipUserSourcedId",
+                        link.contact,
+                    )
+                else:
+                    self._link_notice(
+                        "relationship-not-pupil",
+                        "userSourcedId of a relationship must be a student; skipped",
+                        link,
+                        "userSourcedId",
+                        link.pupil,
+                    )
+                continue
+            if contact_role is Role.PUPIL:
+                self._link_notice(
+                    "relationship-two-pupils",
+                    "a relationship between two students; skipped",
+                    link,
+                    "relationshipUserSourcedId",
+                    link.contact,
+                )
+                continue
+            if link.pupil in linked[link.contact]:
+                self._link_notice(
+                    "duplicate-relationship",
+                    "the same relationship appears again; the first was used",
+                    link,
+                    "userSourcedId",
+                    link.pupil,
+                )
+                continue
+            linked[link.contact].append(link.pupil)
+
+        # Which users this read keeps.
+        def in_scope(key: str) -> bool:
+            return scope is None or any(r.org in scope for r in rows_by_user.get(key, ()))
+
+        kept = {key for key in users if in_scope(key) and role(key) is not None}
+        for contact, pupils in list(linked.items()):
+            inside = [p for p in pupils if p in kept]
+            for pupil in pupils:
+                if pupil not in kept:
+                    self.notices.append(
+                        Notice(
+                            "relationship-outside-org",
+                            "a link to a pupil outside the org that was read; dropped",
+                            file=RELATIONSHIPS,
+                            field="userSourcedId",
+                            key=pupil,
+                        )
+                    )
+            linked[contact] = inside
+            if inside:
+                kept.add(contact)
+        if scope is None:
+            kept.update(users)
+
+        # What a rejected row could have changed is held back (module docstring).
+        users_file, roles_file, links_file = (
+            self.files[USERS],
+            self.files[ROLES],
+            self.files[RELATIONSHIPS],
+        )
+        held: set[str] = set()
+        if roles_file.rejected:
+            held |= {k for k in kept if role(k) is None or k in contacts_named}
+        if links_file.rejected:
+            held |= {k for k in kept if role(k) is not Role.PUPIL}
+        if users_file.rejected:
+            held |= touched_missing & kept
+        for key in sorted(held):
+            self.notices.append(
+                Notice(
+                    "held-back",
+                    "left out of this delta: a rejected row may have said something about it",
+                    key=key,
+                )
+            )
+
+        records: list[Record] = []
+        for key in sorted(kept - held):
+            records.append(Record(key, self._data(users[key], roles.get(key), linked.get(key))))
+
+        rejected = sum(f.rejected for f in self.files.values())
+        for file in self.files.values():
+            for problem in file.row_problems:
+                self.notices.append(
+                    Notice(
+                        "rejected-row",
+                        _reason(problem),
+                        file=problem.file,
+                        line=problem.line,
+                        field=problem.field,
+                        key=problem.key,
+                    )
+                )
+        partial = bool(rejected or held)
+        if partial:
+            self.notices.append(
+                Notice(
+                    "partial-read",
+                    f"{rejected} rows rejected and {len(held)} users held back; the snapshot "
+                    "is a delta, so nobody departs because of them",
+                )
+            )
+        snapshot = Snapshot(
+            adapter.source,
+            self.extracted_at,
+            tuple(records),
+            SnapshotKind.DELTA if partial else SnapshotKind.FULL,
+        )
+        return Reading(snapshot, tuple(self.notices), rejected)
+
+    def _data(
+        self, user: _User, found: tuple[Role, _RoleRow | None] | None, pupils: list[str] | None
+    ) -> ContactData:
+        if found is None:
+            role = Role.GUARDIAN if pupils else Role.OTHER
+            if not pupils:
+                self.notices.append(
+                    Notice(
+                        "no-role",
+                        "a user with no role and no usable relationship; read as 'other'",
+                        file=USERS,
+                        line=user.line,
+                        key=user.key,
+                    )
+                )
+            grade = ""
+        else:
+            role, row = found
+            grade = row.grade if row is not None and role is Role.PUPIL else ""
+        phones: list[Phone] = []
+        if user.sms.strip():
+            phones.append(Phone(user.sms, PhoneType.MOBILE))
+        if user.phone.strip():
+            phones.append(Phone(user.phone, PhoneType.HOME))
+        emails: tuple[Email, ...] = ()
+        if user.email.strip():
+            kind = EmailType.WORK if role is Role.STAFF else EmailType.HOME
+            emails = (Email(user.email, kind),)
+        return ContactData(
+            given_name=user.given_name,
+            family_name=user.family_name,
+            role=role,
+            phones=phones,
+            emails=emails,
+            # By the pupil's key, not its record id: Relationship's own rule,
+            # and how the merge and the test strategies match guardians to pupils.
+            relationships=tuple(Relationship(p) for p in pupils or ()),
+            year_group=grade,
+        )
+
+
+def _is_cp1252(data: bytes) -> bool:
+    """Whether :func:`~sourcetruth.adapters.text.decode` fell back to cp1252 for *data*."""
+    if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _below(org: str, parents: Mapping[str, str]) -> set[str]:
+    """*org* and every org whose chain of parents reaches it (cycles are cut)."""
+    found = {org}
+    for start in parents:
+        chain: list[str] = []
+        current = start
+        while current and current not in chain:
+            if current in found:
+                found.update(chain)
+                break
+            chain.append(current)
+            current = parents.get(current, "")
+    return found
+
+
+class SdsAdapter:
+    """Reads a folder of SDS v2.1 CSV files as a full snapshot of an MIS source.
+
+    *path* is the folder. *org* keeps only users with a role in that org (or
+    one below it) and the contacts linked to its pupils. *allow_cp1252*
+    accepts files from older Windows programs that are not UTF-8.
+    *max_reject_fraction* is how much of any one file may be rejected row by
+    row before the whole read is refused; under it the read is a delta of the
+    good rows. See the module docstring for how each column is read.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source: str = "mis",
+        org: str | None = None,
+        allow_cp1252: bool = False,
+        max_reject_fraction: float = 0.0,
+    ) -> None:
+        if not source or ":" in source:
+            msg = f"a source name must be non-empty and contain no ':' (got {source!r})"
+            raise UsageError(msg)
+        if not 0.0 <= max_reject_fraction <= 1.0:
+            msg = "max_reject_fraction is a fraction of rows, from 0 to 1"
+            raise UsageError(msg)
+        if org is not None and not org.strip():
+            msg = "org must be an org's sourcedId, not blank"
+            raise UsageError(msg)
+        self._path = Path(path)
+        self._source = source
+        self._org = None if org is None else org.strip()
+        self._allow_cp1252 = allow_cp1252
+        self._max_reject_fraction = max_reject_fraction
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def kind(self) -> SourceKind:
+        return SourceKind.MIS
+
+    @property
+    def covers(self) -> frozenset[str]:
+        return COVERS
+
+    @property
+    def supports_delta(self) -> bool:
+        # SDS v2.1 uploads are always the whole data set: a record left out is
+        # marked inactive. Only a partial read (rejected rows) gives a delta.
+        return False
+
+    @property
+    def org(self) -> str | None:
+        return self._org
+
+    @property
+    def allow_cp1252(self) -> bool:
+        return self._allow_cp1252
+
+    @property
+    def max_reject_fraction(self) -> float:
+        return self._max_reject_fraction
+
+    def read(self, *, extracted_at: datetime) -> Reading:
+        """Read the folder: a FULL snapshot, or a DELTA when rows were rejected.
+
+        Raises :class:`~sourcetruth.AdapterError` when the folder or a file is
+        missing or unreadable, and :class:`~sourcetruth.RejectedFileError`
+        with every problem found (a missing column, undecodable bytes, too
+        many rejected rows) when the files cannot be used.
+        """
+        return _Reader(self, extracted_at).read()
+
+    def __repr__(self) -> str:
+        return f"SdsAdapter(path={str(self._path)!r}, source={self._source!r})"
+
+
+# -- writing ---------------------------------------------------------------------
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _carry_problems(record: Record, pupils: set[str]) -> list[str]:
+    """Why *record* cannot be written so that reading it back gives it again."""
+    data = record.data
+    found: list[str] = []
+    if not record.key or record.key != record.key.strip():
+        found.append("its key is blank or has spaces around it")
+    if data.role not in _ROLE_VALUE:
+        found.append(f"SDS has no role for {data.role.value}")
+    kinds = [p.type for p in data.phones]
+    if any(k not in (PhoneType.MOBILE, PhoneType.HOME) for k in kinds):
+        found.append("SDS carries only a mobile (sms) and a home number (phone)")
+    if kinds.count(PhoneType.MOBILE) > 1 or kinds.count(PhoneType.HOME) > 1:
+        found.append("SDS carries one mobile and one home number at most")
+    if kinds == [PhoneType.HOME, PhoneType.MOBILE]:
+        found.append("SDS keeps no order: the mobile reads back before the home number")
+    if any(not p.number.strip() for p in data.phones):
+        found.append("a blank phone number reads back as none")
+    if len(data.emails) > 1:
+        found.append("SDS carries one email address")
+    expected = EmailType.WORK if data.role is Role.STAFF else EmailType.HOME
+    if any(e.type is not expected for e in data.emails):
+        found.append(f"an email read from SDS is {expected.value} for this role")
+    if any(not e.address.strip() for e in data.emails):
+        found.append("a blank email address reads back as none")
+    if data.year_group and data.role is not Role.PUPIL:
+        found.append("SDS gives a year group (grade) to pupils only")
+    if data.relationships and data.role is Role.PUPIL:
+        found.append("a pupil cannot be a guardian in SDS")
+    seen: set[str] = set()
+    for rel in data.relationships:
+        if rel != Relationship(rel.pupil):
+            found.append("SDS carries no priority, parental responsibility or message flag")
+        if rel.pupil not in pupils:
+            found.append("a relationship names a key that is not a pupil in the snapshot")
+        if rel.pupil in seen:
+            found.append("a relationship appears twice")
+        seen.add(rel.pupil)
+    return found
+
+
+def write_files(
+    snapshot: Snapshot, directory: str | os.PathLike[str], *, org: str = DEFAULT_ORG
+) -> None:
+    """Write *snapshot* as SDS v2.1 files (orgs, users, roles, relationships) in *directory*.
+
+    The bytes depend on the snapshot alone: UTF-8 without a byte-order mark,
+    CRLF line ends, users sorted by key. Every role sits in one org, *org*.
+    ``username`` is required by SDS and the model has none, so the key stands
+    in for it. A mobile is written to ``sms`` and a home number to ``phone``
+    (read back in that order). A guardian with links has no ``roles.csv`` row (an SDS
+    contact); one without links gets the role ``guardian`` so that it reads
+    back as one.
+
+    Reading the folder back gives an equal snapshot for every covered field;
+    registration groups, which SDS cannot hold and this adapter does not
+    cover, are not written. A value of a covered field that the format cannot
+    carry (a work phone, two emails, a governor, a link with a priority) is a
+    :class:`~sourcetruth.UsageError` naming the record and why, never a
+    silent loss. A delta is refused: SDS files are always the whole set.
+    """
+    if snapshot.kind is not SnapshotKind.FULL:
+        msg = "SDS v2.1 files hold the whole data set: write a full snapshot"
+        raise UsageError(msg)
+    if not org or org != org.strip():
+        msg = "org must be a non-blank id without surrounding spaces"
+        raise UsageError(msg)
+    records = sorted(snapshot.records, key=lambda r: r.key)
+    keys = [r.key for r in records]
+    if len(set(keys)) != len(keys):
+        msg = "the snapshot holds two records with one key"
+        raise UsageError(msg)
+    pupils = {r.key for r in records if r.data.role is Role.PUPIL}
+    problems = [f"record {r.key!r}: {why}" for r in records for why in _carry_problems(r, pupils)]
+    if problems:
+        msg = "SDS v2.1 cannot carry these values: " + "; ".join(problems)
+        raise UsageError(msg)
+
+    users: list[tuple[str, ...]] = []
+    roles: list[tuple[str, ...]] = []
+    links: list[tuple[str, ...]] = []
+    for record in records:
+        data = record.data
+        sms = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
+        phone = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
+        email = data.emails[0].address if data.emails else ""
+        users.append((record.key, record.key, data.given_name, data.family_name, email, phone, sms))
+        if data.role is not Role.GUARDIAN or not data.relationships:
+            roles.append((record.key, org, _ROLE_VALUE[data.role], data.year_group, "TRUE"))
+        links.extend((rel.pupil, record.key, "guardian") for rel in data.relationships)
+
+    files = {
+        ORGS: _csv(_REQUIRED[ORGS], [(org, org, "school")]),
+        USERS: _csv(_REQUIRED[USERS], users),
+        ROLES: _csv(("userSourcedId", "orgSourcedId", "role", "grade", "isPrimary"), roles),
+        RELATIONSHIPS: _csv(_REQUIRED[RELATIONSHIPS], links),
+    }
+    folder = Path(directory)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (folder / name).write_bytes(content)
+    except OSError as error:
+        msg = f"cannot write the SDS files in {folder}: {error.strerror or error}"
+        raise AdapterError(msg, retryable=True) from None
