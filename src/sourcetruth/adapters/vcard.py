@@ -1,0 +1,1067 @@
+"""vCard address books: read 2.1, 3.0 and 4.0, write 3.0 or 4.0.
+
+The local address book can live in a ``.vcf`` file that phones and mail
+programs import and export. This module reads every card of such a file into
+a :class:`~sourcetruth.Record` and writes records back, so that
+:func:`format_vcards` then :func:`parse_vcards` gives back every field of
+:class:`~sourcetruth.ContactData` exactly, in either written version.
+
+It is a parser of its own rather than a wrapper of a vCard library because
+real exports need the older rules too (vCard 2.1's quoted-printable values and
+bare parameter types) and we want every tolerated oddity reported, never
+guessed silently.
+
+**Reading** (RFC 2425/2426, RFC 6350 and the vCard 2.1 specification):
+
+- Text is decoded by :func:`sourcetruth.adapters.text.decode`: a byte-order
+  mark decides, otherwise strict UTF-8, or cp1252 only when allowed.
+- Physical lines end with CRLF, LF or CR. A file that holds any LF ends its
+  lines at LF only (with any CRs just before it): a stray CR inside a value,
+  which Thunderbird writes, then stays part of the value, and ``CR CR LF``
+  (a CRLF file whose line ends were converted once more) is one line end.
+  A file with no LF at all ends its lines at CR.
+- Unfolding: a line that starts with a space or a tab continues the one
+  before, less that one character (all three versions; vCard 2.1's RFC 822
+  folding would keep it, but no exporter we know relies on that). A
+  quoted-printable value that ends with ``=`` continues on the next line
+  whatever that line starts with (a soft line break). A line of base64
+  characters only continues a base64 value, as some 2.1 exporters write them.
+- Parameters in every style: ``TEL;WORK;VOICE`` (2.1 bare types; bare
+  ``QUOTED-PRINTABLE``/``BASE64`` are encodings), ``TYPE=home,pref``,
+  ``TYPE="cell,voice"``, repeated ``TYPE``, ``PREF=1``, ``VALUE=uri``.
+  Property and parameter names are case-blind; groups (``item1.TEL``) are
+  ignored. RFC 6868 caret escapes are not decoded: no parameter we read can
+  hold one.
+- ``ENCODING=QUOTED-PRINTABLE`` values are decoded to bytes and then read in
+  their ``CHARSET`` (UTF-8 when none is given); an unknown charset, or bytes
+  that are not valid in it, is an error in that card. Only the properties we
+  use are decoded, so a broken ``ORG`` or ``NOTE`` does not reject a file.
+  ``CHARSET`` on a value that is not quoted-printable is ignored: the file's
+  text is already decoded.
+- Base64 values (``ENCODING=b``/``BASE64``, photos and keys) are never decoded.
+- A quoted-printable ``=0D=0A`` is read as ``\\n``. Any other CR left in a
+  value we read is kept, with a ``carriage-return`` notice.
+- Text escapes: in 3.0 and 4.0 ``\\n`` or ``\\N`` is a line break and a
+  backslash before any other character stands for that character (so Apple's
+  ``\\:`` reads as ``:``). vCard 2.1 only escapes ``\\;`` (and, in practice,
+  ``\\,`` and ``\\\\``); any other backslash is kept.
+- Unknown and ``X-`` properties are ignored, and so is an embedded 2.1
+  ``AGENT`` card.
+
+**Mapping** (values are kept as written: the merge normalises them later):
+
+- Names: ``N`` gives family and given name. When ``N`` is missing, or both of
+  those parts are empty, the whole ``FN`` becomes the given name and the
+  family name stays empty, with a ``name-from-fn`` notice: we never guess
+  where a display name splits. A part with several comma-separated values
+  (3.0 and 4.0) is read as those values joined by a space.
+- ``TEL``: ``cell``/``mobile``/``iphone`` give a mobile, else ``home``, else
+  ``work``, else other (so ``work,cell`` is a mobile). A number typed ``fax``
+  or ``pager`` and none of voice, cell, text, msg, video or textphone is
+  skipped with a ``phone-skipped`` notice. In 4.0 a ``tel:`` URI loses its
+  scheme and is otherwise kept as written.
+- ``EMAIL``: ``home``, else ``work``, else other; ``internet`` and ``pref``
+  say nothing about whose address it is, and an untyped address is other.
+- ``UID`` is the key, less a leading ``urn:uuid:``. A card without one gets
+  ``derived-`` and 16 hex digits of the SHA-256 of its unfolded lines, the
+  same on every read of the same card, with a ``derived-key`` notice.
+- ``X-SOURCETRUTH-ROLE``, ``X-SOURCETRUTH-YEAR-GROUP`` and
+  ``X-SOURCETRUTH-REGISTRATION-GROUP`` carry the role (other when absent),
+  year group and registration group.
+- Relationships are ours when they carry our parameters:
+  ``RELATED;TYPE=child;VALUE=text;X-SOURCETRUTH-PRIORITY=1;
+  X-SOURCETRUTH-PARENTAL-RESPONSIBILITY=true;X-SOURCETRUTH-RECEIVES-MESSAGES=true:<pupil key>``
+  (4.0) or ``X-SOURCETRUTH-CHILD`` with the same three parameters (3.0).
+  Either is read in any version. Any other ``RELATED`` (a client's
+  ``TYPE=parent``, a spouse) is ignored with a ``foreign-related`` notice.
+
+**Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
+is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
+undecodable bytes, an unknown charset, a ``UID`` repeated in the file and a
+malformed relationship of ours are each a
+:class:`~sourcetruth.SourceDataError` naming file, line (where the card or
+property starts) and field (the property name), never the value. Every
+problem of the file is collected and raised together as one
+:class:`~sourcetruth.RejectedFileError`: a file with any error gives no
+entries at all.
+
+**Writing** is deterministic: records sorted by key, properties in a fixed
+order, CRLF line ends, lines folded at 75 octets without splitting a UTF-8
+sequence, and ``\\``, ``,``, ``;`` and line breaks escaped. A CR or CRLF in a
+value is written as a line break (vCard has no escape for CR), so it reads
+back as ``\\n``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import hashlib
+import os
+import re
+import stat
+import tempfile
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import attrs
+from attrs import define, frozen
+
+from sourcetruth.adapters.base import AddressBookReading, Notice
+from sourcetruth.adapters.text import decode
+from sourcetruth.exceptions import (
+    AdapterError,
+    EncodingError,
+    RejectedFileError,
+    SourceDataError,
+    UsageError,
+)
+from sourcetruth.model import (
+    ContactData,
+    Email,
+    EmailType,
+    Phone,
+    PhoneType,
+    Record,
+    Relationship,
+    Role,
+)
+
+__all__ = ["VCardAdapter", "format_vcards", "parse_vcards"]
+
+#: The versions read, and those written.
+_READ_VERSIONS: Final = frozenset({"2.1", "3.0", "4.0"})
+_WRITE_VERSIONS: Final = ("3.0", "4.0")
+
+#: RFC 6350 3.2: lines SHOULD NOT be longer than 75 octets, line break excluded.
+_FOLD_AT: Final = 75
+
+_ROLE: Final = "X-SOURCETRUTH-ROLE"
+_YEAR_GROUP: Final = "X-SOURCETRUTH-YEAR-GROUP"
+_REGISTRATION_GROUP: Final = "X-SOURCETRUTH-REGISTRATION-GROUP"
+_CHILD: Final = "X-SOURCETRUTH-CHILD"
+_PREFIX: Final = "X-SOURCETRUTH-"
+_PRIORITY: Final = "X-SOURCETRUTH-PRIORITY"
+_RESPONSIBILITY: Final = "X-SOURCETRUTH-PARENTAL-RESPONSIBILITY"
+_MESSAGES: Final = "X-SOURCETRUTH-RECEIVES-MESSAGES"
+
+# A property name, optionally after a group. RFC 6350 allows letters, digits
+# and '-'; '_' is tolerated because some exporters write it.
+_NAME: Final = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_-]+)")
+_HEX2: Final = re.compile(r"[0-9A-Fa-f]{2}")
+_BASE64_LINE: Final = re.compile(r"[A-Za-z0-9+/]+=*")
+_INTEGER: Final = re.compile(r"-?[0-9]+")
+# Text safe to show in a message: a version number or a charset name.
+_SAFE_TOKEN: Final = re.compile(r"[A-Za-z0-9._-]{1,40}")
+
+# vCard 2.1 bare parameters that are not types.
+_BARE_PARAMETERS: Final = {
+    "QUOTED-PRINTABLE": "ENCODING",
+    "BASE64": "ENCODING",
+    "8BIT": "ENCODING",
+    "7BIT": "ENCODING",
+    "INLINE": "VALUE",
+    "URL": "VALUE",
+    "CONTENT-ID": "VALUE",
+    "CID": "VALUE",
+}
+
+_MOBILE_TYPES: Final = frozenset({"cell", "mobile", "iphone"})
+_SPOKEN_TYPES: Final = frozenset({"voice", "text", "msg", "video", "textphone"}) | _MOBILE_TYPES
+_NOT_A_PHONE_TYPES: Final = frozenset({"fax", "pager"})
+
+_PHONE_TYPE_OUT: Final = {
+    PhoneType.MOBILE: "cell",
+    PhoneType.HOME: "home",
+    PhoneType.WORK: "work",
+    # An untyped TEL would read as "other" too; "voice" tells other programs
+    # that it is a number to call.
+    PhoneType.OTHER: "voice",
+}
+_EMAIL_TYPE_OUT: Final = {EmailType.HOME: "home", EmailType.WORK: "work", EmailType.OTHER: ""}
+
+
+# -- reading -----------------------------------------------------------------
+
+
+@frozen
+class _Property:
+    """One content line: ``[group.]name[;params]:value``, with its first line number."""
+
+    line: int
+    name: str
+    params: dict[str, tuple[str, ...]]
+    value: str
+
+    def param(self, name: str) -> tuple[str, ...]:
+        return self.params.get(name, ())
+
+    def first(self, name: str) -> str:
+        values = self.params.get(name, ())
+        return values[0].strip().lower() if values else ""
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(t.strip().lower() for t in self.param("TYPE") if t.strip())
+
+    @property
+    def encodings(self) -> frozenset[str]:
+        return frozenset(e.strip().upper() for e in self.param("ENCODING"))
+
+
+@define
+class _Card:
+    line: int
+    properties: list[_Property] = attrs.Factory(list)
+    lines: list[str] = attrs.Factory(list)
+    nested: int = 0
+
+
+@frozen
+class _Read:
+    """A card read into data, before keys are settled across the file."""
+
+    card: _Card
+    uid: str | None
+    uid_line: int
+    data: ContactData
+    notices: tuple[Notice, ...]
+
+
+class _ValueProblem(Exception):
+    """A property's value cannot be read; becomes a SourceDataError for its card."""
+
+
+def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return decode(data, file=file, allow_cp1252=allow_cp1252)
+    except EncodingError as error:
+        # decode() knows the byte offset; a person wants the line too, and
+        # which property it is on (its name is ASCII, never the value).
+        end = b"\n" if b"\n" in data else b"\r"
+        line = data.count(end, 0, error.offset) + 1
+        start = data.rfind(end, 0, error.offset) + 1
+        reason = str(error).split(" at byte ", 1)[0]
+        located = EncodingError(f"line {line}: {reason}", offset=error.offset, file=file)
+        located.line = line
+        head = re.match(rb"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)[;:]", data[start:])
+        if head:
+            located.field = head.group(1).decode("ascii").upper()
+        raise RejectedFileError(
+            f"{file}: not text in an allowed encoding; nothing from it was applied",
+            [located],
+            file=file,
+        ) from None
+
+
+def _physical_lines(text: str) -> list[str]:
+    if "\n" in text:
+        return re.split(r"\r*\n", text)
+    return text.split("\r")
+
+
+def _declares(head_and_value: str, encoding: frozenset[str]) -> bool:
+    """Whether a content line's parameters name one of *encoding* (cheap, before parsing)."""
+    colon = _find_colon(head_and_value)
+    head = head_and_value if colon < 0 else head_and_value[:colon]
+    if ";" not in head:
+        return False
+    for segment in _split_outside_quotes(head, ";")[1:]:
+        name, eq, value = segment.partition("=")
+        values = value if eq else name
+        if eq and name.strip().upper() != "ENCODING":
+            continue
+        if any(v.strip().strip('"').upper() in encoding for v in values.split(",")):
+            return True
+    return False
+
+
+_QP: Final = frozenset({"QUOTED-PRINTABLE"})
+_BASE64: Final = frozenset({"B", "BASE64"})
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Unfold physical lines into content lines, each with the line it starts on."""
+    found: list[tuple[int, str]] = []
+    parts: list[str] = []
+    start = 0
+    quoted_printable = base64 = False
+
+    def finish() -> None:
+        if parts:
+            found.append((start, "".join(parts)))
+            parts.clear()
+
+    for number, line in enumerate(_physical_lines(text), 1):
+        if parts and quoted_printable and parts[-1].endswith("="):
+            parts[-1] = parts[-1][:-1]
+            parts.append(line)
+            continue
+        if parts and line[:1] in (" ", "\t"):
+            parts.append(line[1:])
+            continue
+        if not line.strip(" \t"):
+            finish()
+            continue
+        if parts and base64 and _BASE64_LINE.fullmatch(line):
+            parts.append(line)
+            continue
+        finish()
+        start = number
+        parts.append(line)
+        quoted_printable = _declares(line, _QP)
+        base64 = _declares(line, _BASE64)
+    finish()
+    return found
+
+
+def _find_colon(text: str) -> int:
+    """The colon that ends a content line's name and parameters (quotes respected)."""
+    quoted = False
+    for index, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return index
+    # An unbalanced quote in a parameter: fall back to the first colon.
+    return text.find(":")
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+            current.append(char)
+        elif char == separator and not quoted:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _parse_property(line: int, text: str, file: str) -> _Property | SourceDataError:
+    colon = _find_colon(text)
+    if colon < 0:
+        return SourceDataError(
+            "a line that is not name[;parameters]:value (no colon)", file=file, line=line
+        )
+    head, value = text[:colon], text[colon + 1 :]
+    segments = _split_outside_quotes(head, ";")
+    match = _NAME.fullmatch(segments[0])
+    if match is None:
+        return SourceDataError(
+            "a line that is not name[;parameters]:value (no property name before the colon)",
+            file=file,
+            line=line,
+        )
+    params: dict[str, list[str]] = {}
+    for segment in segments[1:]:
+        if not segment.strip():
+            continue
+        name, eq, raw = segment.partition("=")
+        name = name.strip().upper()
+        if eq:
+            values = [_unquote(v) for v in _split_outside_quotes(raw, ",")]
+        else:
+            # vCard 2.1 (and careless 3.0): a bare value names its parameter.
+            values = [name]
+            name = _BARE_PARAMETERS.get(name, "TYPE")
+        if name == "TYPE":
+            # TYPE="cell,voice" arrives as one quoted value.
+            values = [t for v in values for t in v.split(",")]
+        params.setdefault(name, []).extend(values)
+    return _Property(line, match.group(2).upper(), {k: tuple(v) for k, v in params.items()}, value)
+
+
+def _split_cards(
+    lines: Sequence[tuple[int, str]], file: str, problems: list[SourceDataError]
+) -> list[_Card]:
+    cards: list[_Card] = []
+    card: _Card | None = None
+    for number, text in lines:
+        prop = _parse_property(number, text, file)
+        if isinstance(prop, SourceDataError):
+            problems.append(prop)
+            continue
+        is_vcard = prop.value.strip().upper() == "VCARD"
+        if prop.name == "BEGIN" and is_vcard:
+            if card is not None:
+                last = card.properties[-1] if card.properties else None
+                if card.nested or (last and last.name == "AGENT" and not last.value.strip()):
+                    # A 2.1 AGENT's own card: skipped with the AGENT.
+                    card.nested += 1
+                    card.lines.append(text)
+                    continue
+                problems.append(_no_end(card, file))
+            card = _Card(number, lines=[text])
+            continue
+        if prop.name == "END" and is_vcard:
+            if card is None:
+                problems.append(
+                    SourceDataError(
+                        "END:VCARD without a BEGIN:VCARD before it",
+                        file=file,
+                        line=number,
+                        field="END",
+                    )
+                )
+            elif card.nested:
+                card.nested -= 1
+                card.lines.append(text)
+            else:
+                card.lines.append(text)
+                cards.append(card)
+                card = None
+            continue
+        if card is None:
+            problems.append(
+                SourceDataError(
+                    "a property outside BEGIN:VCARD ... END:VCARD",
+                    file=file,
+                    line=number,
+                    field=prop.name,
+                )
+            )
+            continue
+        card.lines.append(text)
+        if not card.nested:
+            card.properties.append(prop)
+    if card is not None:
+        problems.append(_no_end(card, file))
+    return cards
+
+
+def _no_end(card: _Card, file: str) -> SourceDataError:
+    return SourceDataError(
+        "a card that starts here has no END:VCARD", file=file, line=card.line, field="BEGIN"
+    )
+
+
+def _safe(text: str) -> str:
+    """*text* when it is a short token (a version, a charset), else a placeholder."""
+    return repr(text) if _SAFE_TOKEN.fullmatch(text) else "(not shown)"
+
+
+def _quoted_printable(value: str, charset: str) -> str:
+    """Decode a quoted-printable value whose bytes are text in *charset*."""
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        msg = f"quoted-printable text in an unknown charset {_safe(charset)}"
+        raise _ValueProblem(msg) from None
+    raw = bytearray()
+    index = 0
+    try:
+        while index < len(value):
+            char = value[index]
+            if char == "=" and _HEX2.fullmatch(value, index + 1, index + 3):
+                raw.append(int(value[index + 1 : index + 3], 16))
+                index += 3
+                continue
+            raw += char.encode(charset)
+            index += 1
+        return bytes(raw).decode(charset)
+    except LookupError:
+        # codecs.lookup() also finds bytes-to-bytes codecs such as "base64".
+        raise _ValueProblem(f"{_safe(charset)} is not a text charset") from None
+    except UnicodeError:
+        raise _ValueProblem(
+            f"quoted-printable bytes that are not valid {_safe(charset)} text"
+        ) from None
+
+
+def _unescape(text: str, version: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            following = text[index + 1]
+            if version != "2.1":
+                out.append("\n" if following in "nN" else following)
+                index += 2
+                continue
+            if following in ";,\\":
+                out.append(following)
+                index += 2
+                continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _split_escaped(text: str, separator: str) -> list[str]:
+    """Split on *separator* where no backslash escapes it; escapes stay in the pieces."""
+    pieces: list[str] = []
+    current: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index : index + 2])
+            index += 2
+            continue
+        if char == separator:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    pieces.append("".join(current))
+    return pieces
+
+
+def _component(text: str, version: str) -> str:
+    if version == "2.1":
+        return _unescape(text, version)
+    values = _split_escaped(text, ",")
+    if len(values) == 1:
+        return _unescape(text, version)
+    return " ".join(v for v in (_unescape(v, version) for v in values) if v)
+
+
+class _CardReader:
+    """Reads one card's properties into ContactData, collecting problems and notices."""
+
+    def __init__(self, card: _Card, file: str, problems: list[SourceDataError]) -> None:
+        self.card = card
+        self.file = file
+        self.problems = problems
+        self.notices: list[Notice] = []
+        self.version = ""
+
+    def problem(self, message: str, prop: _Property) -> None:
+        self.problems.append(
+            SourceDataError(message, file=self.file, line=prop.line, field=prop.name)
+        )
+
+    def notice(self, code: str, message: str, line: int, field: str) -> None:
+        self.notices.append(Notice(code, message, file=self.file, line=line, field=field))
+
+    def raw(self, prop: _Property) -> str | None:
+        """The property's text after its transfer encoding; None when skipped or broken."""
+        encodings = prop.encodings
+        if encodings & _BASE64:
+            self.notice(
+                "binary-value-skipped",
+                "a base64 value where text was expected was skipped",
+                prop.line,
+                prop.name,
+            )
+            return None
+        value = prop.value
+        if encodings & _QP:
+            charset = prop.param("CHARSET")
+            try:
+                value = _quoted_printable(value, charset[0].strip() if charset else "utf-8")
+            except _ValueProblem as problem:
+                self.problem(str(problem), prop)
+                return None
+            # =0D=0A is 2.1's line break; the model's is "\n", as 3.0's escape gives.
+            value = value.replace("\r\n", "\n")
+        if "\r" in value:
+            # Kept as written, but said: in a file of LF line ends a CR may be
+            # a line end of another convention, and the value may hold more
+            # than one property.
+            self.notice(
+                "carriage-return",
+                "a carriage return inside a value was kept as written",
+                prop.line,
+                prop.name,
+            )
+        return value
+
+    def text(self, prop: _Property) -> str | None:
+        raw = self.raw(prop)
+        return None if raw is None else _unescape(raw, self.version)
+
+    def read(self) -> _Read | None:
+        props = self.card.properties
+        versions = [p for p in props if p.name == "VERSION"]
+        if not versions:
+            self.problems.append(
+                SourceDataError(
+                    "a card without VERSION", file=self.file, line=self.card.line, field="VERSION"
+                )
+            )
+            return None
+        version = versions[0].value.strip()
+        if version not in _READ_VERSIONS:
+            self.problem(
+                f"vCard version {_safe(version)} is not supported (2.1, 3.0 and 4.0 are)",
+                versions[0],
+            )
+            return None
+        self.version = version
+
+        uid: str | None = None
+        uid_line = self.card.line
+        name: tuple[str, str] | None = None
+        display: str | None = None
+        display_line = self.card.line
+        phones: list[Phone] = []
+        emails: list[Email] = []
+        relationships: list[Relationship] = []
+        singles: dict[str, str] = {}
+        seen: set[str] = set()
+        for prop in props:
+            if prop.name in {"UID", "N", _ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
+                if prop.name in seen:
+                    self.notice(
+                        "repeated-property",
+                        "a property that a card holds once is repeated; the first was kept",
+                        prop.line,
+                        prop.name,
+                    )
+                    continue
+                seen.add(prop.name)
+            if prop.name == "UID":
+                uid = self.uid(prop)
+                uid_line = prop.line
+            elif prop.name == "N":
+                name = self.name(prop)
+            elif prop.name == "FN" and display is None:
+                display = self.text(prop)
+                display_line = prop.line
+            elif prop.name == "TEL":
+                phone = self.phone(prop)
+                if phone is not None:
+                    phones.append(phone)
+            elif prop.name == "EMAIL":
+                email = self.email(prop)
+                if email is not None:
+                    emails.append(email)
+            elif prop.name in {"RELATED", _CHILD}:
+                relationship = self.relationship(prop)
+                if relationship is not None:
+                    relationships.append(relationship)
+            elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
+                value = self.text(prop)
+                if value is not None:
+                    singles[prop.name] = value
+
+        family, given = name if name is not None else ("", "")
+        if not family and not given and display:
+            given = display
+            self.notice(
+                "name-from-fn",
+                "no name in N: the whole display name (FN) was kept as the given name",
+                display_line,
+                "FN",
+            )
+        data = ContactData(
+            given_name=given,
+            family_name=family,
+            role=self.role(singles.get(_ROLE), props),
+            phones=phones,
+            emails=emails,
+            relationships=relationships,
+            year_group=singles.get(_YEAR_GROUP, ""),
+            registration_group=singles.get(_REGISTRATION_GROUP, ""),
+        )
+        return _Read(self.card, uid, uid_line, data, tuple(self.notices))
+
+    def uid(self, prop: _Property) -> str | None:
+        raw = self.raw(prop)
+        if raw is None:
+            return None
+        value_type = prop.first("VALUE")
+        if self.version == "4.0" and value_type != "text":
+            value = raw  # a URI: no text escapes
+        else:
+            value = _unescape(raw, self.version)
+        if value_type != "text" and value[:9].lower() == "urn:uuid:":
+            value = value[9:]
+        return value or None
+
+    def name(self, prop: _Property) -> tuple[str, str] | None:
+        raw = self.raw(prop)
+        if raw is None:
+            return None
+        parts = [*_split_escaped(raw, ";"), "", ""]
+        return _component(parts[0], self.version), _component(parts[1], self.version)
+
+    def phone(self, prop: _Property) -> Phone | None:
+        raw = self.raw(prop)
+        if raw is None:
+            return None
+        types = prop.types
+        if types & _NOT_A_PHONE_TYPES and not types & _SPOKEN_TYPES:
+            self.notice(
+                "phone-skipped",
+                "a fax or pager number was skipped: messages cannot reach it",
+                prop.line,
+                prop.name,
+            )
+            return None
+        value_type = prop.first("VALUE")
+        is_uri = value_type == "uri" or (
+            self.version == "4.0" and not value_type and raw[:4].lower() == "tel:"
+        )
+        if is_uri and self.version != "2.1":
+            number = raw[4:] if raw[:4].lower() == "tel:" else raw
+        else:
+            number = _unescape(raw, self.version)
+        if types & _MOBILE_TYPES:
+            kind = PhoneType.MOBILE
+        elif "home" in types:
+            kind = PhoneType.HOME
+        elif "work" in types:
+            kind = PhoneType.WORK
+        else:
+            kind = PhoneType.OTHER
+        return Phone(number, kind)
+
+    def email(self, prop: _Property) -> Email | None:
+        address = self.text(prop)
+        if address is None:
+            return None
+        types = prop.types
+        if "home" in types:
+            kind = EmailType.HOME
+        elif "work" in types:
+            kind = EmailType.WORK
+        else:
+            kind = EmailType.OTHER
+        return Email(address, kind)
+
+    def relationship(self, prop: _Property) -> Relationship | None:
+        ours = prop.name == _CHILD or any(p.startswith(_PREFIX) for p in prop.params)
+        if not ours:
+            self.notice(
+                "foreign-related",
+                "a RELATED property not written by sourcetruth was ignored",
+                prop.line,
+                prop.name,
+            )
+            return None
+        if prop.name == "RELATED" and "child" not in prop.types:
+            self.problem("a relationship of ours without TYPE=child", prop)
+            return None
+        if prop.first("VALUE") not in ("", "text"):
+            self.problem("a relationship of ours whose value is not text", prop)
+            return None
+        priority = self.parameter(prop, _PRIORITY)
+        responsibility = self.parameter(prop, _RESPONSIBILITY)
+        messages = self.parameter(prop, _MESSAGES)
+        pupil = self.text(prop)
+        if priority is None or responsibility is None or messages is None or pupil is None:
+            return None
+        bad = [
+            name
+            for name, value, ok in (
+                (_PRIORITY, priority, _INTEGER.fullmatch(priority)),
+                (_RESPONSIBILITY, responsibility, responsibility in ("true", "false")),
+                (_MESSAGES, messages, messages in ("true", "false")),
+            )
+            if not ok
+        ]
+        if bad:
+            self.problem(f"a relationship with an invalid {', '.join(bad)} parameter", prop)
+            return None
+        if not pupil:
+            self.problem("a relationship without the pupil's key", prop)
+            return None
+        return Relationship(
+            pupil,
+            priority=int(priority),
+            parental_responsibility=responsibility == "true",
+            receives_messages=messages == "true",
+        )
+
+    def parameter(self, prop: _Property, name: str) -> str | None:
+        values = prop.param(name)
+        if len(values) != 1:
+            self.problem(f"a relationship needs exactly one {name} parameter", prop)
+            return None
+        return values[0].strip().lower()
+
+    def role(self, value: str | None, props: Sequence[_Property]) -> Role:
+        if value is None:
+            return Role.OTHER
+        try:
+            return Role(value.strip().lower())
+        except ValueError:
+            line = next(p.line for p in props if p.name == _ROLE)
+            self.notice(
+                "unknown-role", "a role sourcetruth does not know; read as other", line, _ROLE
+            )
+            return Role.OTHER
+
+
+def _derived_key(card: _Card) -> str:
+    text = "\n".join(line.rstrip(" \t") for line in card.lines)
+    return "derived-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> AddressBookReading:
+    """Every card of a vCard 2.1, 3.0 or 4.0 file, each as a ``Record(key, ContactData)``.
+
+    *file* names the file in errors and notices. Raises
+    :class:`~sourcetruth.RejectedFileError` with every problem of the file
+    when there is any: no entry of a rejected file is returned.
+    """
+    text = _text(data, file, allow_cp1252)
+    problems: list[SourceDataError] = []
+    cards = _split_cards(_logical_lines(text), file, problems)
+    reads = [r for r in (_CardReader(c, file, problems).read() for c in cards) if r is not None]
+
+    # Keys: every UID once; then content-derived keys, made unique in file order.
+    taken: dict[str, int] = {}
+    for read in reads:
+        if read.uid is None:
+            continue
+        if read.uid in taken:
+            problems.append(
+                SourceDataError(
+                    f"a UID already used by the card at line {taken[read.uid]}",
+                    file=file,
+                    line=read.uid_line,
+                    field="UID",
+                )
+            )
+        else:
+            taken[read.uid] = read.card.line
+    if problems:
+        raise RejectedFileError(
+            f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied",
+            problems,
+            file=file,
+        )
+    entries: list[Record] = []
+    notices: list[Notice] = []
+    for read in reads:
+        key = read.uid
+        extra: list[Notice] = []
+        if key is None:
+            base = key = _derived_key(read.card)
+            count = 1
+            while key in taken:
+                count += 1
+                key = f"{base}-{count}"
+            taken[key] = read.card.line
+            extra.append(
+                Notice(
+                    "derived-key",
+                    "a card without UID: its key was derived from its content, "
+                    "so it changes when the card does",
+                    file=file,
+                    line=read.card.line,
+                    field="UID",
+                )
+            )
+        entries.append(Record(key, read.data))
+        notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
+    return AddressBookReading(entries, notices)
+
+
+# -- writing -----------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
+
+
+def _fold(line: str) -> str:
+    """*line* folded so that no physical line is over 75 octets; characters stay whole."""
+    if len(line.encode("utf-8")) <= _FOLD_AT:
+        return line
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    limit = _FOLD_AT
+    for char in line:
+        width = len(char.encode("utf-8"))
+        if size + width > limit:
+            pieces.append("".join(current))
+            current, size, limit = [], 0, _FOLD_AT - 1  # the leading space counts
+        current.append(char)
+        size += width
+    pieces.append("".join(current))
+    return "\r\n ".join(pieces)
+
+
+def _is_uuid(key: str) -> bool:
+    try:
+        return str(uuid.UUID(key)) == key
+    except ValueError:
+        return False
+
+
+def _uid_line(key: str, version: str) -> str:
+    if version == "4.0":
+        # UID is a URI in 4.0: a UUID goes as urn:uuid:, any other key as text.
+        return f"UID:urn:uuid:{key}" if _is_uuid(key) else f"UID;VALUE=text:{_escape(key)}"
+    if key[:9].lower() == "urn:uuid:":
+        return f"UID;VALUE=text:{_escape(key)}"  # so that reading keeps the prefix
+    return f"UID:{_escape(key)}"
+
+
+def _card_lines(record: Record, version: str) -> list[str]:
+    data = record.data
+    lines = ["BEGIN:VCARD", f"VERSION:{version}", _uid_line(record.key, version)]
+    display = " ".join(part for part in (data.given_name, data.family_name) if part)
+    lines.append(f"FN:{_escape(display)}")
+    lines.append(f"N:{_escape(data.family_name)};{_escape(data.given_name)};;;")
+    for phone in data.phones:
+        value_text = (
+            ";VALUE=text" if version == "4.0" and phone.number[:4].lower() == "tel:" else ""
+        )
+        lines.append(f"TEL;TYPE={_PHONE_TYPE_OUT[phone.type]}{value_text}:{_escape(phone.number)}")
+    for email in data.emails:
+        kind = _EMAIL_TYPE_OUT[email.type]
+        lines.append(f"EMAIL{';TYPE=' + kind if kind else ''}:{_escape(email.address)}")
+    for relationship in data.relationships:
+        params = (
+            f"{_PRIORITY}={relationship.priority};"
+            f"{_RESPONSIBILITY}={str(relationship.parental_responsibility).lower()};"
+            f"{_MESSAGES}={str(relationship.receives_messages).lower()}"
+        )
+        head = (
+            f"RELATED;TYPE=child;VALUE=text;{params}" if version == "4.0" else f"{_CHILD};{params}"
+        )
+        lines.append(f"{head}:{_escape(relationship.pupil)}")
+    lines.append(f"{_ROLE}:{data.role.value}")
+    if data.year_group:
+        lines.append(f"{_YEAR_GROUP}:{_escape(data.year_group)}")
+    if data.registration_group:
+        lines.append(f"{_REGISTRATION_GROUP}:{_escape(data.registration_group)}")
+    lines.append("END:VCARD")
+    return lines
+
+
+def _check_version(version: str) -> None:
+    if version not in _WRITE_VERSIONS:
+        msg = f"vCard {version!r} cannot be written; versions are {', '.join(_WRITE_VERSIONS)}"
+        raise UsageError(msg)
+
+
+def format_vcards(entries: Iterable[Record], *, version: str = "4.0") -> str:
+    """*entries* as vCard *version* (``"3.0"`` or ``"4.0"``) text, one card each.
+
+    The output depends only on the records: cards are sorted by key, lines
+    end with CRLF and are folded at 75 octets. Keys must be non-empty and
+    unique (each becomes a ``UID``), else :class:`~sourcetruth.UsageError`.
+    """
+    _check_version(version)
+    records = sorted(entries, key=lambda record: record.key)
+    seen: set[str] = set()
+    out: list[str] = []
+    for record in records:
+        if not isinstance(record, Record):
+            msg = f"expected Record entries, got {type(record).__name__}"
+            raise UsageError(msg)
+        if not record.key:
+            raise UsageError("a record with an empty key cannot be written: its key is its UID")
+        if record.key in seen:
+            msg = f"two records with the key {record.key!r}: a vCard file holds each UID once"
+            raise UsageError(msg)
+        seen.add(record.key)
+        if any(not r.pupil for r in record.data.relationships):
+            msg = f"record {record.key!r} has a relationship without the pupil's key"
+            raise UsageError(msg)
+        for line in _card_lines(record, version):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                msg = f"record {record.key!r} holds a lone surrogate, which UTF-8 cannot encode"
+                raise UsageError(msg) from None
+            out.append(_fold(line) + "\r\n")
+    return "".join(out)
+
+
+# -- the adapter -------------------------------------------------------------
+
+
+class VCardAdapter:
+    """The address book as one vCard file: read every card, write them all back.
+
+    Implements :class:`~sourcetruth.adapters.AddressBookAdapter`. Reading
+    accepts 2.1, 3.0 and 4.0; writing uses *version* (3.0 or 4.0) and
+    replaces the file atomically, so a reader sees the old file or the new
+    one, never half of either.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, version: str = "4.0", allow_cp1252: bool = False
+    ) -> None:
+        _check_version(version)
+        self._path = Path(path)
+        self._version = version
+        self._allow_cp1252 = allow_cp1252
+
+    def __repr__(self) -> str:
+        return f"VCardAdapter({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def read_entries(self) -> AddressBookReading:
+        """Every card of the file; see :func:`parse_vcards`."""
+        try:
+            data = self._path.read_bytes()
+        except FileNotFoundError:
+            raise AdapterError(f"{self._path}: no such vCard file") from None
+        except OSError as error:
+            raise AdapterError(f"{self._path}: cannot read ({error.strerror})") from None
+        return parse_vcards(data, file=str(self._path), allow_cp1252=self._allow_cp1252)
+
+    def write_entries(self, entries: Iterable[Record]) -> None:
+        """Write *entries* as the whole book: a temporary file in the same folder, then a rename.
+
+        A new file is readable by its owner only (it holds personal data); a
+        replaced file keeps its permissions.
+        """
+        payload = format_vcards(entries, version=self._version).encode("utf-8")
+        folder = self._path.parent
+        try:
+            handle, temporary = tempfile.mkstemp(
+                prefix=f".{self._path.name}.", suffix=".tmp", dir=folder
+            )
+        except OSError as error:
+            raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+            with contextlib.suppress(FileNotFoundError):  # a new file stays private
+                os.chmod(temporary, stat.S_IMODE(self._path.stat().st_mode))
+            os.replace(temporary, self._path)
+        except OSError as error:
+            Path(temporary).unlink(missing_ok=True)
+            raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
+        _sync_folder(folder)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable where the platform allows it (POSIX); best effort."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
