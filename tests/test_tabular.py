@@ -45,7 +45,6 @@ FULL = CsvMapping(
     year_group="Year",
     registration_group="Form",
     guardian_of="Children",
-    pupil_source="mis",
 )
 
 HEADER = "Id,First name,Last name,Type,Mobile,Home phone,Email,Work email,Year,Form,Children"
@@ -70,7 +69,7 @@ class TestConformance(SourceAdapterContract):
     @pytest.fixture
     def make_adapter(self):
         def make(snapshot: Snapshot, directory: Path) -> CsvImportAdapter:
-            mapping = attrs.evolve(FULL, pupil_source=snapshot.source)
+            mapping = FULL
             path = directory / "contacts.csv"
             path.write_text(write_csv(snapshot, mapping), encoding="utf-8", newline="")
             return CsvImportAdapter(path, mapping, source=snapshot.source)

@@ -27,7 +27,7 @@ from typing import Final
 
 from sourcetruth.exceptions import AdapterError
 from sourcetruth.merge import contacts_at
-from sourcetruth.model import Book, Contact, PhoneType
+from sourcetruth.model import Book, Contact, PhoneType, record_id
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
 
@@ -50,7 +50,7 @@ COLUMNS: Final = (
 )
 
 _TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
-_E164_LIST: Final = re.compile(r"^\+[1-9]\d{1,14}(; \+[1-9]\d{1,14})*$")
+_E164_LIST: Final = re.compile(r"\+[1-9]\d{1,14}(; \+[1-9]\d{1,14})*")
 _PHONE_COLUMNS: Final = frozenset({"mobile_phones", "other_phones"})
 
 
@@ -58,7 +58,7 @@ def neutralise(cell: str, *, column: str = "") -> str:
     """*cell* made safe to open in a spreadsheet (see the module's documentation)."""
     if not cell.startswith(_TRIGGERS):
         return cell
-    if column in _PHONE_COLUMNS and _E164_LIST.match(cell):
+    if column in _PHONE_COLUMNS and _E164_LIST.fullmatch(cell):
         return cell
     return "'" + cell
 
@@ -75,6 +75,9 @@ def _row(contact: Contact, region: str) -> dict[str, str]:
     mobiles = [phone(p.number) for p in data.phones if p.type is PhoneType.MOBILE]
     others = [phone(p.number) for p in data.phones if p.type is not PhoneType.MOBILE]
     departed = "" if contact.departed_at is None else contact.departed_at.isoformat()
+    # A relationship names a pupil by its key in the source that gave it; the
+    # export names the pupil's contact id, which the contact_id column matches.
+    pupils_from = contact.provenance["relationships"].source
     return {
         "contact_id": contact.id,
         "home": contact.home,
@@ -86,7 +89,10 @@ def _row(contact: Contact, region: str) -> dict[str, str]:
         "mobile_phones": "; ".join(dict.fromkeys(mobiles)),
         "other_phones": "; ".join(dict.fromkeys(others)),
         "emails": "; ".join(dict.fromkeys(email(e.address) for e in data.emails)),
-        "guardian_of": "; ".join(r.pupil for r in data.relationships),
+        "guardian_of": "; ".join(
+            r.pupil if pupils_from is None else record_id(pupils_from, r.pupil)
+            for r in data.relationships
+        ),
         "departed_at": departed,
     }
 

@@ -57,8 +57,6 @@ from sourcetruth.model import (
     SnapshotKind,
     SourceKind,
     _tuple,
-    record_id,
-    split_record_id,
 )
 
 __all__ = [
@@ -163,8 +161,8 @@ class CsvMapping:
     ``role_values`` maps (case-blind) to roles; ``default_role`` is the role
     of every row when there is no role column. ``guardian_of`` names a
     column listing the keys of a guardian's pupils, separated by
-    ``list_separator``; the pupils' keys are in ``pupil_source`` (the import
-    itself by default).
+    ``list_separator``: keys of this same file, as relationships are
+    everywhere in the model.
     """
 
     key: str
@@ -180,7 +178,6 @@ class CsvMapping:
     year_group: str | None = None
     registration_group: str | None = None
     guardian_of: str | None = None
-    pupil_source: str | None = None
     list_separator: str = ";"
     format: CsvFormat = CsvFormat()
 
@@ -318,7 +315,6 @@ def _row_data(
     row: Row,
     columns: _Columns,
     mapping: CsvMapping,
-    source: str,
     notices: list[Notice],
 ) -> tuple[str, ContactData] | list[SourceDataError]:
     file = columns.file
@@ -347,9 +343,8 @@ def _row_data(
     relationships: list[Relationship] = []
     if mapping.guardian_of is not None:
         pupils = text(mapping.guardian_of).split(mapping.list_separator)
-        pupil_source = mapping.pupil_source or source
         for pupil in dict.fromkeys(p.strip() for p in pupils if p.strip()):
-            relationships.append(Relationship(record_id(pupil_source, pupil)))
+            relationships.append(Relationship(pupil))
     if problems:
         return problems
     where: dict[str, Any] = {"file": file, "line": row.line, "field": mapping.role, "key": key}
@@ -406,7 +401,7 @@ def read_csv(
         if not any(cell.strip() for cell in row.cells):
             rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
             continue
-        outcome = _row_data(row, columns, mapping, source, notices)
+        outcome = _row_data(row, columns, mapping, notices)
         if isinstance(outcome, list):
             problems.extend(outcome)
         else:
@@ -530,7 +525,7 @@ def write_csv(snapshot: Snapshot, mapping: CsvMapping) -> str:
             for email_spec in (s for s in mapping.emails if s.type is email_kind):
                 cells[email_spec.column] = next(addresses, "")
         if mapping.guardian_of is not None:
-            pupils = [split_record_id(r.pupil)[1] for r in data.relationships]
+            pupils = [r.pupil for r in data.relationships]
             cells[mapping.guardian_of] = mapping.list_separator.join(pupils)
         if fmt.has_header:
             writer.writerow(cells.get(c, "") for c in columns)

@@ -47,10 +47,11 @@ import pytest
 
 from sourcetruth.adapters.base import AddressBookAdapter, SourceAdapter
 from sourcetruth.exceptions import SourceDataError, SourceTruthError, format_errors
-from sourcetruth.merge import contacts_at, merge
+from sourcetruth.merge import contacts_at, merge, recipients
 from sourcetruth.model import (
     FIELDS,
     Book,
+    Channel,
     ContactData,
     Email,
     EmailType,
@@ -59,6 +60,7 @@ from sourcetruth.model import (
     Record,
     Relationship,
     Role,
+    Rule,
     Snapshot,
     SnapshotKind,
     SourceKind,
@@ -115,7 +117,7 @@ def sample_school(source: str = "mis", *, at: datetime = _READ_AT) -> Snapshot:
             Role.GUARDIAN,
             phones=phones,
             emails=(Email(email, EmailType.HOME),),
-            relationships=tuple(Relationship(record_id(source, p)) for p in pupils),
+            relationships=tuple(Relationship(p) for p in pupils),
         )
         return Record(key, data)
 
@@ -342,6 +344,23 @@ class SourceAdapterContract:
         )
         contacts = {c.id: c for c in contacts_at(result.book, policy=policy, at=_READ_AT)}
         assert set(contacts) == {record_id(sample.source, r.key) for r in sample.records}
+        if "relationships" not in covered_fields:
+            return
+        # Relationships name pupils by their key in the same source: a guardian
+        # read from the format must be found by "guardians of" its pupils.
+        pupils = {r.key for r in sample.records if r.data.role is Role.PUPIL}
+        expected = {
+            record_id(sample.source, r.key)
+            for r in sample.records
+            if any(rel.pupil in pupils and rel.receives_messages for rel in r.data.relationships)
+        }
+        found = recipients(
+            result.book, Rule(guardians_of=True), Channel.EMAIL, policy=policy, at=_READ_AT
+        )
+        reached = {cid for r in found.recipients for cid in r.contact_ids}
+        reached |= {u.contact_id for u in found.unreachable}
+        assert expected, "the sample has no guardian linked to a pupil"
+        assert reached == expected
 
     def test_delta_on_full_equals_next_full(
         self,
