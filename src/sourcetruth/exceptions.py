@@ -44,7 +44,7 @@ class SourceDataError(SourceTruthError, ValueError):
     """A source's data is unusable.
 
     ``file``, ``line`` and ``field`` say where; the message never contains the
-    offending personal value.
+    offending personal value. ``reason`` is the message without the place.
     """
 
     def __init__(
@@ -57,6 +57,7 @@ class SourceDataError(SourceTruthError, ValueError):
         field: str | None = None,
         key: str | None = None,
     ) -> None:
+        self.reason = message
         self.source = source
         self.file = file
         self.line = line
@@ -132,6 +133,17 @@ class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):
         super().__init__(message, exceptions)
         for problem in exceptions:
             self.add_note(str(problem))
+
+    @property
+    def problems(self) -> tuple[SourceDataError, ...]:
+        """Every problem of the file, nested groups opened, in order."""
+        found: list[SourceDataError] = []
+        for problem in self.exceptions:
+            if isinstance(problem, RejectedFileError):
+                found.extend(problem.problems)
+            elif isinstance(problem, SourceDataError):
+                found.append(problem)
+        return tuple(found)
 
     def derive(self, excs: Sequence[SourceDataError]) -> RejectedFileError:  # type: ignore[override]
         return RejectedFileError(self.message, excs, file=self.file)

@@ -106,6 +106,7 @@ from typing import IO, Final
 
 from attrs import field, frozen
 
+from sourcetruth.adapters._mis import MisExportAdapter
 from sourcetruth.adapters.base import Notice, Reading
 from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
@@ -126,7 +127,6 @@ from sourcetruth.model import (
     Role,
     Snapshot,
     SnapshotKind,
-    SourceKind,
     utc,
 )
 
@@ -496,35 +496,6 @@ def _is_iso(value: str) -> bool:
     return True
 
 
-def _flat(group: RejectedFileError) -> list[SourceDataError]:
-    """Every problem of a rejected file, however the group nests them."""
-    found: list[SourceDataError] = []
-    for problem in group.exceptions:
-        if isinstance(problem, RejectedFileError):
-            found.extend(_flat(problem))
-        elif isinstance(problem, SourceDataError):
-            found.append(problem)
-    return found
-
-
-def _bare(problem: SourceDataError) -> str:
-    """A problem's message without the location the exception appended to it."""
-    text = str(problem)
-    where = [
-        f"{label} {value}"
-        for label, value in (
-            ("source", problem.source),
-            ("file", problem.file),
-            ("line", problem.line),
-            ("field", problem.field),
-            ("record", problem.key),
-        )
-        if value is not None
-    ]
-    suffix = f" ({', '.join(where)})"
-    return text[: -len(suffix)] if where and text.endswith(suffix) else text
-
-
 class _Read:
     """One read of one bundle: collects notices, problems and rejected rows."""
 
@@ -585,7 +556,7 @@ class _Read:
             self.errors.append(error)
             return None
         except RejectedFileError as error:
-            self.errors.extend(_flat(error))
+            self.errors.extend(error.problems)
             return None
         columns, usable = self.columns(actual, table.header, known, required)
         self.rejects[actual] = list(table.problems)
@@ -918,7 +889,7 @@ class _Read:
                     max_fraction=self.max_reject_fraction,
                 )
             except RejectedFileError as error:
-                self.errors.extend(_flat(error))
+                self.errors.extend(error.problems)
         self.raise_if_errors()
 
         links = self.links(people, leaving)
@@ -944,7 +915,7 @@ class _Read:
             for problem in problems:
                 self.notice(
                     "row-rejected",
-                    _bare(problem),
+                    problem.reason,
                     problem.file,
                     problem.line,
                     problem.field,
@@ -1014,7 +985,7 @@ class _Read:
 # -- the adapter -----------------------------------------------------------------------
 
 
-class OneRosterAdapter:
+class OneRosterAdapter(MisExportAdapter):
     """Reads a OneRoster 1.0, 1.1 or 1.2 CSV bundle (a directory or a ``.zip``) as snapshots.
 
     ``source`` is the source's name in the policy. ``org`` keeps only the users
@@ -1024,43 +995,6 @@ class OneRosterAdapter:
     before the whole bundle is; rejected rows make the snapshot a delta.
     See the module's documentation for the mapping rules.
     """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        source: str = "mis",
-        org: str | None = None,
-        allow_cp1252: bool = False,
-        max_reject_fraction: float = 0.0,
-    ) -> None:
-        if not source or ":" in source:
-            msg = f"a source name must be non-empty and contain no ':' (got {source!r})"
-            raise UsageError(msg)
-        if not 0.0 <= max_reject_fraction <= 1.0:
-            msg = "max_reject_fraction must be between 0 and 1"
-            raise UsageError(msg)
-        if org is not None and not org.strip():
-            msg = "org, when given, must be an org's sourcedId"
-            raise UsageError(msg)
-        self._path = Path(path)
-        self._source = source
-        self._org = org.strip() if org is not None else None
-        self._allow_cp1252 = allow_cp1252
-        self._max_reject_fraction = max_reject_fraction
-
-    def __repr__(self) -> str:
-        return f"OneRosterAdapter(path={os.fspath(self._path)!r}, source={self._source!r})"
-
-    @property
-    def source(self) -> str:
-        """The source's name in the policy."""
-        return self._source
-
-    @property
-    def kind(self) -> SourceKind:
-        """A OneRoster bundle is an MIS feed."""
-        return SourceKind.MIS
 
     @property
     def covers(self) -> frozenset[str]:

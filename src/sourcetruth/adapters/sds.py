@@ -112,6 +112,7 @@ from typing import Final
 
 from attrs import frozen
 
+from sourcetruth.adapters._mis import MisExportAdapter
 from sourcetruth.adapters.base import Notice, Reading
 from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
@@ -131,7 +132,6 @@ from sourcetruth.model import (
     Role,
     Snapshot,
     SnapshotKind,
-    SourceKind,
 )
 
 __all__ = ["COVERS", "DEFAULT_ORG", "SdsAdapter", "write_files"]
@@ -301,25 +301,6 @@ class _File:
         return len({p.line for p in self.row_problems})
 
 
-def _flatten(error: RejectedFileError) -> list[SourceDataError]:
-    """Every problem in *error*, nested groups opened."""
-    found: list[SourceDataError] = []
-    for problem in error.exceptions:
-        if isinstance(problem, RejectedFileError):
-            found.extend(_flatten(problem))
-        elif isinstance(problem, SourceDataError):
-            found.append(problem)
-    return found
-
-
-def _reason(problem: SourceDataError) -> str:
-    """The message of *problem* without the location that its ``str`` appends."""
-    text = str(problem)
-    if text.endswith(")") and " (" in text:
-        return text.rsplit(" (", 1)[0]
-    return text
-
-
 class _Reader:
     """One read of a folder: collects notices and problems, then builds the snapshot."""
 
@@ -370,7 +351,7 @@ class _Reader:
         try:
             table = read_table(data, file=name, allow_cp1252=self.adapter.allow_cp1252)
         except RejectedFileError as error:
-            self.problems.extend(_flatten(error))
+            self.problems.extend(error.problems)
             return
         except SourceDataError as error:  # an EncodingError: the bytes are not text
             self.problems.append(error)
@@ -600,7 +581,7 @@ class _Reader:
                     max_fraction=self.adapter.max_reject_fraction,
                 )
             except RejectedFileError as error:
-                self.problems.extend(_flatten(error))
+                self.problems.extend(error.problems)
 
     # -- meaning
 
@@ -873,7 +854,7 @@ class _Reader:
                 self.notices.append(
                     Notice(
                         "rejected-row",
-                        _reason(problem),
+                        problem.reason,
                         file=problem.file,
                         line=problem.line,
                         field=problem.field,
@@ -964,7 +945,7 @@ def _below(org: str, parents: Mapping[str, str]) -> set[str]:
     return found
 
 
-class SdsAdapter:
+class SdsAdapter(MisExportAdapter):
     """Reads a folder of SDS v2.1 CSV files as a full snapshot of an MIS source.
 
     *path* is the folder. *org* keeps only users with a role in that org (or
@@ -974,42 +955,6 @@ class SdsAdapter:
     row before the whole read is refused; under it the read is a delta of the
     good rows. See the module docstring for how each column is read.
     """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        source: str = "mis",
-        org: str | None = None,
-        allow_cp1252: bool = False,
-        max_reject_fraction: float = 0.0,
-    ) -> None:
-        if not source or ":" in source:
-            msg = f"a source name must be non-empty and contain no ':' (got {source!r})"
-            raise UsageError(msg)
-        if not 0.0 <= max_reject_fraction <= 1.0:
-            msg = "max_reject_fraction is a fraction of rows, from 0 to 1"
-            raise UsageError(msg)
-        if org is not None and not org.strip():
-            msg = "org must be an org's sourcedId, not blank"
-            raise UsageError(msg)
-        self._path = Path(path)
-        self._source = source
-        self._org = None if org is None else org.strip()
-        self._allow_cp1252 = allow_cp1252
-        self._max_reject_fraction = max_reject_fraction
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    @property
-    def source(self) -> str:
-        return self._source
-
-    @property
-    def kind(self) -> SourceKind:
-        return SourceKind.MIS
 
     @property
     def covers(self) -> frozenset[str]:
@@ -1021,18 +966,6 @@ class SdsAdapter:
         # marked inactive. Only a partial read (rejected rows) gives a delta.
         return False
 
-    @property
-    def org(self) -> str | None:
-        return self._org
-
-    @property
-    def allow_cp1252(self) -> bool:
-        return self._allow_cp1252
-
-    @property
-    def max_reject_fraction(self) -> float:
-        return self._max_reject_fraction
-
     def read(self, *, extracted_at: datetime) -> Reading:
         """Read the folder: a FULL snapshot, or a DELTA when rows were rejected.
 
@@ -1042,9 +975,6 @@ class SdsAdapter:
         many rejected rows) when the files cannot be used.
         """
         return _Reader(self, extracted_at).read()
-
-    def __repr__(self) -> str:
-        return f"SdsAdapter(path={str(self._path)!r}, source={self._source!r})"
 
 
 # -- writing ---------------------------------------------------------------------

@@ -426,7 +426,10 @@ def read_csv(
             "departs on this file"
         )
         notices.append(Notice("rows-rejected", msg, file=file))
-        notices.extend(Notice("row-rejected", str(p), file=file, line=p.line) for p in problems)
+        notices.extend(
+            Notice("row-rejected", p.reason, file=file, line=p.line, field=p.field, key=p.key)
+            for p in problems
+        )
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
