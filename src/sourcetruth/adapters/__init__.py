@@ -16,6 +16,7 @@ from sourcetruth.adapters.base import (
     Notice,
     Reading,
     SourceAdapter,
+    address_book_saves,
 )
 from sourcetruth.adapters.registry import available, get, register, unregister
 
@@ -25,6 +26,7 @@ __all__ = [
     "Notice",
     "Reading",
     "SourceAdapter",
+    "address_book_saves",
     "available",
     "get",
     "register",

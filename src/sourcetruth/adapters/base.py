@@ -20,7 +20,15 @@ from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
 
-from sourcetruth.model import Record, Snapshot, SourceKind, _tuple
+from sourcetruth.model import (
+    ADDRESS_BOOK,
+    AddressBookSave,
+    Record,
+    Snapshot,
+    SourceKind,
+    _tuple,
+    record_id,
+)
 
 __all__ = [
     "AddressBookAdapter",
@@ -28,6 +36,7 @@ __all__ = [
     "Notice",
     "Reading",
     "SourceAdapter",
+    "address_book_saves",
 ]
 
 
@@ -81,6 +90,19 @@ class AddressBookReading:
 
     entries: tuple[Record, ...] = field(default=(), converter=_tuple, repr=False)
     notices: tuple[Notice, ...] = field(default=(), converter=_tuple)
+
+
+def address_book_saves(entries: Iterable[Record]) -> tuple[AddressBookSave, ...]:
+    """One :class:`~sourcetruth.AddressBookSave` per entry, keyed ``address-book:KEY``.
+
+    Merge them one after the other (in key order, as returned) to bring a
+    file's entries into the book: a new key creates a local contact, a known
+    one updates it (rule 2).
+    """
+    return tuple(
+        AddressBookSave(record_id(ADDRESS_BOOK, entry.key), entry.data)
+        for entry in sorted(entries, key=lambda e: e.key)
+    )
 
 
 @runtime_checkable
