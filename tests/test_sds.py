@@ -43,6 +43,7 @@ from sourcetruth.adapters import SourceAdapter
 from sourcetruth.adapters.sds import COVERS, SdsAdapter, write_files
 from sourcetruth.exceptions import EncodingError, RejectedFileError, format_errors
 from sourcetruth.testing import strategies as sts
+from sourcetruth.testing.conformance import SourceAdapterContract
 
 AT = london(23, 1, 55)
 
@@ -675,3 +676,15 @@ class TestMergeEndToEnd:
         )
         assert sms.addresses == ("+447700900101",)
         assert sms.recipients[0].contact_ids == ("mis:G9",)
+
+
+class TestSdsContract(SourceAdapterContract):
+    """SDS passes the adapter kit with the kit's own sample school, unchanged."""
+
+    @pytest.fixture
+    def make_adapter(self):
+        def make(snapshot: Snapshot, directory: Path) -> SdsAdapter:
+            write_files(snapshot, directory)
+            return SdsAdapter(directory, source=snapshot.source)
+
+        return make
