@@ -56,6 +56,7 @@ from sourcetruth.model import (
     PhoneType,
     Provenance,
     ProvenanceKind,
+    Record,
     RecordState,
     RecordVersion,
     Redirect,
@@ -888,6 +889,28 @@ def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _complete(
+    records: tuple[Record, ...], states: Mapping[str, RecordState], source: str
+) -> tuple[Record, ...]:
+    """Partial delta records made whole from the book's current version of each."""
+    whole = []
+    for record in records:
+        if record.fields is None:
+            whole.append(record)
+            continue
+        state = states.get(record.key)
+        current = None if state is None else state.current.data
+        if current is None:
+            msg = (
+                "a partial record for a person the book does not hold as present: "
+                "the delta must carry every field of a new or returning person"
+            )
+            raise SourceDataError(msg, source=source, key=record.key)
+        given = {name: getattr(record.data, name) for name in sorted(record.fields)}
+        whole.append(Record(record.key, attrs.evolve(current, **given)))
+    return tuple(whole)
+
+
 def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Held | None:
     policy, at = draft.policy, draft.at
     name = snapshot.source
@@ -924,6 +947,8 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
         raise SourceDataError(msg, source=name, key=min(both))
 
     states = draft.records.get(name, {})
+    if any(r.fields is not None for r in records):
+        records = _complete(records, states, name)
     # The hot path: an unchanged record costs one comparison of raw values.
     changed = [
         r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data

@@ -273,12 +273,30 @@ class ContactData:
         return ContactData(**{name: getattr(self, name) for name in names})
 
 
+def _check_fields(_inst: object, _attr: object, value: frozenset[str] | None) -> None:
+    if value is None:
+        return
+    unknown = sorted(value - set(FIELDS))
+    if unknown or not value:
+        msg = f"a partial record names some of the fields {', '.join(FIELDS)} (got {unknown})"
+        raise UsageError(msg)
+
+
 @frozen
 class Record:
-    """What one source says about one person, under the source's stable key."""
+    """What one source says about one person, under the source's stable key.
+
+    ``fields`` is None for a whole record. In a delta it may name only the
+    fields the source sent (a OneRoster delta row that changes a guardian's
+    phone but cannot see the links written on the pupils' rows): the record
+    then changes those fields and keeps the others as the book has them.
+    """
 
     key: str = field(validator=instance_of(str))
     data: ContactData = field(default=ContactData(), validator=instance_of(ContactData))
+    fields: frozenset[str] | None = field(
+        default=None, converter=attrs.converters.optional(_frozenset), validator=_check_fields
+    )
 
 
 @frozen
@@ -299,6 +317,9 @@ class Snapshot:
     def __attrs_post_init__(self) -> None:
         if self.kind is SnapshotKind.FULL and self.removed:
             msg = "a full snapshot lists every record; 'removed' is for deltas"
+            raise UsageError(msg)
+        if self.kind is SnapshotKind.FULL and any(r.fields is not None for r in self.records):
+            msg = "a full snapshot holds whole records; partial records are for deltas"
             raise UsageError(msg)
 
 
