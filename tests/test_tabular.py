@@ -239,13 +239,13 @@ class TestRowErrors:
             read("\n".join(lines) + "\n", file="upload.csv")
         found = {(p.line, p.field) for p in problems_of(caught)}
         assert found == {
-            (3, None),
+            (3, "Mobile"),
             (4, "First name"),
             (5, "First name"),
             (6, "Mobile"),
             (7, "Mobile"),
             (8, "Id"),
-            (9, None),
+            (9, "column 12"),
         }
         assert all(p.file == "upload.csv" for p in problems_of(caught))
         text = format_errors(caught.value) + "\n".join(caught.value.__notes__)
@@ -491,3 +491,81 @@ class TestThunderbirdFiles:
         csv_table = read_table((path / "export.csv").read_bytes(), file="export.csv")
         assert not csv_table.problems
         assert [r.cells for r in table.rows] == [r.cells for r in csv_table.rows]
+
+
+class TestReviewedEdges:
+    """Edges found in review: each was a silent loss or a leak before."""
+
+    def test_headerless_rows_must_all_be_as_wide_as_the_first(self) -> None:
+        """Without a header, a short row is an error, not a phone number read as removed."""
+        mapping = CsvMapping(
+            key="1", given_name="2", phones=(PhoneColumn("3"),), format=CsvFormat(has_header=False)
+        )
+        with pytest.raises(RejectedFileError) as caught:
+            read("1,Ann,07700 900101\n2,Bob\n3,Cy,07700 900103,extra\n", mapping)
+        assert {(p.line, p.field) for p in problems_of(caught)} == {
+            (2, "column 3"),
+            (3, "column 4"),
+        }
+
+    def test_a_file_mixing_utf8_and_cp1252_is_refused(self) -> None:
+        """One cp1252 row in a UTF-8 file: no reading is safe, so none is guessed."""
+        allowed = attrs.evolve(FULL, format=CsvFormat(allow_cp1252=True))
+        data = (
+            HEADER + "\nK1,Zoë,Lee,pupil,,,,,,,\n"
+        ).encode() + "K2,Zoë,Ng,pupil,,,,,,,\n".encode("cp1252")
+        with pytest.raises(RejectedFileError) as caught:
+            read(data, allowed)
+        (problem,) = problems_of(caught)
+        assert isinstance(problem, EncodingError)
+        assert "mixes" in problem.reason
+
+    def test_keys_are_not_named_in_errors_or_notices(self) -> None:
+        """A file keyed by email address must not repeat the address in a report."""
+        mapping = attrs.evolve(FULL, key="Email", format=CsvFormat(max_reject_fraction=0.6))
+        text = HEADER + "\nK1,Ann,Lee,dinner lady,,,ann@parent.test,,,,\n"
+        text += "K2,Bo,Ng,pupil,1E+11,,bo@parent.test,,,,\n"
+        reading = read(text, mapping)
+        said = "\n".join(str(n) for n in reading.notices)
+        assert reading.rejected == 1
+        assert "ann@parent.test" not in said
+        assert "bo@parent.test" not in said
+
+    @pytest.mark.parametrize("value", ["4,47700900123E+11", "7700900123,0", "4.477E11"])
+    def test_spreadsheet_numbers_in_any_locale(self, value: str) -> None:
+        """Decimal commas and a missing exponent sign are spreadsheet numbers too."""
+        mapping = attrs.evolve(FULL, format=CsvFormat(delimiter=";"))
+        text = HEADER.replace(",", ";") + f"\nK1;Ann;Lee;guardian;{value};;;;;;\n"
+        with pytest.raises(RejectedFileError) as caught:
+            read(text, mapping)
+        assert problems_of(caught)[0].field == "Mobile"
+
+    @pytest.mark.parametrize("delimiter", [":", "x", ";;"])
+    def test_only_the_four_delimiters(self, delimiter: str) -> None:
+        """Comma, tab, semicolon and pipe; anything else is a mistake in the mapping."""
+        with pytest.raises(UsageError):
+            CsvFormat(delimiter=delimiter)
+
+    def test_a_byte_order_mark_inside_the_file(self) -> None:
+        """Two files joined leave a BOM on a key; it would make a new person, so it is an error."""
+        data = (HEADER + "\nK1,A,B,pupil,,,,,,,\n").encode("utf-8-sig") + (
+            HEADER + "\nK2,C,D,pupil,,,,,,,\n"
+        ).encode("utf-8-sig")
+        with pytest.raises(RejectedFileError) as caught:
+            read(data)
+        assert (3, "Id") in {(p.line, p.field) for p in problems_of(caught)}
+
+    @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+    def test_wide_text_without_a_bom_is_one_clear_error(self, encoding: str) -> None:
+        """UTF-16 or UTF-32 without a BOM: one file-level error, no NUL-filled column names."""
+        with pytest.raises(RejectedFileError) as caught:
+            read((HEADER + "\nK1,A,B,pupil,,,,,,,\n").encode(encoding))
+        (problem,) = problems_of(caught)
+        assert problem.line == 1
+        assert "\x00" not in str(caught.value)
+
+    def test_a_quoted_cell_open_at_the_end_of_the_file(self) -> None:
+        """A quote never closed swallows the rest of the file: refused, with the line."""
+        with pytest.raises(RejectedFileError) as caught:
+            read(HEADER + '\nK1,"Ann,Lee,pupil,,,,,,,\nK2,B,C,pupil,,,,,,,\n')
+        assert problems_of(caught)[0].line is not None

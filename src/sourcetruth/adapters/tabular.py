@@ -37,7 +37,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import attrs
 import cattrs
 from attrs import field, frozen
 
@@ -85,9 +84,10 @@ DEFAULT_ROLE_VALUES: Final[Mapping[str, Role]] = {
 }
 
 # What a spreadsheet leaves when it reads a phone number as a number: a float
-# in scientific notation (4.47700900123E+11) or with a decimal tail (7700900123.0).
+# in scientific notation (4.47700900123E+11, or 4,477E+11 with a decimal comma)
+# or with a decimal tail (7700900123.0).
 # The digits it dropped (a leading zero, the last places) cannot be recovered.
-_SPREADSHEET_NUMBER = re.compile(r"^\s*\d+(\.\d+)?[eE][+-]?\d+\s*$|^\s*\d+\.0+\s*$")
+_SPREADSHEET_NUMBER = re.compile(r"^\s*\d+([.,]\d+)?[eE][+-]?\d+\s*$|^\s*\d+[.,]0+\s*$")
 
 
 @frozen
@@ -106,9 +106,18 @@ class EmailColumn:
     type: EmailType = EmailType.HOME
 
 
-def _check_char(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
-    if len(value) != 1 or value in "\r\n":
-        msg = f"{attr.name} must be one character, not a line break"
+_DELIMITERS: Final = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def _check_delimiter(_inst: object, _attr: object, value: str) -> None:
+    if value not in _DELIMITERS:
+        msg = f"the delimiter is one of {', '.join(_DELIMITERS.values())}"
+        raise UsageError(msg)
+
+
+def _check_quote(_inst: object, _attr: object, value: str) -> None:
+    if len(value) != 1 or value in "\r\n" or value in _DELIMITERS:
+        msg = "the quote character is one character, neither a line break nor a delimiter"
         raise UsageError(msg)
 
 
@@ -116,24 +125,20 @@ def _check_char(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
 class CsvFormat:
     """How the file is written: nothing about it is sniffed.
 
-    ``delimiter`` is one of comma, tab, semicolon or pipe (any single
-    character is accepted); ``allow_cp1252`` lets a file that is not UTF-8
-    be read as Windows-1252; ``max_field`` bounds a cell's length;
+    ``delimiter`` is one of comma, tab, semicolon or pipe; ``allow_cp1252``
+    lets a file that is not UTF-8 be read as Windows-1252; ``max_field`` bounds a cell's length;
     ``max_reject_fraction`` is the share of rows that may be rejected before
     the whole file is (0 by default: one bad row rejects the file).
     """
 
-    delimiter: str = field(default=",", validator=_check_char)
-    quotechar: str = field(default='"', validator=_check_char)
+    delimiter: str = field(default=",", validator=_check_delimiter)
+    quotechar: str = field(default='"', validator=_check_quote)
     has_header: bool = True
     allow_cp1252: bool = False
     max_field: int = DEFAULT_MAX_FIELD
     max_reject_fraction: float = 0.0
 
     def __attrs_post_init__(self) -> None:
-        if self.delimiter == self.quotechar:
-            msg = "the delimiter and the quote character must differ"
-            raise UsageError(msg)
         if not 0 <= self.max_reject_fraction <= 1:
             msg = "max_reject_fraction must be from 0 to 1"
             raise UsageError(msg)
@@ -155,7 +160,8 @@ class CsvMapping:
     """Which column holds what, and how the file is written.
 
     Only ``key`` is required: the column holding each row's stable key (an
-    MIS id, an email address the school uses as id). Each other field is
+    MIS id, an admission number). Errors and notices name rows by line, never
+    by key, since a school may key a file by something personal. Each other field is
     read from its column when one is named; the fields named are the ones
     the import covers. ``role`` names a column whose values
     ``role_values`` maps (case-blind) to roles; ``default_role`` is the role
@@ -334,9 +340,7 @@ def _row_data(
                 "a phone number a spreadsheet turned into a number (its leading 0 "
                 "or last digits are gone); export the column as text"
             )
-            problems.append(
-                SourceDataError(msg, file=file, line=row.line, field=spec.column, key=key)
-            )
+            problems.append(SourceDataError(msg, file=file, line=row.line, field=spec.column))
         elif value:
             phones.append(Phone(value, spec.type))
     emails = [Email(text(spec.column), spec.type) for spec in mapping.emails if text(spec.column)]
@@ -347,7 +351,7 @@ def _row_data(
             relationships.append(Relationship(pupil))
     if problems:
         return problems
-    where: dict[str, Any] = {"file": file, "line": row.line, "field": mapping.role, "key": key}
+    where: dict[str, Any] = {"file": file, "line": row.line, "field": mapping.role}
     role = _role(text(mapping.role), mapping, where, notices) if mapping.role else None
     data = ContactData(
         given_name=text(mapping.given_name),
@@ -427,7 +431,7 @@ def read_csv(
         )
         notices.append(Notice("rows-rejected", msg, file=file))
         notices.extend(
-            Notice("row-rejected", p.reason, file=file, line=p.line, field=p.field, key=p.key)
+            Notice("row-rejected", p.reason, file=file, line=p.line, field=p.field)
             for p in problems
         )
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))

@@ -9,7 +9,9 @@ through here, so they share one set of rules:
   offset. Latin-1 is never a fallback: it decodes every byte string, so it
   would store mojibake instead of failing.
 - **Splitting**: the delimiter and quote character are given, never sniffed;
-  quoting is strict (a stray quote is an error, not a guess).
+  quoting is strict: text after a closing quote, or a quoted cell still open
+  at the end of the file, is an error, not a guess (a quote inside an
+  unquoted cell is text, as RFC 4180 readers take it).
 - **Cells stay text**: no type inference of any kind, so ``NA``, ``None`` and
   ``Null`` are names and a leading ``0`` or ``+`` is kept.
 - **Problems are collected**, each naming file, line and column (never the
@@ -22,6 +24,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
+import re
 from collections.abc import Iterator, Sequence
 
 from attrs import field, frozen
@@ -51,6 +55,13 @@ _BOMS = (
 )
 
 
+# A multi-byte UTF-8 sequence: in a file that is not valid UTF-8 as a whole, a
+# sign that some of it is UTF-8 after all.
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
 def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
     """Decode *data* by its byte-order mark, else as strict UTF-8 (or cp1252 if allowed)."""
     for bom, encoding in _BOMS:
@@ -65,6 +76,12 @@ def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
     except UnicodeDecodeError as error:
         if not allow_cp1252:
             msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
+            raise EncodingError(msg, offset=error.start, file=file) from None
+        if _UTF8_SEQUENCE.search(data):
+            # Part UTF-8, part something else (two files joined, a row pasted
+            # in): reading it all as cp1252 would turn every UTF-8 name into
+            # mojibake, so neither reading is safe.
+            msg = "the file mixes UTF-8 with another encoding"
             raise EncodingError(msg, offset=error.start, file=file) from None
     try:
         return data.decode("cp1252")
@@ -147,9 +164,10 @@ def read_table(
 ) -> Table:
     """Split *data* into rows of text cells, rejecting rows that cannot be trusted.
 
-    A row is rejected when it has a NUL character, a cell longer than
-    *max_field*, or a different number of cells from the header (cells past
-    the header that are empty are tolerated: spreadsheet programs add them).
+    A row is rejected when it has a NUL character or a byte-order mark, a
+    cell longer than *max_field*, or a different number of cells from the
+    header (or, without a header, from the first row); empty cells past the
+    last column are tolerated, since spreadsheet programs add them.
     File-wide problems (an :class:`~sourcetruth.EncodingError`, broken
     quoting) raise :class:`~sourcetruth.RejectedFileError` at once.
     """
@@ -160,28 +178,48 @@ def read_table(
         text = data if isinstance(data, str) else decode(data, file=file, allow_cp1252=allow_cp1252)
     except EncodingError as error:
         raise RejectedFileError(f"{file}: unreadable", [error], file=file) from None
+    first_line = text.split("\n", 1)[0]
+    if "\x00" in first_line:
+        # Text of two or four bytes a character, read one byte at a time.
+        msg = "NUL characters in the first line: is the file UTF-16 or UTF-32 without a BOM?"
+        problem = SourceDataError(msg, file=file, line=1)
+        raise RejectedFileError(f"{file}: unreadable", [problem], file=file)
     records = _records(text, file, delimiter, quotechar)
     header: tuple[str, ...] = ()
+    first = next(records, None)
+    if first is None:
+        return Table(file, (), (), ())
     if has_header:
-        first = next(records, None)
-        if first is None:
-            return Table(file, (), (), ())
         header = first.cells
-    named = len(header)
-    while named and not header[named - 1].strip():
+        width_of = header
+    else:
+        # Without a header, the first row sets the width every row must have.
+        records = itertools.chain((first,), records)
+        width_of = first.cells
+    named = len(width_of)
+    while named and not width_of[named - 1].strip():
         named -= 1
     rows: list[Row] = []
     problems: list[SourceDataError] = []
     for row in records:
         found: list[SourceDataError] = []
         width = len(row.cells)
-        if has_header and (width < named or any(c.strip() for c in row.cells[len(header) :])):
-            msg = f"the row has {width} cells where the header has {named} columns"
-            found.append(SourceDataError(msg, file=file, line=row.line))
+        if width < named:
+            msg = f"the row has {width} cells where the file has {named} columns"
+            column = _column_name(header, width)
+            found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+        extra = [i for i in range(len(width_of), width) if row.cells[i].strip()]
+        if extra:
+            msg = f"the row has {width} cells where the file has {named} columns"
+            column = _column_name(header, extra[0])
+            found.append(SourceDataError(msg, file=file, line=row.line, field=column))
         for index, cell in enumerate(row.cells):
             column = _column_name(header, index)
             if "\x00" in cell:
-                msg = "a NUL character (is the file UTF-16 without a byte-order mark?)"
+                msg = "a NUL character"
+                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+            if "\ufeff" in cell:
+                msg = "a byte-order mark inside the file (were two files joined?)"
                 found.append(SourceDataError(msg, file=file, line=row.line, field=column))
             if len(cell) > max_field:
                 msg = f"a cell longer than {max_field} characters"
