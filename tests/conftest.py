@@ -7,6 +7,10 @@ import pytest
 from school import mis_policy
 from sourcetruth import Policy
 
+# pytester runs small test sessions inside a test: how the conformance kit's
+# own tests check that it fails broken adapters.
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture
 def policy() -> Policy:

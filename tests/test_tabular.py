@@ -76,6 +76,24 @@ class TestConformance(SourceAdapterContract):
 
         return make
 
+    reject_limit = 0.0
+
+    @pytest.fixture
+    def partly_broken(self, sample: Snapshot, tmp_path: Path) -> tuple[CsvImportAdapter, str]:
+        """The sample with G2001's row ragged (an extra cell)."""
+        mapping = attrs.evolve(FULL, format=CsvFormat(max_reject_fraction=self.reject_limit))
+        lines = write_csv(sample, mapping).split("\r\n")
+        lines = [line + ",extra" if line.startswith("G2001,") else line for line in lines]
+        path = tmp_path / "contacts.csv"
+        path.write_text("\r\n".join(lines), encoding="utf-8", newline="")
+        return CsvImportAdapter(path, mapping, source=sample.source), "G2001"
+
+
+class TestConformanceWithRejects(TestConformance):
+    """With a reject limit, one bad row makes a delta that leaves that person be."""
+
+    reject_limit = 0.5
+
 
 class TestDecoding:
     """Bytes become text by their BOM, as strict UTF-8, or as cp1252 only when allowed."""
