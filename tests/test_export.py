@@ -128,7 +128,7 @@ class TestNeutralise:
 
     @pytest.mark.parametrize(
         "cell",
-        ["", "Gita", "O'Neill", "Smith-Jones", "a=b", " =1+2", "07700 900123", "'=1+2"],
+        ["", "Gita", "O'Neill", "Smith-Jones", "a=b", "07700 900123", "'=1+2"],
     )
     def test_ordinary_cell_is_unchanged(self, cell: str) -> None:
         """A cell that does not start with a trigger character is returned as it is."""
@@ -435,3 +435,20 @@ class TestWriteExport:
         assert "export.csv" in message
         for value in ("Gita", "07700", "+447700", "parent.test", "HYPERLINK"):
             assert value not in message
+
+
+class TestNeutraliseHiddenStarts:
+    """A formula hidden behind what some spreadsheet trims is still neutralised."""
+
+    @pytest.mark.parametrize(
+        "cell",
+        [" =1+2", "\u00a0=cmd", "\ufeff=x", "\u200b=x", "\n=x", "\uff1dcmd", "\uff0b1", "\uff20x"],
+    )
+    def test_hidden_or_full_width_starts(self, cell: str) -> None:
+        """Leading spaces, invisible marks, line breaks and full-width signs are looked past."""
+        assert neutralise(cell) == "'" + cell
+
+    @pytest.mark.parametrize("cell", ["  Ann", "\u00a0Ann", "Zo\u00eb"])
+    def test_spacing_before_text_is_left_alone(self, cell: str) -> None:
+        """Only a formula start is neutralised; spacing before ordinary text is kept."""
+        assert neutralise(cell) == cell

@@ -298,9 +298,15 @@ class TestEntryPointPlugins:
             available("address-book")
         assert [r for r in caplog.records if r.name == registry.__name__] == []
 
-    def test_plugin_goes_ahead_of_a_built_in_of_the_same_name(self, fake_plugin: Path) -> None:
-        """A plugin called "csv" is returned instead of the built-in CSV adapter."""
-        assert get("source", "csv") is sys.modules["good_plugin"].PluginCsvAdapter
+    def test_plugin_goes_ahead_of_a_built_in_of_the_same_name(
+        self, fake_plugin: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A plugin called "csv" is returned instead of the built-in CSV adapter, and says so."""
+        with caplog.at_level(logging.INFO, logger="sourcetruth.adapters.registry"):
+            assert get("source", "csv") is sys.modules["good_plugin"].PluginCsvAdapter
+        replaced = [r for r in caplog.records if "replaces the built-in" in r.getMessage()]
+        assert len(replaced) == 1
+        assert "'csv'" in replaced[0].getMessage()
 
     def test_register_goes_ahead_of_a_plugin(self, fake_plugin: Path) -> None:
         """A registered adapter beats a plugin of that name; unregister brings the plugin back."""

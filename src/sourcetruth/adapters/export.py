@@ -5,13 +5,17 @@ message sent then would use. Phone numbers are written in E.164 where they
 normalise (raw otherwise), so they load into any other system unchanged.
 
 Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-`` or ``@``
-as a formula (and strip a leading tab or carriage return first), so a name
-like ``=HYPERLINK(...)`` typed into a source could run on the school's
-machine when the export is opened. Every such cell is written with a leading
-apostrophe, which spreadsheets read as "this is text". The one exception is a
-phone cell holding only E.164 numbers (``+447700900123; +441632960001``): it
-has no letters, so it can name no function and no cell, and it must stay
-usable as numbers. The neutralising happens here, on export only; the book
+as a formula (some after trimming spaces, tabs, line breaks and invisible
+marks, some reading the full-width forms too), so a name like
+``=HYPERLINK(...)`` typed into a source could run on the school's machine
+when the export is opened. Every such cell is written with a leading
+apostrophe, which spreadsheets read as "this is text"; the check looks past
+the leading spacing and invisible characters a program might trim. The one
+exception is a phone cell holding only E.164 numbers (``+447700900123;
++441632960001``): it has no letters, so it can name no function and no cell,
+and it must stay usable as numbers by whatever loads the file (a spreadsheet
+that opens the file directly shows such a cell as a number: import the
+column as text). The neutralising happens here, on export only; the book
 keeps values exactly as the sources gave them.
 """
 
@@ -21,6 +25,7 @@ import csv
 import io
 import os
 import re
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -49,14 +54,29 @@ COLUMNS: Final = (
     "departed_at",
 )
 
-_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
+# The four formula starters, their full-width forms, and the tab and line
+# breaks that some programs read as the start of a cell.
+_TRIGGERS: Final = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
+def _first_significant(cell: str) -> str:
+    """The first character a spreadsheet acts on: spacing and invisible marks skipped."""
+    for char in cell:
+        if char in _TRIGGERS:
+            return char
+        if char.isspace() or unicodedata.category(char) in ("Cf", "Zs"):
+            continue  # some programs trim these before reading a formula
+        return char
+    return ""
+
+
 _E164_LIST: Final = re.compile(r"\+[1-9]\d{1,14}(; \+[1-9]\d{1,14})*")
 _PHONE_COLUMNS: Final = frozenset({"mobile_phones", "other_phones"})
 
 
 def neutralise(cell: str, *, column: str = "") -> str:
     """*cell* made safe to open in a spreadsheet (see the module's documentation)."""
-    if not cell.startswith(_TRIGGERS):
+    if _first_significant(cell) not in _TRIGGERS:
         return cell
     if column in _PHONE_COLUMNS and _E164_LIST.fullmatch(cell):
         return cell

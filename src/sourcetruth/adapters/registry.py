@@ -70,6 +70,13 @@ def _load_plugins() -> dict[AdapterKind, dict[str, Callable[..., Any]]]:
             for point in sorted(entry_points(group=group), key=lambda p: (p.name, p.value)):
                 try:
                     loaded[kind][point.name] = point.load()
+                    if point.name in _BUILT_IN[kind]:
+                        _log.info(
+                            "the plugin %s replaces the built-in %s adapter %r",
+                            point.value,
+                            kind,
+                            point.name,
+                        )
                 except Exception:  # a plugin's own bug must not stop the others
                     _log.warning(
                         "skipped the %s adapter %r (%s): it failed to load",
