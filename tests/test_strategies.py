@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sourcetruth import (
@@ -45,9 +45,13 @@ class TestSurface:
 
 
 class TestFromType:
-    """The entry-point hook makes st.from_type build the model with these strategies."""
+    """The entry-point hook makes st.from_type build the model with these strategies.
 
-    @settings(max_examples=10)
+    Contacts and overrides are made by running the merge, so a draw is slow by
+    Hypothesis's measure, and slower still on a busy machine: too_slow is off.
+    """
+
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
     @given(st.from_type(Contact))
     def test_contacts_have_provenance_for_every_field(self, contact: Contact) -> None:
         """A drawn contact is one the merge made: every field explains itself (rule 8)."""
@@ -58,7 +62,7 @@ class TestFromType:
         for name in overridden:
             assert contact.provenance[name].kind is ProvenanceKind.OVERRIDE
 
-    @settings(max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
     @given(st.from_type(Override))
     def test_overrides_hold_one_field(self, override: Override) -> None:
         """A drawn override holds one field's value and base, owned by its contact's record."""
@@ -68,7 +72,7 @@ class TestFromType:
         assert override.record == override.contact_id
         assert override.set_by == "office"
 
-    @settings(max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
     @given(
         st.from_type(ContactData),
         st.from_type(Record),
@@ -84,7 +88,7 @@ class TestFromType:
         assert isinstance(group, GroupDefinition)
         assert isinstance(policy, Policy)
 
-    @settings(max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
     @given(sts.contacts(overridden=True))
     def test_asking_for_an_override_gives_one(self, contact: Contact) -> None:
         """contacts(overridden=True) always carries an override in force."""
