@@ -270,10 +270,57 @@ class TestFiles:
         with pytest.raises(AdapterError):
             SdsAdapter(tmp_path / "nowhere").read(extracted_at=AT)
 
-    def test_missing_file(self, tmp_path: Path) -> None:
-        """Each of the four files is needed; a missing one is an AdapterError naming it."""
-        write_school(tmp_path, relationships=None)
-        with pytest.raises(AdapterError, match=r"relationships\.csv"):
+    @pytest.mark.parametrize("name", ["orgs.csv", "users.csv", "roles.csv", "relationships.csv"])
+    def test_missing_file(self, tmp_path: Path, name: str) -> None:
+        """Each of the four files is needed; a missing one is a data problem naming it.
+
+        The export is incomplete, which trying again does not mend, so it is a
+        SourceDataError in the RejectedFileError, not an AdapterError.
+        """
+        write_school(tmp_path)
+        (tmp_path / name).unlink()
+        with pytest.raises(RejectedFileError) as caught:
+            SdsAdapter(tmp_path).read(extracted_at=AT)
+        found = problems(caught.value)
+        assert [(type(p), p.file, p.line) for p in found] == [(SourceDataError, name, None)]
+        assert "missing" in str(found[0])
+        assert caught.value.file == name
+        assert not isinstance(caught.value, AdapterError)
+
+    def test_missing_file_is_reported_with_the_other_problems(self, tmp_path: Path) -> None:
+        """A missing file does not hide the problems of the files that are there."""
+        roles = ROLES.replace("grade,", "gradeLevel,", 1)
+        write_school(tmp_path, roles=roles, relationships=None)
+        with pytest.raises(RejectedFileError) as caught:
+            SdsAdapter(tmp_path).read(extracted_at=AT)
+        found = {(p.file, p.field) for p in problems(caught.value)}
+        assert found == {("relationships.csv", None), ("roles.csv", "grade")}
+
+    def test_two_files_that_could_be_one(self, tmp_path: Path) -> None:
+        """'Users.csv' beside 'USERS.CSV' (no exact name): ambiguous, a data problem."""
+        write_school(tmp_path)
+        (tmp_path / "users.csv").rename(tmp_path / "Users.csv")
+        (tmp_path / "USERS.CSV").write_text(USERS, encoding="utf-8")
+        if len(list(tmp_path.iterdir())) < 5:
+            pytest.skip("the file system does not tell names apart by case")
+        with pytest.raises(RejectedFileError) as caught:
+            SdsAdapter(tmp_path).read(extracted_at=AT)
+        assert [p.file for p in problems(caught.value)] == ["users.csv"]
+
+    def test_unreadable_file_is_an_adapter_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A file that is there but cannot be read is an input/output failure, not data."""
+        write_school(tmp_path)
+        real = Path.read_bytes
+
+        def failing(path: Path) -> bytes:
+            if path.name == "roles.csv":
+                raise PermissionError(13, "Permission denied")
+            return real(path)
+
+        monkeypatch.setattr(Path, "read_bytes", failing)
+        with pytest.raises(AdapterError, match=r"roles\.csv"):
             SdsAdapter(tmp_path).read(extracted_at=AT)
 
     def test_file_name_case(self, tmp_path: Path) -> None:
@@ -356,6 +403,38 @@ class TestRelationships:
         data, _ = self.reading(tmp_path, "P8,S1,parent\n")
         assert data["S1"].role is Role.STAFF
         assert data["S1"].relationships == (Relationship("P8"),)
+
+
+class TestLineBreaks:
+    def test_a_cell_with_a_line_break_is_kept_with_a_notice(self, tmp_path: Path) -> None:
+        """SDS forbids line breaks in cells: the value is kept, with a notice naming where.
+
+        The line is the one the row starts on, counted in physical lines.
+        """
+        users = USERS.replace("Gita,Okafor", '"Gi\r\nta",Okafor').replace(
+            "Steve,Byrne", 'Steve,"By\nrne"'
+        )
+        folder = write_school(tmp_path, users=users)
+        reading = SdsAdapter(folder).read(extracted_at=AT)
+        data = by_key(reading.snapshot)
+        assert data["G9"].given_name == "Gi\r\nta"
+        assert data["S1"].family_name == "By\nrne"
+        breaks = [n for n in reading.notices if n.code == "line-break"]
+        assert [(n.file, n.line, n.field, n.key) for n in breaks] == [
+            ("users.csv", 5, "givenName", "G9"),
+            ("users.csv", 9, "familyName", "S1"),
+        ]
+        assert all("Gi" not in str(n) and "By" not in str(n) for n in breaks)
+        assert reading.snapshot.kind is SnapshotKind.FULL
+
+    def test_a_line_break_in_an_unknown_column_is_not_reported(self, tmp_path: Path) -> None:
+        """A column that SDS does not define is ignored, line breaks and all."""
+        relationships = (
+            "userSourcedId,relationshipUserSourcedId,relationshipRole,comment\n"
+            'P9,G9,parent,"two\nlines"\nP8,G8,guardian,\nE5,G5,relative,\n'
+        )
+        _, codes, _ = read(write_school(tmp_path, relationships=relationships))
+        assert codes == ["unknown-column"]
 
 
 class TestBadRows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import stat
@@ -50,7 +51,9 @@ NOTICE_CODES = {
     "derived-key",
     "foreign-related",
     "name-from-fn",
+    "no-cards",
     "phone-skipped",
+    "quoted-printable",
     "repeated-property",
     "unknown-role",
 }
@@ -366,6 +369,88 @@ class TestUnfolding:
         assert (data.family_name, data.given_name) == ("Okafor", "Nina")
         assert data.phones == (Phone("07700 900123", PhoneType.MOBILE),)
 
+    @pytest.mark.parametrize("newline", [b"\r\n", b"\n", b"\r"])
+    @pytest.mark.parametrize("indent", [b" ", b"\t"])
+    def test_a_fold_may_split_a_utf8_sequence(self, newline: bytes, indent: bytes) -> None:
+        """RFC 6350 3.2 folds at octets: the halves of a character are joined before decoding."""
+        lines = [
+            b"BEGIN:VCARD",
+            b"VERSION:3.0",
+            b"UID:a",
+            indent + b"1",
+            b"N:Mor\xc3",  # the two bytes of \xe9 on two lines
+            indent + b"\xa9au;Zo\xc3",
+            indent + b"\xab;;;",
+            b"END:VCARD",
+            b"",
+        ]
+        data = newline.join(lines)
+        reading = parse_vcards(data, file="f.vcf")
+        record = only(reading)
+        assert record.key == "a1"
+        assert (record.data.family_name, record.data.given_name) == ("Moréau", "Zoë")
+        assert reading.notices == ()
+
+    def test_a_split_sequence_after_a_utf8_bom(self) -> None:
+        """A UTF-8 byte-order mark is dropped and the rest is unfolded as bytes too."""
+        data = codecs.BOM_UTF8 + card("3.0", "UID:a1", "N:Moreau;Zo\xc3\r\n \xab").encode("latin-1")
+        assert only(parse_vcards(data, file="f.vcf")).data.given_name == "Zoë"
+
+    def test_quoted_printable_soft_break_inside_a_character(self) -> None:
+        """A soft line break between the two escaped bytes of one character still joins them."""
+        data = card(
+            "2.1", "UID:a1", "N;ENCODING=QUOTED-PRINTABLE;CHARSET=UTF-8:Moreau;Zo=C3=", "=AB;;"
+        ).encode("ascii")
+        assert only(parse_vcards(data, file="f.vcf")).data.given_name == "Zoë"
+
+    def test_lines_after_a_fold_keep_their_physical_numbers(self) -> None:
+        """Errors after folded lines name the physical line their property starts on."""
+        data = (
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:a1\r\n"
+            b"N:Mor\xc3\r\n \xa9au;\r\n Zofia;;;\r\n"  # lines 4 to 6
+            b"TEL;TYPE=cell:07700\r\n 900123\r\n"  # lines 7 and 8
+            b"EMAIL:zofia.mor\xe9au@parent.test\r\n"  # line 9: not UTF-8
+            b"END:VCARD\r\n"
+        )
+        problems = rejected(data)
+        assert [(type(p), p.line, p.field) for p in problems] == [(EncodingError, 9, "EMAIL")]
+        assert isinstance(problems[0], EncodingError)
+        assert problems[0].offset == data.index(b"\xe9")
+        assert_not_shown(data, "zofia")
+        structural = data.replace(b"\xe9", b"e").replace(b"END:VCARD\r\n", b"")
+        assert [(p.line, p.field) for p in rejected(structural)] == [(1, "BEGIN")]
+        outside = data.replace(b"\xe9", b"e") + b"TEL:07700\r\n 900124\r\n"
+        assert [(p.line, p.field) for p in rejected(outside)] == [(11, "TEL")]
+
+    def test_bad_bytes_in_a_continuation_name_the_property_and_the_byte(self) -> None:
+        """Undecodable bytes on a folded line: the property's first line, and the exact offset."""
+        data = card("3.0", "UID:a1", "N:Okafor;Nina;;;", "EMAIL:nina.okafor\r\n @par\xe9nt.test")
+        raw = data.encode("latin-1")
+        problems = rejected(raw)
+        assert [(p.line, p.field) for p in problems] == [(5, "EMAIL")]
+        assert isinstance(problems[0], EncodingError)
+        assert problems[0].offset == raw.index(b"\xe9")
+        assert_not_shown(raw, "okafor")
+
+    def test_a_bad_half_sequence_is_still_rejected(self) -> None:
+        """Unfolding does not weaken decoding: a lead byte whose fold goes on with ASCII fails."""
+        data = card("3.0", "UID:a1", "N:Mor\xc3\r\n eau;Zofia;;;").encode("latin-1")
+        problems = rejected(data)
+        assert [(type(p), p.line, p.field) for p in problems] == [(EncodingError, 4, "N")]
+
+    def test_cp1252_fallback_still_applies_to_the_whole_file(self) -> None:
+        """When allowed, a file that is not UTF-8 is read as cp1252, folds joined first."""
+        data = card("3.0", "UID:a1", "N:Mor\xe9\r\n au;Zofia;;;", "NOTE:\x93quoted\x94").encode(
+            "latin-1"
+        )
+        assert rejected(data)
+        reading = parse_vcards(data, file="f.vcf", allow_cp1252=True)
+        assert only(reading).data.family_name == "Moréau"
+        undefined = data.replace(b"\x93", b"\x81")  # 0x81 is not in cp1252 either
+        problems = rejected(undefined, allow_cp1252=True)
+        assert [(p.line, p.field) for p in problems] == [(6, "NOTE")]
+        assert "neither UTF-8 nor cp1252" in str(problems[0])
+
     def test_quoted_printable_soft_line_break(self) -> None:
         """A 2.1 quoted-printable value ending in '=' continues on the next, unindented, line."""
         text = card(
@@ -394,6 +479,24 @@ class TestUnfolding:
         assert [(n.code, n.line, n.field) for n in reading.notices] == [
             ("carriage-return", 5, "X-SOURCETRUTH-YEAR-GROUP")
         ]
+
+    def test_malformed_quoted_printable_is_kept_with_a_notice(self) -> None:
+        """An '=' that is not followed by two hex digits is kept as written, and said."""
+        text = card(
+            "2.1",
+            "UID:a1",
+            "N;ENCODING=QUOTED-PRINTABLE:Okafor=ZZ;Nina",
+            "EMAIL;ENCODING=QUOTED-PRINTABLE:nina=40parent.test",
+            "NOTE;ENCODING=QUOTED-PRINTABLE:=Z",
+        )
+        reading = parse_vcards(text, file="f.vcf")
+        data = only(reading).data
+        assert (data.family_name, data.given_name) == ("Okafor=ZZ", "Nina")
+        assert data.emails == (Email("nina@parent.test", EmailType.OTHER),)
+        assert [(n.code, n.file, n.line, n.field) for n in reading.notices] == [
+            ("quoted-printable", "f.vcf", 4, "N")
+        ]
+        assert "Okafor" not in str(reading.notices[0])
 
     def test_quoted_printable_in_a_named_charset(self) -> None:
         """CHARSET=ISO-8859-1 quoted-printable bytes decode in that charset, not as UTF-8."""
@@ -698,6 +801,99 @@ class TestMapping:
         assert only(parse_vcards(data, file="f.vcf")).data.given_name == "Nina"
 
 
+class TestCharset:
+    """vCard 2.1's CHARSET on a raw (not quoted-printable) 8-bit value: that value's bytes
+    are read in the charset it names, the rest of the file stays strict UTF-8."""
+
+    def test_a_latin1_value_in_a_utf8_file(self) -> None:
+        data = card(
+            "2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\xe9au;Zofia", "FN:Zofia Mor\xc3\xa9au"
+        ).encode("latin-1")
+        reading = parse_vcards(data, file="f.vcf")
+        record = only(reading)
+        assert (record.data.family_name, record.data.given_name) == ("Moréau", "Zofia")
+        assert reading.notices == ()
+
+    @pytest.mark.parametrize("charset", ["windows-1252", '"iso-8859-15"', "cp1252,utf-8"])
+    def test_charset_spellings(self, charset: str) -> None:
+        data = card("2.1", "UID:a1", f"N;CHARSET={charset};TYPE=x:Mor\xe9au;Zofia").encode(
+            "latin-1"
+        )
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
+
+    def test_utf8_named_as_such_and_8bit_encoding(self) -> None:
+        """CHARSET=UTF-8 (Android writes it in 3.0 too) and 2.1's bare 8BIT change nothing."""
+        data = card("3.0", "UID:a1", "N;CHARSET=UTF-8;8BIT:Moréau;Zofia").encode("utf-8")
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
+
+    def test_without_charset_the_bytes_must_still_be_utf8(self) -> None:
+        data = card("2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\xe9au;Zofia", "FN:Zofia Mor\xe9au")
+        problems = rejected(data.encode("latin-1"))
+        assert [(type(p), p.line, p.field) for p in problems] == [(EncodingError, 5, "FN")]
+
+    def test_a_folded_value_in_its_charset(self) -> None:
+        data = card("2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\r\n \xe9au;Zofia").encode("latin-1")
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
+
+    @pytest.mark.parametrize(
+        ("charset", "reason"),
+        [
+            ("X-NOT-A-CHARSET", "unknown charset"),
+            ("base64", "unknown charset"),
+            ("UTF-16", "is not a charset a vCard line"),
+            ("UTF-8", "not valid 'UTF-8'"),
+            ("ascii", "not valid 'ascii'"),
+        ],
+    )
+    def test_bytes_that_cannot_be_read_in_their_charset(self, charset: str, reason: str) -> None:
+        """An error in the card, naming the line and property, when the property is used."""
+        data = card("2.1", "UID:a1", f"N;CHARSET={charset}:Mor\xe9au;Zofia").encode("latin-1")
+        problems = rejected(data)
+        assert [(type(p), p.line, p.field) for p in problems] == [(SourceDataError, 4, "N")]
+        assert reason in str(problems[0])
+        assert_not_shown(data, "Mor")
+
+    def test_an_unread_property_in_an_unknown_charset_is_ignored(self) -> None:
+        """As with quoted-printable, only the properties we use are decoded."""
+        data = card(
+            "2.1", "UID:a1", "N:Okafor;Nina", "NOTE;CHARSET=X-NOT-A-CHARSET:caf\xe9"
+        ).encode("latin-1")
+        assert only(parse_vcards(data, file="f.vcf")).data.given_name == "Nina"
+
+    def test_ascii_values_read_alike_in_any_charset(self) -> None:
+        data = card("2.1", "UID:a1", "N;CHARSET=X-NOT-A-CHARSET:Okafor;Nina").encode("ascii")
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Okafor"
+
+    def test_text_and_utf16_files_ignore_it(self) -> None:
+        """Text given as str, or a UTF-16 file, is already decoded: CHARSET says nothing more."""
+        text = card("2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Moréau;Zofia")
+        assert only(parse_vcards(text, file="f.vcf")).data.family_name == "Moréau"
+        data = codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
+
+    def test_quoted_printable_keeps_its_own_rules(self) -> None:
+        """A quoted-printable value is decoded from its escapes, not from raw bytes."""
+        data = card(
+            "2.1", "UID:a1", "N;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:Mor=E9au;Zofia"
+        ).encode("ascii")
+        assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
+
+
+class TestEmpty:
+    @pytest.mark.parametrize("data", [b"", "", b"\r\n\r\n", b" \t\n", codecs.BOM_UTF8])
+    def test_a_file_without_cards_says_so(self, data: bytes | str) -> None:
+        """No cards is no entries, with a no-cards notice naming the file."""
+        reading = parse_vcards(data, file="book.vcf")
+        assert reading.entries == ()
+        assert [(n.code, n.file) for n in reading.notices] == [("no-cards", "book.vcf")]
+
+    def test_through_the_adapter(self, tmp_path: Path) -> None:
+        path = tmp_path / "book.vcf"
+        path.write_bytes(b"")
+        reading = VCardAdapter(path).read_entries()
+        assert [(n.code, n.file) for n in reading.notices] == [("no-cards", str(path))]
+
+
 # -- errors ------------------------------------------------------------------------------
 
 
@@ -944,9 +1140,11 @@ class TestWriting:
             format_vcards(records, version=version)
 
     def test_no_records_no_text(self) -> None:
-        """An empty book is an empty file, which reads back as no entries."""
+        """An empty book is an empty file, which reads back as no entries (and says so)."""
         assert format_vcards([]) == ""
-        assert parse_vcards("", file="f.vcf") == AddressBookReading()
+        reading = parse_vcards("", file="f.vcf")
+        assert reading.entries == ()
+        assert [(n.code, n.file, n.line) for n in reading.notices] == [("no-cards", "f.vcf", None)]
 
 
 # -- round trips -------------------------------------------------------------------------
@@ -1033,6 +1231,26 @@ class TestRoundTrip:
 
     @SETTINGS
     @given(
+        records=awkward_records(),
+        version=st.sampled_from(["3.0", "4.0"]),
+        width=st.integers(1, 20),
+        indent=st.sampled_from([b" ", b"\t"]),
+        newline=st.sampled_from([b"\r\n", b"\n"]),
+    )
+    def test_folding_at_any_octet_reads_back(
+        self, records: list[Record], version: str, width: int, indent: bytes, newline: bytes
+    ) -> None:
+        """Folds anywhere, inside a UTF-8 sequence too, read back as the unfolded file."""
+        data = format_vcards(records, version=version).encode("utf-8")
+        folded = []
+        for line in data.replace(b"\r\n ", b"").split(b"\r\n"):
+            pieces = [line[i : i + width] for i in range(0, len(line), width)] or [b""]
+            folded.append((newline + indent).join(pieces))
+        reading = parse_vcards(newline.join(folded), file="f.vcf")
+        assert reading.entries == tuple(sorted(records, key=lambda r: r.key))
+
+    @SETTINGS
+    @given(
         st.lists(
             st.sampled_from(
                 [
@@ -1054,13 +1272,18 @@ class TestRoundTrip:
         ).map("\r\n".join)
     )
     def test_any_text_reads_or_is_rejected_with_located_problems(self, text: str) -> None:
-        """Any input gives a reading or a RejectedFileError of located problems."""
-        problems: Sequence[SourceDataError] = ()
-        try:
-            parse_vcards(text, file="f.vcf")
-        except RejectedFileError as error:
-            problems = problems_of(error)
-        assert all(p.line for p in problems)
+        """Any input gives a reading or a RejectedFileError of located problems, the same
+        whether it is given as text or as UTF-8 bytes."""
+        outcomes: list[object] = []
+        for data in (text, text.encode("utf-8", "surrogatepass")):
+            try:
+                outcomes.append(parse_vcards(data, file="f.vcf"))
+            except RejectedFileError as error:
+                problems = problems_of(error)
+                assert all(p.line for p in problems)
+                outcomes.append([(type(p), str(p)) for p in problems])
+        if not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+            assert outcomes[0] == outcomes[1]
 
 
 # -- the adapter -------------------------------------------------------------------------

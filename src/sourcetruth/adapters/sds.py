@@ -55,6 +55,16 @@ Choices where the doc is silent or where this library needs more
   ``grade``), and so is ``relationships.csv``: this adapter tells the merge
   it owns those fields, so a missing column would read as "every value
   removed". A file without them is refused rather than read that way.
+- **A missing file** (any of the four, ``relationships.csv`` included, for
+  the reason above), or several files that could be one of them by case, is
+  a :class:`~sourcetruth.SourceDataError` naming the file, reported with
+  every other problem of the folder in one
+  :class:`~sourcetruth.RejectedFileError`: the export is incomplete, which
+  trying again will not mend. A missing folder, or a file that cannot be
+  listed or read, is an :class:`~sourcetruth.AdapterError`.
+- **Line breaks in cells**, which SDS forbids, are read as written (RFC 4180
+  quoting allows them) with a ``line-break`` notice naming file, line (where
+  the row starts) and column. Cells of unknown (ignored) columns are not read.
 - **Roles**: ``student`` is a pupil, the Staff role group is staff, except
   ``alumni``, which is read as :attr:`~sourcetruth.Role.OTHER` (former
   pupils are not staff to a school's messages). ``guardian``, ``parent`` and
@@ -182,6 +192,16 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     USERS: ("sourcedId", "username", "givenName", "familyName", "email", "phone", "sms"),
     ROLES: ("userSourcedId", "orgSourcedId", "role", "grade"),
     RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
+}
+# Why a missing file refuses the read (module docstring).
+_MISSING_WHY: Final[Mapping[str, str]] = {
+    ORGS: "SDS requires it, so the export is incomplete",
+    USERS: "SDS requires it, so the export is incomplete",
+    ROLES: "SDS requires it, so the export is incomplete",
+    RELATIONSHIPS: (
+        "SDS calls it optional, but without it every guardian's links would read as "
+        "removed, so the export is taken as incomplete"
+    ),
 }
 # Id columns: a row without one cannot be placed, so it is rejected.
 _IDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -313,7 +333,8 @@ class _Reader:
 
     # -- files and headers
 
-    def _locate(self, folder: Path, name: str) -> Path:
+    def _locate(self, folder: Path, name: str) -> Path | None:
+        """The file that is *name* in *folder*; None (and a problem) when there is none."""
         exact = folder / name
         if exact.is_file():
             return exact
@@ -325,12 +346,16 @@ class _Reader:
             msg = f"cannot list the SDS folder {folder}: {error.strerror or error}"
             raise AdapterError(msg, retryable=True) from None
         if not matches:
-            msg = f"the SDS folder {folder} has no {name}"
-            raise AdapterError(msg)
+            # The export is incomplete: a data problem, reported with the
+            # others, not a failing disk (module docstring).
+            why = _MISSING_WHY.get(name, "the export is incomplete")
+            self.problems.append(SourceDataError(f"the file is missing: {why}", file=name))
+            return None
         if len(matches) > 1:
             names = ", ".join(p.name for p in matches)
-            msg = f"the SDS folder {folder} has several files that could be {name}: {names}"
-            raise AdapterError(msg)
+            msg = f"several files could be it ({names}); SDS names its files exactly"
+            self.problems.append(SourceDataError(msg, file=name))
+            return None
         found = matches[0]
         self.notices.append(
             Notice(
@@ -343,6 +368,8 @@ class _Reader:
 
     def _load(self, folder: Path, name: str) -> None:
         path = self._locate(folder, name)
+        if path is None:
+            return
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -363,6 +390,29 @@ class _Reader:
         columns = self._columns(name, table)
         if columns is not None:
             self.files[name] = _File(name, table, columns)
+            self._line_breaks(name, table, columns)
+
+    def _line_breaks(self, name: str, table: Table, columns: Mapping[str, int]) -> None:
+        """A ``line-break`` notice for each cell that holds one (SDS forbids them)."""
+        names = {index: column for column, index in columns.items()}
+        id_index = columns.get(_IDS[name][0])
+        for row in table.rows:
+            for index, cell in enumerate(row.cells):
+                if index not in names or ("\n" not in cell and "\r" not in cell):
+                    continue  # an unknown column is ignored, so its cells are not read
+                key = None
+                if id_index is not None and id_index < len(row.cells):
+                    key = row.cells[id_index].strip() or None
+                self.notices.append(
+                    Notice(
+                        "line-break",
+                        "a cell holds a line break, which SDS does not allow; kept as written",
+                        file=name,
+                        line=row.line,
+                        field=names[index],
+                        key=key,
+                    )
+                )
 
     def _columns(self, name: str, table: Table) -> dict[str, int] | None:
         if not table.header:
@@ -969,10 +1019,10 @@ class SdsAdapter(MisExportAdapter):
     def read(self, *, extracted_at: datetime) -> Reading:
         """Read the folder: a FULL snapshot, or a DELTA when rows were rejected.
 
-        Raises :class:`~sourcetruth.AdapterError` when the folder or a file is
-        missing or unreadable, and :class:`~sourcetruth.RejectedFileError`
-        with every problem found (a missing column, undecodable bytes, too
-        many rejected rows) when the files cannot be used.
+        Raises :class:`~sourcetruth.AdapterError` when the folder is missing
+        or a file cannot be read, and :class:`~sourcetruth.RejectedFileError`
+        with every problem found (a missing file or column, undecodable
+        bytes, too many rejected rows) when the files cannot be used.
         """
         return _Reader(self, extracted_at).read()
 

@@ -13,8 +13,23 @@ guessed silently.
 
 **Reading** (RFC 2425/2426, RFC 6350 and the vCard 2.1 specification):
 
-- Text is decoded by :func:`sourcetruth.adapters.text.decode`: a byte-order
-  mark decides, otherwise strict UTF-8, or cp1252 only when allowed.
+- Decoding: bytes with a UTF-16 byte-order mark are decoded as a whole
+  first. Any other bytes are split into lines and unfolded as bytes, then
+  each unfolded line is decoded, so that a fold may split a UTF-8 sequence
+  as RFC 6350 3.2 allows. A UTF-8 byte-order mark is dropped; then each line
+  must be strict UTF-8, or, only when allowed and without a byte-order mark,
+  the whole file is read as cp1252 when it is not UTF-8 (the rules of
+  :func:`sourcetruth.adapters.text.decode`, applied after unfolding).
+  Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
+  line where their property starts, the property and the byte offset.
+- ``CHARSET`` on a raw 8-bit value (not quoted-printable nor base64; vCard
+  2.1, and some 3.0 exporters) is honoured: that value's bytes, and only
+  they, are read in the charset it names, in any version. A charset Python
+  does not know, one that does not write ASCII as ASCII (UTF-16), or bytes
+  not valid in it, is an error in the card, but only for a property we use,
+  as with quoted-printable. A value of ASCII only reads alike in every such
+  charset, so its ``CHARSET`` is not looked at. Text given as ``str``, and
+  a UTF-16 file, are already decoded, so there ``CHARSET`` is ignored.
 - Physical lines end with CRLF, LF or CR. A file that holds any LF ends its
   lines at LF only (with any CRs just before it): a stray CR inside a value,
   which Thunderbird writes, then stays part of the value, and ``CR CR LF``
@@ -36,8 +51,10 @@ guessed silently.
   their ``CHARSET`` (UTF-8 when none is given); an unknown charset, or bytes
   that are not valid in it, is an error in that card. Only the properties we
   use are decoded, so a broken ``ORG`` or ``NOTE`` does not reject a file.
-  ``CHARSET`` on a value that is not quoted-printable is ignored: the file's
-  text is already decoded.
+  An ``=`` not followed by two hex digits is kept as written, with a
+  ``quoted-printable`` notice naming the line and property: the value is
+  still readable, and a card error would reject a whole file for one
+  exporter's slip.
 - Base64 values (``ENCODING=b``/``BASE64``, photos and keys) are never decoded.
 - A quoted-printable ``=0D=0A`` is read as ``\\n``. Any other CR left in a
   value we read is kept, with a ``carriage-return`` notice.
@@ -47,6 +64,9 @@ guessed silently.
   ``\\,`` and ``\\\\``); any other backslash is kept.
 - Unknown and ``X-`` properties are ignored, and so is an embedded 2.1
   ``AGENT`` card.
+- A file with no cards (empty, or blank lines only) reads as no entries with
+  a ``no-cards`` notice naming the file: an empty book is valid, but worth
+  saying when it may be an export that went wrong.
 
 **Mapping** (values are kept as written: the merge normalises them later):
 
@@ -77,11 +97,13 @@ guessed silently.
 
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
 is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
-undecodable bytes, an unknown charset, a ``UID`` repeated in the file and a
-malformed relationship of ours are each a
-:class:`~sourcetruth.SourceDataError` naming file, line (where the card or
-property starts) and field (the property name), never the value. Every
-problem of the file is collected and raised together as one
+undecodable bytes, an unknown charset, a value that cannot be read in its
+``CHARSET``, a ``UID`` repeated in the file and a malformed relationship of
+ours are each a :class:`~sourcetruth.SourceDataError` naming file, line
+(the physical line where the card or property starts, folds counted) and
+field (the property name), never the value. Undecodable bytes stop the
+read at once; every other problem of the file is collected and raised
+together as one
 :class:`~sourcetruth.RejectedFileError`: a file with any error gives no
 entries at all.
 
@@ -194,6 +216,9 @@ class _Property:
     name: str
     params: dict[str, tuple[str, ...]]
     value: str
+    #: Why the value's bytes could not be read in its CHARSET; reported only
+    #: when the property is used, like a broken quoted-printable value.
+    problem: str | None = None
 
     def param(self, name: str) -> tuple[str, ...]:
         return self.params.get(name, ())
@@ -234,7 +259,26 @@ class _ValueProblem(Exception):
     """A property's value cannot be read; becomes a SourceDataError for its card."""
 
 
+# The name at the start of a content line, to say which property bad bytes are in.
+_HEAD: Final = re.compile(r"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)[;:]")
+
+
+def _undecodable(file: str, line: int, head: str, reason: str, offset: int) -> RejectedFileError:
+    """The error for bytes that are not text: where they are, and which property, never them."""
+    located = EncodingError(f"line {line}: {reason}", offset=offset, file=file)
+    located.line = line
+    name = _HEAD.match(head)
+    if name:
+        located.field = name.group(1).upper()
+    return RejectedFileError(
+        f"{file}: not text in an allowed encoding; nothing from it was applied",
+        [located],
+        file=file,
+    )
+
+
 def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
+    """*data* decoded as a whole: text as given, or bytes with a UTF-16 byte-order mark."""
     if isinstance(data, str):
         return data.removeprefix("\ufeff")
     try:
@@ -246,22 +290,24 @@ def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
         line = data.count(end, 0, error.offset) + 1
         start = data.rfind(end, 0, error.offset) + 1
         reason = str(error).split(" at byte ", 1)[0]
-        located = EncodingError(f"line {line}: {reason}", offset=error.offset, file=file)
-        located.line = line
-        head = re.match(rb"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)[;:]", data[start:])
-        if head:
-            located.field = head.group(1).decode("ascii").upper()
-        raise RejectedFileError(
-            f"{file}: not text in an allowed encoding; nothing from it was applied",
-            [located],
-            file=file,
-        ) from None
+        head = data[start : start + 200].decode("latin-1")
+        raise _undecodable(file, line, head, reason, error.offset) from None
 
 
-def _physical_lines(text: str) -> list[str]:
-    if "\n" in text:
-        return re.split(r"\r*\n", text)
-    return text.split("\r")
+_LF_END: Final = re.compile(r"\r*\n")
+_CR_END: Final = re.compile(r"\r")
+
+
+def _physical_lines(text: str) -> list[tuple[int, str]]:
+    """The physical lines of *text*, each with the offset it starts at."""
+    end = _LF_END if "\n" in text else _CR_END
+    found: list[tuple[int, str]] = []
+    start = 0
+    for match in end.finditer(text):
+        found.append((start, text[start : match.start()]))
+        start = match.end()
+    found.append((start, text[start:]))
+    return found
 
 
 def _declares(head_and_value: str, encoding: frozenset[str]) -> bool:
@@ -284,39 +330,182 @@ _QP: Final = frozenset({"QUOTED-PRINTABLE"})
 _BASE64: Final = frozenset({"B", "BASE64"})
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Unfold physical lines into content lines, each with the line it starts on."""
-    found: list[tuple[int, str]] = []
+@frozen
+class _Logical:
+    """One unfolded content line: the physical line it starts on, its text, and
+    where each of its physical pieces starts (index in *text*, offset in the input)."""
+
+    line: int
+    text: str
+    pieces: tuple[tuple[int, int], ...]
+
+    def offset(self, index: int) -> int:
+        """The input offset of ``text[index]``."""
+        start, offset = self.pieces[0]
+        for piece_start, piece_offset in self.pieces:
+            if piece_start > index:
+                break
+            start, offset = piece_start, piece_offset
+        return offset + index - start
+
+
+def _logical_lines(text: str) -> list[_Logical]:
+    """Unfold physical lines into content lines, each with the line it starts on.
+
+    *text* is either decoded text or bytes read as Latin-1 (one character
+    per byte), so that unfolding can join the halves of a UTF-8 sequence.
+    """
+    found: list[_Logical] = []
     parts: list[str] = []
+    pieces: list[tuple[int, int]] = []
+    size = 0
     start = 0
     quoted_printable = base64 = False
 
-    def finish() -> None:
-        if parts:
-            found.append((start, "".join(parts)))
-            parts.clear()
+    def add(piece: str, offset: int) -> None:
+        nonlocal size
+        pieces.append((size, offset))
+        parts.append(piece)
+        size += len(piece)
 
-    for number, line in enumerate(_physical_lines(text), 1):
+    def finish() -> None:
+        nonlocal size
+        if parts:
+            found.append(_Logical(start, "".join(parts), tuple(pieces)))
+            parts.clear()
+            pieces.clear()
+            size = 0
+
+    for number, (offset, line) in enumerate(_physical_lines(text), 1):
         if parts and quoted_printable and parts[-1].endswith("="):
             parts[-1] = parts[-1][:-1]
-            parts.append(line)
+            size -= 1
+            add(line, offset)
             continue
         if parts and line[:1] in (" ", "\t"):
-            parts.append(line[1:])
+            add(line[1:], offset + 1)
             continue
         if not line.strip(" \t"):
             finish()
             continue
         if parts and base64 and _BASE64_LINE.fullmatch(line):
-            parts.append(line)
+            add(line, offset)
             continue
         finish()
         start = number
-        parts.append(line)
+        add(line, offset)
         quoted_printable = _declares(line, _QP)
         base64 = _declares(line, _BASE64)
     finish()
     return found
+
+
+# A content line ready to parse: its first line, its text, and a CHARSET problem.
+_Content = tuple[int, str, str | None]
+
+# Text that every charset a vCard line can be in writes as ASCII does.
+_ASCII_PROBE: Final = "BEGIN:VCARD;=,\\ \tAz09"
+
+
+def _charset_param(head: str) -> str | None:
+    """The CHARSET parameter in a content line's name and parameters, if any."""
+    for segment in _split_outside_quotes(head, ";")[1:]:
+        name, eq, value = segment.partition("=")
+        if eq and name.strip().upper() == "CHARSET":
+            return _unquote(value.split(",")[0]) or None
+    return None
+
+
+def _charset_problem(charset: str) -> str | None:
+    """Why raw bytes of a value cannot be read in *charset*, or None when they can."""
+    try:
+        codecs.lookup(charset)
+        compatible = _ASCII_PROBE.encode(charset) == _ASCII_PROBE.encode("ascii")
+    except LookupError:
+        # lookup() fails for unknown names; encode() for bytes-to-bytes codecs.
+        return f"text in an unknown charset {_safe(charset)}"
+    except UnicodeError:
+        compatible = False
+    if not compatible:
+        return f"{_safe(charset)} is not a charset a vCard line can be written in"
+    return None
+
+
+def _in_own_charset(logical: _Logical) -> tuple[int, str, str | None] | None:
+    """A raw 8-bit value that names its CHARSET, read in it: (where the value
+    starts, its text, why it could not be read). None for any other line.
+
+    *logical* is bytes read as Latin-1.
+    """
+    text = logical.text
+    colon = _find_colon(text)
+    if colon < 0 or text[colon + 1 :].isascii():
+        return None  # ASCII reads alike in every charset we accept
+    charset = _charset_param(text[:colon])
+    if charset is None or _declares(text, _QP | _BASE64):
+        return None
+    raw = text[colon + 1 :].encode("latin-1")
+    problem = _charset_problem(charset)
+    if problem is None:
+        try:
+            return colon + 1, raw.decode(charset), None
+        except UnicodeDecodeError:
+            problem = f"bytes that are not valid {_safe(charset)} text"
+    # The card is rejected if it uses this property; the text is never shown.
+    return colon + 1, raw.decode("utf-8", "replace"), problem
+
+
+def _decode_lines(
+    lines: Sequence[_Logical],
+    own: Sequence[tuple[int, str, str | None] | None],
+    encoding: str,
+) -> list[_Content] | tuple[_Logical, int]:
+    """*lines* decoded in *encoding*, each value with a CHARSET of its own in that;
+    else the line that failed and where in it."""
+    found: list[_Content] = []
+    for logical, value in zip(lines, own, strict=True):
+        end = len(logical.text) if value is None else value[0]
+        try:
+            head = logical.text[:end].encode("latin-1").decode(encoding)
+        except UnicodeDecodeError as error:
+            return logical, error.start
+        if value is None:
+            found.append((logical.line, head, None))
+        else:
+            found.append((logical.line, head + value[1], value[2]))
+    return found
+
+
+def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Content]:
+    """The unfolded content lines of *data*, as text.
+
+    Bytes without a UTF-16 byte-order mark are unfolded before they are
+    decoded, so a fold may split a UTF-8 sequence (RFC 6350 3.2); each
+    unfolded line must then be UTF-8 (or, when allowed and there is no
+    byte-order mark, the whole file cp1252), except a raw value that names
+    its own CHARSET (module docstring).
+    """
+    if isinstance(data, str) or data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return [(lg.line, lg.text, None) for lg in _logical_lines(_text(data, file, allow_cp1252))]
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    lines = _logical_lines(data[skip:].decode("latin-1"))
+    own = [_in_own_charset(logical) for logical in lines]
+    found = _decode_lines(lines, own, "utf-8")
+    if isinstance(found, list):
+        return found
+    if skip:
+        reason = "not valid utf-8 after its byte-order mark"
+    elif not allow_cp1252:
+        reason = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
+    else:
+        # As decode(): a file that is not UTF-8 is cp1252 as a whole.
+        found = _decode_lines(lines, own, "cp1252")
+        if isinstance(found, list):
+            return found
+        reason = "neither UTF-8 nor cp1252"
+    logical, index = found
+    offset = skip + logical.offset(index)
+    raise _undecodable(file, logical.line, logical.text[:200], reason, offset)
 
 
 def _find_colon(text: str) -> int:
@@ -355,7 +544,9 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _parse_property(line: int, text: str, file: str) -> _Property | SourceDataError:
+def _parse_property(
+    line: int, text: str, file: str, problem: str | None = None
+) -> _Property | SourceDataError:
     colon = _find_colon(text)
     if colon < 0:
         return SourceDataError(
@@ -386,16 +577,18 @@ def _parse_property(line: int, text: str, file: str) -> _Property | SourceDataEr
             # TYPE="cell,voice" arrives as one quoted value.
             values = [t for v in values for t in v.split(",")]
         params.setdefault(name, []).extend(values)
-    return _Property(line, match.group(2).upper(), {k: tuple(v) for k, v in params.items()}, value)
+    return _Property(
+        line, match.group(2).upper(), {k: tuple(v) for k, v in params.items()}, value, problem
+    )
 
 
 def _split_cards(
-    lines: Sequence[tuple[int, str]], file: str, problems: list[SourceDataError]
+    lines: Sequence[_Content], file: str, problems: list[SourceDataError]
 ) -> list[_Card]:
     cards: list[_Card] = []
     card: _Card | None = None
-    for number, text in lines:
-        prop = _parse_property(number, text, file)
+    for number, text, charset_problem in lines:
+        prop = _parse_property(number, text, file, charset_problem)
         if isinstance(prop, SourceDataError):
             problems.append(prop)
             continue
@@ -458,8 +651,12 @@ def _safe(text: str) -> str:
     return repr(text) if _SAFE_TOKEN.fullmatch(text) else "(not shown)"
 
 
-def _quoted_printable(value: str, charset: str) -> str:
-    """Decode a quoted-printable value whose bytes are text in *charset*."""
+def _quoted_printable(value: str, charset: str) -> tuple[str, bool]:
+    """Decode a quoted-printable value whose bytes are text in *charset*.
+
+    Also says whether an ``=`` was not an escape (not followed by two hex
+    digits): it is kept as written.
+    """
     try:
         codecs.lookup(charset)
     except LookupError:
@@ -467,16 +664,19 @@ def _quoted_printable(value: str, charset: str) -> str:
         raise _ValueProblem(msg) from None
     raw = bytearray()
     index = 0
+    malformed = False
     try:
         while index < len(value):
             char = value[index]
-            if char == "=" and _HEX2.fullmatch(value, index + 1, index + 3):
-                raw.append(int(value[index + 1 : index + 3], 16))
-                index += 3
-                continue
+            if char == "=":
+                if _HEX2.fullmatch(value, index + 1, index + 3):
+                    raw.append(int(value[index + 1 : index + 3], 16))
+                    index += 3
+                    continue
+                malformed = True
             raw += char.encode(charset)
             index += 1
-        return bytes(raw).decode(charset)
+        return bytes(raw).decode(charset), malformed
     except LookupError:
         # codecs.lookup() also finds bytes-to-bytes codecs such as "base64".
         raise _ValueProblem(f"{_safe(charset)} is not a text charset") from None
@@ -556,6 +756,9 @@ class _CardReader:
 
     def raw(self, prop: _Property) -> str | None:
         """The property's text after its transfer encoding; None when skipped or broken."""
+        if prop.problem is not None:
+            self.problem(prop.problem, prop)
+            return None
         encodings = prop.encodings
         if encodings & _BASE64:
             self.notice(
@@ -569,10 +772,20 @@ class _CardReader:
         if encodings & _QP:
             charset = prop.param("CHARSET")
             try:
-                value = _quoted_printable(value, charset[0].strip() if charset else "utf-8")
+                value, malformed = _quoted_printable(
+                    value, charset[0].strip() if charset else "utf-8"
+                )
             except _ValueProblem as problem:
                 self.problem(str(problem), prop)
                 return None
+            if malformed:
+                self.notice(
+                    "quoted-printable",
+                    "an '=' not followed by two hex digits in a quoted-printable value "
+                    "was kept as written",
+                    prop.line,
+                    prop.name,
+                )
             # =0D=0A is 2.1's line break; the model's is "\n", as 3.0's escape gives.
             value = value.replace("\r\n", "\n")
         if "\r" in value:
@@ -813,13 +1026,14 @@ def _derived_key(card: _Card) -> str:
 def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> AddressBookReading:
     """Every card of a vCard 2.1, 3.0 or 4.0 file, each as a ``Record(key, ContactData)``.
 
-    *file* names the file in errors and notices. Raises
+    *file* names the file in errors and notices. Bytes are unfolded before
+    they are decoded (see the module docstring). Raises
     :class:`~sourcetruth.RejectedFileError` with every problem of the file
-    when there is any: no entry of a rejected file is returned.
+    when there is any: no entry of a rejected file is returned. A file with
+    no cards gives no entries and a ``no-cards`` notice.
     """
-    text = _text(data, file, allow_cp1252)
     problems: list[SourceDataError] = []
-    cards = _split_cards(_logical_lines(text), file, problems)
+    cards = _split_cards(_content_lines(data, file, allow_cp1252), file, problems)
     reads = [r for r in (_CardReader(c, file, problems).read() for c in cards) if r is not None]
 
     # Keys: every UID once; then content-derived keys, made unique in file order.
@@ -846,6 +1060,10 @@ def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) ->
         )
     entries: list[Record] = []
     notices: list[Notice] = []
+    if not reads:
+        notices.append(
+            Notice("no-cards", "the file holds no cards: the address book is empty", file=file)
+        )
     for read in reads:
         key = read.uid
         extra: list[Notice] = []
