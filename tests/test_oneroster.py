@@ -40,7 +40,7 @@ from sourcetruth import (
     recipients,
 )
 from sourcetruth.adapters import Reading, SourceAdapter
-from sourcetruth.adapters.oneroster import OneRosterAdapter, write_bundle
+from sourcetruth.adapters.oneroster import COVERS, OneRosterAdapter, write_bundle
 from sourcetruth.exceptions import EncodingError, RejectedFileError, format_errors
 from sourcetruth.testing.conformance import SourceAdapterContract
 
@@ -305,6 +305,9 @@ class TestCorpusOneRoster12:
         reading = read(corpus("v1p2_full_dataset"))
         john = by_key(reading)["usr-222-123456"]
         assert john.role is Role.STAFF
+        assert codes(reading, "role-secondary-guardian") == [
+            ("roles.csv", 8, "role", "usr-222-123456")
+        ]
         assert john.relationships == (
             Relationship("usr-222-1234561232"),
             Relationship("usr-222-66778899"),
@@ -477,7 +480,9 @@ class TestLinks:
         assert records["G1"].relationships == (Relationship("P1"), Relationship("P2"))
         assert records["P1"].relationships == ()
         assert records["P1"].year_group == "9"
-        assert reading.notices == ()
+        # P2's link is on its own row only: kept, and said, since a delta may not see it.
+        assert [n.code for n in reading.notices] == ["agent-one-sided"]
+        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds", "P2")]
 
     def test_wrong_roles_and_missing_agents_are_skipped(self, tmp_path: Path) -> None:
         """Pupil->pupil, parent->teacher and an unknown id are notices, not links."""
@@ -804,7 +809,7 @@ class TestRejects:
         assert reading.snapshot.kind is SnapshotKind.DELTA
         assert [r.key for r in reading.snapshot.records] == [f"P{i}" for i in range(10) if i != 4]
         assert reading.snapshot.removed == ()
-        assert codes(reading, "row-rejected") == [("users.csv", 6, None, None)]
+        assert codes(reading, "row-rejected") == [("users.csv", 6, "username", None)]
         assert len(codes(reading, "rows-rejected")) == 1
 
     def test_over_the_limit_the_bundle_is_rejected(self, tmp_path: Path) -> None:
@@ -828,6 +833,325 @@ class TestRejects:
         assert reading.snapshot.kind is SnapshotKind.DELTA
         assert reading.snapshot.removed == ("P2",)
         assert "P3" not in by_key(reading)
+
+
+def family_12(
+    where: Path,
+    users: list[dict[str, str]],
+    roles: list[dict[str, str]],
+    *,
+    mode: str = "bulk",
+    roles_mode: str | None = None,
+    name: str = "bundle",
+) -> Path:
+    """A 1.2 bundle: users.csv, roles.csv (unless *roles_mode* is "absent") and orgs.csv."""
+    roles_mode = roles_mode or mode
+    files: dict[str, str | bytes] = {
+        "manifest.csv": manifest("1.2", mode, roles=roles_mode),
+        "users.csv": table(USERS_12, *users),
+        "orgs.csv": orgs("org-a", "org-b"),
+    }
+    if roles_mode != "absent":
+        files["roles.csv"] = table(ROLES_12, *roles)
+    return bundle(where, files, name)
+
+
+def user12(key: str, given: str = "Alex", **cells: str) -> dict[str, str]:
+    """A 1.2 users.csv row."""
+    return {"sourcedId": key, "givenName": given, "familyName": "Able", **cells}
+
+
+def role12(key: str, role: str, kind: str = "primary", **cells: str) -> dict[str, str]:
+    """A 1.2 roles.csv row of user *key*."""
+    return {
+        "sourcedId": f"r-{key}-{role}",
+        "userSourcedId": key,
+        "roleType": kind,
+        "role": role,
+        "orgSourcedId": "org-a",
+        **cells,
+    }
+
+
+def merged(*paths: Path) -> dict[str, ContactData]:
+    """The effective data of each contact after merging the bundles at *paths* in order."""
+    policy = mis_policy()
+    book = Book()
+    for day, path in enumerate(paths, start=23):
+        snapshot = OneRosterAdapter(path).read(extracted_at=london(day, 1)).snapshot
+        book = merge(book, snapshot, policy=policy, at=london(day, 2), by="nightly").book
+    at = london(len(paths) + 23, 9)
+    keys = sorted(k for k in book.records.get("mis", {}))
+    return {k: contact_at(book, f"mis:{k}", policy=policy, at=at).data for k in keys}
+
+
+WHOLE_BUT_LINKS = COVERS - {"relationships"}
+
+
+class TestDeltaLinks:
+    """A delta may hold a guardian's row without the pupil rows that carry its links."""
+
+    def full(self, where: Path) -> Path:
+        """A full 1.1 bundle whose links are written on the pupils' rows only."""
+        return bundle(
+            where,
+            {
+                "manifest.csv": manifest(),
+                "users.csv": table(
+                    USERS_11,
+                    user("P1", "student", agentSourcedIds="G1", grades="9"),
+                    user("P2", "student", agentSourcedIds="G1", grades="7"),
+                    user("G1", "parent", sms="07700 900101"),
+                ),
+                "orgs.csv": orgs("org-a"),
+            },
+            "full",
+        )
+
+    def test_a_guardian_row_listing_no_pupil_keeps_the_books_links(self, tmp_path: Path) -> None:
+        """G1's phone changes in a delta without P1 or P2: its links stay as the book has them."""
+        delta = bundle(
+            tmp_path,
+            {
+                "manifest.csv": manifest(users="delta"),
+                "users.csv": table(USERS_11, user("G1", "parent", sms="07700 900199")),
+            },
+            "delta",
+        )
+        reading = read(delta)
+        (record,) = reading.snapshot.records
+        assert record.fields == WHOLE_BUT_LINKS
+        assert record.data.phones == (Phone("07700 900199"),)
+        assert codes(reading, "agent-not-in-delta") == [("users.csv", 2, "agentSourcedIds", "G1")]
+        after = merged(self.full(tmp_path), delta)
+        assert after["G1"].relationships == (Relationship("P1"), Relationship("P2"))
+        assert after["G1"].phones == (Phone("07700 900199"),)
+
+    def test_pupil_rows_in_the_delta_do_not_replace_a_silent_guardians_links(
+        self, tmp_path: Path
+    ) -> None:
+        """P1 names G1 in the delta, P2 is absent: G1 is still partial, and the notice says so."""
+        path = family_11(
+            tmp_path,
+            user("G1", "parent"),
+            user("P1", "student", agentSourcedIds="G1"),
+            users="delta",
+        )
+        reading = read(path)
+        assert {r.key: r.fields for r in reading.snapshot.records} == {
+            "G1": WHOLE_BUT_LINKS,
+            "P1": None,
+        }
+        (notice,) = [n for n in reading.notices if n.code == "agent-not-in-delta"]
+        assert "not applied either" in notice.message
+
+    def test_a_guardian_row_listing_pupils_is_its_whole_record(self, tmp_path: Path) -> None:
+        """The guardian's own list is authoritative: with P2's row it is the union, whole."""
+        path = family_11(
+            tmp_path,
+            user("G1", "parent", agentSourcedIds="P1"),
+            user("P2", "student", agentSourcedIds="G1"),
+            users="delta",
+        )
+        reading = read(path)
+        records = {r.key: r for r in reading.snapshot.records}
+        assert records["G1"].fields is None
+        assert records["G1"].data.relationships == (Relationship("P1"), Relationship("P2"))
+        assert not codes(reading, "agent-not-in-delta")
+
+    def test_a_full_bundle_says_which_links_are_on_the_pupils_row_only(
+        self, tmp_path: Path
+    ) -> None:
+        """P1's link is on both rows, P2's only on P2's: one agent-one-sided notice."""
+        path = family_11(
+            tmp_path,
+            user("G1", "parent", agentSourcedIds="P1"),
+            user("P1", "student", agentSourcedIds="G1"),
+            user("P2", "student", agentSourcedIds="G1"),
+        )
+        reading = read(path)
+        assert by_key(reading)["G1"].relationships == (Relationship("P1"), Relationship("P2"))
+        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds", "P2")]
+
+
+class TestDeltaRoles12:
+    """OneRoster 1.2 deltas carry a user's row and its role rows separately."""
+
+    def full(self, where: Path) -> Path:
+        return family_12(
+            where,
+            [
+                user12("G1", sms="07700 900101", email="g1@parent.test", agentSourcedIds="P1"),
+                user12("P1", email="p1@pupils.example.org", grades="9"),
+            ],
+            [role12("G1", "parent"), role12("P1", "student")],
+            name="full",
+        )
+
+    def test_a_user_row_without_role_rows_is_a_partial_record(self, tmp_path: Path) -> None:
+        """Name and phones are applied; role, a filled email and relationships are kept."""
+        delta = family_12(
+            tmp_path,
+            [user12("G1", "Gail", sms="07700 900199", email="new@parent.test")],
+            [],
+            mode="delta",
+            name="delta",
+        )
+        reading = read(delta)
+        (record,) = reading.snapshot.records
+        assert record.fields == {"given_name", "family_name", "phones", "year_group"}
+        assert codes(reading, "role-not-in-delta") == [("users.csv", 2, "role", "G1")]
+        assert reading.rejected == 0
+        after = merged(self.full(tmp_path), delta)
+        assert after["G1"].role is Role.GUARDIAN
+        assert after["G1"].given_name == "Gail"
+        assert after["G1"].phones == (Phone("07700 900199"),)
+        assert after["G1"].emails == (Email("g1@parent.test"),)
+        assert after["G1"].relationships == (Relationship("P1"),)
+
+    def test_empty_cells_are_applied_whatever_the_role(self, tmp_path: Path) -> None:
+        """An empty email and empty grades read the same for every role, so they are sent."""
+        path = family_12(tmp_path, [user12("P1")], [], mode="delta", roles_mode="absent")
+        (record,) = read(path).snapshot.records
+        assert record.fields == {"given_name", "family_name", "phones", "emails", "year_group"}
+        assert (record.data.emails, record.data.year_group) == ((), "")
+
+    def test_a_secondary_role_alone_is_not_the_users_role(self, tmp_path: Path) -> None:
+        """In a delta the unchanged primary role may be elsewhere: a secondary row is not it."""
+        path = family_12(
+            tmp_path, [user12("T1")], [role12("T1", "guardian", "secondary")], mode="delta"
+        )
+        reading = read(path)
+        (record,) = reading.snapshot.records
+        assert record.fields is not None
+        assert "role" not in record.fields
+        assert not codes(reading, "role-primary")
+
+    def test_a_role_change_without_the_users_row_is_applied(self, tmp_path: Path) -> None:
+        """A roles.csv row alone changes the role, and what the role alone settles."""
+        delta = family_12(tmp_path, [], [role12("G1", "teacher")], mode="delta", name="delta")
+        reading = read(delta)
+        (record,) = reading.snapshot.records
+        assert (record.key, record.data.role) == ("G1", Role.STAFF)
+        assert record.fields == {"role", "year_group"}
+        assert codes(reading, "role-only") == [("roles.csv", 2, "role", "G1")]
+        assert not codes(reading, "role-user-missing")
+        after = merged(self.full(tmp_path), delta)
+        assert after["G1"].role is Role.STAFF
+        assert after["G1"].phones == (Phone("07700 900101"),)
+
+    def test_a_full_bundle_still_rejects_a_user_without_a_role(self, tmp_path: Path) -> None:
+        """Only a delta may leave a role out: in a full bundle it is a rejected row."""
+        path = family_12(tmp_path, [user12("P1"), user12("G1")], [role12("P1", "student")])
+        with pytest.raises(RejectedFileError) as info:
+            read(path)
+        (error,) = info.value.exceptions
+        assert isinstance(error, SourceDataError)
+        assert (error.file, error.line, error.field, error.key) == ("users.csv", 3, "role", "G1")
+
+    def test_every_role_being_deleted_rejects_an_active_user(self, tmp_path: Path) -> None:
+        """Full: the user has no role left but is not leaving; a delta keeps the old role."""
+        rows = [user12("P1"), user12("G1")]
+        ended = role12("G1", "parent", status="tobedeleted")
+        with pytest.raises(RejectedFileError) as info:
+            read(family_12(tmp_path, rows, [role12("P1", "student"), ended]))
+        (error,) = info.value.exceptions
+        assert isinstance(error, SourceDataError)
+        assert (error.line, error.field, error.key) == (3, "status", "G1")
+        assert "mark the user tobedeleted too" in error.reason
+        reading = read(family_12(tmp_path, [user12("G1")], [ended], mode="delta", name="d"))
+        (record,) = reading.snapshot.records
+        assert record.fields is not None
+        assert "role" not in record.fields
+
+
+class TestRoleRejects:
+    """A rejected roles.csv row holds its user back rather than change its role."""
+
+    def path(self, where: Path) -> Path:
+        return family_12(
+            where,
+            [user12("P1", agentSourcedIds="G1"), user12("G1"), user12("T1")],
+            [
+                role12("P1", "student"),
+                role12("G1", "guardian"),
+                role12("T1", "teacher", status="bogus"),
+                role12("T1", "guardian", "secondary"),
+            ],
+        )
+
+    def test_the_user_is_held_back(self, tmp_path: Path) -> None:
+        """T1's teacher row is rejected: T1 is not read as a guardian from the row left."""
+        reading = read(self.path(tmp_path), max_reject_fraction=0.5)
+        assert sorted(by_key(reading)) == ["G1", "P1"]
+        assert reading.rejected == 2
+        assert reading.snapshot.kind is SnapshotKind.DELTA
+        assert codes(reading, "row-rejected") == [
+            ("users.csv", 4, "role", "T1"),
+            ("roles.csv", 4, "status", "T1"),
+        ]
+
+    def test_the_held_user_counts_towards_the_limit(self, tmp_path: Path) -> None:
+        """With no rejects allowed both rows are named."""
+        with pytest.raises(RejectedFileError) as info:
+            read(self.path(tmp_path))
+        found = [(e.file, e.line) for e in info.value.exceptions if isinstance(e, SourceDataError)]
+        assert sorted(found) == [("roles.csv", 4), ("users.csv", 4)]
+
+
+class TestOrgFilterDelta:
+    """org=... on a delta: who leaves the org, and who cannot be placed."""
+
+    def test_a_user_moved_to_another_org_leaves_it(self, tmp_path: Path) -> None:
+        """P2 is in the delta with org-b only: for org-a it is removed, not dropped."""
+        path = family_11(
+            tmp_path,
+            user("P1", "student"),
+            user("P2", "student", orgSourcedIds="org-b"),
+            users="delta",
+        )
+        reading = read(path, org="org-a")
+        assert [r.key for r in reading.snapshot.records] == ["P1"]
+        assert reading.snapshot.removed == ("P2",)
+
+    def test_a_leaver_of_another_org_is_removed(self, tmp_path: Path) -> None:
+        """G1 (org-b) may be in org-a's book through a pupil; tobedeleted, it leaves it."""
+        path = family_11(
+            tmp_path,
+            user("G1", "parent", orgSourcedIds="org-b", status="tobedeleted"),
+            users="delta",
+        )
+        assert read(path, org="org-a").snapshot.removed == ("G1",)
+
+    def test_a_user_with_no_org_is_a_notice(self, tmp_path: Path) -> None:
+        """No orgSourcedIds at all: left out, with org-unknown (full and delta alike)."""
+        path = family_11(tmp_path, user("P1", "student"), user("P2", "student", orgSourcedIds=""))
+        reading = read(path, org="org-a")
+        assert sorted(by_key(reading)) == ["P1"]
+        assert codes(reading, "org-unknown") == [("users.csv", 3, None, "P2")]
+
+    def test_a_guardian_outside_the_org_with_unseen_links_stays(self, tmp_path: Path) -> None:
+        """G1 (org-b) lists no pupil: it may be a guardian of org-a's pupils, so not removed."""
+        path = family_11(tmp_path, user("G1", "parent", orgSourcedIds="org-b"), users="delta")
+        reading = read(path, org="org-a")
+        assert reading.snapshot.records == ()
+        assert reading.snapshot.removed == ()
+        assert codes(reading, "org-link-unknown") == [("users.csv", 2, None, "G1")]
+
+    def test_a_12_user_without_role_rows_is_placed_only_by_its_primary_org(
+        self, tmp_path: Path
+    ) -> None:
+        """Its role rows hold the rest of its orgs: another primary org is unknown, not gone."""
+        path = family_12(
+            tmp_path,
+            [user12("A1", primaryOrgSourcedId="org-a"), user12("B1", primaryOrgSourcedId="org-b")],
+            [],
+            mode="delta",
+        )
+        reading = read(path, org="org-a")
+        assert [r.key for r in reading.snapshot.records] == ["A1"]
+        assert reading.snapshot.removed == ()
+        assert codes(reading, "org-unknown") == [("users.csv", 3, None, "B1")]
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -882,7 +1206,8 @@ class TestWriteBundle:
         assert reading.snapshot == Snapshot(
             "mis", AT, snapshot.records, kind, tuple(sorted(snapshot.removed))
         )
-        assert reading.notices == ()
+        # The staff parent is the one notice: it holds links while it stays staff.
+        assert [(n.code, n.key) for n in reading.notices] == [("role-secondary-guardian", "S1")]
 
     @pytest.mark.parametrize("kind", [SnapshotKind.FULL, SnapshotKind.DELTA])
     def test_round_trip_11(self, kind: SnapshotKind, tmp_path: Path) -> None:

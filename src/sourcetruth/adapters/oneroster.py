@@ -22,9 +22,14 @@ Mapping rules
   Any other status rejects the row.
 - **Role**: 1.0/1.1 take the ``role`` column of ``users.csv``. 1.2 takes the
   user's rows in ``roles.csv`` (those not ``tobedeleted``): the first
-  ``primary`` row, else the first row (notice ``role-primary``); with no row
-  there it falls back to a ``role`` column of ``users.csv`` if the file has
-  one. A user with no role at all is a rejected row. ``student`` is
+  ``primary`` row, else (in a full bundle) the first row (notice
+  ``role-primary``); with no row there it falls back to a ``role`` column of
+  ``users.csv`` if the file has one. In a full bundle a user with no role at
+  all is a rejected row, and so is an active user whose every role row is
+  ``tobedeleted`` ("mark the user tobedeleted too"); a 1.2 delta reads both
+  as partial records (see *Deltas*). A user holding a secondary guardian role
+  under a primary staff (or other) role keeps its primary role and gets
+  relationships, with a ``role-secondary-guardian`` notice. ``student`` is
   ``PUPIL``; ``parent``, ``guardian``, ``relative`` are ``GUARDIAN``;
   ``teacher``, ``aide``, ``administrator``, ``proctor``,
   ``siteAdministrator``, ``systemAdministrator``, ``districtAdministrator``,
@@ -33,14 +38,18 @@ Mapping rules
 - **Phones**: ``sms`` is a ``MOBILE`` phone, ``phone`` a ``HOME`` phone, in
   that order; when both hold the same digits only the ``MOBILE`` one is kept.
   The text is kept exactly as given: normalising is the merge's job.
-- **Email**: ``email`` is a ``WORK`` address for staff, ``HOME`` otherwise.
+- **Email**: ``email`` is a ``WORK`` address for staff, ``HOME`` otherwise
+  (so a non-empty email depends on the role; an empty one does not).
 - **Relationships**: ``agentSourcedIds`` (comma-separated). The spec makes a
   student's agents its parents and a parent's agents its children, so a link
   is used when one end is a pupil (its record's role) and the other holds a
   guardian role (in 1.2 possibly a secondary one: a teacher who is also a
   parent). It becomes ``Relationship(pupil=KEY)`` (the pupil's key in the
   same source, as everywhere in the model) on the guardian's record, once
-  however many sides list it. Nothing is guessed: a link between other roles
+  however many sides list it. In a full bundle a link written only on the
+  pupil's row gives ``agent-one-sided``: such an export's deltas may hold the
+  guardian's row without that pupil's (see *Deltas*). Nothing is guessed: a
+  link between other roles
   is skipped with an ``agent-role`` notice, to an id absent from a full
   bundle with ``agent-missing``, to a user being deleted with
   ``agent-removed``. An agent that cannot be checked (not
@@ -52,7 +61,48 @@ Mapping rules
   ``orgSourcedIds``; 1.2 ``roles.csv`` ``orgSourcedId`` and users'
   ``primaryOrgSourcedId``), plus the guardians linked to a pupil kept; their
   links to pupils left out are dropped. An org not in ``orgs.csv`` is a
-  :class:`~sourcetruth.SourceDataError`.
+  :class:`~sourcetruth.SourceDataError`. A user whose rows name no org at all
+  is left out with an ``org-unknown`` notice. In a delta every user marked
+  ``tobedeleted`` is listed in ``Snapshot.removed`` (it leaves the source,
+  whatever its org), and so is a user read outside the org: it has left the
+  org. Two exceptions
+  are left out with a notice instead, neither kept nor removed: a guardian
+  outside the org whose links the delta cannot all see (``org-link-unknown``:
+  it may still be the guardian of one of the org's pupils), and a 1.2 user of
+  which the delta holds only the row or only the role rows, neither in the
+  org (``org-unknown``: its other orgs are on the rows the delta lacks).
+
+Deltas
+------
+
+A delta holds the rows that changed, so a person's data may be spread over
+rows it does not hold. Where a field cannot be known from the delta, the
+person's record is partial (``Record.fields`` names the fields sent; the
+merge keeps the others as the book has them, and refuses a partial record
+for a person the book does not hold as present: read a full bundle then).
+
+- **Links**: when a guardian's own ``agentSourcedIds`` lists pupils, the
+  spec makes its list authoritative: its record is whole, its relationships
+  that list joined with the links on pupil rows of the delta. When it lists
+  none, its links are written only on pupil rows, which the delta need not
+  hold: the record carries every field but ``relationships``, with an
+  ``agent-not-in-delta`` notice (which also says when pupil rows of the delta
+  name it: those links are not applied either; the next full bundle brings
+  them). A pupil row naming a guardian whose row is not in the delta cannot
+  change the guardian's record (``agent-unverified``).
+- **1.2 roles**: a user row with no current ``primary`` role row in the delta
+  (and no ``role`` column value) has a role the delta does not show: an
+  unchanged primary role is not in a delta, and a secondary or
+  ``tobedeleted`` row alone does not say what is left. The record carries
+  names and phones, and an email or year group only when the cell is empty
+  (empty reads the same for every role); the role, a non-empty email (whose
+  type follows the role), grades and relationships are kept as the book has
+  them (notice ``role-not-in-delta``). A 1.2 delta without ``roles.csv`` is
+  read the same way. A ``roles.csv`` primary row for a user the delta's
+  ``users.csv`` does not hold changes the role alone (notice ``role-only``):
+  ``fields`` is ``role`` plus what the role settles by itself (no
+  relationships for a pupil, no year group for anyone else). The visible role
+  rows of a user whose row is in the delta are read as all its roles.
 
 Tolerated, with a notice
 ------------------------
@@ -65,7 +115,8 @@ silent). A ``dateLastModified`` that is not ISO 8601 gives ``date-format``:
 it is never parsed, so ``1/05/2023`` is never guessed as May or January.
 Also: ``role-type`` (a roleType other than primary/secondary),
 ``role-conflict`` (primary roles that disagree), ``role-user-missing`` (a
-role for a user users.csv lacks), ``org-unverified`` (an org filter on a
+role for a user users.csv lacks, in a full bundle, or in a delta without a
+current primary role), ``org-unverified`` (an org filter on a
 delta without orgs.csv) and ``empty-snapshot`` (a full bundle with no users:
 let through, the merge refuses it).
 
@@ -81,6 +132,9 @@ duplicated ``sourcedId``, an unknown status, no role) count towards
 ``max_reject_fraction`` per file; under the limit, the readable rows come back
 as a DELTA snapshot (a rejected row is never read as a departure), with
 ``Reading.rejected`` set and ``row-rejected``/``rows-rejected`` notices. A
+user with a rejected ``roles.csv`` row is never given a role from its other
+rows: its ``users.csv`` row is rejected too (and counted), so it is left out.
+A
 missing path or an unreadable file is an :class:`~sourcetruth.AdapterError`.
 
 :func:`write_bundle` writes a snapshot as a bundle that this reader gives back
@@ -88,7 +142,10 @@ equal for every covered field, for records the format can carry: at most
 one mobile and one home phone (mobile first, with different digits), at most
 one email (``WORK`` for staff, ``HOME`` otherwise), roles pupil, guardian or
 staff, relationships with default attributes to pupils of the same snapshot
-(``"source:KEY"``), a year group only for pupils and without a comma.
+(by the pupil's key), a year group only for pupils and without a comma. In a
+delta, a guardian without relationships reads back as a partial record
+without them (see *Deltas*), and a staff member with relationships with a
+``role-secondary-guardian`` notice.
 """
 
 from __future__ import annotations
@@ -478,6 +535,20 @@ class _Person:
         return Role.GUARDIAN in self.roles and self.role is not Role.PUPIL
 
 
+@frozen
+class _Links:
+    """The links read: guardian key -> pupil keys, and what a delta cannot see of them.
+
+    ``partial``: guardians of a delta whose relationships are kept as the book
+    has them (their row lists no pupil). ``unseen``: guardians whose own row
+    names a pupil the delta does not hold.
+    """
+
+    found: dict[str, set[str]]
+    partial: frozenset[str]
+    unseen: frozenset[str]
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
 
@@ -519,6 +590,13 @@ class _Read:
         self.row_counts: dict[str, int] = {}
         self.rejected_keys: set[str] = set()
         self.users_file = files.get(_USERS, (_USERS, b""))[0]
+        self.roles_file: str | None = None
+        self.delta = manifest.kind is SnapshotKind.DELTA
+        # user key -> line of a rejected roles.csv row of that user
+        self.held: dict[str, int] = {}
+        # 1.2 delta users read without a role, and role changes without a user row
+        self.roleless: dict[str, _User] = {}
+        self.role_changes: dict[str, tuple[_RoleRow, tuple[_RoleRow, ...]]] = {}
 
     # -- notices and problems
 
@@ -680,10 +758,12 @@ class _Read:
                 continue
             ended = self.status(sheet, row, user)
             if ended is None:
+                self.held.setdefault(user, row.line)
                 continue
             text = sheet.get(row, "role").strip()
             if not text:
                 self.reject(sheet.file, row.line, "role", "the row has no role", user)
+                self.held.setdefault(user, row.line)
                 continue
             self.check_date(sheet, row, user)
             kind = sheet.get(row, "roleType").strip().casefold()
@@ -703,39 +783,96 @@ class _Read:
             )
         return by_user
 
+    def choose(self, role_rows: Sequence[_RoleRow], key: str, roles_file: str) -> _RoleRow | None:
+        """The row that gives the user's role; None when none can.
+
+        In a delta only a primary row will do: the user's primary role may be
+        unchanged, and so not in the delta, while a secondary one changed.
+        """
+        rows = [r for r in role_rows if not r.ended]
+        primaries = [r for r in rows if r.primary]
+        if primaries:
+            chosen = primaries[0]
+            if len({r.role for r in primaries}) > 1:
+                msg = "the user has primary roles that disagree; the first is used"
+                self.notice("role-conflict", msg, roles_file, chosen.line, "role", key)
+            return chosen
+        if not rows or self.delta:
+            return None
+        msg = "the user has no primary role; the first of its roles is used"
+        self.notice("role-primary", msg, roles_file, rows[0].line, "roleType", key)
+        return rows[0]
+
     def person(
         self, user: _User, role_rows: Sequence[_RoleRow], roles_file: str | None
     ) -> _Person | None:
-        rows = [r for r in role_rows if not r.ended]
-        if rows and roles_file is not None:
-            primaries = [r for r in rows if r.primary]
-            chosen = primaries[0] if primaries else rows[0]
-            if not primaries:
-                msg = "the user has no primary role; the first of its roles is used"
-                self.notice("role-primary", msg, roles_file, chosen.line, "roleType", user.key)
-            elif len({r.role for r in primaries}) > 1:
-                msg = "the user has primary roles that disagree; the first is used"
-                self.notice("role-conflict", msg, roles_file, chosen.line, "role", user.key)
-            return _Person(
-                user, chosen.role, frozenset(r.role for r in rows), roles_file, chosen.line
-            )
+        """The user with its role; None when it has none (rejected, or roleless in a delta)."""
+        if role_rows and roles_file is not None:
+            chosen = self.choose(role_rows, user.key, roles_file)
+            if chosen is not None:
+                rows = [r for r in role_rows if not r.ended]
+                roles = frozenset(r.role for r in rows)
+                if Role.GUARDIAN in roles and chosen.role not in (Role.GUARDIAN, Role.PUPIL):
+                    line = next(r.line for r in rows if r.role is Role.GUARDIAN)
+                    msg = (
+                        f"the user's primary role is {chosen.role.value} and it also holds a "
+                        "guardian role: its pupils' links are its relationships while it "
+                        f"stays {chosen.role.value}"
+                    )
+                    self.notice("role-secondary-guardian", msg, roles_file, line, "role", user.key)
+                return _Person(user, chosen.role, roles, roles_file, chosen.line)
+            if not self.delta:
+                # Every row is tobedeleted: the user keeps no role but is not leaving.
+                msg = "every role of this user is being deleted; mark the user tobedeleted too"
+                self.reject(self.users_file, user.line, "status", msg, user.key)
+                return None
         if user.role:
             role = self.map_role(user.role, self.users_file, user.line, user.key)
             return _Person(user, role, frozenset({role}), self.users_file, user.line)
+        if self.delta and _VERSIONS[self.manifest.version]:
+            self.roleless[user.key] = user
+            msg = (
+                "this delta holds no current primary role for the user (an unchanged role is "
+                "not in a delta): its role, and the fields read through it (a non-empty email, "
+                "grades, relationships), are kept as the book has them"
+            )
+            self.notice("role-not-in-delta", msg, self.users_file, user.line, "role", user.key)
+            return None
         self.reject(self.users_file, user.line, "role", "the user has no role", user.key)
         return None
+
+    def role_only(self, key: str, role_rows: Sequence[_RoleRow], roles_file: str) -> bool:
+        """In a delta, a role change for a user users.csv does not hold: True when it is read."""
+        chosen = self.choose(role_rows, key, roles_file) if self.delta else None
+        line = role_rows[0].line
+        if chosen is None:
+            msg = (
+                "a role for a user that users.csv does not hold is ignored"
+                if not self.delta
+                else "a role change without a current primary role, for a user that "
+                "users.csv does not hold, is ignored"
+            )
+            self.notice("role-user-missing", msg, roles_file, line, "userSourcedId", key)
+            return False
+        self.role_changes[key] = (chosen, tuple(role_rows))
+        msg = (
+            "the delta changes only this user's role: the role is applied, the fields the "
+            "role alone settles with it, and the rest is kept as the book has it"
+        )
+        self.notice("role-only", msg, roles_file, chosen.line, "role", key)
+        return True
 
     # -- links
 
     def agent_notice(self, user: _User, code: str, message: str) -> None:
         self.notice(code, message, self.users_file, user.line, "agentSourcedIds", user.key)
 
-    def links(
-        self, people: Mapping[str, _Person], leaving: Mapping[str, _User]
-    ) -> dict[str, set[str]]:
+    def links(self, people: Mapping[str, _Person], leaving: Mapping[str, _User]) -> _Links:
         """The relationships, as guardian key -> pupil keys, each checked and given once."""
         found: dict[str, set[str]] = {}
-        delta = self.manifest.kind is SnapshotKind.DELTA
+        own: set[str] = set()
+        unseen: set[str] = set()
+        delta = self.delta
         for person in sorted(people.values(), key=lambda p: p.user.line):
             user = person.user
             for agent in user.agents:
@@ -745,18 +882,21 @@ class _Read:
                         user, "agent-role", "the user names itself as its own agent; skipped"
                     )
                 elif agent in leaving:
+                    if person.guardian:
+                        own.add(user.key)
                     self.agent_notice(
                         user,
                         "agent-removed",
                         f"agent {agent!r} is marked tobedeleted; link skipped",
                     )
                 elif other is None and (delta or agent in self.rejected_keys):
+                    if agent in self.rejected_keys:
+                        why = "was rejected"
+                    elif agent in self.roleless:
+                        why = "has no role in this delta"
+                    else:
+                        why = "is not in this delta"
                     if person.guardian:
-                        why = (
-                            "is not in this delta"
-                            if agent not in self.rejected_keys
-                            else "was rejected"
-                        )
                         self.agent_notice(
                             user,
                             "agent-unverified",
@@ -764,12 +904,14 @@ class _Read:
                             "the guardian's own link is kept",
                         )
                         found.setdefault(user.key, set()).add(agent)
+                        own.add(user.key)
+                        unseen.add(user.key)
                     else:
                         self.agent_notice(
                             user,
                             "agent-unverified",
-                            f"agent {agent!r} cannot be checked here; only a guardian's "
-                            "own row can carry the link, so it is skipped",
+                            f"agent {agent!r} {why}; only a guardian's own row can carry "
+                            "the link here, so it is skipped",
                         )
                 elif other is None:
                     self.agent_notice(
@@ -777,8 +919,17 @@ class _Read:
                     )
                 elif person.role is Role.PUPIL and other.guardian:
                     found.setdefault(agent, set()).add(user.key)
+                    if not delta and user.key not in other.user.agents:
+                        self.agent_notice(
+                            user,
+                            "agent-one-sided",
+                            f"the link to agent {agent!r} is written only on this pupil's row, "
+                            "not on the guardian's: a delta holding the guardian's row but not "
+                            "this one cannot see it",
+                        )
                 elif person.guardian and other.role is Role.PUPIL:
                     found.setdefault(user.key, set()).add(agent)
+                    own.add(user.key)
                 else:
                     mine = "/".join(sorted(r.value for r in person.roles))
                     theirs = "/".join(sorted(r.value for r in other.roles))
@@ -788,13 +939,31 @@ class _Read:
                         f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
                         "between a pupil and a guardian; skipped",
                     )
-        return found
+        partial: set[str] = set()
+        if delta:
+            for key in sorted(people, key=lambda k: people[k].user.line):
+                person = people[key]
+                if not person.guardian or key in own:
+                    continue
+                partial.add(key)
+                msg = (
+                    "the guardian's row lists no pupil, so its links are written only on pupil "
+                    "rows, which a delta need not hold: its relationships are kept as the "
+                    "book has them"
+                )
+                if found.get(key):
+                    msg += " (the links on pupil rows of this delta are not applied either)"
+                self.agent_notice(person.user, "agent-not-in-delta", msg)
+        return _Links(found, frozenset(partial), frozenset(unseen - partial))
 
     # -- the org filter
 
-    def member(self, user: _User, role_rows: Sequence[_RoleRow]) -> bool | None:
-        """Whether the user belongs to the org; None when its row says nothing of orgs."""
-        orgs = {*user.orgs, user.primary_org, *(r.org for r in role_rows)} - {""}
+    def member(self, user: _User | None, role_rows: Sequence[_RoleRow]) -> bool | None:
+        """Whether the user belongs to the org; None when its rows say nothing of orgs."""
+        orgs = {r.org for r in role_rows}
+        if user is not None:
+            orgs |= {*user.orgs, user.primary_org}
+        orgs.discard("")
         return None if not orgs else self.org in orgs
 
     def check_org(self, sheet: _Sheet | None) -> None:
@@ -814,6 +983,67 @@ class _Read:
             msg = f"no org has sourcedId {self.org!r}"
             raise SourceDataError(msg, file=sheet.file, field="sourcedId")
 
+    def filter_org(
+        self,
+        people: Mapping[str, _Person],
+        links: _Links,
+        leaving: Mapping[str, _User],
+        role_rows: Mapping[str, Sequence[_RoleRow]],
+    ) -> tuple[set[str], set[str], dict[str, set[str]]]:
+        """The keys kept, the keys removed and the links left, under ``org``."""
+        where: dict[str, tuple[str, int]] = {}
+        membership: dict[str, bool | None] = {}
+        for key, person in people.items():
+            membership[key] = self.member(person.user, role_rows.get(key, ()))
+            where[key] = (self.users_file, person.user.line)
+        # Without both its row and its role rows a user's orgs are only partly known
+        # in a delta: its org is known to be the filter's, or unknown.
+        partly: set[str] = set()
+        for key, user in self.roleless.items():
+            membership[key] = True if user.primary_org == self.org else None
+            where[key] = (self.users_file, user.line)
+            partly.add(key)
+        for key, (chosen, rows) in self.role_changes.items():
+            membership[key] = True if self.member(None, rows) else None
+            where[key] = (self.roles_file or _ROLES, chosen.line)
+            partly.add(key)
+        kept = {k for k, m in membership.items() if m}
+        pupils = {k for k in kept if k in people and people[k].role is Role.PUPIL}
+        kept |= {g for g, linked in links.found.items() if g in people and linked & pupils}
+        # A pupil left out of the snapshot is not a relationship it can hold.
+        outside = set(people) - kept
+        found = {g: linked - outside for g, linked in links.found.items()}
+        # A user marked tobedeleted leaves the source, whatever org it was in: a
+        # guardian of another org may be in this org's book through its pupils.
+        # The merge ignores a removed key it does not hold.
+        removed = set(leaving)
+        for key in sorted(set(membership) - kept, key=lambda k: where[k]):
+            file, line = where[key]
+            if key in partly:
+                msg = (
+                    "this delta holds only part of the user's orgs, none of them the "
+                    "filter's org: whether it is still in the org is unknown, so it is left out"
+                )
+                self.notice("org-unknown", msg, file, line, None, key)
+            elif membership[key] is None:
+                msg = (
+                    "nothing read here says which orgs this user belongs to, so the org "
+                    "filter leaves it out"
+                )
+                self.notice("org-unknown", msg, file, line, None, key)
+            elif not self.delta:
+                continue  # a full bundle: the user simply departs from this org's snapshot
+            elif people[key].guardian and (key in links.partial or key in links.unseen):
+                msg = (
+                    "a guardian outside the org whose pupils are not all in this delta: "
+                    "whether it is still a guardian of the org's pupils is unknown, so it "
+                    "is left out"
+                )
+                self.notice("org-link-unknown", msg, file, line, None, key)
+            else:
+                removed.add(key)  # in the delta, and no longer in the org: it leaves the org
+        return kept, removed, found
+
     # -- the whole read
 
     def raise_if_errors(self) -> None:
@@ -827,10 +1057,12 @@ class _Read:
             raise RejectedFileError(msg, self.errors, file=file)
 
     def run(self, source: str, extracted_at: datetime) -> Reading:
+        v12 = _VERSIONS[self.manifest.version]
         required = ["sourcedId", "givenName", "familyName"]
-        if not self.manifest.roles:
+        # A 1.2 delta without roles.csv changes no role: its users are read without one.
+        if not self.manifest.roles and not (v12 and self.delta):
             required.append("role")
-        if self.org is not None and not _VERSIONS[self.manifest.version]:
+        if self.org is not None and not v12:
             required.append("orgSourcedIds")
         users_sheet = self.sheet(_USERS, _USER_COLUMNS, required)
         roles_sheet = None
@@ -855,6 +1087,7 @@ class _Read:
         if users_sheet is not None and users_sheet.usable:
             users = self.users(users_sheet)
             roles_file = roles_sheet.file if roles_sheet is not None else None
+            self.roles_file = roles_file
             # With roles.csv missing or broken every user would read as having no
             # role: that one problem is already collected, so do not repeat it per row.
             roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
@@ -864,21 +1097,21 @@ class _Read:
                     continue
                 if roles_broken:
                     continue
+                if user.key in self.held:
+                    # Reading its role from the rows left would change it on a guess.
+                    msg = (
+                        f"a roles.csv row of this user (line {self.held[user.key]}) was "
+                        "rejected, so its role is unknown: the user is held back too"
+                    )
+                    self.reject(self.users_file, user.line, "role", msg, user.key)
+                    continue
                 person = self.person(user, role_rows.get(user.key, ()), roles_file)
                 if person is not None:
                     people[user.key] = person
-            if roles_sheet is not None:
+            if roles_sheet is not None and roles_file is not None:
                 known = {u.key for u in users} | self.rejected_keys
                 for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
-                    msg = "a role for a user that users.csv does not hold is ignored"
-                    self.notice(
-                        "role-user-missing",
-                        msg,
-                        roles_sheet.file,
-                        role_rows[key][0].line,
-                        "userSourcedId",
-                        key,
-                    )
+                    self.role_only(key, role_rows[key], roles_file)
 
         for file, problems in self.rejects.items():
             try:
@@ -893,21 +1126,14 @@ class _Read:
         self.raise_if_errors()
 
         links = self.links(people, leaving)
-        kept = set(people)
+        found = links.found
+        kept = {*people, *self.roleless, *self.role_changes}
         removed = set(leaving)
         if self.org is not None:
-            kept = {k for k, p in people.items() if self.member(p.user, role_rows.get(k, ()))}
-            pupils = {k for k in kept if people[k].role is Role.PUPIL}
-            kept |= {g for g, linked in links.items() if g in people and linked & pupils}
-            # A pupil left out of the snapshot is not a relationship it can hold.
-            outside = set(people) - kept
-            links = {g: linked - outside for g, linked in links.items()}
-            removed = {
-                k for k, u in leaving.items() if self.member(u, role_rows.get(k, ())) is not False
-            }
+            kept, removed, found = self.filter_org(people, links, leaving, role_rows)
 
         records = tuple(
-            self.record(people[key], links.get(key, set()), source) for key in sorted(kept)
+            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
         )
         rejected = sum(len({p.line for p in problems}) for problems in self.rejects.values())
         kind = self.manifest.kind
@@ -952,8 +1178,18 @@ class _Read:
         notices = [notice for _, notice in ranked]
         return Reading(snapshot, notices, rejected)
 
-    def record(self, person: _Person, pupils: Iterable[str], source: str) -> Record:
-        user = person.user
+    def record(
+        self, key: str, person: _Person | None, pupils: Iterable[str], links: _Links
+    ) -> Record:
+        if person is None and key in self.role_changes:
+            changed = self.role_changes[key][0].role
+            # A pupil holds no relationships and only a pupil has a year group; the
+            # rest (an email's type, a staff member's secondary guardian role) needs
+            # the user's row.
+            settled = {"role", "relationships" if changed is Role.PUPIL else "year_group"}
+            return Record(key, ContactData(role=changed), fields=settled)
+        user = person.user if person is not None else self.roleless[key]
+        role = person.role if person is not None else None
         phones: list[Phone] = []
         if user.sms.strip():
             phones.append(Phone(user.sms, PhoneType.MOBILE))
@@ -965,20 +1201,29 @@ class _Read:
                 phones.append(Phone(user.phone, PhoneType.HOME))
         emails: tuple[Email, ...] = ()
         if user.email.strip():
-            kind = EmailType.WORK if person.role is Role.STAFF else EmailType.HOME
+            kind = EmailType.WORK if role is Role.STAFF else EmailType.HOME
             emails = (Email(user.email, kind),)
         grades = _split(user.grades)
+        unknown: set[str] = set()
+        if role is None:
+            # Empty cells read the same whatever the role; filled ones do not.
+            unknown = {"role", "relationships"}
+            unknown |= {"emails"} if emails else set()
+            unknown |= {"year_group"} if grades else set()
+        elif key in links.partial:
+            unknown = {"relationships"}
         return Record(
-            user.key,
+            key,
             ContactData(
                 given_name=user.given,
                 family_name=user.family,
-                role=person.role,
+                role=Role.OTHER if role is None else role,
                 phones=phones,
                 emails=emails,
                 relationships=tuple(Relationship(p) for p in sorted(pupils)),
-                year_group=grades[0] if grades and person.role is Role.PUPIL else "",
+                year_group=grades[0] if grades and role is Role.PUPIL else "",
             ),
+            fields=COVERS - unknown if unknown else None,
         )
 
 
@@ -1105,9 +1350,10 @@ def write_bundle(
 
     Values the format cannot carry are left out: phones other than the first
     mobile and the first home one, emails after the first, registration
-    groups, relationships to pupils of another source. A relationship (its
-    pupil a ``"source:KEY"`` id of this snapshot's source) is written on both
-    sides (the guardian's and the pupil's ``agentSourcedIds``); in 1.2 a
+    groups. A relationship (its pupil a key of this snapshot's source) is
+    written on both sides (the guardian's and the pupil's
+    ``agentSourcedIds``; the pupil's only when the pupil is in the
+    snapshot); in 1.2 a
     record that holds relationships
     without being a guardian gets a secondary guardian role, so that it reads
     back. Raises :class:`~sourcetruth.UsageError` for an unknown version or
