@@ -213,7 +213,12 @@ def read_table(
             msg = f"the row has {width} cells where the file has {named} columns"
             column = _column_name(header, extra[0])
             found.append(SourceDataError(msg, file=file, line=row.line, field=column))
-        for index, cell in enumerate(row.cells):
+        cells = row.cells
+        joined = "".join(cells)
+        clean = "\x00" not in joined and "\ufeff" not in joined
+        if clean and (len(joined) <= max_field or max(map(len, cells)) <= max_field):
+            cells = ()  # the usual row: nothing to look at cell by cell
+        for index, cell in enumerate(cells):
             column = _column_name(header, index)
             if "\x00" in cell:
                 msg = "a NUL character"

@@ -510,6 +510,10 @@ def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Co
 
 def _find_colon(text: str) -> int:
     """The colon that ends a content line's name and parameters (quotes respected)."""
+    colon = text.find(":")
+    quote = text.find('"')
+    if colon < 0 or quote < 0 or colon < quote:
+        return colon  # no quoted parameter before the first colon: the usual line
     quoted = False
     for index, char in enumerate(text):
         if char == '"':
@@ -521,6 +525,8 @@ def _find_colon(text: str) -> int:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    if '"' not in text:
+        return text.split(separator)
     pieces: list[str] = []
     current: list[str] = []
     quoted = False
