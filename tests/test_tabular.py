@@ -587,3 +587,17 @@ class TestReviewedEdges:
         with pytest.raises(RejectedFileError) as caught:
             read(HEADER + '\nK1,"Ann,Lee,pupil,,,,,,,\nK2,B,C,pupil,,,,,,,\n')
         assert problems_of(caught)[0].line is not None
+
+
+class TestCp1252Files:
+    """Genuine cp1252 files read when allowed, capitals and punctuation included."""
+
+    @pytest.mark.parametrize(
+        "name", ["Müller", "RENÉ\u00a0MARTIN", "JOSÉ’S", "Weiß–Schmidt", "Ñúñez", "Sørensen £5"]
+    )
+    def test_names_that_once_looked_like_utf8(self, name: str) -> None:
+        """Byte pairs such as É + no-break space are cp1252 text, not a mixed file."""
+        allowed = attrs.evolve(FULL, format=CsvFormat(allow_cp1252=True))
+        data = (HEADER + f"\nK1,Zoë,{name},pupil,,,,,,,\n").encode("cp1252")
+        (record,) = read(data, allowed).snapshot.records
+        assert (record.data.given_name, record.data.family_name) == ("Zoë", name)

@@ -38,6 +38,7 @@ __all__ = [
     "Row",
     "Table",
     "decode",
+    "looks_like_utf8",
     "read_table",
     "reject_if_needed",
 ]
@@ -55,11 +56,20 @@ _BOMS = (
 )
 
 
-# A multi-byte UTF-8 sequence: in a file that is not valid UTF-8 as a whole, a
-# sign that some of it is UTF-8 after all.
-_UTF8_SEQUENCE = re.compile(
-    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
-)
+# What accented Latin text looks like in UTF-8: a lead byte C3 or C5 (the
+# Latin-1 and Latin Extended-A letters) followed by a continuation byte, or E2
+# 80 xx (curly quotes, dashes). In genuine cp1252 text these pairs are rare:
+# "Ã" or "Å" followed by a symbol, or "â€" followed by punctuation.
+_UTF8_ACCENTED = re.compile(rb"[\xc3\xc5][\x80-\xbf]|\xe2\x80[\x80-\xbf]")
+
+
+def looks_like_utf8(data: bytes) -> bool:
+    """Whether *data* holds accented letters or punctuation encoded as UTF-8.
+
+    For a file that is not valid UTF-8 as a whole: if it also looks like
+    UTF-8 in places, it mixes two encodings and no single reading is safe.
+    """
+    return _UTF8_ACCENTED.search(data) is not None
 
 
 def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
@@ -77,7 +87,7 @@ def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
         if not allow_cp1252:
             msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
             raise EncodingError(msg, offset=error.start, file=file) from None
-        if _UTF8_SEQUENCE.search(data):
+        if looks_like_utf8(data):
             # Part UTF-8, part something else (two files joined, a row pasted
             # in): reading it all as cp1252 would turn every UTF-8 name into
             # mojibake, so neither reading is safe.
