@@ -16,7 +16,6 @@ from sourcetruth import (
     Record,
     Snapshot,
     SnapshotKind,
-    SourceDataError,
     UsageError,
     contact_at,
     dumps,
@@ -57,13 +56,13 @@ class TestPartialRecords:
         assert after.data.given_name == before.data.given_name
         assert [c.field for c in result.report.changes] == ["phones"]
 
-    def test_a_partial_record_of_someone_new_is_refused(self) -> None:
-        """Nothing else is known of a new person, so nothing is guessed; the book is kept."""
-        book = monday()
-        snapshot = delta(Record("NEW", ContactData(given_name="Ann"), fields={"given_name"}))
-        with pytest.raises(SourceDataError) as caught:
-            merge(book, snapshot, policy=POLICY, at=TUESDAY, by="n")
-        assert caught.value.key == "NEW"
+    def test_a_partial_record_of_someone_new_stands_whole(self) -> None:
+        """Nothing is known to keep for a new person: the record's data is all there is."""
+        data = ContactData(given_name="Ann", phones=(Phone("07700 900555"),))
+        snapshot = delta(Record("NEW", data, fields={"given_name"}))
+        result = merge(monday(), snapshot, policy=POLICY, at=TUESDAY, by="n")
+        assert result.report.created == ("mis:NEW",)
+        assert contact_at(result.book, "mis:NEW", policy=POLICY, at=TUESDAY).data == data
 
     def test_a_full_snapshot_holds_whole_records(self) -> None:
         """A full snapshot says everything about everyone: no partial records."""
@@ -72,8 +71,8 @@ class TestPartialRecords:
                 "mis", MONDAY, [Record("P9", pupil("P9", "9", "9B").data, fields={"year_group"})]
             )
 
-    @pytest.mark.parametrize("fields", [set(), {"phone"}])
-    def test_fields_are_checked(self, fields: set[str]) -> None:
+    @pytest.mark.parametrize("fields", [set(), {"phone"}, "phones"])
+    def test_fields_are_checked(self, fields: set[str] | str) -> None:
         """An empty or unknown field list is a usage error."""
         with pytest.raises(UsageError):
             Record("P9", ContactData(), fields=fields)

@@ -889,23 +889,19 @@ def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _complete(
-    records: tuple[Record, ...], states: Mapping[str, RecordState], source: str
-) -> tuple[Record, ...]:
-    """Partial delta records made whole from the book's current version of each."""
+def _complete(records: tuple[Record, ...], states: Mapping[str, RecordState]) -> tuple[Record, ...]:
+    """Partial delta records made whole from the book's current version of each.
+
+    For a person the book does not hold as present there is nothing to keep:
+    the record's data, the source's best knowledge, stands for every field.
+    """
     whole = []
     for record in records:
-        if record.fields is None:
-            whole.append(record)
-            continue
         state = states.get(record.key)
         current = None if state is None else state.current.data
-        if current is None:
-            msg = (
-                "a partial record for a person the book does not hold as present: "
-                "the delta must carry every field of a new or returning person"
-            )
-            raise SourceDataError(msg, source=source, key=record.key)
+        if record.fields is None or current is None:
+            whole.append(Record(record.key, record.data))
+            continue
         given = {name: getattr(record.data, name) for name in sorted(record.fields)}
         whole.append(Record(record.key, attrs.evolve(current, **given)))
     return tuple(whole)
@@ -948,7 +944,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
 
     states = draft.records.get(name, {})
     if any(r.fields is not None for r in records):
-        records = _complete(records, states, name)
+        records = _complete(records, states)
     # The hot path: an unchanged record costs one comparison of raw values.
     changed = [
         r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data

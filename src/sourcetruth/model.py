@@ -273,12 +273,22 @@ class ContactData:
         return ContactData(**{name: getattr(self, name) for name in names})
 
 
+def _fields_or_none(value: Iterable[str] | None) -> frozenset[str] | None:
+    if isinstance(value, str):
+        msg = "fields is a collection of field names, not one string"
+        raise UsageError(msg)
+    return None if value is None else frozenset(value)
+
+
 def _check_fields(_inst: object, _attr: object, value: frozenset[str] | None) -> None:
     if value is None:
         return
+    if not value:
+        msg = "a partial record names at least one field (None means the whole record)"
+        raise UsageError(msg)
     unknown = sorted(value - set(FIELDS))
-    if unknown or not value:
-        msg = f"a partial record names some of the fields {', '.join(FIELDS)} (got {unknown})"
+    if unknown:
+        msg = f"unknown fields {unknown}; fields are {', '.join(FIELDS)}"
         raise UsageError(msg)
 
 
@@ -287,15 +297,17 @@ class Record:
     """What one source says about one person, under the source's stable key.
 
     ``fields`` is None for a whole record. In a delta it may name only the
-    fields the source sent (a OneRoster delta row that changes a guardian's
-    phone but cannot see the links written on the pupils' rows): the record
-    then changes those fields and keeps the others as the book has them.
+    fields the source vouches for (a OneRoster delta row that changes a
+    guardian's phone but cannot see the links written on the pupils' rows):
+    for a person the book holds as present, the record changes those fields
+    and keeps the others as the book has them; for anyone else, ``data`` is
+    the source's best knowledge and stands whole.
     """
 
     key: str = field(validator=instance_of(str))
     data: ContactData = field(default=ContactData(), validator=instance_of(ContactData))
     fields: frozenset[str] | None = field(
-        default=None, converter=attrs.converters.optional(_frozenset), validator=_check_fields
+        default=None, converter=_fields_or_none, validator=_check_fields
     )
 
 
