@@ -451,6 +451,61 @@ class TestUnfolding:
         assert [(p.line, p.field) for p in problems] == [(6, "NOTE")]
         assert "neither UTF-8 nor cp1252" in str(problems[0])
 
+    def test_a_utf8_card_and_a_cp1252_card_are_refused_with_cp1252_allowed(self) -> None:
+        """Two exports joined: reading both as cp1252 would give 'ZoÃ«', so neither is read."""
+        utf8 = card("3.0", "UID:a1", "N:Müller;Zoë;;;").encode("utf-8")  # lines 1 to 5
+        cp1252 = card("3.0", "UID:a2", "N:Sørensen;Åsa;;;").encode("cp1252")  # N on line 9
+        data = utf8 + cp1252
+        problems = rejected(data, allow_cp1252=True)
+        assert [(type(p), p.line, p.field) for p in problems] == [(EncodingError, 9, "N")]
+        assert isinstance(problems[0], EncodingError)
+        assert problems[0].offset == data.index(b"\xf8")
+        assert "mixes UTF-8 with another encoding" in str(problems[0])
+        assert_not_shown(data, "rensen", allow_cp1252=True)
+        # The other order names the first byte that is not UTF-8, in the first card.
+        swapped = cp1252 + utf8
+        problems = rejected(swapped, allow_cp1252=True)
+        assert [(p.line, p.field) for p in problems] == [(4, "N")]
+        assert isinstance(problems[0], EncodingError)
+        assert problems[0].offset == swapped.index(b"\xf8")
+        # A UTF-8 sequence split by a fold is UTF-8 all the same.
+        folded = data.replace(b"M\xc3\xbcller", b"M\xc3\r\n \xbcller")
+        assert [(p.line, p.field) for p in rejected(folded, allow_cp1252=True)] == [(10, "N")]
+
+    def test_a_cp1252_file_with_accents_and_punctuation_is_read_when_allowed(self) -> None:
+        """Genuine cp1252 letters and punctuation are not mistaken for UTF-8."""
+        data = (
+            card(
+                "3.0",
+                "UID:a1",
+                "N:O\u2019Neill\u2013Müller;Zoë;;;",
+                "EMAIL;TYPE=home:zoe.oneill@parent.test",
+                "X-SOURCETRUTH-REGISTRATION-GROUP:7S \u2013 £2 fund",
+            )
+            + card("3.0", "UID:a2", "N:Sørensen;Åsa;;;", "TEL;TYPE=cell:07700 900456")
+        ).encode("cp1252")
+        assert rejected(data)
+        reading = parse_vcards(data, file="f.vcf", allow_cp1252=True)
+        first, second = reading.entries
+        assert (first.data.family_name, first.data.given_name) == (
+            "O\u2019Neill\u2013Müller",
+            "Zoë",
+        )
+        assert first.data.registration_group == "7S \u2013 £2 fund"
+        assert (second.data.family_name, second.data.given_name) == ("Sørensen", "Åsa")
+        assert reading.notices == ()
+
+    def test_a_value_in_its_own_charset_does_not_make_a_cp1252_file_mixed(self) -> None:
+        """UTF-8 bytes under CHARSET=UTF-8 are read in it; the rest of the file is cp1252."""
+        data = card("2.1", "UID:a1", "N;CHARSET=UTF-8:Müller;Zoë", "TEL;CELL:07700 900457").encode(
+            "utf-8"
+        ) + card("2.1", "UID:a2", "N:Sørensen;Åsa").encode("cp1252")
+        reading = parse_vcards(data, file="f.vcf", allow_cp1252=True)
+        assert [(r.data.family_name, r.data.given_name) for r in reading.entries] == [
+            ("Müller", "Zoë"),
+            ("Sørensen", "Åsa"),
+        ]
+
     def test_quoted_printable_soft_line_break(self) -> None:
         """A 2.1 quoted-printable value ending in '=' continues on the next, unindented, line."""
         text = card(

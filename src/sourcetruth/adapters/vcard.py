@@ -19,7 +19,11 @@ guessed silently.
   as RFC 6350 3.2 allows. A UTF-8 byte-order mark is dropped; then each line
   must be strict UTF-8, or, only when allowed and without a byte-order mark,
   the whole file is read as cp1252 when it is not UTF-8 (the rules of
-  :func:`sourcetruth.adapters.text.decode`, applied after unfolding).
+  :func:`sourcetruth.adapters.text.decode`, applied after unfolding). As
+  there, a file that is not UTF-8 but holds UTF-8 sequences of accented text
+  (:func:`~sourcetruth.adapters.text.looks_like_utf8`; a value read in its
+  own ``CHARSET`` does not count) mixes two encodings, say two exports
+  joined, and is refused rather than read as mojibake.
   Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
   line where their property starts, the property and the byte offset.
 - ``CHARSET`` on a raw 8-bit value (not quoted-printable nor base64; vCard
@@ -132,7 +136,7 @@ import attrs
 from attrs import define, frozen
 
 from sourcetruth.adapters.base import AddressBookReading, Notice
-from sourcetruth.adapters.text import decode
+from sourcetruth.adapters.text import decode, looks_like_utf8
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -476,14 +480,27 @@ def _decode_lines(
     return found
 
 
+def _mixes_utf8(
+    lines: Sequence[_Logical], own: Sequence[tuple[int, str, str | None] | None]
+) -> bool:
+    """Whether the unfolded *lines* hold UTF-8 sequences of accented text, as
+    :func:`~sourcetruth.adapters.text.looks_like_utf8` sees them, outside the
+    values that name their own CHARSET (those are read in it, not "mixed")."""
+    for logical, value in zip(lines, own, strict=True):
+        end = len(logical.text) if value is None else value[0]
+        if looks_like_utf8(logical.text[:end].encode("latin-1")):
+            return True
+    return False
+
+
 def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Content]:
     """The unfolded content lines of *data*, as text.
 
     Bytes without a UTF-16 byte-order mark are unfolded before they are
     decoded, so a fold may split a UTF-8 sequence (RFC 6350 3.2); each
     unfolded line must then be UTF-8 (or, when allowed and there is no
-    byte-order mark, the whole file cp1252), except a raw value that names
-    its own CHARSET (module docstring).
+    byte-order mark, the whole file cp1252 unless it also holds UTF-8),
+    except a raw value that names its own CHARSET (module docstring).
     """
     if isinstance(data, str) or data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return [(lg.line, lg.text, None) for lg in _logical_lines(_text(data, file, allow_cp1252))]
@@ -497,6 +514,10 @@ def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Co
         reason = "not valid utf-8 after its byte-order mark"
     elif not allow_cp1252:
         reason = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
+    elif _mixes_utf8(lines, own):
+        # As decode(): part UTF-8, part not (two exports joined): reading it
+        # all as cp1252 would turn every UTF-8 name into mojibake.
+        reason = "the file mixes UTF-8 with another encoding"
     else:
         # As decode(): a file that is not UTF-8 is cp1252 as a whole.
         found = _decode_lines(lines, own, "cp1252")
