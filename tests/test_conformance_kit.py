@@ -55,6 +55,14 @@ BROKEN = {
         "class Adapter(HartleyAdapter):\n    pass\n",
         set(),
     ),
+    "reference_with_a_notice": (
+        "class Adapter(HartleyAdapter):\n"
+        "    def read(self, *, extracted_at):\n"
+        "        reading = super().read(extracted_at=extracted_at)\n"
+        "        said = [Notice('header-unknown', 'a column nobody reads', 'people.txt', 1)]\n"
+        "        return attrs.evolve(reading, notices=said)\n",
+        set(),
+    ),
     "drops_a_covered_field": (
         "class Adapter(HartleyAdapter):\n"
         "    def read(self, *, extracted_at):\n"
