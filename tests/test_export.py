@@ -442,7 +442,17 @@ class TestNeutraliseHiddenStarts:
 
     @pytest.mark.parametrize(
         "cell",
-        [" =1+2", "\u00a0=cmd", "\ufeff=x", "\u200b=x", "\n=x", "\uff1dcmd", "\uff0b1", "\uff20x"],
+        [
+            " =1+2",
+            "\u00a0=cmd",
+            "\ufeff=x",
+            "\u200b=x",
+            "\n=x",
+            "\x00=1",
+            "\uff1dcmd",
+            "\uff0b1",
+            "\uff20x",
+        ],
     )
     def test_hidden_or_full_width_starts(self, cell: str) -> None:
         """Leading spaces, invisible marks, line breaks and full-width signs are looked past."""

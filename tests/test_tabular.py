@@ -602,3 +602,9 @@ class TestCp1252Files:
         data = (HEADER + f"\nK1,Zoë,{name},pupil,,,,,,,\n").encode("cp1252")
         (record,) = read(data, allowed).snapshot.records
         assert (record.data.given_name, record.data.family_name) == ("Zoë", name)
+
+
+def test_text_with_a_leading_bom_reads_like_bytes_with_one() -> None:
+    """A string that kept its BOM names its first column without it."""
+    table = read_table("\ufeffId,Name\nK1,Ann\n", file="t.csv")
+    assert table.header == ("Id", "Name")

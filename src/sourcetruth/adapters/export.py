@@ -64,7 +64,7 @@ def _first_significant(cell: str) -> str:
     for char in cell:
         if char in _TRIGGERS:
             return char
-        if char.isspace() or unicodedata.category(char) in ("Cf", "Zs"):
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs"):
             continue  # some programs trim these before reading a formula
         return char
     return ""

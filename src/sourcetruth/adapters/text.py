@@ -185,7 +185,10 @@ def read_table(
         msg = "the delimiter and the quote character must be two different single characters"
         raise ValueError(msg)
     try:
-        text = data if isinstance(data, str) else decode(data, file=file, allow_cp1252=allow_cp1252)
+        if isinstance(data, str):
+            text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
+        else:
+            text = decode(data, file=file, allow_cp1252=allow_cp1252)
     except EncodingError as error:
         raise RejectedFileError(f"{file}: unreadable", [error], file=file) from None
     first_line = text.split("\n", 1)[0]
