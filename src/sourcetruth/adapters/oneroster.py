@@ -38,24 +38,29 @@ Mapping rules
 - **Phones**: ``sms`` is a ``MOBILE`` phone, ``phone`` a ``HOME`` phone, in
   that order; when both hold the same digits only the ``MOBILE`` one is kept.
   The text is kept exactly as given: normalising is the merge's job.
-- **Email**: ``email`` is a ``WORK`` address for staff, ``HOME`` otherwise
-  (so a non-empty email depends on the role; an empty one does not).
+- **Email**: ``email`` is an ``OTHER`` address, whatever the role: the one
+  column says nothing of whose address it is (a parent's work address, a
+  pupil's school one), so its type is not guessed, and it reads the same when
+  a delta does not show the role.
 - **Relationships**: ``agentSourcedIds`` (comma-separated). The spec makes a
   student's agents its parents and a parent's agents its children, so a link
   is used when one end is a pupil (its record's role) and the other holds a
   guardian role (in 1.2 possibly a secondary one: a teacher who is also a
   parent). It becomes ``Relationship(pupil=KEY)`` (the pupil's key in the
   same source, as everywhere in the model) on the guardian's record, once
-  however many sides list it. In a full bundle a link written only on the
-  pupil's row gives ``agent-one-sided``: such an export's deltas may hold the
-  guardian's row without that pupil's (see *Deltas*). Nothing is guessed: a
-  link between other roles
-  is skipped with an ``agent-role`` notice, to an id absent from a full
-  bundle with ``agent-missing``, to a user being deleted with
-  ``agent-removed``. An agent that cannot be checked (not
-  in a delta bundle, or its row was rejected) gives ``agent-unverified``: the
-  link is kept when the guardian's own row names it (dropping it would remove
-  the relationship from the book) and skipped otherwise.
+  however many sides list it. With ``guardian_agents_complete`` (the
+  default), a link written only on the pupil's row gives ``agent-one-sided``
+  (in a full bundle, and in a delta): the spec lists all of a guardian's
+  children on its own row, and a delta holding the guardian's row without
+  that pupil's would unlink them, so such an export needs
+  ``guardian_agents_complete=False`` for its deltas (see *Deltas*). Nothing
+  is guessed: a link between other roles is skipped with an ``agent-role``
+  notice, to an id absent from a full bundle with ``agent-missing``, to a
+  user being deleted with ``agent-removed``. An agent that cannot be checked
+  (not in a delta bundle, or its row was rejected) gives
+  ``agent-unverified``: the link is kept when the guardian's own row names it
+  (dropping it would remove the relationship from the book) and skipped
+  otherwise.
 - **year_group**: a pupil's ``grades`` (the first of several, as written).
 - **org**: with ``org=...`` only users of that org are read (1.0/1.1
   ``orgSourcedIds``; 1.2 ``roles.csv`` ``orgSourcedId`` and users'
@@ -77,32 +82,46 @@ Deltas
 
 A delta holds the rows that changed, so a person's data may be spread over
 rows it does not hold. Where a field cannot be known from the delta, the
-person's record is partial (``Record.fields`` names the fields sent; the
-merge keeps the others as the book has them, and refuses a partial record
-for a person the book does not hold as present: read a full bundle then).
+person's record is partial: ``Record.fields`` names the fields the delta
+vouches for, and the merge keeps the others as the book has them. The
+record's data is still the delta's best knowledge of every field (the links
+it can see, for one): a person the book does not hold as present is taken
+from it whole.
 
-- **Links**: when a guardian's own ``agentSourcedIds`` lists pupils, the
-  spec makes its list authoritative: its record is whole, its relationships
-  that list joined with the links on pupil rows of the delta. When it lists
-  none, its links are written only on pupil rows, which the delta need not
-  hold: the record carries every field but ``relationships``, with an
-  ``agent-not-in-delta`` notice (which also says when pupil rows of the delta
-  name it: those links are not applied either; the next full bundle brings
-  them). A pupil row naming a guardian whose row is not in the delta cannot
-  change the guardian's record (``agent-unverified``).
+- **Links, guardian_agents_complete=True** (the default, and the spec: a
+  guardian's ``agentSourcedIds`` lists all its children): a guardian's row
+  in a delta is all its links. Its record is whole, its relationships its
+  own list joined with the links on pupil rows of the delta, so a guardian
+  whose row lists no pupil any more (a last child gone, or a link removed
+  on both rows) is unlinked by the delta; when nothing links it the notice
+  is ``agent-list-empty``. A pupil row naming a guardian whose row is not in
+  the delta cannot change the guardian's record (``agent-unverified``): the
+  spec puts the change on the guardian's row too.
+- **Links, guardian_agents_complete=False** (an export that writes links
+  only on pupil rows, which the delta need not hold): a guardian's row that
+  lists pupils is still all its links, as above. One that lists none gives a
+  record that vouches for every field but ``relationships``, with an
+  ``agent-not-in-delta`` notice; its data holds the links on pupil rows of
+  the delta, so a guardian new to the book is linked to them, while one the
+  book holds keeps its links until the next full bundle. Known limitation:
+  a pupil row cannot unlink a guardian (that the row no longer names a
+  guardian is not in the delta), so each pupil row of the delta gives an
+  ``agent-removal-unseen`` notice: a guardian it no longer names keeps the
+  link until the next full bundle. Nothing is guessed.
 - **1.2 roles**: a user row with no current ``primary`` role row in the delta
   (and no ``role`` column value) has a role the delta does not show: an
   unchanged primary role is not in a delta, and a secondary or
   ``tobedeleted`` row alone does not say what is left. The record carries
-  names and phones, and an email or year group only when the cell is empty
-  (empty reads the same for every role); the role, a non-empty email (whose
-  type follows the role), grades and relationships are kept as the book has
-  them (notice ``role-not-in-delta``). A 1.2 delta without ``roles.csv`` is
-  read the same way. A ``roles.csv`` primary row for a user the delta's
-  ``users.csv`` does not hold changes the role alone (notice ``role-only``):
-  ``fields`` is ``role`` plus what the role settles by itself (no
-  relationships for a pupil, no year group for anyone else). The visible role
-  rows of a user whose row is in the delta are read as all its roles.
+  names, phones and email, and a year group only when the cell is empty
+  (empty reads the same for every role); the role, grades and relationships
+  are kept as the book has them (notice ``role-not-in-delta``: a change to a
+  year group or to links needs a full bundle, or the user's role rows in
+  the delta). A 1.2 delta without ``roles.csv`` is read the same way. A
+  ``roles.csv`` primary row for a user the delta's ``users.csv`` does not
+  hold changes the role alone (notice ``role-only``): ``fields`` is
+  ``role`` plus what the role settles by itself (no relationships for a
+  pupil, no year group for anyone else). The visible role rows of a user
+  whose row is in the delta are read as all its roles.
 
 Tolerated, with a notice
 ------------------------
@@ -118,7 +137,8 @@ Also: ``role-type`` (a roleType other than primary/secondary),
 role for a user users.csv lacks, in a full bundle, or in a delta without a
 current primary role), ``org-unverified`` (an org filter on a
 delta without orgs.csv) and ``empty-snapshot`` (a full bundle with no users:
-let through, the merge refuses it).
+let through, the merge refuses it). The link notices (``agent-*``) and the
+delta notices (``role-not-in-delta``, ``role-only``) are described above.
 
 Errors
 ------
@@ -140,12 +160,13 @@ missing path or an unreadable file is an :class:`~sourcetruth.AdapterError`.
 :func:`write_bundle` writes a snapshot as a bundle that this reader gives back
 equal for every covered field, for records the format can carry: at most
 one mobile and one home phone (mobile first, with different digits), at most
-one email (``WORK`` for staff, ``HOME`` otherwise), roles pupil, guardian or
-staff, relationships with default attributes to pupils of the same snapshot
-(by the pupil's key), a year group only for pupils and without a comma. In a
-delta, a guardian without relationships reads back as a partial record
-without them (see *Deltas*), and a staff member with relationships with a
-``role-secondary-guardian`` notice.
+one email, of type ``OTHER``, roles pupil, guardian or staff, relationships
+with default attributes to pupils of the same snapshot (by the pupil's key),
+a year group only for pupils and without a comma. It writes every link on
+the guardian's row, so its deltas are read with the default
+``guardian_agents_complete=True``: in a delta, a guardian without
+relationships reads back whole with an ``agent-list-empty`` notice, and a
+staff member with relationships with a ``role-secondary-guardian`` notice.
 """
 
 from __future__ import annotations
@@ -540,8 +561,8 @@ class _Links:
     """The links read: guardian key -> pupil keys, and what a delta cannot see of them.
 
     ``partial``: guardians of a delta whose relationships are kept as the book
-    has them (their row lists no pupil). ``unseen``: guardians whose own row
-    names a pupil the delta does not hold.
+    has them (their row lists no pupil, and guardian_agents_complete is False).
+    ``unseen``: guardians whose own row names a pupil the delta does not hold.
     """
 
     found: dict[str, set[str]]
@@ -578,8 +599,10 @@ class _Read:
         org: str | None,
         allow_cp1252: bool,
         max_reject_fraction: float,
+        agents_complete: bool = True,
     ) -> None:
         self.files = files
+        self.agents_complete = agents_complete
         self.manifest = manifest
         self.org = org
         self.allow_cp1252 = allow_cp1252
@@ -833,8 +856,9 @@ class _Read:
             self.roleless[user.key] = user
             msg = (
                 "this delta holds no current primary role for the user (an unchanged role is "
-                "not in a delta): its role, and the fields read through it (a non-empty email, "
-                "grades, relationships), are kept as the book has them"
+                "not in a delta): its role, and the fields read through it (grades and "
+                "relationships), are kept as the book has them; a change to its year group or "
+                "its links needs a full bundle, or the user's role rows in the delta"
             )
             self.notice("role-not-in-delta", msg, self.users_file, user.line, "role", user.key)
             return None
@@ -873,8 +897,18 @@ class _Read:
         own: set[str] = set()
         unseen: set[str] = set()
         delta = self.delta
+        complete = self.agents_complete
         for person in sorted(people.values(), key=lambda p: p.user.line):
             user = person.user
+            if delta and not complete and person.role is Role.PUPIL:
+                # The row says whom the pupil names now, not whom it stopped naming.
+                msg = (
+                    "read with guardian_agents_complete=False, a pupil's row cannot unlink a "
+                    "guardian: a guardian this row no longer names keeps its link to the "
+                    "pupil until the next full bundle (unless the guardian's own row in this "
+                    "delta lists its pupils)"
+                )
+                self.agent_notice(user, "agent-removal-unseen", msg)
             for agent in user.agents:
                 other = people.get(agent)
                 if agent == user.key:
@@ -911,7 +945,7 @@ class _Read:
                             user,
                             "agent-unverified",
                             f"agent {agent!r} {why}; only a guardian's own row can carry "
-                            "the link here, so it is skipped",
+                            "the link here, so it is skipped (a full bundle brings it)",
                         )
                 elif other is None:
                     self.agent_notice(
@@ -919,14 +953,8 @@ class _Read:
                     )
                 elif person.role is Role.PUPIL and other.guardian:
                     found.setdefault(agent, set()).add(user.key)
-                    if not delta and user.key not in other.user.agents:
-                        self.agent_notice(
-                            user,
-                            "agent-one-sided",
-                            f"the link to agent {agent!r} is written only on this pupil's row, "
-                            "not on the guardian's: a delta holding the guardian's row but not "
-                            "this one cannot see it",
-                        )
+                    if complete and user.key not in other.user.agents:
+                        self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
                 elif person.guardian and other.role is Role.PUPIL:
                     found.setdefault(user.key, set()).add(agent)
                     own.add(user.key)
@@ -945,16 +973,47 @@ class _Read:
                 person = people[key]
                 if not person.guardian or key in own:
                     continue
+                if complete:
+                    # Its own list is complete: its links are that list and the pupil rows'.
+                    if not found.get(key):
+                        msg = (
+                            "the guardian's row lists no pupil and no pupil row of this delta "
+                            "names it: its list is read as complete (guardian_agents_complete="
+                            "True), so it is linked to no pupil; an export that writes links "
+                            "only on pupil rows needs guardian_agents_complete=False"
+                        )
+                        self.agent_notice(person.user, "agent-list-empty", msg)
+                    continue
                 partial.add(key)
                 msg = (
-                    "the guardian's row lists no pupil, so its links are written only on pupil "
-                    "rows, which a delta need not hold: its relationships are kept as the "
-                    "book has them"
+                    "the guardian's row lists no pupil, and with guardian_agents_complete=False "
+                    "its links are read from pupil rows, which a delta need not hold: its "
+                    "relationships are kept as the book has them"
                 )
                 if found.get(key):
-                    msg += " (the links on pupil rows of this delta are not applied either)"
+                    msg += (
+                        "; the links on pupil rows of this delta reach only a guardian new to "
+                        "the book, and the next full bundle brings them to one it holds"
+                    )
                 self.agent_notice(person.user, "agent-not-in-delta", msg)
         return _Links(found, frozenset(partial), frozenset(unseen - partial))
+
+    def one_sided(self, agent: str) -> str:
+        """The agent-one-sided message: a pupil names a guardian whose row does not name it."""
+        if not self.delta:
+            return (
+                f"the link to agent {agent!r} is written only on this pupil's row, not on the "
+                "guardian's: OneRoster lists all of a guardian's children on its own row, and "
+                "a delta read that way (guardian_agents_complete=True) unlinks them when it "
+                "holds the guardian's row without this one; an export that writes links only "
+                "on pupil rows needs guardian_agents_complete=False for its deltas"
+            )
+        return (
+            f"the link to agent {agent!r} is on this pupil's row but not on the guardian's, "
+            "whose list is read as complete (guardian_agents_complete=True): it is applied, "
+            "but a delta holding the guardian's row without this one would unlink them; an "
+            "export that writes links only on pupil rows needs guardian_agents_complete=False"
+        )
 
     # -- the org filter
 
@@ -1184,8 +1243,7 @@ class _Read:
         if person is None and key in self.role_changes:
             changed = self.role_changes[key][0].role
             # A pupil holds no relationships and only a pupil has a year group; the
-            # rest (an email's type, a staff member's secondary guardian role) needs
-            # the user's row.
+            # rest (a staff member's secondary guardian role) needs the user's row.
             settled = {"role", "relationships" if changed is Role.PUPIL else "year_group"}
             return Record(key, ContactData(role=changed), fields=settled)
         user = person.user if person is not None else self.roleless[key]
@@ -1199,16 +1257,13 @@ class _Read:
             )
             if not (phones and same):
                 phones.append(Phone(user.phone, PhoneType.HOME))
-        emails: tuple[Email, ...] = ()
-        if user.email.strip():
-            kind = EmailType.WORK if role is Role.STAFF else EmailType.HOME
-            emails = (Email(user.email, kind),)
+        # The one email column says nothing of whose address it is: never guessed from the role.
+        emails = (Email(user.email, EmailType.OTHER),) if user.email.strip() else ()
         grades = _split(user.grades)
         unknown: set[str] = set()
         if role is None:
-            # Empty cells read the same whatever the role; filled ones do not.
+            # Empty grades read the same whatever the role; filled ones do not.
             unknown = {"role", "relationships"}
-            unknown |= {"emails"} if emails else set()
             unknown |= {"year_group"} if grades else set()
         elif key in links.partial:
             unknown = {"relationships"}
@@ -1238,8 +1293,37 @@ class OneRosterAdapter(MisExportAdapter):
     without a byte-order mark be cp1252 when they are not UTF-8.
     ``max_reject_fraction`` is the share of a file's rows that may be rejected
     before the whole bundle is; rejected rows make the snapshot a delta.
-    See the module's documentation for the mapping rules.
+    ``guardian_agents_complete`` says whether a guardian's ``agentSourcedIds``
+    lists all its children, as OneRoster says it does (True): a delta then
+    reads a guardian's row as all its links. Set it to False for an export
+    that writes links only on pupil rows (a full bundle's ``agent-one-sided``
+    notices show one); its deltas then keep a guardian's links as the book has
+    them. See the module's documentation for the mapping rules.
     """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source: str = "mis",
+        org: str | None = None,
+        allow_cp1252: bool = False,
+        max_reject_fraction: float = 0.0,
+        guardian_agents_complete: bool = True,
+    ) -> None:
+        super().__init__(
+            path,
+            source=source,
+            org=org,
+            allow_cp1252=allow_cp1252,
+            max_reject_fraction=max_reject_fraction,
+        )
+        self._guardian_agents_complete = guardian_agents_complete
+
+    @property
+    def guardian_agents_complete(self) -> bool:
+        """Whether a guardian's own row lists all its children (see the class docstring)."""
+        return self._guardian_agents_complete
 
     @property
     def covers(self) -> frozenset[str]:
@@ -1268,6 +1352,7 @@ class OneRosterAdapter(MisExportAdapter):
             org=self._org,
             allow_cp1252=self._allow_cp1252,
             max_reject_fraction=self._max_reject_fraction,
+            agents_complete=self._guardian_agents_complete,
         )
         return run.run(self._source, at)
 
@@ -1349,15 +1434,16 @@ def write_bundle(
     ``\\r\\n`` line ends, so one snapshot always gives the same files.
 
     Values the format cannot carry are left out: phones other than the first
-    mobile and the first home one, emails after the first, registration
-    groups. A relationship (its pupil a key of this snapshot's source) is
-    written on both sides (the guardian's and the pupil's
-    ``agentSourcedIds``; the pupil's only when the pupil is in the
-    snapshot); in 1.2 a
-    record that holds relationships
-    without being a guardian gets a secondary guardian role, so that it reads
-    back. Raises :class:`~sourcetruth.UsageError` for an unknown version or
-    keys that clash, :class:`~sourcetruth.AdapterError` when writing fails.
+    mobile and the first home one, emails after the first, an email's type
+    (read back as ``OTHER``), registration groups. A relationship (its pupil
+    a key of this snapshot's source) is written on both sides (the
+    guardian's and the pupil's ``agentSourcedIds``; the pupil's only when
+    the pupil is in the snapshot), so the bundle is read with the default
+    ``guardian_agents_complete=True``; in 1.2 a record that holds
+    relationships without being a guardian gets a secondary guardian role,
+    so that it reads back. Raises :class:`~sourcetruth.UsageError` for an
+    unknown version or keys that clash, :class:`~sourcetruth.AdapterError`
+    when writing fails.
     """
     if version not in ("1.1", "1.2"):
         msg = f"write_bundle writes OneRoster 1.1 or 1.2, not {version!r}"
