@@ -1,0 +1,153 @@
+"""What delivers a message: the transport protocol, its results, and an outbox.
+
+A transport takes a batch of :class:`Envelope`\\ s, each one planned delivery
+of one message to one address on one channel, and returns one
+:class:`DeliveryResult` per envelope, in the same order: accepted, rejected
+(the address or content was refused: retrying will not help) or failed
+(something went wrong on the way; ``retryable`` says whether to try again).
+A transport never raises for one bad address: every envelope gets a result.
+
+Each envelope carries an idempotency ``key``, the same on every retry of the
+same delivery. A transport that can pass it on (an HTTP gateway's
+idempotency header, an email's ``Message-ID``) does, so a retry after a
+timeout never sends twice to a transport that honours it.
+
+Credentials never appear in a transport's ``repr``, in its log lines or in its
+errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from attrs import field, frozen
+
+from sourcetruth.model import Channel
+
+__all__ = [
+    "DeliveryResult",
+    "DeliveryStatus",
+    "Envelope",
+    "OutboxTransport",
+    "Transport",
+]
+
+
+class DeliveryStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+@frozen
+class Envelope:
+    """One delivery handed to a transport: a message to one address on one channel.
+
+    ``key`` is the delivery's idempotency key. ``name`` is how to address the
+    person (for an email's ``To`` header); ``html`` is an optional HTML body
+    for email.
+    """
+
+    key: str
+    channel: Channel
+    address: str = field(repr=False)
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    html: str | None = field(default=None, repr=False)
+    name: str = field(default="", repr=False)
+
+
+@frozen
+class DeliveryResult:
+    """What a transport did with one envelope.
+
+    ``reference`` is the transport's own id for it (a gateway's message id,
+    an email's Message-ID); ``reason`` says why it was rejected or failed,
+    without the address; ``segments`` is the number of SMS parts it takes.
+    """
+
+    key: str
+    status: DeliveryStatus
+    reason: str = ""
+    retryable: bool = False
+    reference: str = ""
+    segments: int | None = None
+
+    @staticmethod
+    def accepted(key: str, reference: str = "", segments: int | None = None) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.ACCEPTED, reference=reference, segments=segments)
+
+    @staticmethod
+    def rejected(key: str, reason: str) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.REJECTED, reason)
+
+    @staticmethod
+    def failed(key: str, reason: str, *, retryable: bool) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.FAILED, reason, retryable)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers envelopes of one channel."""
+
+    @property
+    def channel(self) -> Channel: ...
+
+    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]: ...
+
+
+class OutboxTransport:
+    """A transport that delivers nowhere: it keeps what it is given, for the demo and tests.
+
+    In memory by default; with *folder*, each envelope is also written there
+    as a JSON file named by its key, so a developer can read what would have
+    gone out. It honours idempotency keys: an envelope whose key it already
+    holds is accepted again and not kept twice.
+    """
+
+    def __init__(self, channel: Channel, folder: str | os.PathLike[str] | None = None) -> None:
+        self._channel = channel
+        self._folder = None if folder is None else Path(folder)
+        self.sent: dict[str, Envelope] = {}
+
+    def __repr__(self) -> str:
+        return f"OutboxTransport({self._channel.value!r}, held={len(self.sent)})"
+
+    @property
+    def channel(self) -> Channel:
+        return self._channel
+
+    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]:
+        results = []
+        for envelope in batch:
+            if envelope.channel is not self._channel:
+                results.append(DeliveryResult.rejected(envelope.key, "wrong channel"))
+                continue
+            if envelope.key not in self.sent:
+                self.sent[envelope.key] = envelope
+                if self._folder is not None:
+                    self._write(envelope)
+            results.append(DeliveryResult.accepted(envelope.key, reference=envelope.key))
+        return results
+
+    def _write(self, envelope: Envelope) -> None:
+        assert self._folder is not None
+        self._folder.mkdir(parents=True, exist_ok=True)
+        body = {
+            "key": envelope.key,
+            "channel": envelope.channel.value,
+            "address": envelope.address,
+            "name": envelope.name,
+            "subject": envelope.subject,
+            "body": envelope.body,
+            "html": envelope.html,
+        }
+        path = self._folder / f"{envelope.key}.json"
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(body, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
