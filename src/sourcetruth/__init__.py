@@ -1,5 +1,6 @@
 """sourcetruth: source-of-truth reconciliation of contact data."""
 
+from sourcetruth.audit import AuditRecord, Outcome, Why, why
 from sourcetruth.exceptions import (
     AdapterError,
     EmptySnapshotError,
@@ -35,6 +36,16 @@ from sourcetruth.merge import (
     merge,
     possible_duplicates,
     recipients,
+)
+from sourcetruth.messages import (
+    Delivery,
+    DeliveryResult,
+    DeliveryStatus,
+    Envelope,
+    Message,
+    Plan,
+    SendMode,
+    plan,
 )
 from sourcetruth.model import (
     ADDRESS_BOOK,
@@ -83,6 +94,7 @@ from sourcetruth.model import (
 from sourcetruth.normalise import Normalised, normalise_email, normalise_phone
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 from sourcetruth.schedule import next_sync, when_effective
+from sourcetruth.sending import FileDeliveryLog, MemoryDeliveryLog, send
 from sourcetruth.serialise import FORMAT_VERSION, dumps, loads
 
 __version__ = "0.1.0"
@@ -95,6 +107,7 @@ __all__ = [
     "AdapterError",
     "AddressBookRemove",
     "AddressBookSave",
+    "AuditRecord",
     "Book",
     "Channel",
     "ClearOverride",
@@ -102,28 +115,37 @@ __all__ = [
     "Contact",
     "ContactData",
     "ContactEntry",
+    "Delivery",
+    "DeliveryResult",
+    "DeliveryStatus",
     "DepartureGuard",
     "Email",
     "EmailType",
     "EmptySnapshotError",
     "EncodingError",
     "EndedOverride",
+    "Envelope",
     "Erase",
     "Explanation",
     "FieldChange",
+    "FileDeliveryLog",
     "GroupDefinition",
     "GroupVersion",
     "Held",
     "Link",
     "Membership",
+    "MemoryDeliveryLog",
     "MergeResult",
+    "Message",
     "Normalised",
+    "Outcome",
     "Override",
     "OverrideEvent",
     "OverrideLifetime",
     "OverrideOutcome",
     "Phone",
     "PhoneType",
+    "Plan",
     "Policy",
     "PossibleDuplicate",
     "Provenance",
@@ -142,6 +164,7 @@ __all__ = [
     "Rule",
     "Schedule",
     "SchemaVersionError",
+    "SendMode",
     "SetGroup",
     "SetOverride",
     "Snapshot",
@@ -158,6 +181,7 @@ __all__ = [
     "Unnormalised",
     "Unreachable",
     "UsageError",
+    "Why",
     "__version__",
     "comparable",
     "contact_at",
@@ -171,8 +195,11 @@ __all__ = [
     "next_sync",
     "normalise_email",
     "normalise_phone",
+    "plan",
     "possible_duplicates",
     "recipients",
     "record_id",
+    "send",
     "when_effective",
+    "why",
 ]

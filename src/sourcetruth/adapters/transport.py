@@ -1,6 +1,7 @@
 """What delivers a message: the transport protocol, its results, and an outbox.
 
-A transport takes a batch of :class:`Envelope`\\ s, each one planned delivery
+A transport takes a batch of :class:`Envelope`\\ s (defined, with the
+results, in :mod:`sourcetruth.messages`), each one planned delivery
 of one message to one address on one channel, and returns one
 :class:`DeliveryResult` per envelope, in the same order: accepted, rejected
 (the address or content was refused: retrying will not help) or failed
@@ -18,15 +19,13 @@ errors.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from attrs import field, frozen
-
+from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
 
 __all__ = [
@@ -36,59 +35,6 @@ __all__ = [
     "OutboxTransport",
     "Transport",
 ]
-
-
-class DeliveryStatus(enum.Enum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    FAILED = "failed"
-
-
-@frozen
-class Envelope:
-    """One delivery handed to a transport: a message to one address on one channel.
-
-    ``key`` is the delivery's idempotency key. ``name`` is how to address the
-    person (for an email's ``To`` header); ``html`` is an optional HTML body
-    for email.
-    """
-
-    key: str
-    channel: Channel
-    address: str = field(repr=False)
-    subject: str = field(repr=False)
-    body: str = field(repr=False)
-    html: str | None = field(default=None, repr=False)
-    name: str = field(default="", repr=False)
-
-
-@frozen
-class DeliveryResult:
-    """What a transport did with one envelope.
-
-    ``reference`` is the transport's own id for it (a gateway's message id,
-    an email's Message-ID); ``reason`` says why it was rejected or failed,
-    without the address; ``segments`` is the number of SMS parts it takes.
-    """
-
-    key: str
-    status: DeliveryStatus
-    reason: str = ""
-    retryable: bool = False
-    reference: str = ""
-    segments: int | None = None
-
-    @staticmethod
-    def accepted(key: str, reference: str = "", segments: int | None = None) -> DeliveryResult:
-        return DeliveryResult(key, DeliveryStatus.ACCEPTED, reference=reference, segments=segments)
-
-    @staticmethod
-    def rejected(key: str, reason: str) -> DeliveryResult:
-        return DeliveryResult(key, DeliveryStatus.REJECTED, reason)
-
-    @staticmethod
-    def failed(key: str, reason: str, *, retryable: bool) -> DeliveryResult:
-        return DeliveryResult(key, DeliveryStatus.FAILED, reason, retryable)
 
 
 @runtime_checkable

@@ -1,0 +1,125 @@
+"""The record a send leaves, and the questions it answers (pure).
+
+An :class:`AuditRecord` holds the message, when it was planned and sent,
+every planned delivery with the provenance of its address and what the
+transport did with it, and everyone who could not be reached. It serialises
+with the book's converter (:func:`sourcetruth.dumps`). :func:`why` answers
+"why did the message go to that address?" from it: the value, the source and
+sync it came from, any override in force, and, given the book, the later
+source change the send did not yet include (scenario 1 of the design).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from attrs import field, frozen
+
+from sourcetruth.exceptions import UnknownContactError
+from sourcetruth.merge import OverrideEvent, Unreachable, explain
+from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Message
+from sourcetruth.model import Book, Channel, ContactData, Provenance, ProvenanceKind, _tuple, utc
+from sourcetruth.policy import Policy
+
+__all__ = ["AuditRecord", "Outcome", "Why", "why"]
+
+
+@frozen
+class Outcome:
+    """A planned delivery and what became of it; ``result`` is None if never handed over."""
+
+    delivery: Delivery
+    result: DeliveryResult | None = None
+
+    @property
+    def handed_over(self) -> bool:
+        return self.result is not None
+
+
+@frozen
+class AuditRecord:
+    """Everything a send did: the message, the times, each delivery's outcome."""
+
+    message: Message
+    planned_at: datetime = field(converter=utc)
+    sent_at: datetime = field(converter=utc)
+    outcomes: tuple[Outcome, ...] = field(converter=_tuple, repr=False)
+    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+
+    def count(self, status: DeliveryStatus) -> int:
+        return sum(o.result is not None and o.result.status is status for o in self.outcomes)
+
+    @property
+    def not_handed_over(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.result is None)
+
+
+@frozen
+class Why:
+    """Why a message reached a person where it did, on one channel.
+
+    ``address`` and ``provenance``: the value used and where it came from
+    (for a source value: the source, record, and the sync that read and
+    applied it; for an override: who set it, when). ``result``: what the
+    transport did. ``overrides``: the overrides of that field set up to the
+    send, ended or not. ``later`` and ``later_value``: the first later change
+    at the source that the send did not yet include, when a book is given
+    and holds one. ``reason``: when no delivery reached the person, why not.
+    """
+
+    contact_id: str
+    channel: Channel
+    address: str | None = field(repr=False)
+    provenance: Provenance | None
+    result: DeliveryResult | None
+    overrides: tuple[OverrideEvent, ...] = field(default=(), converter=_tuple, repr=False)
+    later: Provenance | None = None
+    later_value: ContactData | None = field(default=None, repr=False)
+    reason: str = ""
+
+    @property
+    def overridden(self) -> bool:
+        """Whether the address was a local edit in force at the time."""
+        return self.provenance is not None and self.provenance.kind is ProvenanceKind.OVERRIDE
+
+
+def why(
+    audit: AuditRecord,
+    contact_id: str,
+    channel: Channel,
+    *,
+    book: Book | None = None,
+    policy: Policy | None = None,
+) -> Why:
+    """Where *audit*'s message went for *contact_id* on *channel*, and why.
+
+    Answered from the record alone; with *book* and *policy* also the later
+    source change it did not include. A person the message did not reach
+    gets the reason.
+    """
+    for outcome in audit.outcomes:
+        delivery = outcome.delivery
+        if delivery.channel is not channel or contact_id not in delivery.contact_ids:
+            continue
+        provenance = delivery.provenance[delivery.contact_ids.index(contact_id)]
+        later = later_value = None
+        events: tuple[OverrideEvent, ...] = ()
+        if book is not None and policy is not None:
+            field_name = "phones" if channel is Channel.SMS else "emails"
+            told = explain(book, contact_id, field_name, policy=policy, at=audit.planned_at)
+            later, later_value, events = told.later, told.later_value, told.overrides
+        return Why(
+            contact_id,
+            channel,
+            delivery.address,
+            provenance,
+            outcome.result,
+            events,
+            later,
+            later_value,
+        )
+    for tried, missing in audit.unreachable:
+        if tried is channel and missing.contact_id == contact_id:
+            return Why(contact_id, channel, None, None, None, reason=missing.reason)
+    msg = "the message's audience did not include this contact on that channel"
+    raise UnknownContactError(msg)

@@ -1,0 +1,254 @@
+"""Messages and their planning: who gets what, where, and why (pure).
+
+A :class:`Message` names its audience (groups, rules, single contacts) and
+its channels in order of preference. :func:`plan` resolves it against the
+book at one time into a :class:`Plan`: one :class:`Delivery` per (channel,
+address), each naming every person it reaches and the provenance of the
+address for each (rule 8), and the people who cannot be reached, with why.
+Planning reads no clock and does no I/O: the same book, message, policy and
+time give the same plan. Sending is :mod:`sourcetruth.sending`; the record
+of a send is :mod:`sourcetruth.audit`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+
+import attrs
+from attrs import field, frozen
+
+from sourcetruth.exceptions import UsageError
+from sourcetruth.merge import Audience, Unreachable, contact_at, recipients
+from sourcetruth.model import Book, Channel, Provenance, Rule, _tuple, utc
+from sourcetruth.policy import Policy
+
+__all__ = [
+    "Delivery",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "Envelope",
+    "Message",
+    "Plan",
+    "SendMode",
+    "plan",
+]
+
+
+class SendMode(enum.Enum):
+    """How a message with several channels reaches a person.
+
+    ``FIRST``: on the first channel, in the message's order, that has a usable
+    address for them; the next one only as a fallback (no mobile: email).
+    ``EACH``: on every channel that has one.
+    """
+
+    FIRST = "first"
+    EACH = "each"
+
+
+def _channels(value: Iterable[Channel]) -> tuple[Channel, ...]:
+    found = tuple(value)
+    if not found or len(set(found)) != len(found):
+        msg = "a message has one or more channels, each once"
+        raise UsageError(msg)
+    return found
+
+
+@frozen
+class Message:
+    """What to send, on which channels, to whom.
+
+    ``id`` names the message for ever: delivery keys derive from it, so a
+    retried send of the same message reuses them. The audience is the union
+    of ``groups`` (names of groups in the book), ``rules`` (evaluated against
+    effective data at the planned time) and ``contacts`` (contact ids).
+    ``html`` is an optional HTML body for email.
+    """
+
+    id: str = field(validator=attrs.validators.min_len(1))
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    channels: tuple[Channel, ...] = field(default=(Channel.EMAIL,), converter=_channels)
+    mode: SendMode = SendMode.FIRST
+    groups: tuple[str, ...] = field(default=(), converter=_tuple)
+    rules: tuple[Rule, ...] = field(default=(), converter=_tuple)
+    contacts: tuple[str, ...] = field(default=(), converter=_tuple)
+    html: str | None = field(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not (self.groups or self.rules or self.contacts):
+            msg = "a message needs an audience: groups, rules or contacts"
+            raise UsageError(msg)
+
+
+class DeliveryStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+@frozen
+class Envelope:
+    """One delivery handed to a transport: a message to one address on one channel.
+
+    ``key`` is the delivery's idempotency key. ``name`` is how to address the
+    person (for an email's ``To`` header); ``html`` is an optional HTML body
+    for email.
+    """
+
+    key: str
+    channel: Channel
+    address: str = field(repr=False)
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    html: str | None = field(default=None, repr=False)
+    name: str = field(default="", repr=False)
+
+
+@frozen
+class DeliveryResult:
+    """What a transport did with one envelope.
+
+    ``reference`` is the transport's own id for it (a gateway's message id,
+    an email's Message-ID); ``reason`` says why it was rejected or failed,
+    without the address; ``segments`` is the number of SMS parts it takes.
+    """
+
+    key: str
+    status: DeliveryStatus
+    reason: str = ""
+    retryable: bool = False
+    reference: str = ""
+    segments: int | None = None
+
+    @staticmethod
+    def accepted(key: str, reference: str = "", segments: int | None = None) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.ACCEPTED, reference=reference, segments=segments)
+
+    @staticmethod
+    def rejected(key: str, reason: str) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.REJECTED, reason)
+
+    @staticmethod
+    def failed(key: str, reason: str, *, retryable: bool) -> DeliveryResult:
+        return DeliveryResult(key, DeliveryStatus.FAILED, reason, retryable)
+
+
+@frozen
+class Delivery:
+    """One planned send: a message on one channel to one address.
+
+    ``contact_ids`` are everyone the address reaches (a household number
+    shared by two parents is one delivery), each with the provenance of the
+    address in ``provenance``, in the same order. ``key`` is the delivery's
+    idempotency key: the same for the same message, channel and address.
+    """
+
+    key: str
+    channel: Channel
+    address: str = field(repr=False)
+    contact_ids: tuple[str, ...] = field(converter=_tuple)
+    provenance: tuple[Provenance, ...] = field(converter=_tuple, repr=False)
+    name: str = field(default="", repr=False)
+
+    def envelope(self, message: Message) -> Envelope:
+        """This delivery as a transport takes it."""
+        return Envelope(
+            self.key,
+            self.channel,
+            self.address,
+            message.subject,
+            message.body,
+            message.html if self.channel is Channel.EMAIL else None,
+            self.name,
+        )
+
+
+@frozen
+class Plan:
+    """A message resolved at one time: its deliveries and who it cannot reach.
+
+    ``unreachable`` lists each person the audience names whom no planned
+    delivery reaches, once per channel tried, with the reason.
+    """
+
+    message: Message
+    at: datetime = field(converter=utc)
+    deliveries: tuple[Delivery, ...] = field(converter=_tuple, repr=False)
+    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+
+    @property
+    def reached(self) -> frozenset[str]:
+        """Everyone at least one delivery reaches."""
+        return frozenset(cid for d in self.deliveries for cid in d.contact_ids)
+
+
+def delivery_key(message_id: str, channel: Channel, address: str) -> str:
+    """The idempotency key of a delivery: stable, and naming no personal value."""
+    text = "\x00".join((message_id, channel.value, address))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _audience(book: Book, message: Message, policy: Policy, at: datetime) -> set[str]:
+    """Every contact id the audience names at *at*, departed and unknown ones included."""
+    channel = message.channels[0]
+    named: set[str] = set()
+    parts: list[Audience] = [*message.groups, *message.rules]
+    if message.contacts:
+        parts.append(frozenset(message.contacts))
+    for part in parts:
+        found = recipients(book, part, channel, policy=policy, at=at)
+        named.update(cid for r in found.recipients for cid in r.contact_ids)
+        named.update(u.contact_id for u in found.unreachable)
+    return named
+
+
+def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
+    """Resolve *message* against *book* at *at*: the deliveries, and who is left out.
+
+    Departed contacts are never planned, and neither are guardians whose
+    relationship says they do not receive messages (for "guardians of"
+    rules); each address is planned once per channel, with everyone it
+    reaches. With :attr:`SendMode.FIRST` a person is reached on the first
+    channel that has a usable address for them.
+    """
+    at = utc(at)
+    waiting = _audience(book, message, policy, at)
+    deliveries: list[Delivery] = []
+    unreachable: list[tuple[Channel, Unreachable]] = []
+    gone: set[str] = set()
+    for channel in message.channels:
+        if not waiting:
+            break
+        found = recipients(book, frozenset(waiting), channel, policy=policy, at=at)
+        reached: set[str] = set()
+        for recipient in found.recipients:
+            contact = contact_at(book, recipient.contact_ids[0], policy=policy, at=at)
+            name = f"{contact.data.given_name} {contact.data.family_name}".strip()
+            deliveries.append(
+                Delivery(
+                    delivery_key(message.id, channel, recipient.address),
+                    channel,
+                    recipient.address,
+                    recipient.contact_ids,
+                    recipient.provenance,
+                    name,
+                )
+            )
+            reached.update(recipient.contact_ids)
+        for missing in found.unreachable:
+            if missing.reason in ("departed", "not in the book at that time"):
+                gone.add(missing.contact_id)
+            unreachable.append((channel, missing))
+        if message.mode is SendMode.FIRST:
+            waiting -= reached
+        waiting -= gone
+    if message.mode is SendMode.FIRST:
+        # Someone reached on a later channel was not unreachable after all.
+        everyone = {cid for d in deliveries for cid in d.contact_ids}
+        unreachable = [(c, u) for c, u in unreachable if u.contact_id not in everyone]
+    unreachable.sort(key=lambda cu: (cu[1].contact_id, message.channels.index(cu[0])))
+    return Plan(message, at, deliveries, unreachable)

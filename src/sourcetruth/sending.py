@@ -1,0 +1,197 @@
+"""Sending a plan through transports, with retries and a log that survives a crash.
+
+:func:`send` hands each planned delivery to the transport of its channel and
+returns the :class:`~sourcetruth.audit.AuditRecord`. Before a batch is handed
+over, the :class:`DeliveryLog` records that it is being handed over; after,
+what the transport said. If the process stops half-way, the log says which
+deliveries were handed over with no answer and which never were; calling
+:func:`send` again with the same plan and log sends only what has no final
+answer, under the same idempotency keys, so a transport that honours them
+never sends twice. A delivery that failed and may be retried is tried again,
+up to ``attempts`` times in one call; a partial failure still returns every
+result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from sourcetruth.adapters.transport import Transport
+from sourcetruth.audit import AuditRecord, Outcome
+from sourcetruth.exceptions import AdapterError, UsageError
+from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Plan
+from sourcetruth.model import Channel, utc
+from sourcetruth.serialise import converter
+
+__all__ = ["DeliveryLog", "FileDeliveryLog", "MemoryDeliveryLog", "send"]
+
+_log = logging.getLogger(__name__)
+
+_FINAL = (DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED)
+
+
+class DeliveryLog(Protocol):
+    """Where a send records, as it goes, what it handed over and what came back."""
+
+    def handing_over(self, keys: Sequence[str]) -> None: ...
+
+    def answered(self, results: Sequence[DeliveryResult]) -> None: ...
+
+    def results(self) -> dict[str, DeliveryResult]: ...
+
+    def handed_over(self) -> frozenset[str]: ...
+
+
+class MemoryDeliveryLog:
+    """A delivery log in memory: for tests and for sends that need no recovery."""
+
+    def __init__(self) -> None:
+        self._handed: set[str] = set()
+        self._results: dict[str, DeliveryResult] = {}
+
+    def handing_over(self, keys: Sequence[str]) -> None:
+        self._handed.update(keys)
+
+    def answered(self, results: Sequence[DeliveryResult]) -> None:
+        self._results.update((r.key, r) for r in results)
+
+    def results(self) -> dict[str, DeliveryResult]:
+        return dict(self._results)
+
+    def handed_over(self) -> frozenset[str]:
+        return frozenset(self._handed)
+
+
+class FileDeliveryLog:
+    """A delivery log in a JSON-lines file, each line flushed to disk before going on.
+
+    Lines hold keys and results only: no address or message text, so the log
+    holds nothing personal beyond what the audit record holds. A line cut
+    short by a crash is ignored when the file is read back.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileDeliveryLog({os.fspath(self.path)!r})"
+
+    def _append(self, lines: Sequence[dict[str, object]]) -> None:
+        text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+        try:
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as error:
+            msg = f"cannot write the delivery log {self.path.name}: {error.strerror}"
+            raise AdapterError(msg, retryable=True) from None
+
+    def _lines(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        found = []
+        for text in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(text))
+            except json.JSONDecodeError:
+                continue  # the last line of a write a crash cut short
+        return found
+
+    def handing_over(self, keys: Sequence[str]) -> None:
+        self._append([{"event": "handing-over", "key": key} for key in keys])
+
+    def answered(self, results: Sequence[DeliveryResult]) -> None:
+        self._append([{"event": "answered", "result": converter.unstructure(r)} for r in results])
+
+    def results(self) -> dict[str, DeliveryResult]:
+        found = {}
+        for line in self._lines():
+            if line.get("event") == "answered":
+                result = converter.structure(line["result"], DeliveryResult)
+                found[result.key] = result
+        return found
+
+    def handed_over(self) -> frozenset[str]:
+        return frozenset(
+            str(line["key"]) for line in self._lines() if line.get("event") == "handing-over"
+        )
+
+
+def _batches(deliveries: Sequence[Delivery], size: int) -> list[list[Delivery]]:
+    return [list(deliveries[i : i + size]) for i in range(0, len(deliveries), size)]
+
+
+def _hand_over(
+    transport: Transport, batch: Sequence[Delivery], plan: Plan, log: DeliveryLog
+) -> list[DeliveryResult]:
+    log.handing_over([d.key for d in batch])
+    try:
+        results = transport.send([d.envelope(plan.message) for d in batch])
+    except Exception as error:  # a transport's bug must not lose the rest of the send
+        _log.warning("a %s transport raised %s", transport.channel.value, type(error).__name__)
+        results = [
+            DeliveryResult.failed(
+                d.key, f"the transport raised {type(error).__name__}", retryable=True
+            )
+            for d in batch
+        ]
+    by_key = {r.key: r for r in results}
+    answered = [
+        by_key.get(d.key)
+        or DeliveryResult.failed(d.key, "no answer from the transport", retryable=True)
+        for d in batch
+    ]
+    log.answered(answered)
+    return answered
+
+
+def send(
+    plan: Plan,
+    transports: Mapping[Channel, Transport],
+    *,
+    log: DeliveryLog,
+    sent_at: datetime,
+    attempts: int = 3,
+    batch_size: int = 50,
+) -> AuditRecord:
+    """Hand *plan*'s deliveries to *transports* and return what happened.
+
+    Deliveries the *log* already holds a final answer for (accepted or
+    rejected) are not sent again. *sent_at* is when the send started (a
+    timezone-aware time: the caller's clock, not ours).
+    """
+    if attempts < 1 or batch_size < 1:
+        msg = "attempts and batch_size must be at least 1"
+        raise UsageError(msg)
+    known = log.results()
+    results: dict[str, DeliveryResult] = {k: r for k, r in known.items() if r.status in _FINAL}
+    for channel in dict.fromkeys(d.channel for d in plan.deliveries):
+        todo = [d for d in plan.deliveries if d.channel is channel and d.key not in results]
+        transport = transports.get(channel)
+        if transport is None:
+            reason = f"no transport for {channel.value}"
+            for delivery in todo:
+                results[delivery.key] = DeliveryResult.failed(delivery.key, reason, retryable=False)
+            continue
+        for attempt in range(attempts):
+            retry = []
+            for batch in _batches(todo, batch_size):
+                for result in _hand_over(transport, batch, plan, log):
+                    results[result.key] = result
+                    if result.status is DeliveryStatus.FAILED and result.retryable:
+                        retry.append(result.key)
+            if not retry:
+                break
+            _log.info(
+                "retrying %d %s deliveries (attempt %d)", len(retry), channel.value, attempt + 2
+            )
+            todo = [d for d in todo if d.key in retry]
+    outcomes = [Outcome(d, results.get(d.key)) for d in plan.deliveries]
+    return AuditRecord(plan.message, plan.at, utc(sent_at), outcomes, plan.unreachable)
