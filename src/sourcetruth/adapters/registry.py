@@ -23,12 +23,13 @@ __all__ = ["GROUPS", "AdapterKind", "available", "get", "register", "unregister"
 
 _log = logging.getLogger(__name__)
 
-AdapterKind = Literal["source", "address-book"]
+AdapterKind = Literal["source", "address-book", "transport"]
 
 #: The entry-point group for each kind of adapter.
 GROUPS: Final[dict[AdapterKind, str]] = {
     "source": "sourcetruth.sources",
     "address-book": "sourcetruth.address_books",
+    "transport": "sourcetruth.transports",
 }
 
 # The built-in adapters, named by import path so that looking one up imports
@@ -41,6 +42,11 @@ _BUILT_IN: Final[dict[AdapterKind, dict[str, str]]] = {
     },
     "address-book": {
         "vcard": "sourcetruth.adapters.vcard:VCardAdapter",
+    },
+    "transport": {
+        "outbox": "sourcetruth.adapters.transport:OutboxTransport",
+        "smtp": "sourcetruth.adapters.smtp:SmtpTransport",
+        "sms-http": "sourcetruth.adapters.sms:HttpSmsTransport",
     },
 }
 
