@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,12 +14,17 @@ from school import guardian, london, mis_policy, school
 from sourcetruth import (
     Book,
     Channel,
+    DepartureGuard,
     GroupDefinition,
+    OverrideOutcome,
     Phone,
+    PhoneType,
     ProvenanceKind,
     Rule,
     SetGroup,
     Snapshot,
+    contact_at,
+    contacts_at,
     dumps,
     loads,
     merge,
@@ -249,10 +255,19 @@ class TestSending:
         book = sync(Book(), POLICY, 23, school())
         planned = plan(book, self.message(), policy=POLICY, at=london(23, 9))
         flaky = Flaky(Channel.SMS, failures=2)
-        audit = send(planned, {Channel.SMS: flaky}, log=MemoryDeliveryLog(), sent_at=london(23, 9))
+        waits: list[float] = []
+        audit = send(
+            planned,
+            {Channel.SMS: flaky},
+            log=MemoryDeliveryLog(),
+            sent_at=london(23, 9),
+            retry_delay=0.5,
+            sleep=waits.append,
+        )
         assert audit.count(DeliveryStatus.ACCEPTED) == 3
         assert sorted(flaky.delivered) == sorted(d.key for d in planned.deliveries)
         assert set(flaky.seen.values()) == {3}
+        assert waits == [0.5, 1.0]  # backing off, doubling
 
     def test_a_partial_failure_returns_every_result(self) -> None:
         """Out of attempts: failed results are in the audit with the rest."""
@@ -264,6 +279,7 @@ class TestSending:
             log=MemoryDeliveryLog(),
             sent_at=london(23, 9),
             attempts=2,
+            sleep=lambda _: None,
         )
         assert audit.count(DeliveryStatus.FAILED) == 3
         assert all(o.result is not None and o.result.retryable for o in audit.outcomes)
@@ -331,39 +347,185 @@ class TestSending:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    snapshot=sts.snapshots(source="mis", at=london(23, 2)),
+    monday=sts.snapshots(source="mis", at=london(23, 2)),
+    tuesday=sts.snapshots(source="mis", at=london(24, 2)),
     channels=st.permutations([Channel.SMS, Channel.EMAIL]).map(tuple),
     mode=st.sampled_from(SendMode),
     years=st.sets(st.sampled_from(sts.YEAR_GROUPS), min_size=1),
+    named=st.sets(sts.record_keys(), max_size=6),
 )
 def test_plans_hold_no_duplicates_no_departed_and_repeat_exactly(
-    snapshot: Snapshot, channels, mode, years
+    monday: Snapshot, tuesday: Snapshot, channels, mode, years, named
 ) -> None:
-    """No (person, channel, address) twice; nobody departed; the same inputs give the same plan."""
-    book = (
-        merge(Book(), snapshot, policy=POLICY, at=london(23, 2), by="n").book
-        if snapshot.records
-        else Book()
-    )
+    """No (person, channel, address) twice; nobody departed; the same inputs give the same plan.
+
+    Two nights, so people depart; an audience of rules, a static group and
+    single contacts, so departed people are named directly too.
+    """
+    policy = mis_policy(guard=DepartureGuard(enabled=False))
+    book = Book()
+    for snapshot, day in ((monday, 23), (tuesday, 24)):
+        if snapshot.records:
+            book = merge(book, snapshot, policy=policy, at=london(day, 2), by="n").book
+    ids = sorted(f"mis:{key}" for key in named if f"mis:{key}" in book.contacts)
+    book = merge(
+        book,
+        SetGroup(GroupDefinition("Some", members=frozenset(ids[: len(ids) // 2]))),
+        policy=policy,
+        at=london(24, 3),
+        by="office",
+    ).book
     message = Message(
         "p",
         "s",
         "b",
         channels=channels,
         mode=mode,
+        groups=("Some",),
         rules=(Rule(year_groups=frozenset(years), guardians_of=True), Rule()),
+        contacts=tuple(ids),
     )
-    at = london(23, 9)
-    first = plan(book, message, policy=POLICY, at=at)
-    assert plan(book, message, policy=POLICY, at=at) == first
+    at = london(24, 9)
+    first = plan(book, message, policy=policy, at=at)
+    assert plan(book, message, policy=policy, at=at) == first
     triples = [(cid, d.channel, d.address) for d in first.deliveries for cid in d.contact_ids]
     assert len(triples) == len(set(triples))
     pairs = [(d.channel, d.address) for d in first.deliveries]
     assert len(pairs) == len(set(pairs))
-    from sourcetruth import contact_at
-
     for cid in first.reached:
-        assert not contact_at(book, cid, policy=POLICY, at=at).departed
+        assert not contact_at(book, cid, policy=policy, at=at).departed
+    departed = {c.id for c in contacts_at(book, policy=policy, at=at) if c.departed}
+    assert not departed & first.reached
     if mode is SendMode.FIRST:
         per_person = [cid for d in first.deliveries for cid in d.contact_ids]
         assert len(per_person) == len(set(per_person))
+
+
+class TestReviewedEdges:
+    """Edges a review found: each was a silent loss or a misleading answer."""
+
+    def test_a_mobile_that_does_not_normalise_is_reported_as_a_fallback(self) -> None:
+        """SMS then email: the bad mobile is not lost; why() on SMS gives the reason."""
+        bad = guardian("G8", "P8", mobile="12", email="g8@parent.test")
+        book = sync(Book(), POLICY, 23, school(bad))
+        message = Message(
+            "f", "Hi", "Hi", channels=(Channel.SMS, Channel.EMAIL), contacts=("mis:G8",)
+        )
+        planned = plan(book, message, policy=POLICY, at=london(23, 9))
+        assert [(d.channel, d.contact_ids) for d in planned.deliveries] == [
+            (Channel.EMAIL, ("mis:G8",))
+        ]
+        assert [(c, u.reason) for c, u in planned.fallbacks] == [
+            (Channel.SMS, "mobile number does not normalise")
+        ]
+        audit = send(planned, outboxes(), log=MemoryDeliveryLog(), sent_at=london(23, 9))
+        assert why(audit, "mis:G8", Channel.SMS).reason == "mobile number does not normalise"
+
+    def test_a_change_to_another_number_is_not_a_later_change_to_this_one(self) -> None:
+        """Only the landline changes on Wednesday: the SMS's answer names no later change."""
+
+        def g9(home: str):
+            record = guardian("G9", "P9", mobile="07700 900101")
+            data = record.data
+            phones = (*data.phones, Phone(home, PhoneType.HOME))
+            return attrs.evolve(record, data=attrs.evolve(data, phones=phones))
+
+        book = sync(Book(), POLICY, 24, school(g9("01632 960001")))
+        message = Message("l", "Hi", "Hi", channels=(Channel.SMS,), contacts=("mis:G9",))
+        audit, _ = send_now(book, message, london(24, 15))
+        book = sync(book, POLICY, 25, school(g9("01632 960002")))
+        assert why(audit, "mis:G9", Channel.SMS, book=book, policy=POLICY).later is None
+        book = sync(book, POLICY, 26, school(guardian("G9", "P9", mobile="07700 900999")))
+        later = why(audit, "mis:G9", Channel.SMS, book=book, policy=POLICY).later
+        assert later is not None
+        assert later.applied_at == london(26, 2)
+
+    def test_an_override_is_not_a_later_change_at_the_source(self) -> None:
+        """An edited email, then a sync that changes only the mobile: no later email change."""
+        book = _parent_governor_edits_email(POLICY)
+        message = Message("o", "Minutes", "x", contacts=("mis:GOV",))
+        audit, _ = send_now(book, message, london(26, 19))
+        friday = school(guardian("GOV", "P9b", mobile="07700 900555", email="pg.old@parent.test"))
+        book = sync(book, POLICY, 27, friday)
+        answer = why(audit, "mis:GOV", Channel.EMAIL, book=book, policy=POLICY)
+        assert answer.overridden
+        assert answer.later is None
+
+    def test_a_book_needs_its_policy(self) -> None:
+        """why() with a book but no policy is a usage error, not a silent 'no change'."""
+        audit, _ = send_now(
+            monday_and_tuesday(POLICY),
+            Message("b", "s", "b", contacts=("mis:G9",)),
+            london(24, 9),
+        )
+        with pytest.raises(UsageError):
+            why(audit, "mis:G9", Channel.EMAIL, book=monday_and_tuesday(POLICY))
+
+    def test_scenario_4_friday_minutes_go_to_the_old_address(self) -> None:
+        """After Friday's sync ends the override as lost, the minutes use the MIS address."""
+        book = sync(_parent_governor_edits_email(POLICY), POLICY, 27, school())
+        message = Message("minutes", "Minutes", "Attached", contacts=("mis:GOV",))
+        audit, boxes = send_now(book, message, london(27, 9))
+        assert [e.address for e in boxes[Channel.EMAIL].sent.values()] == ["pg.old@parent.test"]
+        answer = why(audit, "mis:GOV", Channel.EMAIL, book=book, policy=POLICY)
+        assert not answer.overridden
+        assert [e.ended.outcome for e in answer.overrides if e.ended] == [OverrideOutcome.LOST]
+
+    def test_a_torn_log_line_swallows_nothing(self, tmp_path: Path) -> None:
+        """A crash mid-line, then more lines: each later line is still read."""
+        log = FileDeliveryLog(tmp_path / "log.jsonl")
+        log.handing_over(["k1"])
+        with log.path.open("a", encoding="utf-8") as out:
+            out.write('{"event": "answered", "res')  # the crash
+        log.handing_over(["k3"])
+        log.answered([DeliveryResult.accepted("k3")])
+        assert log.handed_over() == {"k1", "k3"}
+        assert set(log.results()) == {"k3"}
+
+    def test_a_transport_that_returns_nonsense_fails_its_batch_only(self) -> None:
+        """A transport returning None: its deliveries fail, retryable; the send goes on."""
+
+        class Broken:
+            channel = Channel.SMS
+
+            def send(self, batch):
+                return None
+
+        book = sync(Book(), POLICY, 23, school())
+        message = Message(
+            "n",
+            "Hi",
+            "Hi",
+            channels=(Channel.SMS, Channel.EMAIL),
+            mode=SendMode.EACH,
+            contacts=("mis:G9",),
+        )
+        planned = plan(book, message, policy=POLICY, at=london(23, 9))
+        transports = {Channel.SMS: Broken(), Channel.EMAIL: OutboxTransport(Channel.EMAIL)}
+        audit = send(
+            planned,
+            transports,
+            log=MemoryDeliveryLog(),
+            sent_at=london(23, 9),
+            sleep=lambda _: None,
+        )
+        by_channel = {o.delivery.channel: o.result for o in audit.outcomes}
+        assert by_channel[Channel.SMS].status is DeliveryStatus.FAILED
+        assert by_channel[Channel.EMAIL].status is DeliveryStatus.ACCEPTED
+
+    def test_a_transport_under_the_wrong_channel_is_refused(self) -> None:
+        """An email transport given for SMS is a usage error before anything is sent."""
+        book = sync(Book(), POLICY, 23, school())
+        planned = plan(
+            book,
+            Message("w", "s", "b", channels=(Channel.SMS,), contacts=("mis:G9",)),
+            policy=POLICY,
+            at=london(23, 9),
+        )
+        with pytest.raises(UsageError):
+            send(
+                planned,
+                {Channel.SMS: OutboxTransport(Channel.EMAIL)},
+                log=MemoryDeliveryLog(),
+                sent_at=london(23, 9),
+            )

@@ -159,6 +159,10 @@ class TestOverRealServers:
         assert answer.provenance.applied_at == london(24, 2)
         keys = {r["headers"]["Idempotency-Key"] for r in gateway.requests}
         assert keys == {o.delivery.key for o in audit.outcomes}
+        book = sync(book, POLICY, 25, school(guardian("G9", "P9", mobile="07700 900999")))
+        later = why(audit, "mis:G9", Channel.SMS, book=book, policy=POLICY)
+        assert later.later is not None
+        assert later.later.applied_at == london(25, 2)
 
     def test_scenario_2_new_number_next_morning(
         self, transports: dict[Channel, Any], gateway: Gateway

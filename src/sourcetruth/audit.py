@@ -15,8 +15,8 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from sourcetruth.exceptions import UnknownContactError
-from sourcetruth.merge import OverrideEvent, Unreachable, explain
+from sourcetruth.exceptions import UnknownContactError, UsageError
+from sourcetruth.merge import OverrideEvent, Unreachable, explain, usable_address
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Message
 from sourcetruth.model import Book, Channel, ContactData, Provenance, ProvenanceKind, _tuple, utc
 from sourcetruth.policy import Policy
@@ -45,6 +45,9 @@ class AuditRecord:
     sent_at: datetime = field(converter=utc)
     outcomes: tuple[Outcome, ...] = field(converter=_tuple, repr=False)
     unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+    fallbacks: tuple[tuple[Channel, Unreachable], ...] = field(
+        default=(), converter=_tuple, repr=False
+    )
 
     def count(self, status: DeliveryStatus) -> int:
         return sum(o.result is not None and o.result.status is status for o in self.outcomes)
@@ -83,6 +86,43 @@ class Why:
         return self.provenance is not None and self.provenance.kind is ProvenanceKind.OVERRIDE
 
 
+def _later_change(
+    book: Book, provenance: Provenance, channel: Channel, at: datetime, region: str
+) -> tuple[Provenance | None, ContactData | None]:
+    """The first change after *at* to the address the source itself gave on *channel*.
+
+    Compared address to address: a change to another number of the same
+    person is not a change to this one. For an override, the source's own
+    value at *at* is what a later change is measured against.
+    """
+    if provenance.source is None or provenance.record_key is None:
+        return None, None
+    state = book.records.get(provenance.source, {}).get(provenance.record_key)
+    if state is None:
+        return None, None
+    before = [v for v in state.versions if v.applied_at <= at]
+    if not before or before[-1].data is None:
+        return None, None
+    reference = usable_address(before[-1].data, channel, region)[0]
+    field_name = "phones" if channel is Channel.SMS else "emails"
+    for version in state.versions[len(before) :]:
+        if version.data is None:
+            continue
+        if usable_address(version.data, channel, region)[0] != reference:
+            later = Provenance(
+                ProvenanceKind.SOURCE,
+                state.source,
+                state.key,
+                since=version.applied_at,
+                read_at=version.extracted_at,
+                applied_at=version.applied_at,
+                sync=version.sync,
+                by=version.by,
+            )
+            return later, version.data.only((field_name,))
+    return None, None
+
+
 def why(
     audit: AuditRecord,
     contact_id: str,
@@ -93,10 +133,14 @@ def why(
 ) -> Why:
     """Where *audit*'s message went for *contact_id* on *channel*, and why.
 
-    Answered from the record alone; with *book* and *policy* also the later
-    source change it did not include. A person the message did not reach
-    gets the reason.
+    Answered from the record alone; with *book* and *policy* (the book as it
+    is now) also the overrides of that field and the later change at the
+    source that the message did not include. A person the message did not
+    reach on that channel gets the reason.
     """
+    if (book is None) != (policy is None):
+        msg = "give both the book and its policy, or neither"
+        raise UsageError(msg)
     for outcome in audit.outcomes:
         delivery = outcome.delivery
         if delivery.channel is not channel or contact_id not in delivery.contact_ids:
@@ -107,7 +151,10 @@ def why(
         if book is not None and policy is not None:
             field_name = "phones" if channel is Channel.SMS else "emails"
             told = explain(book, contact_id, field_name, policy=policy, at=audit.planned_at)
-            later, later_value, events = told.later, told.later_value, told.overrides
+            events = told.overrides
+            later, later_value = _later_change(
+                book, provenance, channel, audit.planned_at, policy.default_region
+            )
         return Why(
             contact_id,
             channel,
@@ -118,7 +165,7 @@ def why(
             later,
             later_value,
         )
-    for tried, missing in audit.unreachable:
+    for tried, missing in (*audit.unreachable, *audit.fallbacks):
         if tried is channel and missing.contact_id == contact_id:
             return Why(contact_id, channel, None, None, None, reason=missing.reason)
     msg = "the message's audience did not include this contact on that channel"

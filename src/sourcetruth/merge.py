@@ -101,6 +101,7 @@ __all__ = [
     "merge",
     "possible_duplicates",
     "recipients",
+    "usable_address",
 ]
 
 Change: TypeAlias = (
@@ -597,9 +598,14 @@ def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetim
     return chosen
 
 
-def _address(contact: Contact, channel: Channel, region: str) -> tuple[str | None, str]:
+def usable_address(data: ContactData, channel: Channel, region: str) -> tuple[str | None, str]:
+    """The address a message on *channel* would use for *data*, or None and why not.
+
+    SMS goes to the first mobile number that normalises; email to the first
+    address that does.
+    """
     if channel is Channel.SMS:
-        mobiles = [p for p in contact.data.phones if p.type is PhoneType.MOBILE]
+        mobiles = [p for p in data.phones if p.type is PhoneType.MOBILE]
         if not mobiles:
             return None, "no mobile number"
         for phone in mobiles:
@@ -607,9 +613,9 @@ def _address(contact: Contact, channel: Channel, region: str) -> tuple[str | Non
             if checked.value is not None:
                 return checked.value, ""
         return None, "mobile number does not normalise"
-    if not contact.data.emails:
+    if not data.emails:
         return None, "no email address"
-    for email in contact.data.emails:
+    for email in data.emails:
         checked = normalise_email(email.address)
         if checked.value is not None:
             return checked.value, ""
@@ -657,7 +663,7 @@ def recipients(
     field_name = "phones" if channel is Channel.SMS else "emails"
     by_address: dict[str, list[str]] = {}
     for cid in sorted(chosen):
-        address, reason = _address(everyone[cid], channel, policy.default_region)
+        address, reason = usable_address(everyone[cid].data, channel, policy.default_region)
         if address is None:
             unreachable.append(Unreachable(cid, reason))
         else:

@@ -173,12 +173,18 @@ class Plan:
 
     ``unreachable`` lists each person the audience names whom no planned
     delivery reaches, once per channel tried, with the reason.
+    ``fallbacks`` lists, for :attr:`SendMode.FIRST`, each channel a person
+    was not reached on before a later channel reached them, with the reason
+    (a mobile number that does not normalise is reported here, not lost).
     """
 
     message: Message
     at: datetime = field(converter=utc)
     deliveries: tuple[Delivery, ...] = field(converter=_tuple, repr=False)
     unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+    fallbacks: tuple[tuple[Channel, Unreachable], ...] = field(
+        default=(), converter=_tuple, repr=False
+    )
 
     @property
     def reached(self) -> frozenset[str]:
@@ -246,9 +252,17 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
         if message.mode is SendMode.FIRST:
             waiting -= reached
         waiting -= gone
+    fallbacks: list[tuple[Channel, Unreachable]] = []
     if message.mode is SendMode.FIRST:
-        # Someone reached on a later channel was not unreachable after all.
+        # Someone reached on a later channel was not unreachable after all,
+        # but why the earlier channel was skipped is still worth saying.
         everyone = {cid for d in deliveries for cid in d.contact_ids}
+        fallbacks = [(c, u) for c, u in unreachable if u.contact_id in everyone]
         unreachable = [(c, u) for c, u in unreachable if u.contact_id not in everyone]
-    unreachable.sort(key=lambda cu: (cu[1].contact_id, message.channels.index(cu[0])))
-    return Plan(message, at, deliveries, unreachable)
+
+    def order(entry: tuple[Channel, Unreachable]) -> tuple[str, int]:
+        return entry[1].contact_id, message.channels.index(entry[0])
+
+    unreachable.sort(key=order)
+    fallbacks.sort(key=order)
+    return Plan(message, at, deliveries, unreachable, fallbacks)

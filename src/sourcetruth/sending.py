@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -85,8 +86,15 @@ class FileDeliveryLog:
     def _append(self, lines: Sequence[dict[str, object]]) -> None:
         text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
         try:
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(text)
+            with self.path.open("a+b") as out:
+                out.seek(0, os.SEEK_END)
+                if out.tell():
+                    out.seek(-1, os.SEEK_END)
+                    if out.read(1) != b"\n":
+                        # A crash cut the last line short: end it, so the
+                        # torn line stays one bad line and swallows nothing.
+                        text = "\n" + text
+                out.write(text.encode("utf-8"))
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as error:
@@ -142,6 +150,11 @@ def _hand_over(
             )
             for d in batch
         ]
+    if not isinstance(results, list) or not all(isinstance(r, DeliveryResult) for r in results):
+        _log.warning(
+            "a %s transport returned something other than results", transport.channel.value
+        )
+        results = []
     by_key = {r.key: r for r in results}
     answered = [
         by_key.get(d.key)
@@ -160,12 +173,15 @@ def send(
     sent_at: datetime,
     attempts: int = 3,
     batch_size: int = 50,
+    retry_delay: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> AuditRecord:
     """Hand *plan*'s deliveries to *transports* and return what happened.
 
     Deliveries the *log* already holds a final answer for (accepted or
     rejected) are not sent again. *sent_at* is when the send started (a
-    timezone-aware time: the caller's clock, not ours).
+    timezone-aware time: the caller's clock, not ours). Between attempts it
+    waits *retry_delay* seconds, doubling each time, through *sleep*.
     """
     if attempts < 1 or batch_size < 1:
         msg = "attempts and batch_size must be at least 1"
@@ -175,6 +191,9 @@ def send(
     for channel in dict.fromkeys(d.channel for d in plan.deliveries):
         todo = [d for d in plan.deliveries if d.channel is channel and d.key not in results]
         transport = transports.get(channel)
+        if transport is not None and transport.channel is not channel:
+            msg = f"the transport given for {channel.value} delivers {transport.channel.value}"
+            raise UsageError(msg)
         if transport is None:
             reason = f"no transport for {channel.value}"
             for delivery in todo:
@@ -187,11 +206,18 @@ def send(
                     results[result.key] = result
                     if result.status is DeliveryStatus.FAILED and result.retryable:
                         retry.append(result.key)
-            if not retry:
+            if not retry or attempt + 1 == attempts:
                 break
             _log.info(
-                "retrying %d %s deliveries (attempt %d)", len(retry), channel.value, attempt + 2
+                "retrying %d %s deliveries (attempt %d of %d)",
+                len(retry),
+                channel.value,
+                attempt + 2,
+                attempts,
             )
+            sleep(retry_delay * 2**attempt)
             todo = [d for d in todo if d.key in retry]
     outcomes = [Outcome(d, results.get(d.key)) for d in plan.deliveries]
-    return AuditRecord(plan.message, plan.at, utc(sent_at), outcomes, plan.unreachable)
+    return AuditRecord(
+        plan.message, plan.at, utc(sent_at), outcomes, plan.unreachable, plan.fallbacks
+    )
