@@ -395,15 +395,48 @@ class TestConstruction:
         make(gateway, sender="Hill School")
 
     def test_repr_hides_credentials_and_query(self, gateway: Gateway) -> None:
-        """repr shows the URL without its query string and the sender, never a secret."""
+        """repr shows scheme, host and port, and the sender, never a secret."""
         bearer = make(gateway.url + "?api_key=SECRETKEY123")
         basic = make(gateway, auth="basic", username=USERNAME, password=PASSWORD)
+        host = gateway.url.removesuffix("/v1/sms")
         for transport in (bearer, basic):
             text = repr(transport)
-            assert gateway.url in text
+            assert f"{host}/..." in text
             assert "SCHOOL" in text
-            for secret in (TOKEN, PASSWORD, "SECRETKEY123", "api_key", "?"):
+            for secret in (TOKEN, PASSWORD, "SECRETKEY123", "api_key", "?", "/v1/sms"):
                 assert secret not in text
+
+    def test_key_in_the_path_is_hidden(
+        self, gateway: Gateway, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A key in the URL's path is in neither the repr nor any log line; the path is dropped."""
+        host = gateway.url.removesuffix("/v1/sms")
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            transport = make(f"{host}/api/PATHKEY987/send", auth="none")
+            gateway.script(Reply(503, b""))
+            transport.send([sms()])
+            make("http://sms.example.com/api/PATHKEY987/send")
+        assert gateway.seen[0].path == "/api/PATHKEY987/send"
+        assert repr(transport).startswith(f"HttpSmsTransport('{host}/...', ")
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("http://sms.example.com/..." in line for line in logged)
+        assert any(f"{host}/..." in line for line in logged)
+        for text in [repr(transport), *logged]:
+            assert "PATHKEY987" not in text
+            assert "/api" not in text
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("https://sms.example.com", "https://sms.example.com"),
+            ("https://sms.example.com/", "https://sms.example.com"),
+            ("https://sms.example.com:8443/k/send#x", "https://sms.example.com:8443/..."),
+            ("http://[::1]:8080/send?key=1", "http://[::1]:8080/..."),
+        ],
+    )
+    def test_public_url_in_repr(self, url: str, shown: str) -> None:
+        """Only scheme://host[:port] is shown, with /... when a path was dropped."""
+        assert repr(make(url)).startswith(f"HttpSmsTransport({shown!r}, ")
 
     def test_plain_http_with_credentials_warns(self, caplog: pytest.LogCaptureFixture) -> None:
         """Credentials over plain http to a non-loopback host are logged as a warning."""
@@ -517,23 +550,44 @@ class TestResults:
         [result] = make(gateway).send([sms(body="a" * 100 + CURLY)])
         assert result.segments == 2
 
-    def test_rejected_reason_has_the_number_masked(self, gateway: Gateway) -> None:
-        """The gateway's reason is kept, but a number it echoes back is masked."""
-        reason = f"Destination {NUMBER} (07700 900123) is barred; code 42"
+    def test_free_text_reason_is_not_kept(self, gateway: Gateway) -> None:
+        """A reason in words may quote the message or a name: none of it is kept."""
+        reason = f"Destination {NUMBER} for Ann O'Brien is barred; 'Reminder: parents'"
         gateway.script(Reply(200, {"id": "m1", "status": "rejected", "reason": reason}))
         [result] = make(gateway).send([sms()])
-        assert result.status is REJECTED
-        assert "barred" in result.reason
-        assert "code 42" in result.reason
-        assert "[number]" in result.reason
-        assert not re.search(r"\d{5}", result.reason)
+        assert result == DeliveryResult.rejected("k-1", "rejected by the gateway")
 
-    def test_rejected_reason_is_truncated(self, gateway: Gateway) -> None:
-        """A long reason is cut to 200 characters."""
-        gateway.script(Reply(200, {"status": "rejected", "reason": "spam " * 100}))
+    @pytest.mark.parametrize(
+        "code", ["invalid_number", "blacklisted", "E.21211", "opt-out", "a" * 40]
+    )
+    def test_code_reason_is_kept(self, gateway: Gateway, code: str) -> None:
+        """A short code-like reason is kept after what rejected the message."""
+        gateway.script(Reply(200, {"status": "rejected", "reason": code}))
         [result] = make(gateway).send([sms()])
-        assert result.status is REJECTED
-        assert 0 < len(result.reason) <= 200
+        assert result == DeliveryResult.rejected("k-1", f"rejected by the gateway: {code}")
+
+    @pytest.mark.parametrize(
+        "reason",
+        [
+            "a" * 41,
+            "spam " * 100,
+            "21211",
+            "_private",
+            "invalid number",
+            "x447700900123",
+            TOKEN,
+            "Reminder",
+            {"code": "invalid_number"},
+            ["blacklisted"],
+            42,
+            "line\nbreak",
+        ],
+    )
+    def test_reason_that_is_not_a_safe_code_is_dropped(self, gateway: Gateway, reason: Any) -> None:
+        """Long, spaced, numeric, structured or secret-bearing reasons give the fixed reason."""
+        gateway.script(Reply(200, {"status": "rejected", "reason": reason}))
+        [result] = make(gateway).send([sms(body="Reminder")])
+        assert result == DeliveryResult.rejected("k-1", "rejected by the gateway")
 
     def test_rejected_without_reason(self, gateway: Gateway) -> None:
         """A rejection without a reason still says who rejected it."""
@@ -543,13 +597,17 @@ class TestResults:
 
     @pytest.mark.parametrize("status", [400, 422])
     def test_client_error_is_rejected(self, gateway: Gateway, status: int) -> None:
-        """400 and 422 mean the gateway refused this message: rejected, reason masked."""
-        gateway.script(Reply(status, {"reason": f"invalid destination {NUMBER}"}))
-        [result] = make(gateway).send([sms()])
-        assert result.status is REJECTED
-        assert f"HTTP {status}" in result.reason
-        assert "invalid destination" in result.reason
-        assert NUMBER[1:] not in result.reason
+        """400 and 422 mean the gateway refused this message: rejected, free text dropped."""
+        gateway.script(
+            Reply(status, {"reason": f"invalid destination {NUMBER}"}),
+            Reply(status, {"reason": "invalid_number"}),
+        )
+        transport = make(gateway)
+        [free] = transport.send([sms()])
+        [coded] = transport.send([sms()])
+        prefix = f"the gateway refused the message (HTTP {status})"
+        assert free == DeliveryResult.rejected("k-1", prefix)
+        assert coded == DeliveryResult.rejected("k-1", f"{prefix}: invalid_number")
 
     @pytest.mark.parametrize("status", [401, 403])
     def test_auth_failure_is_not_retryable(self, gateway: Gateway, status: int) -> None:
@@ -766,21 +824,23 @@ class TestBatch:
         assert set(gateway.seen[0].json()["messages"][0]) == {"msisdn", "from", "text", "reference"}
 
     def test_per_message_outcomes(self, gateway: Gateway) -> None:
-        """A batch answer mixes acceptances and rejections; echoed numbers are masked."""
+        """A batch answer mixes acceptances and rejections; only code-like reasons are kept."""
         answer = {
             "messages": [
                 {"id": "m1", "status": "accepted"},
                 {"id": "m2", "status": "rejected", "reason": f"{OTHER} opted out"},
                 {"id": "m3", "status": "weird"},
+                {"id": "m4", "status": "rejected", "reason": "opted_out"},
             ]
         }
         gateway.script(Reply(200, answer))
-        a, b, c = make(gateway, batch=True).send([sms("a"), sms("b", OTHER), sms("c", THIRD)])
+        a, b, c, d = make(gateway, batch=True).send(
+            [sms("a"), sms("b", OTHER), sms("c", THIRD), sms("d")]
+        )
         assert (a.status, a.reference) == (ACCEPTED, "m1")
-        assert b.status is REJECTED
-        assert "opted out" in b.reason
-        assert OTHER[1:] not in b.reason
+        assert b == DeliveryResult.rejected("b", "rejected by the gateway")
         assert (c.status, c.retryable, c.reason) == (FAILED, True, "unreadable gateway response")
+        assert d == DeliveryResult.rejected("d", "rejected by the gateway: opted_out")
 
     def test_bad_numbers_are_left_out(self, gateway: Gateway) -> None:
         """Invalid numbers never reach the batch; every envelope still gets its result in order."""
@@ -854,7 +914,12 @@ class TestBatch:
 
     @pytest.mark.parametrize(
         ("status", "expected"),
-        [(500, (FAILED, True)), (401, (FAILED, False)), (422, (REJECTED, False))],
+        [
+            (500, (FAILED, True)),
+            (401, (FAILED, False)),
+            (400, (FAILED, False)),
+            (422, (FAILED, False)),
+        ],
     )
     def test_http_status_applies_to_every_message(
         self, gateway: Gateway, status: int, expected: tuple[DeliveryStatus, bool]
@@ -863,6 +928,34 @@ class TestBatch:
         gateway.script(Reply(status, b"{}"))
         results = make(gateway, batch=True).send([sms("a"), sms("b", OTHER)])
         assert [(r.status, r.retryable) for r in results] == [expected] * 2
+
+    @pytest.mark.parametrize("status", [400, 422])
+    def test_client_error_fails_the_batch_without_rejecting(
+        self, gateway: Gateway, status: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A 400 or 422 to the whole batch fails each message (not retryably), never rejects.
+
+        The gateway may have refused the batch for one bad message: the good
+        ones must not be marked as refused for good.
+        """
+        gateway.script(
+            Reply(status, {"reason": f"bad number in message 2: {OTHER}"}),
+            Reply(status, {"reason": "invalid_payload"}),
+        )
+        transport = make(gateway, batch=True)
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            free = transport.send([sms("a"), sms("b", OTHER), sms("c", THIRD)])
+        coded = transport.send([sms("a"), sms("b", OTHER)])
+        prefix = f"the gateway refused the batch (HTTP {status})"
+        assert free == [DeliveryResult.failed(k, prefix, retryable=False) for k in "abc"]
+        assert coded == [
+            DeliveryResult.failed(k, f"{prefix}: invalid_payload", retryable=False) for k in "ab"
+        ]
+        assert all(r.status is not REJECTED for r in free + coded)
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert prefix in logged
+        assert "bad number" not in logged
+        assert OTHER[1:] not in logged
 
     def test_batch_idempotency_key_is_stable(self, gateway: Gateway) -> None:
         """The same batch retried carries the same Idempotency-Key; another batch another."""
@@ -894,6 +987,9 @@ class TestPrivacy:
         PASSWORD,
         base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
         "SECRETKEY123",
+        "O'Brien",
+        "credentials=",
+        "Reminder",
     )
 
     def echo_everything(self, seen: Seen) -> Any:
@@ -901,7 +997,7 @@ class TestPrivacy:
         data = seen.fields()
         echo = (
             f"rejected {data['to']} / 0{data['to'][3:7]} {data['to'][7:]}: "
-            f"{data['text']!r} auth={seen.headers.get('authorization')}"
+            f"{data['text']!r} for Ann O'Brien credentials={seen.headers.get('authorization')}"
         )
         return {"id": "m", "status": "rejected", "reason": echo}
 
@@ -944,6 +1040,11 @@ class TestPrivacy:
             for forbidden in self.FORBIDDEN:
                 assert forbidden not in text
             assert not re.search(r"\d{6}", text)
+        # The gateway's free text is gone entirely, not masked: only fixed reasons remain.
+        rejected = [r.reason for r in results if r.status is REJECTED]
+        assert "rejected by the gateway" in rejected
+        assert "the gateway refused the message (HTTP 400)" in rejected
+        assert not any("[number]" in text or "[redacted]" in text for text in texts)
 
     def test_batch_reasons_leak_nothing(
         self, gateway: Gateway, caplog: pytest.LogCaptureFixture
@@ -959,6 +1060,7 @@ class TestPrivacy:
         gateway.script(Reply(200, echo))
         with caplog.at_level(logging.DEBUG, logger=LOGGER):
             results = make(gateway, batch=True).send([sms("a"), sms("b", OTHER)])
+        assert [r.reason for r in results] == ["rejected by the gateway"] * 2
         for text in [r.reason for r in results] + [r.getMessage() for r in caplog.records]:
             for forbidden in (*self.FORBIDDEN, OTHER[1:]):
                 assert forbidden not in text

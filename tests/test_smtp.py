@@ -759,6 +759,46 @@ class TestConfiguration:
             SmtpTransport("smtp.school.test", **options)
         assert PASSWORD not in str(raised.value)
 
+    @pytest.mark.parametrize(
+        "host", ["smtp.school.test", "10.0.0.1", "0.0.0.0", "127.0.0.1.evil.test", "::2"]
+    )
+    def test_plain_auth_to_another_host_refused(self, host: str) -> None:
+        """A password over unencrypted SMTP to another machine is refused, echoing nothing."""
+        with pytest.raises(UsageError) as raised:
+            SmtpTransport(host, security="plain", username=USER, password=PASSWORD, sender=SENDER)
+        shown = str(raised.value)
+        assert "allow_plain_auth" in shown
+        for value in (PASSWORD, USER, host):
+            assert value not in shown
+
+    @pytest.mark.parametrize(
+        "host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LocalHost."]
+    )
+    def test_plain_auth_to_loopback_allowed(self, host: str) -> None:
+        """A relay on this machine may take a login without TLS: nothing crosses the network."""
+        SmtpTransport(host, security="plain", username=USER, password=PASSWORD, sender=SENDER)
+
+    def test_plain_auth_allowed_when_asked(self) -> None:
+        """allow_plain_auth=True accepts the risk for another host; TLS needs no such flag."""
+        SmtpTransport(
+            "smtp.school.test",
+            security="plain",
+            username=USER,
+            password=PASSWORD,
+            sender=SENDER,
+            allow_plain_auth=True,
+        )
+        secured: list[Any] = ["starttls", "tls"]
+        for security in secured:
+            SmtpTransport(
+                "smtp.school.test",
+                security=security,
+                username=USER,
+                password=PASSWORD,
+                sender=SENDER,
+            )
+        SmtpTransport("smtp.school.test", security="plain", sender=SENDER)
+
     def test_naive_clock_refused(self, server: Server) -> None:
         """A clock without a time zone is a usage error, caught before connecting."""
         transport = server.transport(clock=lambda: datetime(2024, 3, 5, 8, 30))

@@ -12,9 +12,10 @@ gateway's answer to a :class:`~sourcetruth.adapters.transport.DeliveryResult`.
 It never raises for one envelope: a bad number, a refused message or a
 gateway that is down each becomes a result.
 
-Phone numbers, message text and credentials never appear in a result's
-reason, in a log line or in a ``repr``: a reason the gateway writes is
-truncated and has any long run of digits masked before it is kept.
+Phone numbers, message text, names and credentials never appear in a
+result's reason, in a log line or in a ``repr``: the gateway's own reason is
+kept only when it is a short code (``invalid_number``, ``blacklisted``), never
+as free text, and the gateway's URL is shown as ``scheme://host[:port]/...``.
 """
 
 from __future__ import annotations
@@ -141,31 +142,38 @@ def segments(text: str) -> SmsSplit:
 
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _SENDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ]{0,10}")
-# Six or more digits, possibly broken up by spaces, dots, dashes or brackets,
-# as a phone number is when a gateway echoes it back: "+44 (0)7700 900123".
-_LONG_DIGITS = re.compile(r"\+?[0-9](?:[\s().\-/]*[0-9]){5,}")
 _HEADER_SAFE = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_REASON_LIMIT = 200
+# A reason the gateway gives is kept only when it looks like a code, never free
+# text (which may quote the message, a name or the number).
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 _MAX_RESPONSE = 1 << 20
 
 
-def _mask(text: str, secrets: Sequence[str] = ()) -> str:
-    """A gateway's text made safe to keep: secrets and long digit runs masked, 200 chars."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    text = _LONG_DIGITS.sub("[number]", text)
-    text = _CONTROL.sub(" ", text).strip()
-    if len(text) > _REASON_LIMIT:
-        text = text[: _REASON_LIMIT - 1] + "…"
-    return text
+def _gateway_code(value: object, secrets: Sequence[str]) -> str:
+    """The gateway's reason if it is a short code-like token, else ``""``.
+
+    A code that contains a credential, the number or the text, or a run of six
+    digits (a number in disguise), is dropped as well.
+    """
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        return ""
+    if re.search(r"[0-9]{6}", value):
+        return ""
+    if any(len(secret) >= 4 and secret in value for secret in secrets):
+        return ""
+    return value
 
 
 def _public_url(url: str) -> str:
-    """*url* without credentials, query string or fragment."""
+    """*url* as ``scheme://host[:port]``, then ``/...`` if it has a path.
+
+    Credentials, query string and fragment are dropped, and so is the path: a
+    gateway may carry its key there (``/api/KEY/send``).
+    """
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    elided = "/..." if parts.path not in ("", "/") else ""
+    return f"{parts.scheme}://{netloc}{elided}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -212,17 +220,25 @@ class HttpSmsTransport:
     ``from``, ``text`` and ``reference`` for a particular gateway. *format*
     posts them as a JSON object or as a form; *auth* adds a bearer token, a
     basic username and password, or nothing (for a gateway whose key is in
-    the URL's query string, which is then kept out of ``repr`` and logs).
+    the URL's query string or path). ``repr`` and logs show the URL only as
+    ``scheme://host[:port]/...``: no credentials, path, query or fragment.
 
     With *batch*, all the envelopes of a call go in one POST of JSON
     ``{"messages": [...]}``; the gateway answers with a list of per-message
     results (bare, or under ``"messages"`` or ``"results"``), matched by
     ``reference`` when each has one, else by position. The batch's
     ``Idempotency-Key`` is derived from its envelopes' keys, so a retry of
-    the same batch carries the same one.
+    the same batch carries the same one. A 400 or 422 for the whole batch
+    fails every message of it, not retryably, rather than rejecting them: the
+    gateway may have refused the batch for one bad message, and the others
+    should not be lost for good.
 
     The gateway answers each message with ``{"id": ..., "status":
-    "accepted" | "rejected", "reason": ...}``. Numbers must be E.164 (``+``
+    "accepted" | "rejected", "reason": ...}``; a 400 or 422 to a single
+    message rejects it. The reason is kept only when it is a short code
+    (a letter, then up to 39 letters, digits, ``_``, ``.`` or ``-``), else
+    the result says only that the gateway rejected the message (and the HTTP
+    status). Numbers must be E.164 (``+``
     then 8 to 15 digits, the first not 0); a message of more than
     *max_segments* parts is rejected before the gateway is asked. Redirects
     are not followed; *timeout* applies to each network operation.
@@ -301,7 +317,8 @@ class HttpSmsTransport:
         self._auth = auth
         # What a gateway's reason must never carry back into a result or a log.
         query = [value for _, value in urllib.parse.parse_qsl(parts.query)]
-        secrets = (token, password, self._authorization, *query)
+        path = [segment for segment in parts.path.split("/") if len(segment) >= 4]
+        secrets = (token, password, self._authorization, *query, *path)
         self._secrets = tuple(s for s in secrets if s)
         self._timeout = timeout
         self._max_segments = max_segments
@@ -402,7 +419,7 @@ class HttpSmsTransport:
             data = urllib.parse.urlencode(fields).encode("ascii")
             content_type = "application/x-www-form-urlencoded; charset=utf-8"
         secrets = self._secrets_of([item])
-        outcome = self._post(data, content_type, envelope.key, 1, secrets)
+        outcome = self._post(data, content_type, envelope.key, 1, secrets, batch=False)
         if isinstance(outcome, _Failure):
             return outcome.result(envelope.key)
         return self._entry(item, outcome.value, secrets)
@@ -413,7 +430,12 @@ class HttpSmsTransport:
         digest = hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
         secrets = self._secrets_of(planned)
         outcome = self._post(
-            data.encode("utf-8"), "application/json", f"batch-{digest[:40]}", len(planned), secrets
+            data.encode("utf-8"),
+            "application/json",
+            f"batch-{digest[:40]}",
+            len(planned),
+            secrets,
+            batch=True,
         )
         if isinstance(outcome, _Failure):
             return [outcome.result(key) for key in keys]
@@ -471,8 +493,9 @@ class HttpSmsTransport:
                 )
         elif status == "rejected":
             assert isinstance(entry, dict)
-            reason = _gateway_reason(entry.get("reason"), secrets)
-            return DeliveryResult.rejected(key, reason or "rejected by the gateway")
+            code = _gateway_code(entry.get("reason"), secrets)
+            reason = f"rejected by the gateway: {code}" if code else "rejected by the gateway"
+            return DeliveryResult.rejected(key, reason)
         _log.warning("SMS gateway %s: %s", self._public_url, _UNREADABLE)
         return DeliveryResult.failed(key, _UNREADABLE, retryable=True)
 
@@ -483,6 +506,8 @@ class HttpSmsTransport:
         idempotency_key: str,
         count: int,
         secrets: Sequence[str],
+        *,
+        batch: bool,
     ) -> _Body | _Failure:
         """POST *data*; the 2xx answer's JSON, or what went wrong for the whole request."""
         headers = {
@@ -500,7 +525,7 @@ class HttpSmsTransport:
                 body = response.read(_MAX_RESPONSE + 1)
         except urllib.error.HTTPError as error:
             with error:
-                failure = _http_failure(error.code, _read_quietly(error), secrets)
+                failure = _http_failure(error.code, _read_quietly(error), secrets, batch=batch)
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
                 failure = _Failure(DeliveryStatus.FAILED, "gateway timed out", retryable=True)
@@ -558,16 +583,12 @@ def _read_quietly(error: urllib.error.HTTPError) -> bytes:
         return b""
 
 
-def _gateway_reason(value: object, secrets: Sequence[str]) -> str:
-    """The gateway's reason text, safe to keep (see :func:`_mask`)."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return _mask(text, secrets)
+def _http_failure(code: int, body: bytes, secrets: Sequence[str], *, batch: bool) -> _Failure:
+    """What a non-2xx status means for every message of the request.
 
-
-def _http_failure(code: int, body: bytes, secrets: Sequence[str]) -> _Failure:
-    """What a non-2xx status means for every message of the request."""
+    A 400 or 422 rejects a single message; to a batch it fails every message,
+    not retryably: the batch as a whole was refused, not each of its messages.
+    """
     if code in (400, 422):
         reason = ""
         try:
@@ -575,10 +596,13 @@ def _http_failure(code: int, body: bytes, secrets: Sequence[str]) -> _Failure:
         except (ValueError, RecursionError):
             answer = None
         if isinstance(answer, dict):
-            reason = _gateway_reason(answer.get("reason"), secrets)
-        prefix = f"gateway refused the message (HTTP {code})"
+            reason = _gateway_code(answer.get("reason"), secrets)
+        what = "batch" if batch else "message"
+        prefix = f"the gateway refused the {what} (HTTP {code})"
         text = f"{prefix}: {reason}" if reason else prefix
-        return _Failure(DeliveryStatus.REJECTED, _mask(text))
+        if batch:
+            return _Failure(DeliveryStatus.FAILED, text, retryable=False)
+        return _Failure(DeliveryStatus.REJECTED, text)
     if code in (401, 403):
         return _Failure(DeliveryStatus.FAILED, f"authentication failed (HTTP {code})")
     if code == 408:

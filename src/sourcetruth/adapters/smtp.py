@@ -32,6 +32,7 @@ credentials never appear in results, log lines or the ``repr``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import smtplib
@@ -69,6 +70,20 @@ _ENHANCED_STATUS = re.compile(rb"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether *host* names this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
 class _SessionFailure(Exception):
     """The session could not be opened: every envelope fails with *reason*."""
 
@@ -102,6 +117,12 @@ class SmtpTransport:
     content (see the module's documentation); *max_recipients* caps the
     recipients of one per-batch message (RFC 5321 servers take at least 100).
     *clock* gives the ``Date`` of the messages (timezone-aware).
+
+    With ``security="plain"`` a password would cross the network in clear, so
+    *username* and *password* are refused (a :class:`UsageError`) unless *host*
+    is a loopback address (``localhost``, ``127.0.0.0/8`` or ``::1``: a relay on
+    the same machine) or the caller passes ``allow_plain_auth=True`` to accept
+    the risk knowingly.
     """
 
     def __init__(
@@ -120,12 +141,24 @@ class SmtpTransport:
         local_hostname: str | None = None,
         max_recipients: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        allow_plain_auth: bool = False,
     ) -> None:
         if security not in _DEFAULT_PORTS:
             msg = f"security must be one of {', '.join(_DEFAULT_PORTS)}, not {security!r}"
             raise UsageError(msg)
         if (username is None) != (password is None):
             msg = "username and password go together: give both or neither"
+            raise UsageError(msg)
+        if (
+            security == "plain"
+            and username is not None
+            and not allow_plain_auth
+            and not _is_loopback(host)
+        ):
+            msg = (
+                "security='plain' would send the password unencrypted: use 'starttls' or "
+                "'tls', or pass allow_plain_auth=True to accept that"
+            )
             raise UsageError(msg)
         if not ((username or "").isascii() and (password or "").isascii()):
             # smtplib sends credentials as ASCII only.
