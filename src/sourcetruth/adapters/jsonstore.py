@@ -1,0 +1,82 @@
+"""The book in one JSON file: for small books and for tests.
+
+The whole book and its journal are one document in the book's own versioned
+format (:func:`sourcetruth.dumps`). A commit writes a new file beside the old
+one, flushes it to disk and moves it into place, so a reader or a crash sees
+the old file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Final
+
+from sourcetruth.adapters.store import ConflictError, Run
+from sourcetruth.exceptions import AdapterError, SourceDataError
+from sourcetruth.merge import MergeResult
+from sourcetruth.model import Book
+from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads
+
+__all__ = ["JsonStore"]
+
+_EMPTY: Final = '{"book": null, "journal": []}'
+
+
+class JsonStore:
+    """A book and its journal in one JSON file, replaced atomically on each commit."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"JsonStore({os.fspath(self.path)!r})"
+
+    def _read(self) -> tuple[Book, list[object]]:
+        try:
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else _EMPTY
+        except OSError as error:
+            msg = f"cannot read the book {self.path.name}: {error.strerror}"
+            raise AdapterError(msg) from None
+        try:
+            document = json.loads(text)
+            journal = list(document["journal"])
+            raw = document["book"]
+        except (ValueError, TypeError, KeyError):
+            msg = f"{self.path.name} is not a sourcetruth book file"
+            raise SourceDataError(msg, file=self.path.name) from None
+        return (Book() if raw is None else loads(raw, Book)), journal
+
+    def load(self) -> Book:
+        return self._read()[0]
+
+    def journal(self) -> tuple[Run, ...]:
+        return tuple(converter.structure(item, Run) for item in self._read()[1])
+
+    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
+        """Write ``result.book`` and *run* as a new file, then move it into place."""
+        stored, journal = self._read()
+        if stored.seq != before.seq:
+            msg = "the book was changed by another run since it was loaded"
+            raise ConflictError(msg)
+        journal.append(converter.unstructure(run))
+        document = {
+            "book": dumps(result.book),
+            "journal": journal,
+            "version": FORMAT_VERSION,
+        }
+        partial = self.path.with_name(self.path.name + ".partial")
+        try:
+            with partial.open("w", encoding="utf-8") as out:
+                json.dump(document, out, sort_keys=True, ensure_ascii=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, self.path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            msg = f"cannot write the book {self.path.name}: {error.strerror}"
+            raise AdapterError(msg, retryable=True) from None
+
+    def close(self) -> None:
+        """Nothing to release: every operation opens and closes the file."""

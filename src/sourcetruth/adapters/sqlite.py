@@ -1,0 +1,237 @@
+"""The book in SQLite (the standard library's ``sqlite3``): the embedded default store.
+
+One row per record, contact, list of overrides, source's syncs and group, each
+holding that entity's JSON (the book's own converter); a commit writes only
+the rows the merge changed, found by identity (the merge shares every object
+it did not change), in one transaction. The file is opened with
+``synchronous=FULL`` and the rollback journal (``journal_mode=DELETE``): a
+commit that returned is on disk, and a crash at any point leaves the book
+entirely old or entirely new. The schema version is recorded; a file written
+by a newer version is refused, never half read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sourcetruth.adapters.store import ConflictError, Run
+from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
+from sourcetruth.merge import MergeResult
+from sourcetruth.model import (
+    Book,
+    ContactEntry,
+    EndedOverride,
+    GroupVersion,
+    Override,
+    RecordState,
+    SyncRecord,
+)
+from sourcetruth.serialise import converter
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+#: Bumped whenever the tables change incompatibly.
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, key)
+);
+CREATE TABLE IF NOT EXISTS contacts (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ended_overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS syncs (source TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+"""
+
+# The book's flat maps: attribute, table, key column, and the type of one value.
+_MAPS: Final[tuple[tuple[str, str, str, Any], ...]] = (
+    ("contacts", "contacts", "id", ContactEntry),
+    ("overrides", "overrides", "contact_id", tuple[Override, ...]),
+    ("ended_overrides", "ended_overrides", "contact_id", tuple[EndedOverride, ...]),
+    ("syncs", "syncs", "source", tuple[SyncRecord, ...]),
+    ("groups", "groups", "name", tuple[GroupVersion, ...]),
+)
+
+
+def _json(value: object) -> str:
+    return json.dumps(
+        converter.unstructure(value), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Keys to write (new or replaced) and keys to delete, by object identity."""
+    if old is new:
+        return [], []
+    write = [k for k, v in new.items() if old.get(k) is not v]
+    gone = [k for k in old if k not in new]
+    return write, gone
+
+
+class SqliteStore:
+    """A book and its journal in one SQLite file.
+
+    *statement_hook*, for tests, is called before each SQL statement of a
+    commit with its number (from 1): a crash test makes it stop the process.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, statement_hook: Callable[[int], None] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self._hook = statement_hook
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._schema_version()
+            if version is None:
+                with self._transaction():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+        except sqlite3.DatabaseError as error:
+            msg = f"cannot open the book {self.path.name}: {error}"
+            raise AdapterError(msg) from None
+        if version is not None and version > SCHEMA_VERSION:
+            self._db.close()
+            msg = (
+                f"{self.path.name} was written by a newer sourcetruth (schema {version}; "
+                f"this one reads up to {SCHEMA_VERSION}): upgrade sourcetruth"
+            )
+            raise SchemaVersionError(msg, file=self.path.name)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({os.fspath(self.path)!r})"
+
+    def _schema_version(self) -> int | None:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not exists:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        return None if row is None else int(row[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _meta(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def load(self) -> Book:
+        """The book as the last commit left it (an empty book for a new file)."""
+        try:
+            records: dict[str, dict[str, RecordState]] = {}
+            for source, key, data in self._db.execute(
+                "SELECT source, key, data FROM records ORDER BY source, key"
+            ):
+                state = converter.structure(json.loads(data), RecordState)
+                records.setdefault(source, {})[key] = state
+            maps: dict[str, dict[str, Any]] = {}
+            for attribute, table, column, kind in _MAPS:
+                rows = self._db.execute(f"SELECT {column}, data FROM {table} ORDER BY {column}")
+                maps[attribute] = {k: converter.structure(json.loads(d), kind) for k, d in rows}
+        except (sqlite3.DatabaseError, ValueError, TypeError) as error:
+            msg = f"the book in {self.path.name} cannot be read: {type(error).__name__}"
+            raise SourceDataError(msg, file=self.path.name) from None
+        seq = self._meta("seq")
+        updated = self._meta("updated_at")
+        return Book(
+            records=records,
+            seq=0 if seq is None else int(seq),
+            updated_at=datetime.fromisoformat(updated) if updated else None,
+            **maps,
+        )
+
+    def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> None:
+        count[0] += 1
+        if self._hook is not None:
+            self._hook(count[0])
+        self._db.execute(sql, args)
+
+    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
+        """Write ``result.book`` in place of *before*, and *run*, in one transaction."""
+        after = result.book
+        count = [0]
+        try:
+            with self._transaction():
+                stored = self._meta("seq")
+                if (0 if stored is None else int(stored)) != before.seq:
+                    msg = "the book was changed by another run since it was loaded"
+                    raise ConflictError(msg)
+                if after is not before:
+                    self._write(before, after, count)
+                self._execute(
+                    count,
+                    "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
+                    (run.id, run.input_hash, run.status, _json(run)),
+                )
+        except sqlite3.DatabaseError as error:
+            msg = f"cannot write the book {self.path.name}: {type(error).__name__}"
+            raise AdapterError(msg, retryable=True) from None
+
+    def _write(self, before: Book, after: Book, count: list[int]) -> None:
+        for source in sorted(set(before.records) | set(after.records)):
+            old = before.records.get(source, {})
+            new = after.records.get(source, {})
+            write, gone = _changed(old, new)
+            for key in write:
+                self._execute(
+                    count,
+                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                    (source, key, _json(new[key])),
+                )
+            for key in gone:
+                self._execute(count, "DELETE FROM records WHERE source=? AND key=?", (source, key))
+        for attribute, table, column, _kind in _MAPS:
+            old_map = getattr(before, attribute)
+            new_map = getattr(after, attribute)
+            write, gone = _changed(old_map, new_map)
+            for key in write:
+                self._execute(
+                    count,
+                    f"INSERT OR REPLACE INTO {table} VALUES (?, ?)",
+                    (key, _json(new_map[key])),
+                )
+            for key in gone:
+                self._execute(count, f"DELETE FROM {table} WHERE {column}=?", (key,))
+        updated = "" if after.updated_at is None else after.updated_at.isoformat()
+        for name, value in (("seq", str(after.seq)), ("updated_at", updated)):
+            self._execute(count, "INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def journal(self) -> tuple[Run, ...]:
+        """Every run committed, oldest first."""
+        rows = self._db.execute("SELECT data FROM runs ORDER BY n")
+        return tuple(converter.structure(json.loads(data), Run) for (data,) in rows)
