@@ -23,13 +23,14 @@ __all__ = ["GROUPS", "AdapterKind", "available", "get", "register", "unregister"
 
 _log = logging.getLogger(__name__)
 
-AdapterKind = Literal["source", "address-book", "transport"]
+AdapterKind = Literal["source", "address-book", "transport", "store"]
 
 #: The entry-point group for each kind of adapter.
 GROUPS: Final[dict[AdapterKind, str]] = {
     "source": "sourcetruth.sources",
     "address-book": "sourcetruth.address_books",
     "transport": "sourcetruth.transports",
+    "store": "sourcetruth.stores",
 }
 
 # The built-in adapters, named by import path so that looking one up imports
@@ -47,6 +48,10 @@ _BUILT_IN: Final[dict[AdapterKind, dict[str, str]]] = {
         "outbox": "sourcetruth.adapters.transport:OutboxTransport",
         "smtp": "sourcetruth.adapters.smtp:SmtpTransport",
         "sms-http": "sourcetruth.adapters.sms:HttpSmsTransport",
+    },
+    "store": {
+        "sqlite": "sourcetruth.adapters.sqlite:SqliteStore",
+        "json": "sourcetruth.adapters.jsonstore:JsonStore",
     },
 }
 
