@@ -1,0 +1,202 @@
+"""Reports for the people who keep the data right: pure queries over a book.
+
+- :func:`update_at_source`: every local edit that was ``lost`` (nobody
+  updated the source), and every edit still in force, with who made it and
+  when it will end. The data manager's to-do list.
+- :func:`before_next_sync`: which local edits the next scheduled sync of a
+  source would end, from a dry run of the snapshot when one is at hand,
+  otherwise from the edits' lifetimes and the schedule.
+- :func:`two_feeds`: people present in an MIS feed and an import (rule 12).
+- :func:`data_quality`: values kept raw because they do not normalise, links
+  to pupils that are not there, and guardians no channel can reach.
+
+None of them reads a clock: the time is an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from attrs import field, frozen
+
+from sourcetruth.merge import (
+    PossibleDuplicate,
+    contacts_at,
+    dry_run,
+    possible_duplicates,
+    usable_address,
+)
+from sourcetruth.model import (
+    Book,
+    Channel,
+    EndedOverride,
+    Override,
+    OverrideLifetime,
+    OverrideOutcome,
+    Role,
+    Snapshot,
+    _tuple,
+    split_record_id,
+    utc,
+)
+from sourcetruth.normalise import normalise_email, normalise_phone
+from sourcetruth.policy import Policy
+from sourcetruth.schedule import next_sync
+
+__all__ = [
+    "DataProblem",
+    "EditInForce",
+    "NextSyncEnds",
+    "UpdateAtSource",
+    "before_next_sync",
+    "data_quality",
+    "two_feeds",
+    "update_at_source",
+]
+
+
+@frozen
+class EditInForce:
+    """A local edit still in force, and when it will end (None: no schedule says)."""
+
+    override: Override
+    ends_at: datetime | None
+
+
+@frozen
+class UpdateAtSource:
+    """What to update at the source: edits lost at a sync, and edits still in force."""
+
+    lost: tuple[EndedOverride, ...] = field(converter=_tuple)
+    in_force: tuple[EditInForce, ...] = field(converter=_tuple)
+
+
+def _owning_source(override: Override) -> str:
+    return split_record_id(override.record)[0]
+
+
+def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | None:
+    source = policy.source(_owning_source(override))
+    candidates = []
+    if override.lifetime is not OverrideLifetime.SOURCE_CHANGE and source.schedule is not None:
+        candidates.append(next_sync(source.schedule, at))
+    if override.until is not None:
+        candidates.append(override.until)
+    return min(candidates) if candidates else None
+
+
+def _in_force(book: Book, at: datetime) -> Iterator[Override]:
+    for contact_id in sorted(book.overrides):
+        for override in book.overrides[contact_id]:
+            if override.set_at <= at and (override.until is None or at < override.until):
+                yield override
+
+
+def update_at_source(
+    book: Book, *, policy: Policy, at: datetime, since: datetime | None = None
+) -> UpdateAtSource:
+    """Edits ended as ``lost`` (since *since*, if given) and edits in force at *at*."""
+    at = utc(at)
+    lost = [
+        ended
+        for contact_id in sorted(book.ended_overrides)
+        for ended in book.ended_overrides[contact_id]
+        if ended.outcome is OverrideOutcome.LOST
+        and ended.ended_at <= at
+        and (since is None or ended.ended_at >= utc(since))
+    ]
+    lost.sort(key=lambda e: (e.ended_at, e.override.contact_id, e.override.field))
+    live = [EditInForce(o, _ends_at(o, policy, at)) for o in _in_force(book, at)]
+    return UpdateAtSource(lost, live)
+
+
+@frozen
+class NextSyncEnds:
+    """Edits the next sync of a source would end, and how (when a dry run could tell)."""
+
+    source: str
+    at: datetime | None
+    ending: tuple[Override, ...] = field(converter=_tuple)
+    outcomes: tuple[EndedOverride, ...] = field(default=(), converter=_tuple)
+
+
+def before_next_sync(
+    book: Book,
+    source: str,
+    *,
+    policy: Policy,
+    at: datetime,
+    snapshot: Snapshot | None = None,
+) -> NextSyncEnds:
+    """Which local edits *source*'s next scheduled sync after *at* would end.
+
+    With *snapshot* (the export that sync will read), a dry run gives each
+    edit's outcome (``confirmed``, ``superseded`` or ``lost``); without one,
+    the edits whose lifetime ends at that sync are listed.
+    """
+    at = utc(at)
+    schedule = policy.source(source).schedule
+    when = None if schedule is None else next_sync(schedule, at)
+    if snapshot is not None:
+        report = dry_run(
+            book, snapshot, policy=policy, at=max(at, snapshot.extracted_at), by="report"
+        )
+        ended = tuple(e for e in report.overrides_ended if _owning_source(e.override) == source)
+        return NextSyncEnds(source, when, tuple(e.override for e in ended), ended)
+    ending = [
+        o
+        for o in _in_force(book, at)
+        if _owning_source(o) == source and o.lifetime is not OverrideLifetime.SOURCE_CHANGE
+    ]
+    return NextSyncEnds(source, when, ending)
+
+
+def two_feeds(book: Book, *, policy: Policy) -> tuple[PossibleDuplicate, ...]:
+    """People present in an MIS feed and in an import, not linked (rule 12)."""
+    return possible_duplicates(book, policy=policy)
+
+
+@frozen
+class DataProblem:
+    """One thing wrong with the data: ``kind`` is ``unnormalised``, ``dangling-link``
+    or ``unreachable``; ``field`` names the field; ``detail`` says what, never the value.
+    """
+
+    contact_id: str
+    kind: str
+    field: str
+    detail: str
+
+
+def data_quality(book: Book, *, policy: Policy, at: datetime) -> tuple[DataProblem, ...]:
+    """Problems in the effective data at *at*, by contact then kind."""
+    at = utc(at)
+    region = policy.default_region
+    present = {c.id: c for c in contacts_at(book, policy=policy, at=at) if not c.departed}
+    found: list[DataProblem] = []
+    for contact_id, contact in sorted(present.items()):
+        data = contact.data
+        for index, phone in enumerate(data.phones):
+            checked = normalise_phone(phone.number, region)
+            if not checked.ok:
+                detail = f"phone {index + 1}: {checked.problem}"
+                found.append(DataProblem(contact_id, "unnormalised", "phones", detail))
+        for index, email in enumerate(data.emails):
+            checked = normalise_email(email.address)
+            if not checked.ok:
+                detail = f"email {index + 1}: {checked.problem}"
+                found.append(DataProblem(contact_id, "unnormalised", "emails", detail))
+        source = contact.provenance["relationships"].source
+        for relationship in data.relationships:
+            pupil = relationship.pupil if source is None else f"{source}:{relationship.pupil}"
+            target = present.get(pupil)
+            if target is None or target.data.role is not Role.PUPIL:
+                detail = f"the link to pupil {relationship.pupil} points to no present pupil"
+                found.append(DataProblem(contact_id, "dangling-link", "relationships", detail))
+        if data.role is Role.GUARDIAN and not any(
+            usable_address(data, channel, region)[0] for channel in Channel
+        ):
+            detail = "no usable mobile number and no usable email address"
+            found.append(DataProblem(contact_id, "unreachable", "phones", detail))
+    return tuple(found)
