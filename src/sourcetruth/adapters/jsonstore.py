@@ -8,13 +8,14 @@ the old file or the new one, never half of either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Final
 
 from sourcetruth.adapters.store import ConflictError, Run
-from sourcetruth.exceptions import AdapterError, SourceDataError
+from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
 from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads
@@ -43,10 +44,21 @@ class JsonStore:
             document = json.loads(text)
             journal = list(document["journal"])
             raw = document["book"]
-        except (ValueError, TypeError, KeyError):
+            version = document.get("version", FORMAT_VERSION)
+        except (ValueError, TypeError, KeyError, AttributeError):
             msg = f"{self.path.name} is not a sourcetruth book file"
             raise SourceDataError(msg, file=self.path.name) from None
-        return (Book() if raw is None else loads(raw, Book)), journal
+        if type(version) is not int or version > FORMAT_VERSION:
+            msg = (
+                f"written by a newer sourcetruth (format {version!r}; this one reads up to "
+                f"{FORMAT_VERSION}): upgrade sourcetruth"
+            )
+            raise SchemaVersionError(msg, file=self.path.name)
+        try:
+            book = Book() if raw is None else loads(raw, Book)
+        except SchemaVersionError as error:
+            raise SchemaVersionError(error.reason, file=self.path.name) from None
+        return book, journal
 
     def load(self) -> Book:
         return self._read()[0]
@@ -74,7 +86,8 @@ class JsonStore:
                 os.fsync(out.fileno())
             os.replace(partial, self.path)
         except OSError as error:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the failure to report is the first one
+                partial.unlink(missing_ok=True)
             msg = f"cannot write the book {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None
 
