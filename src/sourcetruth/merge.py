@@ -72,6 +72,7 @@ from sourcetruth.model import (
     Unlink,
     record_id,
     split_record_id,
+    suppression_digest,
     utc,
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
@@ -199,6 +200,7 @@ class Report:
     unnormalised: tuple[Unnormalised, ...] = ()
     duplicates: tuple[PossibleDuplicate, ...] = ()
     held: Held | None = None
+    suppressed: int = 0
 
     @property
     def lost(self) -> tuple[EndedOverride, ...]:
@@ -772,6 +774,8 @@ class _Draft:
         self.duplicates: list[PossibleDuplicate] = []
         self.erased: list[str] = []
         self.sync: int | None = None
+        self.suppressed = book.suppressed
+        self.skipped = 0
 
     # records and contacts
 
@@ -846,6 +850,7 @@ class _Draft:
             groups=self.groups,
             seq=self.seq,
             updated_at=self.at,
+            suppressed=self.suppressed,
         )
 
     # overrides
@@ -948,6 +953,14 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
         msg = "a delta both changes and removes one record"
         raise SourceDataError(msg, source=name, key=min(both))
 
+    if draft.suppressed:
+        # Erased people stay out (rule 13): their records are skipped, and counted.
+        secret = policy.suppression_key
+        kept = tuple(
+            r for r in records if suppression_digest(secret, name, r.key) not in draft.suppressed
+        )
+        draft.skipped = len(records) - len(kept)
+        records = kept
     states = draft.records.get(name, {})
     if any(r.fields is not None for r in records):
         records = _complete(records, states)
@@ -1299,12 +1312,14 @@ def _erase(draft: _Draft, change: Erase) -> None:
         msg = "the book holds no such contact"
         raise UnknownContactError(msg)
     ids = {cid} | {c.id for c in draft.contacts.values() if _resolve_id(draft.old, c.id) == cid}
+    erased_records: list[tuple[str, str]] = []
     for each in sorted(ids):
         for member in draft.contacts[each].members:
             source, key = split_record_id(member.record)
             state = draft.states(source).get(key)
             if state is not None and _resolve_id(draft.old, state.contact_id) == cid:
                 del draft.states(source)[key]
+                erased_records.append((source, key))
         draft.drop_contact(each)
         draft.overrides.pop(each, None)
         draft.ended.pop(each, None)
@@ -1320,6 +1335,13 @@ def _erase(draft: _Draft, change: Erase) -> None:
             else v
             for v in versions
         )
+    if change.suppress:
+        secret = draft.policy.suppression_key
+        draft.suppressed = draft.suppressed | {
+            suppression_digest(secret, source, key)
+            for source, key in erased_records
+            if source != ADDRESS_BOOK
+        }
     draft.erased.append(cid)
 
 
@@ -1406,7 +1428,8 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
         if held is not None:
             return MergeResult(book, Report(Status.HELD, kind, at, by, source=source, held=held))
         if draft.sync is None:
-            return MergeResult(book, Report(Status.NO_CHANGE, kind, at, by, source=source))
+            report = Report(Status.NO_CHANGE, kind, at, by, source=source, suppressed=draft.skipped)
+            return MergeResult(book, report)
     elif isinstance(change, AddressBookSave):
         _save(draft, change)
     elif isinstance(change, AddressBookRemove):
@@ -1460,6 +1483,7 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
         overrides_kept=tuple(draft.overrides_kept),
         unnormalised=tuple(draft.unnormalised),
         duplicates=tuple(draft.duplicates),
+        suppressed=draft.skipped,
     )
     return MergeResult(new_book, report)
 

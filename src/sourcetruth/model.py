@@ -11,6 +11,8 @@ serialised book is the same bytes whatever zone the caller worked in.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -65,6 +67,7 @@ __all__ = [
     "Unlink",
     "record_id",
     "split_record_id",
+    "suppression_digest",
     "utc",
 ]
 
@@ -532,6 +535,7 @@ class Book:
     groups: Mapping[str, tuple[GroupVersion, ...]] = field(factory=dict, repr=False)
     seq: int = 0
     updated_at: datetime | None = field(default=None, converter=_utc_or_none)
+    suppressed: frozenset[str] = field(default=frozenset(), converter=_frozenset, repr=False)
 
 
 @frozen
@@ -664,6 +668,19 @@ class Unlink:
 
 @frozen
 class Erase:
-    """Erase a person from the book and its history (rule 13)."""
+    """Erase a person from the book and its history (rule 13).
+
+    With ``suppress`` (the default), each of the person's records leaves a
+    suppression entry, a keyed hash of its source and key (see
+    :func:`suppression_digest`), so that a later sync does not bring the
+    person back; the sync's report counts the records it skipped.
+    """
 
     contact_id: str
+    suppress: bool = True
+
+
+def suppression_digest(secret: str, source: str, key: str) -> str:
+    """The keyed hash (HMAC-SHA256) that stands for an erased record: not the key itself."""
+    message = f"{source}\x00{key}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()

@@ -122,6 +122,10 @@ class Policy:
     precedence: tuple[str, ...] = field(default=(), converter=_tuple)
     guard: DepartureGuard = DEFAULT_GUARD
     default_region: str = "GB"
+    #: The secret of the keyed hashes that keep erased people out (rule 13).
+    #: Keep it outside the book's store, so the store alone cannot tell whose
+    #: records were erased.
+    suppression_key: str = field(default="", repr=False)
 
     def __attrs_post_init__(self) -> None:
         names = [s.name for s in self.sources]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.adapters.store import ConflictError, Run
+from sourcetruth.adapters.store import ConflictError, Run, erased_by, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
 from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
@@ -72,6 +72,12 @@ class JsonStore:
         if stored.seq != before.seq:
             msg = "the book was changed by another run since it was loaded"
             raise ConflictError(msg)
+        if result.report.erased:
+            contacts, records = erased_by(stored, result.book)
+            journal = [
+                converter.unstructure(redact(converter.structure(item, Run), contacts, records))
+                for item in journal
+            ]
         journal.append(converter.unstructure(run))
         document = {
             "book": dumps(result.book),

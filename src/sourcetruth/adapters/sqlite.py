@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sourcetruth.adapters.store import ConflictError, Run
+from sourcetruth.adapters.store import ConflictError, Run, erased_by, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
 from sourcetruth.merge import MergeResult
 from sourcetruth.model import (
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT
 CREATE TABLE IF NOT EXISTS ended_overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS syncs (source TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS suppressed (digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS runs (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -100,6 +101,9 @@ class SqliteStore:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Freed pages are overwritten with zeros, so an erased value does
+            # not linger in the file's free space (rule 13).
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._schema_version()
             if version is None:
@@ -163,6 +167,9 @@ class SqliteStore:
             for attribute, table, column, kind in _MAPS:
                 rows = self._db.execute(f"SELECT {column}, data FROM {table} ORDER BY {column}")
                 maps[attribute] = {k: converter.structure(json.loads(d), kind) for k, d in rows}
+            suppressed = frozenset(
+                d for (d,) in self._db.execute("SELECT digest FROM suppressed ORDER BY digest")
+            )
         except (sqlite3.DatabaseError, ValueError, TypeError) as error:
             msg = f"the book in {self.path.name} cannot be read: {type(error).__name__}"
             raise SourceDataError(msg, file=self.path.name) from None
@@ -172,6 +179,7 @@ class SqliteStore:
             records=records,
             seq=0 if seq is None else int(seq),
             updated_at=datetime.fromisoformat(updated) if updated else None,
+            suppressed=suppressed,
             **maps,
         )
 
@@ -193,6 +201,8 @@ class SqliteStore:
                     raise ConflictError(msg)
                 if after is not before:
                     self._write(before, after, count)
+                if result.report.erased:
+                    self._redact_journal(*erased_by(before, after), count)
                 self._execute(
                     count,
                     "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
@@ -201,6 +211,19 @@ class SqliteStore:
         except sqlite3.DatabaseError as error:
             msg = f"cannot write the book {self.path.name}: {type(error).__name__}"
             raise AdapterError(msg, retryable=True) from None
+        if result.report.erased:
+            # Rebuild the file, so that no page anywhere still holds what was erased.
+            self._db.execute("VACUUM")
+
+    def _redact_journal(
+        self, contacts: frozenset[str], records: frozenset[str], count: list[int]
+    ) -> None:
+        rows = self._db.execute("SELECT n, data FROM runs ORDER BY n").fetchall()
+        for n, data in rows:
+            run = converter.structure(json.loads(data), Run)
+            kept = redact(run, contacts, records)
+            if kept is not run:
+                self._execute(count, "UPDATE runs SET data=? WHERE n=?", (_json(kept), n))
 
     def _write(self, before: Book, after: Book, count: list[int]) -> None:
         for source in sorted(set(before.records) | set(after.records)):
@@ -227,6 +250,11 @@ class SqliteStore:
                 )
             for key in gone:
                 self._execute(count, f"DELETE FROM {table} WHERE {column}=?", (key,))
+        if after.suppressed is not before.suppressed:
+            for digest in sorted(after.suppressed - before.suppressed):
+                self._execute(count, "INSERT OR IGNORE INTO suppressed VALUES (?)", (digest,))
+            for digest in sorted(before.suppressed - after.suppressed):
+                self._execute(count, "DELETE FROM suppressed WHERE digest=?", (digest,))
         updated = "" if after.updated_at is None else after.updated_at.isoformat()
         for name, value in (("seq", str(after.seq)), ("updated_at", updated)):
             self._execute(count, "INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))

@@ -15,15 +15,16 @@ import hashlib
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+import attrs
 from attrs import frozen
 
 from sourcetruth.exceptions import SourceTruthError
 from sourcetruth.merge import Change, MergeResult, Report, merge
-from sourcetruth.model import Book, utc
+from sourcetruth.model import Book, record_id, utc
 from sourcetruth.policy import Policy
 from sourcetruth.serialise import dumps
 
-__all__ = ["ConflictError", "Run", "Store", "apply", "input_hash"]
+__all__ = ["ConflictError", "Run", "Store", "apply", "erased_by", "input_hash", "redact"]
 
 
 class ConflictError(SourceTruthError):
@@ -46,6 +47,45 @@ class Run:
     input_hash: str
     status: str
     report: Report
+
+
+def erased_by(before: Book, after: Book) -> tuple[frozenset[str], frozenset[str]]:
+    """The contact ids and record ids an erasure took out of the book (rule 13)."""
+    contacts = frozenset(before.contacts) - frozenset(after.contacts)
+    records = frozenset(
+        record_id(source, key)
+        for source, states in before.records.items()
+        for key in states
+        if key not in after.records.get(source, {})
+    )
+    return contacts, records
+
+
+def redact(run: Run, contacts: frozenset[str], records: frozenset[str]) -> Run:
+    """*run* with every entry about the erased *contacts* and *records* taken out.
+
+    A journal keeps each run's report, and reports hold values (a field's
+    value before and after, an override's value): after an erasure, no value
+    of the erased person may stay there.
+    """
+    report = run.report
+    redacted = attrs.evolve(
+        report,
+        created=tuple(c for c in report.created if c not in contacts),
+        changes=tuple(c for c in report.changes if c.contact_id not in contacts),
+        departed=tuple(c for c in report.departed if c not in contacts),
+        returned=tuple(c for c in report.returned if c not in contacts),
+        overrides_set=tuple(o for o in report.overrides_set if o.contact_id not in contacts),
+        overrides_ended=tuple(
+            e for e in report.overrides_ended if e.override.contact_id not in contacts
+        ),
+        overrides_kept=tuple(o for o in report.overrides_kept if o.contact_id not in contacts),
+        unnormalised=tuple(u for u in report.unnormalised if u.record not in records),
+        duplicates=tuple(
+            d for d in report.duplicates if d.record not in records and d.other not in records
+        ),
+    )
+    return run if redacted == report else attrs.evolve(run, report=redacted)
 
 
 def input_hash(change: Change) -> str:

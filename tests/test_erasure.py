@@ -1,0 +1,152 @@
+"""Erasure with suppression (rule 13): gone from the book, journal and file, and kept out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from school import full, guardian, london, mis_policy, school
+from sourcetruth import (
+    Book,
+    ContactData,
+    Erase,
+    Link,
+    Phone,
+    SetOverride,
+    Status,
+    UnknownContactError,
+    contact_at,
+    merge,
+)
+from sourcetruth.adapters.jsonstore import JsonStore
+from sourcetruth.adapters.sqlite import SqliteStore
+from sourcetruth.adapters.store import apply
+from test_merge import TestErase
+
+POLICY = attrs.evolve(mis_policy(), suppression_key="a secret kept outside the store")
+MONDAY = full(london(23, 1, 55), school())
+
+
+def erased_monday() -> Book:
+    book = merge(Book(), MONDAY, policy=POLICY, at=london(23, 2), by="nightly").book
+    return merge(book, Erase("mis:G9"), policy=POLICY, at=london(23, 12), by="dpo").book
+
+
+class TestSuppression:
+    """An erased person does not come back with the next sync."""
+
+    def test_the_next_sync_skips_them_and_says_so(self) -> None:
+        """Tuesday's export still holds G9: skipped, counted, not back."""
+        book = erased_monday()
+        tuesday = full(london(24, 1, 55), school())
+        result = merge(book, tuesday, policy=POLICY, at=london(24, 2), by="nightly")
+        assert result.report.suppressed == 1
+        assert "mis:G9" not in result.book.contacts
+        assert "mis:G9" not in result.report.created
+        assert "G9" not in str(result.report.suppressed)
+
+    def test_reapplying_the_last_snapshot_is_no_change(self) -> None:
+        """Monday's export again after the erasure: nothing to do, not a stale-snapshot error."""
+        result = merge(erased_monday(), MONDAY, policy=POLICY, at=london(23, 13), by="nightly")
+        assert result.report.status is Status.NO_CHANGE
+        assert result.report.suppressed == 1
+
+    def test_without_suppression_the_next_sync_brings_them_back(self) -> None:
+        """Erase(suppress=False) erases history but lets the source bring the person back."""
+        book = merge(Book(), MONDAY, policy=POLICY, at=london(23, 2), by="nightly").book
+        book = merge(
+            book, Erase("mis:G9", suppress=False), policy=POLICY, at=london(23, 12), by="dpo"
+        ).book
+        result = merge(
+            book, full(london(24, 1, 55), school()), policy=POLICY, at=london(24, 2), by="nightly"
+        )
+        assert result.report.created == ("mis:G9",)
+
+    def test_the_book_holds_a_keyed_hash_not_the_key(self) -> None:
+        """The suppression entry depends on the secret; the key itself is nowhere in it."""
+        book = erased_monday()
+        (digest,) = book.suppressed
+        assert "G9" not in digest
+        other = attrs.evolve(POLICY, suppression_key="another secret")
+        tuesday = full(london(24, 1, 55), school())
+        result = merge(book, tuesday, policy=other, at=london(24, 2), by="nightly")
+        assert result.report.suppressed == 0  # a changed secret recognises nobody
+
+
+def history(store) -> None:
+    """A person with history in the store: syncs, overrides, an import linked in, a journal."""
+    apply(store, full(london(23, 1, 55), school()), policy=POLICY, at=london(23, 2), by="nightly")
+    edit = SetOverride("mis:G9", "phones", ContactData(phones=(Phone("07700 900111"),)))
+    apply(store, edit, policy=POLICY, at=london(23, 9), by="office")
+    changed = guardian("G9", "P9", mobile="07700 900121", email="g9@parent.test", given="Gita")
+    apply(
+        store,
+        full(london(24, 1, 55), school(changed)),
+        policy=POLICY,
+        at=london(24, 2),
+        by="nightly",
+    )
+    row = guardian("row-9", mobile="07700 900131", email="gita.home@example.org", given="Gita")
+    apply(store, full(london(24, 8), [row], "import"), policy=POLICY, at=london(24, 8), by="u")
+    apply(store, Link("import:row-9", "mis:G9"), policy=POLICY, at=london(24, 9), by="office")
+    edit = SetOverride("mis:G9", "phones", ContactData(phones=(Phone("07700 900141"),)))
+    apply(store, edit, policy=POLICY, at=london(24, 10), by="office")
+
+
+STORES = {
+    "sqlite": lambda folder: SqliteStore(folder / "book.sqlite"),
+    "json": lambda folder: JsonStore(folder / "book.json"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+class TestStoreErasure:
+    """No contact value of an erased person can be found anywhere in the store's files."""
+
+    def files(self, folder: Path) -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
+
+    def test_the_values_are_there_before(self, kind: str, tmp_path: Path) -> None:
+        """The fixture really puts the person's values into the file (so the check can fail)."""
+        store = STORES[kind](tmp_path)
+        history(store)
+        store.close()
+        data = self.files(tmp_path)
+        assert [v for v in TestErase.SECRETS if v.encode() in data] != []
+        assert b"7700 900141" in data
+
+    def test_no_value_remains_after_erasure(self, kind: str, tmp_path: Path) -> None:
+        """After Erase the bytes of every file of the store hold none of the person's values."""
+        store = STORES[kind](tmp_path)
+        history(store)
+        result = apply(store, Erase("mis:G9"), policy=POLICY, at=london(24, 12), by="dpo")
+        assert result.report.erased == ("mis:G9",)
+        store.close()
+        data = self.files(tmp_path)
+        assert [v for v in TestErase.SECRETS if v.encode() in data] == []
+        reopened = STORES[kind](tmp_path)
+        book = reopened.load()
+        assert "mis:G9" not in book.contacts
+        assert len(reopened.journal()) == 7
+        with pytest.raises(UnknownContactError):
+            contact_at(book, "mis:G9", policy=POLICY, at=london(24, 13))
+        reopened.close()
+
+    def test_the_next_sync_keeps_them_out_of_the_store(self, kind: str, tmp_path: Path) -> None:
+        """Wednesday's export still has G9: the store's book does not take them back."""
+        store = STORES[kind](tmp_path)
+        history(store)
+        apply(store, Erase("mis:G9"), policy=POLICY, at=london(24, 12), by="dpo")
+        changed = guardian("G9", "P9", mobile="07700 900121", email="g9@parent.test", given="Gita")
+        result = apply(
+            store,
+            full(london(25, 1, 55), school(changed)),
+            policy=POLICY,
+            at=london(25, 2),
+            by="nightly",
+        )
+        assert result.report.suppressed == 1
+        assert "mis:G9" not in store.load().contacts
+        store.close()
