@@ -9,8 +9,11 @@ the old file or the new one, never half of either.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -66,8 +69,27 @@ class JsonStore:
     def journal(self) -> tuple[Run, ...]:
         return tuple(converter.structure(item, Run) for item in self._read()[1])
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the book's lock file: one writer at a time, across read, check and replace."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def commit(self, before: Book, result: MergeResult, run: Run) -> None:
         """Write ``result.book`` and *run* as a new file, then move it into place."""
+        try:
+            with self._locked():
+                self._commit(before, result, run)
+        except OSError as error:
+            msg = f"cannot write the book {self.path.name}: {error.strerror}"
+            raise AdapterError(msg, retryable=True) from None
+
+    def _commit(self, before: Book, result: MergeResult, run: Run) -> None:
         stored, journal = self._read()
         if stored.seq != before.seq:
             msg = "the book was changed by another run since it was loaded"
@@ -84,18 +106,27 @@ class JsonStore:
             "journal": journal,
             "version": FORMAT_VERSION,
         }
-        partial = self.path.with_name(self.path.name + ".partial")
+        # A temporary name of its own, so that two writers never share one.
+        handle, name = tempfile.mkstemp(
+            prefix=self.path.name + ".", suffix=".partial", dir=self.path.parent
+        )
+        partial = Path(name)
         try:
-            with partial.open("w", encoding="utf-8") as out:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(document, out, sort_keys=True, ensure_ascii=False)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, self.path)
-        except OSError as error:
+        except OSError:
             with contextlib.suppress(OSError):  # the failure to report is the first one
                 partial.unlink(missing_ok=True)
-            msg = f"cannot write the book {self.path.name}: {error.strerror}"
-            raise AdapterError(msg, retryable=True) from None
+            raise
+        # The move itself must reach the disk for the commit to be durable.
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def close(self) -> None:
         """Nothing to release: every operation opens and closes the file."""

@@ -13,6 +13,7 @@ by a newer version is refused, never half read.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +37,8 @@ from sourcetruth.model import (
 from sourcetruth.serialise import converter
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+_log = logging.getLogger(__name__)
 
 #: Bumped whenever the tables change incompatibly.
 SCHEMA_VERSION: Final = 1
@@ -99,21 +102,9 @@ class SqliteStore:
         self._hook = statement_hook
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=DELETE")
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Freed pages are overwritten with zeros, so an erased value does
-            # not linger in the file's free space (rule 13).
-            self._db.execute("PRAGMA secure_delete=ON")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            # Read the version before changing anything: a newer book is
+            # refused untouched.
             version = self._schema_version()
-            if version is None:
-                with self._transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    self._db.execute(
-                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                    )
         except sqlite3.DatabaseError as error:
             msg = f"cannot open the book {self.path.name}: {error}"
             raise AdapterError(msg) from None
@@ -124,6 +115,24 @@ class SqliteStore:
                 f"this one reads up to {SCHEMA_VERSION}): upgrade sourcetruth"
             )
             raise SchemaVersionError(msg, file=self.path.name)
+        try:
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # Freed pages are overwritten with zeros, so an erased value does
+            # not linger in the file's free space (rule 13).
+            self._db.execute("PRAGMA secure_delete=ON")
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            msg = f"cannot open the book {self.path.name}: {error}"
+            raise AdapterError(msg) from None
 
     def __repr__(self) -> str:
         return f"SqliteStore({os.fspath(self.path)!r})"
@@ -135,17 +144,25 @@ class SqliteStore:
         if not exists:
             return None
         row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except ValueError:
+            msg = f"{self.path.name} records a schema version that is not a number"
+            raise SourceDataError(msg, file=self.path.name) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[None]:
+        self._db.execute(f"BEGIN {mode}")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A failed COMMIT too: never leave the connection inside a transaction.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -157,22 +174,26 @@ class SqliteStore:
     def load(self) -> Book:
         """The book as the last commit left it (an empty book for a new file)."""
         try:
-            records: dict[str, dict[str, RecordState]] = {}
-            for source, key, data in self._db.execute(
-                "SELECT source, key, data FROM records ORDER BY source, key"
-            ):
-                state = converter.structure(json.loads(data), RecordState)
-                records.setdefault(source, {})[key] = state
-            maps: dict[str, dict[str, Any]] = {}
-            for attribute, table, column, kind in _MAPS:
-                rows = self._db.execute(f"SELECT {column}, data FROM {table} ORDER BY {column}")
-                maps[attribute] = {k: converter.structure(json.loads(d), kind) for k, d in rows}
-            suppressed = frozenset(
-                d for (d,) in self._db.execute("SELECT digest FROM suppressed ORDER BY digest")
-            )
+            with self._transaction("DEFERRED"):  # one snapshot of the file: never a torn book
+                return self._load()
         except (sqlite3.DatabaseError, ValueError, TypeError) as error:
             msg = f"the book in {self.path.name} cannot be read: {type(error).__name__}"
             raise SourceDataError(msg, file=self.path.name) from None
+
+    def _load(self) -> Book:
+        records: dict[str, dict[str, RecordState]] = {}
+        for source, key, data in self._db.execute(
+            "SELECT source, key, data FROM records ORDER BY source, key"
+        ):
+            state = converter.structure(json.loads(data), RecordState)
+            records.setdefault(source, {})[key] = state
+        maps: dict[str, dict[str, Any]] = {}
+        for attribute, table, column, kind in _MAPS:
+            rows = self._db.execute(f"SELECT {column}, data FROM {table} ORDER BY {column}")
+            maps[attribute] = {k: converter.structure(json.loads(d), kind) for k, d in rows}
+        suppressed = frozenset(
+            d for (d,) in self._db.execute("SELECT digest FROM suppressed ORDER BY digest")
+        )
         seq = self._meta("seq")
         updated = self._meta("updated_at")
         return Book(
@@ -209,11 +230,16 @@ class SqliteStore:
                     (run.id, run.input_hash, run.status, _json(run)),
                 )
         except sqlite3.DatabaseError as error:
-            msg = f"cannot write the book {self.path.name}: {type(error).__name__}"
+            msg = f"cannot write the book {self.path.name}: {error}"
             raise AdapterError(msg, retryable=True) from None
         if result.report.erased:
-            # Rebuild the file, so that no page anywhere still holds what was erased.
-            self._db.execute("VACUUM")
+            # Rebuild the file, so that no page anywhere still holds what was
+            # erased. The erasure is committed already (and secure_delete has
+            # zeroed the freed pages), so a busy file only postpones this.
+            try:
+                self._db.execute("VACUUM")
+            except sqlite3.DatabaseError as error:
+                _log.warning("could not rebuild %s after an erasure: %s", self.path.name, error)
 
     def _redact_journal(
         self, contacts: frozenset[str], records: frozenset[str], count: list[int]
