@@ -17,7 +17,9 @@ from sourcetruth import (
     SetOverride,
     Status,
     UnknownContactError,
+    UsageError,
     contact_at,
+    dumps,
     merge,
 )
 from sourcetruth.adapters.jsonstore import JsonStore
@@ -71,8 +73,8 @@ class TestSuppression:
         assert "G9" not in digest
         other = attrs.evolve(POLICY, suppression_key="another secret")
         tuesday = full(london(24, 1, 55), school())
-        result = merge(book, tuesday, policy=other, at=london(24, 2), by="nightly")
-        assert result.report.suppressed == 0  # a changed secret recognises nobody
+        with pytest.raises(UsageError):  # another secret would recognise nobody: refused
+            merge(book, tuesday, policy=other, at=london(24, 2), by="nightly")
 
 
 def history(store) -> None:
@@ -126,6 +128,7 @@ class TestStoreErasure:
         store.close()
         data = self.files(tmp_path)
         assert [v for v in TestErase.SECRETS if v.encode() in data] == []
+        assert b"G9" not in data  # not even the key, in the journal or anywhere
         reopened = STORES[kind](tmp_path)
         book = reopened.load()
         assert "mis:G9" not in book.contacts
@@ -150,3 +153,16 @@ class TestStoreErasure:
         assert result.report.suppressed == 1
         assert "mis:G9" not in store.load().contacts
         store.close()
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_erasing_a_sources_last_record_round_trips(kind: str, tmp_path: Path) -> None:
+    """Erasing the only import record leaves no empty source: the store gives the same bytes."""
+    store = STORES[kind](tmp_path)
+    apply(store, MONDAY, policy=POLICY, at=london(23, 2), by="nightly")
+    row = guardian("row-1", mobile="07700 900131", given="Ivy")
+    apply(store, full(london(23, 8), [row], "import"), policy=POLICY, at=london(23, 8), by="u")
+    result = apply(store, Erase("import:row-1"), policy=POLICY, at=london(23, 9), by="dpo")
+    assert "import" not in result.book.records
+    assert dumps(store.load()) == dumps(result.book)
+    store.close()

@@ -72,6 +72,7 @@ from sourcetruth.model import (
     Unlink,
     record_id,
     split_record_id,
+    suppression_check,
     suppression_digest,
     utc,
 )
@@ -775,9 +776,14 @@ class _Draft:
         self.erased: list[str] = []
         self.sync: int | None = None
         self.suppressed = book.suppressed
+        self.suppression_check = book.suppression_check
         self.skipped = 0
 
     # records and contacts
+
+    def forget(self, source: str) -> None:
+        """Drop the working copy of a source that no longer holds any record."""
+        self._copied.pop(source, None)
 
     def states(self, source: str) -> dict[str, RecordState]:
         if source not in self._copied:
@@ -851,6 +857,7 @@ class _Draft:
             seq=self.seq,
             updated_at=self.at,
             suppressed=self.suppressed,
+            suppression_check=self.suppression_check,
         )
 
     # overrides
@@ -956,6 +963,12 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
     if draft.suppressed:
         # Erased people stay out (rule 13): their records are skipped, and counted.
         secret = policy.suppression_key
+        if suppression_check(secret) != draft.suppression_check:
+            msg = (
+                "the policy's suppression_key is not the one this book's erasures used, "
+                "so erased people could come back: use that key"
+            )
+            raise UsageError(msg)
         kept = tuple(
             r for r in records if suppression_digest(secret, name, r.key) not in draft.suppressed
         )
@@ -1335,8 +1348,16 @@ def _erase(draft: _Draft, change: Erase) -> None:
             else v
             for v in versions
         )
+    for source in sorted({source for source, _ in erased_records}):
+        if not draft.states(source):
+            del draft.records[source]  # as if it had never held a record
+            draft.forget(source)
     if change.suppress:
         secret = draft.policy.suppression_key
+        if draft.suppressed and suppression_check(secret) != draft.suppression_check:
+            msg = "the policy's suppression_key is not the one this book's erasures used"
+            raise UsageError(msg)
+        draft.suppression_check = suppression_check(secret)
         draft.suppressed = draft.suppressed | {
             suppression_digest(secret, source, key)
             for source, key in erased_records

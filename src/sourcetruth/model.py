@@ -67,6 +67,7 @@ __all__ = [
     "Unlink",
     "record_id",
     "split_record_id",
+    "suppression_check",
     "suppression_digest",
     "utc",
 ]
@@ -536,6 +537,7 @@ class Book:
     seq: int = 0
     updated_at: datetime | None = field(default=None, converter=_utc_or_none)
     suppressed: frozenset[str] = field(default=frozenset(), converter=_frozenset, repr=False)
+    suppression_check: str = field(default="", repr=False)
 
 
 @frozen
@@ -678,6 +680,11 @@ class Erase:
 
     contact_id: str
     suppress: bool = True
+
+
+def suppression_check(secret: str) -> str:
+    """A keyed hash that tells whether a secret is the one a book's erasures used."""
+    return hmac.new(secret.encode(), b"sourcetruth suppression", hashlib.sha256).hexdigest()
 
 
 def suppression_digest(secret: str, source: str, key: str) -> str:

@@ -139,15 +139,21 @@ def before_next_sync(
     schedule = policy.source(source).schedule
     when = None if schedule is None else next_sync(schedule, at)
     if snapshot is not None:
-        report = dry_run(
-            book, snapshot, policy=policy, at=max(at, snapshot.extracted_at), by="report"
-        )
-        ended = tuple(e for e in report.overrides_ended if _owning_source(e.override) == source)
+        # The sync runs no earlier than the book's last change or the export's reading.
+        run_at = max(t for t in (at, book.updated_at, snapshot.extracted_at) if t is not None)
+        report = dry_run(book, snapshot, policy=policy, at=run_at, by="report")
+        ended = tuple(
+            e
+            for e in report.overrides_ended
+            if _owning_source(e.override) == source and e.sync is not None
+        )  # edits whose own time ran out are not this sync's doing
         return NextSyncEnds(source, when, tuple(e.override for e in ended), ended)
     ending = [
         o
         for o in _in_force(book, at)
-        if _owning_source(o) == source and o.lifetime is not OverrideLifetime.SOURCE_CHANGE
+        if _owning_source(o) == source
+        and o.lifetime is not OverrideLifetime.SOURCE_CHANGE
+        and (o.until is None or when is None or o.until > when)
     ]
     return NextSyncEnds(source, when, ending)
 

@@ -100,6 +100,7 @@ class JsonStore:
                 converter.unstructure(redact(converter.structure(item, Run), contacts, records))
                 for item in journal
             ]
+            run = redact(run, contacts, records)  # the erasing run names nobody either
         journal.append(converter.unstructure(run))
         document = {
             "book": dumps(result.book),

@@ -198,10 +198,15 @@ class SqliteStore:
         updated = self._meta("updated_at")
         return Book(
             records=records,
+            contacts=maps["contacts"],
+            overrides=maps["overrides"],
+            ended_overrides=maps["ended_overrides"],
+            syncs=maps["syncs"],
+            groups=maps["groups"],
             seq=0 if seq is None else int(seq),
             updated_at=datetime.fromisoformat(updated) if updated else None,
             suppressed=suppressed,
-            **maps,
+            suppression_check=self._meta("suppression_check") or "",
         )
 
     def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> None:
@@ -223,7 +228,9 @@ class SqliteStore:
                 if after is not before:
                     self._write(before, after, count)
                 if result.report.erased:
-                    self._redact_journal(*erased_by(before, after), count)
+                    gone = erased_by(before, after)
+                    self._redact_journal(*gone, count)
+                    run = redact(run, *gone)  # the erasing run names nobody either
                 self._execute(
                     count,
                     "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
@@ -282,7 +289,12 @@ class SqliteStore:
             for digest in sorted(before.suppressed - after.suppressed):
                 self._execute(count, "DELETE FROM suppressed WHERE digest=?", (digest,))
         updated = "" if after.updated_at is None else after.updated_at.isoformat()
-        for name, value in (("seq", str(after.seq)), ("updated_at", updated)):
+        meta = (
+            ("seq", str(after.seq)),
+            ("updated_at", updated),
+            ("suppression_check", after.suppression_check),
+        )
+        for name, value in meta:
             self._execute(count, "INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     def journal(self) -> tuple[Run, ...]:

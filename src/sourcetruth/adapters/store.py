@@ -20,7 +20,7 @@ from attrs import frozen
 
 from sourcetruth.exceptions import SourceTruthError
 from sourcetruth.merge import Change, MergeResult, Report, merge
-from sourcetruth.model import Book, record_id, utc
+from sourcetruth.model import Book, Erase, record_id, utc
 from sourcetruth.policy import Policy
 from sourcetruth.serialise import dumps
 
@@ -84,6 +84,12 @@ def redact(run: Run, contacts: frozenset[str], records: frozenset[str]) -> Run:
         duplicates=tuple(
             d for d in report.duplicates if d.record not in records and d.other not in records
         ),
+        erased=tuple(c for c in report.erased if c not in contacts),
+        held=None
+        if report.held is None
+        else attrs.evolve(
+            report.held, departing=tuple(c for c in report.held.departing if c not in contacts)
+        ),
     )
     return run if redacted == report else attrs.evolve(run, report=redacted)
 
@@ -127,9 +133,11 @@ def apply(
     """
     before = store.load()
     result = merge(before, change, policy=policy, at=at, by=by)
-    digest = input_hash(change)
+    # An erasure's input names the person: its hash would let anyone check a
+    # guess against the journal, so the journal keeps none (rule 13).
+    digest = "" if isinstance(change, Erase) else input_hash(change)
     run = Run(
-        run_id or f"{digest[:16]}-{before.seq}",
+        run_id or f"{digest[:16] or 'erase'}-{before.seq}",
         utc(at),
         by,
         digest,

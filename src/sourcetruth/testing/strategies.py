@@ -425,9 +425,7 @@ def _synced(draw: st.DrawFn, source: str, overridden: bool | None) -> tuple[Cont
     return contact_at(result, contact_id, policy=policy, at=at), result
 
 
-def contacts(
-    *, source: str = "mis", overridden: bool | None = None
-) -> st.SearchStrategy[Contact]:
+def contacts(*, source: str = "mis", overridden: bool | None = None) -> st.SearchStrategy[Contact]:
     """An effective :class:`~sourcetruth.Contact` with real provenance.
 
     It is made the way the library makes one: a record of *source* merged
@@ -537,4 +535,3 @@ def policies(
     no import, and the default guard.
     """
     return _policies(imports, guard)
-
