@@ -917,7 +917,10 @@ def _complete(records: tuple[Record, ...], states: Mapping[str, RecordState]) ->
     for record in records:
         state = states.get(record.key)
         current = None if state is None else state.current.data
-        if record.fields is None or current is None:
+        if record.fields is None:
+            whole.append(record)
+            continue
+        if current is None:
             whole.append(Record(record.key, record.data))
             continue
         given = {name: getattr(record.data, name) for name in sorted(record.fields)}
@@ -969,8 +972,13 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
                 "so erased people could come back: use that key"
             )
             raise UsageError(msg)
+        # An erased record left the book, so only keys the book lacks can be
+        # suppressed: the records of everyone present cost no hash.
+        known = draft.records.get(name, {})
         kept = tuple(
-            r for r in records if suppression_digest(secret, name, r.key) not in draft.suppressed
+            r
+            for r in records
+            if r.key in known or suppression_digest(secret, name, r.key) not in draft.suppressed
         )
         draft.skipped = len(records) - len(kept)
         records = kept

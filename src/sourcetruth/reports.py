@@ -27,6 +27,7 @@ from sourcetruth.merge import (
     possible_duplicates,
     usable_address,
 )
+from sourcetruth.merge import _in_force as in_force  # the one definition of "in force"
 from sourcetruth.model import (
     Book,
     Channel,
@@ -89,7 +90,7 @@ def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | Non
 def _in_force(book: Book, at: datetime) -> Iterator[Override]:
     for contact_id in sorted(book.overrides):
         for override in book.overrides[contact_id]:
-            if override.set_at <= at and (override.until is None or at < override.until):
+            if in_force(override, at):
                 yield override
 
 

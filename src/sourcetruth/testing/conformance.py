@@ -207,6 +207,14 @@ def _leaks(text: str, values: set[str]) -> list[str]:
     return sorted(v for v in values if v in text)
 
 
+def _check_data_error(error: BaseException, values: set[str]) -> None:
+    """*error* is the library's data error, and names none of *values*."""
+    problems = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+    assert all(isinstance(p, SourceDataError) for p in problems), problems
+    leaked = _leaks(_error_text(error), values)
+    assert not leaked, "an error, or an error it chains to, names a personal value"
+
+
 def _spoil(directory: Path) -> int:
     """Put bytes that are not UTF-8 in the middle of every file under *directory*."""
     spoilt = 0
@@ -364,11 +372,7 @@ class SourceAdapterContract:
         for broken in broken_adapters:
             with pytest.raises(SourceTruthError) as caught:
                 broken.read(extracted_at=_READ_AT)
-            error = caught.value
-            problems = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
-            assert all(isinstance(p, SourceDataError) for p in problems), problems
-            leaked = _leaks(_error_text(error), personal_values(sample))
-            assert not leaked, "an error, or an error it chains to, names a personal value"
+            _check_data_error(caught.value, personal_values(sample))
 
     def test_notices_and_repr_name_no_personal_value(
         self, adapter: SourceAdapter, sample: Snapshot
@@ -548,8 +552,5 @@ class AddressBookAdapterContract:
         assert _spoil(directory)
         with pytest.raises(SourceTruthError) as caught:
             adapter.read_entries()
-        error = caught.value
-        problems = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
-        assert all(isinstance(p, SourceDataError) for p in problems), problems
         values = personal_values(Snapshot("address-book", _READ_AT, entries))
-        assert not _leaks(_error_text(error), values), "an error names a personal value"
+        _check_data_error(caught.value, values)
