@@ -37,6 +37,7 @@ from sourcetruth import (
     ContactData,
     DepartureGuard,
     Email,
+    EmailType,
     Erase,
     GroupDefinition,
     Link,
@@ -523,7 +524,8 @@ class TestRule3OverridesAreTemporary:
     def test_an_ended_override_says_what_the_source_did(
         self, base: str, edit: str, third: str, choice: str, data: st.DataObject
     ) -> None:
-        """Source holds the edit (retyped or not): confirmed; the old one: lost; else superseded."""
+        """Source holds the edit (retyped, typed otherwise or not): confirmed; the old one: lost;
+        else superseded."""
         canon = {v: normalise_email(v).value for v in (base, edit, third)}
         assume(len(set(canon.values())) == 3)
         policy = Policy.simple(Source("mis", SourceKind.MIS, schedule=NIGHTLY))
@@ -545,7 +547,9 @@ class TestRule3OverridesAreTemporary:
         target = {"base": base, "edit": edit, "third": third}[choice]
         written = data.draw(sts.email_addresses(address=target.strip()))
         at = nightly(day + timedelta(days=1))
-        source_now = attrs.evolve(person, emails=(Email(written),))
+        # A source may type an address its own way: the address decides the outcome.
+        written_type = data.draw(st.sampled_from(EmailType))
+        source_now = attrs.evolve(person, emails=(Email(written, written_type),))
         report = merge(
             book, Snapshot("mis", at, (Record("M1", source_now),)), policy=policy, at=at, by="t"
         ).report

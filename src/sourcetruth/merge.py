@@ -886,12 +886,26 @@ class _Draft:
 def _outcome(override: Override, data: ContactData | None, region: str) -> OverrideOutcome:
     if data is None:
         return OverrideOutcome.DEPARTED
-    now = comparable(override.field, data.get(override.field), region)
-    if now == comparable(override.field, override.edited_value, region):
+    name = override.field
+    now = comparable(name, data.get(name), region)
+    edited = comparable(name, override.edited_value, region)
+    base = comparable(name, override.base_value, region)
+    if now == edited:
         return OverrideOutcome.CONFIRMED
-    if now == comparable(override.field, override.base_value, region):
+    if now == base:
         return OverrideOutcome.LOST
+    if name in ("phones", "emails") and _untyped(edited) != _untyped(base):
+        # The edit changed numbers or addresses, and a source may type them its
+        # own way (a OneRoster email has no type): what it holds decides.
+        if _untyped(now) == _untyped(edited):
+            return OverrideOutcome.CONFIRMED
+        if _untyped(now) == _untyped(base):
+            return OverrideOutcome.LOST
     return OverrideOutcome.SUPERSEDED
+
+
+def _untyped(value: tuple[tuple[Any, str], ...]) -> tuple[str, ...]:
+    return tuple(text for _, text in value)
 
 
 def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
