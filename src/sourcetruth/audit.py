@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
 from attrs import field, frozen
 
 from sourcetruth.exceptions import UnknownContactError, UsageError
@@ -21,7 +22,10 @@ from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Messa
 from sourcetruth.model import Book, Channel, ContactData, Provenance, ProvenanceKind, _tuple, utc
 from sourcetruth.policy import Policy
 
-__all__ = ["AuditRecord", "Outcome", "Why", "why"]
+__all__ = ["ERASED", "AuditRecord", "Outcome", "Why", "redact", "why"]
+
+#: What an audit record says in place of an audience that was only erased people.
+ERASED = "(erased)"
 
 
 @frozen
@@ -55,6 +59,58 @@ class AuditRecord:
     @property
     def not_handed_over(self) -> tuple[Outcome, ...]:
         return tuple(o for o in self.outcomes if o.result is None)
+
+
+def redact(
+    record: AuditRecord, contact_ids: frozenset[str]
+) -> tuple[AuditRecord, tuple[str, ...], tuple[str, ...]]:
+    """*record* with every trace of *contact_ids* taken out (rule 13).
+
+    Returns the record, and the keys of the deliveries it dropped and of those
+    it changed, so that copies kept elsewhere (an outbox) can follow.
+
+    A delivery that reached only erased people is dropped whole, since its
+    address was theirs. A delivery shared with others keeps its address, which
+    is theirs as well, and loses the erased people, their provenance and the
+    name it was addressed to.
+    """
+    outcomes: list[Outcome] = []
+    dropped: list[str] = []
+    changed: list[str] = []
+    for outcome in record.outcomes:
+        delivery = outcome.delivery
+        kept = [
+            (cid, p)
+            for cid, p in zip(delivery.contact_ids, delivery.provenance, strict=True)
+            if cid not in contact_ids
+        ]
+        if not kept:
+            dropped.append(delivery.key)
+        elif len(kept) < len(delivery.contact_ids):
+            redacted = attrs.evolve(
+                delivery,
+                contact_ids=tuple(c for c, _ in kept),
+                provenance=tuple(p for _, p in kept),
+                name="",
+            )
+            outcomes.append(attrs.evolve(outcome, delivery=redacted))
+            changed.append(delivery.key)
+        else:
+            outcomes.append(outcome)
+    message = record.message
+    remaining = tuple(c for c in message.contacts if c not in contact_ids)
+    if remaining != message.contacts:
+        if not (remaining or message.groups or message.rules):
+            remaining = (ERASED,)  # a message keeps an audience, even if only this
+        message = attrs.evolve(message, contacts=remaining)
+    result = attrs.evolve(
+        record,
+        message=message,
+        outcomes=tuple(outcomes),
+        unreachable=tuple(u for u in record.unreachable if u[1].contact_id not in contact_ids),
+        fallbacks=tuple(u for u in record.fallbacks if u[1].contact_id not in contact_ids),
+    )
+    return result, tuple(dropped), tuple(changed)
 
 
 @frozen

@@ -23,9 +23,10 @@ from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads
 
-__all__ = ["JsonStore"]
+__all__ = ["EMPTY", "JsonStore"]
 
-_EMPTY: Final = '{"book": null, "journal": []}'
+#: What a new, empty book file holds.
+EMPTY: Final = '{"book": null, "journal": []}'
 
 
 class JsonStore:
@@ -39,7 +40,7 @@ class JsonStore:
 
     def _read(self) -> tuple[Book, list[object]]:
         try:
-            text = self.path.read_text(encoding="utf-8") if self.path.exists() else _EMPTY
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else EMPTY
         except OSError as error:
             msg = f"cannot read the book {self.path.name}: {error.strerror}"
             raise AdapterError(msg) from None
