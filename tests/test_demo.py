@@ -2,28 +2,205 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sourcetruth.audit import why
+from sourcetruth.bookfolder import BookFolder
+from sourcetruth.demo import run
+from sourcetruth.exceptions import UsageError
+from sourcetruth.merge import Status, contact_at
+from sourcetruth.model import Channel, ConfirmSync, ContactData, Role
 
 ROOT = Path(__file__).resolve().parent.parent
+LONDON = ZoneInfo("Europe/London")
+SATURDAY = datetime(2026, 11, 28, 12, 0, tzinfo=LONDON)
+MESSAGES = (
+    "fri-both-records-sms",
+    "fri-governors-sms",
+    "fri-minutes-email",
+    "thu-governors-email",
+    "tue-year9-sms",
+    "wed-year8-sms",
+)
+
+
+@pytest.fixture(scope="class")
+def week(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One run of the demo into a new folder: what it printed, and the folder."""
+    out = io.StringIO()
+    # An empty environment: a suppression key file named by the caller's must not be used.
+    folder = run(out, tmp_path_factory.mktemp("demo") / "book", environ={})
+    return out.getvalue(), folder
 
 
 class TestDemo:
-    def test_demo_tells_the_week(self) -> None:
-        """`python -m sourcetruth` runs the eight scenarios and says what happened."""
-        done = subprocess.run(
-            [sys.executable, "-m", "sourcetruth"], capture_output=True, text=True, check=True
-        )
-        out = done.stdout
-        assert done.stderr == ""
+    def test_demo_tells_the_week(self, week: tuple[str, Path]) -> None:
+        """The eight scenarios say what happened, in the lines a reader looks for."""
+        out, _ = week
         assert "-> +447700900101  (mis:G9; source mis:G9, applied Tue 02:00)" in out
         assert "-> +447700900902  (mis:G8; source mis:G8, applied Wed 02:00)" in out
+        assert "says it came from the MIS sync applied Tue 02:00" in out
+        assert "(read Tue 01:55); the new one arrived Wed 02:00." in out
         assert "override of emails on mis:GOV ended: lost" in out
-        assert "override of emails on mis:GOV ended: confirmed" in out
+        assert "-> paula.old@parent.test  (mis:GOV; source mis:GOV, applied Fri 02:00)" in out
+        assert "override of emails on mis:GOV would end: confirmed" in out
         assert "Possible duplicate: import:row-17 and mis:G9" in out
+        assert "-> +447700900901  (import:row-17, mis:G9; source import:row-17" in out
         assert "Sync held: 8 of 20 present records of mis would depart" in out
+
+    def test_demo_ends_with_commands_on_its_folder(self, week: tuple[str, Path]) -> None:
+        """The confirmation of the held sync and the three ways in name the book's folder."""
+        out, folder = week
+        book = os.fspath(folder)
+        bundle = os.fspath(folder / "exports" / "mis-2026-11-28")
+        assert re.search(
+            rf"^   sourcetruth --book {re.escape(book)} sync mis {re.escape(bundle)}"
+            r" --confirm [0-9a-f]{64}$",
+            out,
+            flags=re.M,
+        )
+        assert out.endswith(
+            f"The book is in {book}. Explore it:\n"
+            f"  sourcetruth --book {book} show mis:G9\n"
+            f"  sourcetruth --book {book} explain mis:GOV emails --at 2026-11-26T19:00\n"
+            f"  sourcetruth --book {book} report update-at-source\n"
+        )
+
+    def test_printed_token_confirms_the_held_export(self, week: tuple[str, Path]) -> None:
+        """Read at its files' time, as the command reads it, the export takes the token."""
+        out, folder = week
+        token = re.search(r"--confirm ([0-9a-f]{64})$", out, flags=re.M)
+        assert token
+        bundle = folder / "exports" / "mis-2026-11-28"
+        taken = max(f.stat().st_mtime for f in bundle.iterdir())
+        with BookFolder.open(folder, environ={}) as book:
+            reading = book.read_source(
+                "mis", bundle, extracted_at=datetime.fromtimestamp(taken, LONDON)
+            )
+            result = book.dry_run(
+                ConfirmSync(reading.snapshot, token.group(1)), at=SATURDAY, by="office"
+            )
+        assert result.report.status is Status.APPLIED
+        assert len(result.report.departed) == 8
+
+    def test_folder_holds_the_book_and_what_was_sent(self, week: tuple[str, Path]) -> None:
+        """Settings, store, exports, audit records and the outbox are all on disk."""
+        _, folder = week
+        for name in ("policy.toml", "book.sqlite", "import-mapping.toml", "deliveries.jsonl"):
+            assert (folder / name).is_file(), name
+        audits = sorted(p.stem for p in (folder / "audit").glob("*.json"))
+        assert audits == list(MESSAGES)
+        assert len(list((folder / "outbox" / "sms").glob("*.json"))) == 7
+        assert len(list((folder / "outbox" / "email").glob("*.json"))) == 6
+        assert (folder / "exports" / "import-2026-11-27.csv").is_file()
+        for day in range(23, 29):
+            assert (folder / "exports" / f"mis-2026-11-{day}" / "users.csv").is_file()
+
+    def test_reopened_book_holds_the_week(self, week: tuple[str, Path]) -> None:
+        """The store keeps the MIS's email for the parent governor, and every run."""
+        _, folder = week
+        with BookFolder.open(folder, environ={}) as book:
+            state = book.load()
+            journal = book.journal()
+            policy = book.policy
+
+        governor = contact_at(state, "mis:GOV", policy=policy, at=SATURDAY)
+        assert [e.address for e in governor.data.emails] == ["paula.old@parent.test"]
+        assert [(run.by, run.status) for run in journal] == [
+            ("nightly sync", "applied"),
+            ("nightly sync", "applied"),
+            ("office", "applied"),
+            ("nightly sync", "applied"),
+            ("nightly sync", "applied"),
+            ("office", "applied"),
+            ("office", "applied"),
+            ("office", "applied"),
+            ("nightly sync", "applied"),
+            ("upload", "applied"),
+            ("data manager", "applied"),
+            ("nightly sync", "held"),
+        ]
+        # The held sync departed nobody: the whole school is still there.
+        assert governor.departed_at is None
+        assert len(state.records["mis"]) == 20
+
+    def test_oneroster_round_trip_keeps_what_the_story_needs(self, week: tuple[str, Path]) -> None:
+        """Phones, emails, links, year groups and roles survive the bundles the demo writes."""
+        _, folder = week
+        with BookFolder.open(folder, environ={}) as book:
+            state, policy = book.load(), book.policy
+
+        def data(contact_id: str) -> ContactData:
+            return contact_at(state, contact_id, policy=policy, at=SATURDAY).data
+
+        gita = data("mis:G9")
+        assert [p.number for p in gita.phones] == ["07700 900901"]
+        assert [e.address for e in gita.emails] == ["gita@parent.test"]
+        assert [r.pupil for r in gita.relationships] == ["P9"]
+        assert gita.role is Role.GUARDIAN
+        assert data("mis:P9").year_group == "9"
+        assert data("mis:P9").role is Role.PUPIL
+        assert data("mis:S1").role is Role.STAFF
+
+    def test_audit_record_answers_why(self, week: tuple[str, Path]) -> None:
+        """Tuesday's saved audit says the old number came from Tuesday's sync."""
+        _, folder = week
+        with BookFolder.open(folder, environ={}) as book:
+            audit = book.audit("tue-year9-sms")
+            told = why(audit, "mis:G9", Channel.SMS, book=book.load(), policy=book.policy)
+        assert told.address == "+447700900101"
+        assert told.provenance is not None
+        assert told.provenance.source == "mis"
+        assert told.later is not None
+        assert told.later.applied_at == datetime(2026, 11, 25, 2, 0, tzinfo=LONDON)
+
+    def test_output_is_the_same_every_run(self, week: tuple[str, Path], tmp_path: Path) -> None:
+        """Apart from the folder's path, a second run prints and records the same bytes."""
+        first, folder = week
+        out = io.StringIO()
+        again = run(out, tmp_path / "again", environ={})
+        assert out.getvalue().replace(os.fspath(again), "BOOK") == first.replace(
+            os.fspath(folder), "BOOK"
+        )
+        for message in MESSAGES:
+            name = f"audit/{message}.json"
+            assert (again / name).read_bytes() == (folder / name).read_bytes()
+
+    def test_refuses_a_folder_that_is_not_empty(self, tmp_path: Path) -> None:
+        """The demo makes a new book: it never writes into a folder that holds something."""
+        (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+        with pytest.raises(UsageError, match="empty folder"):
+            run(io.StringIO(), tmp_path, environ={})
+        assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+    def test_python_m_sourcetruth_demo(self, tmp_path: Path) -> None:
+        """`python -m sourcetruth.demo` tells the week into a new folder it keeps."""
+        env = {**os.environ, "TMPDIR": os.fspath(tmp_path)}
+        env.pop("SOURCETRUTH_SUPPRESSION_KEY_FILE", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "sourcetruth.demo"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        assert done.stderr == ""
+        assert "override of emails on mis:GOV ended: lost" in done.stdout
+        found = re.search(r"^The book is in (.+)\. Explore it:$", done.stdout, flags=re.M)
+        assert found
+        folder = Path(found.group(1))
+        assert folder.parent == tmp_path
+        assert folder.name.startswith("sourcetruth-demo-")
+        assert (folder / "policy.toml").is_file()
 
 
 class TestReadme:

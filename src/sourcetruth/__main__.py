@@ -1,18 +1,8 @@
-"""``python -m sourcetruth``: run the demo week of the design's scenarios."""
+"""``python -m sourcetruth``: the ``sourcetruth`` command (``python -m sourcetruth demo``)."""
 
 from __future__ import annotations
 
-import sys
-
-from sourcetruth.demo import run
-
-__all__ = ["main"]
-
-
-def main() -> int:
-    run(sys.stdout)
-    return 0
-
+from sourcetruth.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

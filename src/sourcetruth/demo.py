@@ -1,20 +1,38 @@
 """A week at a small school: the eight scenarios of the design, told as they happen.
 
-Run it with ``python -m sourcetruth`` (or ``sourcetruth demo``). All data is
-synthetic: Ofcom drama numbers and ``.test`` / ``example.org`` addresses.
+The week runs on a real book folder, as a school's would: each night's MIS
+export is written as a OneRoster bundle and read back through the OneRoster
+adapter, the CSV import is a file read through its mapping, the office's
+edits are saved into the book, and every message is planned, handed to the
+folder's outbox and leaves an audit record. The folder is kept afterwards,
+so the ``sourcetruth`` command can explore it; :func:`run` says where it is.
+
+Run it with ``python -m sourcetruth.demo`` (or ``sourcetruth demo``). All data
+is synthetic: Ofcom drama numbers and ``.test`` / ``example.org`` addresses.
+Every time is an explicit Europe/London time of the week of Monday 23
+November 2026: the demo never reads the clock.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
-from datetime import datetime, timedelta
-from typing import TextIO
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Final, TextIO
 from zoneinfo import ZoneInfo
 
-from sourcetruth.merge import Report, contact_at, explain, merge, recipients
+from sourcetruth.adapters.oneroster import write_bundle
+from sourcetruth.audit import AuditRecord, why
+from sourcetruth.bookfolder import BookFolder
+from sourcetruth.exceptions import UsageError
+from sourcetruth.merge import Change, Report, contact_at, merge
+from sourcetruth.messages import Message, Plan, plan
 from sourcetruth.model import (
     AddressBookSave,
-    Book,
     Channel,
     ContactData,
     Email,
@@ -27,39 +45,57 @@ from sourcetruth.model import (
     Rule,
     SetGroup,
     Snapshot,
-    SourceKind,
 )
-from sourcetruth.policy import Policy, Schedule, Source
 from sourcetruth.schedule import when_effective
+from sourcetruth.sending import send
 
 __all__ = ["run"]
 
-LONDON = ZoneInfo("Europe/London")
-POLICY = Policy(
-    sources=(
-        Source(
-            "mis",
-            SourceKind.MIS,
-            covers=frozenset(
-                {
-                    "given_name",
-                    "family_name",
-                    "role",
-                    "phones",
-                    "emails",
-                    "relationships",
-                    "year_group",
-                    "registration_group",
-                }
-            ),
-            schedule=Schedule("FREQ=DAILY;BYHOUR=2;BYMINUTE=0", "Europe/London"),
-        ),
-        Source(
-            "import",
-            SourceKind.IMPORT,
-            covers=frozenset({"given_name", "family_name", "phones", "emails"}),
-        ),
-    )
+LONDON: Final = ZoneInfo("Europe/London")
+
+#: The book's policy.toml: an MIS synced nightly from OneRoster bundles, and CSV imports.
+SETTINGS: Final = """\
+# The demo school's policy: an MIS that syncs nightly, and CSV imports.
+timezone = "Europe/London"
+region = "GB"
+precedence = ["mis", "import"]
+
+[guard]
+max_count = 500
+max_fraction = 0.2
+min_count = 5
+
+[sources.mis]
+kind = "mis"
+# What a OneRoster bundle carries (it has no registration group).
+covers = [
+    "given_name", "family_name", "role", "phones", "emails", "relationships", "year_group",
+]
+schedule = "FREQ=DAILY;BYHOUR=2;BYMINUTE=0"
+adapter = "oneroster"
+
+[sources.import]
+kind = "import"
+covers = ["given_name", "family_name", "phones", "emails"]
+adapter = "csv"
+mapping = "import-mapping.toml"
+
+# No [transports.*] table: messages go to the folder's outbox.
+"""
+
+#: How the office's CSV import is laid out (see sourcetruth.adapters.tabular).
+MAPPING: Final = """\
+key = "Id"
+given_name = "First name"
+family_name = "Last name"
+default_role = "guardian"
+phones = [{ column = "Mobile", type = "mobile" }]
+emails = [{ column = "Email" }]
+"""
+
+#: Friday's CSV import: a parent the MIS already holds, typed in by hand.
+IMPORT_CSV: Final = (
+    "Id,First name,Last name,Mobile,Email\r\nrow-17,Gita,Shah,07700 900901,gita@parent.test\r\n"
 )
 
 
@@ -81,7 +117,6 @@ def _person(
     email: str = "",
     pupils: tuple[str, ...] = (),
     year: str = "",
-    reg: str = "",
 ) -> ContactData:
     return ContactData(
         given,
@@ -91,15 +126,15 @@ def _person(
         emails=(Email(email),) if email else (),
         relationships=tuple(Relationship(p) for p in pupils),
         year_group=year,
-        registration_group=reg,
     )
 
 
 def _mis(**changed: ContactData) -> list[Record]:
+    """The school as its MIS holds it, with *changed* people replaced."""
     people = {
-        "P9": _person("Nina", "Shah", Role.PUPIL, year="9", reg="9B"),
-        "P8": _person("Omar", "Reid", Role.PUPIL, year="8", reg="8A"),
-        "P9b": _person("Ivy", "Long", Role.PUPIL, year="9", reg="9C"),
+        "P9": _person("Nina", "Shah", Role.PUPIL, year="9"),
+        "P8": _person("Omar", "Reid", Role.PUPIL, year="8"),
+        "P9b": _person("Ivy", "Long", Role.PUPIL, year="9"),
         "G9": _person(
             "Gita",
             "Shah",
@@ -129,55 +164,152 @@ def _mis(**changed: ContactData) -> list[Record]:
         ),
     }
     for i in range(13):
-        people[f"X{i:02}"] = _person(f"Kid{i}", "Young", Role.PUPIL, year="7", reg="7A")
+        people[f"X{i:02}"] = _person(f"Kid{i}", "Young", Role.PUPIL, year="7")
     people.update(changed)
     return [Record(key, data) for key, data in people.items()]
 
 
+def _message(
+    message_id: str,
+    channel: Channel,
+    text: str,
+    *,
+    groups: tuple[str, ...] = (),
+    rules: tuple[Rule, ...] = (),
+    contacts: tuple[str, ...] = (),
+) -> Message:
+    return Message(
+        message_id,
+        text,
+        text,
+        channels=(channel,),
+        groups=groups,
+        rules=rules,
+        contacts=contacts,
+    )
+
+
+def _written_at(file: Path, at: datetime) -> None:
+    """Date *file* to when the school wrote it, as a real export's file would be.
+
+    ``sourcetruth sync`` takes an export's time from its files' newest mtime
+    when not told, and a held sync's token binds that time: the command that
+    confirms Saturday's export must read it as taken on Saturday at 01:55.
+    """
+    stamp = at.timestamp()
+    os.utime(file, (stamp, stamp))
+
+
+def _empty_folder(folder: str | os.PathLike[str] | None) -> Path:
+    if folder is None:
+        # Kept on purpose: the user explores the book with the command afterwards.
+        return Path(tempfile.mkdtemp(prefix="sourcetruth-demo-"))
+    # Absolute, so the commands printed at the end work from any directory.
+    path = Path(folder).absolute()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        msg = f"the demo makes a new book, so {path} must be an empty folder or not exist yet"
+        raise UsageError(msg)
+    return path
+
+
 class _Story:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, book: BookFolder) -> None:
         self.out = out
-        self.book = Book()
+        self.book = book
+        self.exports = book.path / "exports"
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out)
 
-    def apply(self, change: object, at: datetime, by: str) -> Report:
-        result = merge(self.book, change, policy=POLICY, at=at, by=by)  # type: ignore[arg-type]
-        self.book = result.book
-        return result.report
+    def apply(self, change: Change, at: datetime, by: str) -> Report:
+        return self.book.apply(change, at=at, by=by).report
 
-    def sync(self, day: int, records: list[Record], source: str = "mis") -> Report:
+    def export(self, day: int, records: list[Record], name: str = "") -> Path:
+        """Write the MIS's 01:55 export of *day* as a OneRoster bundle, as the MIS would."""
+        bundle = self.exports / (name or f"mis-2026-11-{day:02}")
+        write_bundle(Snapshot("mis", _t(day, 1, 55), records), bundle)
+        for file in bundle.iterdir():
+            _written_at(file, _t(day, 1, 55))
+        return bundle
+
+    def read(self, day: int, bundle: Path) -> Snapshot:
+        reading = self.book.read_source("mis", bundle, extracted_at=_t(day, 1, 55))
+        for notice in reading.notices:
+            self.say(f"    notice: {notice}")
+        return reading.snapshot
+
+    def sync(self, day: int, records: list[Record]) -> Report:
         at = _t(day, 2)
-        report = self.apply(
-            Snapshot(source, at - timedelta(minutes=5), records), at, "nightly sync"
-        )
-        self.say(
-            f"  {at:%a %H:%M} {source} sync: {report.status.value}, "
-            f"{len(report.created)} new contact(s), {len(report.changes)} field change(s)"
-        )
-        for ended in report.overrides_ended:
-            self.say(
-                f"    override of {ended.override.field} on {ended.override.contact_id} "
-                f"ended: {ended.outcome.value}"
-            )
+        snapshot = self.read(day, self.export(day, records))
+        report = self.apply(snapshot, at, "nightly sync")
+        self.told(at, report)
         return report
 
-    def send(self, audience: object, channel: Channel, at: datetime, what: str) -> None:
-        found = recipients(self.book, audience, channel, policy=POLICY, at=at)  # type: ignore[arg-type]
-        self.say(f"  {at:%a %H:%M} {what} by {channel.value}:")
-        for r in found.recipients:
-            p = r.provenance[0]
+    def told(self, at: datetime, report: Report, *, dry_run: bool = False) -> None:
+        status = report.status.value
+        head = f"mis sync, dry run: would be {status}" if dry_run else f"mis sync: {status}"
+        self.say(
+            f"  {at:%a %H:%M} {head}, "
+            f"{len(report.created)} new contact(s), {len(report.changes)} field change(s)"
+        )
+        ended = "would end" if dry_run else "ended"
+        for end in report.overrides_ended:
+            self.say(
+                f"    override of {end.override.field} on {end.override.contact_id} "
+                f"{ended}: {end.outcome.value}"
+            )
+
+    def deliveries(self, planned: Plan, what: str) -> None:
+        channel = planned.message.channels[0]
+        self.say(f"  {_local(planned.at)} {what} by {channel.value}:")
+        for d in planned.deliveries:
+            p = d.provenance[0]
             origin = f"{p.kind.value} {p.source}:{p.record_key}"
             when = f"applied {_local(p.applied_at)}"
-            self.say(f"    -> {r.address}  ({', '.join(r.contact_ids)}; {origin}, {when})")
-        for u in found.unreachable:
+            self.say(f"    -> {d.address}  ({', '.join(d.contact_ids)}; {origin}, {when})")
+        for _, u in planned.unreachable:
             self.say(f"    !! {u.contact_id}: {u.reason}")
 
+    def send(self, message: Message, at: datetime, what: str) -> AuditRecord:
+        book = self.book
+        planned = plan(book.load(), message, policy=book.policy, at=at)
+        self.deliveries(planned, what)
+        record = send(
+            planned,
+            book.transports(message.channels),
+            log=book.delivery_log,
+            sent_at=at,
+            sleep=lambda _: None,
+        )
+        book.save_audit(record)
+        return record
 
-def run(out: TextIO = sys.stdout) -> None:
-    """Tell the week, scenario by scenario."""
-    s = _Story(out)
+
+def run(
+    out: TextIO = sys.stdout,
+    folder: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """Tell the week, scenario by scenario, on a new book in *folder*; return the folder.
+
+    *folder* must be empty or not exist yet; without one the book goes into a
+    new temporary folder, which is kept. *environ* is what the book reads
+    its settings' environment from (``os.environ`` by default).
+    """
+    path = _empty_folder(folder)
+    (path / "exports").mkdir(parents=True, exist_ok=True)
+    (path / "import-mapping.toml").write_text(MAPPING, encoding="utf-8")
+    made = BookFolder.create(
+        path, settings=SETTINGS, environ=os.environ if environ is None else environ
+    )
+    with made as book:
+        _week(_Story(out, book))
+    return path
+
+
+def _week(s: _Story) -> None:
+    book = s.book
     s.say("A week at a small school (Europe/London; the MIS syncs nightly at 02:00)")
     s.say()
     s.sync(23, _mis())
@@ -187,45 +319,46 @@ def run(out: TextIO = sys.stdout) -> None:
 
     s.say("\n1. A year 9 parent's mobile changes in the MIS on Tuesday 12:30.")
     year9 = Rule(year_groups=frozenset({"9"}), guardians_of=True)
-    s.send(year9, Channel.SMS, _t(24, 15, 30), "Message to year 9 parents")
-    s.say(f"   The MIS change shows at {_local(when_effective(POLICY, 'mis', _t(24, 12, 30)))}.")
+    tuesday = s.send(
+        _message("tue-year9-sms", Channel.SMS, "Year 9 trip: back at 16:30.", rules=(year9,)),
+        _t(24, 15, 30),
+        "Message to year 9 parents",
+    )
+    shows = when_effective(book.policy, "mis", _t(24, 12, 30))
+    s.say(f"   The MIS change shows at {_local(shows)}.")
 
     s.say("\n2. A year 8 parent's mobile changes at the same time; Wednesday's sync reads it.")
     # Both mobiles were changed in the MIS on Tuesday at lunchtime.
-    after_tuesday = _mis(
-        G9=_person(
-            "Gita",
-            "Shah",
-            Role.GUARDIAN,
-            mobile="07700 900901",
-            email="gita@parent.test",
-            pupils=("P9",),
-        ),
-        G8=_person(
-            "Hal",
-            "Reid",
-            Role.GUARDIAN,
-            mobile="07700 900902",
-            email="hal@parent.test",
-            pupils=("P8",),
-        ),
+    gita = _person(
+        "Gita",
+        "Shah",
+        Role.GUARDIAN,
+        mobile="07700 900901",
+        email="gita@parent.test",
+        pupils=("P9",),
     )
+    hal = _person(
+        "Hal", "Reid", Role.GUARDIAN, mobile="07700 900902", email="hal@parent.test", pupils=("P8",)
+    )
+    after_tuesday = _mis(G9=gita, G8=hal)
     s.sync(25, after_tuesday)
+    year8 = Rule(year_groups=frozenset({"8"}), guardians_of=True)
     s.send(
-        Rule(year_groups=frozenset({"8"}), guardians_of=True),
-        Channel.SMS,
+        _message("wed-year8-sms", Channel.SMS, "Year 8 photos today.", rules=(year8,)),
         _t(25, 8, 30),
         "Message to year 8 parents",
     )
-    why = explain(s.book, "mis:G9", "phones", policy=POLICY, at=_t(24, 15, 30))
-    later = why.later.applied_at if why.later else None
+    # Asked of the audit record the send left, against the book as it is now.
+    saved = book.audit(tuesday.message.id)
+    told = why(saved, "mis:G9", Channel.SMS, book=book.load(), policy=book.policy)
+    assert told.provenance is not None
+    later = told.later.applied_at if told.later else None
+    s.say("   Why did Tuesday's year 9 message use the old number? Its audit record")
     s.say(
-        "   Why did Tuesday's year 9 message use the old number? It came from the MIS sync applied"
+        f"   (audit/{saved.message.id}.json) says it came from the MIS sync applied"
+        f" {_local(told.provenance.applied_at)}"
     )
-    s.say(
-        f"   {_local(why.provenance.applied_at)} (read {_local(why.provenance.read_at)}); "
-        f"the new one arrived {_local(later)}."
-    )
+    s.say(f"   (read {_local(told.provenance.read_at)}); the new one arrived {_local(later)}.")
     s.sync(26, after_tuesday)
 
     s.say(
@@ -241,10 +374,13 @@ def run(out: TextIO = sys.stdout) -> None:
         _t(26, 18),
         "office",
     )
+    # The edit keeps the address's type, as an edit form would: the merge
+    # compares types too, so a new type would make the MIS's matching address
+    # end the override as superseded rather than confirmed.
+    paula = contact_at(book.load(), "mis:GOV", policy=book.policy, at=_t(26, 18))
+    edited = Email("paula.new@parent.test", paula.data.emails[0].type)
     report = s.apply(
-        AddressBookSave(
-            "mis:GOV", ContactData(emails=(Email("paula.new@parent.test"),)), frozenset({"emails"})
-        ),
+        AddressBookSave("mis:GOV", ContactData(emails=(edited,)), frozenset({"emails"})),
         _t(26, 18),
         "office",
     )
@@ -256,20 +392,27 @@ def run(out: TextIO = sys.stdout) -> None:
         "Governors", members=frozenset({"mis:S1", "mis:GOV", "address-book:la-governor"})
     )
     s.apply(SetGroup(governors), _t(26, 18, 5), "office")
-    s.send("Governors", Channel.EMAIL, _t(26, 19), "Thursday evening note to governors")
-    thursday = s.book
+    s.send(
+        _message("thu-governors-email", Channel.EMAIL, "Agenda for Friday.", groups=("Governors",)),
+        _t(26, 19),
+        "Thursday evening note to governors",
+    )
+    # Scenario 5 starts from the book as it stands on Thursday night.
+    thursday = book.load()
     report = s.sync(27, after_tuesday)
-    for ended in report.lost:
+    for end in report.lost:
         s.say(
-            f"   Action: update {ended.override.field} of {ended.override.contact_id} at source"
-            f" (edited by {ended.override.set_by})."
+            f"   Action: update {end.override.field} of {end.override.contact_id} at source"
+            f" (edited by {end.override.set_by})."
         )
-    s.send("Governors", Channel.EMAIL, _t(27, 9), "Friday's minutes")
+    minutes = _message(
+        "fri-minutes-email", Channel.EMAIL, "Minutes of the meeting.", groups=("Governors",)
+    )
+    s.send(minutes, _t(27, 9), "Friday's minutes")
 
-    s.say("\n5. Had the school also updated the MIS on Thursday, Friday would look like this:")
-    alt = _Story(out)
-    alt.book = thursday  # books are values: the other Friday starts from the same Thursday
-    paula = _person(
+    s.say("\n5. Had the school also updated the MIS on Thursday, Friday would look like this")
+    s.say("   (a dry run on Thursday's book: nothing of it is applied or sent):")
+    paula_new = _person(
         "Paula",
         "Long",
         Role.GUARDIAN,
@@ -277,37 +420,66 @@ def run(out: TextIO = sys.stdout) -> None:
         email="paula.new@parent.test",
         pupils=("P9b",),
     )
-    updated = [r if r.key != "GOV" else Record("GOV", paula) for r in after_tuesday]
-    alt.sync(27, updated)
-    alt.send("Governors", Channel.EMAIL, _t(27, 9), "Friday's minutes")
+    updated = _mis(G9=gita, G8=hal, GOV=paula_new)
+    what_if = s.read(27, s.export(27, updated, "what-if-mis-2026-11-27"))
+    # Books are values: merging into Thursday's copy leaves the store untouched.
+    other = merge(thursday, what_if, policy=book.policy, at=_t(27, 2), by="nightly sync")
+    s.told(_t(27, 2), other.report, dry_run=True)
+    s.deliveries(
+        plan(other.book, minutes, policy=book.policy, at=_t(27, 9)), "Friday's minutes would go"
+    )
 
     s.say(
         "\n6. The Governors group reaches a staff governor, a parent governor"
         " and an external governor:"
     )
-    s.send("Governors", Channel.SMS, _t(27, 10), "Text to governors")
+    s.send(
+        _message("fri-governors-sms", Channel.SMS, "Minutes sent by email.", groups=("Governors",)),
+        _t(27, 10),
+        "Text to governors",
+    )
 
     s.say("\n7. A CSV import carries Gita Shah too.")
-    dup = _person("Gita", "Shah", Role.GUARDIAN, mobile="07700 900901", email="gita@parent.test")
-    report = s.apply(Snapshot("import", _t(27, 11), [Record("row-17", dup)]), _t(27, 11), "upload")
+    upload = s.exports / "import-2026-11-27.csv"
+    upload.write_text(IMPORT_CSV, encoding="utf-8", newline="")
+    _written_at(upload, _t(27, 11))
+    reading = book.read_source("import", upload, extracted_at=_t(27, 11))
+    report = s.apply(reading.snapshot, _t(27, 11), "upload")
     for d in report.duplicates:
         s.say(
             f"   Possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)});"
             " nothing merged."
         )
-    s.send(("mis:G9", "import:row-17"), Channel.SMS, _t(27, 11, 30), "A text to both records")
+    s.send(
+        _message(
+            "fri-both-records-sms",
+            Channel.SMS,
+            "Parents' evening: book a slot.",
+            contacts=("mis:G9", "import:row-17"),
+        ),
+        _t(27, 11, 30),
+        "A text to both records",
+    )
     s.apply(Link("mis:G9", "import:row-17"), _t(27, 12), "data manager")
-    linked = contact_at(s.book, "import:row-17", policy=POLICY, at=_t(27, 12))
+    linked = contact_at(book.load(), "import:row-17", policy=book.policy, at=_t(27, 12))
     s.say(f"   Linked by the data manager: one person, {linked.id}, home {linked.home}.")
 
     s.say("\n8. Saturday's MIS export arrives truncated.")
-    at = _t(28, 2)
-    truncated = Snapshot("mis", at - timedelta(minutes=5), after_tuesday[:12])
-    report = s.apply(truncated, at, "nightly sync")
+    bundle = s.export(28, after_tuesday[:12])
+    report = s.apply(s.read(28, bundle), _t(28, 2), "nightly sync")
     assert report.held is not None
     s.say(f"   Sync {report.status.value}: {report.held.reason}")
     s.say("   Nothing departed. A person who checks the export can confirm it with its token:")
-    s.say(f"   ConfirmSync(snapshot, token={report.held.token[:12]}...)")
+    folder = shlex.quote(os.fspath(book.path))
+    s.say(
+        f"   sourcetruth --book {folder} sync mis {shlex.quote(os.fspath(bundle))}"
+        f" --confirm {report.held.token}"
+    )
+
+    s.say(f"\nThe book is in {book.path}. Explore it:")
+    s.say(f"  sourcetruth --book {folder} show mis:G9")
+    s.say(f"  sourcetruth --book {folder} explain mis:GOV emails --at 2026-11-26T19:00")
+    s.say(f"  sourcetruth --book {folder} report update-at-source")
 
 
 if __name__ == "__main__":

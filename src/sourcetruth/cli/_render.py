@@ -1,0 +1,294 @@
+"""How the command-line program prints things: text for a person, JSON for a program."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime, tzinfo
+from typing import Any, Final
+
+from cattrs.gen import make_dict_unstructure_fn
+from cattrs.preconf.json import JsonConverter, make_converter
+
+from sourcetruth.audit import Why
+from sourcetruth.merge import Explanation, FieldChange, Report, Status
+from sourcetruth.model import (
+    ADDRESS_BOOK,
+    Channel,
+    Contact,
+    ContactData,
+    Email,
+    GroupDefinition,
+    Override,
+    OverrideLifetime,
+    Phone,
+    Provenance,
+    ProvenanceKind,
+    Relationship,
+    Rule,
+    utc,
+)
+
+__all__ = ["Renderer", "as_json", "primitive"]
+
+#: Beyond this many lines of one kind, a report says how many more (``--json`` has all).
+LIMIT = 40
+
+
+def _make_converter() -> JsonConverter:
+    """The JSON the program prints: the library's shapes, every key present.
+
+    Unlike the store's format, no key is left out for holding its default, so a
+    program reading ``--json`` finds the same keys every time. A value that
+    holds one field of a contact (an override's value, a change's before and
+    after, an explanation's value) is that field's value itself.
+    """
+    conv = make_converter(omit_if_default=False)
+
+    def is_frozenset(t: Any) -> bool:
+        return getattr(t, "__origin__", None) is frozenset or t is frozenset
+
+    conv.register_unstructure_hook_func(
+        is_frozenset, lambda value: sorted(conv.unstructure(item) for item in value)
+    )
+    conv.register_unstructure_hook(datetime, lambda value: utc(value).isoformat())
+
+    def one_field(cls: type[Any], names: tuple[str, ...], field: Callable[[Any], str]) -> None:
+        base = make_dict_unstructure_fn(cls, conv)
+
+        def hook(value: Any) -> dict[str, Any]:
+            out: dict[str, Any] = base(value)
+            for name in names:
+                data = getattr(value, name)
+                out[name] = None if data is None else conv.unstructure(data.get(field(value)))
+            return out
+
+        conv.register_unstructure_hook(cls, hook)
+
+    one_field(Override, ("value", "base"), lambda o: str(o.field))
+    one_field(FieldChange, ("before", "after"), lambda c: str(c.field))
+    one_field(Explanation, ("value", "later_value"), lambda e: str(e.field))
+    one_field(Why, ("later_value",), lambda w: "phones" if w.channel is Channel.SMS else "emails")
+    return conv
+
+
+_CONVERTER: Final = _make_converter()
+
+
+def primitive(value: object) -> Any:
+    """*value* as the program prints it in JSON (dicts, lists, strings, numbers)."""
+    return _CONVERTER.unstructure(value)
+
+
+def as_json(value: object) -> str:
+    return json.dumps(primitive(value), indent=2, sort_keys=True, ensure_ascii=False)
+
+
+class Renderer:
+    """Text output in the book's timezone."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+
+    def time(self, value: datetime | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value.astimezone(self.zone):%a %d %b %Y %H:%M}"
+
+    def value(self, data: ContactData, field: str) -> str:
+        value = data.get(field)
+        if isinstance(value, tuple):
+            return ", ".join(_item(v) for v in value) or "(none)"
+        if hasattr(value, "value"):
+            return str(value.value)
+        return str(value) if value else "(empty)"
+
+    def provenance(self, p: Provenance) -> str:
+        if p.kind is ProvenanceKind.OVERRIDE:
+            return f"override by {p.by} at {self.time(p.since)}, over {p.source}:{p.record_key}"
+        if p.kind is ProvenanceKind.DEFAULT:
+            return "no source holds it"
+        if p.source == ADDRESS_BOOK:
+            return f"{p.source}:{p.record_key}, saved by {p.by} {self.time(p.since)}"
+        line = (
+            f"{p.source}:{p.record_key}, sync {p.sync} "
+            f"(read {self.time(p.read_at)}, applied {self.time(p.applied_at)})"
+        )
+        if p.since is not None and p.since != p.applied_at:
+            # since: when the version of the record holding the value was applied.
+            line += f"; record unchanged since {self.time(p.since)}"
+        return line
+
+    def override(self, o: Override) -> str:
+        ends = {
+            OverrideLifetime.NEXT_SYNC: f"until the next {o.source} sync",
+            OverrideLifetime.UNTIL: f"until {self.time(o.until)} or the next {o.source} sync",
+            OverrideLifetime.SOURCE_CHANGE: f"while {o.source} keeps its value",
+        }[o.lifetime]
+        return (
+            f"{o.contact_id} {o.field} = {self.value(o.value, o.field)} "
+            f"(was {self.value(o.base, o.field)}), set by {o.set_by} {self.time(o.set_at)}, {ends}"
+        )
+
+    def rule(self, rule: Rule) -> str:
+        parts = []
+        if rule.roles:
+            parts.append("role " + " or ".join(sorted(r.value for r in rule.roles)))
+        if rule.year_groups:
+            parts.append("year " + " or ".join(sorted(rule.year_groups)))
+        if rule.registration_groups:
+            parts.append("registration group " + " or ".join(sorted(rule.registration_groups)))
+        selected = ", ".join(parts) or "everyone"
+        if not rule.guardians_of:
+            return selected
+        priority = "" if rule.max_priority is None else f" up to priority {rule.max_priority}"
+        pupils = "all pupils" if not parts else f"pupils in {selected}"
+        return f"guardians{priority} of {pupils}"
+
+    def group(self, group: GroupDefinition) -> str:
+        parts = []
+        if group.members:
+            parts.append("members " + ", ".join(sorted(group.members)))
+        if group.rule is not None:
+            parts.append(f"rule: {self.rule(group.rule)}")
+        return f"{group.name}: {'; '.join(parts)}"
+
+    def contact(self, contact: Contact) -> list[str]:
+        data = contact.data
+        name = f"{data.given_name} {data.family_name}".strip() or "(no name)"
+        head = f"{contact.id}  {name}  ({data.role.value}; home {contact.home})"
+        if contact.departed:
+            head += f"  DEPARTED {self.time(contact.departed_at)}"
+        lines = [head]
+        for field, provenance in contact.provenance.items():
+            lines.append(f"  {field:<19} {self.value(data, field)}")
+            lines.append(f"  {'':<19} from {self.provenance(provenance)}")
+        for o in contact.overrides:
+            lines.append(f"  override: {self.override(o)}")
+        return lines
+
+    def explanation(self, e: Explanation) -> list[str]:
+        lines = [
+            f"{e.contact_id} {e.field} at {self.time(e.at)}: {self.value(e.value, e.field)}",
+            f"  from {self.provenance(e.provenance)}",
+        ]
+        for event in e.overrides:
+            ended = (
+                "in force"
+                if event.ended is None
+                else f"ended {event.ended.outcome.value} {self.time(event.ended.ended_at)}"
+            )
+            lines.append(f"  override: {self.override(event.override)}; {ended}")
+        if e.later is not None:
+            lines.append(
+                f"  changed later at the source: applied {self.time(e.later.applied_at)} "
+                f"(sync {e.later.sync})"
+            )
+        return lines
+
+    @staticmethod
+    def what(r: Report) -> str:
+        """What a report is about: ``mis sync 4``, ``address-book-save``."""
+        if r.source is None:
+            return r.change
+        return f"{r.source} sync" + ("" if r.sync is None else f" {r.sync}")
+
+    @staticmethod
+    def counts(r: Report) -> str:
+        """How much it changed; a new contact's fields are not counted as changes."""
+        created = set(r.created)
+        changed = sum(1 for c in r.changes if c.contact_id not in created)
+        return (
+            f"{len(r.created)} new, {changed} field change(s), "
+            f"{len(r.departed)} departed, {len(r.returned)} returned"
+        )
+
+    def report(self, r: Report, *, dry_run: bool = False) -> list[str]:
+        would = "would be " if dry_run else ""
+        what = self.what(r)
+        status = r.status.value
+        if dry_run:
+            status = {
+                Status.APPLIED: "dry run, would apply",
+                Status.HELD: "dry run, would be held",
+                Status.NO_CHANGE: "dry run, nothing would change",
+            }[r.status]
+        # A new contact is one line, not one per field (--json has every field).
+        created = set(r.created)
+        changed = [c for c in r.changes if c.contact_id not in created]
+        lines = [f"{what}: {status}; {self.counts(r)}"]
+        names: dict[str, dict[str, str]] = {}
+        for c in r.changes:
+            if c.contact_id in created:
+                names.setdefault(c.contact_id, {})[c.field] = self.value(c.after, c.field)
+        lines += _limited((f"  new {c}: {_who(names.get(c, {}))}" for c in r.created), len(created))
+        lines += _limited(
+            (
+                f"  changed {c.contact_id} {c.field}: "
+                f"{'(none)' if c.before is None else self.value(c.before, c.field)} -> "
+                f"{self.value(c.after, c.field)}"
+                for c in changed
+            ),
+            len(changed),
+        )
+        lines += _limited((f"  departed {c}" for c in r.departed), len(r.departed))
+        lines += _limited((f"  returned {c}" for c in r.returned), len(r.returned))
+        for o in r.overrides_set:
+            lines.append(f"  override {would}set: {self.override(o)}")
+        for e in r.overrides_ended:
+            action = " (update it at the source)" if e.outcome.value == "lost" else ""
+            lines.append(
+                f"  override of {e.override.field} on {e.override.contact_id} {would}ended: "
+                f"{e.outcome.value}{action}"
+            )
+        for o in r.overrides_kept:
+            lines.append(f"  override kept: {o.contact_id} {o.field}")
+        for u in r.unnormalised:
+            lines.append(f"  kept raw: {u.record} {u.field}[{u.index}]: {u.problem}")
+        for d in r.duplicates:
+            lines.append(f"  possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)})")
+        for erased in r.erased:
+            lines.append(f"  erased {erased}")
+        if r.suppressed:
+            lines.append(f"  skipped {r.suppressed} erased record(s) (suppressed)")
+        if r.held is not None:
+            lines.append(f"  HELD: {r.held.reason}")
+            lines += _limited(
+                (f"  would depart {c}" for c in r.held.departing), len(r.held.departing)
+            )
+        if dry_run and r.status is Status.APPLIED:
+            lines.append("  Nothing was written (dry run).")
+        return lines
+
+
+def _who(fields: dict[str, str]) -> str:
+    """A new contact's name and role, from the values its report gives."""
+    name = " ".join(
+        v for v in (fields.get("given_name"), fields.get("family_name")) if v and v != "(empty)"
+    )
+    role = fields.get("role")
+    return f"{name or '(no name)'}" + (f" ({role})" if role else "")
+
+
+def _item(value: object) -> str:
+    if isinstance(value, Phone | Email):
+        text = value.number if isinstance(value, Phone) else value.address
+        return f"{text} ({value.type.value})"
+    if isinstance(value, Relationship):
+        flags = [f"priority {value.priority}"]
+        if not value.parental_responsibility:
+            flags.append("no parental responsibility")
+        if not value.receives_messages:
+            flags.append("receives no messages")
+        return f"{value.pupil} ({', '.join(flags)})"
+    return str(value)
+
+
+def _limited(lines: Iterable[str], count: int) -> list[str]:
+    shown: list[str] = []
+    for line in lines:
+        if len(shown) == LIMIT:
+            shown.append(f"  ... and {count - LIMIT} more (--json shows all)")
+            break
+        shown.append(line)
+    return shown
