@@ -499,13 +499,20 @@ class TestSources:
         with pytest.raises(UsageError, match="say which adapter"):
             book.source_adapter("address-book", tmp_path)
 
-    def test_an_unknown_adapter_names_the_section(self, tmp_path: Path) -> None:
-        settings = MIS_ONLY.replace("oneroster", "arbor")
-        with make(tmp_path / "book", settings) as folder:
-            with pytest.raises(UsageError, match=r"\[sources\.mis\].*arbor"):
-                folder.source_adapter("mis", tmp_path)
-            with pytest.raises(UsageError, match="'nope'"):
-                folder.source_adapter("mis", tmp_path, adapter="nope")
+    def test_an_unknown_adapter_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
+        settings = MIS_ONLY.replace("oneroster", "onerostr")
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", settings)
+        assert caught.value.file == "policy.toml"
+        assert caught.value.field == "sources.mis.adapter"
+        assert "did you mean oneroster?" in caught.value.reason
+        assert not (tmp_path / "book").exists()
+
+    def test_an_unknown_adapter_given_for_one_read_names_the_section(
+        self, book: BookFolder, tmp_path: Path
+    ) -> None:
+        with pytest.raises(UsageError, match="'nope'"):
+            book.source_adapter("mis", tmp_path, adapter="nope")
 
     def test_a_csv_source_needs_a_mapping(self, book: BookFolder, tmp_path: Path) -> None:
         with pytest.raises(UsageError, match=r"mapping.*\[sources\.import\]"):
@@ -540,12 +547,33 @@ class TestSources:
             folder.read_source("mis", directory, extracted_at=london(23, 1))
 
     @pytest.mark.parametrize(
-        "options",
-        ['{ orgg = "school" }', '{ source = "other" }', '{ max_reject_fraction = "lots" }'],
+        ("options", "where"),
+        [
+            ('{ orgg = "school" }', "sources.mis.options.orgg"),
+            ('{ source = "other" }', "sources.mis.options.source"),
+            ('{ max_reject_fraction = "lots" }', "sources.mis.options"),
+            ("{ max_reject_fraction = 2 }", "sources.mis.options"),
+        ],
     )
-    def test_a_wrong_option_names_the_section(self, tmp_path: Path, options: str) -> None:
+    def test_a_wrong_option_is_refused_when_the_book_is_made(
+        self, tmp_path: Path, options: str, where: str
+    ) -> None:
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", MIS_ONLY + f"options = {options}\n")
+        assert caught.value.file == "policy.toml"
+        assert caught.value.field == where
+        assert "oneroster" in caught.value.reason
+        assert "TypeError" not in caught.value.reason
+        assert not (tmp_path / "book").exists()
+
+    def test_an_options_value_an_adapter_cannot_take_is_found_by_the_first_read(
+        self, tmp_path: Path
+    ) -> None:
         directory = bundle(tmp_path)
-        with make(tmp_path / "book", MIS_ONLY + f"options = {options}\n") as folder:
+        with make(tmp_path / "book", MIS_ONLY) as folder:
+            (folder.path / "policy.toml").write_text(
+                MIS_ONLY + 'options = { max_reject_fraction = "lots" }\n', encoding="utf-8"
+            )
             with pytest.raises(UsageError, match=r"\[sources\.mis\]") as caught:
                 folder.read_source("mis", directory, extracted_at=london(23, 1))
             assert "oneroster" in str(caught.value)
@@ -586,18 +614,31 @@ class TestSources:
             result = folder.apply(snapshot, at=LATER, by="import")
             assert result.report.created == ("import:I1", "import:I2")
 
-    def test_a_broken_mapping_is_a_usage_error(self, tmp_path: Path) -> None:
+    def test_a_typo_in_the_mapping_names_the_file_and_the_key_in_words(
+        self, tmp_path: Path
+    ) -> None:
         with make(tmp_path / "book", WITH_MAPPING) as folder:
-            (tmp_path / "book" / "mapping.toml").write_text('kee = "Id"\n', encoding="utf-8")
-            with pytest.raises(UsageError, match="mapping"):
+            mapping = tmp_path / "book" / "mapping.toml"
+            mapping.write_text(MAPPING.replace("given_name", "given_nam"), encoding="utf-8")
+            with pytest.raises(SourceDataError) as caught:
                 folder.source_adapter("import", tmp_path / "import.csv")
+        error = caught.value
+        assert error.file == str(mapping)
+        assert error.field == "given_nam"
+        assert "did you mean given_name?" in error.reason
+        assert "extra fields" not in str(error)
+        assert "@ $" not in str(error)
 
-    def test_a_missing_mapping_file_is_an_adapter_error(self, tmp_path: Path) -> None:
+    def test_a_missing_mapping_file_names_the_file_and_the_key(self, tmp_path: Path) -> None:
         with (
             make(tmp_path / "book", WITH_MAPPING) as folder,
-            pytest.raises(AdapterError, match=r"mapping\.toml"),
+            pytest.raises(SourceDataError) as caught,
         ):
             folder.source_adapter("import", tmp_path / "import.csv")
+        error = caught.value
+        assert error.file == str(tmp_path / "book" / "mapping.toml")
+        assert "sources.import.mapping" in error.reason
+        assert "no such file" in error.reason
 
 
 # --------------------------------------------------------------------------
@@ -703,12 +744,25 @@ class TestTransports:
             assert isinstance(folder.transports([Channel.EMAIL])[Channel.EMAIL], OutboxTransport)
 
     @pytest.mark.parametrize(
-        ("extra", "found"),
+        ("extra", "where"),
         [
-            ('colour = "red"\n', "colour"),
-            ('format = "xml"\n', "xml"),
-            ("max_segments = 0\n", "max_segments"),
+            ('colour = "red"\n', "transports.sms.colour"),
+            ('hots_env = "SMS_HOST"\n', "transports.sms.hots_env"),
         ],
+    )
+    def test_an_unknown_option_is_refused_when_the_book_is_made(
+        self, tmp_path: Path, extra: str, where: str
+    ) -> None:
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", sms_settings("https://sms.example.org/send", extra))
+        assert caught.value.file == "policy.toml"
+        assert caught.value.field == where
+        assert "sms-http" in caught.value.reason
+        assert not (tmp_path / "book").exists()
+
+    @pytest.mark.parametrize(
+        ("extra", "found"),
+        [('format = "xml"\n', "xml"), ("max_segments = 0\n", "max_segments")],
     )
     def test_a_wrong_option_names_the_section(self, tmp_path: Path, extra: str, found: str) -> None:
         settings = sms_settings("https://sms.example.org/send", extra)
@@ -719,13 +773,13 @@ class TestTransports:
             assert found in str(caught.value)
             assert "tok-7c1e9a" not in str(caught.value)
 
-    def test_an_unknown_transport_names_the_section(self, tmp_path: Path) -> None:
+    def test_an_unknown_transport_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
         settings = MIS_ONLY + '[transports.sms]\nadapter = "pigeon"\n'
-        with (
-            make(tmp_path / "book", settings) as folder,
-            pytest.raises(UsageError, match=r"\[transports\.sms\].*pigeon"),
-        ):
-            folder.transports([Channel.SMS])
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", settings)
+        assert caught.value.field == "transports.sms.adapter"
+        assert "pigeon" in caught.value.reason
+        assert "sms-http" in caught.value.reason  # the ones there are
 
     def test_a_transport_for_another_channel_is_refused(self, tmp_path: Path) -> None:
         settings = MIS_ONLY + (
@@ -1007,11 +1061,298 @@ def test_combined_report_of_a_real_batch_matches_its_parts(book: BookFolder) -> 
 
 
 class TestCoverage:
+    COVERS_ALL = '[sources.mis]\nkind = "mis"\nadapter = "oneroster"\n'  # covers every field
+
     def test_covering_a_field_the_adapter_cannot_read_is_refused(self, tmp_path: Path) -> None:
         """A covered field the adapter never fills would be emptied by every sync."""
-        settings = '[sources.mis]\nkind = "mis"\nadapter = "oneroster"\n'  # covers every field
-        with make(tmp_path / "book", settings) as folder:
+        with make(tmp_path / "book", MIS_ONLY) as folder:
+            (folder.path / "policy.toml").write_text(self.COVERS_ALL, encoding="utf-8")
             with pytest.raises(UsageError, match="registration_group") as caught:
                 folder.read_source("mis", bundle(tmp_path), extracted_at=london(23, 1))
             assert "covers = [" in str(caught.value)
             assert folder.journal() == ()
+
+    def test_it_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", self.COVERS_ALL)
+        assert caught.value.file == "policy.toml"
+        assert caught.value.field == "sources.mis.covers"
+        assert "registration_group" in caught.value.reason
+        assert "covers = [" in caught.value.reason
+        assert not (tmp_path / "book").exists()
+
+    def test_a_csv_source_is_checked_against_its_mapping_when_there(self, tmp_path: Path) -> None:
+        (tmp_path / "book").mkdir()
+        (tmp_path / "book" / "mapping.toml").write_text(
+            MAPPING.replace('emails = [{ column = "Email" }]\n', ""), encoding="utf-8"
+        )
+        with pytest.raises(SourceDataError) as caught:
+            make(tmp_path / "book", WITH_MAPPING)  # the import covers emails
+        assert caught.value.field == "sources.import.covers"
+        assert "emails" in caught.value.reason
+        assert [p.name for p in (tmp_path / "book").iterdir()] == ["mapping.toml"]
+
+
+# --------------------------------------------------------------------------
+# What the folder's files let others read (rule 13)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a plain open() makes files anyone can read."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+class TestPermissions:
+    def test_a_folder_create_makes_is_its_owners_only(self, tmp_path: Path) -> None:
+        make(tmp_path / "schools" / "st-olaf").close()
+        assert mode(tmp_path / "schools" / "st-olaf") == 0o700
+
+    def test_an_existing_folder_keeps_its_permissions(self, tmp_path: Path) -> None:
+        (tmp_path / "book").mkdir(mode=0o750)
+        make(tmp_path / "book").close()
+        assert mode(tmp_path / "book") == 0o750
+
+    @pytest.mark.parametrize("store", STORES)
+    def test_the_store_is_its_owners_only(self, tmp_path: Path, store: str) -> None:
+        with make(tmp_path / "book", store=store) as folder:
+            folder.apply(SAVES[0], at=AT, by=BY)
+        assert mode(tmp_path / "book" / f"book.{store}") == 0o600
+
+    def test_sent_records_are_their_owners_only(self, tmp_path: Path) -> None:
+        settings = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
+        with make(tmp_path / "book", settings) as folder:
+            governors(folder)
+            audit = folder.save_audit(sent(folder))
+            written = [
+                audit,
+                folder.path / "deliveries.jsonl",
+                *(folder.path / "held" / "sms").iterdir(),
+                *(folder.path / "outbox" / "email").iterdir(),
+            ]
+            assert len(written) == 2 + 3 + 3
+            for path in written:
+                assert mode(path) == 0o600, path
+            for path in (folder.path / "audit", folder.path / "held" / "sms"):
+                assert mode(path) == 0o700, path
+
+
+class TestAtomicWrites:
+    def test_the_settings_file_is_put_in_place_whole(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """policy.toml marks a folder as a book: it is renamed into place, never half-written."""
+        renamed: list[str] = []
+        real = os.replace
+
+        def replace(source: Any, target: Any) -> None:
+            renamed.append(Path(target).name)
+            real(source, target)
+
+        monkeypatch.setattr(os, "replace", replace)
+        make(tmp_path / "book", MIS_ONLY).close()
+        assert "policy.toml" in renamed
+        assert (tmp_path / "book" / "policy.toml").read_text(encoding="utf-8") == MIS_ONLY
+        assert sorted(p.name for p in (tmp_path / "book").iterdir()) == [
+            "book.sqlite",
+            "policy.toml",
+            "suppression.key",
+        ]
+
+    def test_an_audit_is_flushed_to_disk_with_its_folder(
+        self, book: BookFolder, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        governors(book)
+        record = sent(book)
+        synced: list[int] = []
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(fd)
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        book.save_audit(record)
+        assert len(synced) >= 2  # the file, then the folder that holds its new name
+
+    def test_a_leftover_temporary_name_is_not_in_the_way(self, book: BookFolder) -> None:
+        governors(book)
+        record = sent(book)
+        (book.path / "audit").mkdir()
+        (book.path / "audit" / "trip-2026-11.json.tmp").mkdir()  # left by someone else
+        book.save_audit(record)
+        assert book.audit("trip-2026-11") == record
+        assert sorted(p.name for p in (book.path / "audit").iterdir()) == [
+            "trip-2026-11.json",
+            "trip-2026-11.json.tmp",
+        ]
+
+
+class TestSharedKey:
+    def test_a_new_key_is_not_reused(self, book: BookFolder) -> None:
+        assert book.reused_key is False
+
+    def test_an_existing_key_at_the_variable_is_reported_as_reused(self, tmp_path: Path) -> None:
+        key = tmp_path / "shared.key"
+        key.write_text("f" * 64 + "\n", encoding="ascii")
+        with make(tmp_path / "book", environ={KEY_FILE_VARIABLE: str(key)}) as folder:
+            assert folder.reused_key is True
+        with make(tmp_path / "other", environ={KEY_FILE_VARIABLE: str(tmp_path / "new.key")}) as f:
+            assert f.reused_key is False
+        assert BookFolder.open(tmp_path / "book", environ={}).reused_key is False
+
+
+class TestHandEditedSettings:
+    """A policy.toml edited after init is checked against the adapters when it is read."""
+
+    @pytest.mark.parametrize(
+        ("extra", "where"),
+        [
+            ('adapter = "onerostr"\n', "sources.mis.adapter"),
+            ('adapter = "oneroster"\noptions = { orgg = "x" }\n', "sources.mis.options.orgg"),
+            (
+                'adapter = "oneroster"\n[transports.email]\nadapter = "smtp"\nhots = "x"\n'
+                'sender = "office@school.example.org"\n',
+                "transports.email.hots",
+            ),
+            (
+                'adapter = "oneroster"\n[transports.sms]\nadapter = "pigeon"\n',
+                "transports.sms.adapter",
+            ),
+        ],
+    )
+    def test_an_adapter_mistake_names_the_file_and_the_key(
+        self, book: BookFolder, extra: str, where: str
+    ) -> None:
+        governors(book)
+        (book.path / "policy.toml").write_text(
+            '[sources.mis]\nkind = "mis"\ncovers = ["phones"]\n' + extra, encoding="utf-8"
+        )
+        opened = BookFolder.open(book.path, environ={})
+        with pytest.raises(SourceDataError) as caught:
+            _ = opened.policy
+        assert caught.value.file == str(book.path / "policy.toml")
+        assert caught.value.field == where
+        assert "TypeError" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------
+# Erasure: nothing of the person anywhere in the folder
+
+
+LARS = (b"Lars", b"900401", b"lars@governors", b"Just you", b"only for Lars")
+
+
+def send_to(folder: BookFolder, message_id: str, contacts: tuple[str, ...], subject: str) -> None:
+    message = Message(
+        message_id,
+        subject,
+        f"A note {subject.lower()}.",
+        channels=(Channel.SMS, Channel.EMAIL),
+        mode=SendMode.EACH,
+        contacts=contacts,
+    )
+    planned = plan(folder.load(), message, policy=folder.policy, at=LATER)
+    channels = tuple(dict.fromkeys(d.channel for d in planned.deliveries))
+    record = send(
+        planned,
+        folder.transports(channels),
+        log=folder.delivery_log,
+        sent_at=london(23, 10, 1),
+        sleep=lambda _: None,
+    )
+    folder.save_audit(record)
+
+
+def delivery_keys(folder: BookFolder) -> list[str]:
+    found = []
+    for line in (folder.path / "deliveries.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        found.append(entry["key"] if "key" in entry else entry["result"]["key"])
+    return found
+
+
+OUTBOX_ELSEWHERE = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_an_erased_person_is_in_no_byte_of_the_folder(tmp_path: Path, store: str) -> None:
+    """Rule 13: the store, the audit, the delivery log and every outbox forget them."""
+    with make(tmp_path / "book", OUTBOX_ELSEWHERE, store=store) as folder:
+        governors(folder)
+        send_to(folder, "m1", ("address-book:la", "address-book:mo"), "Minutes")
+        send_to(folder, "m2", ("address-book:la",), "Just you: only for Lars")
+        theirs = {
+            o.delivery.key
+            for message_id in ("m1", "m2")
+            for o in folder.audit(message_id).outcomes
+            if o.delivery.contact_ids == ("address-book:la",)
+        }
+        others = {
+            o.delivery.key
+            for o in folder.audit("m1").outcomes
+            if o.delivery.contact_ids == ("address-book:mo",)
+        }
+        assert len(theirs) == 4  # a text and an email of each message
+        assert len(others) == 2
+        assert theirs <= set(delivery_keys(folder))
+        everything = b"".join(files(folder.path).values())
+        assert all(value in everything for value in LARS)  # so that the check below can fail
+
+        result, cleaned = folder.erase("address-book:la", at=london(23, 11), by="dpo")
+
+        assert result.report.erased == ("address-book:la",)
+        assert cleaned == (folder.path / "audit" / "m1.json", folder.path / "audit" / "m2.json")
+        assert folder.unreadable_audits == ()
+        for name, data in files(folder.path).items():
+            for value in LARS:
+                assert value not in data, (name, value)
+        kept = delivery_keys(folder)
+        assert not theirs & set(kept)
+        assert others <= set(kept)
+        # A message only to them is gone whole, its file name with it.
+        assert not (folder.path / "audit" / "m2.json").exists()
+        with pytest.raises(UsageError, match="no message 'm2'"):
+            folder.audit("m2")
+        # The others' sends stay, in both outboxes.
+        assert {o.delivery.key for o in folder.audit("m1").outcomes} == others
+        outboxes = [*(folder.path / "held").rglob("*.json"), *(folder.path / "outbox").rglob("*")]
+        assert {p.stem for p in outboxes if p.is_file()} == others
+        assert len(list((folder.path / "held" / "sms").iterdir())) == 1
+
+
+class TestUnreadableAudit:
+    def broken(self, book: BookFolder) -> Path:
+        governors(book)
+        send_to(book, "m1", ("address-book:la", "address-book:mo"), "Minutes")
+        broken = book.path / "audit" / "m0.json"
+        broken.write_text('{"format": ', encoding="utf-8")
+        return broken
+
+    def test_it_is_named_when_asked_for(self, book: BookFolder) -> None:
+        broken = self.broken(book)
+        with pytest.raises(SourceDataError) as caught:
+            book.audit("m0")
+        assert caught.value.file == str(broken)
+        assert os.path.join("audit", "m0.json") in str(caught.value)
+
+    def test_an_erasure_goes_past_it_and_says_so(
+        self, book: BookFolder, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        broken = self.broken(book)
+        with caplog.at_level("WARNING", logger="sourcetruth"):
+            result, cleaned = book.erase("address-book:la", at=london(23, 11), by="dpo")
+        assert result.report.erased == ("address-book:la",)
+        assert cleaned == (book.path / "audit" / "m1.json",)
+        assert book.unreadable_audits == (broken,)
+        assert broken.read_text(encoding="utf-8") == '{"format": '
+        (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert "m0.json" in warning.getMessage()
+        assert b"Lars" not in (book.path / "audit" / "m1.json").read_bytes()

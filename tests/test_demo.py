@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -15,10 +17,11 @@ import pytest
 
 from sourcetruth.audit import why
 from sourcetruth.bookfolder import BookFolder
-from sourcetruth.demo import run
+from sourcetruth.cli import main
+from sourcetruth.demo import EXPLORE, run
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Status, contact_at
-from sourcetruth.model import Channel, ConfirmSync, ContactData, Role
+from sourcetruth.merge import contact_at
+from sourcetruth.model import Channel, ContactData, Role
 
 ROOT = Path(__file__).resolve().parent.parent
 LONDON = ZoneInfo("Europe/London")
@@ -58,39 +61,42 @@ class TestDemo:
         assert "Sync held: 8 of 20 present records of mis would depart" in out
 
     def test_demo_ends_with_commands_on_its_folder(self, week: tuple[str, Path]) -> None:
-        """The confirmation of the held sync and the three ways in name the book's folder."""
+        """The confirmation of the held sync and the ways in name the book's folder."""
         out, folder = week
         book = os.fspath(folder)
         bundle = os.fspath(folder / "exports" / "mis-2026-11-28")
         assert re.search(
             rf"^   sourcetruth --book {re.escape(book)} sync mis {re.escape(bundle)}"
-            r" --confirm [0-9a-f]{64}$",
+            r" --extracted-at 2026-11-28T01:55 --at 2026-11-28T09:00 --confirm [0-9a-f]{64}$",
             out,
             flags=re.M,
         )
         assert out.endswith(
             f"The book is in {book}. Explore it:\n"
-            f"  sourcetruth --book {book} show mis:G9\n"
-            f"  sourcetruth --book {book} explain mis:GOV emails --at 2026-11-26T19:00\n"
-            f"  sourcetruth --book {book} report update-at-source\n"
+            + "".join(f"  sourcetruth --book {book} {command}\n" for command in EXPLORE)
         )
 
-    def test_printed_token_confirms_the_held_export(self, week: tuple[str, Path]) -> None:
-        """Read at its files' time, as the command reads it, the export takes the token."""
+    def test_printed_commands_run_as_printed(self, week: tuple[str, Path], tmp_path: Path) -> None:
+        """Each command the demo prints works through the command line, whatever the clock,
+        and the confirmation applies the held export on a copy of the folder."""
         out, folder = week
-        token = re.search(r"--confirm ([0-9a-f]{64})$", out, flags=re.M)
-        assert token
-        bundle = folder / "exports" / "mis-2026-11-28"
-        taken = max(f.stat().st_mtime for f in bundle.iterdir())
-        with BookFolder.open(folder, environ={}) as book:
-            reading = book.read_source(
-                "mis", bundle, extracted_at=datetime.fromtimestamp(taken, LONDON)
-            )
-            result = book.dry_run(
-                ConfirmSync(reading.snapshot, token.group(1)), at=SATURDAY, by="office"
-            )
-        assert result.report.status is Status.APPLIED
-        assert len(result.report.departed) == 8
+        copy = tmp_path / "copy"
+        shutil.copytree(folder, copy)  # copying changes the files' times: the command says them
+        printed = [
+            shlex.split(line.strip().replace(os.fspath(folder), os.fspath(copy)))
+            for line in out.splitlines()
+            if line.strip().startswith("sourcetruth --book ")
+        ]
+        assert len(printed) == 1 + len(EXPLORE)
+        confirm, *explore = printed
+        for argv in explore:
+            said, err = io.StringIO(), io.StringIO()
+            assert main(argv[1:], out=said, err=err, environ={}) == 0, err.getvalue()
+            assert said.getvalue()
+        said, err = io.StringIO(), io.StringIO()
+        assert main(confirm[1:], out=said, err=err, environ={}) == 0, err.getvalue()
+        assert "mis sync" in said.getvalue()
+        assert said.getvalue().count("  departed mis:X") == 8
 
     def test_folder_holds_the_book_and_what_was_sent(self, week: tuple[str, Path]) -> None:
         """Settings, store, exports, audit records and the outbox are all on disk."""

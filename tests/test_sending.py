@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -529,3 +531,74 @@ class TestReviewedEdges:
                 log=MemoryDeliveryLog(),
                 sent_at=london(23, 9),
             )
+
+
+# --------------------------------------------------------------------------
+# The file delivery log: who may read it, and forgetting keys (rule 13)
+
+
+class TestFileDeliveryLogForget:
+    """An erasure takes a person's delivery keys out of the log: with the message id, a key
+    confirms a guessed address."""
+
+    def filled(self, tmp_path: Path) -> FileDeliveryLog:
+        log = FileDeliveryLog(tmp_path / "deliveries.jsonl")
+        log.handing_over(["theirs-1", "ours-1"])
+        log.answered([DeliveryResult.accepted("theirs-1"), DeliveryResult.accepted("ours-1")])
+        log.handing_over(["theirs-2"])
+        log.answered([DeliveryResult.failed("theirs-2", "timeout", retryable=True)])
+        return log
+
+    def test_every_line_about_the_keys_goes_and_the_rest_stays(self, tmp_path: Path) -> None:
+        log = self.filled(tmp_path)
+        before = log.path.read_text(encoding="utf-8").splitlines()
+        assert log.forget(["theirs-1", "theirs-2", "never-there"]) == 4
+        after = log.path.read_text(encoding="utf-8")
+        assert "theirs" not in after
+        assert after.splitlines() == [line for line in before if "theirs" not in line]
+        assert log.handed_over() == {"ours-1"}
+        assert set(log.results()) == {"ours-1"}
+
+    def test_the_file_is_replaced_whole(self, tmp_path: Path) -> None:
+        log = self.filled(tmp_path)
+        inode = log.path.stat().st_ino
+        log.forget(["theirs-1"])
+        assert log.path.stat().st_ino != inode  # a new file renamed into place
+        assert [p.name for p in tmp_path.iterdir()] == ["deliveries.jsonl"]
+
+    def test_forgetting_what_is_not_there_leaves_the_file_alone(self, tmp_path: Path) -> None:
+        log = self.filled(tmp_path)
+        inode, data = log.path.stat().st_ino, log.path.read_bytes()
+        assert log.forget(["never-there"]) == 0
+        assert log.forget([]) == 0
+        assert (log.path.stat().st_ino, log.path.read_bytes()) == (inode, data)
+        assert FileDeliveryLog(tmp_path / "none.jsonl").forget(["k"]) == 0
+        assert not (tmp_path / "none.jsonl").exists()
+
+    def test_a_torn_line_is_dropped_and_the_log_still_reads(self, tmp_path: Path) -> None:
+        log = self.filled(tmp_path)
+        with log.path.open("ab") as out:
+            out.write(b'{"event": "handing-over", "key": "theirs-3')  # a crash mid-line
+        assert log.forget(["theirs-1"]) == 3
+        text = log.path.read_text(encoding="utf-8")
+        assert "theirs-3" not in text
+        assert text.endswith("\n")
+        log.handing_over(["ours-2"])
+        assert log.handed_over() == {"ours-1", "theirs-2", "ours-2"}
+
+    def test_a_send_after_forgetting_appends_to_the_new_file(self, tmp_path: Path) -> None:
+        log = self.filled(tmp_path)
+        other = FileDeliveryLog(log.path)  # as a send running alongside holds its own
+        log.forget(["theirs-1", "theirs-2"])
+        other.answered([DeliveryResult.accepted("ours-3")])
+        assert set(log.results()) == {"ours-1", "ours-3"}
+
+    def test_the_log_is_its_owners_only(self, tmp_path: Path) -> None:
+        old = os.umask(0o022)
+        try:
+            log = self.filled(tmp_path)
+            assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+            log.forget(["theirs-1"])
+            assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+        finally:
+            os.umask(old)

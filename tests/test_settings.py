@@ -26,7 +26,9 @@ from sourcetruth.settings import (
     Settings,
     SourceSettings,
     TransportSettings,
+    check_adapters,
     parse_settings,
+    read_mapping,
 )
 from sourcetruth.testing import strategies as sts
 
@@ -319,6 +321,26 @@ MISTAKES = [
         id="rrule-never",
     ),
     pytest.param(with_source('schedule = ""'), "sources.mis.schedule", id="rrule-empty"),
+    # A nightly sync does not end: a rule that runs out would leave "when will it show?"
+    # without an answer, and a policy that fails at its first question.
+    pytest.param(
+        with_source('schedule = "FREQ=DAILY;COUNT=1"'), "sources.mis.schedule", id="rrule-count"
+    ),
+    pytest.param(
+        with_source('schedule = "FREQ=DAILY;BYHOUR=2;UNTIL=20200101T000000"'),
+        "sources.mis.schedule",
+        id="rrule-until-past",
+    ),
+    pytest.param(
+        with_source('schedule = "freq=daily;until=20991231"'),
+        "sources.mis.schedule",
+        id="rrule-until-future",
+    ),
+    pytest.param(
+        with_source('schedule = "RRULE:FREQ=WEEKLY;COUNT=10;BYDAY=MO"'),
+        "sources.mis.schedule",
+        id="rrule-prefixed-count",
+    ),
     pytest.param(with_source("schedule = 2"), "sources.mis.schedule", id="rrule-number"),
     pytest.param(with_source(f'options = "{PHONE}"'), "sources.mis.options", id="options-text"),
     pytest.param(with_source("mapping = 1"), "sources.mis.mapping", id="mapping-number"),
@@ -450,6 +472,19 @@ def test_an_unknown_precedence_entry_is_named_by_position() -> None:
 
 def test_a_missing_kind_says_it_is_required() -> None:
     assert "required" in failure("[sources.mis]\n").reason
+
+
+@pytest.mark.parametrize("part", ["COUNT=1", "UNTIL=20200101T000000Z"])
+def test_a_schedule_that_ends_says_which_part_to_leave_out(part: str) -> None:
+    error = failure(with_source(f'schedule = "FREQ=DAILY;BYHOUR=2;{part}"'))
+    assert error.field == "sources.mis.schedule"
+    assert f"leave {part.split('=')[0]} out" in error.reason
+
+
+def test_a_schedule_may_name_counts_in_other_parts() -> None:
+    # BYSETPOS and friends are not COUNT: only the parts that end the rule are refused.
+    text = with_source('schedule = "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1"')
+    assert parse(text).policy.source("mis").schedule is not None
 
 
 class TestTomlSyntax:
@@ -645,3 +680,247 @@ def _docs_email_transport() -> str:
         '[transports.email]\nadapter = "smtp"\nhost = "smtp.example.org"\n'
         'sender = "office@school.example.org"\npassword_env = "SMTP_PASSWORD"\n'
     )
+
+
+# --------------------------------------------------------------------------
+# Secrets written into the file
+
+
+class TestPlaintextSecrets:
+    TEXT = with_source(
+        "",
+        head=(
+            '[transports.email]\nadapter = "smtp"\nhost = "smtp.example.org"\n'
+            'sender = "office@school.example.org"\nusername = "office"\npassword = "pw-9f3a"\n'
+            '[transports.sms]\nadapter = "sms-http"\nurl = "https://sms.example.org/send"\n'
+            'sender = "School"\ntoken = "tok-77c1"\n'
+        ),
+    )
+
+    def test_they_are_named_in_a_warning_that_holds_no_value(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level("WARNING", logger="sourcetruth"):
+            parsed = parse(self.TEXT)
+        assert parsed.plaintext_secrets == ("transports.email.password", "transports.sms.token")
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "transports.email.password" in said
+        assert "transports.sms.token" in said
+        assert "password_env" in said
+        assert "pw-9f3a" not in said
+        assert "tok-77c1" not in said
+
+    def test_secrets_in_the_environment_are_not_warned_about(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        text = with_source("", head=_docs_email_transport())
+        with caplog.at_level("WARNING", logger="sourcetruth"):
+            assert parse(text).plaintext_secrets == ()
+        assert caplog.records == []
+
+
+# --------------------------------------------------------------------------
+# The adapters a file names, and their options
+
+
+def adapters_failure(text: str) -> SourceDataError:
+    with pytest.raises(SourceDataError) as caught:
+        check_adapters(parse(text), file=FILE)
+    assert caught.value.file == FILE
+    assert "TypeError" not in str(caught.value)
+    return caught.value
+
+
+SMTP = (
+    '[transports.email]\nadapter = "smtp"\nhost = "smtp.example.org"\n'
+    'sender = "office@school.example.org"\n'
+)
+
+
+class TestCheckAdapters:
+    def test_the_starter_and_the_documented_example_pass(self) -> None:
+        check_adapters(parse(STARTER), file=FILE)
+        check_adapters(parse(documented_example()), file=FILE)
+
+    def test_a_source_without_an_adapter_passes(self) -> None:
+        check_adapters(parse(MINIMAL), file=FILE)
+
+    @pytest.mark.parametrize(
+        ("extra", "where", "said"),
+        [
+            ('adapter = "onerostr"', "sources.mis.adapter", "did you mean oneroster?"),
+            ('adapter = "x"', "sources.mis.adapter", "csv, oneroster, sds"),
+            (
+                'adapter = "oneroster"\noptions = { orgg = "x" }',
+                "sources.mis.options.orgg",
+                "did you mean org?",
+            ),
+            (
+                'adapter = "oneroster"\noptions = { source = "x" }',
+                "sources.mis.options.source",
+                "book folder",
+            ),
+            (
+                'adapter = "oneroster"\noptions = { org_env = "ORG" }',
+                "sources.mis.options.org_env",
+                "not an option",
+            ),
+            ('adapter = "csv"\noptions = { mapping = "m" }', "sources.mis.options.mapping", "book"),
+        ],
+    )
+    def test_a_source_mistake_names_the_key(self, extra: str, where: str, said: str) -> None:
+        error = adapters_failure(with_source(extra))
+        assert error.field == where
+        assert said in error.reason
+
+    def test_the_options_of_each_adapter_pass(self) -> None:
+        text = with_source(
+            'adapter = "oneroster"\noptions = { org = "o", allow_cp1252 = true, '
+            "max_reject_fraction = 0.1, guardian_agents_complete = false }"
+        )
+        check_adapters(parse(text), file=FILE)
+        check_adapters(parse(with_source('adapter = "sds"')), file=FILE)
+        check_adapters(parse(with_source('adapter = "csv"\nmapping = "m.toml"')), file=FILE)
+
+    @pytest.mark.parametrize(
+        ("head", "where", "said"),
+        [
+            ('[transports.sms]\nadapter = "pigeon"', "transports.sms.adapter", "sms-http"),
+            (SMTP + 'hots = "x"', "transports.email.hots", "did you mean host?"),
+            (SMTP + 'hots_env = "X"', "transports.email.hots_env", "did you mean host?"),
+            (
+                '[transports.email]\nadapter = "smtp"\nhost = "smtp.example.org"',
+                "transports.email.sender",
+                "required",
+            ),
+            (
+                '[transports.sms]\nadapter = "outbox"\nchannel = "sms"',
+                "transports.sms.channel",
+                "not an option",
+            ),
+        ],
+    )
+    def test_a_transport_mistake_names_the_key(self, head: str, where: str, said: str) -> None:
+        error = adapters_failure(with_source("", head=head))
+        assert error.field == where
+        assert said in error.reason
+
+    def test_env_keys_stand_for_their_options(self) -> None:
+        text = with_source(
+            "",
+            head=(
+                '[transports.email]\nadapter = "smtp"\nhost_env = "SMTP_HOST"\n'
+                'sender = "office@school.example.org"\nusername = "office"\n'
+                'password_env = "SMTP_PASSWORD"\n'
+                '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
+            ),
+        )
+        check_adapters(parse(text), file=FILE)
+
+    def test_an_adapter_that_takes_anything_takes_any_option(self) -> None:
+        from sourcetruth.adapters import registry
+
+        def anything(path: object, **options: object) -> None:
+            raise AssertionError("not called")
+
+        registry.register("source", "anything-goes", anything)
+        try:
+            text = with_source('adapter = "anything-goes"\noptions = { colour = "red" }')
+            check_adapters(parse(text), file=FILE)
+        finally:
+            registry.unregister("source", "anything-goes")
+
+
+# --------------------------------------------------------------------------
+# CSV mapping files
+
+
+GOOD_MAPPING = """\
+key = "Id"
+given_name = "First name"
+role = "Type"
+default_role = "guardian"
+role_values = { parent = "guardian" }
+phones = [{ column = "Mobile", type = "mobile" }]
+emails = [{ column = "Email" }]
+
+[format]
+delimiter = ";"
+allow_cp1252 = true
+max_reject_fraction = 0.02
+"""
+
+
+def mapping_failure(tmp_path: Path, text: str) -> SourceDataError:
+    file = tmp_path / "mapping.toml"
+    file.write_text(text, encoding="utf-8")
+    with pytest.raises(SourceDataError) as caught:
+        read_mapping(file)
+    error = caught.value
+    assert error.file == str(file)
+    for jargon in ("@ $", "extra fields", "cattrs", "Traceback", "invalid value for type"):
+        assert jargon not in str(error)
+    return error
+
+
+class TestReadMapping:
+    def test_a_good_mapping_reads(self, tmp_path: Path) -> None:
+        (tmp_path / "mapping.toml").write_text(GOOD_MAPPING, encoding="utf-8")
+        mapping = read_mapping(tmp_path / "mapping.toml")
+        assert mapping.key == "Id"
+        assert mapping.format.delimiter == ";"
+        assert mapping.covers == {"given_name", "role", "phones", "emails"}
+
+    @pytest.mark.parametrize(
+        ("text", "where", "said"),
+        [
+            ('key = "Id"\ngiven_nam = "First"\n', "given_nam", "did you mean given_name?"),
+            ('given_name = "First"\n', "key", "required"),
+            ("key = 1\n", "key", "string"),
+            ('key = "Id"\nphones = "Mobile"\n', "phones", "list of tables"),
+            ('key = "Id"\nphones = [{ colum = "M" }]\n', "phones[1].colum", "did you mean column?"),
+            ('key = "Id"\nphones = [{ type = "mobile" }]\n', "phones[1].column", "required"),
+            (
+                'key = "Id"\nemails = [{ column = "E" }, { column = "F", type = "mobile" }]\n',
+                "emails[2].type",
+                "home, work, other",
+            ),
+            ('key = "Id"\ndefault_role = "parent"\n', "default_role", "guardian"),
+            ('key = "Id"\nrole_values = { mum = "mother" }\n', "role_values.mum", "guardian"),
+            ('key = "Id"\n[format]\ndelimitr = ";"\n', "format.delimitr", "did you mean"),
+            ('key = "Id"\n[format]\nhas_header = "yes"\n', "format.has_header", "true or false"),
+            ('key = "Id"\n[format]\nmax_field = 0\n', "format.max_field", "1 or more"),
+            (
+                'key = "Id"\n[format]\nmax_reject_fraction = 5\n',
+                "format.max_reject_fraction",
+                "from 0 to 1",
+            ),
+        ],
+    )
+    def test_a_mistake_names_the_file_and_the_key_in_words(
+        self, tmp_path: Path, text: str, where: str, said: str
+    ) -> None:
+        error = mapping_failure(tmp_path, text)
+        assert error.field == where
+        assert said in error.reason
+
+    def test_the_mappings_own_checks_are_data_errors_too(self, tmp_path: Path) -> None:
+        error = mapping_failure(tmp_path, 'key = "Id"\n[format]\ndelimiter = ":"\n')
+        assert "delimiter" in error.reason
+        assert error.field == "format"
+
+    def test_a_syntax_error_names_the_line(self, tmp_path: Path) -> None:
+        error = mapping_failure(tmp_path, 'key = "Id"\ngiven_name = "First\n')
+        assert error.line == 2
+
+    def test_a_missing_file_names_the_key_that_names_it(self, tmp_path: Path) -> None:
+        with pytest.raises(SourceDataError) as caught:
+            read_mapping(tmp_path / "nowhere.toml", named_by="sources.import.mapping")
+        assert caught.value.file == str(tmp_path / "nowhere.toml")
+        assert "sources.import.mapping" in caught.value.reason
+        assert "no such file" in caught.value.reason
+
+    def test_a_file_that_is_not_text_says_so(self, tmp_path: Path) -> None:
+        (tmp_path / "mapping.toml").write_bytes(b'key = "\xff"\n')
+        with pytest.raises(SourceDataError, match="UTF-8"):
+            read_mapping(tmp_path / "mapping.toml")

@@ -12,17 +12,28 @@ One folder holds one school's book and what goes with it::
 The suppression key is made by ``init`` with owner-only permissions. Keeping
 it in the folder is the simple default; set ``SOURCETRUTH_SUPPRESSION_KEY_FILE``
 to keep it elsewhere, so that a copy of the folder without it cannot tell
-whose records were erased.
+whose records were erased. A key already at that place is used as it is (a
+school may share one key across its books): :attr:`BookFolder.reused_key`
+says so.
+
+The files hold personal data: a folder that :meth:`BookFolder.create` makes
+is its owner's only (``0700``), and the files the folder writes (the store,
+the audit records, the delivery log, the outbox) are readable by their owner
+only (``0600``). Every file the folder rewrites is replaced whole: a
+temporary file beside it, flushed to disk, then renamed over it.
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -35,17 +46,20 @@ import attrs
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Reading, SourceAdapter
 from sourcetruth.adapters.store import Run, Store, erased_by, input_hash
-from sourcetruth.adapters.transport import Transport
-from sourcetruth.audit import AuditRecord, redact
-from sourcetruth.exceptions import AdapterError, SourceDataError, UsageError
+from sourcetruth.adapters.transport import OutboxTransport, Transport
+from sourcetruth.audit import ERASED, AuditRecord, redact
+from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.merge import Change, MergeResult, Report, Status, merge
+from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Book, Channel, Erase, utc
 from sourcetruth.policy import Policy
 from sourcetruth.sending import FileDeliveryLog
 from sourcetruth.serialise import dumps, loads
-from sourcetruth.settings import STARTER, Settings, parse_settings
+from sourcetruth.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 
 __all__ = ["KEY_FILE_VARIABLE", "BookFolder", "combine_reports"]
+
+_log = logging.getLogger(__name__)
 
 #: The environment variable that may name the suppression key's file.
 KEY_FILE_VARIABLE: Final = "SOURCETRUTH_SUPPRESSION_KEY_FILE"
@@ -103,6 +117,10 @@ class BookFolder:
         self.path = path
         self._environ = environ
         self._store: Store | None = None
+        #: True when :meth:`create` found a suppression key at the key file and kept it.
+        self.reused_key = False
+        #: The audit files the last :meth:`erase` could not read, and so could not clean.
+        self.unreadable_audits: tuple[Path, ...] = ()
 
     def __repr__(self) -> str:
         return f"BookFolder({os.fspath(self.path)!r})"
@@ -121,7 +139,13 @@ class BookFolder:
         """Make a new book folder at *path* (which may exist, but hold no book).
 
         *settings* is the text of ``policy.toml``; it is checked before
-        anything is written.
+        anything is written: its keys, the adapters it names and their
+        options, and (where an adapter can say so without reading a file)
+        that each source covers only fields its adapter reads. A mistake is a
+        :class:`~sourcetruth.SourceDataError` naming ``policy.toml`` and the key.
+
+        A folder that this makes is its owner's only. An existing suppression
+        key at :data:`KEY_FILE_VARIABLE` is kept, and :attr:`reused_key` says so.
         """
         folder = Path(path)
         if folder.exists() and not folder.is_dir():
@@ -130,24 +154,41 @@ class BookFolder:
         if store not in _STORES:
             msg = f"the store is one of {', '.join(_STORES)}, not {store!r}"
             raise UsageError(msg)
-        parse_settings(settings, file=_SETTINGS, base=folder)
+        parsed = parse_settings(settings, file=_SETTINGS, base=folder)
+        check_adapters(parsed, file=_SETTINGS)
         if any((folder / name).exists() for name in (_SETTINGS, *_STORES.values())):
             msg = f"{folder} already holds a book; open it, or choose another folder"
             raise UsageError(msg)
-        folder.mkdir(parents=True, exist_ok=True)
+        _check_sources(parsed, file=_SETTINGS)
+        if not folder.exists():
+            folder.mkdir(parents=True, mode=0o700)
+            os.chmod(folder, 0o700)  # whatever the umask
         book = cls(folder, environ)
         key_file = book._key_file
-        if not key_file.exists():
+        if key_file.exists():
+            book.reused_key = True
+            _log.info("using the existing suppression key at %s", key_file)
+        else:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as out:
                 out.write(secrets.token_hex(32) + "\n")
-        # The settings file goes last: a folder holds a book once it is there.
-        if store == "json":
-            from sourcetruth.adapters.jsonstore import EMPTY
+        # The store is made owner-only before anything is in it; sqlite's own
+        # files beside it (a journal, a write-ahead log) take its permissions.
+        store_file = folder / _STORES[store]
+        try:
+            fd = os.open(store_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            msg = f"{folder} already holds a book; open it, or choose another folder"
+            raise UsageError(msg) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if store == "json":
+                from sourcetruth.adapters.jsonstore import EMPTY
 
-            (folder / _STORES[store]).write_text(EMPTY, encoding="utf-8")
+                out.write(EMPTY)
+        os.chmod(store_file, 0o600)  # whatever the umask
         book._open_store(store).close()
-        (folder / _SETTINGS).write_text(settings, encoding="utf-8")
+        # The settings file goes last, and whole: a folder holds a book once it is there.
+        _replace(folder / _SETTINGS, settings)
         return book
 
     @classmethod
@@ -171,7 +212,10 @@ class BookFolder:
         except (OSError, UnicodeDecodeError) as error:
             msg = f"cannot read the settings: {error.__class__.__name__}"
             raise SourceDataError(msg, file=str(file)) from None
-        return parse_settings(text, file=str(file), base=self.path)
+        parsed = parse_settings(text, file=str(file), base=self.path)
+        # A file edited by hand since init is checked against the adapters as well.
+        check_adapters(parsed, file=str(file))
+        return parsed
 
     @property
     def _key_file(self) -> Path:
@@ -270,39 +314,88 @@ class BookFolder:
         """Erase a person from the book and from what the folder kept of sends (rule 13).
 
         The store forgets them as :class:`~sourcetruth.Erase` says; the audit
-        records lose them (see :func:`sourcetruth.audit.redact`), and the
-        outbox loses the messages that went only to them and their name on
-        shared ones. The sent records are cleaned first: should the commit then
-        fail, running the erasure again completes it. Returns the result and
-        the audit files that were rewritten.
+        records lose them (see :func:`sourcetruth.audit.redact`), and a record
+        of a message that was only to them (every delivery theirs, an
+        audience of erased people only) is deleted whole, subject and body
+        with it. The delivery log forgets the keys of their deliveries; every
+        outbox (the folder's, and a folder a ``[transports.*]`` outbox names)
+        loses the messages that went only to them and their name on shared
+        ones. The sent records are cleaned first: should the commit then
+        fail, running the erasure again completes it.
+
+        Returns the result and the audit files that were rewritten or
+        deleted. An audit file that cannot be read is skipped, not a reason
+        to stop: it is logged as a warning and listed in
+        :attr:`unreadable_audits`, since it may still hold the person.
         """
         change = Erase(contact_id, suppress=suppress)
         before, batch, combined = self._merge_all(change, at, by)
         contacts, records = erased_by(before, combined.book)
-        rewritten = self._redact_sent(contacts | records)
+        cleaned, unreadable = self._redact_sent(contacts | records)
+        self.unreadable_audits = unreadable
         self._commit(before, batch, combined, at, by)
-        return combined, rewritten
+        return combined, cleaned
 
-    def _redact_sent(self, gone: frozenset[str]) -> tuple[Path, ...]:
-        rewritten: list[Path] = []
+    def _redact_sent(self, gone: frozenset[str]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """Take *gone* out of the sent records: the cleaned and the unreadable audit files."""
+        cleaning: list[tuple[Path, AuditRecord | None, tuple[str, ...], tuple[str, ...]]] = []
+        unreadable: list[Path] = []
         for file in sorted((self.path / "audit").glob("*.json")):
-            record = self._read_audit(file)
+            try:
+                record = self._read_audit(file)
+            except (SourceDataError, AdapterError) as error:
+                _log.warning(
+                    "the erasure could not read the audit record %s (%s); it may still hold "
+                    "the person erased: repair it and erase again, or delete it",
+                    file,
+                    getattr(error, "reason", None) or error.__class__.__name__,
+                )
+                unreadable.append(file)
+                continue
             if record is None:
                 continue
             redacted, dropped, changed = redact(record, gone)
-            if redacted == record:
+            if redacted == record and not _only_erased(record):
                 continue
-            self._write_audit(file, redacted)
-            rewritten.append(file)
+            kept = None if _only_erased(redacted) else redacted
+            cleaning.append((file, kept, dropped, changed))
+        # The delivery log first: until the audit files are rewritten, a second
+        # run of the erasure finds the same keys in them again.
+        self.delivery_log.forget(key for _, _, dropped, _ in cleaning for key in dropped)
+        copies: dict[str, list[Path]] = {}
+        for folder in self._outbox_folders():
+            for copy in folder.glob("*.json"):
+                copies.setdefault(copy.name, []).append(copy)
+        for file, kept, dropped, changed in cleaning:
             for key in dropped:
-                for copy in (self.path / "outbox").glob(f"*/{glob.escape(key)}.json"):
-                    copy.unlink()
+                for copy in copies.get(f"{key}.json", []):
+                    copy.unlink(missing_ok=True)
             for key in changed:
-                for copy in (self.path / "outbox").glob(f"*/{glob.escape(key)}.json"):
-                    envelope = json.loads(copy.read_text(encoding="utf-8"))
-                    envelope["name"] = ""
-                    _replace(copy, json.dumps(envelope, indent=2, sort_keys=True))
-        return tuple(rewritten)
+                for copy in copies.get(f"{key}.json", []):
+                    _unname(copy)
+            if kept is None:
+                file.unlink(missing_ok=True)
+                _fsync_folder(file.parent)
+            else:
+                self._write_audit(file, kept)
+        return tuple(file for file, *_ in cleaning), tuple(unreadable)
+
+    def _outbox_folders(self) -> list[Path]:
+        """Every folder an outbox of this book may have written to."""
+        folders: set[Path] = set()
+        own = self.path / "outbox"
+        if own.is_dir():
+            folders.update(p for p in own.iterdir() if p.is_dir())
+        for configured in self.settings.transports.values():
+            if configured.adapter != "outbox":
+                continue
+            named: object = configured.options.get("folder")
+            variable = configured.options.get("folder_env")
+            if named is None and isinstance(variable, str):
+                named = self._environ.get(variable)
+            if isinstance(named, str) and named:
+                folders.add(self.path / named)
+        return sorted(f for f in folders if f.is_dir())
 
     def _commit(
         self, before: Book, batch: list[Change], combined: MergeResult, at: datetime, by: str
@@ -341,9 +434,7 @@ class BookFolder:
         factory = _adapter("source", name, section)
         options: dict[str, Any] = dict(how.options) if how else {}
         if how is not None and how.mapping is not None:
-            from sourcetruth.adapters.tabular import CsvMapping
-
-            options["mapping"] = CsvMapping.from_toml(how.mapping)
+            options["mapping"] = read_mapping(how.mapping, named_by=f"sources.{source}.mapping")
             options["kind"] = kind
         elif name == "csv":
             msg = f"reading {source!r} as CSV needs 'mapping' in {section}"
@@ -384,7 +475,7 @@ class BookFolder:
             configured = self.settings.transports.get(channel)
             outbox = self.path / "outbox" / channel.value
             if configured is None:
-                made[channel] = registry.get("transport", "outbox")(channel, outbox)
+                made[channel] = _outbox(registry.get("transport", "outbox"), channel, outbox)
                 continue
             section = f"[transports.{channel.value}] of {_SETTINGS}"
             factory = _adapter("transport", configured.adapter, section)
@@ -393,7 +484,7 @@ class BookFolder:
                 if configured.adapter == "outbox":
                     # The outbox is told its channel; its folder is the book's unless set.
                     folder = self.path / options.pop("folder", outbox)
-                    transport: Transport = factory(channel, folder, **options)
+                    transport: Transport = _outbox(factory, channel, folder, **options)
                 else:
                     transport = factory(**options)
             except (TypeError, UsageError) as error:
@@ -439,7 +530,12 @@ class BookFolder:
         except (OSError, UnicodeDecodeError) as error:
             msg = f"cannot read the audit record {file}: {error.__class__.__name__}"
             raise AdapterError(msg) from None
-        return loads(text, AuditRecord)
+        try:
+            return loads(text, AuditRecord)
+        except SourceDataError as error:
+            kind = SchemaVersionError if isinstance(error, SchemaVersionError) else SourceDataError
+            msg = f"the audit record cannot be read: {error.reason}"
+            raise kind(msg, file=str(file)) from None
 
     def save_audit(self, record: AuditRecord) -> Path:
         """Keep *record* in ``audit/``, replacing an earlier record of the same message."""
@@ -452,7 +548,7 @@ class BookFolder:
                 "send this one with another id"
             )
             raise UsageError(msg)
-        file.parent.mkdir(exist_ok=True)
+        file.parent.mkdir(exist_ok=True, mode=0o700)
         self._write_audit(file, record)
         return file
 
@@ -480,11 +576,142 @@ def _adapter(kind: registry.AdapterKind, name: str, section: str) -> Any:
         raise UsageError(msg) from None
 
 
+def _check_sources(settings: Settings, *, file: str) -> None:
+    """Build each source's adapter, reading no file, and check what it covers.
+
+    Each adapter is made for an empty temporary folder, which it is never
+    asked to read. An adapter that wants its files while it is made, or a
+    CSV source whose mapping is not there yet, is left for the first sync to
+    check.
+    """
+    with tempfile.TemporaryDirectory(prefix="sourcetruth-check-") as empty:
+        for name in settings.sources:
+            _check_source(settings, name, Path(empty), file=file)
+
+
+def _check_source(settings: Settings, name: str, empty: Path, *, file: str) -> None:
+    """Check one source for :func:`_check_sources`."""
+    how = settings.sources[name]
+    if how.adapter is None:
+        return
+    source = settings.policy.source(name)
+    options: dict[str, Any] = dict(how.options)
+    if how.mapping is not None:
+        if not how.mapping.is_file():
+            return  # `init` says to put it there before the first sync
+        options["mapping"] = read_mapping(how.mapping, named_by=f"sources.{name}.mapping")
+        options["kind"] = source.kind
+    elif how.adapter == "csv":
+        return
+    factory = registry.get("source", how.adapter)
+    where = f"sources.{name}.options"
+    try:
+        made = factory(empty, source=name, **options)
+        covers = frozenset(made.covers)
+    except UsageError as error:
+        msg = f"the options do not suit the {how.adapter!r} adapter: {error}"
+        raise SourceDataError(msg, file=file, field=where) from None
+    except (TypeError, ValueError, AttributeError):
+        msg = (
+            f"an option of the {how.adapter!r} adapter has a value of a kind it cannot "
+            "take (text for a number, say): check the values of the options"
+        )
+        raise SourceDataError(msg, file=file, field=where) from None
+    except Exception:  # an adapter that reads its files as it is made
+        return
+    # A covered field the adapter cannot read would arrive empty on every
+    # sync, and a covered empty value wins: the sync would blank it for all.
+    unread = sorted(source.covers - covers)
+    if unread:
+        msg = (
+            f"names {', '.join(unread)}, which the {how.adapter!r} adapter cannot read; "
+            f"a sync would empty it for everyone. Cover only what it reads: "
+            f"covers = {sorted(covers)!r}"
+        )
+        raise SourceDataError(msg, file=file, field=f"sources.{name}.covers")
+
+
+def _only_erased(record: AuditRecord) -> bool:
+    """Whether *record* is of a message to erased people only, with nothing left of it."""
+    message = record.message
+    return (
+        not record.outcomes
+        and not record.unreachable
+        and not record.fallbacks
+        and not message.groups
+        and not message.rules
+        and message.contacts == (ERASED,)
+    )
+
+
+def _unname(copy: Path) -> None:
+    """Take the name out of an outbox copy of a delivery shared with an erased person."""
+    try:
+        envelope = json.loads(copy.read_text(encoding="utf-8"))
+        if not isinstance(envelope, dict):
+            raise ValueError(copy.name)
+    except (OSError, ValueError):
+        # Unreadable, it may still name them: an outbox copy is only a copy.
+        copy.unlink(missing_ok=True)
+        return
+    envelope["name"] = ""
+    _replace(copy, json.dumps(envelope, indent=2, sort_keys=True))
+
+
+class _OwnOutbox(OutboxTransport):
+    """The built-in outbox, its folder and copies readable by their owner only."""
+
+    def __init__(self, channel: Channel, folder: Path) -> None:
+        super().__init__(channel, folder)
+        self._own = folder
+
+    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]:
+        self._own.mkdir(parents=True, exist_ok=True, mode=0o700)
+        results = super().send(batch)
+        for envelope in batch:
+            with contextlib.suppress(OSError):
+                os.chmod(self._own / f"{envelope.key}.json", 0o600)
+        return results
+
+
+def _outbox(factory: Any, channel: Channel, folder: Path, **options: Any) -> Transport:
+    if factory is OutboxTransport and not options:
+        return _OwnOutbox(channel, folder)
+    made: Transport = factory(channel, folder, **options)
+    return made
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename or removal in *folder* survive a power cut (POSIX)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _replace(file: Path, text: str, *, errors: str = "strict") -> None:
-    """Write *file* whole or not at all: a temporary file beside it, then a rename."""
-    temporary = file.with_name(f"{file.name}.tmp")
-    temporary.write_text(text, encoding="utf-8", errors=errors)
-    os.replace(temporary, file)
+    """Write *file* whole or not at all: a temporary file beside it, then a rename.
+
+    The temporary file has a name of its own (two writers never share one),
+    is readable by its owner only, and is flushed to disk before the rename;
+    the folder is flushed after it.
+    """
+    data = text.encode("utf-8", errors)
+    fd, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, file)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(file.parent)
 
 
 def _hash(batch: list[Change]) -> str:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sourcetruth.adapters.oneroster import write_bundle
 from sourcetruth.audit import AuditRecord, why
-from sourcetruth.bookfolder import BookFolder
+from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import Change, Report, contact_at, merge
 from sourcetruth.messages import Message, Plan, plan
@@ -102,6 +102,12 @@ IMPORT_CSV: Final = (
 def _t(day: int, hour: int, minute: int = 0) -> datetime:
     """Week of Monday 23 November 2026, Europe/London."""
     return datetime(2026, 11, day, hour, minute, tzinfo=LONDON)
+
+
+def _changed(report: Report) -> int:
+    """Field changes to contacts the book already held: a new contact's fields are not."""
+    created = set(report.created)
+    return sum(1 for c in report.changes if c.contact_id not in created)
 
 
 def _local(at: datetime | None) -> str:
@@ -250,7 +256,7 @@ class _Story:
         head = f"mis sync, dry run: would be {status}" if dry_run else f"mis sync: {status}"
         self.say(
             f"  {at:%a %H:%M} {head}, "
-            f"{len(report.created)} new contact(s), {len(report.changes)} field change(s)"
+            f"{len(report.created)} new contact(s), {_changed(report)} field change(s)"
         )
         ended = "would end" if dry_run else "ended"
         for end in report.overrides_ended:
@@ -295,14 +301,16 @@ def run(
 
     *folder* must be empty or not exist yet; without one the book goes into a
     new temporary folder, which is kept. *environ* is what the book reads
-    its settings' environment from (``os.environ`` by default).
+    its settings' environment from (``os.environ`` by default), except the
+    place of the suppression key: the demo's key is always its own, in the
+    folder, so that it never makes or reuses a school's.
     """
     path = _empty_folder(folder)
     (path / "exports").mkdir(parents=True, exist_ok=True)
     (path / "import-mapping.toml").write_text(MAPPING, encoding="utf-8")
-    made = BookFolder.create(
-        path, settings=SETTINGS, environ=os.environ if environ is None else environ
-    )
+    own = dict(os.environ if environ is None else environ)
+    own.pop(KEY_FILE_VARIABLE, None)
+    made = BookFolder.create(path, settings=SETTINGS, environ=own)
     with made as book:
         _week(_Story(out, book))
     return path
@@ -469,17 +477,29 @@ def _week(s: _Story) -> None:
     report = s.apply(s.read(28, bundle), _t(28, 2), "nightly sync")
     assert report.held is not None
     s.say(f"   Sync {report.status.value}: {report.held.reason}")
-    s.say("   Nothing departed. A person who checks the export can confirm it with its token:")
+    s.say("   Nothing departed. A person who checks the export can confirm it with its token")
+    s.say("   (the times say when the export was taken and when the person confirms):")
     folder = shlex.quote(os.fspath(book.path))
     s.say(
         f"   sourcetruth --book {folder} sync mis {shlex.quote(os.fspath(bundle))}"
-        f" --confirm {report.held.token}"
+        f" --extracted-at 2026-11-28T01:55 --at {SATURDAY_MORNING} --confirm {report.held.token}"
     )
 
     s.say(f"\nThe book is in {book.path}. Explore it:")
-    s.say(f"  sourcetruth --book {folder} show mis:G9")
-    s.say(f"  sourcetruth --book {folder} explain mis:GOV emails --at 2026-11-26T19:00")
-    s.say(f"  sourcetruth --book {folder} report update-at-source")
+    for command in EXPLORE:
+        s.say(f"  sourcetruth --book {folder} {command}")
+
+
+#: When the demo's closing commands look at the book: Saturday morning.
+SATURDAY_MORNING: Final = "2026-11-28T09:00"
+
+#: The commands the demo suggests at the end, after ``sourcetruth --book FOLDER``.
+EXPLORE: Final = (
+    f"show mis:G9 --at {SATURDAY_MORNING}",
+    "explain mis:GOV emails --at 2026-11-26T19:00",
+    f"report update-at-source --at {SATURDAY_MORNING}",
+    "why tue-year9-sms mis:G9",
+)
 
 
 if __name__ == "__main__":

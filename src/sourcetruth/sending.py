@@ -14,14 +14,17 @@ result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from sourcetruth.adapters.transport import Transport
 from sourcetruth.audit import AuditRecord, Outcome
@@ -69,12 +72,33 @@ class MemoryDeliveryLog:
         return frozenset(self._handed)
 
 
+def _lock(handle: BinaryIO) -> None:
+    """Hold *handle*'s file for this process alone until it is closed (POSIX only)."""
+    if sys.platform != "win32":
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def _key_of(line: object) -> object:
+    """The delivery key a line of the log is about, or None."""
+    if not isinstance(line, dict):
+        return None
+    if "key" in line:
+        return line["key"]
+    result = line.get("result")
+    return result.get("key") if isinstance(result, dict) else None
+
+
 class FileDeliveryLog:
     """A delivery log in a JSON-lines file, each line flushed to disk before going on.
 
     Lines hold keys and results only: no address or message text, so the log
     holds nothing personal beyond what the audit record holds. A line cut
-    short by a crash is ignored when the file is read back.
+    short by a crash is ignored when the file is read back. The file is made
+    readable by its owner only. :meth:`forget` takes keys out of it (for an
+    erasure): a delivery key is a hash of the message id and the address, so
+    with the id it confirms a guessed address.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -83,10 +107,27 @@ class FileDeliveryLog:
     def __repr__(self) -> str:
         return f"FileDeliveryLog({os.fspath(self.path)!r})"
 
+    def _open(self) -> BinaryIO:
+        """The log, open for appending and locked: the file at the path now, made if need be."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            handle = os.fdopen(fd, "a+b")
+            try:
+                _lock(handle)
+                # forget() may have put a new file in its place while this one waited.
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    return handle
+            except FileNotFoundError:
+                pass
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()
+
     def _append(self, lines: Sequence[dict[str, object]]) -> None:
         text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
         try:
-            with self.path.open("a+b") as out:
+            with self._open() as out:
                 out.seek(0, os.SEEK_END)
                 if out.tell():
                     out.seek(-1, os.SEEK_END)
@@ -101,15 +142,70 @@ class FileDeliveryLog:
             msg = f"cannot write the delivery log {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None
 
+    def forget(self, keys: Iterable[str]) -> int:
+        """Take every line about *keys* out of the log; return how many lines went.
+
+        The file is rewritten whole or not at all: a temporary file beside it,
+        flushed to disk, then renamed over it. A line cut short by a crash is
+        dropped too (it may hold part of a key). Sends that append meanwhile
+        wait for the rewrite and then append to the new file.
+        """
+        gone = frozenset(keys)
+        if not gone or not self.path.exists():
+            return 0
+        try:
+            with self._open() as current:
+                current.seek(0)
+                kept: list[bytes] = []
+                dropped = 0
+                for raw in current.read().splitlines():
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:  # a torn line, or bytes that are not text
+                        dropped += 1
+                        continue
+                    if _key_of(line) in gone:
+                        dropped += 1
+                        continue
+                    kept.append(raw + b"\n")
+                if dropped:
+                    self._replace(b"".join(kept))
+        except OSError as error:
+            msg = f"cannot rewrite the delivery log {self.path.name}: {error.strerror}"
+            raise AdapterError(msg, retryable=True) from None
+        return dropped
+
+    def _replace(self, data: bytes) -> None:
+        folder = self.path.parent
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+        if sys.platform != "win32":
+            directory = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
     def _lines(self) -> list[dict[str, object]]:
         if not self.path.exists():
             return []
         found = []
-        for text in self.path.read_text(encoding="utf-8").splitlines():
+        for text in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                found.append(json.loads(text))
+                line = json.loads(text)
             except json.JSONDecodeError:
                 continue  # the last line of a write a crash cut short
+            if isinstance(line, dict):
+                found.append(line)
         return found
 
     def handing_over(self, keys: Sequence[str]) -> None:

@@ -7,7 +7,16 @@ environment variable that holds the value (``password_env =
 "SMTP_PASSWORD"``), read only when the transport is built; giving both
 ``password`` and ``password_env`` is an error. A schedule is an RFC 5545
 recurrence rule that must happen at least once (``INTERVAL=0`` never moves
-on, so it is refused).
+on, so it is refused) and never end: a nightly sync does not stop, so
+``COUNT`` and ``UNTIL`` are refused too. A transport option that holds a
+password or token in the file itself is accepted, with a warning in the log
+(naming the key, never the value), and listed in
+:attr:`Settings.plaintext_secrets`.
+
+:func:`check_adapters` checks what only the installed adapters can tell: that
+every adapter named exists and takes every option given. A book folder runs
+it whenever it reads the file. :func:`read_mapping` reads a CSV mapping file,
+and names the file and the key of any mistake in it.
 
 .. code-block:: toml
 
@@ -23,6 +32,8 @@ on, so it is refused).
 
     [sources.mis]
     kind = "mis"
+    covers = ["given_name", "family_name", "role", "phones", "emails", "relationships",
+              "year_group"]      # what a OneRoster export carries
     schedule = "FREQ=DAILY;BYHOUR=2;BYMINUTE=0"
     adapter = "oneroster"        # what `sourcetruth sync mis PATH` reads with
     options = { org = "org-1" }  # the adapter's own options
@@ -43,25 +54,42 @@ on, so it is refused).
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import itertools
+import logging
 import math
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from attrs import field, frozen
 from dateutil.rrule import rrulestr
 
-from sourcetruth.exceptions import SourceDataError, SourceTruthError
-from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, SourceKind
+from sourcetruth.exceptions import SourceDataError, SourceTruthError, UsageError
+from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, EmailType, PhoneType, Role, SourceKind
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 
-__all__ = ["STARTER", "Settings", "SourceSettings", "TransportSettings", "parse_settings"]
+if TYPE_CHECKING:
+    from sourcetruth.adapters.tabular import CsvMapping
+
+__all__ = [
+    "STARTER",
+    "Settings",
+    "SourceSettings",
+    "TransportSettings",
+    "check_adapters",
+    "parse_settings",
+    "read_mapping",
+]
+
+_log = logging.getLogger(__name__)
 
 #: The settings ``sourcetruth init`` writes when it is given none: one MIS that
 #: syncs nightly, and CSV imports.
@@ -137,12 +165,18 @@ class TransportSettings:
 
 @frozen
 class Settings:
-    """A parsed settings file."""
+    """A parsed settings file.
+
+    ``plaintext_secrets`` names (by key path, like ``transports.sms.token``)
+    each transport option that holds a password or token in the file itself
+    rather than naming an environment variable with ``NAME_env``.
+    """
 
     policy: Policy
     timezone: ZoneInfo
     sources: Mapping[str, SourceSettings]
     transports: Mapping[Channel, TransportSettings]
+    plaintext_secrets: tuple[str, ...] = ()
 
 
 class _Reader:
@@ -197,6 +231,8 @@ def _region(reader: _Reader, value: object, where: str) -> str:
 
 
 _INTERVAL: Final = re.compile(r"INTERVAL=([^;\s]*)")
+#: The parts of a rule that make it end; a source's syncs go on for as long as it is used.
+_ENDING: Final = re.compile(r"(?:^|[;:\s])(COUNT|UNTIL)\s*=", re.IGNORECASE)
 
 
 def _schedule(reader: _Reader, value: object, where: str, zone: str) -> Schedule:
@@ -213,6 +249,14 @@ def _schedule(reader: _Reader, value: object, where: str, zone: str) -> Schedule
         raise reader.fail(where, "is not an RFC 5545 recurrence rule")
     if not first:
         raise reader.fail(where, "never happens: the recurrence rule has no occurrence")
+    ending = _ENDING.search(rule)
+    if ending is not None:
+        part = ending.group(1).upper()
+        msg = (
+            f"must not end: a source's syncs go on for as long as it is used, so the rule "
+            f"cannot hold {part} (leave {part} out)"
+        )
+        raise reader.fail(where, msg)
     return Schedule(rule, zone)
 
 
@@ -278,6 +322,26 @@ def _transport(reader: _Reader, name: str, raw: object) -> TransportSettings:
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
             raise reader.fail(f"{where}.{key}", msg)
     return TransportSettings(channel, adapter, options)
+
+
+#: Option names that hold a secret: a password or token belongs in the environment.
+_SECRET: Final = re.compile(r"(?:^|_)(?:password|passwd|token|secret|api_key|apikey)$")
+
+
+def _plaintext_secrets(transport: TransportSettings) -> list[str]:
+    found = []
+    for key in transport.options:
+        if _SECRET.search(key.lower()):
+            where = f"transports.{transport.channel.value}.{key}"
+            # The key names the secret; its value is never logged.
+            _log.warning(
+                "%s holds a secret in the settings file itself: name an environment "
+                "variable with %s_env instead",
+                where,
+                key,
+            )
+            found.append(where)
+    return found
 
 
 def _source(
@@ -350,11 +414,276 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
     except SourceTruthError as error:  # checked above; kept for the policy's own new rules
         raise reader.fail("precedence", str(error)) from None
     transports: dict[Channel, TransportSettings] = {}
+    secrets: list[str] = []
     transports_raw = reader.table(table.get("transports", {}), "transports", None)
     for name, raw_transport in transports_raw.items():
         transport = _transport(reader, name, raw_transport)
         transports[transport.channel] = transport
-    return Settings(policy, zone, readers, transports)
+        secrets.extend(_plaintext_secrets(transport))
+    return Settings(policy, zone, readers, transports, tuple(secrets))
+
+
+# --------------------------------------------------------------------------
+# What only the installed adapters can tell
+
+
+def _hint(name: str, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
+    from sourcetruth.adapters import registry
+
+    assert kind in ("source", "transport")
+    try:
+        return registry.get(kind, name)  # type: ignore[arg-type]
+    except LookupError:
+        known = registry.available(kind)  # type: ignore[arg-type]
+        msg = (
+            f"no {kind} adapter is called {name!r}{_hint(name, known)}; "
+            f"the {kind} adapters are {', '.join(known)}"
+        )
+        raise SourceDataError(msg, file=file, field=where) from None
+
+
+_BY_POSITION: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_BY_NAME: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_options(
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    *,
+    adapter: str,
+    where: str,
+    file: str,
+    positional: int,
+    supplied: frozenset[str],
+    env: bool,
+) -> None:
+    """Check *options* against the parameters of *factory*.
+
+    The first *positional* parameters are given by position (a source's path,
+    an outbox's channel); *supplied* are given by the book folder. With *env*,
+    ``NAME_env`` gives ``NAME``.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a factory that cannot say what it takes: it will say so when called
+    parameters = list(signature.parameters.values())
+    skipped = 0
+    named: dict[str, inspect.Parameter] = {}
+    any_name = False
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            any_name = True
+        elif parameter.kind in _BY_POSITION and skipped < positional:
+            skipped += 1
+        elif parameter.kind in _BY_NAME:
+            named[parameter.name] = parameter
+    known = sorted(n for n in named if n not in supplied)
+    given: set[str] = set()
+    for key in options:
+        plain = key.removesuffix("_env") if env else key
+        given.add(plain)
+        if plain in supplied:
+            msg = f"is given by the book folder, not by an option of the {adapter!r} adapter"
+            raise SourceDataError(msg, file=file, field=f"{where}.{key}")
+        if plain not in named and not any_name:
+            listed = ", ".join(known) if known else "none"
+            msg = (
+                f"is not an option of the {adapter!r} adapter{_hint(plain, known)}; "
+                f"its options are {listed}"
+            )
+            raise SourceDataError(msg, file=file, field=f"{where}.{key}")
+    for name, parameter in named.items():
+        if parameter.default is inspect.Parameter.empty and name not in supplied | given:
+            how = f" (or {name}_env, naming an environment variable)" if env else ""
+            msg = f"is required by the {adapter!r} adapter: give {name}{how}"
+            raise SourceDataError(msg, file=file, field=f"{where}.{name}")
+
+
+def check_adapters(settings: Settings, *, file: str = "policy.toml") -> None:
+    """Check that every adapter *settings* names is installed and takes the options given.
+
+    A source's options are keyword arguments of its adapter (its path and
+    ``source`` come from the book folder, and so do ``mapping`` and ``kind``
+    when the source has a mapping or is read as CSV); a transport's are
+    keyword arguments of its transport, ``NAME_env`` standing for ``NAME``.
+    A mistake is a :class:`~sourcetruth.SourceDataError` naming *file* and the
+    key path, like ``sources.mis.options.orgg``.
+    """
+    for name, how in settings.sources.items():
+        if how.adapter is None:
+            continue
+        where = f"sources.{name}"
+        factory = _factory("source", how.adapter, f"{where}.adapter", file)
+        supplied = {"source"}
+        if how.mapping is not None or how.adapter == "csv":
+            supplied |= {"mapping", "kind"}
+        _check_options(
+            factory,
+            how.options,
+            adapter=how.adapter,
+            where=f"{where}.options",
+            file=file,
+            positional=1,
+            supplied=frozenset(supplied),
+            env=False,
+        )
+    for channel, transport in settings.transports.items():
+        where = f"transports.{channel.value}"
+        factory = _factory("transport", transport.adapter, f"{where}.adapter", file)
+        _check_options(
+            factory,
+            transport.options,
+            adapter=transport.adapter,
+            where=where,
+            file=file,
+            # The book folder gives an outbox its channel (see BookFolder.transports).
+            positional=1 if transport.adapter == "outbox" else 0,
+            supplied=frozenset(),
+            env=True,
+        )
+
+
+# --------------------------------------------------------------------------
+# CSV mapping files
+
+
+def _known(
+    reader: _Reader, value: object, where: str, names: list[str], what: str
+) -> dict[str, Any]:
+    table = reader.table(value, where, None)
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        key = unknown[0]
+        msg = f"unknown key{_hint(key, names)}; the keys of {what} are {', '.join(names)}"
+        raise reader.fail(f"{where}.{key}" if where else key, msg)
+    return table
+
+
+def _choice(reader: _Reader, value: object, where: str, choices: type[Any]) -> None:
+    allowed = [c.value for c in choices]
+    if value not in allowed:
+        raise reader.fail(where, f"must be one of {', '.join(allowed)}")
+
+
+def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
+    """Check a mapping's shape, in words, before the mapping's own checks run."""
+    import attrs
+
+    from sourcetruth.adapters.tabular import CsvFormat, CsvMapping
+
+    names = [f.name for f in attrs.fields(CsvMapping)]
+    table = _known(reader, data, "", names, "a CSV mapping")
+    if "key" not in table:
+        msg = "is required: the column that holds each row's stable key (an id, not a name)"
+        raise reader.fail("key", msg)
+    for name in (
+        "key",
+        "given_name",
+        "family_name",
+        "role",
+        "year_group",
+        "registration_group",
+        "guardian_of",
+    ):
+        if name in table:
+            reader.text(table[name], name)  # a column's name
+    if "list_separator" in table:
+        reader.text(table["list_separator"], "list_separator")
+    if "default_role" in table:
+        _choice(reader, table["default_role"], "default_role", Role)
+    if "role_values" in table:
+        words = reader.table(table["role_values"], "role_values", None)
+        for word, role in words.items():
+            _choice(reader, role, f"role_values.{word}", Role)
+    for name, types in (("phones", PhoneType), ("emails", EmailType)):
+        if name not in table:
+            continue
+        entries = table[name]
+        if not isinstance(entries, list):
+            msg = 'must be a list of tables, like [{ column = "Mobile" }]'
+            raise reader.fail(name, msg)
+        for index, entry in enumerate(entries, start=1):
+            where = f"{name}[{index}]"
+            found = _known(reader, entry, where, ["column", "type"], f"an entry of {name}")
+            if "column" not in found:
+                raise reader.fail(f"{where}.column", "is required: the name of the column")
+            reader.text(found["column"], f"{where}.column")
+            if "type" in found:
+                _choice(reader, found["type"], f"{where}.type", types)
+    if "format" in table:
+        formats = [f.name for f in attrs.fields(CsvFormat)]
+        layout = _known(reader, table["format"], "format", formats, "the format table")
+        for name in ("delimiter", "quotechar"):
+            if name in layout:
+                reader.text(layout[name], f"format.{name}")
+        for name in ("has_header", "allow_cp1252"):
+            if name in layout and not isinstance(layout[name], bool):
+                raise reader.fail(f"format.{name}", "must be true or false")
+        if "max_field" in layout:
+            value = layout["max_field"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise reader.fail("format.max_field", "must be a whole number, 1 or more")
+        if "max_reject_fraction" in layout:
+            value = layout["max_reject_fraction"]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or math.isnan(value)
+                or not 0 <= value <= 1
+            ):
+                raise reader.fail("format.max_reject_fraction", "must be a number from 0 to 1")
+
+
+def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -> CsvMapping:
+    """Read the CSV mapping file at *path* (see :mod:`sourcetruth.adapters.tabular`).
+
+    Every mistake, a file that cannot be read included, is a
+    :class:`~sourcetruth.SourceDataError` naming the file and, where there is
+    one, the key at fault. *named_by* is the settings key that names the file
+    (``sources.import.mapping``), for the message when it cannot be read.
+    """
+    from sourcetruth.adapters.tabular import CsvMapping
+
+    file = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            reason = "it is not UTF-8 text"
+        elif isinstance(error, FileNotFoundError):
+            reason = "there is no such file"
+        else:
+            reason = error.strerror or error.__class__.__name__
+        by = f" that {named_by} names" if named_by else ""
+        raise SourceDataError(f"cannot read the CSV mapping{by}: {reason}", file=file) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _syntax_error(error, file) from None
+    _check_mapping(_Reader(file), data)
+    try:
+        return CsvMapping.from_dict(data, file=file)
+    except UsageError as error:  # the mapping's own checks, like an unknown delimiter
+        detail = str(error).removeprefix(f"{file}: not a valid CSV mapping: ")
+        reasons: list[str] = []
+        where: str | None = None
+        for part in detail.split("; "):
+            # cattrs's "message @ $.path": the path becomes the key, in the file's words.
+            message, at, path = part.rpartition(" @ ")
+            if not at:
+                message, path = part, ""
+            key = path.removeprefix("$").removeprefix(".")
+            if where is None and key:
+                where = key
+            reasons.append(message)
+        msg = f"not a valid CSV mapping: {'; '.join(reasons)}"
+        raise SourceDataError(msg, file=file, field=where) from None
 
 
 _TOML_POSITION: Final = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")

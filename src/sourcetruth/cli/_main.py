@@ -11,7 +11,7 @@ import shlex
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Final, NoReturn, TextIO
 
@@ -19,8 +19,8 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Notice, Reading, address_book_saves
 from sourcetruth.adapters.store import ConflictError
 from sourcetruth.adapters.transport import Transport
-from sourcetruth.audit import AuditRecord, Why, why
-from sourcetruth.bookfolder import BookFolder
+from sourcetruth.audit import AuditRecord, Outcome, Why, why
+from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
 from sourcetruth.exceptions import (
@@ -32,7 +32,15 @@ from sourcetruth.exceptions import (
     UsageError,
     format_errors,
 )
-from sourcetruth.merge import Report, Status, contact_at, contacts_at, explain
+from sourcetruth.merge import (
+    Change,
+    MergeResult,
+    Report,
+    Status,
+    contact_at,
+    contacts_at,
+    explain,
+)
 from sourcetruth.messages import (
     DeliveryResult,
     DeliveryStatus,
@@ -47,6 +55,7 @@ from sourcetruth.model import (
     FIELDS,
     AddressBookRemove,
     AddressBookSave,
+    Book,
     Channel,
     ClearOverride,
     ConfirmSync,
@@ -68,11 +77,13 @@ from sourcetruth.model import (
     SourceKind,
     Unlink,
     record_id,
+    split_record_id,
 )
+from sourcetruth.policy import Policy
 from sourcetruth.reports import before_next_sync, data_quality, two_feeds, update_at_source
 from sourcetruth.schedule import next_sync, when_effective
 from sourcetruth.sending import send
-from sourcetruth.settings import STARTER, parse_settings
+from sourcetruth.settings import STARTER, check_adapters, parse_settings
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -87,6 +98,9 @@ HELD: Final = 4
 UNDELIVERED: Final = 5
 STORE: Final = 6
 INTERRUPTED: Final = 130
+#: The reader of the output stopped reading (``sourcetruth contacts | head -1``): the
+#: status a shell gives a program that SIGPIPE ended, 128 + 13.
+PIPE_CLOSED: Final = 141
 
 #: Each exit status and what it means.
 EXIT_CODES: Final[Mapping[int, str]] = {
@@ -98,7 +112,25 @@ EXIT_CODES: Final[Mapping[int, str]] = {
     UNDELIVERED: "a send left deliveries rejected or failed (resume by sending again)",
     STORE: "the book could not be read or written: a newer version, a conflict, or I/O",
     INTERRUPTED: "interrupted (Ctrl-C); a send can be resumed by running it again",
+    PIPE_CLOSED: "the output's reader stopped reading (like 'head'); the rest was not printed",
 }
+
+#: How many times a send tries a delivery that failed and may be retried.
+ATTEMPTS: Final = 3
+
+#: How far after the clock a change may be made: a mistyped year (2062 for 2026)
+#: would otherwise lock the book, which refuses a change made before its latest.
+AHEAD: Final = timedelta(days=7)
+
+#: The merge's words when a change goes back in time (see ``_forward``).
+_BACKWARDS: Final = "the book already holds a change made after this time"
+#: The merge's words for a confirmation token that does not fit the export.
+_WRONG_TOKEN: Final = "this confirmation was given for another snapshot"
+
+
+def _now() -> datetime:
+    """The clock: read once per command (see ``_Context.now``)."""
+    return datetime.now(UTC)
 
 
 class _Exit(Exception):
@@ -128,6 +160,9 @@ class _Context:
         self.err = err
         self.environ = environ
         self._book: BookFolder | None = None
+        #: The time the command runs at: one reading of the clock for all of it.
+        self.now = _now()
+        self._at: datetime | None = None
 
     @property
     def book(self) -> BookFolder:
@@ -144,6 +179,12 @@ class _Context:
     def render(self) -> Renderer:
         return Renderer(self.zone)
 
+    @property
+    def policy(self) -> Policy:
+        """The policy for reading the book: no suppression key needed (only merges use it)."""
+        policy: Policy = self.book.settings.policy
+        return policy
+
     def close(self) -> None:
         if self._book is not None:
             self._book.close()
@@ -158,20 +199,41 @@ class _Context:
     def json(self, value: object) -> None:
         self.say(as_json(value))
 
-    def time(self, text: str | None) -> datetime:
-        """A time option: ISO 8601, read in the book's timezone when it has no offset."""
+    def time(self, text: str | None, option: str = "--at") -> datetime:
+        """A time *option*: ISO 8601, read in the book's timezone when it has no offset."""
         if text is None or text == "now":
-            return datetime.now(UTC)
+            return self.now
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            msg = f"{text!r} is not a time; write it like 2026-11-24T15:30 (ISO 8601)"
+            msg = f"{option}: {text!r} is not a time; write it like 2026-11-24T15:30 (ISO 8601)"
             raise UsageError(msg) from None
+        if not 1900 <= value.year < 9000:
+            # Far from any school's data, and near the calendar's ends, where time
+            # arithmetic (the next sync, a timezone) overflows.
+            msg = f"{option}: {text!r} is out of range: give a time from 1900 to 8999"
+            raise UsageError(msg)
         return value if value.tzinfo is not None else value.replace(tzinfo=self.zone)
 
     @property
     def at(self) -> datetime:
-        return self.time(getattr(self.args, "at", None))
+        """``--at``, or now: the same value however often a command asks."""
+        if self._at is None:
+            self._at = self.time(getattr(self.args, "at", None))
+        return self._at
+
+    @property
+    def change_at(self) -> datetime:
+        """The time of a change to the book: ``--at``, refused far after the clock."""
+        at = self.at
+        if at - self.now > AHEAD:
+            msg = (
+                f"--at: {self.render.time(at)} is more than {AHEAD.days} days after now "
+                f"({self.render.time(self.now)}); the book would then refuse every change "
+                "made before it. Check the date"
+            )
+            raise UsageError(msg)
+        return at
 
     @property
     def by(self) -> str:
@@ -180,6 +242,30 @@ class _Context:
 
     def progress(self, label: str, total: int | None = None) -> Progress:
         return Progress(self.err, label, total=total)
+
+
+@contextlib.contextmanager
+def _forward(ctx: _Context) -> Iterator[None]:
+    """A change before the book's latest is refused: say when that was, and what to do."""
+    try:
+        yield
+    except UsageError as error:
+        if not str(error).startswith(_BACKWARDS):
+            raise
+        latest = ctx.book.load().updated_at
+        msg = (
+            f"the book's latest change was made {ctx.render.time(latest)}, after this "
+            f"change's time ({ctx.render.time(ctx.at)}); changes go forward in time: "
+            "give --at a time from then on"
+        )
+        raise UsageError(msg) from None
+
+
+def _apply(ctx: _Context, change: Change | Sequence[Change]) -> MergeResult:
+    """Merge *change* into the book at ``--at`` (checked), and commit it."""
+    at = ctx.change_at
+    with _forward(ctx):
+        return ctx.book.apply(change, at=at, by=ctx.by)
 
 
 # -- book --------------------------------------------------------------------------
@@ -195,10 +281,28 @@ def _init(ctx: _Context) -> int:
             msg = f"cannot read the policy file {ctx.args.policy}: {_reason(error)}"
             raise UsageError(msg) from None
         # Checked here first, so that a mistake names the file the user gave.
-        parse_settings(settings, file=ctx.args.policy, base=folder)
+        check_adapters(
+            parse_settings(settings, file=ctx.args.policy, base=folder), file=ctx.args.policy
+        )
+    named = ctx.environ.get(KEY_FILE_VARIABLE)
+    if named and not Path(named).parent.is_dir():
+        msg = (
+            f"the suppression key's folder {Path(named).parent} does not exist "
+            f"({KEY_FILE_VARIABLE} names {named}): make the folder, or name a file elsewhere"
+        )
+        raise UsageError(msg)
     book = BookFolder.create(folder, settings=settings, store=ctx.args.store, environ=ctx.environ)
     ctx.say(f"Created a book in {book.path} ({ctx.args.store}).")
     ctx.say(f"Its policy is {book.path / 'policy.toml'}; 'sourcetruth policy' shows it.")
+    if book.reused_key:
+        ctx.say(
+            f"It uses the existing suppression key at {named or book.path / 'suppression.key'}."
+        )
+    for key in book.settings.plaintext_secrets:
+        ctx.err.write(
+            f"notice: {key} holds a secret in the file; name an environment variable with "
+            f"{key}_env instead\n"
+        )
     for how in book.settings.sources.values():
         if how.mapping is not None and not how.mapping.is_file():
             ctx.say(
@@ -218,7 +322,7 @@ def _reason(error: BaseException) -> str:
 
 
 def _policy(ctx: _Context) -> int:
-    policy = ctx.book.settings.policy  # showing it needs no suppression key
+    policy = ctx.policy
     settings = ctx.book.settings
     sources: list[dict[str, Any]] = []
     for name in policy.order:
@@ -366,8 +470,10 @@ def _sync(ctx: _Context) -> int:
     book = ctx.book
     source = _synced_source(ctx, args.source)
     path = _input(args.path)
-    at = ctx.at
-    extracted_at = ctx.time(args.extracted_at) if args.extracted_at else _newest_mtime(path)
+    at = ctx.change_at  # also for a dry run: it shows a change the book would make
+    extracted_at = (
+        ctx.time(args.extracted_at, "--extracted-at") if args.extracted_at else _newest_mtime(path)
+    )
     if not args.extracted_at and extracted_at > at:
         msg = (
             f"the export's files were written {ctx.render.time(extracted_at)}, after the sync's "
@@ -380,10 +486,17 @@ def _sync(ctx: _Context) -> int:
         change = (
             reading.snapshot if not args.confirm else ConfirmSync(reading.snapshot, args.confirm)
         )
-        if args.dry_run:
-            result = book.dry_run(change, at=at, by=ctx.by)
-        else:
-            result = book.apply(change, at=at, by=ctx.by)
+        try:
+            with _forward(ctx):
+                if args.dry_run:
+                    result = book.dry_run(change, at=at, by=ctx.by)
+                else:
+                    result = book.apply(change, at=at, by=ctx.by)
+        except UsageError as error:
+            if not (args.confirm and str(error).startswith(_WRONG_TOKEN)):
+                raise
+            msg = f"{error}: run the sync again without --confirm for a new token"
+            raise UsageError(msg) from None
     _notices(ctx, reading.notices)
     report = result.report
     command = None
@@ -428,7 +541,7 @@ def _when(ctx: _Context) -> int:
             f"its sources are {', '.join(policy.order)}"
         )
         raise UsageError(msg)
-    changed = ctx.time(ctx.args.changed_at)
+    changed = ctx.time(ctx.args.changed_at, "--changed-at")
     effective = when_effective(policy, ctx.args.source, changed)
     if ctx.args.json:
         ctx.json({"source": ctx.args.source, "changed_at": changed, "effective_at": effective})
@@ -452,6 +565,16 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
         values["family_name"] = args.family
     if args.role is not None:
         values["role"] = Role(args.role)
+    for option, given, field in (
+        ("--mobile", args.mobile, "phones"),
+        ("--phone", args.phone, "phones"),
+        ("--work-phone", args.work_phone, "phones"),
+        ("--email", args.email, "emails"),
+        ("--work-email", args.work_email, "emails"),
+    ):
+        if any(not value.strip() for value in given or ()):
+            msg = f"{option}: an empty value; to empty the field, use --clear {field}"
+            raise UsageError(msg)
     phones = [Phone(n, PhoneType.MOBILE) for n in args.mobile or ()]
     phones += [Phone(n, PhoneType.HOME) for n in args.phone or ()]
     phones += [Phone(n, PhoneType.WORK) for n in args.work_phone or ()]
@@ -477,12 +600,14 @@ def _address_book_add(ctx: _Context) -> int:
     data, _ = _contact_data(ctx.args)
     if not (data.given_name or data.family_name):
         raise UsageError("a new contact needs a name: --given and/or --family")
-    key = ctx.args.key or uuid.uuid4().hex[:12]
-    contact_id = record_id(ADDRESS_BOOK, key)
+    key = ctx.args.key
+    if key is not None and not key.strip():
+        raise UsageError("--key: give a key, or leave --key out for a new random one")
+    contact_id = record_id(ADDRESS_BOOK, key or uuid.uuid4().hex[:12])
     if contact_id in ctx.book.load().contacts:
         msg = f"{contact_id} already exists: use 'address-book edit'"
         raise UsageError(msg)
-    result = ctx.book.apply(AddressBookSave(contact_id, data), at=ctx.at, by=ctx.by)
+    result = _apply(ctx, AddressBookSave(contact_id, data))
     return _after_change(ctx, result.report, f"Saved {contact_id}.")
 
 
@@ -490,19 +615,30 @@ def _address_book_edit(ctx: _Context) -> int:
     data, named = _contact_data(ctx.args)
     if not named:
         raise UsageError("say what to change: --email, --mobile, --given, --clear FIELD, ...")
-    if ctx.args.contact not in ctx.book.load().contacts:
+    book = ctx.book.load()
+    if ctx.args.contact not in book.contacts:
         # A save would make a new contact: that is 'add', with a name.
         msg = f"the book holds no contact {ctx.args.contact!r}: add one with 'address-book add'"
         raise UnknownContactError(msg)
+    if "relationships" in named:
+        # As 'override set' says: a source's links between guardians and pupils are the
+        # source's to change, even where the source does not cover them.
+        home = contact_at(book, ctx.args.contact, policy=ctx.policy, at=ctx.change_at).home
+        if split_record_id(home)[0] != ADDRESS_BOOK:
+            msg = (
+                f"{ctx.args.contact}'s home is {split_record_id(home)[0]}: links between "
+                "guardians and pupils are changed at the source"
+            )
+            raise UsageError(msg)
     change = AddressBookSave(ctx.args.contact, data, named)
-    result = ctx.book.apply(change, at=ctx.at, by=ctx.by)
+    result = _apply(ctx, change)
     return _after_change(
         ctx, result.report, f"Saved {', '.join(sorted(named))} of {ctx.args.contact}."
     )
 
 
 def _address_book_remove(ctx: _Context) -> int:
-    result = ctx.book.apply(AddressBookRemove(ctx.args.contact), at=ctx.at, by=ctx.by)
+    result = _apply(ctx, AddressBookRemove(ctx.args.contact))
     return _after_change(ctx, result.report, f"Removed {ctx.args.contact} (restorable by a save).")
 
 
@@ -517,24 +653,27 @@ def _address_book_import(ctx: _Context) -> int:
     if not saves:
         raise SourceDataError("the file holds no vCards", file=ctx.args.file)
     with ctx.progress(f"importing {len(saves)} card(s)"):
-        result = ctx.book.apply(saves, at=ctx.at, by=ctx.by)
+        result = _apply(ctx, saves)
     return _after_change(ctx, result.report, f"Imported {len(saves)} card(s).")
 
 
 def _address_book_export(ctx: _Context) -> int:
     from sourcetruth.adapters.vcard import VCardAdapter
 
-    at = ctx.at
+    target = _output(ctx, ctx.args.file)
     entries = []
-    for contact in contacts_at(ctx.book.load(), policy=ctx.book.policy, at=at):
+    for contact in contacts_at(ctx.book.load(), policy=ctx.policy, at=ctx.at):
         if contact.home.startswith(f"{ADDRESS_BOOK}:") and not contact.departed:
             entries.append(Record(contact.home.partition(":")[2], contact.data))
-    VCardAdapter(ctx.args.file, version=ctx.args.version).write_entries(entries)
+    VCardAdapter(target, version=ctx.args.version).write_entries(entries)
     ctx.say(f"Wrote {len(entries)} address-book contact(s) to {ctx.args.file}.")
     return OK
 
 
 def _override_value(field: str, values: Sequence[str]) -> ContactData:
+    if any(not value.strip() for value in values):
+        msg = f"an empty value for {field}: give the value the field should hold"
+        raise UsageError(msg)
     if field == "phones":
         return ContactData(phones=tuple(Phone(v) for v in values))
     if field == "emails":
@@ -559,19 +698,19 @@ def _override_set(ctx: _Context) -> int:
     lifetime = OverrideLifetime.NEXT_SYNC
     until = None
     if args.until:
-        lifetime, until = OverrideLifetime.UNTIL, ctx.time(args.until)
+        lifetime, until = OverrideLifetime.UNTIL, ctx.time(args.until, "--until")
     elif args.while_source_unchanged:
         lifetime = OverrideLifetime.SOURCE_CHANGE
     change = SetOverride(
         args.contact, args.field, _override_value(args.field, args.values), lifetime, until
     )
-    result = ctx.book.apply(change, at=ctx.at, by=ctx.by)
+    result = _apply(ctx, change)
     return _after_change(ctx, result.report, f"Override set on {args.field} of {args.contact}.")
 
 
 def _override_clear(ctx: _Context) -> int:
     change = ClearOverride(ctx.args.contact, ctx.args.field)
-    result = ctx.book.apply(change, at=ctx.at, by=ctx.by)
+    result = _apply(ctx, change)
     return _after_change(ctx, result.report, "Override cleared.")
 
 
@@ -605,7 +744,7 @@ def _contacts(ctx: _Context) -> int:
     needle = (ctx.args.search or "").strip().casefold()
     found = [
         c
-        for c in contacts_at(ctx.book.load(), policy=ctx.book.policy, at=ctx.at)
+        for c in contacts_at(ctx.book.load(), policy=ctx.policy, at=ctx.at)
         if (ctx.args.departed or not c.departed)
         and (ctx.args.role is None or c.data.role.value == ctx.args.role)
         and (
@@ -626,7 +765,7 @@ def _contacts(ctx: _Context) -> int:
 
 
 def _show(ctx: _Context) -> int:
-    contact = contact_at(ctx.book.load(), ctx.args.contact, policy=ctx.book.policy, at=ctx.at)
+    contact = contact_at(ctx.book.load(), ctx.args.contact, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(contact)
     else:
@@ -635,9 +774,7 @@ def _show(ctx: _Context) -> int:
 
 
 def _explain(ctx: _Context) -> int:
-    told = explain(
-        ctx.book.load(), ctx.args.contact, ctx.args.field, policy=ctx.book.policy, at=ctx.at
-    )
+    told = explain(ctx.book.load(), ctx.args.contact, ctx.args.field, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(told)
     else:
@@ -663,15 +800,32 @@ def _rule(args: argparse.Namespace) -> Rule | None:
 
 
 def _group_set(ctx: _Context) -> int:
-    group = GroupDefinition(ctx.args.name, frozenset(ctx.args.member or ()), _rule(ctx.args))
+    name = ctx.args.name
+    if not name.strip():
+        raise UsageError("a group needs a name")
+    if ":" in name:
+        # An audience word with ':' is a contact id: such a group could never be named.
+        msg = f"a group's name holds no ':' ({name!r}); 'mis:G1' would be read as a contact id"
+        raise UsageError(msg)
+    group = GroupDefinition(name, frozenset(ctx.args.member or ()), _rule(ctx.args))
     if not (group.members or group.rule):
         raise UsageError("a group needs --member ids and/or a rule (--year, --role, ...)")
-    result = ctx.book.apply(SetGroup(group), at=ctx.at, by=ctx.by)
-    return _after_change(ctx, result.report, f"Group {ctx.args.name} saved.")
+    held = ctx.book.load().contacts
+    missing = sorted(m for m in group.members if m not in held)
+    if missing:
+        msg = f"group {name!r} names contacts the book does not hold: {_names(missing)}"
+        raise UnknownContactError(msg)
+    result = _apply(ctx, SetGroup(group))
+    return _after_change(ctx, result.report, f"Group {name} saved.")
+
+
+def _names(ids: Sequence[str]) -> str:
+    """Contact ids for a message: plain, and an empty one visible."""
+    return ", ".join(i if i.strip() else repr(i) for i in ids)
 
 
 def _group_remove(ctx: _Context) -> int:
-    result = ctx.book.apply(RemoveGroup(ctx.args.name), at=ctx.at, by=ctx.by)
+    result = _apply(ctx, RemoveGroup(ctx.args.name))
     return _after_change(ctx, result.report, f"Group {ctx.args.name} removed.")
 
 
@@ -692,12 +846,12 @@ def _groups(ctx: _Context) -> int:
 
 
 def _link(ctx: _Context) -> int:
-    result = ctx.book.apply(Link(ctx.args.record, ctx.args.other), at=ctx.at, by=ctx.by)
+    result = _apply(ctx, Link(ctx.args.record, ctx.args.other))
     return _after_change(ctx, result.report, f"Linked {ctx.args.record} and {ctx.args.other}.")
 
 
 def _unlink(ctx: _Context) -> int:
-    result = ctx.book.apply(Unlink(ctx.args.record), at=ctx.at, by=ctx.by)
+    result = _apply(ctx, Unlink(ctx.args.record))
     return _after_change(ctx, result.report, f"Unlinked {ctx.args.record}.")
 
 
@@ -740,7 +894,9 @@ def _recipients(ctx: _Context) -> int:
     if not ctx.args.audience and _rule(ctx.args) is None:
         raise UsageError("name an audience: group names, contact ids, or a rule (--year 9 ...)")
     message = _message(ctx, message_id="recipients", subject="", body="")
-    planned = plan(ctx.book.load(), message, policy=ctx.book.policy, at=ctx.at)
+    book = ctx.book.load()
+    _check_ids(book, message.contacts)
+    planned = plan(book, message, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(planned)
         return OK
@@ -752,26 +908,94 @@ def _recipients(ctx: _Context) -> int:
     return OK
 
 
-class _Counting:
-    """A transport that advances a progress line as batches are handed over."""
+def _check_ids(book: Book, ids: Sequence[str]) -> None:
+    """Refuse contact ids the book never held: a typo would reach nobody, and say so late.
 
-    def __init__(self, inner: Transport, progress: Progress) -> None:
+    A departed contact, or a record linked into another contact, is held: the
+    plan says it is unreachable, or reaches it where it now lives.
+    """
+    held = set(book.contacts)
+    held.update(record_id(source, key) for source, keys in book.records.items() for key in keys)
+    missing = [i for i in ids if i not in held]
+    if missing:
+        msg = (
+            f"the book holds no contact {_names(missing)} (check the id: "
+            "'sourcetruth contacts --search NAME' finds people)"
+        )
+        raise UnknownContactError(msg)
+
+
+class _Counting:
+    """A transport that advances a progress line once per delivery, as each is done with.
+
+    A delivery is done with when it has its final answer (accepted or rejected),
+    or fails for good: not to be retried, or on its last attempt. A retry is
+    the same delivery again, and is not counted twice.
+    """
+
+    def __init__(self, inner: Transport, progress: Progress, attempts: int) -> None:
         self._inner = inner
         self._progress = progress
+        self._attempts = attempts
+        self._tries: dict[str, int] = {}
+        self._done: set[str] = set()
 
     @property
     def channel(self) -> Channel:
         return self._inner.channel
 
     def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]:
+        results: list[DeliveryResult] | None = None
         try:
-            return self._inner.send(batch)
+            results = self._inner.send(batch)
+            return results
         finally:
-            self._progress.advance(len(batch))
+            self._count(batch, results)
+
+    def _count(self, batch: Sequence[Envelope], results: object) -> None:
+        answers = (
+            {r.key: r for r in results if isinstance(r, DeliveryResult)}
+            if isinstance(results, list)
+            else {}
+        )
+        for envelope in batch:
+            key = envelope.key
+            tries = self._tries[key] = self._tries.get(key, 0) + 1
+            answer = answers.get(key)
+            final = answer is not None and (answer.status in _FINAL or not answer.retryable)
+            if (final or tries >= self._attempts) and key not in self._done:
+                self._done.add(key)
+                self._progress.advance()
+
+
+def _audit(
+    planned: Plan,
+    sent_at: datetime,
+    results: Mapping[str, DeliveryResult],
+    handed_over: frozenset[str] = frozenset(),
+) -> AuditRecord:
+    """The audit of *planned* as far as it is known: *results*, by delivery key.
+
+    A delivery handed over with no answer yet (the send stopped) is a failure
+    to retry; one never handed over has no result.
+    """
+    outcomes = []
+    for d in planned.deliveries:
+        result = results.get(d.key)
+        if result is None and d.key in handed_over:
+            result = DeliveryResult.failed(
+                d.key, "handed over, but the send stopped before an answer", retryable=True
+            )
+        outcomes.append(Outcome(d, result))
+    return AuditRecord(
+        planned.message, planned.at, sent_at, outcomes, planned.unreachable, planned.fallbacks
+    )
 
 
 def _send(ctx: _Context) -> int:
     args = ctx.args
+    if not args.id.strip():
+        raise UsageError("--id: give the message an id, like trip-2026-11-24")
     if not args.audience and _rule(args) is None:
         raise UsageError("name an audience: group names, contact ids, or a rule (--year 9 ...)")
     body = args.body
@@ -783,9 +1007,13 @@ def _send(ctx: _Context) -> int:
             raise UsageError(msg) from None
     if body is None:
         raise UsageError("give the message text: --body TEXT or --body-file FILE")
-    book = ctx.book
+    if not body.strip():
+        raise UsageError("the message's text is empty: give it with --body or --body-file")
+    folder = ctx.book
     message = _message(ctx, message_id=args.id, subject=args.subject, body=body)
-    previous = _sent_before(book, args.id)
+    book = folder.load()
+    _check_ids(book, message.contacts)
+    previous = _sent_before(folder, args.id)
     if previous is not None and previous.message != message:
         msg = (
             f"a message {args.id!r} was sent {ctx.render.time(previous.sent_at)} with other "
@@ -794,8 +1022,9 @@ def _send(ctx: _Context) -> int:
         raise UsageError(msg)
     # Sending again resumes the message as it was planned, unless told another time.
     at = previous.planned_at if previous is not None and args.at is None else ctx.at
-    planned = plan(book.load(), message, policy=book.policy, at=at)
-    known = book.delivery_log.results()
+    planned = plan(book, message, policy=ctx.policy, at=at)
+    log = folder.delivery_log
+    known = log.results()
     earlier = sum(
         (r := known.get(d.key)) is not None and r.status in _FINAL for d in planned.deliveries
     )
@@ -816,13 +1045,23 @@ def _send(ctx: _Context) -> int:
         )
         return OK
     channels = tuple(dict.fromkeys(d.channel for d in planned.deliveries))
-    transports = book.transports(channels)
-    with ctx.progress("sending", total=len(planned.deliveries) - earlier) as progress:
-        counted: dict[Channel, Transport] = {
-            c: _Counting(t, progress) for c, t in transports.items()
-        }
-        record = send(planned, counted, log=book.delivery_log, sent_at=datetime.now(UTC))
-    saved = book.save_audit(record)
+    transports = folder.transports(channels)
+    sent_at = ctx.now
+    # The audit is kept before anything is handed over: should the send stop half-way,
+    # 'why' still answers, and sending again resumes the message as it was planned.
+    folder.save_audit(_audit(planned, sent_at, known))
+    try:
+        with ctx.progress("sending", total=len(planned.deliveries) - earlier) as progress:
+            counted: dict[Channel, Transport] = {
+                c: _Counting(t, progress, ATTEMPTS) for c, t in transports.items()
+            }
+            record = send(planned, counted, log=log, sent_at=sent_at, attempts=ATTEMPTS)
+    except BaseException:
+        # Interrupted, or the delivery log failed: keep what is known, then stop.
+        with contextlib.suppress(Exception):
+            folder.save_audit(_audit(planned, sent_at, log.results(), log.handed_over()))
+        raise
+    saved = folder.save_audit(record)
     accepted = record.count(DeliveryStatus.ACCEPTED)
     bad = len(record.outcomes) - accepted
     if args.json:
@@ -877,9 +1116,7 @@ def _why(ctx: _Context) -> int:
     answers: list[Why] = []
     for channel in channels:
         try:
-            answers.append(
-                why(record, ctx.args.contact, channel, book=book, policy=ctx.book.policy)
-            )
+            answers.append(why(record, ctx.args.contact, channel, book=book, policy=ctx.policy))
         except UnknownContactError:
             # Sent on its first channel, a person was never tried on the others.
             if ctx.args.channel or (channel is channels[-1] and not answers):
@@ -911,12 +1148,12 @@ def _why(ctx: _Context) -> int:
 
 def _report(ctx: _Context) -> int:
     book = ctx.book.load()
-    policy = ctx.book.policy
+    policy = ctx.policy
     at = ctx.at
     r = ctx.render
     kind = ctx.args.report
     if kind == "update-at-source":
-        since = ctx.time(ctx.args.since) if ctx.args.since else None
+        since = ctx.time(ctx.args.since, "--since") if ctx.args.since else None
         found = update_at_source(book, policy=policy, at=at, since=since)
         if ctx.args.json:
             ctx.json(found)
@@ -933,18 +1170,27 @@ def _report(ctx: _Context) -> int:
         if ctx.args.snapshot:
             path = _input(ctx.args.snapshot)
             extracted = (
-                ctx.time(ctx.args.extracted_at) if ctx.args.extracted_at else _newest_mtime(path)
+                ctx.time(ctx.args.extracted_at, "--extracted-at")
+                if ctx.args.extracted_at
+                else _newest_mtime(path)
             )
             reading = _read(ctx, source, path, extracted)
             _notices(ctx, reading.notices)
             snapshot = reading.snapshot
+            # A dry run of the sync: erased people stay out of it, which takes the key.
+            policy = ctx.book.policy
         elif ctx.args.extracted_at:
             raise UsageError("--extracted-at goes with --snapshot")
         ends = before_next_sync(book, source, policy=policy, at=at, snapshot=snapshot)
         if ctx.args.json:
             ctx.json(ends)
             return OK
-        ctx.say(f"The next {ends.source} sync ({r.time(ends.at)}) ends {len(ends.ending)} edit(s)")
+        if ends.at is None:
+            ctx.say(f"{ends.source} has no schedule; its next sync ends {len(ends.ending)} edit(s)")
+        else:
+            ctx.say(
+                f"The next {ends.source} sync ({r.time(ends.at)}) ends {len(ends.ending)} edit(s)"
+            )
         outcomes = {id(e.override): e.outcome.value for e in ends.outcomes}
         for o in ends.ending:
             ctx.say(f"  {r.override(o)}" + (f": {outcomes[id(o)]}" if id(o) in outcomes else ""))
@@ -970,15 +1216,74 @@ def _report(ctx: _Context) -> int:
 def _export(ctx: _Context) -> int:
     from sourcetruth.adapters.export import write_export
 
+    target = _output(ctx, ctx.args.file)
+    at = ctx.at
     write_export(
-        ctx.args.file,
-        ctx.book.load(),
-        policy=ctx.book.policy,
-        at=ctx.at,
-        include_departed=ctx.args.departed,
+        target, ctx.book.load(), policy=ctx.policy, at=at, include_departed=ctx.args.departed
     )
-    ctx.say(f"Wrote the book at {ctx.render.time(ctx.at)} to {ctx.args.file}.")
+    ctx.say(f"Wrote the book at {ctx.render.time(at)} to {ctx.args.file}.")
     return OK
+
+
+#: The book folder's own files, which no export may replace.
+_OWN_FILES: Final = (
+    "policy.toml",
+    "book.sqlite",
+    "book.sqlite-journal",
+    "book.sqlite-wal",
+    "book.sqlite-shm",
+    "book.json",
+    "suppression.key",
+    "deliveries.jsonl",
+)
+#: The book folder's own folders: nothing in them is an export's to write.
+_OWN_FOLDERS: Final = ("audit", "outbox")
+
+
+def _output(ctx: _Context, text: str) -> Path:
+    """The file an export writes: never the book folder's own, nor an existing one unless --force.
+
+    The book's files are compared as resolved paths (a symlink or ``..`` does
+    not hide them), and as the same file on disk where they exist.
+    """
+    if not text.strip():
+        raise UsageError("give the export a file name")
+    path = Path(text)
+    folder = ctx.book.path.resolve()
+    target = path.resolve()
+    own = [folder / name for name in _OWN_FILES]
+    own.append(Path(ctx.environ.get(KEY_FILE_VARIABLE) or folder / "suppression.key").resolve())
+    own += [how.mapping.resolve() for how in ctx.book.settings.sources.values() if how.mapping]
+    folders = [folder / name for name in _OWN_FOLDERS]
+    for transport in ctx.book.settings.transports.values():
+        if transport.adapter != "outbox":
+            continue
+        where = transport.options.get("folder")
+        variable = transport.options.get("folder_env")
+        if where is None and isinstance(variable, str):
+            where = ctx.environ.get(variable)
+        if isinstance(where, str) and where:
+            folders.append((folder / where).resolve())
+    mine = target in own or any(target == f or f in target.parents for f in folders)
+    if not mine and target.exists():
+        mine = any(_same_file(target, f) for f in own)
+    if mine:
+        msg = f"{text} is one of the book folder's own files: write the export somewhere else"
+        raise UsageError(msg)
+    if path.is_dir():
+        msg = f"{text} is a folder: give the export a file name"
+        raise UsageError(msg)
+    if (path.exists() or path.is_symlink()) and not ctx.args.force:
+        msg = f"{text} already exists: add --force to replace it, or choose another name"
+        raise UsageError(msg)
+    return path
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _erase(ctx: _Context) -> int:
@@ -987,12 +1292,23 @@ def _erase(ctx: _Context) -> int:
             f"erasing {ctx.args.contact} cannot be undone: add --yes to erase the person, "
             "their history and their journal entries"
         )
-    result, rewritten = ctx.book.erase(
-        ctx.args.contact, at=ctx.at, by=ctx.by, suppress=not ctx.args.no_suppress
-    )
+    at = ctx.change_at
+    with _forward(ctx):
+        result, rewritten = ctx.book.erase(
+            ctx.args.contact, at=at, by=ctx.by, suppress=not ctx.args.no_suppress
+        )
     _after_change(ctx, result.report, f"Erased {ctx.args.contact}.")
     if rewritten and not ctx.args.json:
-        ctx.say(f"  taken out of the audit of {len(rewritten)} sent message(s) and the outbox")
+        ctx.say(
+            f"  taken out of the audit of {len(rewritten)} sent message(s), the outbox "
+            "and the delivery log"
+        )
+    # An audit record that could not be read may still hold them: say so, never silently.
+    for file in getattr(ctx.book, "unreadable_audits", ()):
+        ctx.err.write(
+            f"notice: {file}: the audit record cannot be read, so it may still hold "
+            f"{ctx.args.contact}: repair it and erase again, or delete it\n"
+        )
     return OK
 
 
@@ -1064,7 +1380,12 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="rule: the guardians of the pupils the rule selects",
         )
-        sub.add_argument("--max-priority", type=int, help="with --guardians: up to this priority")
+        sub.add_argument(
+            "--max-priority",
+            type=_count,
+            metavar="N",
+            help="with --guardians: only those of priority 1 to N",
+        )
 
     def data_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--given", help="given name")
@@ -1129,6 +1450,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--version", choices=("3.0", "4.0"), default="4.0", help="the vCard version to write"
     )
+    sub.add_argument("--force", action="store_true", help="replace the file if it exists")
 
     override_commands = commands.add_parser("override", help="set or clear a temporary override")
     override_sub = override_commands.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -1197,8 +1519,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "send":
             sub.add_argument("--id", required=True, help="the message's id, for ever")
             sub.add_argument("--subject", default="")
-            sub.add_argument("--body", help="the message's text")
-            sub.add_argument("--body-file", help="a UTF-8 file holding the message's text")
+            text = sub.add_mutually_exclusive_group()
+            text.add_argument("--body", help="the message's text")
+            text.add_argument("--body-file", help="a UTF-8 file holding the message's text")
             sub.add_argument(
                 "--deliver",
                 action="store_true",
@@ -1232,6 +1555,7 @@ def _parser() -> argparse.ArgumentParser:
         "two-feeds",
         _report,
         "people in an MIS feed and an import, not linked",
+        at=False,  # the book as it is now: links have no past here
         parent=report_sub,
     )
     command(
@@ -1244,6 +1568,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("export", _export, "export the book as CSV", json_option=False)
     sub.add_argument("file")
     sub.add_argument("--departed", action="store_true", help="include departed contacts")
+    sub.add_argument("--force", action="store_true", help="replace the file if it exists")
 
     sub = command("erase", _erase, "erase a person for good (rule 13)")
     sub.add_argument("contact")
@@ -1333,13 +1658,18 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        with contextlib.redirect_stdout(out):  # where --help prints
-            args = _parser().parse_args(argv)
+        try:
+            with contextlib.redirect_stdout(out):  # where --help prints
+                args = _parser().parse_args(argv)
+        except SystemExit as done:  # --help
+            out.flush()
+            return done.code if isinstance(done.code, int) else OK
     except _Exit as wrong:
         err.write(f"sourcetruth: {wrong.message}\n")
         return wrong.code
-    except SystemExit as done:  # --help
-        return done.code if isinstance(done.code, int) else OK
+    except BrokenPipeError:  # `sourcetruth --help | head -1`
+        _silence(out)
+        return PIPE_CLOSED
     environ = os.environ if environ is None else environ
     args.book = args.book or environ.get("SOURCETRUTH_BOOK") or "."
     args.by = args.by or environ.get("SOURCETRUTH_USER") or _user()
@@ -1347,7 +1677,12 @@ def main(
     try:
         with _logging_to(err, debug=args.debug):
             code: int = args.run(ctx)
+            out.flush()  # a reader gone away shows here, not after main returns
         return code
+    except BrokenPipeError:
+        # The reader stopped reading ('| head -1'): nothing to say, and nowhere to say it.
+        _silence(out)
+        return PIPE_CLOSED
     except _Exit as done:
         if done.message:
             err.write(f"sourcetruth: {done.message}\n")
@@ -1372,6 +1707,19 @@ def main(
         return code
     finally:
         ctx.close()
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe's descriptor at the null device, so the exit flush stays quiet."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file: nothing will flush it at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, descriptor)
+    finally:
+        os.close(null)
 
 
 def _code(error: BaseException) -> int:

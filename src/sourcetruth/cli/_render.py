@@ -31,7 +31,8 @@ from sourcetruth.model import (
 
 __all__ = ["Renderer", "as_json", "primitive"]
 
-#: Beyond this many lines of one kind, a report says how many more (``--json`` has all).
+#: Beyond this many lines of one kind (new contacts, field changes, departures, overrides
+#: ended, values kept raw, ...), a report says how many more (``--json`` has all).
 LIMIT = 40
 
 
@@ -107,7 +108,7 @@ class Renderer:
         if p.kind is ProvenanceKind.OVERRIDE:
             return f"override by {p.by} at {self.time(p.since)}, over {p.source}:{p.record_key}"
         if p.kind is ProvenanceKind.DEFAULT:
-            return "no source holds it"
+            return "nowhere: no source holds a value for it"
         if p.source == ADDRESS_BOOK:
             return f"{p.source}:{p.record_key}, saved by {p.by} {self.time(p.since)}"
         line = (
@@ -195,12 +196,18 @@ class Renderer:
 
     @staticmethod
     def counts(r: Report) -> str:
-        """How much it changed; a new contact's fields are not counted as changes."""
+        """How much it changed; a new contact's fields are not counted as changes.
+
+        A held sync changed nothing: it says how many it would have made depart.
+        """
         created = set(r.created)
         changed = sum(1 for c in r.changes if c.contact_id not in created)
+        departed = (
+            f"{len(r.departed)} departed" if r.held is None else f"{r.held.departures} would depart"
+        )
         return (
             f"{len(r.created)} new, {changed} field change(s), "
-            f"{len(r.departed)} departed, {len(r.returned)} returned"
+            f"{departed}, {len(r.returned)} returned"
         )
 
     def report(self, r: Report, *, dry_run: bool = False) -> list[str]:
@@ -233,22 +240,35 @@ class Renderer:
         )
         lines += _limited((f"  departed {c}" for c in r.departed), len(r.departed))
         lines += _limited((f"  returned {c}" for c in r.returned), len(r.returned))
-        for o in r.overrides_set:
-            lines.append(f"  override {would}set: {self.override(o)}")
-        for e in r.overrides_ended:
-            action = " (update it at the source)" if e.outcome.value == "lost" else ""
-            lines.append(
+        lines += _limited(
+            (f"  override {would}set: {self.override(o)}" for o in r.overrides_set),
+            len(r.overrides_set),
+        )
+        lines += _limited(
+            (
                 f"  override of {e.override.field} on {e.override.contact_id} {would}ended: "
-                f"{e.outcome.value}{action}"
-            )
-        for o in r.overrides_kept:
-            lines.append(f"  override kept: {o.contact_id} {o.field}")
-        for u in r.unnormalised:
-            lines.append(f"  kept raw: {u.record} {u.field}[{u.index}]: {u.problem}")
-        for d in r.duplicates:
-            lines.append(f"  possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)})")
-        for erased in r.erased:
-            lines.append(f"  erased {erased}")
+                f"{e.outcome.value}"
+                + (" (update it at the source)" if e.outcome.value == "lost" else "")
+                for e in r.overrides_ended
+            ),
+            len(r.overrides_ended),
+        )
+        lines += _limited(
+            (f"  override kept: {o.contact_id} {o.field}" for o in r.overrides_kept),
+            len(r.overrides_kept),
+        )
+        lines += _limited(
+            (f"  kept raw: {u.record} {u.field}[{u.index}]: {u.problem}" for u in r.unnormalised),
+            len(r.unnormalised),
+        )
+        lines += _limited(
+            (
+                f"  possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)})"
+                for d in r.duplicates
+            ),
+            len(r.duplicates),
+        )
+        lines += _limited((f"  erased {erased}" for erased in r.erased), len(r.erased))
         if r.suppressed:
             lines.append(f"  skipped {r.suppressed} erased record(s) (suppressed)")
         if r.held is not None:
