@@ -639,6 +639,36 @@ def recipients(
     the first usable address of that channel (a mobile for SMS).
     """
     at = utc(at)
+    return _recipients(book, audience, channel, _Effective(book, policy, at))
+
+
+class _Effective:
+    """Effective contacts at one time, each computed once however often it is asked for."""
+
+    def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
+        self.book, self.policy, self.at = book, policy, at
+        self._one: dict[str, Contact | None] = {}
+        self._all: dict[str, Contact] | None = None
+
+    def one(self, contact_id: str) -> Contact | None:
+        if contact_id not in self._one:
+            self._one[contact_id] = _effective(self.book, contact_id, self.policy, self.at)
+        return self._one[contact_id]
+
+    def all(self) -> dict[str, Contact]:
+        if self._all is None:
+            self._all = {}
+            for contact_id in sorted(self.book.contacts):
+                contact = self.one(contact_id)
+                if contact is not None:
+                    self._all[contact_id] = contact
+        return self._all
+
+
+def _recipients(
+    book: Book, audience: Audience, channel: Channel, effective: _Effective
+) -> Recipients:
+    at, policy = effective.at, effective.policy
     group: GroupDefinition
     if isinstance(audience, str):
         group = _group_at(book, audience, at)
@@ -651,9 +681,9 @@ def recipients(
     chosen = {_resolve_id(book, cid, at) for cid in group.members}
     everyone: dict[str, Contact]
     if group.rule is not None:
-        everyone = {c.id: c for c in contacts_at(book, policy=policy, at=at)}
+        everyone = effective.all()
     else:  # static members only: no need to look at anyone else
-        found_members = ((cid, _effective(book, cid, policy, at)) for cid in chosen)
+        found_members = ((cid, effective.one(cid)) for cid in chosen)
         everyone = {cid: c for cid, c in found_members if c is not None}
     unreachable = [
         Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone

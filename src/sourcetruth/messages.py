@@ -21,8 +21,8 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Audience, Unreachable, contact_at, recipients
-from sourcetruth.model import Book, Channel, Provenance, Rule, _tuple, utc
+from sourcetruth.merge import Audience, Unreachable, _Effective, _recipients
+from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, _tuple, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -198,7 +198,7 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _audience(book: Book, message: Message, policy: Policy, at: datetime) -> set[str]:
+def _audience(book: Book, message: Message, effective: _Effective) -> set[str]:
     """Every contact id the audience names at *at*, departed and unknown ones included."""
     channel = message.channels[0]
     named: set[str] = set()
@@ -206,7 +206,7 @@ def _audience(book: Book, message: Message, policy: Policy, at: datetime) -> set
     if message.contacts:
         parts.append(frozenset(message.contacts))
     for part in parts:
-        found = recipients(book, part, channel, policy=policy, at=at)
+        found = _recipients(book, part, channel, effective)
         named.update(cid for r in found.recipients for cid in r.contact_ids)
         named.update(u.contact_id for u in found.unreachable)
     return named
@@ -222,18 +222,22 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
     channel that has a usable address for them.
     """
     at = utc(at)
-    waiting = _audience(book, message, policy, at)
+    # One plan asks for the same people several times (audience, each channel,
+    # names): each effective contact is computed once.
+    effective = _Effective(book, policy, at)
+    waiting = _audience(book, message, effective)
     deliveries: list[Delivery] = []
     unreachable: list[tuple[Channel, Unreachable]] = []
     gone: set[str] = set()
     for channel in message.channels:
         if not waiting:
             break
-        found = recipients(book, frozenset(waiting), channel, policy=policy, at=at)
+        found = _recipients(book, frozenset(waiting), channel, effective)
         reached: set[str] = set()
         for recipient in found.recipients:
-            contact = contact_at(book, recipient.contact_ids[0], policy=policy, at=at)
-            name = f"{contact.data.given_name} {contact.data.family_name}".strip()
+            contact = effective.one(recipient.contact_ids[0])
+            data = contact.data if contact is not None else ContactData()
+            name = f"{data.given_name} {data.family_name}".strip()
             deliveries.append(
                 Delivery(
                     delivery_key(message.id, channel, recipient.address),
