@@ -93,6 +93,8 @@ def utc(value: datetime) -> datetime:
     if not isinstance(value, datetime):
         msg = f"expected a timezone-aware datetime, got {type(value).__name__}"
         raise UsageError(msg)
+    if value.tzinfo is UTC:
+        return value  # the common case, in every model object: nothing to convert
     if value.tzinfo is None or value.utcoffset() is None:
         msg = "naive datetime: pass a timezone-aware time (for example with zoneinfo)"
         raise UsageError(msg)
