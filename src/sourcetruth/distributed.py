@@ -1,0 +1,312 @@
+"""Many schools' nightly syncs, one task each: in this process or on a Dask cluster.
+
+A provider syncs thousands of schools every night, and each school's merge is
+independent of every other's. This module cuts that work into small,
+picklable units: a :class:`SchoolJob` names one school's book (a store path),
+its export (a path) and the policy to merge with; :func:`nightly` runs one job
+(read the export, :func:`~sourcetruth.adapters.store.apply` it to the book)
+and returns a small :class:`SchoolResult`; :func:`run_many` runs a list of
+jobs, one by one in this process or as tasks on a ``dask.distributed``
+cluster, and returns their results in the jobs' order.
+
+The merge itself knows nothing of Dask: this module is a thin layer over
+:func:`~sourcetruth.adapters.store.apply`, and it imports nothing from Dask
+(``pip install 'sourcetruth[dask]'`` brings it). Pass a
+``distributed.Client`` to :func:`run_many` to use a cluster; without one the
+jobs run one after the other here, which is the reference behaviour: a cluster
+gives the same results and byte-identical books.
+
+A job passes paths, never books: each task opens its school's store where it
+runs, so every worker must reach the store and export paths (a shared
+filesystem, or each worker's own disk when the jobs are sent to the right
+worker). One school's failure never stops the others: it comes back as a
+result with status ``failed`` and an error message naming the school.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from attrs import field, frozen
+
+from sourcetruth.adapters import registry
+from sourcetruth.adapters.base import Reading
+from sourcetruth.adapters.store import ConflictError, Run, Store, apply
+from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
+from sourcetruth.merge import Change, MergeResult
+from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
+from sourcetruth.policy import Policy
+from sourcetruth.serialise import loads
+
+__all__ = ["FAILED", "SNAPSHOT", "SchoolJob", "SchoolResult", "nightly", "run_many"]
+
+_log = logging.getLogger(__name__)
+
+#: The ``adapter`` of a job whose export is a :class:`~sourcetruth.Snapshot`
+#: serialised with :func:`sourcetruth.dumps` (one JSON file).
+SNAPSHOT: Final = "snapshot"
+#: The ``status`` of a :class:`SchoolResult` whose job did not get as far as a merge.
+FAILED: Final = "failed"
+#: At most this many problems of a rejected file are kept in a result's error.
+_MAX_PROBLEMS: Final = 10
+
+
+def _aware(_instance: object, _attribute: object, value: Any) -> None:
+    if value is not None:
+        utc(value)  # raises UsageError for a naive time or for what is not a time
+
+
+def _options(value: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    pairs = value.items() if isinstance(value, Mapping) else value
+    return tuple(sorted((str(k), v) for k, v in pairs))
+
+
+@frozen
+class SchoolJob:
+    """One school's nightly sync, as a small picklable value.
+
+    ``name`` names the school in results and errors. ``store`` is the path of
+    its book, opened with the store adapter ``store_kind`` (``"sqlite"`` by
+    default; a missing file starts an empty book). ``export`` is the path of
+    what the source delivered, read with the source adapter ``adapter`` of
+    :mod:`sourcetruth.adapters.registry` (``"oneroster"``, ``"sds"``, or one
+    installed as a plugin) for source ``source``, with ``options`` as the
+    adapter's keyword arguments (``org``, ``max_reject_fraction``...) and
+    ``extracted_at`` as the time of the extract (``at`` when None); or, with
+    ``adapter=SNAPSHOT``, a serialised :class:`~sourcetruth.Snapshot`
+    (:func:`sourcetruth.dumps`) of that source.
+
+    The merge runs with ``policy`` at ``at`` by ``by``. ``confirm`` is the
+    token of a held sync (:attr:`SchoolResult.held`) to apply this export
+    anyway, as ``sourcetruth sync --confirm`` does. ``run_id`` names the run in
+    the journal (the default is the input's hash and the book's sequence).
+
+    Adapters added with :func:`~sourcetruth.adapters.registry.register` exist
+    only in the process that registered them: on a cluster, install adapters
+    as plugins so that every worker finds them.
+    """
+
+    name: str
+    store: str = field(converter=os.fspath)
+    export: str = field(converter=os.fspath)
+    policy: Policy
+    at: datetime = field(validator=_aware)
+    by: str = "nightly sync"
+    adapter: str = "oneroster"
+    source: str = "mis"
+    options: tuple[tuple[str, Any], ...] = field(default=(), converter=_options)
+    extracted_at: datetime | None = field(default=None, validator=_aware)
+    confirm: str | None = None
+    store_kind: str = "sqlite"
+    run_id: str | None = None
+
+
+@frozen
+class SchoolResult:
+    """What one school's sync did, in a few counts; the whole report is in its journal.
+
+    ``status`` is the merge's (``applied``, ``held``, ``no-change``) or
+    :data:`FAILED` when the job failed before its merge was committed, with
+    ``error`` saying why, prefixed by the school's name (as the library's
+    errors do, it names files, lines and fields, never personal values), and
+    ``retryable`` true when running the job again may succeed (an
+    input/output failure said so, or another run committed to the book
+    first). ``run`` is the id of the journal's run (its
+    :class:`~sourcetruth.adapters.store.Run` holds the full report):
+    ``created``, ``changes``, ``departed``, ``returned``, ``lost``,
+    ``unnormalised`` and ``duplicates`` count the report's entries (``lost``
+    are the overrides to update at source). ``notices`` and ``rejected`` come
+    from reading the export. ``held`` is the token that confirms a held sync
+    (see :attr:`SchoolJob.confirm`) and ``held_reason`` says why it was held.
+    """
+
+    name: str
+    status: str
+    run: str | None = None
+    created: int = 0
+    changes: int = 0
+    departed: int = 0
+    returned: int = 0
+    lost: int = 0
+    unnormalised: int = 0
+    duplicates: int = 0
+    notices: int = 0
+    rejected: int = 0
+    held: str | None = None
+    held_reason: str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """True when the job failed (see ``error``)."""
+        return self.status == FAILED
+
+
+class _Recording:
+    """A store that remembers the run committed through it (reading the journal costs more)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.run: Run | None = None
+
+    def load(self) -> Book:
+        return self._store.load()
+
+    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
+        self._store.commit(before, result, run)
+        self.run = run
+
+    def journal(self) -> tuple[Run, ...]:
+        return self._store.journal()
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def _read(job: SchoolJob) -> Reading:
+    if job.adapter == SNAPSHOT:
+        if job.options:
+            msg = "a serialised snapshot takes no adapter options"
+            raise UsageError(msg)
+        try:
+            text = Path(job.export).read_bytes()
+        except OSError as error:
+            msg = f"cannot read the snapshot {Path(job.export).name}: {error.strerror}"
+            raise AdapterError(msg) from None
+        snapshot = loads(text, Snapshot)
+        if snapshot.source != job.source:
+            msg = f"the snapshot is of source {snapshot.source!r}, not {job.source!r}"
+            raise UsageError(msg)
+        return Reading(snapshot)
+    factory = registry.get("source", job.adapter)
+    adapter = factory(job.export, source=job.source, **dict(job.options))
+    reading = adapter.read(extracted_at=job.at if job.extracted_at is None else job.extracted_at)
+    if not isinstance(reading, Reading):
+        msg = f"the {job.adapter!r} adapter returned a {type(reading).__name__}, not a Reading"
+        raise UsageError(msg)
+    return reading
+
+
+def _message(error: BaseException) -> str:
+    lines = format_errors(error).splitlines()
+    if len(lines) > _MAX_PROBLEMS + 1:
+        more = len(lines) - 1 - _MAX_PROBLEMS
+        lines = [*lines[: _MAX_PROBLEMS + 1], f"  (and {more} more)"]
+    return "\n".join(lines)
+
+
+def _failed(name: str, error: BaseException) -> SchoolResult:
+    if isinstance(error, SourceTruthError | OSError):
+        # The library's errors name where, never a personal value.
+        text = f"{name}: {type(error).__name__}: {_message(error)}"
+    else:
+        # Anything else is a bug, whose message may hold anything: keep its
+        # type here and the whole traceback in the log where it happened.
+        text = f"{name}: unexpected {type(error).__name__} (see the log of the process that ran it)"
+    retryable = isinstance(error, ConflictError) or getattr(error, "retryable", False) is True
+    return SchoolResult(name, FAILED, error=text, retryable=retryable)
+
+
+def nightly(job: SchoolJob) -> SchoolResult:
+    """Run one school's sync: read its export, merge it into its book, commit.
+
+    Never raises for the school's own trouble (an unreadable export, a
+    rejected file, a book it cannot open): the result says ``failed`` and
+    why. A held sync commits nothing but its run, like
+    :func:`~sourcetruth.adapters.store.apply`.
+    """
+    try:
+        reading = _read(job)
+        change: Change = (
+            reading.snapshot if job.confirm is None else ConfirmSync(reading.snapshot, job.confirm)
+        )
+        store = _Recording(registry.get("store", job.store_kind)(job.store))
+        try:
+            result = apply(
+                store, change, policy=job.policy, at=job.at, by=job.by, run_id=job.run_id
+            )
+        finally:
+            store.close()
+        run = None if store.run is None else store.run.id
+    except Exception as error:  # one school's failure must not stop the others
+        if not isinstance(error, SourceTruthError | OSError):
+            _log.exception("the nightly sync of %s failed unexpectedly", job.name)
+        return _failed(job.name, error)
+    report = result.report
+    return SchoolResult(
+        job.name,
+        report.status.value,
+        run=run,
+        created=len(report.created),
+        changes=len(report.changes),
+        departed=len(report.departed),
+        returned=len(report.returned),
+        lost=len(report.lost),
+        unnormalised=len(report.unnormalised),
+        duplicates=len(report.duplicates),
+        notices=len(reading.notices),
+        rejected=reading.rejected,
+        held=None if report.held is None else report.held.token,
+        held_reason=None if report.held is None else report.held.reason,
+    )
+
+
+def _check(jobs: Sequence[SchoolJob]) -> None:
+    names: set[str] = set()
+    stores: set[str] = set()
+    for job in jobs:
+        if not isinstance(job, SchoolJob):
+            msg = f"run_many takes SchoolJob values, not {type(job).__name__}"
+            raise UsageError(msg)
+        # Two jobs on one book would race on a cluster: refuse them up front.
+        where = os.path.normcase(os.path.abspath(job.store))
+        if job.name in names or where in stores:
+            msg = f"two jobs share the school {job.name!r} or its store; one job per book"
+            raise UsageError(msg)
+        names.add(job.name)
+        stores.add(where)
+
+
+def run_many(jobs: Iterable[SchoolJob], *, client: Any = None) -> list[SchoolResult]:
+    """Run every job and return their results in the jobs' order.
+
+    Without *client*, the jobs run one after the other in this process. With
+    a ``distributed.Client``, each job is a task (``client.map`` with
+    ``pure=False``, so a rerun with the same jobs runs again rather than
+    reusing a result); a task whose worker died comes back as a ``failed``
+    result naming its school, like any other failure. Raises
+    :class:`~sourcetruth.UsageError` when two jobs name the same school or
+    the same store.
+    """
+    todo = list(jobs)
+    _check(todo)
+    if client is None:
+        return [nightly(job) for job in todo]
+    from distributed import wait  # the optional extra: only needed with a client
+
+    futures: list[Any] = client.map(nightly, todo, pure=False)
+    try:
+        wait(futures)  # type: ignore[no-untyped-call]
+        finished = [f for f in futures if f.status == "finished"]
+        gathered: list[SchoolResult] = client.gather(finished)
+        done = dict(zip((f.key for f in finished), gathered, strict=True))
+        results: list[SchoolResult] = []
+        for job, future in zip(todo, futures, strict=True):
+            if future.key in done:
+                results.append(done[future.key])
+            else:
+                # nightly() never raises: this is the cluster's trouble (a
+                # worker that died, a task cancelled), so trying again may help.
+                error = future.exception() if future.status == "error" else None
+                why = f"the task {future.status}" if error is None else _message(error)
+                text = f"{job.name}: the cluster did not run the sync: {why}"
+                results.append(SchoolResult(job.name, FAILED, error=text, retryable=True))
+        return results
+    finally:
+        client.cancel(futures)
