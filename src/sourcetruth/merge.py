@@ -718,8 +718,12 @@ def _recipients(
 # -- two feeds (rule 12) -------------------------------------------------------------
 
 
+def _name(data: ContactData) -> tuple[str, str]:
+    return data.given_name.strip().casefold(), data.family_name.strip().casefold()
+
+
 def _identity(data: ContactData, region: str) -> tuple[tuple[str, str], set[str]]:
-    name = (data.given_name.strip().casefold(), data.family_name.strip().casefold())
+    name = _name(data)
     values = {v for _, v in comparable("phones", data.phones, region)}
     values |= {v for _, v in comparable("emails", data.emails, region)}
     values.discard("")
@@ -739,26 +743,29 @@ def _duplicates(
     candidates = [s for s in records if s.source in feeds and s.current.data is not None]
     if not candidates:
         return []
-    index: dict[tuple[str, str], list[tuple[RecordState, set[str]]]] = {}
+    # Names first: they cost nothing, while phones and emails must be
+    # normalised; only records whose name meets one in another feed need that.
+    index: dict[tuple[str, str], list[RecordState]] = {}
     for source, kind in feeds.items():
         if {feeds[c.source] for c in candidates} == {kind}:
             continue
         for state in book.records.get(source, {}).values():
             if state.current.data is not None:
-                name, values = _identity(state.current.data, region)
-                index.setdefault(name, []).append((state, values))
+                index.setdefault(_name(state.current.data), []).append(state)
     found = []
     for cand in candidates:
         assert cand.current.data is not None
-        name, values = _identity(cand.current.data, region)
-        if not any(name):
+        name = _name(cand.current.data)
+        if not any(name) or name not in index:
             continue
-        for other, other_values in index.get(name, ()):
+        _, values = _identity(cand.current.data, region)
+        for other in index[name]:
             if feeds[other.source] == feeds[cand.source]:
                 continue
             if _resolve_id(book, other.contact_id) == _resolve_id(book, cand.contact_id):
                 continue
-            shared = values & other_values
+            assert other.current.data is not None
+            shared = values & _identity(other.current.data, region)[1]
             if shared:
                 a, b = sorted((cand.id, other.id))
                 found.append(PossibleDuplicate(a, b, ("same name", "shared phone or email")))
