@@ -45,13 +45,13 @@ import attrs
 
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Reading, SourceAdapter
-from sourcetruth.adapters.store import Run, Store, erased_by, input_hash
+from sourcetruth.adapters.store import Run, Store, erased_by, run_of
 from sourcetruth.adapters.transport import OutboxTransport, Transport
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.merge import Change, MergeResult, Report, Status, merge
 from sourcetruth.messages import DeliveryResult, Envelope
-from sourcetruth.model import Book, Channel, Erase, utc
+from sourcetruth.model import Book, Channel, Erase
 from sourcetruth.policy import Policy
 from sourcetruth.sending import FileDeliveryLog
 from sourcetruth.serialise import dumps, loads
@@ -400,17 +400,7 @@ class BookFolder:
     def _commit(
         self, before: Book, batch: list[Change], combined: MergeResult, at: datetime, by: str
     ) -> None:
-        report = combined.report
-        # An erasure's input names the person: the journal keeps no hash of it (rule 13).
-        digest = "" if any(isinstance(c, Erase) for c in batch) else _hash(batch)
-        run = Run(
-            f"{digest[:16] or 'erase'}-{before.seq}",
-            utc(at),
-            by,
-            digest,
-            report.status.value,
-            report,
-        )
+        run = run_of(before, batch, combined.report, at=at, by=by)
         self.store.commit(before, combined, run)
 
     # -- sources ----------------------------------------------------------------
@@ -712,9 +702,3 @@ def _replace(file: Path, text: str, *, errors: str = "strict") -> None:
             os.unlink(temporary)
         raise
     _fsync_folder(file.parent)
-
-
-def _hash(batch: list[Change]) -> str:
-    if len(batch) == 1:
-        return input_hash(batch[0])
-    return hashlib.sha256("".join(input_hash(c) for c in batch).encode()).hexdigest()

@@ -12,6 +12,7 @@ answer for any past time from the loaded book.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -24,7 +25,16 @@ from sourcetruth.model import Book, Erase, record_id, utc
 from sourcetruth.policy import Policy
 from sourcetruth.serialise import dumps
 
-__all__ = ["ConflictError", "Run", "Store", "apply", "erased_by", "input_hash", "redact"]
+__all__ = [
+    "ConflictError",
+    "Run",
+    "Store",
+    "apply",
+    "erased_by",
+    "input_hash",
+    "redact",
+    "run_of",
+]
 
 
 class ConflictError(SourceTruthError):
@@ -133,16 +143,39 @@ def apply(
     """
     before = store.load()
     result = merge(before, change, policy=policy, at=at, by=by)
-    # An erasure's input names the person: its hash would let anyone check a
-    # guess against the journal, so the journal keeps none (rule 13).
-    digest = "" if isinstance(change, Erase) else input_hash(change)
-    run = Run(
+    run = run_of(before, (change,), result.report, at=at, by=by, run_id=run_id)
+    store.commit(before, result, run)
+    return result
+
+
+def run_of(
+    before: Book,
+    changes: Sequence[Change],
+    report: Report,
+    *,
+    at: datetime,
+    by: str,
+    run_id: str | None = None,
+) -> Run:
+    """The journal's entry for *changes*, merged one after another into *before*.
+
+    The input's hash is that of the one change, or of the changes' hashes in
+    order for a batch (a vCard file's entries, committed as one run).
+    """
+    if any(isinstance(change, Erase) for change in changes):
+        # An erasure's input names the person: its hash would let anyone check
+        # a guess against the journal, so the journal keeps none (rule 13).
+        digest = ""
+    elif len(changes) == 1:
+        digest = input_hash(changes[0])
+    else:
+        joined = "".join(input_hash(change) for change in changes)
+        digest = hashlib.sha256(joined.encode()).hexdigest()
+    return Run(
         run_id or f"{digest[:16] or 'erase'}-{before.seq}",
         utc(at),
         by,
         digest,
-        result.report.status.value,
-        result.report,
+        report.status.value,
+        report,
     )
-    store.commit(before, result, run)
-    return result
