@@ -83,6 +83,64 @@ def comparable(field: str, value: Any, region: str) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def every_change(before: Book, after: Book, policy: Policy, at: datetime) -> list[tuple[Any, ...]]:
+    """Every effective field that differs between two books at *at*, contact by contact.
+
+    The slow, obvious way: the effective contact of every id either book
+    holds, before and after, compared field by field with rule 10's
+    comparison. A merge's report must list exactly these, however it finds
+    them.
+    """
+    region = policy.default_region
+    found = []
+    for cid in sorted(set(before.contacts) | set(after.contacts)):
+        old = effective_or_none(before, cid, policy, at)
+        new = effective_or_none(after, cid, policy, at)
+        if new is None:
+            continue
+        for name in FIELDS:
+            empty = ContactData().get(name)
+            was = empty if old is None else old.data.get(name)
+            if comparable(name, was, region) == comparable(name, new.data.get(name), region):
+                continue
+            found.append(
+                (
+                    cid,
+                    name,
+                    None if old is None else was,
+                    new.data.get(name),
+                    None if old is None else old.provenance[name],
+                    new.provenance[name],
+                )
+            )
+    return found
+
+
+def effective_or_none(book: Book, cid: str, policy: Policy, at: datetime) -> Contact | None:
+    """The contact *cid* itself at *at* (links not followed), or None when it has no record."""
+    entry = book.contacts.get(cid)
+    if entry is None or any(r.active_at(at) for r in entry.redirects):
+        return None
+    try:
+        return contact_at(book, cid, policy=policy, at=at)
+    except UnknownContactError:
+        return None
+
+
+def changes_of(report: Any) -> list[tuple[Any, ...]]:
+    return [
+        (
+            c.contact_id,
+            c.field,
+            c.before_value,
+            c.after_value,
+            c.before_provenance,
+            c.after_provenance,
+        )
+        for c in report.changes
+    ]
+
+
 def active(since: datetime, until: datetime | None, at: datetime) -> bool:
     """Whether a membership or a link from *since* until *until* (None: open) holds at *at*."""
     return since <= at and (until is None or at < until)
@@ -188,6 +246,10 @@ class BookMachine(RuleBasedStateMachine):
         else:
             # Another merge at the instant last asked about may change what it says.
             self.answers.pop(at, None)
+            if not isinstance(change, Erase):
+                assert changes_of(result.report) == every_change(
+                    before, result.book, self.policy, result.report.at
+                )
         self.last_step = (before, result)
         self.book = result.book
         self.now = at

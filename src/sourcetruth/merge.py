@@ -70,6 +70,7 @@ from sourcetruth.model import (
     SourceKind,
     SyncRecord,
     Unlink,
+    _checked_data,
     record_id,
     split_record_id,
     suppression_check,
@@ -377,7 +378,7 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
     departed = home_version.data is None
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = {}
-    default = Provenance(ProvenanceKind.DEFAULT)
+    taken: list[ContactData] = []  # the data the values come from, one entry each
     for state, version in present:
         if version.data is not None:
             data = version.data
@@ -394,6 +395,8 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
             if name not in values:
                 values[name] = data.get(name)
                 provenance[name] = prov
+                if not taken or taken[-1] is not data:
+                    taken.append(data)
     active = _overrides_at(book, contact_id, at)
     for o in active:
         values[o.field] = o.edited_value
@@ -405,15 +408,21 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
             applied_at=o.set_at,
             by=o.set_by,
         )
+    # Most contacts take every field from their home record: that record's
+    # data is then the effective data, with no copy to make.
+    whole = len(taken) == 1 and len(values) == len(FIELDS) and not active
     return Contact(
         id=contact_id,
         home=home_state.id,
-        data=ContactData(**values),
-        provenance={name: provenance.get(name, default) for name in FIELDS},
+        data=taken[0] if whole else _checked_data(values),
+        provenance={name: provenance.get(name, _DEFAULT) for name in FIELDS},
         departed=departed,
         departed_at=home_version.applied_at if departed else None,
         overrides=tuple(active),
     )
+
+
+_DEFAULT: Final = Provenance(ProvenanceKind.DEFAULT)
 
 
 def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
@@ -1437,27 +1446,111 @@ def _end_expired(draft: _Draft) -> None:
                 draft.end_override(override, _outcome(override, data, region), expired_at=until)
 
 
-def _diff(before: Contact | None, after: Contact | None, region: str) -> Iterator[FieldChange]:
+def _diff(
+    before: Contact | None,
+    after: Contact | None,
+    region: str,
+    shared: dict[tuple[str, Any], ContactData],
+) -> Iterator[FieldChange]:
     if after is None:
         return
     for name in FIELDS:
         new = after.data.get(name)
-        if before is not None and comparable(name, before.data.get(name), region) == comparable(
-            name, new, region
-        ):
+        if before is None:
+            # Against an empty field a value differs exactly when it is not
+            # empty itself: nothing to normalise for a contact just created.
+            if new == _EMPTY_COMPARABLE[name] or (isinstance(new, str) and not new.strip()):
+                continue
+            yield FieldChange(
+                after.id, name, None, _only(after.data, name, shared), None, after.provenance[name]
+            )
             continue
-        if before is None and comparable(name, new, region) == comparable(
-            name, ContactData().get(name), region
-        ):
+        old = before.data.get(name)
+        # Equal raw values are equal normalised values: normalise only what differs.
+        if old == new or comparable(name, old, region) == comparable(name, new, region):
             continue
         yield FieldChange(
             after.id,
             name,
-            None if before is None else before.data.only((name,)),
-            after.data.only((name,)),
-            None if before is None else before.provenance[name],
+            _only(before.data, name, shared),
+            _only(after.data, name, shared),
+            before.provenance[name],
             after.provenance[name],
         )
+
+
+def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactData]) -> ContactData:
+    """``data.only((name,))``, one copy per value for the fields whose values repeat.
+
+    Roles, year and registration groups and family names recur across a
+    school, and a report of an initial sync holds one per contact and field.
+    """
+    value = data.get(name)
+    if name not in _REPEATING:
+        return data.only((name,))
+    key = (name, value)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = data.only((name,))
+    return found
+
+
+_REPEATING: Final = frozenset(
+    {"given_name", "family_name", "role", "year_group", "registration_group"}
+)
+
+
+def _created(
+    book: Book, contact_id: str, policy: Policy, shared: dict[tuple[str, Any], ContactData]
+) -> list[FieldChange] | None:
+    """What :func:`_diff` gives for a contact this merge created from one record.
+
+    An initial sync creates every contact of a school, so this path matters.
+    A contact of one record with one version, and no link or override, is
+    that record's covered values with one provenance: its changes come
+    straight from the record, with no effective contact to build. None for
+    any other contact.
+    """
+    entry = book.contacts[contact_id]
+    if (
+        len(entry.members) != 1
+        or entry.redirects
+        or contact_id in book.overrides
+        or contact_id in book.ended_overrides
+    ):
+        return None
+    source, key = split_record_id(entry.members[0].record)
+    state = book.records[source][key]
+    version = state.versions[0]
+    data = version.data
+    if len(state.versions) != 1 or data is None or version.applied_at != book.updated_at:
+        return None
+    provenance = Provenance(
+        ProvenanceKind.SOURCE,
+        source,
+        key,
+        since=version.applied_at,
+        read_at=version.extracted_at,
+        applied_at=version.applied_at,
+        sync=version.sync,
+        by=version.by,
+    )
+    covers = policy.source(source).covers
+    changes = []
+    for name in FIELDS:
+        new = data.get(name)
+        if name not in covers or new == _EMPTY_COMPARABLE[name]:
+            continue
+        if isinstance(new, str) and not new.strip():
+            continue
+        changes.append(
+            FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
+        )
+    return changes
+
+
+#: What an empty field compares as; for every field it is the empty value itself.
+_EMPTY_COMPARABLE: Final = {name: comparable(name, ContactData().get(name)) for name in FIELDS}
 
 
 _KIND_NAMES = {
@@ -1538,10 +1631,17 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     changes: list[FieldChange] = []
     departed: list[str] = []
     returned: list[str] = []
+    created = set(draft.created)
+    shared: dict[tuple[str, Any], ContactData] = {}
     for cid in sorted(draft.affected - set(draft.erased)):
+        if cid in created and cid not in book.contacts:
+            fresh = _created(new_book, cid, policy, shared)
+            if fresh is not None:
+                changes.extend(fresh)
+                continue
         before = _effective(book, cid, policy, at) if cid in book.contacts else None
         after = _effective(new_book, cid, policy, at)
-        changes.extend(_diff(before, after, region))
+        changes.extend(_diff(before, after, region, shared))
         if after is not None and after.departed and (before is None or not before.departed):
             departed.append(cid)
         if before is not None and before.departed and after is not None and not after.departed:

@@ -276,7 +276,26 @@ class ContactData:
 
     def only(self, names: frozenset[str] | tuple[str, ...]) -> ContactData:
         """A copy that keeps *names* and empties every other field."""
-        return ContactData(**{name: getattr(self, name) for name in names})
+        if len(names) >= len(FIELDS) and all(name in names for name in FIELDS):
+            return self  # immutable: keeping every field is this very value
+        return _checked_data({name: getattr(self, name) for name in names})
+
+
+_EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
+_set = object.__setattr__
+
+
+def _checked_data(values: Mapping[str, Any]) -> ContactData:
+    """A ContactData of values taken from other ContactData (or checked overrides).
+
+    Those values passed the validators once and are immutable, so checking
+    them again would only cost time: the merge and the planner build a
+    ContactData per contact and per changed field. Missing fields are empty.
+    """
+    data: ContactData = object.__new__(ContactData)
+    for name in FIELDS:
+        _set(data, name, values.get(name, _EMPTY_VALUES[name]))
+    return data
 
 
 def _fields_or_none(value: Iterable[str] | None) -> frozenset[str] | None:
