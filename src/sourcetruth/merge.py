@@ -346,6 +346,8 @@ def _in_force(override: Override, at: datetime) -> bool:
 
 
 def _overrides_at(book: Book, contact_id: str, at: datetime) -> list[Override]:
+    if contact_id not in book.overrides and contact_id not in book.ended_overrides:
+        return []  # most contacts: never edited
     found = [o for o in book.overrides.get(contact_id, ()) if _in_force(o, at)]
     found += [
         e.override
@@ -373,7 +375,8 @@ def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Con
     if not present:
         return None
     # Among local records (one may arrive with a link), the contact's own comes first.
-    present.sort(key=lambda sv: (policy.rank(sv[0].source), sv[0].key != contact_id))
+    if len(present) > 1:
+        present.sort(key=lambda sv: (policy.rank(sv[0].source), sv[0].key != contact_id))
     home_state, home_version = present[0]
     departed = home_version.data is None
     values: dict[str, Any] = {}
@@ -674,10 +677,11 @@ class _Effective:
         return self._all
 
 
-def _recipients(
-    book: Book, audience: Audience, channel: Channel, effective: _Effective
-) -> Recipients:
-    at, policy = effective.at, effective.policy
+def _named(
+    book: Book, audience: Audience, effective: _Effective
+) -> tuple[set[str], list[Unreachable]]:
+    """Who *audience* names and is present at the time, and who it names but is not."""
+    at = effective.at
     group: GroupDefinition
     if isinstance(audience, str):
         group = _group_at(book, audience, at)
@@ -702,22 +706,32 @@ def _recipients(
     chosen = {cid for cid in chosen if not everyone[cid].departed}
     if group.rule is not None:
         chosen |= _select(book, group.rule, everyone, at)
+    return chosen, unreachable
+
+
+def _recipients(
+    book: Book, audience: Audience, channel: Channel, effective: _Effective
+) -> Recipients:
+    at, policy = effective.at, effective.policy
+    chosen, unreachable = _named(book, audience, effective)
     field_name = "phones" if channel is Channel.SMS else "emails"
-    by_address: dict[str, list[str]] = {}
+    by_address: dict[str, list[Contact]] = {}
     for cid in sorted(chosen):
-        address, reason = usable_address(everyone[cid].data, channel, policy.default_region)
+        contact = effective.one(cid)
+        assert contact is not None  # _named chose it among those present
+        address, reason = usable_address(contact.data, channel, policy.default_region)
         if address is None:
             unreachable.append(Unreachable(cid, reason))
         else:
-            by_address.setdefault(address, []).append(cid)
+            by_address.setdefault(address, []).append(contact)
     found = tuple(
         Recipient(
             channel,
             address,
-            tuple(cids),
-            tuple(everyone[cid].provenance[field_name] for cid in cids),
+            tuple(c.id for c in contacts),
+            tuple(c.provenance[field_name] for c in contacts),
         )
-        for address, cids in sorted(by_address.items(), key=lambda item: item[1][0])
+        for address, contacts in sorted(by_address.items(), key=lambda item: item[1][0].id)
     )
     return Recipients(
         channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))

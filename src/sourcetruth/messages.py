@@ -21,7 +21,7 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Audience, Unreachable, _Effective, _recipients
+from sourcetruth.merge import Audience, Unreachable, _Effective, _named, _recipients
 from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, _tuple, utc
 from sourcetruth.policy import Policy
 
@@ -200,15 +200,14 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
 
 def _audience(book: Book, message: Message, effective: _Effective) -> set[str]:
     """Every contact id the audience names at *at*, departed and unknown ones included."""
-    channel = message.channels[0]
     named: set[str] = set()
     parts: list[Audience] = [*message.groups, *message.rules]
     if message.contacts:
         parts.append(frozenset(message.contacts))
     for part in parts:
-        found = _recipients(book, part, channel, effective)
-        named.update(cid for r in found.recipients for cid in r.contact_ids)
-        named.update(u.contact_id for u in found.unreachable)
+        present, absent = _named(book, part, effective)
+        named |= present
+        named.update(u.contact_id for u in absent)
     return named
 
 
