@@ -390,18 +390,45 @@ def time_size(size: str, runs: int) -> dict[str, Any]:
                 row["normalise_once_s"] = median_of(runs, partial(prepared, floor))
             rows.append(row)
             print(f"  {size} {op}: library {library_s:.3f}s baseline {baseline_s:.3f}s", flush=True)
+        rss = maxrss_mib()
+        book = book_memory(night)
     return {
         "size": size,
         "contacts": night.contacts,
         "setup_s": night.setup_s,
-        "maxrss_mib": maxrss_mib(),
-        "maxrss_growth_mib": maxrss_mib() - start_rss,
+        "maxrss_mib": rss,
+        "maxrss_growth_mib": rss - start_rss,
         "rows": rows,
+        **book,
+    }
+
+
+def book_memory(night: Night) -> dict[str, float]:
+    """What a book loaded from the SQLite store holds, per contact (tracemalloc, untimed).
+
+    Measured last, after every timing: only the load's own allocations are
+    traced, so what the process already holds does not count.
+    """
+    gc.collect()
+    tracemalloc.start()
+    store = SqliteStore(night.store0)
+    try:
+        book = store.load()
+        load_peak = tracemalloc.get_traced_memory()[1]
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        store.close()
+        tracemalloc.stop()
+    assert len(book.contacts) == night.contacts
+    return {
+        "book_bytes_per_contact": held / night.contacts,
+        "book_load_peak_bytes_per_contact": load_peak / night.contacts,
     }
 
 
 def memory_size(size: str) -> dict[str, Any]:
-    """Per-operation tracemalloc peaks, and the bytes per contact of a loaded book (untimed)."""
+    """Per-operation tracemalloc peaks (untimed)."""
     with tempfile.TemporaryDirectory(prefix="sourcetruth-scale-") as folder:
         night = Night(size, Path(folder))
         tracemalloc.start()
@@ -414,22 +441,8 @@ def memory_size(size: str) -> dict[str, Any]:
             result = work()
             peaks[op] = (tracemalloc.get_traced_memory()[1] - before) / 2**20
             del result
-        gc.collect()
-        store = SqliteStore(night.store0)
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        book = store.load()
-        load_peak = tracemalloc.get_traced_memory()[1] - before
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0] - before
-        store.close()
         tracemalloc.stop()
-        assert len(book.contacts) == night.contacts
-    return {
-        "peak_mib": peaks,
-        "book_bytes_per_contact": held / night.contacts,
-        "book_load_peak_bytes_per_contact": load_peak / night.contacts,
-    }
+    return {"peak_mib": peaks}
 
 
 def profile_size(size: str, top: int) -> None:
@@ -507,6 +520,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--force-l", action="store_true", help="run L without the estimate")
+    parser.add_argument("--runs-l", type=int, help="runs per measurement at L (default: --runs)")
+    parser.add_argument(
+        "--peaks-l",
+        action="store_true",
+        help="also measure each operation's peak memory at L (a second L-sized process)",
+    )
     parser.add_argument("--profile", metavar="SIZE", help="profile operations 1-3 and stop")
     parser.add_argument("--top", type=int, default=20, help="functions a profile shows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -538,24 +557,30 @@ def main() -> None:
                 print(f"L skipped: {why}", flush=True)
                 continue
             print(f"L: {why}", flush=True)
-        print(f"{size} ({SIZES[size]:,} contacts): timing, {args.runs} runs each", flush=True)
-        timing = worker(size, "time", args.runs)
-        print(f"{size}: memory (tracemalloc, untimed)", flush=True)
-        memory = worker(size, "memory", 1)
-        measured[size] = {"timing": timing, "memory": memory, "parts": [timing, memory]}
+        runs = args.runs_l if size == "L" and args.runs_l else args.runs
+        print(f"{size} ({SIZES[size]:,} contacts): timing, {runs} runs each", flush=True)
+        timing = worker(size, "time", runs)
+        parts = [timing]
+        memory: dict[str, Any] = {}
+        if size != "L" or args.peaks_l:
+            print(f"{size}: peak memory per operation (tracemalloc, untimed)", flush=True)
+            memory = worker(size, "memory", 1)
+            parts.append(memory)
+        measured[size] = {"timing": timing, "memory": memory, "parts": parts, "runs": runs}
 
     results = [row for size in measured for row in measured[size]["timing"]["rows"]]
     memory_by_size = {size: measured[size]["memory"] for size in measured}
     print()
-    print(f"medians of {args.runs} runs; peak MiB: tracemalloc, separate untimed run")
+    runs_by_size = ", ".join(f"{size} {found['runs']}" for size, found in measured.items())
+    print(f"medians of runs ({runs_by_size}); peak MiB: tracemalloc, separate untimed run")
     print(table(results, memory_by_size))
     print()
     for size, found in measured.items():
         timing, memory = found["timing"], found["memory"]
         first = next(r for r in timing["rows"] if r["operation"] == "initial")
         print(
-            f"{size}: book {memory['book_bytes_per_contact']:,.0f} B/contact loaded from SQLite "
-            f"(load peak {memory['book_load_peak_bytes_per_contact']:,.0f} B/contact); "
+            f"{size}: book {timing['book_bytes_per_contact']:,.0f} B/contact loaded from SQLite "
+            f"(load peak {timing['book_load_peak_bytes_per_contact']:,.0f} B/contact); "
             f"timing process max RSS {timing['maxrss_mib']:,.0f} MiB; "
             f"op 1 baseline = bare {first['bare_sync_s']:.3f}s + "
             f"normalising once {first['normalise_once_s']:.3f}s"
@@ -567,16 +592,20 @@ def main() -> None:
             "command": " ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
             "python": platform.python_version(),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",
-            "runs": args.runs,
+            "runs": {size: found["runs"] for size, found in measured.items()},
             "results": results,
             "sizes": {
                 size: {
                     "contacts": SIZES[size],
                     "setup_s": found["timing"]["setup_s"],
                     "maxrss_mib": found["timing"]["maxrss_mib"],
+                    "book_bytes_per_contact": found["timing"]["book_bytes_per_contact"],
+                    "book_load_peak_bytes_per_contact": found["timing"][
+                        "book_load_peak_bytes_per_contact"
+                    ],
                     **{k: v for k, v in found["memory"].items() if k != "wall_s"},
                     "timing_wall_s": found["timing"]["wall_s"],
-                    "memory_wall_s": found["memory"]["wall_s"],
+                    "memory_wall_s": found["memory"].get("wall_s"),
                 }
                 for size, found in measured.items()
             },

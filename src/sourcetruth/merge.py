@@ -1473,7 +1473,9 @@ def _diff(
         if before is None:
             # Against an empty field a value differs exactly when it is not
             # empty itself: nothing to normalise for a contact just created.
-            if new == _EMPTY_COMPARABLE[name] or (isinstance(new, str) and not new.strip()):
+            if new == _EMPTY_COMPARABLE[name] or (
+                name in _TEXT and isinstance(new, str) and not new.strip()
+            ):
                 continue
             yield FieldChange(
                 after.id, name, None, _only(after.data, name, shared), None, after.provenance[name]
@@ -1500,7 +1502,7 @@ def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactDat
     school, and a report of an initial sync holds one per contact and field.
     """
     value = data.get(name)
-    if name not in _REPEATING:
+    if name not in _REPEATING or not isinstance(value, str | Role):
         return data.only((name,))
     key = (name, value)
     found = shared.get(key)
@@ -1509,6 +1511,8 @@ def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactDat
     return found
 
 
+#: The text fields, which compare trimmed: whitespace alone is empty.
+_TEXT: Final = frozenset(n for n in FIELDS if isinstance(ContactData().get(n), str))
 _REPEATING: Final = frozenset(
     {"given_name", "family_name", "role", "year_group", "registration_group"}
 )
@@ -1555,7 +1559,7 @@ def _created(
         new = data.get(name)
         if name not in covers or new == _EMPTY_COMPARABLE[name]:
             continue
-        if isinstance(new, str) and not new.strip():
+        if name in _TEXT and isinstance(new, str) and not new.strip():
             continue
         changes.append(
             FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)

@@ -276,9 +276,16 @@ class ContactData:
 
     def only(self, names: frozenset[str] | tuple[str, ...]) -> ContactData:
         """A copy that keeps *names* and empties every other field."""
+        if not _FIELD_SET.issuperset(names):
+            unknown = sorted(set(names) - _FIELD_SET)
+            msg = f"unknown fields {unknown}; fields are {', '.join(FIELDS)}"
+            raise UsageError(msg)
         if len(names) >= len(FIELDS) and all(name in names for name in FIELDS):
             return self  # immutable: keeping every field is this very value
         return _checked_data({name: getattr(self, name) for name in names})
+
+
+_FIELD_SET: Final = frozenset(FIELDS)
 
 
 _EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
