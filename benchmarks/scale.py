@@ -7,7 +7,7 @@ Run from the repository (``docs/performance.md`` has the latest results)::
 For each size (S 3,000 contacts, M 100,000, L 1,000,000; see
 :mod:`sourcetruth.testing.synthetic`) it starts two fresh subprocesses on the
 same synthetic school: one times every operation, the library and its bare
-baseline one after the other on the same data, the median of ``--runs``
+baseline taking turns on the same data, the median of ``--runs``
 each; the other, untimed, measures memory with :mod:`tracemalloc`. It prints
 a table and writes it as JSON. No time is asserted anywhere: ratios are what
 to compare, since machines are shared and noisy.
@@ -357,8 +357,17 @@ def timed(prepare: Callable[[], Callable[[], object]]) -> float:
     return time.perf_counter() - start
 
 
-def median_of(runs: int, prepare: Callable[[], Callable[[], object]]) -> float:
-    return statistics.median(timed(prepare) for _ in range(runs))
+def medians_interleaved(runs: int, *prepares: Callable[[], Callable[[], object]]) -> list[float]:
+    """The median time of each of *prepares*, their runs taken in turn.
+
+    On a shared machine a slow minute then slows a run of each, rather than
+    every run of one: the ratios of the medians are what stay comparable.
+    """
+    times: list[list[float]] = [[] for _ in prepares]
+    for _ in range(runs):
+        for found, prepare in zip(times, prepares, strict=True):
+            found.append(timed(prepare))
+    return [statistics.median(found) for found in times]
 
 
 def maxrss_mib() -> float:
@@ -372,8 +381,9 @@ def time_size(size: str, runs: int) -> dict[str, Any]:
         night = Night(size, Path(folder))
         rows = []
         for op, _label in OPERATIONS:
-            library_s = median_of(runs, partial(night.library, op))
-            baseline_s = median_of(runs, partial(night.baseline, op))
+            library_s, baseline_s = medians_interleaved(
+                runs, partial(night.library, op), partial(night.baseline, op)
+            )
             row: dict[str, Any] = {
                 "operation": op,
                 "size": size,
@@ -386,8 +396,9 @@ def time_size(size: str, runs: int) -> dict[str, Any]:
             }
             if op == "initial":
                 bare, floor = night.bare_initial_parts()
-                row["bare_sync_s"] = median_of(runs, partial(prepared, bare))
-                row["normalise_once_s"] = median_of(runs, partial(prepared, floor))
+                row["bare_sync_s"], row["normalise_once_s"] = medians_interleaved(
+                    runs, partial(prepared, bare), partial(prepared, floor)
+                )
             rows.append(row)
             print(f"  {size} {op}: library {library_s:.3f}s baseline {baseline_s:.3f}s", flush=True)
         rss = maxrss_mib()
