@@ -56,7 +56,7 @@ reported per size as well.
 L runs only when the sizes measured before it in the same run suggest it
 finishes in under ~15 minutes and fits in memory; otherwise the table says it
 was skipped and why (``--force-l`` runs it anyway). ``--profile SIZE`` prints
-the functions that dominate operations 1 to 3 (cProfile, by cumulative time).
+the functions that dominate each operation (cProfile, by cumulative time).
 """
 
 from __future__ import annotations
@@ -457,10 +457,10 @@ def memory_size(size: str) -> dict[str, Any]:
 
 
 def profile_size(size: str, top: int) -> None:
-    """Where operations 1 to 3 spend their time (cProfile, cumulative)."""
+    """Where each operation spends its time (cProfile, cumulative)."""
     with tempfile.TemporaryDirectory(prefix="sourcetruth-scale-") as folder:
         night = Night(size, Path(folder))
-        for op in ("initial", "resync-same", "resync-1%"):
+        for op, _label in OPERATIONS:
             work = night.library(op)
             gc.collect()
             profiler = cProfile.Profile()
@@ -537,7 +537,7 @@ def main() -> None:
         action="store_true",
         help="also measure each operation's peak memory at L (a second L-sized process)",
     )
-    parser.add_argument("--profile", metavar="SIZE", help="profile operations 1-3 and stop")
+    parser.add_argument("--profile", metavar="SIZE", help="profile every operation and stop")
     parser.add_argument("--top", type=int, default=20, help="functions a profile shows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
