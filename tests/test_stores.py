@@ -48,6 +48,9 @@ from sourcetruth.adapters.jsonstore import JsonStore
 from sourcetruth.adapters.sqlite import SCHEMA_VERSION, SqliteStore
 from sourcetruth.adapters.store import ConflictError, Run, Store, apply, input_hash
 from sourcetruth.merge import Change
+from sourcetruth.serialise import converter
+from sourcetruth.testing.synthetic import policy as synthetic_policy
+from sourcetruth.testing.synthetic import school as synthetic_school
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -584,6 +587,73 @@ class TestVersionsAndDamage:
         finally:
             db.close()
         assert row == (str(SCHEMA_VERSION),)
+
+    def test_sqlite_schema_1_is_upgraded_and_its_journal_reads_the_same(
+        self, tmp_path: Path, policy: Policy
+    ) -> None:
+        """A file of schema 1 (changes inline in each run) opens, upgrades, reads the same."""
+        path = tmp_path / "old.db"
+        store = SqliteStore(path)
+        apply(store, monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        apply(store, tuesday(), policy=policy, at=TUESDAY_AT, by="nightly")
+        journal = store.journal()
+        store.close()
+        assert journal[0].report.changes
+        assert journal[1].report.changes
+        # Write it back as schema 1 did: every run whole in its row, no change rows.
+        db = sqlite3.connect(path)
+        with db:
+            for n, run in zip((1, 2), journal, strict=True):
+                text = json.dumps(
+                    converter.unstructure(run),
+                    sort_keys=True,
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+                db.execute("UPDATE runs SET data=? WHERE n=?", (text, n))
+            db.execute("DROP TABLE run_changes")
+            db.execute("UPDATE meta SET value='1' WHERE name='schema_version'")
+        db.close()
+        store = SqliteStore(path)
+        try:
+            assert store.journal() == journal
+            apply(store, tuesday(), policy=policy, at=london(24, 3), by="nightly")
+            assert store.journal()[:2] == journal
+        finally:
+            store.close()
+        db = sqlite3.connect(path)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        finally:
+            db.close()
+        assert row == (str(SCHEMA_VERSION),)
+
+    def test_sqlite_journal_values_stay_small_however_big_the_sync(self, tmp_path: Path) -> None:
+        """A run's field changes are kept a row per contact, never as one value.
+
+        SQLite refuses a value over 1,000,000,000 bytes: an initial sync of a
+        million contacts holds about five million field changes, which as one
+        report did not fit.
+        """
+        contacts = 2_000
+        big = synthetic_school(contacts, seed=3)
+        at = MONDAY_AT
+        store = SqliteStore(tmp_path / "big.db")
+        try:
+            result = apply(store, big.snapshot(at), policy=synthetic_policy(), at=at, by="nightly")
+            assert store.journal()[0].report == result.report
+        finally:
+            store.close()
+        db = sqlite3.connect(tmp_path / "big.db")
+        try:
+            rows = db.execute("SELECT count(*), max(length(data)) FROM run_changes").fetchone()
+            whole = db.execute("SELECT length(data) FROM runs").fetchone()[0]
+        finally:
+            db.close()
+        assert rows[0] == len({c.contact_id for c in result.report.changes}) == contacts
+        assert rows[1] < 5_000  # one contact's changes
+        # The run's own row keeps the ids created, not their values.
+        assert whole < contacts * 100
 
     def test_json_book_of_a_newer_format_is_refused(self, tmp_path: Path, policy: Policy) -> None:
         """A JSON store holding a book written by a newer format version raises on load."""

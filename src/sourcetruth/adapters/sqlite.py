@@ -1,7 +1,8 @@
 """The book in SQLite (the standard library's ``sqlite3``): the embedded default store.
 
 One row per record, contact, list of overrides, source's syncs and group, each
-holding that entity's JSON (the book's own converter); a commit writes only
+holding that entity's JSON (the book's own converter), and a journal of runs,
+each run's field changes in rows of their own, one per contact; a commit writes only
 the rows the merge changed, found by identity (the merge shares every object
 it did not change), in one transaction. The file is opened with
 ``synchronous=FULL`` and the rollback journal (``journal_mode=DELETE``): a
@@ -19,12 +20,16 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
+
 from sourcetruth.adapters.store import ConflictError, Run, erased_by, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
-from sourcetruth.merge import MergeResult
+from sourcetruth.merge import FieldChange, MergeResult
 from sourcetruth.model import (
     Book,
     ContactEntry,
@@ -40,8 +45,10 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 _log = logging.getLogger(__name__)
 
-#: Bumped whenever the tables change incompatibly.
-SCHEMA_VERSION: Final = 1
+#: Bumped whenever the tables change incompatibly. 2: a run's field changes
+#: moved to ``run_changes``, a row per contact; a file of schema 1 is upgraded
+#: when opened (its runs keep their changes inline, and read the same).
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +67,10 @@ CREATE TABLE IF NOT EXISTS runs (
     input_hash TEXT NOT NULL,
     status TEXT NOT NULL,
     data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_changes (
+    n INTEGER NOT NULL, i INTEGER NOT NULL, contact_id TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (n, i)
 );
 """
 
@@ -129,6 +140,12 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+                if version is not None and version < SCHEMA_VERSION:
+                    # The tables above are all an upgrade needs: old runs read as they are.
+                    self._db.execute(
+                        "UPDATE meta SET value=? WHERE name='schema_version'",
+                        (str(SCHEMA_VERSION),),
+                    )
         except sqlite3.DatabaseError as error:
             self._db.close()
             msg = f"cannot open the book {self.path.name}: {error}"
@@ -209,11 +226,11 @@ class SqliteStore:
             suppression_check=self._meta("suppression_check") or "",
         )
 
-    def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> None:
+    def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
         count[0] += 1
         if self._hook is not None:
             self._hook(count[0])
-        self._db.execute(sql, args)
+        return self._db.execute(sql, args)
 
     def commit(self, before: Book, result: MergeResult, run: Run) -> None:
         """Write ``result.book`` in place of *before*, and *run*, in one transaction."""
@@ -231,11 +248,7 @@ class SqliteStore:
                     gone = erased_by(before, after)
                     self._redact_journal(*gone, count)
                     run = redact(run, *gone)  # the erasing run names nobody either
-                self._execute(
-                    count,
-                    "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
-                    (run.id, run.input_hash, run.status, _json(run)),
-                )
+                self._journal(run, count)
         except sqlite3.DatabaseError as error:
             msg = f"cannot write the book {self.path.name}: {error}"
             raise AdapterError(msg, retryable=True) from None
@@ -248,9 +261,33 @@ class SqliteStore:
             except sqlite3.DatabaseError as error:
                 _log.warning("could not rebuild %s after an erasure: %s", self.path.name, error)
 
+    def _journal(self, run: Run, count: list[int]) -> None:
+        """Add *run* to the journal: its field changes in rows of their own, a row per contact.
+
+        A report's changes grow with the book (an initial sync of a million
+        contacts holds about five million), past what one SQLite value may
+        hold; a row per contact also lets an erasure delete the person's rows.
+        """
+        bare = attrs.evolve(run, report=attrs.evolve(run.report, changes=()))
+        cursor = self._execute(
+            count,
+            "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
+            (run.id, run.input_hash, run.status, _json(bare)),
+        )
+        n = cursor.lastrowid
+        by_contact = groupby(run.report.changes, key=attrgetter("contact_id"))
+        for i, (contact_id, changes) in enumerate(by_contact):
+            self._execute(
+                count,
+                "INSERT INTO run_changes VALUES (?, ?, ?, ?)",
+                (n, i, contact_id, _json(tuple(changes))),
+            )
+
     def _redact_journal(
         self, contacts: frozenset[str], records: frozenset[str], count: list[int]
     ) -> None:
+        for contact_id in sorted(contacts):
+            self._execute(count, "DELETE FROM run_changes WHERE contact_id=?", (contact_id,))
         rows = self._db.execute("SELECT n, data FROM runs ORDER BY n").fetchall()
         for n, data in rows:
             run = converter.structure(json.loads(data), Run)
@@ -299,5 +336,16 @@ class SqliteStore:
 
     def journal(self) -> tuple[Run, ...]:
         """Every run committed, oldest first."""
-        rows = self._db.execute("SELECT data FROM runs ORDER BY n")
-        return tuple(converter.structure(json.loads(data), Run) for (data,) in rows)
+        changes: dict[int, list[FieldChange]] = {}
+        for n, data in self._db.execute("SELECT n, data FROM run_changes ORDER BY n, i"):
+            changes.setdefault(n, []).extend(
+                converter.structure(json.loads(data), tuple[FieldChange, ...])
+            )
+        runs = []
+        for n, data in self._db.execute("SELECT n, data FROM runs ORDER BY n"):
+            run = converter.structure(json.loads(data), Run)
+            if n in changes:  # a run of schema 1 holds its changes inline, and has no rows
+                report = attrs.evolve(run.report, changes=(*run.report.changes, *changes[n]))
+                run = attrs.evolve(run, report=report)
+            runs.append(run)
+        return tuple(runs)
