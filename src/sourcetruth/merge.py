@@ -1471,11 +1471,7 @@ def _diff(
     for name in FIELDS:
         new = after.data.get(name)
         if before is None:
-            # Against an empty field a value differs exactly when it is not
-            # empty itself: nothing to normalise for a contact just created.
-            if new == _EMPTY_COMPARABLE[name] or (
-                name in _TEXT and isinstance(new, str) and not new.strip()
-            ):
+            if _is_empty(name, new):
                 continue
             yield FieldChange(
                 after.id, name, None, _only(after.data, name, shared), None, after.provenance[name]
@@ -1498,8 +1494,8 @@ def _diff(
 def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactData]) -> ContactData:
     """``data.only((name,))``, one copy per value for the fields whose values repeat.
 
-    Roles, year and registration groups and family names recur across a
-    school, and a report of an initial sync holds one per contact and field.
+    Roles, year and registration groups and names recur across a school,
+    and a report of an initial sync holds one per contact and field.
     """
     value = data.get(name)
     if name not in _REPEATING or not isinstance(value, str | Role):
@@ -1557,9 +1553,7 @@ def _created(
     changes = []
     for name in FIELDS:
         new = data.get(name)
-        if name not in covers or new == _EMPTY_COMPARABLE[name]:
-            continue
-        if name in _TEXT and isinstance(new, str) and not new.strip():
+        if name not in covers or _is_empty(name, new):
             continue
         changes.append(
             FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
@@ -1567,8 +1561,18 @@ def _created(
     return changes
 
 
-#: What an empty field compares as; for every field it is the empty value itself.
-_EMPTY_COMPARABLE: Final = {name: comparable(name, ContactData().get(name)) for name in FIELDS}
+def _is_empty(name: str, value: Any) -> bool:
+    """Whether *value* compares equal to an empty field *name* (rule 10), without normalising.
+
+    An empty field compares as its empty value, and only an empty value (or
+    text of whitespace alone) compares equal to it.
+    """
+    if value == _EMPTY[name]:
+        return True
+    return name in _TEXT and isinstance(value, str) and not value.strip()
+
+
+_EMPTY: Final = {name: ContactData().get(name) for name in FIELDS}
 
 
 _KIND_NAMES = {
