@@ -116,6 +116,18 @@ def integrity(path: Path) -> str:
         db.close()
 
 
+def schema_version_of(path: Path) -> tuple[str] | None:
+    """The schema_version row of an SQLite book, read without the library."""
+    db = sqlite3.connect(path)
+    try:
+        row: tuple[str] | None = db.execute(
+            "SELECT value FROM meta WHERE name='schema_version'"
+        ).fetchone()
+    finally:
+        db.close()
+    return row
+
+
 def row_counts(path: Path) -> dict[str, int]:
     """Rows per table of an SQLite book."""
     db = sqlite3.connect(path)
@@ -581,12 +593,7 @@ class TestVersionsAndDamage:
         """A new SQLite book records the schema version this library writes."""
         path = tmp_path / "new.db"
         SqliteStore(path).close()
-        db = sqlite3.connect(path)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        finally:
-            db.close()
-        assert row == (str(SCHEMA_VERSION),)
+        assert schema_version_of(path) == (str(SCHEMA_VERSION),)
 
     def test_sqlite_schema_1_is_upgraded_and_its_journal_reads_the_same(
         self, tmp_path: Path, policy: Policy
@@ -621,12 +628,7 @@ class TestVersionsAndDamage:
             assert store.journal()[:2] == journal
         finally:
             store.close()
-        db = sqlite3.connect(path)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        finally:
-            db.close()
-        assert row == (str(SCHEMA_VERSION),)
+        assert schema_version_of(path) == (str(SCHEMA_VERSION),)
 
     def test_sqlite_journal_values_stay_small_however_big_the_sync(self, tmp_path: Path) -> None:
         """A run's field changes are kept a row per contact, never as one value.

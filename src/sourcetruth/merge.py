@@ -1539,16 +1539,7 @@ def _created(
     data = version.data
     if len(state.versions) != 1 or data is None or version.applied_at != book.updated_at:
         return None
-    provenance = Provenance(
-        ProvenanceKind.SOURCE,
-        source,
-        key,
-        since=version.applied_at,
-        read_at=version.extracted_at,
-        applied_at=version.applied_at,
-        sync=version.sync,
-        by=version.by,
-    )
+    provenance = _source_provenance(book, state, version, version.applied_at)
     covers = policy.source(source).covers
     changes = []
     for name in FIELDS:
