@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -2174,6 +2175,38 @@ class TestExportTargets:
         book.ok(*command, os.fspath(out), "--force")
         assert out.read_text(encoding="utf-8-sig") != "my own notes\n"
         assert "is a folder" in one_error_line(book.fails(2, *command, os.fspath(book.exports)))
+
+    @pytest.mark.parametrize("command", EXPORTS)
+    @pytest.mark.parametrize("victim", ["book.sqlite", "policy.toml"])
+    def test_a_link_planted_at_a_temporary_name_is_never_followed(
+        self, book: Cli, command: tuple[str, ...], victim: str
+    ) -> None:
+        """F1: links at any name beside the export (the old fixed ``.partial`` among them) stay."""
+        out = book.exports / "week.csv"
+        planted = [
+            book.exports / f"{out.name}{suffix}" for suffix in (".partial", ".tmp", ".new", "~")
+        ]
+        for link in planted:
+            link.symlink_to(book.folder / victim)
+        before = files_of(book.folder)
+        book.ok(*command, os.fspath(out))
+        assert files_of(book.folder) == before
+        assert all(link.is_symlink() for link in planted)
+        assert out.is_file() and not out.is_symlink()
+        book.ok("contacts")
+
+    @pytest.mark.parametrize("command", EXPORTS)
+    def test_an_export_is_readable_by_its_owner_only(
+        self, book: Cli, command: tuple[str, ...]
+    ) -> None:
+        """F7: an export holds the book's personal data, whatever the umask says."""
+        out = book.exports / "everyone.csv"
+        old = os.umask(0o022)
+        try:
+            book.ok(*command, os.fspath(out))
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
 class TestTimeOfAChange:

@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import secrets
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -44,6 +43,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from sourcetruth.adapters import registry
+from sourcetruth.adapters._files import fsync_folder, write_atomic
 from sourcetruth.adapters.base import Reading, SourceAdapter
 from sourcetruth.adapters.store import Run, Store, erased_by, run_of
 from sourcetruth.adapters.transport import OutboxTransport, Transport
@@ -375,7 +375,7 @@ class BookFolder:
                     _unname(copy)
             if kept is None:
                 file.unlink(missing_ok=True)
-                _fsync_folder(file.parent)
+                fsync_folder(file.parent)
             else:
                 self._write_audit(file, kept)
         return tuple(file for file, *_ in cleaning), tuple(unreadable)
@@ -671,34 +671,6 @@ def _outbox(factory: Any, channel: Channel, folder: Path, **options: Any) -> Tra
     return made
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename or removal in *folder* survive a power cut (POSIX)."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _replace(file: Path, text: str, *, errors: str = "strict") -> None:
-    """Write *file* whole or not at all: a temporary file beside it, then a rename.
-
-    The temporary file has a name of its own (two writers never share one),
-    is readable by its owner only, and is flushed to disk before the rename;
-    the folder is flushed after it.
-    """
-    data = text.encode("utf-8", errors)
-    fd, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, file)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(file.parent)
+    """Write *file* whole or not at all, readable by its owner only."""
+    write_atomic(file, text.encode("utf-8", errors))

@@ -14,18 +14,17 @@ result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.adapters.transport import Transport
 from sourcetruth.audit import AuditRecord, Outcome
 from sourcetruth.exceptions import AdapterError, UsageError
@@ -169,31 +168,12 @@ class FileDeliveryLog:
                         continue
                     kept.append(raw + b"\n")
                 if dropped:
-                    self._replace(b"".join(kept))
+                    write_atomic(self.path, b"".join(kept))
         except OSError as error:
             msg = f"cannot rewrite the delivery log {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None
         return dropped
 
-    def _replace(self, data: bytes) -> None:
-        folder = self.path.parent
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
-        if sys.platform != "win32":
-            directory = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
 
     def _lines(self) -> list[dict[str, object]]:
         if not self.path.exists():

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.exceptions import AdapterError
 from sourcetruth.merge import contacts_at
 from sourcetruth.model import Book, Contact, PhoneType, record_id
@@ -147,15 +148,13 @@ def write_export(
     The mark is what makes spreadsheet programs read the file as UTF-8
     rather than the machine's legacy code page. The file is written to a
     temporary name beside *path* and then moved into place, so a reader
-    never sees half an export.
+    never sees half an export. It holds the book's personal data, so it is
+    readable by its owner only.
     """
     target = Path(path)
     text = export_csv(book, policy=policy, at=at, include_departed=include_departed)
-    partial = target.with_name(target.name + ".partial")
     try:
-        partial.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-        os.replace(partial, target)
+        write_atomic(target, b"\xef\xbb\xbf" + text.encode("utf-8"))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         msg = f"cannot write the export to {os.fspath(target)}: {error.strerror}"
         raise AdapterError(msg) from None

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
 
@@ -94,6 +95,4 @@ class OutboxTransport:
             "html": envelope.html,
         }
         path = self._folder / f"{envelope.key}.json"
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(body, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(partial, path)
+        write_atomic(path, json.dumps(body, indent=2, sort_keys=True).encode("utf-8"))

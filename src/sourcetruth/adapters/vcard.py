@@ -121,12 +121,10 @@ back as ``\\n``.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import hashlib
 import os
 import re
 import stat
-import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -135,6 +133,7 @@ from typing import Final
 import attrs
 from attrs import define, frozen
 
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.adapters.base import AddressBookReading, Notice
 from sourcetruth.adapters.text import decode, looks_like_utf8
 from sourcetruth.exceptions import (
@@ -1276,37 +1275,13 @@ class VCardAdapter:
         replaced file keeps its permissions.
         """
         payload = format_vcards(entries, version=self._version).encode("utf-8")
-        folder = self._path.parent
         try:
-            handle, temporary = tempfile.mkstemp(
-                prefix=f".{self._path.name}.", suffix=".tmp", dir=folder
-            )
+            mode = stat.S_IMODE(self._path.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o600  # a new file stays private
         except OSError as error:
             raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
         try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            with contextlib.suppress(FileNotFoundError):  # a new file stays private
-                os.chmod(temporary, stat.S_IMODE(self._path.stat().st_mode))
-            os.replace(temporary, self._path)
+            write_atomic(self._path, payload, mode=mode)
         except OSError as error:
-            Path(temporary).unlink(missing_ok=True)
             raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
-        _sync_folder(folder)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform allows it (POSIX); best effort."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
