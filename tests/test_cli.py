@@ -2192,7 +2192,8 @@ class TestExportTargets:
         book.ok(*command, os.fspath(out))
         assert files_of(book.folder) == before
         assert all(link.is_symlink() for link in planted)
-        assert out.is_file() and not out.is_symlink()
+        assert out.is_file()
+        assert not out.is_symlink()
         book.ok("contacts")
 
     @pytest.mark.parametrize("command", EXPORTS)

@@ -37,6 +37,7 @@ from sourcetruth import (
     Erase,
     Link,
     MergeResult,
+    NotInBookError,
     OverrideLifetime,
     Policy,
     Record,
@@ -294,7 +295,7 @@ class BookMachine(RuleBasedStateMachine):
                     answer = dumps(
                         recipients(self.book, audience, channel, policy=self.policy, at=at)
                     )
-                except UnknownContactError:
+                except NotInBookError:  # a contact or a group the book does not hold
                     answer = "unknown"
                 found[f"{label} {channel.value}"] = answer
         return found

@@ -36,7 +36,7 @@ from attrs import field, frozen
 
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Reading
-from sourcetruth.adapters.store import ConflictError, Run, Store, apply
+from sourcetruth.adapters.store import Run, Store, apply
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
 from sourcetruth.merge import Change, MergeResult
 from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
@@ -209,7 +209,7 @@ def _failed(name: str, error: BaseException) -> SchoolResult:
         # Anything else is a bug, whose message may hold anything: keep its
         # type here and the whole traceback in the log where it happened.
         text = f"{name}: unexpected {type(error).__name__} (see the log of the process that ran it)"
-    retryable = isinstance(error, ConflictError) or getattr(error, "retryable", False) is True
+    retryable = getattr(error, "retryable", False) is True
     return SchoolResult(name, FAILED, error=text, retryable=retryable)
 
 

@@ -12,17 +12,25 @@ SourceTruthError`` catches everything the library raises on purpose.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 __all__ = [
     "AdapterError",
+    "ConfirmationMismatchError",
+    "ConflictError",
     "EmptySnapshotError",
     "EncodingError",
+    "NotInBookError",
+    "OutOfOrderError",
     "RejectedFileError",
     "SchemaVersionError",
     "SourceDataError",
     "SourceTruthError",
     "StaleSnapshotError",
+    "UnknownAdapterError",
     "UnknownContactError",
+    "UnknownGroupError",
+    "UnknownRecordError",
     "UsageError",
     "format_errors",
 ]
@@ -36,8 +44,39 @@ class UsageError(SourceTruthError, ValueError):
     """The caller's mistake: a naive datetime, an unknown field, a rule broken."""
 
 
-class UnknownContactError(UsageError, LookupError):
-    """A contact id, record or group that the book does not hold."""
+class NotInBookError(UsageError, LookupError):
+    """A name the book does not hold: a contact, a group or a record (see the subclasses)."""
+
+
+class UnknownContactError(NotInBookError):
+    """A contact id that the book does not hold (at the time asked about)."""
+
+
+class UnknownGroupError(NotInBookError):
+    """A group name that the book does not hold (at the time asked about)."""
+
+
+class UnknownRecordError(NotInBookError):
+    """A record id (``SOURCE:KEY``) that no source of the book holds."""
+
+
+class OutOfOrderError(UsageError):
+    """A change made before the book's latest change: merges only go forward in time.
+
+    ``latest`` is the time of the book's latest change.
+    """
+
+    def __init__(self, message: str, *, latest: datetime) -> None:
+        self.latest = latest
+        super().__init__(message)
+
+
+class ConfirmationMismatchError(UsageError):
+    """A held sync's confirmation token given for another snapshot or another book."""
+
+
+class UnknownAdapterError(UsageError, LookupError):
+    """No adapter of that kind is registered under that name."""
 
 
 class SourceDataError(SourceTruthError, ValueError):
@@ -106,6 +145,16 @@ class AdapterError(SourceTruthError, OSError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+class ConflictError(AdapterError):
+    """The store's book changed since it was loaded: load again and merge again.
+
+    Always ``retryable``: another run committed first, and a fresh load sees it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):

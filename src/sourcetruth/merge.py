@@ -26,10 +26,14 @@ import attrs
 from attrs import frozen
 
 from sourcetruth.exceptions import (
+    ConfirmationMismatchError,
     EmptySnapshotError,
+    OutOfOrderError,
     SourceDataError,
     StaleSnapshotError,
     UnknownContactError,
+    UnknownGroupError,
+    UnknownRecordError,
     UsageError,
 )
 from sourcetruth.model import (
@@ -566,7 +570,7 @@ def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
     version = _at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
     if version is None or version.group is None:
         msg = f"no group named {name!r} at that time"
-        raise UnknownContactError(msg)
+        raise UnknownGroupError(msg)
     return version.group
 
 
@@ -857,7 +861,7 @@ class _Draft:
             return self.records[source][key]
         except KeyError:
             msg = f"the book holds no record {rid!r}"
-            raise UnknownContactError(msg) from None
+            raise UnknownRecordError(msg) from None
 
     def put_version(
         self, state: RecordState, data: ContactData | None, extracted_at: datetime
@@ -1087,7 +1091,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
 
     if token is not None and token != _token(snapshot, last):
         msg = "this confirmation was given for another snapshot or an earlier book"
-        raise UsageError(msg)
+        raise ConfirmationMismatchError(msg)
     if token is None and policy.guard.trips(len(departing), population):
         reason = (
             f"{len(departing)} of {population} present records of {name} would depart; "
@@ -1307,7 +1311,7 @@ def _set_group(draft: _Draft, group: GroupDefinition | None, name: str) -> None:
             raise UnknownContactError(msg)
     elif not draft.groups.get(name) or draft.groups[name][-1].group is None:
         msg = f"no group named {name!r}"
-        raise UnknownContactError(msg)
+        raise UnknownGroupError(msg)
     versions = draft.groups.get(name, ())
     if group is not None and versions and versions[-1].group == group:
         return
@@ -1601,7 +1605,7 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
         raise UsageError(msg)
     if book.updated_at is not None and book.updated_at > at:
         msg = "the book already holds a change made after this time; merges go forward in time"
-        raise UsageError(msg)
+        raise OutOfOrderError(msg, latest=book.updated_at)
     draft = _Draft(book, policy, at, by)
     source: str | None = None
     held: Held | None = None

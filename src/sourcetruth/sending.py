@@ -174,7 +174,6 @@ class FileDeliveryLog:
             raise AdapterError(msg, retryable=True) from None
         return dropped
 
-
     def _lines(self) -> list[dict[str, object]]:
         if not self.path.exists():
             return []

@@ -280,11 +280,13 @@ def _guard(reader: _Reader, raw: object) -> DepartureGuard:
             or math.isnan(value)
             or not 0 <= value <= 1
         ):
-            raise reader.fail("guard.max_fraction", "must be a number from 0 to 1")
+            msg = "guard.max_fraction"
+            raise reader.fail(msg, "must be a number from 0 to 1")
         values["max_fraction"] = value
     if "enabled" in table:
         if not isinstance(table["enabled"], bool):
-            raise reader.fail("guard.enabled", "must be true or false")
+            msg = "guard.enabled"
+            raise reader.fail(msg, "must be true or false")
         values["enabled"] = table["enabled"]
     return DepartureGuard(**values)
 
@@ -295,12 +297,15 @@ def _precedence(reader: _Reader, raw: object, names: list[str]) -> tuple[str, ..
     for index, name in enumerate(precedence, start=1):
         if name not in names and name != ADDRESS_BOOK:
             msg = f"entry {index} names no source of this file; the sources are {known}"
-            raise reader.fail("precedence", msg)
+            msg_0 = "precedence"
+            raise reader.fail(msg_0, msg)
         if precedence.index(name) != index - 1:
-            raise reader.fail("precedence", f"entry {index} names a source a second time")
+            msg_0 = "precedence"
+            raise reader.fail(msg_0, f"entry {index} names a source a second time")
     if ADDRESS_BOOK in precedence[:-1]:
         msg = f"{ADDRESS_BOOK} can only come last: local values only fill what no feed covers"
-        raise reader.fail("precedence", msg)
+        msg_0 = "precedence"
+        raise reader.fail(msg_0, msg)
     return precedence
 
 
@@ -320,7 +325,8 @@ def _transport(reader: _Reader, name: str, raw: object) -> TransportSettings:
         plain = key.removesuffix("_env")
         if plain in options:
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
-            raise reader.fail(f"{where}.{key}", msg)
+            msg_0 = f"{where}.{key}"
+            raise reader.fail(msg_0, msg)
     return TransportSettings(channel, adapter, options)
 
 
@@ -356,16 +362,19 @@ def _source(
         kind = SourceKind(kind_name)
     except ValueError:
         kinds = ", ".join(k.value for k in SourceKind if k is not SourceKind.ADDRESS_BOOK)
-        raise reader.fail(f"{where}.kind", f"must be one of {kinds}") from None
+        msg = f"{where}.kind"
+        raise reader.fail(msg, f"must be one of {kinds}") from None
     if kind is SourceKind.ADDRESS_BOOK:
-        raise reader.fail(f"{where}.kind", "the address book is always there; do not list it")
+        msg = f"{where}.kind"
+        raise reader.fail(msg, "the address book is always there; do not list it")
     covers = frozenset(FIELDS)
     if "covers" in table:
         covers = frozenset(reader.texts(table["covers"], f"{where}.covers"))
         unknown = sorted(covers - set(FIELDS))
         if unknown:
             fields = ", ".join(FIELDS)
-            raise reader.fail(f"{where}.covers", f"names an unknown field; fields are {fields}")
+            msg = f"{where}.covers"
+            raise reader.fail(msg, f"names an unknown field; fields are {fields}")
     schedule = None
     if "schedule" in table:
         schedule = _schedule(reader, table["schedule"], f"{where}.schedule", zone)
@@ -393,7 +402,8 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
     region = _region(reader, table.get("region", "GB"), "region")
     sources_raw = reader.table(table.get("sources", {}), "sources", None)
     if not sources_raw:
-        raise reader.fail("sources", "name at least one source, like [sources.mis]")
+        msg = "sources"
+        raise reader.fail(msg, "name at least one source, like [sources.mis]")
     sources: list[Source] = []
     readers: dict[str, SourceSettings] = {}
     for name, raw_source in sources_raw.items():
@@ -402,7 +412,8 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
         except SourceDataError:
             raise
         except SourceTruthError as error:  # the policy's own checks, like a bad name
-            raise reader.fail(f"sources.{name}", str(error)) from None
+            msg = f"sources.{name}"
+            raise reader.fail(msg, str(error)) from None
         sources.append(source)
         readers[name] = how
     guard = _guard(reader, table.get("guard", {}))
@@ -412,7 +423,8 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
             sources=tuple(sources), precedence=precedence, guard=guard, default_region=region
         )
     except SourceTruthError as error:  # checked above; kept for the policy's own new rules
-        raise reader.fail("precedence", str(error)) from None
+        msg = "precedence"
+        raise reader.fail(msg, str(error)) from None
     transports: dict[Channel, TransportSettings] = {}
     secrets: list[str] = []
     transports_raw = reader.table(table.get("transports", {}), "transports", None)
@@ -581,7 +593,8 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
     table = _known(reader, data, "", names, "a CSV mapping")
     if "key" not in table:
         msg = "is required: the column that holds each row's stable key (an id, not a name)"
-        raise reader.fail("key", msg)
+        msg_0 = "key"
+        raise reader.fail(msg_0, msg)
     for name in (
         "key",
         "given_name",
@@ -612,7 +625,8 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
             where = f"{name}[{index}]"
             found = _known(reader, entry, where, ["column", "type"], f"an entry of {name}")
             if "column" not in found:
-                raise reader.fail(f"{where}.column", "is required: the name of the column")
+                msg_0 = f"{where}.column"
+                raise reader.fail(msg_0, "is required: the name of the column")
             reader.text(found["column"], f"{where}.column")
             if "type" in found:
                 _choice(reader, found["type"], f"{where}.type", types)
@@ -624,11 +638,13 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
                 reader.text(layout[name], f"format.{name}")
         for name in ("has_header", "allow_cp1252"):
             if name in layout and not isinstance(layout[name], bool):
-                raise reader.fail(f"format.{name}", "must be true or false")
+                msg_0 = f"format.{name}"
+                raise reader.fail(msg_0, "must be true or false")
         if "max_field" in layout:
             value = layout["max_field"]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise reader.fail("format.max_field", "must be a whole number, 1 or more")
+                msg_0 = "format.max_field"
+                raise reader.fail(msg_0, "must be a whole number, 1 or more")
         if "max_reject_fraction" in layout:
             value = layout["max_reject_fraction"]
             if (
@@ -637,7 +653,8 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
                 or math.isnan(value)
                 or not 0 <= value <= 1
             ):
-                raise reader.fail("format.max_reject_fraction", "must be a number from 0 to 1")
+                msg_0 = "format.max_reject_fraction"
+                raise reader.fail(msg_0, "must be a number from 0 to 1")
 
 
 def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -> CsvMapping:
@@ -661,7 +678,8 @@ def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -
         else:
             reason = error.strerror or error.__class__.__name__
         by = f" that {named_by} names" if named_by else ""
-        raise SourceDataError(f"cannot read the CSV mapping{by}: {reason}", file=file) from None
+        msg = f"cannot read the CSV mapping{by}: {reason}"
+        raise SourceDataError(msg, file=file) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

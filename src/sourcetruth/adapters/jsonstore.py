@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.adapters.store import ConflictError, Run, erased_by, redact
-from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
+from sourcetruth.adapters.store import Run, erased_by, redact
+from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads
@@ -86,6 +86,8 @@ class JsonStore:
         try:
             with self._locked():
                 self._commit(before, result, run)
+        except AdapterError:  # a conflict says so itself
+            raise
         except OSError as error:
             msg = f"cannot write the book {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None

@@ -452,7 +452,8 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
     name, data = files[_MANIFEST]
     table = read_table(data, file=name, allow_cp1252=allow_cp1252)
     if table.problems:
-        raise RejectedFileError(f"{name}: unreadable rows", list(table.problems), file=name)
+        msg_0 = f"{name}: unreadable rows"
+        raise RejectedFileError(msg_0, list(table.problems), file=name)
     columns = _column_map(table.header)
     for column in _MANIFEST_COLUMNS:
         if column.casefold() not in columns:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Final, Literal
 
+from sourcetruth.exceptions import UnknownAdapterError, UsageError
+
 __all__ = ["GROUPS", "AdapterKind", "available", "get", "register", "unregister"]
 
 _log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ _plugins: dict[AdapterKind, dict[str, Callable[..., Any]]] | None = None
 def _check_kind(kind: str) -> AdapterKind:
     if kind not in GROUPS:
         msg = f"unknown adapter kind {kind!r}; kinds are {', '.join(GROUPS)}"
-        raise ValueError(msg)
+        raise UsageError(msg)
     return kind
 
 
@@ -131,4 +133,4 @@ def get(kind: AdapterKind, name: str) -> Callable[..., Any]:
     if name in _BUILT_IN[kind]:
         return _import(_BUILT_IN[kind][name])
     msg = f"no {kind} adapter called {name!r}; available: {', '.join(available(kind))}"
-    raise LookupError(msg)
+    raise UnknownAdapterError(msg)

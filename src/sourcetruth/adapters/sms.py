@@ -262,53 +262,63 @@ class HttpSmsTransport:
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError("the SMS gateway URL must be an http:// or https:// URL with a host")
+            msg = "the SMS gateway URL must be an http:// or https:// URL with a host"
+            raise UsageError(msg)
         if re.search(r"[\x00-\x20\x7f]", url):
-            raise UsageError("the SMS gateway URL must not contain spaces or control characters")
+            msg = "the SMS gateway URL must not contain spaces or control characters"
+            raise UsageError(msg)
         if "@" in parts.netloc:
-            raise UsageError(
-                "the SMS gateway URL must not carry credentials: pass username and password"
-            )
+            msg = "the SMS gateway URL must not carry credentials: pass username and password"
+            raise UsageError(msg)
         if not (_SENDER.fullmatch(sender) or _E164.fullmatch(sender)):
-            raise UsageError(
-                "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
-            )
+            msg = "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
+            raise UsageError(msg)
         if format not in ("json", "form"):
-            raise UsageError(f"unknown SMS request format {format!r}: use 'json' or 'form'")
+            msg = f"unknown SMS request format {format!r}: use 'json' or 'form'"
+            raise UsageError(msg)
         if batch and format != "json":
-            raise UsageError("a batch of SMS is posted as JSON: format='form' cannot batch")
+            msg = "a batch of SMS is posted as JSON: format='form' cannot batch"
+            raise UsageError(msg)
         if auth == "bearer":
             if not token:
-                raise UsageError("bearer authentication needs a token")
+                msg = "bearer authentication needs a token"
+                raise UsageError(msg)
             if not re.fullmatch(r"[!-~]+", token):
-                raise UsageError("the bearer token has characters a header cannot carry")
+                msg = "the bearer token has characters a header cannot carry"
+                raise UsageError(msg)
             self._authorization: str | None = f"Bearer {token}"
         elif auth == "basic":
             if not username or password is None:
-                raise UsageError("basic authentication needs a username and a password")
+                msg = "basic authentication needs a username and a password"
+                raise UsageError(msg)
             if ":" in username:
-                raise UsageError("a basic authentication username cannot contain ':'")
+                msg = "a basic authentication username cannot contain ':'"
+                raise UsageError(msg)
             pair = f"{username}:{password}".encode()
             self._authorization = f"Basic {base64.b64encode(pair).decode('ascii')}"
         elif auth == "none":
             self._authorization = None
         else:
-            raise UsageError(f"unknown SMS authentication {auth!r}: use bearer, basic or none")
+            msg = f"unknown SMS authentication {auth!r}: use bearer, basic or none"
+            raise UsageError(msg)
         if not timeout > 0:
-            raise UsageError("the SMS gateway timeout must be more than 0 seconds")
+            msg = "the SMS gateway timeout must be more than 0 seconds"
+            raise UsageError(msg)
         if max_segments < 1:
-            raise UsageError("max_segments must be at least 1")
+            msg = "max_segments must be at least 1"
+            raise UsageError(msg)
         names = dict(zip(_FIELDS, _FIELDS, strict=True))
         for field, name in (field_names or {}).items():
             if field not in names:
-                raise UsageError(
-                    f"unknown SMS field {field!r}: the fields are {', '.join(_FIELDS)}"
-                )
+                msg = f"unknown SMS field {field!r}: the fields are {', '.join(_FIELDS)}"
+                raise UsageError(msg)
             if not name:
-                raise UsageError(f"the SMS field {field!r} needs a non-empty name")
+                msg = f"the SMS field {field!r} needs a non-empty name"
+                raise UsageError(msg)
             names[field] = name
         if len(set(names.values())) != len(names):
-            raise UsageError("two SMS fields renamed to the same name")
+            msg = "two SMS fields renamed to the same name"
+            raise UsageError(msg)
 
         self._url = url
         self._public_url = _public_url(url)
@@ -544,7 +554,8 @@ class HttpSmsTransport:
         else:
             try:
                 if len(body) > _MAX_RESPONSE:
-                    raise ValueError("too long")
+                    msg = "too long"
+                    raise ValueError(msg)
                 return _Body(json.loads(body))
             except (ValueError, RecursionError):
                 failure = _Failure(DeliveryStatus.FAILED, _UNREADABLE, retryable=True)

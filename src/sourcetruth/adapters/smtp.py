@@ -394,13 +394,15 @@ class SmtpTransport:
             if self._security == "starttls":
                 if not smtp.has_extn("starttls"):
                     _log.warning("smtp %s:%d does not offer STARTTLS", self._host, self._port)
-                    raise _SessionFailure("server does not offer STARTTLS", retryable=False)
+                    msg = "server does not offer STARTTLS"
+                    raise _SessionFailure(msg, retryable=False)
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if self._username is not None:
                 if not smtp.has_extn("auth"):
                     _log.warning("smtp %s:%d does not offer AUTH", self._host, self._port)
-                    raise _SessionFailure("server does not offer authentication", retryable=False)
+                    msg = "server does not offer authentication"
+                    raise _SessionFailure(msg, retryable=False)
                 smtp.login(self._username, self._password or "")
         except _SessionFailure:
             _close(smtp)
@@ -417,9 +419,8 @@ class SmtpTransport:
             _close(smtp)
             if isinstance(error, smtplib.SMTPException) and "authentication method" in str(error):
                 _log.warning("smtp %s:%d: no common AUTH mechanism", self._host, self._port)
-                raise _SessionFailure(
-                    "no authentication mechanism in common with the server", retryable=False
-                ) from None
+                msg = "no authentication mechanism in common with the server"
+                raise _SessionFailure(msg, retryable=False) from None
             raise _connection_failure(error) from None
         return smtp
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 from attrs import frozen
 
-from sourcetruth.exceptions import SourceTruthError
+from sourcetruth.exceptions import ConflictError
 from sourcetruth.merge import Change, MergeResult, Report, merge
 from sourcetruth.model import Book, Erase, record_id, utc
 from sourcetruth.policy import Policy
@@ -35,10 +35,6 @@ __all__ = [
     "redact",
     "run_of",
 ]
-
-
-class ConflictError(SourceTruthError):
-    """The store's book changed since it was loaded: load again and merge again."""
 
 
 @frozen

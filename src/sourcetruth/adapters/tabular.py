@@ -291,7 +291,8 @@ class _Columns:
             for column in mapped:
                 if not column.isdigit() or int(column) < 1:
                     msg = "a file without a header names columns by position, from 1"
-                    raise UsageError(f"{msg} (column {column!r} of the mapping)")
+                    msg_0 = f"{msg} (column {column!r} of the mapping)"
+                    raise UsageError(msg_0)
                 self.positions[column] = int(column) - 1
         if mapping.format.has_header:
             for column, field_name in mapped.items():

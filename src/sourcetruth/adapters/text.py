@@ -146,8 +146,9 @@ def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[R
             # whole file is unusable; say where it broke.
             reason = "a cell longer than any field could be" if "limit" in str(error) else error
             msg = f"cannot split the file into cells: {reason}"
+            msg_0 = f"{file}: unreadable"
             raise RejectedFileError(
-                f"{file}: unreadable",
+                msg_0,
                 [SourceDataError(msg, file=file, line=reader.line_num)],
                 file=file,
             ) from None
@@ -190,13 +191,15 @@ def read_table(
         else:
             text = decode(data, file=file, allow_cp1252=allow_cp1252)
     except EncodingError as error:
-        raise RejectedFileError(f"{file}: unreadable", [error], file=file) from None
+        msg_0 = f"{file}: unreadable"
+        raise RejectedFileError(msg_0, [error], file=file) from None
     first_line = text.split("\n", 1)[0]
     if "\x00" in first_line:
         # Text of two or four bytes a character, read one byte at a time.
         msg = "NUL characters in the first line: is the file UTF-16 or UTF-32 without a BOM?"
         problem = SourceDataError(msg, file=file, line=1)
-        raise RejectedFileError(f"{file}: unreadable", [problem], file=file)
+        msg_0 = f"{file}: unreadable"
+        raise RejectedFileError(msg_0, [problem], file=file)
     records = _records(text, file, delimiter, quotechar)
     header: tuple[str, ...] = ()
     first = next(records, None)

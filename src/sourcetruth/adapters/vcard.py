@@ -705,11 +705,11 @@ def _quoted_printable(value: str, charset: str) -> tuple[str, bool]:
         return bytes(raw).decode(charset), malformed
     except LookupError:
         # codecs.lookup() also finds bytes-to-bytes codecs such as "base64".
-        raise _ValueProblem(f"{_safe(charset)} is not a text charset") from None
+        msg_0 = f"{_safe(charset)} is not a text charset"
+        raise _ValueProblem(msg_0) from None
     except UnicodeError:
-        raise _ValueProblem(
-            f"quoted-printable bytes that are not valid {_safe(charset)} text"
-        ) from None
+        msg_0 = f"quoted-printable bytes that are not valid {_safe(charset)} text"
+        raise _ValueProblem(msg_0) from None
 
 
 def _unescape(text: str, version: str) -> str:
@@ -1079,8 +1079,9 @@ def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) ->
         else:
             taken[read.uid] = read.card.line
     if problems:
+        msg = f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied"
         raise RejectedFileError(
-            f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied",
+            msg,
             problems,
             file=file,
         )
@@ -1213,7 +1214,8 @@ def format_vcards(entries: Iterable[Record], *, version: str = "4.0") -> str:
             msg = f"expected Record entries, got {type(record).__name__}"
             raise UsageError(msg)
         if not record.key:
-            raise UsageError("a record with an empty key cannot be written: its key is its UID")
+            msg_0 = "a record with an empty key cannot be written: its key is its UID"
+            raise UsageError(msg_0)
         if record.key in seen:
             msg = f"two records with the key {record.key!r}: a vCard file holds each UID once"
             raise UsageError(msg)
@@ -1263,9 +1265,11 @@ class VCardAdapter:
         try:
             data = self._path.read_bytes()
         except FileNotFoundError:
-            raise AdapterError(f"{self._path}: no such vCard file") from None
+            msg = f"{self._path}: no such vCard file"
+            raise AdapterError(msg) from None
         except OSError as error:
-            raise AdapterError(f"{self._path}: cannot read ({error.strerror})") from None
+            msg = f"{self._path}: cannot read ({error.strerror})"
+            raise AdapterError(msg) from None
         return parse_vcards(data, file=str(self._path), allow_cp1252=self._allow_cp1252)
 
     def write_entries(self, entries: Iterable[Record]) -> None:
@@ -1280,8 +1284,10 @@ class VCardAdapter:
         except FileNotFoundError:
             mode = 0o600  # a new file stays private
         except OSError as error:
-            raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
+            msg = f"{self._path}: cannot write ({error.strerror})"
+            raise AdapterError(msg) from None
         try:
             write_atomic(self._path, payload, mode=mode)
         except OSError as error:
-            raise AdapterError(f"{self._path}: cannot write ({error.strerror})") from None
+            msg = f"{self._path}: cannot write ({error.strerror})"
+            raise AdapterError(msg) from None

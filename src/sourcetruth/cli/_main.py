@@ -17,7 +17,6 @@ from typing import Any, Final, NoReturn, TextIO
 
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Notice, Reading, address_book_saves
-from sourcetruth.adapters.store import ConflictError
 from sourcetruth.adapters.transport import Transport
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
 from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
@@ -25,6 +24,8 @@ from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
 from sourcetruth.exceptions import (
     AdapterError,
+    ConfirmationMismatchError,
+    OutOfOrderError,
     SchemaVersionError,
     SourceDataError,
     SourceTruthError,
@@ -121,11 +122,6 @@ ATTEMPTS: Final = 3
 #: How far after the clock a change may be made: a mistyped year (2062 for 2026)
 #: would otherwise lock the book, which refuses a change made before its latest.
 AHEAD: Final = timedelta(days=7)
-
-#: The merge's words when a change goes back in time (see ``_forward``).
-_BACKWARDS: Final = "the book already holds a change made after this time"
-#: The merge's words for a confirmation token that does not fit the export.
-_WRONG_TOKEN: Final = "this confirmation was given for another snapshot"
 
 
 def _now() -> datetime:
@@ -249,12 +245,9 @@ def _forward(ctx: _Context) -> Iterator[None]:
     """A change before the book's latest is refused: say when that was, and what to do."""
     try:
         yield
-    except UsageError as error:
-        if not str(error).startswith(_BACKWARDS):
-            raise
-        latest = ctx.book.load().updated_at
+    except OutOfOrderError as error:
         msg = (
-            f"the book's latest change was made {ctx.render.time(latest)}, after this "
+            f"the book's latest change was made {ctx.render.time(error.latest)}, after this "
             f"change's time ({ctx.render.time(ctx.at)}); changes go forward in time: "
             "give --at a time from then on"
         )
@@ -492,9 +485,7 @@ def _sync(ctx: _Context) -> int:
                     result = book.dry_run(change, at=at, by=ctx.by)
                 else:
                     result = book.apply(change, at=at, by=ctx.by)
-        except UsageError as error:
-            if not (args.confirm and str(error).startswith(_WRONG_TOKEN)):
-                raise
+        except ConfirmationMismatchError as error:
             msg = f"{error}: run the sync again without --confirm for a new token"
             raise UsageError(msg) from None
     _notices(ctx, reading.notices)
@@ -599,10 +590,12 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
 def _address_book_add(ctx: _Context) -> int:
     data, _ = _contact_data(ctx.args)
     if not (data.given_name or data.family_name):
-        raise UsageError("a new contact needs a name: --given and/or --family")
+        msg = "a new contact needs a name: --given and/or --family"
+        raise UsageError(msg)
     key = ctx.args.key
     if key is not None and not key.strip():
-        raise UsageError("--key: give a key, or leave --key out for a new random one")
+        msg = "--key: give a key, or leave --key out for a new random one"
+        raise UsageError(msg)
     contact_id = record_id(ADDRESS_BOOK, key or uuid.uuid4().hex[:12])
     if contact_id in ctx.book.load().contacts:
         msg = f"{contact_id} already exists: use 'address-book edit'"
@@ -614,7 +607,8 @@ def _address_book_add(ctx: _Context) -> int:
 def _address_book_edit(ctx: _Context) -> int:
     data, named = _contact_data(ctx.args)
     if not named:
-        raise UsageError("say what to change: --email, --mobile, --given, --clear FIELD, ...")
+        msg = "say what to change: --email, --mobile, --given, --clear FIELD, ..."
+        raise UsageError(msg)
     book = ctx.book.load()
     if ctx.args.contact not in book.contacts:
         # A save would make a new contact: that is 'add', with a name.
@@ -651,7 +645,8 @@ def _address_book_import(ctx: _Context) -> int:
     _notices(ctx, reading.notices)
     saves = address_book_saves(reading.entries)
     if not saves:
-        raise SourceDataError("the file holds no vCards", file=ctx.args.file)
+        msg = "the file holds no vCards"
+        raise SourceDataError(msg, file=ctx.args.file)
     with ctx.progress(f"importing {len(saves)} card(s)"):
         result = _apply(ctx, saves)
     return _after_change(ctx, result.report, f"Imported {len(saves)} card(s).")
@@ -679,7 +674,8 @@ def _override_value(field: str, values: Sequence[str]) -> ContactData:
     if field == "emails":
         return ContactData(emails=tuple(Email(v) for v in values))
     if field == "relationships":
-        raise UsageError("links between guardians and pupils are changed at the source")
+        msg_0 = "links between guardians and pupils are changed at the source"
+        raise UsageError(msg_0)
     if len(values) != 1:
         msg = f"{field} takes one value"
         raise UsageError(msg)
@@ -688,7 +684,8 @@ def _override_value(field: str, values: Sequence[str]) -> ContactData:
             return ContactData(role=Role(values[0]))
         except ValueError:
             roles = ", ".join(r.value for r in Role)
-            raise UsageError(f"a role is one of {roles}") from None
+            msg_0 = f"a role is one of {roles}"
+            raise UsageError(msg_0) from None
     texts: dict[str, Any] = {field: values[0]}
     return ContactData(**texts)
 
@@ -788,7 +785,8 @@ def _explain(ctx: _Context) -> int:
 def _rule(args: argparse.Namespace) -> Rule | None:
     if not (args.roles or args.years or args.regs or args.guardians):
         if args.max_priority is not None:
-            raise UsageError("--max-priority goes with --guardians")
+            msg = "--max-priority goes with --guardians"
+            raise UsageError(msg)
         return None
     return Rule(
         roles=frozenset(Role(r) for r in args.roles or ()),
@@ -802,14 +800,16 @@ def _rule(args: argparse.Namespace) -> Rule | None:
 def _group_set(ctx: _Context) -> int:
     name = ctx.args.name
     if not name.strip():
-        raise UsageError("a group needs a name")
+        msg = "a group needs a name"
+        raise UsageError(msg)
     if ":" in name:
         # An audience word with ':' is a contact id: such a group could never be named.
         msg = f"a group's name holds no ':' ({name!r}); 'mis:G1' would be read as a contact id"
         raise UsageError(msg)
     group = GroupDefinition(name, frozenset(ctx.args.member or ()), _rule(ctx.args))
     if not (group.members or group.rule):
-        raise UsageError("a group needs --member ids and/or a rule (--year, --role, ...)")
+        msg_0 = "a group needs --member ids and/or a rule (--year, --role, ...)"
+        raise UsageError(msg_0)
     held = ctx.book.load().contacts
     missing = sorted(m for m in group.members if m not in held)
     if missing:
@@ -892,7 +892,8 @@ def _plan_lines(ctx: _Context, planned: Plan) -> list[str]:
 
 def _recipients(ctx: _Context) -> int:
     if not ctx.args.audience and _rule(ctx.args) is None:
-        raise UsageError("name an audience: group names, contact ids, or a rule (--year 9 ...)")
+        msg = "name an audience: group names, contact ids, or a rule (--year 9 ...)"
+        raise UsageError(msg)
     message = _message(ctx, message_id="recipients", subject="", body="")
     book = ctx.book.load()
     _check_ids(book, message.contacts)
@@ -995,9 +996,11 @@ def _audit(
 def _send(ctx: _Context) -> int:
     args = ctx.args
     if not args.id.strip():
-        raise UsageError("--id: give the message an id, like trip-2026-11-24")
+        msg = "--id: give the message an id, like trip-2026-11-24"
+        raise UsageError(msg)
     if not args.audience and _rule(args) is None:
-        raise UsageError("name an audience: group names, contact ids, or a rule (--year 9 ...)")
+        msg = "name an audience: group names, contact ids, or a rule (--year 9 ...)"
+        raise UsageError(msg)
     body = args.body
     if args.body_file:
         try:
@@ -1006,9 +1009,11 @@ def _send(ctx: _Context) -> int:
             msg = f"cannot read the body file {args.body_file}: {_reason(error)}"
             raise UsageError(msg) from None
     if body is None:
-        raise UsageError("give the message text: --body TEXT or --body-file FILE")
+        msg_0 = "give the message text: --body TEXT or --body-file FILE"
+        raise UsageError(msg_0)
     if not body.strip():
-        raise UsageError("the message's text is empty: give it with --body or --body-file")
+        msg_0 = "the message's text is empty: give it with --body or --body-file"
+        raise UsageError(msg_0)
     folder = ctx.book
     message = _message(ctx, message_id=args.id, subject=args.subject, body=body)
     book = folder.load()
@@ -1180,7 +1185,8 @@ def _report(ctx: _Context) -> int:
             # A dry run of the sync: erased people stay out of it, which takes the key.
             policy = ctx.book.policy
         elif ctx.args.extracted_at:
-            raise UsageError("--extracted-at goes with --snapshot")
+            msg = "--extracted-at goes with --snapshot"
+            raise UsageError(msg)
         ends = before_next_sync(book, source, policy=policy, at=at, snapshot=snapshot)
         if ctx.args.json:
             ctx.json(ends)
@@ -1247,7 +1253,8 @@ def _output(ctx: _Context, text: str) -> Path:
     not hide them), and as the same file on disk where they exist.
     """
     if not text.strip():
-        raise UsageError("give the export a file name")
+        msg = "give the export a file name"
+        raise UsageError(msg)
     path = Path(text)
     folder = ctx.book.path.resolve()
     target = path.resolve()
@@ -1288,10 +1295,11 @@ def _same_file(one: Path, other: Path) -> bool:
 
 def _erase(ctx: _Context) -> int:
     if not ctx.args.yes:
-        raise UsageError(
+        msg = (
             f"erasing {ctx.args.contact} cannot be undone: add --yes to erase the person, "
             "their history and their journal entries"
         )
+        raise UsageError(msg)
     at = ctx.change_at
     with _forward(ctx):
         result, rewritten = ctx.book.erase(
@@ -1722,14 +1730,19 @@ def _silence(stream: TextIO) -> None:
         os.close(null)
 
 
+#: The exit status for each kind of error, most specific first: the first type an
+#: error is an instance of decides (a SchemaVersionError is a SourceDataError, but
+#: it says the book's file is newer than the program, so STORE).
+ERROR_CODES: Final[tuple[tuple[type[BaseException], int], ...]] = (
+    (SchemaVersionError, STORE),
+    (AdapterError, STORE),
+    (SourceDataError, DATA),
+    (BaseExceptionGroup, DATA),
+    (UsageError, USAGE),
+    (OSError, STORE),
+)
+
+
 def _code(error: BaseException) -> int:
     """The exit status for an error; FAILED for one the program did not expect."""
-    if isinstance(error, ConflictError | SchemaVersionError | AdapterError):
-        return STORE
-    if isinstance(error, SourceDataError | BaseExceptionGroup):
-        return DATA
-    if isinstance(error, UnknownContactError | UsageError):
-        return USAGE
-    if isinstance(error, OSError):
-        return STORE
-    return FAILED
+    return next((code for kind, code in ERROR_CODES if isinstance(error, kind)), FAILED)

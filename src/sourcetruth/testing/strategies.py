@@ -127,11 +127,13 @@ def aware_datetimes(
     Shrinks towards *min_value*, shown in Europe/London.
     """
     if min_value.tzinfo is None or max_value.tzinfo is None:
-        raise InvalidArgument("min_value and max_value must be timezone-aware")
+        msg = "min_value and max_value must be timezone-aware"
+        raise InvalidArgument(msg)
     lo = min_value.astimezone(UTC).replace(tzinfo=None)
     hi = max_value.astimezone(UTC).replace(tzinfo=None)
     if lo > hi:
-        raise InvalidArgument("min_value is after max_value")
+        msg = "min_value is after max_value"
+        raise InvalidArgument(msg)
     return st.builds(
         lambda naive, zone: naive.replace(tzinfo=UTC).astimezone(zone),
         st.datetimes(lo, hi),
@@ -145,7 +147,8 @@ def _drama_parts(number: str) -> tuple[str, str, str]:
         rest = number[len(head) :]
         if number.startswith(head) and len(rest) == 3 and rest.isdigit():
             return prefix, block, rest
-    raise InvalidArgument(f"{number!r} is not an E.164 Ofcom drama number")
+    msg = f"{number!r} is not an E.164 Ofcom drama number"
+    raise InvalidArgument(msg)
 
 
 def phone_numbers(*, number: str | None = None) -> st.SearchStrategy[str]:
@@ -175,7 +178,8 @@ def phones(
     Shrinks towards the first of *types* (a mobile by default) and ``07700 900000``.
     """
     if not types:
-        raise InvalidArgument("types must not be empty")
+        msg = "types must not be empty"
+        raise InvalidArgument(msg)
     return st.builds(Phone, phone_numbers(number=number), st.sampled_from(tuple(types)))
 
 
@@ -190,7 +194,8 @@ def email_addresses(*, address: str | None = None) -> st.SearchStrategy[str]:
     if address is not None:
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain:
-            raise InvalidArgument("address must look like local@domain")
+            msg = "address must look like local@domain"
+            raise InvalidArgument(msg)
         locals_: st.SearchStrategy[str] = st.just(local)
         domains: st.SearchStrategy[str] = st.just(domain)
     else:
@@ -218,7 +223,8 @@ def emails(
     Shrinks towards the first of *types* and ``pat@example.org``.
     """
     if not types:
-        raise InvalidArgument("types must not be empty")
+        msg = "types must not be empty"
+        raise InvalidArgument(msg)
     return st.builds(Email, email_addresses(address=address), st.sampled_from(tuple(types)))
 
 
@@ -228,7 +234,8 @@ def record_keys(*, prefix: str = "K", count: int = 40) -> st.SearchStrategy[str]
     Shrinks towards ``K00``.
     """
     if count < 1:
-        raise InvalidArgument("count must be at least 1")
+        msg = "count must be at least 1"
+        raise InvalidArgument(msg)
     width = len(str(count - 1))
     return st.integers(0, count - 1).map(lambda i: f"{prefix}{i:0{width}d}")
 
@@ -300,7 +307,8 @@ def _times(at: datetime | st.SearchStrategy[datetime] | None) -> st.SearchStrate
         return aware_datetimes()
     if isinstance(at, datetime):
         if at.tzinfo is None:
-            raise InvalidArgument("at must be timezone-aware")
+            msg = "at must be timezone-aware"
+            raise InvalidArgument(msg)
         return st.just(at)
     return at
 
@@ -348,9 +356,11 @@ def snapshots(
     removed.
     """
     if min_size < 0 or max_size < min_size:
-        raise InvalidArgument("need 0 <= min_size <= max_size")
+        msg = "need 0 <= min_size <= max_size"
+        raise InvalidArgument(msg)
     if kind is SnapshotKind.FULL and min_size < 1:
-        raise InvalidArgument("a full snapshot holds at least one record")
+        msg = "a full snapshot holds at least one record"
+        raise InvalidArgument(msg)
     return _snapshots(
         source,
         _times(at),
@@ -395,18 +405,22 @@ def set_overrides(
     towards the first contact and field, ``NEXT_SYNC``, and an empty value.
     """
     if not contact_ids or not fields:
-        raise InvalidArgument("contact_ids and fields must not be empty")
+        msg = "contact_ids and fields must not be empty"
+        raise InvalidArgument(msg)
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        raise InvalidArgument(f"unknown fields {unknown}")
+        msg = f"unknown fields {unknown}"
+        raise InvalidArgument(msg)
     if lifetimes is None:
         lifetimes = tuple(
             lt for lt in OverrideLifetime if after is not None or lt is not OverrideLifetime.UNTIL
         )
     if not lifetimes:
-        raise InvalidArgument("lifetimes must not be empty")
+        msg = "lifetimes must not be empty"
+        raise InvalidArgument(msg)
     if OverrideLifetime.UNTIL in lifetimes and after is None:
-        raise InvalidArgument("an UNTIL lifetime needs 'after', the time it is set")
+        msg = "an UNTIL lifetime needs 'after', the time it is set"
+        raise InvalidArgument(msg)
     return _set_overrides(tuple(contact_ids), tuple(fields), tuple(lifetimes), after)
 
 
@@ -485,7 +499,8 @@ def groups(
     Shrinks towards the first name, no members and no rule.
     """
     if not names:
-        raise InvalidArgument("names must not be empty")
+        msg = "names must not be empty"
+        raise InvalidArgument(msg)
     members: st.SearchStrategy[frozenset[str]] = (
         st.frozensets(st.sampled_from(tuple(contact_ids))) if contact_ids else st.just(frozenset())
     )

@@ -1,0 +1,111 @@
+"""Errors carry their identity in their type: callers branch on it, never on message text."""
+
+from __future__ import annotations
+
+import pytest
+
+from school import full, london, mis_policy, school
+from sourcetruth import (
+    AdapterError,
+    Book,
+    ConfirmationMismatchError,
+    ConfirmSync,
+    ConflictError,
+    GroupDefinition,
+    Link,
+    NotInBookError,
+    OutOfOrderError,
+    RemoveGroup,
+    SetGroup,
+    SourceTruthError,
+    UnknownAdapterError,
+    UnknownContactError,
+    UnknownGroupError,
+    UnknownRecordError,
+    UsageError,
+    contact_at,
+    merge,
+    recipients,
+)
+from sourcetruth.adapters import registry
+from sourcetruth.model import Channel
+
+POLICY = mis_policy()
+
+
+def synced() -> Book:
+    return merge(
+        Book(), full(london(23, 2), school()), policy=POLICY, at=london(23, 2), by="n"
+    ).book
+
+
+class TestWhatTheBookDoesNotHold:
+    def test_an_unknown_contact_is_its_own_type(self) -> None:
+        """Asking for a contact the book does not hold raises UnknownContactError."""
+        with pytest.raises(UnknownContactError):
+            contact_at(synced(), "mis:NOBODY", policy=POLICY, at=london(23, 9))
+
+    def test_an_unknown_group_is_not_an_unknown_contact(self) -> None:
+        """A group name the book does not hold raises UnknownGroupError, in queries and changes."""
+        book = synced()
+        with pytest.raises(UnknownGroupError) as asked:
+            recipients(book, "Governors", Channel.EMAIL, policy=POLICY, at=london(23, 9))
+        assert not isinstance(asked.value, UnknownContactError)
+        with pytest.raises(UnknownGroupError):
+            merge(book, RemoveGroup("Governors"), policy=POLICY, at=london(23, 9), by="o")
+
+    def test_a_group_naming_an_unknown_contact_is_an_unknown_contact(self) -> None:
+        """A group's member that the book does not hold is the contact's fault, not the group's."""
+        change = SetGroup(GroupDefinition("G", members=("mis:NOBODY",)))
+        with pytest.raises(UnknownContactError):
+            merge(synced(), change, policy=POLICY, at=london(23, 9), by="o")
+
+    def test_an_unknown_record_is_its_own_type(self) -> None:
+        """Linking a record that no source holds raises UnknownRecordError."""
+        with pytest.raises(UnknownRecordError):
+            merge(
+                synced(), Link("mis:G9", "import:nobody"), policy=POLICY, at=london(23, 9), by="o"
+            )
+
+    @pytest.mark.parametrize("kind", [UnknownContactError, UnknownGroupError, UnknownRecordError])
+    def test_every_unknown_name_is_a_usage_lookup_error(self, kind: type[Exception]) -> None:
+        """One ``except NotInBookError`` (or LookupError) catches every name the book lacks."""
+        assert issubclass(kind, NotInBookError)
+        assert issubclass(kind, UsageError)
+        assert issubclass(kind, LookupError)
+
+
+class TestTimeAndConfirmation:
+    def test_a_change_before_the_book_s_latest_says_when_that_was(self) -> None:
+        """OutOfOrderError carries the book's latest change time as an attribute."""
+        book = synced()
+        with pytest.raises(OutOfOrderError) as caught:
+            merge(book, full(london(22, 1), school()), policy=POLICY, at=london(22, 2), by="n")
+        assert caught.value.latest == book.updated_at
+
+    def test_a_token_for_another_snapshot_is_a_confirmation_mismatch(self) -> None:
+        """A held sync confirmed with a token not its own raises ConfirmationMismatchError."""
+        truncated = full(london(24, 2), school()[:1])
+        change = ConfirmSync(truncated, token="not-the-token")
+        with pytest.raises(ConfirmationMismatchError):
+            merge(synced(), change, policy=POLICY, at=london(24, 2), by="n")
+
+
+class TestEdges:
+    def test_an_unknown_adapter_is_its_own_type(self) -> None:
+        """The registry raises UnknownAdapterError, still a LookupError for older callers."""
+        with pytest.raises(UnknownAdapterError) as caught:
+            registry.get("source", "no-such-mis")
+        assert isinstance(caught.value, LookupError)
+        assert isinstance(caught.value, SourceTruthError)
+
+    def test_an_unknown_adapter_kind_is_a_usage_error(self) -> None:
+        """A kind that is not one of the registry's is the caller's mistake."""
+        with pytest.raises(UsageError):
+            registry.get("printer", "x")  # type: ignore[arg-type]
+
+    def test_a_conflict_is_a_retryable_adapter_error(self) -> None:
+        """ConflictError lives with the others: an AdapterError that a fresh load can retry."""
+        error = ConflictError("changed since loaded")
+        assert isinstance(error, AdapterError)
+        assert error.retryable is True
