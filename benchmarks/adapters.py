@@ -24,16 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sourcetruth import ContactData, Email, Phone, PhoneType, Record, Relationship, Role, Snapshot
-from sourcetruth.adapters.oneroster import OneRosterAdapter, write_bundle
-from sourcetruth.adapters.sds import SdsAdapter, write_files
-from sourcetruth.adapters.tabular import (
+from sourcetruth.adapters.sources.oneroster import OneRosterAdapter, write_bundle
+from sourcetruth.adapters.sources.sds import SdsAdapter, write_files
+from sourcetruth.adapters.sources.tabular import (
     CsvImportAdapter,
     CsvMapping,
     EmailColumn,
     PhoneColumn,
     write_csv,
 )
-from sourcetruth.adapters.vcard import VCardAdapter
+from sourcetruth.adapters.sources.vcard import VCardAdapter
 
 AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 

@@ -33,7 +33,7 @@ provenance, no normalisation):
    time (between the two nights). Baseline: for each, a bisect in that key's
    list of (time, data) versions and the field's value.
 6. ``sqlite-load-commit``: loading the book from a ``SqliteStore`` and
-   applying one resync (the 1% night) to it (``sourcetruth.adapters.store.apply``:
+   applying one resync (the 1% night) to it (``sourcetruth.adapters.stores.base.apply``:
    load, merge, commit with its journal entry). Baseline: ``sqlite3`` reads the
    same JSON rows and ``json.loads`` each, diffs tonight's dict with last
    night's, and writes the changed rows' JSON in one transaction (same
@@ -106,8 +106,8 @@ from sourcetruth import (
     normalise_phone,
     plan,
 )
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.adapters.store import apply
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.policy import DepartureGuard, Policy
 from sourcetruth.serialise import converter
 from sourcetruth.testing.synthetic import SIZES, policy, school

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sourcetruth import ContactData, Email, Phone, Record, Role, Snapshot, SourceKind
 from sourcetruth.adapters import Notice, Reading
-from sourcetruth.adapters.text import read_table, reject_if_needed
+from sourcetruth.adapters.sources.text import read_table, reject_if_needed
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError
 
 COLUMNS = ("id", "first", "last", "role", "mobile", "email")

@@ -7,6 +7,7 @@ clash with `docs/conftest.py`.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sourcetruth import (
@@ -23,6 +24,10 @@ from sourcetruth import (
     Source,
     SourceKind,
 )
+
+#: The project's root folder, and the real-world files beside it (skip when absent).
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
 
 LONDON = ZoneInfo("Europe/London")
 NIGHTLY = Schedule("FREQ=DAILY;BYHOUR=2;BYMINUTE=0", "Europe/London")

@@ -41,18 +41,19 @@ from sourcetruth import (
     plan,
     send,
 )
-from sourcetruth.adapters.jsonstore import JsonStore
-from sourcetruth.adapters.oneroster import OneRosterAdapter, write_bundle
-from sourcetruth.adapters.sds import SdsAdapter
-from sourcetruth.adapters.sms import HttpSmsTransport
-from sourcetruth.adapters.smtp import SmtpTransport
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.adapters.store import input_hash
-from sourcetruth.adapters.tabular import CsvImportAdapter
-from sourcetruth.adapters.transport import OutboxTransport
+from sourcetruth.adapters.sources.oneroster import OneRosterAdapter, write_bundle
+from sourcetruth.adapters.sources.sds import SdsAdapter
+from sourcetruth.adapters.sources.tabular import CsvImportAdapter
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.adapters.transports.outbox import OutboxTransport
+from sourcetruth.adapters.transports.sms import HttpSmsTransport
+from sourcetruth.adapters.transports.smtp import SmtpTransport
+from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder, combine_reports
+from sourcetruth.app.settings import STARTER
 from sourcetruth.audit import AuditRecord
-from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder, combine_reports
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UnknownContactError
+from sourcetruth.journal import input_hash
 from sourcetruth.merge import (
     Change,
     FieldChange,
@@ -64,7 +65,6 @@ from sourcetruth.merge import (
 )
 from sourcetruth.messages import DeliveryStatus, Envelope
 from sourcetruth.model import EndedOverride, Override, SetOverride, SnapshotKind
-from sourcetruth.settings import STARTER
 
 AT = london(23, 9)
 LATER = london(23, 10)

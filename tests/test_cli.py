@@ -46,8 +46,8 @@ from sourcetruth import (
     sending,
 )
 from sourcetruth.adapters import registry
-from sourcetruth.adapters.oneroster import write_bundle
-from sourcetruth.adapters.vcard import format_vcards, parse_vcards
+from sourcetruth.adapters.sources.oneroster import write_bundle
+from sourcetruth.adapters.sources.vcard import format_vcards, parse_vcards
 from sourcetruth.audit import AuditRecord
 from sourcetruth.cli import EXIT_CODES, main
 from sourcetruth.cli import _main as cli_main

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.app.demo import EXPLORE, run
 from sourcetruth.audit import why
-from sourcetruth.bookfolder import BookFolder
 from sourcetruth.cli import main
-from sourcetruth.demo import EXPLORE, run
 from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import contact_at
 from sourcetruth.model import Channel, ContactData, Role
@@ -189,11 +189,11 @@ class TestDemo:
         assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
     def test_python_m_sourcetruth_demo(self, tmp_path: Path) -> None:
-        """`python -m sourcetruth.demo` tells the week into a new folder it keeps."""
+        """`python -m sourcetruth.app.demo` tells the week into a new folder it keeps."""
         env = {**os.environ, "TMPDIR": os.fspath(tmp_path)}
         env.pop("SOURCETRUTH_SUPPRESSION_KEY_FILE", None)
         done = subprocess.run(
-            [sys.executable, "-m", "sourcetruth.demo"],
+            [sys.executable, "-m", "sourcetruth.app.demo"],
             capture_output=True,
             text=True,
             check=True,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import sourcetruth.distributed
+import sourcetruth.app.distributed
 from school import london
 from sourcetruth import (
     ContactData,
@@ -31,9 +31,9 @@ from sourcetruth import (
     dumps,
 )
 from sourcetruth.adapters import registry
-from sourcetruth.adapters.oneroster import write_bundle
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.distributed import FAILED, SNAPSHOT, SchoolJob, SchoolResult, nightly, run_many
+from sourcetruth.adapters.sources.oneroster import write_bundle
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.app.distributed import FAILED, SNAPSHOT, SchoolJob, SchoolResult, nightly, run_many
 
 POLICY = Policy(sources=(Source("mis", SourceKind.MIS),))
 SCHOOLS = 6
@@ -225,14 +225,14 @@ class TestOnACluster:
     ) -> None:
         """A task that errs on the cluster (a worker died, say) fails its school only, retryably."""
         distributed = pytest.importorskip("distributed")
-        real = sourcetruth.distributed.nightly
+        real = sourcetruth.app.distributed.nightly
 
         def dies_at_school_2(job: SchoolJob) -> SchoolResult:
             if job.name == "school-2":
                 raise OSError("the worker went away")
             return real(job)
 
-        monkeypatch.setattr(sourcetruth.distributed, "nightly", dies_at_school_2)
+        monkeypatch.setattr(sourcetruth.app.distributed, "nightly", dies_at_school_2)
         at = london(23, 2)
         found = exports(tmp_path / "exports", 1, at)
         with (
@@ -348,13 +348,13 @@ class TestOneByOne:
 
 
 def test_import_sourcetruth_never_imports_dask() -> None:
-    """Neither `import sourcetruth` nor `import sourcetruth.distributed` imports Dask."""
+    """Neither `import sourcetruth` nor `import sourcetruth.app.distributed` imports Dask."""
     code = (
-        "import json, sys\nimport sourcetruth, sourcetruth.distributed\n"
+        "import json, sys\nimport sourcetruth, sourcetruth.app.distributed\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     modules = json.loads(done.stdout)
-    assert "sourcetruth.distributed" in modules
+    assert "sourcetruth.app.distributed" in modules
     assert [m for m in modules if m.split(".")[0] in {"dask", "distributed"}] == []

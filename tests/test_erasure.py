@@ -22,9 +22,9 @@ from sourcetruth import (
     dumps,
     merge,
 )
-from sourcetruth.adapters.jsonstore import JsonStore
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.adapters.store import apply
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.sqlite import SqliteStore
 from test_merge import TestErase
 
 POLICY = attrs.evolve(mis_policy(), suppression_key="a secret kept outside the store")

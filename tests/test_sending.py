@@ -31,7 +31,8 @@ from sourcetruth import (
     loads,
     merge,
 )
-from sourcetruth.adapters.transport import OutboxTransport
+from sourcetruth.adapters.transports.outbox import OutboxTransport
+from sourcetruth.app.sending import FileDeliveryLog, MemoryDeliveryLog, send
 from sourcetruth.audit import AuditRecord, why
 from sourcetruth.exceptions import UnknownContactError, UsageError
 from sourcetruth.messages import (
@@ -42,7 +43,6 @@ from sourcetruth.messages import (
     SendMode,
     plan,
 )
-from sourcetruth.sending import FileDeliveryLog, MemoryDeliveryLog, send
 from sourcetruth.testing import strategies as sts
 from test_scenarios import (
     YEAR_8_PARENTS,

@@ -33,8 +33,8 @@ from sourcetruth import (
     send,
     why,
 )
-from sourcetruth.adapters.sms import HttpSmsTransport
-from sourcetruth.adapters.smtp import SmtpTransport
+from sourcetruth.adapters.transports.sms import HttpSmsTransport
+from sourcetruth.adapters.transports.smtp import SmtpTransport
 from test_scenarios import (
     YEAR_8_PARENTS,
     YEAR_9_PARENTS,

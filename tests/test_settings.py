@@ -17,11 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sourcetruth import settings as settings_module
-from sourcetruth.exceptions import SourceDataError
-from sourcetruth.model import FIELDS, Channel, SourceKind
-from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Schedule
-from sourcetruth.settings import (
+from sourcetruth.app import settings as settings_module
+from sourcetruth.app.settings import (
     STARTER,
     Settings,
     SourceSettings,
@@ -30,6 +27,9 @@ from sourcetruth.settings import (
     parse_settings,
     read_mapping,
 )
+from sourcetruth.exceptions import SourceDataError
+from sourcetruth.model import FIELDS, Channel, SourceKind
+from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Schedule
 from sourcetruth.testing import strategies as sts
 
 FILE = "school-policy.toml"

@@ -28,9 +28,9 @@ from sourcetruth import (
     normalise_email,
     normalise_phone,
 )
-from sourcetruth.adapters.base import address_book_saves
-from sourcetruth.adapters.oneroster import COVERS, OneRosterAdapter
-from sourcetruth.adapters.tabular import CsvImportAdapter
+from sourcetruth.adapters.sources.base import address_book_saves
+from sourcetruth.adapters.sources.oneroster import COVERS, OneRosterAdapter
+from sourcetruth.adapters.sources.tabular import CsvImportAdapter
 from sourcetruth.policy import DEFAULT_GUARD
 from sourcetruth.testing.synthetic import (
     SIZES,

@@ -1,5 +1,14 @@
-"""sourcetruth: source-of-truth reconciliation of contact data."""
+"""sourcetruth: source-of-truth reconciliation of contact data.
 
+Importing the package loads the pure core only: no adapter, no file, no
+clock. The three names of the sending loop (:func:`send`,
+:class:`FileDeliveryLog`, :class:`MemoryDeliveryLog`) live in
+:mod:`sourcetruth.app.sending` and are loaded on first use.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from sourcetruth import _moved
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
 from sourcetruth.exceptions import (
     AdapterError,
@@ -101,10 +110,34 @@ from sourcetruth.model import (
 from sourcetruth.normalise import Normalised, normalise_email, normalise_phone
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 from sourcetruth.schedule import next_sync, when_effective
-from sourcetruth.sending import FileDeliveryLog, MemoryDeliveryLog, send
 from sourcetruth.serialise import FORMAT_VERSION, dumps, loads
 
+if TYPE_CHECKING:
+    from sourcetruth.app.sending import FileDeliveryLog, MemoryDeliveryLog, send
+
 __version__ = "0.1.0"
+
+_moved.install()
+
+#: Names exported here whose module does I/O: imported when first asked for.
+_LAZY = {
+    "FileDeliveryLog": "sourcetruth.app.sending",
+    "MemoryDeliveryLog": "sourcetruth.app.sending",
+    "send": "sourcetruth.app.sending",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'sourcetruth' has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ADDRESS_BOOK",

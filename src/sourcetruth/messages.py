@@ -6,7 +6,7 @@ book at one time into a :class:`Plan`: one :class:`Delivery` per (channel,
 address), each naming every person it reaches and the provenance of the
 address for each (rule 8), and the people who cannot be reached, with why.
 Planning reads no clock and does no I/O: the same book, message, policy and
-time give the same plan. Sending is :mod:`sourcetruth.sending`; the record
+time give the same plan. Sending is :mod:`sourcetruth.app.sending`; the record
 of a send is :mod:`sourcetruth.audit`.
 """
 

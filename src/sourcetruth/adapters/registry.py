@@ -39,21 +39,21 @@ GROUPS: Final[dict[AdapterKind, str]] = {
 # only that module.
 _BUILT_IN: Final[dict[AdapterKind, dict[str, str]]] = {
     "source": {
-        "oneroster": "sourcetruth.adapters.oneroster:OneRosterAdapter",
-        "sds": "sourcetruth.adapters.sds:SdsAdapter",
-        "csv": "sourcetruth.adapters.tabular:CsvImportAdapter",
+        "oneroster": "sourcetruth.adapters.sources.oneroster:OneRosterAdapter",
+        "sds": "sourcetruth.adapters.sources.sds:SdsAdapter",
+        "csv": "sourcetruth.adapters.sources.tabular:CsvImportAdapter",
     },
     "address-book": {
-        "vcard": "sourcetruth.adapters.vcard:VCardAdapter",
+        "vcard": "sourcetruth.adapters.sources.vcard:VCardAdapter",
     },
     "transport": {
-        "outbox": "sourcetruth.adapters.transport:OutboxTransport",
-        "smtp": "sourcetruth.adapters.smtp:SmtpTransport",
-        "sms-http": "sourcetruth.adapters.sms:HttpSmsTransport",
+        "outbox": "sourcetruth.adapters.transports.outbox:OutboxTransport",
+        "smtp": "sourcetruth.adapters.transports.smtp:SmtpTransport",
+        "sms-http": "sourcetruth.adapters.transports.sms:HttpSmsTransport",
     },
     "store": {
-        "sqlite": "sourcetruth.adapters.sqlite:SqliteStore",
-        "json": "sourcetruth.adapters.jsonstore:JsonStore",
+        "sqlite": "sourcetruth.adapters.stores.sqlite:SqliteStore",
+        "json": "sourcetruth.adapters.stores.jsonstore:JsonStore",
     },
 }
 

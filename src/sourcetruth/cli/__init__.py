@@ -1,7 +1,7 @@
 """The ``sourcetruth`` command: a book folder, day to day, for a school's data manager.
 
 Every command works on one book folder (``--book``, or ``SOURCETRUTH_BOOK``,
-or the current folder; see :mod:`sourcetruth.bookfolder`). Read commands take
+or the current folder; see :mod:`sourcetruth.app.bookfolder`). Read commands take
 ``--json``. Errors are one line on stderr naming what to fix (``--debug``
 shows the traceback), and the exit status says what kind of failure it was:
 see :data:`EXIT_CODES` and ``docs/cli.md``.

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Final, NoReturn, TextIO
 
 from sourcetruth.adapters import registry
-from sourcetruth.adapters.base import Notice, Reading, address_book_saves
-from sourcetruth.adapters.transport import Transport
+from sourcetruth.adapters.sources.base import Notice, Reading, address_book_saves
+from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
+from sourcetruth.app.sending import send
+from sourcetruth.app.settings import STARTER, check_adapters, parse_settings
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
-from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
 from sourcetruth.exceptions import (
@@ -81,10 +82,9 @@ from sourcetruth.model import (
     split_record_id,
 )
 from sourcetruth.policy import Policy
+from sourcetruth.protocols import Transport
 from sourcetruth.reports import before_next_sync, data_quality, two_feeds, update_at_source
 from sourcetruth.schedule import next_sync, when_effective
-from sourcetruth.sending import send
-from sourcetruth.settings import STARTER, check_adapters, parse_settings
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -637,7 +637,7 @@ def _address_book_remove(ctx: _Context) -> int:
 
 
 def _address_book_import(ctx: _Context) -> int:
-    from sourcetruth.adapters.vcard import VCardAdapter
+    from sourcetruth.adapters.sources.vcard import VCardAdapter
 
     path = _input(ctx.args.file)
     with _reading_input():
@@ -653,7 +653,7 @@ def _address_book_import(ctx: _Context) -> int:
 
 
 def _address_book_export(ctx: _Context) -> int:
-    from sourcetruth.adapters.vcard import VCardAdapter
+    from sourcetruth.adapters.sources.vcard import VCardAdapter
 
     target = _output(ctx, ctx.args.file)
     entries = []
@@ -1220,7 +1220,7 @@ def _report(ctx: _Context) -> int:
 
 
 def _export(ctx: _Context) -> int:
-    from sourcetruth.adapters.export import write_export
+    from sourcetruth.adapters.sources.export import write_export
 
     target = _output(ctx, ctx.args.file)
     at = ctx.at
@@ -1321,7 +1321,7 @@ def _erase(ctx: _Context) -> int:
 
 
 def _demo(ctx: _Context) -> int:
-    from sourcetruth import demo
+    from sourcetruth.app import demo
 
     demo.run(ctx.out, ctx.args.folder, environ=ctx.environ)
     return OK

@@ -46,7 +46,7 @@ from typing import Any
 import attrs
 import pytest
 
-from sourcetruth.adapters.base import AddressBookAdapter, SourceAdapter
+from sourcetruth.adapters.sources.base import AddressBookAdapter, SourceAdapter
 from sourcetruth.exceptions import SourceDataError, SourceTruthError, format_errors
 from sourcetruth.merge import contacts_at, merge, recipients
 from sourcetruth.model import (

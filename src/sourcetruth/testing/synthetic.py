@@ -61,9 +61,9 @@ from typing import Final
 import attrs
 from attrs import field, frozen
 
-from sourcetruth.adapters.oneroster import COVERS, write_bundle
-from sourcetruth.adapters.tabular import CsvMapping, EmailColumn, PhoneColumn
-from sourcetruth.adapters.tabular import write_csv as _write_csv
+from sourcetruth.adapters.sources.oneroster import COVERS, write_bundle
+from sourcetruth.adapters.sources.tabular import CsvMapping, EmailColumn, PhoneColumn
+from sourcetruth.adapters.sources.tabular import write_csv as _write_csv
 from sourcetruth.model import (
     ContactData,
     Email,
@@ -396,7 +396,8 @@ def school(contacts: int, *, seed: int = 0, source: str = "mis") -> School:
 def policy(source: str = "mis") -> Policy:
     """The policy of the benchmarks and tests: one MIS feed, nightly at 02:00 London time.
 
-    The MIS covers what a OneRoster bundle carries (:data:`~sourcetruth.adapters.oneroster.COVERS`:
+    The MIS covers what a OneRoster bundle carries
+    (:data:`~sourcetruth.adapters.sources.oneroster.COVERS`:
     names, role, phones, emails, relationships, year group), so a school's
     registration groups are kept in its records but are not effective. The
     departure guard is the default one.
@@ -408,7 +409,7 @@ def write_oneroster(school: School, folder: Path, *, extracted_at: datetime) -> 
     """Write *school*'s MIS as a OneRoster 1.2 bulk bundle into *folder*.
 
     What the format cannot carry is left out (see
-    :func:`sourcetruth.adapters.oneroster.write_bundle`): registration groups,
+    :func:`sourcetruth.adapters.sources.oneroster.write_bundle`): registration groups,
     relationship priorities and parental responsibility, email types.
     Governors are written with an extension role and read back as ``OTHER``.
     """

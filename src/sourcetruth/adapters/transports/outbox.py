@@ -1,20 +1,13 @@
-"""What delivers a message: the transport protocol, its results, and an outbox.
+"""The outbox: a transport that delivers nowhere and keeps what it is given.
 
-A transport takes a batch of :class:`Envelope`\\ s (defined, with the
-results, in :mod:`sourcetruth.messages`), each one planned delivery
-of one message to one address on one channel, and returns one
-:class:`DeliveryResult` per envelope, in the same order: accepted, rejected
-(the address or content was refused: retrying will not help) or failed
-(something went wrong on the way; ``retryable`` says whether to try again).
-A transport never raises for one bad address: every envelope gets a result.
-
-Each envelope carries an idempotency ``key``, the same on every retry of the
-same delivery. A transport that can pass it on (an HTTP gateway's
-idempotency header, an email's ``Message-ID``) does, so a retry after a
-timeout never sends twice to a transport that honours it.
-
-Credentials never appear in a transport's ``repr``, in its log lines or in its
-errors.
+The :class:`~sourcetruth.protocols.Transport` protocol it satisfies is in the
+core (:mod:`sourcetruth.protocols`). A transport takes a batch of
+:class:`Envelope`\\ s, each one planned delivery of one message to one
+address on one channel, and returns one :class:`DeliveryResult` per envelope,
+in the same order: accepted, rejected (the address or content was refused:
+retrying will not help) or failed (something went wrong on the way;
+``retryable`` says whether to try again). Each envelope carries an
+idempotency ``key``, the same on every retry of the same delivery.
 """
 
 from __future__ import annotations
@@ -23,29 +16,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from sourcetruth.adapters._files import write_atomic
-from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
+from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Channel
 
-__all__ = [
-    "DeliveryResult",
-    "DeliveryStatus",
-    "Envelope",
-    "OutboxTransport",
-    "Transport",
-]
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """Delivers envelopes of one channel."""
-
-    @property
-    def channel(self) -> Channel: ...
-
-    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]: ...
+__all__ = ["OutboxTransport"]
 
 
 class OutboxTransport:

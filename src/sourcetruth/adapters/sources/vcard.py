@@ -19,9 +19,9 @@ guessed silently.
   as RFC 6350 3.2 allows. A UTF-8 byte-order mark is dropped; then each line
   must be strict UTF-8, or, only when allowed and without a byte-order mark,
   the whole file is read as cp1252 when it is not UTF-8 (the rules of
-  :func:`sourcetruth.adapters.text.decode`, applied after unfolding). As
+  :func:`sourcetruth.adapters.sources.text.decode`, applied after unfolding). As
   there, a file that is not UTF-8 but holds UTF-8 sequences of accented text
-  (:func:`~sourcetruth.adapters.text.looks_like_utf8`; a value read in its
+  (:func:`~sourcetruth.adapters.sources.text.looks_like_utf8`; a value read in its
   own ``CHARSET`` does not count) mixes two encodings, say two exports
   joined, and is refused rather than read as mojibake.
   Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
@@ -134,8 +134,8 @@ import attrs
 from attrs import define, frozen
 
 from sourcetruth.adapters._files import write_atomic
-from sourcetruth.adapters.base import AddressBookReading, Notice
-from sourcetruth.adapters.text import decode, looks_like_utf8
+from sourcetruth.adapters.sources.base import AddressBookReading, Notice
+from sourcetruth.adapters.sources.text import decode, looks_like_utf8
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -483,7 +483,7 @@ def _mixes_utf8(
     lines: Sequence[_Logical], own: Sequence[tuple[int, str, str | None] | None]
 ) -> bool:
     """Whether the unfolded *lines* hold UTF-8 sequences of accented text, as
-    :func:`~sourcetruth.adapters.text.looks_like_utf8` sees them, outside the
+    :func:`~sourcetruth.adapters.sources.text.looks_like_utf8` sees them, outside the
     values that name their own CHARSET (those are read in it, not "mixed")."""
     for logical, value in zip(lines, own, strict=True):
         end = len(logical.text) if value is None else value[0]

@@ -122,9 +122,9 @@ from typing import Final
 
 from attrs import frozen
 
-from sourcetruth.adapters._mis import MisExportAdapter
-from sourcetruth.adapters.base import Notice, Reading
-from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.adapters.sources._mis import MisExportAdapter
+from sourcetruth.adapters.sources.base import Notice, Reading
+from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
     AdapterError,
     RejectedFileError,
@@ -970,7 +970,7 @@ class _Reader:
 
 
 def _is_cp1252(data: bytes) -> bool:
-    """Whether :func:`~sourcetruth.adapters.text.decode` fell back to cp1252 for *data*."""
+    """Whether :func:`~sourcetruth.adapters.sources.text.decode` fell back to cp1252 for *data*."""
     if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
         return False
     try:

@@ -77,7 +77,7 @@ from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, EmailType, PhoneTyp
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 
 if TYPE_CHECKING:
-    from sourcetruth.adapters.tabular import CsvMapping
+    from sourcetruth.adapters.sources.tabular import CsvMapping
 
 __all__ = [
     "STARTER",
@@ -587,7 +587,7 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
     """Check a mapping's shape, in words, before the mapping's own checks run."""
     import attrs
 
-    from sourcetruth.adapters.tabular import CsvFormat, CsvMapping
+    from sourcetruth.adapters.sources.tabular import CsvFormat, CsvMapping
 
     names = [f.name for f in attrs.fields(CsvMapping)]
     table = _known(reader, data, "", names, "a CSV mapping")
@@ -658,14 +658,14 @@ def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
 
 
 def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -> CsvMapping:
-    """Read the CSV mapping file at *path* (see :mod:`sourcetruth.adapters.tabular`).
+    """Read the CSV mapping file at *path* (see :mod:`sourcetruth.adapters.sources.tabular`).
 
     Every mistake, a file that cannot be read included, is a
     :class:`~sourcetruth.SourceDataError` naming the file and, where there is
     one, the key at fault. *named_by* is the settings key that names the file
     (``sources.import.mapping``), for the message when it cannot be read.
     """
-    from sourcetruth.adapters.tabular import CsvMapping
+    from sourcetruth.adapters.sources.tabular import CsvMapping
 
     file = os.fspath(path)
     try:

@@ -20,7 +20,7 @@ import pytest
 
 from sourcetruth.adapters import available, get, register, registry, unregister
 from sourcetruth.adapters.registry import AdapterKind
-from sourcetruth.adapters.tabular import CsvImportAdapter
+from sourcetruth.adapters.sources.tabular import CsvImportAdapter
 
 PLUGIN_MODULES = ("good_plugin", "broken_plugin", "missing_dep_plugin")
 
@@ -142,10 +142,10 @@ class TestBuiltIns:
     @pytest.mark.parametrize(
         ("kind", "name", "module", "cls"),
         [
-            ("source", "oneroster", "sourcetruth.adapters.oneroster", "OneRosterAdapter"),
-            ("source", "sds", "sourcetruth.adapters.sds", "SdsAdapter"),
-            ("source", "csv", "sourcetruth.adapters.tabular", "CsvImportAdapter"),
-            ("address-book", "vcard", "sourcetruth.adapters.vcard", "VCardAdapter"),
+            ("source", "oneroster", "sourcetruth.adapters.sources.oneroster", "OneRosterAdapter"),
+            ("source", "sds", "sourcetruth.adapters.sources.sds", "SdsAdapter"),
+            ("source", "csv", "sourcetruth.adapters.sources.tabular", "CsvImportAdapter"),
+            ("address-book", "vcard", "sourcetruth.adapters.sources.vcard", "VCardAdapter"),
         ],
     )
     def test_every_built_in_resolves_to_its_class(
@@ -361,11 +361,11 @@ class TestImportIsLight:
         roots = {name.split(".")[0] for name in modules}
         assert not roots & {"hypothesis", "pytest", "_pytest"}
         adapters = {
-            "sourcetruth.adapters.oneroster",
-            "sourcetruth.adapters.sds",
-            "sourcetruth.adapters.tabular",
-            "sourcetruth.adapters.vcard",
-            "sourcetruth.adapters.export",
+            "sourcetruth.adapters.sources.oneroster",
+            "sourcetruth.adapters.sources.sds",
+            "sourcetruth.adapters.sources.tabular",
+            "sourcetruth.adapters.sources.vcard",
+            "sourcetruth.adapters.sources.export",
         }
         assert not adapters & modules
 
@@ -378,11 +378,11 @@ class TestImportIsLight:
             "print(json.dumps({'modules': sorted(sys.modules)}))\n"
         )
         modules = set(_run_python(code)["modules"])
-        assert "sourcetruth.adapters.tabular" in modules
+        assert "sourcetruth.adapters.sources.tabular" in modules
         others = {
-            "sourcetruth.adapters.oneroster",
-            "sourcetruth.adapters.sds",
-            "sourcetruth.adapters.vcard",
-            "sourcetruth.adapters.export",
+            "sourcetruth.adapters.sources.oneroster",
+            "sourcetruth.adapters.sources.sds",
+            "sourcetruth.adapters.sources.vcard",
+            "sourcetruth.adapters.sources.export",
         }
         assert not others & modules

@@ -19,16 +19,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sourcetruth.adapters.sms import (
+from sourcetruth.adapters.transports.sms import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     HttpSmsTransport,
     SmsSplit,
     segments,
 )
-from sourcetruth.adapters.transport import DeliveryResult, DeliveryStatus, Envelope, Transport
 from sourcetruth.exceptions import UsageError
+from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
+from sourcetruth.protocols import Transport
 
 # Ofcom drama numbers only.
 NUMBER = "+447700900123"
@@ -41,7 +42,7 @@ TEXT = "Reminder: parents evening on Thursday at six, in the main hall."
 CURLY = "\u2019"  # RIGHT SINGLE QUOTATION MARK, the curly apostrophe
 CYRILLIC = "\u0434"  # one UCS-2 unit
 EMOJI = "\U0001f600"  # two UCS-2 units (a surrogate pair)
-LOGGER = "sourcetruth.adapters.sms"
+LOGGER = "sourcetruth.adapters.transports.sms"
 ACCEPTED, REJECTED, FAILED = DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED, DeliveryStatus.FAILED
 
 

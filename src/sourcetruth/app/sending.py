@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from sourcetruth.adapters._files import write_atomic
-from sourcetruth.adapters.transport import Transport
 from sourcetruth.audit import AuditRecord, Outcome
 from sourcetruth.exceptions import AdapterError, UsageError
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Plan
 from sourcetruth.model import Channel, utc
+from sourcetruth.protocols import DeliveryLog, Transport
 from sourcetruth.serialise import converter
 
 __all__ = ["DeliveryLog", "FileDeliveryLog", "MemoryDeliveryLog", "send"]
@@ -37,18 +37,6 @@ __all__ = ["DeliveryLog", "FileDeliveryLog", "MemoryDeliveryLog", "send"]
 _log = logging.getLogger(__name__)
 
 _FINAL = (DeliveryStatus.ACCEPTED, DeliveryStatus.REJECTED)
-
-
-class DeliveryLog(Protocol):
-    """Where a send records, as it goes, what it handed over and what came back."""
-
-    def handing_over(self, keys: Sequence[str]) -> None: ...
-
-    def answered(self, results: Sequence[DeliveryResult]) -> None: ...
-
-    def results(self) -> dict[str, DeliveryResult]: ...
-
-    def handed_over(self) -> frozenset[str]: ...
 
 
 class MemoryDeliveryLog:

@@ -29,7 +29,7 @@ from sourcetruth import (
     contacts_at,
     merge,
 )
-from sourcetruth.adapters.export import COLUMNS, export_csv, neutralise, write_export
+from sourcetruth.adapters.sources.export import COLUMNS, export_csv, neutralise, write_export
 
 READ_AHEAD = timedelta(minutes=5)
 BOM = b"\xef\xbb\xbf"

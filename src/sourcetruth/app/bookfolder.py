@@ -44,18 +44,19 @@ import attrs
 
 from sourcetruth.adapters import registry
 from sourcetruth.adapters._files import fsync_folder, write_atomic
-from sourcetruth.adapters.base import Reading, SourceAdapter
-from sourcetruth.adapters.store import Run, Store, erased_by, run_of
-from sourcetruth.adapters.transport import OutboxTransport, Transport
+from sourcetruth.adapters.sources.base import Reading, SourceAdapter
+from sourcetruth.adapters.transports.outbox import OutboxTransport
+from sourcetruth.app.sending import FileDeliveryLog
+from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
+from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, MergeResult, Report, Status, merge
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Book, Channel, Erase
 from sourcetruth.policy import Policy
-from sourcetruth.sending import FileDeliveryLog
+from sourcetruth.protocols import Store, Transport
 from sourcetruth.serialise import dumps, loads
-from sourcetruth.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 
 __all__ = ["KEY_FILE_VARIABLE", "BookFolder", "combine_reports"]
 
@@ -182,7 +183,7 @@ class BookFolder:
             raise UsageError(msg) from None
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             if store == "json":
-                from sourcetruth.adapters.jsonstore import EMPTY
+                from sourcetruth.adapters.stores.jsonstore import EMPTY
 
                 out.write(EMPTY)
         os.chmod(store_file, 0o600)  # whatever the umask

@@ -7,7 +7,7 @@ edits are saved into the book, and every message is planned, handed to the
 folder's outbox and leaves an audit record. The folder is kept afterwards,
 so the ``sourcetruth`` command can explore it; :func:`run` says where it is.
 
-Run it with ``python -m sourcetruth.demo`` (or ``sourcetruth demo``). All data
+Run it with ``python -m sourcetruth.app.demo`` (or ``sourcetruth demo``). All data
 is synthetic: Ofcom drama numbers and ``.test`` / ``example.org`` addresses.
 Every time is an explicit Europe/London time of the week of Monday 23
 November 2026: the demo never reads the clock.
@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Final, TextIO
 from zoneinfo import ZoneInfo
 
-from sourcetruth.adapters.oneroster import write_bundle
+from sourcetruth.adapters.sources.oneroster import write_bundle
+from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
+from sourcetruth.app.sending import send
 from sourcetruth.audit import AuditRecord, why
-from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import Change, Report, contact_at, merge
 from sourcetruth.messages import Message, Plan, plan
@@ -47,7 +48,6 @@ from sourcetruth.model import (
     Snapshot,
 )
 from sourcetruth.schedule import when_effective
-from sourcetruth.sending import send
 
 __all__ = ["run"]
 
@@ -83,7 +83,7 @@ mapping = "import-mapping.toml"
 # No [transports.*] table: messages go to the folder's outbox.
 """
 
-#: How the office's CSV import is laid out (see sourcetruth.adapters.tabular).
+#: How the office's CSV import is laid out (see sourcetruth.adapters.sources.tabular).
 MAPPING: Final = """\
 key = "Id"
 given_name = "First name"

@@ -9,9 +9,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from school import london, mis_policy
+from school import CORPUS, london, mis_policy
 from sourcetruth import Book, EmptySnapshotError, Role, SnapshotKind, contact_at, merge
-from sourcetruth.adapters.tabular import (
+from sourcetruth.adapters.sources.tabular import (
     CsvFormat,
     CsvImportAdapter,
     CsvMapping,
@@ -20,7 +20,7 @@ from sourcetruth.adapters.tabular import (
     read_csv,
     write_csv,
 )
-from sourcetruth.adapters.text import read_table
+from sourcetruth.adapters.sources.text import read_table
 from sourcetruth.exceptions import (
     EncodingError,
     RejectedFileError,
@@ -31,7 +31,6 @@ from sourcetruth.exceptions import (
 from sourcetruth.model import EmailType, PhoneType, Snapshot
 from sourcetruth.testing.conformance import SourceAdapterContract
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 AT = london(24, 2)
 
 #: A mapping that covers every field, used by the kit and most tests below.

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.adapters.store import Run, erased_by, redact
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
+from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads

@@ -40,7 +40,7 @@ from sourcetruth import (
     recipients,
 )
 from sourcetruth.adapters import SourceAdapter
-from sourcetruth.adapters.sds import COVERS, SdsAdapter, write_files
+from sourcetruth.adapters.sources.sds import COVERS, SdsAdapter, write_files
 from sourcetruth.exceptions import EncodingError, RejectedFileError, format_errors
 from sourcetruth.testing import strategies as sts
 from sourcetruth.testing.conformance import SourceAdapterContract

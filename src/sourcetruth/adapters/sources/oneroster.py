@@ -4,7 +4,7 @@ A bundle is a directory (or a ``.zip`` of one) of CSV files described by
 ``manifest.csv``. This module reads ``manifest.csv``, ``users.csv``,
 ``roles.csv`` (1.2) and, when filtering by org, ``orgs.csv``; every other file
 (enrollments, classes, demographics...) carries nothing a contact needs and is
-ignored. Every file goes through :func:`sourcetruth.adapters.text.read_table`:
+ignored. Every file goes through :func:`sourcetruth.adapters.sources.text.read_table`:
 strict decoding, no sniffing, cells kept as text.
 
 Mapping rules
@@ -184,9 +184,9 @@ from typing import IO, Final
 
 from attrs import field, frozen
 
-from sourcetruth.adapters._mis import MisExportAdapter
-from sourcetruth.adapters.base import Notice, Reading
-from sourcetruth.adapters.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.adapters.sources._mis import MisExportAdapter
+from sourcetruth.adapters.sources.base import Notice, Reading
+from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,

@@ -21,15 +21,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from sourcetruth.adapters.smtp import SmtpTransport
-from sourcetruth.adapters.transport import (
-    DeliveryResult,
-    DeliveryStatus,
-    Envelope,
-    Transport,
-)
+from sourcetruth.adapters.transports.smtp import SmtpTransport
 from sourcetruth.exceptions import UsageError
+from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
+from sourcetruth.protocols import Transport
 
 SENDER = "office@school.test"
 SENDER_NAME = "École Saint-Jean"
@@ -39,7 +35,7 @@ BODY = "Bonjour,\nla réunion a lieu jeudi à 18 h.\n"
 HTML = "<p>Bonjour,<br>la réunion a lieu <b>jeudi</b> à 18 h.</p>"
 USER = "mailer"
 PASSWORD = "s3cret-Pa55word"
-LOGGER = "sourcetruth.adapters.smtp"
+LOGGER = "sourcetruth.adapters.transports.smtp"
 
 
 # A recording SMTP server

@@ -1,4 +1,4 @@
-"""Email over SMTP: a :class:`~sourcetruth.adapters.transport.Transport` for email.
+"""Email over SMTP: a :class:`~sourcetruth.adapters.transports.outbox.Transport` for email.
 
 :class:`SmtpTransport` opens one SMTP session per :meth:`~SmtpTransport.send`
 call (plain, STARTTLS or implicit TLS, with optional authentication) and hands
@@ -48,13 +48,13 @@ from typing import Literal
 
 from attrs import frozen
 
-from sourcetruth.adapters.transport import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.exceptions import UsageError
+from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
 
 __all__ = ["SmtpTransport"]
 
-_log = logging.getLogger("sourcetruth.adapters.smtp")
+_log = logging.getLogger("sourcetruth.adapters.transports.smtp")
 
 Security = Literal["plain", "starttls", "tls"]
 

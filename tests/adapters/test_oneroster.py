@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from school import london, mis_policy
+from school import CORPUS, london, mis_policy
 from sourcetruth import (
     AdapterError,
     Book,
@@ -43,11 +43,11 @@ from sourcetruth import (
     recipients,
 )
 from sourcetruth.adapters import Reading, SourceAdapter
-from sourcetruth.adapters.oneroster import COVERS, OneRosterAdapter, write_bundle
+from sourcetruth.adapters.sources.oneroster import COVERS, OneRosterAdapter, write_bundle
 from sourcetruth.exceptions import EncodingError, RejectedFileError, format_errors
 from sourcetruth.testing.conformance import SourceAdapterContract, sample_school
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "moodle-enrol_oneroster"
+ONEROSTER_CORPUS = CORPUS / "moodle-enrol_oneroster"
 AT = datetime(2026, 11, 23, 1, 55, tzinfo=UTC)
 
 USERS_11 = [
@@ -111,7 +111,7 @@ ORGS = ["sourcedId", "status", "dateLastModified", "name", "type", "identifier",
 
 def corpus(name: str) -> Path:
     """A corpus bundle's folder; skips the test when the corpus is not checked out."""
-    path = CORPUS / name
+    path = ONEROSTER_CORPUS / name
     if not path.is_dir():
         pytest.skip(f"the OneRoster corpus is not available at {path}")
     return path

@@ -4,13 +4,13 @@ A provider syncs thousands of schools every night, and each school's merge is
 independent of every other's. This module cuts that work into small,
 picklable units: a :class:`SchoolJob` names one school's book (a store path),
 its export (a path) and the policy to merge with; :func:`nightly` runs one job
-(read the export, :func:`~sourcetruth.adapters.store.apply` it to the book)
+(read the export, :func:`~sourcetruth.adapters.stores.base.apply` it to the book)
 and returns a small :class:`SchoolResult`; :func:`run_many` runs a list of
 jobs, one by one in this process or as tasks on a ``dask.distributed``
 cluster, and returns their results in the jobs' order.
 
 The merge itself knows nothing of Dask: this module is a thin layer over
-:func:`~sourcetruth.adapters.store.apply`, and it imports nothing from Dask
+:func:`~sourcetruth.adapters.stores.base.apply`, and it imports nothing from Dask
 (``pip install 'sourcetruth[dask]'`` brings it). Pass a
 ``distributed.Client`` to :func:`run_many` to use a cluster; without one the
 jobs run one after the other here, which is the reference behaviour: a cluster
@@ -35,12 +35,14 @@ from typing import Any, Final
 from attrs import field, frozen
 
 from sourcetruth.adapters import registry
-from sourcetruth.adapters.base import Reading
-from sourcetruth.adapters.store import Run, Store, apply
+from sourcetruth.adapters.sources.base import Reading
+from sourcetruth.adapters.stores.base import apply
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
+from sourcetruth.journal import Run
 from sourcetruth.merge import Change, MergeResult
 from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
 from sourcetruth.policy import Policy
+from sourcetruth.protocols import Store
 from sourcetruth.serialise import loads
 
 __all__ = ["FAILED", "SNAPSHOT", "SchoolJob", "SchoolResult", "nightly", "run_many"]
@@ -117,7 +119,7 @@ class SchoolResult:
     ``retryable`` true when running the job again may succeed (an
     input/output failure said so, or another run committed to the book
     first). ``run`` is the id of the journal's run (its
-    :class:`~sourcetruth.adapters.store.Run` holds the full report):
+    :class:`~sourcetruth.adapters.stores.base.Run` holds the full report):
     ``created``, ``changes``, ``departed``, ``returned``, ``lost``,
     ``unnormalised`` and ``duplicates`` count the report's entries (``lost``
     are the overrides to update at source). ``notices`` and ``rejected`` come
@@ -219,7 +221,7 @@ def nightly(job: SchoolJob) -> SchoolResult:
     Never raises for the school's own trouble (an unreadable export, a
     rejected file, a book it cannot open): the result says ``failed`` and
     why. A held sync commits nothing but its run, like
-    :func:`~sourcetruth.adapters.store.apply`.
+    :func:`~sourcetruth.adapters.stores.base.apply`.
     """
     try:
         reading = _read(job)

@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import attrs
 
-from sourcetruth.adapters.store import Run, erased_by, redact
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
+from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.merge import FieldChange, MergeResult
 from sourcetruth.model import (
     Book,

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sourcetruth.adapters.base import AddressBookAdapter, AddressBookReading
-from sourcetruth.adapters.vcard import VCardAdapter, format_vcards, parse_vcards
+from school import CORPUS
+from sourcetruth.adapters.sources.base import AddressBookAdapter, AddressBookReading
+from sourcetruth.adapters.sources.vcard import VCardAdapter, format_vcards, parse_vcards
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -37,7 +38,6 @@ from sourcetruth.model import (
 from sourcetruth.testing import strategies as sts
 from sourcetruth.testing.conformance import AddressBookAdapterContract
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 CORPUS_FOLDERS = ("ez-vcard", "vcard4android", "thunderbird-addressbook-tests")
 CORPUS_FILES = sorted(
     path

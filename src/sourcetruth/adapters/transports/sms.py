@@ -8,7 +8,7 @@ cost of a message to every parent.
 :class:`HttpSmsTransport` posts each message (or one batch) to a gateway's
 HTTP endpoint, as JSON or as a form, with the envelope's idempotency key in
 an ``Idempotency-Key`` header and in the ``reference`` field, and maps the
-gateway's answer to a :class:`~sourcetruth.adapters.transport.DeliveryResult`.
+gateway's answer to a :class:`~sourcetruth.adapters.transports.outbox.DeliveryResult`.
 It never raises for one envelope: a bad number, a refused message or a
 gateway that is down each becomes a result.
 
@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sourcetruth.adapters.transport import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.exceptions import UsageError
+from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
 
 __all__ = [

@@ -40,8 +40,8 @@ from typing import Any, Final
 import cattrs
 from attrs import field, frozen
 
-from sourcetruth.adapters.base import Notice, Reading
-from sourcetruth.adapters.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
+from sourcetruth.adapters.sources.base import Notice, Reading
+from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
 from sourcetruth.model import (
     ContactData,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from school import full, guardian, london, mis_policy, pupil, school, staff
+from school import ROOT, full, guardian, london, mis_policy, pupil, school, staff
 from sourcetruth import (
     AdapterError,
     Book,
@@ -44,16 +44,19 @@ from sourcetruth import (
     explain,
     merge,
 )
-from sourcetruth.adapters.jsonstore import JsonStore
-from sourcetruth.adapters.sqlite import SCHEMA_VERSION, SqliteStore
-from sourcetruth.adapters.store import ConflictError, Run, Store, apply, input_hash
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.sqlite import SCHEMA_VERSION, SqliteStore
+from sourcetruth.exceptions import ConflictError
+from sourcetruth.journal import Run, input_hash
 from sourcetruth.merge import Change
+from sourcetruth.protocols import Store
 from sourcetruth.serialise import converter
 from sourcetruth.testing.synthetic import policy as synthetic_policy
 from sourcetruth.testing.synthetic import school as synthetic_school
 
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
+TESTS = ROOT / "tests"
+SRC = ROOT / "src"
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
 
 MONDAY_AT = london(23, 2)
@@ -349,8 +352,8 @@ from datetime import datetime
 from pathlib import Path
 from school import mis_policy
 from sourcetruth import Snapshot, loads
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.adapters.store import apply
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.adapters.stores.base import apply
 
 path, k, change_file, at = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 change = loads(Path(change_file).read_text(encoding="utf-8"), Snapshot)
@@ -505,8 +508,8 @@ KILL_CHILD = """
 import sys
 from datetime import timedelta
 from school import full, guardian, london, mis_policy, school
-from sourcetruth.adapters.sqlite import SqliteStore
-from sourcetruth.adapters.store import apply
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.adapters.stores.base import apply
 
 store = SqliteStore(sys.argv[1])
 policy = mis_policy()
@@ -706,8 +709,8 @@ import resource, signal, sys
 from school import london, mis_policy
 from sourcetruth import AdapterError, Snapshot, loads
 from pathlib import Path
-from sourcetruth.adapters.jsonstore import JsonStore
-from sourcetruth.adapters.store import apply
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.base import apply
 
 change = loads(Path(sys.argv[2]).read_text(encoding="utf-8"), Snapshot)
 store = JsonStore(sys.argv[1])
@@ -807,8 +810,9 @@ WRITER = """
 import sys
 from school import london, mis_policy
 from sourcetruth import GroupDefinition, SetGroup
-from sourcetruth.adapters.jsonstore import JsonStore
-from sourcetruth.adapters.store import ConflictError, apply
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.exceptions import ConflictError
 
 store, name = JsonStore(sys.argv[1]), sys.argv[2]
 done = 0

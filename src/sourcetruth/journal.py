@@ -1,12 +1,9 @@
-"""Keeping the book: the store protocol, the journal of runs, and one merge applied to a store.
+"""The journal: one entry per merge applied to a store, and what an erasure takes out of it.
 
-A store holds one book and a journal. :meth:`Store.commit` writes the result of
-one merge and its :class:`Run` together, atomically: after a crash at any
-point, the store holds the book entirely as it was or entirely as the merge
-left it, and the journal says which. :func:`apply` is the usual way in: load,
-merge, commit. Time travel needs nothing from the store: the book keeps its
-own history, so :func:`sourcetruth.contact_at` and :func:`sourcetruth.explain`
-answer for any past time from the loaded book.
+A store keeps, beside the book, a :class:`Run` for every merge it committed
+(held and unchanged ones too), so the journal shows every run. Everything
+here is pure: the stores in :mod:`sourcetruth.adapters.stores` write runs,
+this module says what a run holds.
 """
 
 from __future__ import annotations
@@ -14,27 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
 
 import attrs
 from attrs import frozen
 
-from sourcetruth.exceptions import ConflictError
-from sourcetruth.merge import Change, MergeResult, Report, merge
+from sourcetruth.merge import Change, Report
 from sourcetruth.model import Book, Erase, record_id, utc
-from sourcetruth.policy import Policy
 from sourcetruth.serialise import dumps
 
-__all__ = [
-    "ConflictError",
-    "Run",
-    "Store",
-    "apply",
-    "erased_by",
-    "input_hash",
-    "redact",
-    "run_of",
-]
+__all__ = ["Run", "erased_by", "input_hash", "redact", "run_of"]
 
 
 @frozen
@@ -103,45 +88,6 @@ def redact(run: Run, contacts: frozenset[str], records: frozenset[str]) -> Run:
 def input_hash(change: Change) -> str:
     """The SHA-256 of a change's canonical serialised form."""
     return hashlib.sha256(dumps(change).encode("utf-8")).hexdigest()
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Where a book lives between runs."""
-
-    def load(self) -> Book: ...
-
-    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
-        """Replace *before* with ``result.book`` and journal *run*, all or nothing.
-
-        Raises :class:`ConflictError` when the store no longer holds *before*.
-        """
-        ...
-
-    def journal(self) -> tuple[Run, ...]: ...
-
-    def close(self) -> None: ...
-
-
-def apply(
-    store: Store,
-    change: Change,
-    *,
-    policy: Policy,
-    at: datetime,
-    by: str,
-    run_id: str | None = None,
-) -> MergeResult:
-    """Load the book, merge *change*, and commit the result with its run.
-
-    A held or unchanged merge is journalled too, so the journal shows every
-    run; the book itself changes only when the merge applied something.
-    """
-    before = store.load()
-    result = merge(before, change, policy=policy, at=at, by=by)
-    run = run_of(before, (change,), result.report, at=at, by=by, run_id=run_id)
-    store.commit(before, result, run)
-    return result
 
 
 def run_of(
