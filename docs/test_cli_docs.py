@@ -118,12 +118,14 @@ def run_page(path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def test_the_tutorial_runs_as_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command of tutorial.md, 40 or more, prints and exits exactly as the page shows."""
     assert run_page(DOCS / "tutorial.md", tmp_path / "school", monkeypatch) >= 40
 
 
 def test_the_runnable_examples_of_the_reference_run_as_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every console example of cli.md, 5 or more, prints and exits exactly as shown."""
     assert run_page(DOCS / "cli.md", tmp_path / "school", monkeypatch) >= 5
 
 
@@ -139,6 +141,7 @@ def test_every_command_of_the_tutorial_is_in_a_console_block() -> None:
 
 
 def test_the_exit_codes_table_is_the_programs() -> None:
+    """The exit-code table of cli.md is the CLI's EXIT_CODES: each code once, with its meaning."""
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\d+) \| (.+?) \|$", section, flags=re.MULTILINE)

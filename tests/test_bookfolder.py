@@ -130,6 +130,7 @@ class TestCreate:
     def test_a_new_folder_holds_the_settings_an_sqlite_store_and_a_key(
         self, tmp_path: Path
     ) -> None:
+        """A new folder, parents made too, holds the settings as given and an empty SQLite book."""
         path = tmp_path / "schools" / "st-olaf"
         with make(path) as folder:
             assert folder.path == path
@@ -141,6 +142,7 @@ class TestCreate:
             assert folder.journal() == ()
 
     def test_the_key_is_secret_random_and_owner_only(self, tmp_path: Path) -> None:
+        """Each new folder gets its own 64-hex-digit key, mode 0600, which its policy uses."""
         first, second = make(tmp_path / "a"), make(tmp_path / "b")
         key = tmp_path / "a" / "suppression.key"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -152,6 +154,7 @@ class TestCreate:
         assert second.policy.suppression_key != text
 
     def test_the_key_is_owner_only_whatever_the_umask(self, tmp_path: Path) -> None:
+        """The suppression key is mode 0600 even under a umask of 0."""
         old = os.umask(0)
         try:
             make(tmp_path / "book")
@@ -160,6 +163,7 @@ class TestCreate:
         assert stat.S_IMODE((tmp_path / "book" / "suppression.key").stat().st_mode) == 0o600
 
     def test_a_json_store_on_request(self, tmp_path: Path) -> None:
+        """store='json' makes an empty book.json store and no SQLite file."""
         with make(tmp_path / "book", store="json") as folder:
             assert (tmp_path / "book" / "book.json").is_file()
             assert not (tmp_path / "book" / "book.sqlite").exists()
@@ -168,16 +172,19 @@ class TestCreate:
             assert folder.journal() == ()
 
     def test_an_unknown_store_writes_nothing(self, tmp_path: Path) -> None:
+        """An unknown store is a UsageError naming sqlite, and no folder is made."""
         with pytest.raises(UsageError, match="sqlite"):
             make(tmp_path / "book", store="postgres")
         assert not (tmp_path / "book").exists()
 
     def test_the_settings_given_are_written_as_given(self, tmp_path: Path) -> None:
+        """The settings given are written byte for byte and become the folder's policy."""
         with make(tmp_path / "book", MIS_ONLY) as folder:
             assert (tmp_path / "book" / "policy.toml").read_text(encoding="utf-8") == MIS_ONLY
             assert [s.name for s in folder.policy.sources] == ["mis"]
 
     def test_an_empty_existing_folder_may_become_a_book(self, tmp_path: Path) -> None:
+        """An existing empty folder can be made into a book."""
         (tmp_path / "book").mkdir()
         make(tmp_path / "book").close()
         assert (tmp_path / "book" / "policy.toml").is_file()
@@ -186,6 +193,7 @@ class TestCreate:
     def test_a_folder_that_holds_a_book_is_refused_and_left_alone(
         self, tmp_path: Path, store: str
     ) -> None:
+        """create() over an existing book is refused, whichever the stores, and no byte changes."""
         path = tmp_path / "book"
         with make(path, store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
@@ -197,6 +205,7 @@ class TestCreate:
 
     @pytest.mark.parametrize("leftover", ["policy.toml", "book.sqlite", "book.json"])
     def test_any_part_of_a_book_is_enough_to_refuse(self, tmp_path: Path, leftover: str) -> None:
+        """The settings or either store alone makes create() refuse, and that file is kept as is."""
         path = tmp_path / "book"
         path.mkdir()
         (path / leftover).write_text("kept", encoding="utf-8")
@@ -206,6 +215,7 @@ class TestCreate:
         assert (path / leftover).read_text(encoding="utf-8") == "kept"
 
     def test_bad_settings_write_nothing(self, tmp_path: Path) -> None:
+        """Bad settings are an error on policy.toml's key; neither folder nor key file is made."""
         key = tmp_path / "keys" / "school.key"
         (tmp_path / "keys").mkdir()
         with pytest.raises(SourceDataError) as caught:
@@ -220,12 +230,14 @@ class TestCreate:
         assert not key.exists()
 
     def test_bad_settings_leave_an_existing_folder_empty(self, tmp_path: Path) -> None:
+        """Settings that are not valid TOML leave an existing empty folder empty."""
         (tmp_path / "book").mkdir()
         with pytest.raises(SourceDataError):
             make(tmp_path / "book", "not = [toml")
         assert list((tmp_path / "book").iterdir()) == []
 
     def test_a_file_in_the_way_is_a_usage_error(self, tmp_path: Path) -> None:
+        """A file where the folder should be is a UsageError, and the file is left alone."""
         (tmp_path / "book").write_text("a file", encoding="utf-8")
         with pytest.raises(UsageError, match="not a folder"):
             make(tmp_path / "book")
@@ -234,6 +246,7 @@ class TestCreate:
 
 class TestOpen:
     def test_open_finds_what_create_made(self, tmp_path: Path) -> None:
+        """open() finds the book, key, settings and timezone create() made; repr shows the path."""
         with make(tmp_path / "book") as made:
             made.apply(SAVES[0], at=AT, by=BY)
             key = made.policy.suppression_key
@@ -245,16 +258,19 @@ class TestOpen:
             assert repr(folder) == f"BookFolder({str(tmp_path / 'book')!r})"
 
     def test_a_folder_without_settings_is_not_a_book(self, tmp_path: Path) -> None:
+        """A folder with a store but no policy.toml is not a book: open() names the missing file."""
         (tmp_path / "book").mkdir()
         (tmp_path / "book" / "book.sqlite").write_bytes(b"")
         with pytest.raises(UsageError, match=r"policy\.toml"):
             BookFolder.open(tmp_path / "book", environ={})
 
     def test_a_missing_folder_is_not_a_book(self, tmp_path: Path) -> None:
+        """Opening a folder that does not exist is a UsageError pointing to init."""
         with pytest.raises(UsageError, match="init"):
             BookFolder.open(tmp_path / "nowhere", environ={})
 
     def test_settings_broken_after_create_name_the_file_and_key(self, tmp_path: Path) -> None:
+        """Settings broken after create fail when read, naming the file and key, not the value."""
         make(tmp_path / "book").close()
         (tmp_path / "book" / "policy.toml").write_text(
             '[sources.mis]\nkind = "mis"\nschedule = "07700 900123"\n', encoding="utf-8"
@@ -267,6 +283,7 @@ class TestOpen:
         assert "900123" not in str(caught.value)
 
     def test_a_folder_with_two_stores_is_refused(self, tmp_path: Path) -> None:
+        """A folder holding both an SQLite and a JSON store is refused when the book is loaded."""
         make(tmp_path / "book").close()
         (tmp_path / "book" / "book.json").write_text('{"book": null, "journal": []}')
         with pytest.raises(AdapterError, match="exactly one"):
@@ -275,6 +292,11 @@ class TestOpen:
 
 class TestSuppressionKey:
     def test_the_variable_moves_the_key_out_of_the_folder(self, tmp_path: Path) -> None:
+        """The key-file variable puts the key outside the folder, and the folder then needs it.
+
+        The key file there is 0600 and none is made in the folder; opened
+        without the variable, the folder's policy cannot be read.
+        """
         (tmp_path / "vault").mkdir()
         key = tmp_path / "vault" / "school.key"
         environ = {KEY_FILE_VARIABLE: str(key)}
@@ -289,6 +311,7 @@ class TestSuppressionKey:
             _ = BookFolder.open(tmp_path / "book", environ={}).policy
 
     def test_an_existing_key_at_the_variable_is_kept(self, tmp_path: Path) -> None:
+        """A key file already at the variable's path is used as it is, not replaced."""
         key = tmp_path / "shared.key"
         key.write_text("f" * 64 + "\n", encoding="ascii")
         with make(tmp_path / "book", environ={KEY_FILE_VARIABLE: str(key)}) as folder:
@@ -296,10 +319,12 @@ class TestSuppressionKey:
         assert key.read_text(encoding="ascii") == "f" * 64 + "\n"
 
     def test_an_empty_variable_means_the_folders_key(self, tmp_path: Path) -> None:
+        """An empty key-file variable counts as unset: the key goes in the folder."""
         with make(tmp_path / "book", environ={KEY_FILE_VARIABLE: ""}):
             assert (tmp_path / "book" / "suppression.key").is_file()
 
     def test_a_missing_key_says_how_to_find_it(self, book: BookFolder) -> None:
+        """A missing key is an AdapterError naming the key's path and the variable that moves it."""
         (book.path / "suppression.key").unlink()
         with pytest.raises(AdapterError) as caught:
             _ = book.policy
@@ -310,16 +335,19 @@ class TestSuppressionKey:
 
     @pytest.mark.parametrize("content", ["", "\n", "   \n\n"])
     def test_an_empty_key_is_refused(self, book: BookFolder, content: str) -> None:
+        """A key file that is empty or only whitespace is refused as empty."""
         (book.path / "suppression.key").write_text(content, encoding="ascii")
         with pytest.raises(AdapterError, match="empty"):
             _ = book.policy
 
     def test_a_key_that_is_not_text_is_refused(self, book: BookFolder) -> None:
+        """A key file that is not text is an AdapterError about the suppression key."""
         (book.path / "suppression.key").write_bytes(b"\xff\xfe")
         with pytest.raises(AdapterError, match="suppression key"):
             _ = book.policy
 
     def test_changes_need_the_key_and_write_nothing_without_it(self, book: BookFolder) -> None:
+        """Without its key a folder applies no change: the book and the journal stay empty."""
         (book.path / "suppression.key").unlink()
         with pytest.raises(AdapterError):
             book.apply(SAVES[0], at=AT, by=BY)
@@ -337,6 +365,7 @@ STORES = ["sqlite", "json"]
 @pytest.mark.parametrize("store", STORES)
 class TestApply:
     def test_one_change_is_one_run(self, tmp_path: Path, store: str) -> None:
+        """In either store one change is one run: its hash, id, author, time and report."""
         with make(tmp_path / "book", store=store) as folder:
             result = folder.apply(SAVES[0], at=AT, by=BY)
             assert result.report.status is Status.APPLIED
@@ -355,6 +384,7 @@ class TestApply:
     def test_a_batch_is_one_run_whose_report_holds_every_effect(
         self, tmp_path: Path, store: str
     ) -> None:
+        """A batch is one run whose report holds every change's effects, with a hash of its own."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
             edit = save("la", "Lars", "07700 900499", "lars@governors.test")
@@ -382,6 +412,7 @@ class TestApply:
             assert {"address-book:mo", "address-book:ny"} <= set(book.contacts)
 
     def test_a_batch_is_merged_one_after_another(self, tmp_path: Path, store: str) -> None:
+        """A batch's changes merge in order, so a later one can act on an earlier one's contact."""
         with make(tmp_path / "book", store=store) as folder:
             # The removal needs the save before it in the same batch.
             batch: list[Change] = [SAVES[0], AddressBookRemove("address-book:la")]
@@ -394,6 +425,7 @@ class TestApply:
     def test_a_failing_change_commits_nothing_of_its_batch(
         self, tmp_path: Path, store: str
     ) -> None:
+        """When one change of a batch fails, nothing of the batch is committed, in either store."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
             before, journal = folder.load(), folder.journal()
@@ -408,12 +440,14 @@ class TestApply:
                 assert files(folder.path) == stored
 
     def test_a_batch_of_nothing_is_a_usage_error(self, tmp_path: Path, store: str) -> None:
+        """An empty batch is a UsageError and adds no run to the journal."""
         with make(tmp_path / "book", store=store) as folder:
             with pytest.raises(UsageError, match="nothing"):
                 folder.apply([], at=AT, by=BY)
             assert folder.journal() == ()
 
     def test_a_dry_run_writes_nothing(self, tmp_path: Path, store: str) -> None:
+        """dry_run() returns what the change would do but writes no byte to the folder."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
             before, journal = folder.load(), folder.journal()
@@ -429,6 +463,7 @@ class TestApply:
     def test_a_dry_run_of_a_batch_says_what_apply_would_do(
         self, tmp_path: Path, store: str
     ) -> None:
+        """dry_run() of a batch returns exactly what apply() of it then returns."""
         with make(tmp_path / "book", store=store) as folder:
             planned = folder.dry_run(list(SAVES), at=AT, by=BY)
             assert folder.journal() == ()
@@ -436,6 +471,7 @@ class TestApply:
             assert planned == done
 
     def test_an_erasure_keeps_no_input_hash(self, tmp_path: Path, store: str) -> None:
+        """An erasure's run keeps no input hash, and the person leaves earlier runs' reports too."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
             result = folder.apply(Erase("address-book:la"), at=LATER, by=BY)
@@ -449,6 +485,7 @@ class TestApply:
             assert "Lars" not in json.dumps([attrs.asdict(r) for r in runs], default=str)
 
     def test_a_batch_with_an_erasure_keeps_no_input_hash(self, tmp_path: Path, store: str) -> None:
+        """A batch that holds an erasure keeps no input hash either."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
             folder.apply([SAVES[1], Erase("address-book:la")], at=LATER, by=BY)
@@ -456,6 +493,7 @@ class TestApply:
 
 
 def test_a_held_sync_in_a_batch_is_not_hidden(tmp_path: Path) -> None:
+    """A sync the guard holds keeps its Held in a batch's report, even beside an applied change."""
     with make(tmp_path / "book", MIS_ONLY) as folder:
         monday = full(london(23, 1), school())
         folder.apply(monday, at=london(23, 2), by="sync")
@@ -486,20 +524,25 @@ def bundle(tmp_path: Path) -> Path:
 
 class TestSources:
     def test_the_policys_adapter_reads_the_source(self, book: BookFolder, tmp_path: Path) -> None:
+        """source_adapter() builds the adapter the settings name for the source."""
         assert isinstance(book.source_adapter("mis", bundle(tmp_path)), OneRosterAdapter)
 
     def test_an_adapter_given_overrides_the_policys(self, book: BookFolder, tmp_path: Path) -> None:
+        """An adapter named in the call is used instead of the one the settings name."""
         assert isinstance(book.source_adapter("mis", tmp_path, adapter="sds"), SdsAdapter)
 
     def test_an_unknown_source_is_a_usage_error(self, book: BookFolder, tmp_path: Path) -> None:
+        """A source the settings do not name is a UsageError naming it."""
         with pytest.raises(UsageError, match="no source named 'sims'"):
             book.source_adapter("sims", tmp_path)
 
     def test_a_source_with_no_adapter_asks_for_one(self, book: BookFolder, tmp_path: Path) -> None:
+        """A source with no adapter in the settings is a UsageError asking which to use."""
         with pytest.raises(UsageError, match="say which adapter"):
             book.source_adapter("address-book", tmp_path)
 
     def test_an_unknown_adapter_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
+        """A misspelt adapter is refused by create() with a suggestion, and no folder is made."""
         settings = MIS_ONLY.replace("oneroster", "onerostr")
         with pytest.raises(SourceDataError) as caught:
             make(tmp_path / "book", settings)
@@ -511,10 +554,12 @@ class TestSources:
     def test_an_unknown_adapter_given_for_one_read_names_the_section(
         self, book: BookFolder, tmp_path: Path
     ) -> None:
+        """An unknown adapter named for one read is a UsageError naming that adapter."""
         with pytest.raises(UsageError, match="'nope'"):
             book.source_adapter("mis", tmp_path, adapter="nope")
 
     def test_a_csv_source_needs_a_mapping(self, book: BookFolder, tmp_path: Path) -> None:
+        """A CSV read without a mapping is a UsageError asking for one, however csv was chosen."""
         with pytest.raises(UsageError, match=r"mapping.*\[sources\.import\]"):
             book.source_adapter("import", tmp_path / "import.csv")
         with pytest.raises(UsageError, match="mapping"):
@@ -523,6 +568,7 @@ class TestSources:
     def test_the_mapping_is_found_in_the_folder(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """A relative mapping path is found in the book folder, whatever the working directory."""
         with make(tmp_path / "book", WITH_MAPPING) as folder:
             (tmp_path / "book" / "mapping.toml").write_text(MAPPING, encoding="utf-8")
             (tmp_path / "elsewhere").mkdir()
@@ -533,6 +579,7 @@ class TestSources:
             assert adapter.source == "import"
 
     def test_options_are_passed_to_the_adapter(self, tmp_path: Path) -> None:
+        """A source's options reach its adapter: org picks that org, and an unknown org fails."""
         directory = bundle(tmp_path)
         ours = MIS_ONLY + 'options = { org = "school" }\n'
         with make(tmp_path / "ours", ours) as folder:
@@ -558,6 +605,11 @@ class TestSources:
     def test_a_wrong_option_is_refused_when_the_book_is_made(
         self, tmp_path: Path, options: str, where: str
     ) -> None:
+        """A bad adapter option (unknown, reserved, mistyped, out of range) is refused by create().
+
+        The error names policy.toml, the key and the adapter, never a
+        TypeError, and no folder is made.
+        """
         with pytest.raises(SourceDataError) as caught:
             make(tmp_path / "book", MIS_ONLY + f"options = {options}\n")
         assert caught.value.file == "policy.toml"
@@ -569,6 +621,7 @@ class TestSources:
     def test_an_options_value_an_adapter_cannot_take_is_found_by_the_first_read(
         self, tmp_path: Path
     ) -> None:
+        """A bad option value edited in after create() fails the first read, naming the section."""
         directory = bundle(tmp_path)
         with make(tmp_path / "book", MIS_ONLY) as folder:
             (folder.path / "policy.toml").write_text(
@@ -579,11 +632,13 @@ class TestSources:
             assert "oneroster" in str(caught.value)
 
     def test_reading_needs_no_suppression_key(self, book: BookFolder, tmp_path: Path) -> None:
+        """Reading a source needs no suppression key: only changes do."""
         (book.path / "suppression.key").unlink()
         reading = book.read_source("mis", bundle(tmp_path), extracted_at=london(23, 1))
         assert len(reading.snapshot.records) == 3
 
     def test_a_oneroster_bundle_reads_and_syncs(self, book: BookFolder, tmp_path: Path) -> None:
+        """A OneRoster bundle reads as a full snapshot of mis, and applying it creates them all."""
         reading = book.read_source("mis", bundle(tmp_path), extracted_at=london(23, 1))
         snapshot = reading.snapshot
         assert snapshot.source == "mis"
@@ -599,6 +654,7 @@ class TestSources:
         assert gita.data.phones[0].number == "07700 900501"
 
     def test_a_csv_import_reads_through_its_mapping(self, tmp_path: Path) -> None:
+        """A CSV import reads through the folder's mapping, rejecting nothing, and applies."""
         with make(tmp_path / "book", WITH_MAPPING) as folder:
             (tmp_path / "book" / "mapping.toml").write_text(MAPPING, encoding="utf-8")
             (tmp_path / "import.csv").write_text(CSV, encoding="utf-8", newline="")
@@ -617,6 +673,7 @@ class TestSources:
     def test_a_typo_in_the_mapping_names_the_file_and_the_key_in_words(
         self, tmp_path: Path
     ) -> None:
+        """A typo in the mapping names its file and key with a suggestion, in plain words."""
         with make(tmp_path / "book", WITH_MAPPING) as folder:
             mapping = tmp_path / "book" / "mapping.toml"
             mapping.write_text(MAPPING.replace("given_name", "given_nam"), encoding="utf-8")
@@ -630,6 +687,7 @@ class TestSources:
         assert "@ $" not in str(error)
 
     def test_a_missing_mapping_file_names_the_file_and_the_key(self, tmp_path: Path) -> None:
+        """A missing mapping file is an error on that path naming sources.import.mapping."""
         with (
             make(tmp_path / "book", WITH_MAPPING) as folder,
             pytest.raises(SourceDataError) as caught,
@@ -702,6 +760,7 @@ class TestTransports:
     def test_without_settings_each_channel_has_an_outbox_in_the_folder(
         self, book: BookFolder
     ) -> None:
+        """A channel with no transport set gets an outbox writing to outbox/<channel>."""
         made = book.transports([Channel.SMS, Channel.EMAIL])
         assert set(made) == {Channel.SMS, Channel.EMAIL}
         for channel, transport in made.items():
@@ -713,12 +772,14 @@ class TestTransports:
             assert written["address"] == envelope(channel).address
 
     def test_only_the_channels_asked_for(self, book: BookFolder) -> None:
+        """transports() builds transports for exactly the channels asked for, none for none."""
         assert set(book.transports([Channel.EMAIL])) == {Channel.EMAIL}
         assert book.transports([]) == {}
 
     def test_an_sms_gateway_gets_its_token_from_the_environment(
         self, tmp_path: Path, gateway: Gateway
     ) -> None:
+        """An sms-http transport sends with the token from its variable, kept out of its repr."""
         environ = {"SCHOOL_SMS_TOKEN": "tok-7c1e9a"}
         with make(tmp_path / "book", sms_settings(gateway.url), environ=environ) as folder:
             made = folder.transports([Channel.SMS, Channel.EMAIL])
@@ -734,6 +795,7 @@ class TestTransports:
         assert body["from"] == "School"
 
     def test_a_missing_token_names_the_key(self, tmp_path: Path) -> None:
+        """An unset token variable is an error naming its key; the other channel's outbox builds."""
         settings = sms_settings("https://sms.example.org/send")
         with make(tmp_path / "book", settings) as folder:
             with pytest.raises(SourceDataError) as caught:
@@ -753,6 +815,7 @@ class TestTransports:
     def test_an_unknown_option_is_refused_when_the_book_is_made(
         self, tmp_path: Path, extra: str, where: str
     ) -> None:
+        """An unknown transport option, even as an _env key, is refused by create()."""
         with pytest.raises(SourceDataError) as caught:
             make(tmp_path / "book", sms_settings("https://sms.example.org/send", extra))
         assert caught.value.file == "policy.toml"
@@ -765,6 +828,7 @@ class TestTransports:
         [('format = "xml"\n', "xml"), ("max_segments = 0\n", "max_segments")],
     )
     def test_a_wrong_option_names_the_section(self, tmp_path: Path, extra: str, found: str) -> None:
+        """A bad transport option value is a UsageError naming [transports.sms], not the token."""
         settings = sms_settings("https://sms.example.org/send", extra)
         environ = {"SCHOOL_SMS_TOKEN": "tok-7c1e9a"}
         with make(tmp_path / "book", settings, environ=environ) as folder:
@@ -774,6 +838,7 @@ class TestTransports:
             assert "tok-7c1e9a" not in str(caught.value)
 
     def test_an_unknown_transport_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
+        """An unknown transport adapter is refused by create(), listing the adapters there are."""
         settings = MIS_ONLY + '[transports.sms]\nadapter = "pigeon"\n'
         with pytest.raises(SourceDataError) as caught:
             make(tmp_path / "book", settings)
@@ -782,6 +847,7 @@ class TestTransports:
         assert "sms-http" in caught.value.reason  # the ones there are
 
     def test_a_transport_for_another_channel_is_refused(self, tmp_path: Path) -> None:
+        """An SMS adapter set for email is a UsageError saying that it delivers sms."""
         settings = MIS_ONLY + (
             '[transports.email]\nadapter = "sms-http"\nurl = "https://sms.example.org/send"\n'
             'sender = "School"\nauth = "none"\n'
@@ -793,6 +859,7 @@ class TestTransports:
             folder.transports([Channel.EMAIL])
 
     def test_smtp_is_built_from_its_settings(self, tmp_path: Path) -> None:
+        """An smtp transport set for email is built as an SmtpTransport on the email channel."""
         settings = MIS_ONLY + (
             '[transports.email]\nadapter = "smtp"\nhost = "smtp.example.org"\n'
             'sender = "office@school.example.org"\nusername = "office"\n'
@@ -804,6 +871,7 @@ class TestTransports:
             assert email.channel is Channel.EMAIL
 
     def test_an_outbox_can_be_chosen_and_placed(self, tmp_path: Path) -> None:
+        """An outbox transport writes to the folder set for it, else to outbox/<channel>."""
         settings = MIS_ONLY + (
             '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
             '[transports.email]\nadapter = "outbox"\n'
@@ -846,6 +914,7 @@ def sent(folder: BookFolder, message_id: str = "trip-2026-11") -> AuditRecord:
 
 class TestAudit:
     def test_a_send_is_audited_and_read_back(self, book: BookFolder) -> None:
+        """A send's audit is saved in audit/ and read back equal; the outbox and log agree."""
         governors(book)
         record = sent(book)
         assert record.count(DeliveryStatus.ACCEPTED) == 6
@@ -861,6 +930,7 @@ class TestAudit:
         assert len(book.delivery_log.results()) == 6
 
     def test_a_resend_replaces_the_audit_and_sends_nothing_twice(self, book: BookFolder) -> None:
+        """Sending a message again hands nothing over twice and replaces its audit file."""
         governors(book)
         first = book.save_audit(sent(book))
         record = sent(book)
@@ -870,6 +940,7 @@ class TestAudit:
         assert [p.name for p in (book.path / "audit").iterdir()] == [first.name]
 
     def test_an_unknown_message_is_a_usage_error(self, book: BookFolder) -> None:
+        """Asking for the audit of a message never sent is a UsageError naming it."""
         with pytest.raises(UsageError, match="no message 'never-sent'"):
             book.audit("never-sent")
 
@@ -878,6 +949,7 @@ class TestAudit:
         ["../../escape", "..", ".", "a/b", "/etc/passwd", "a\\b", "~x", "term 1: trip", "é"],
     )
     def test_an_id_cannot_leave_the_audit_folder(self, book: BookFolder, message_id: str) -> None:
+        """An id with path parts, dots or odd characters is saved inside audit/ and reads back."""
         governors(book)
         record = relabel(sent(book), message_id)
         path = book.save_audit(record)
@@ -888,6 +960,7 @@ class TestAudit:
         )
 
     def test_ids_that_look_alike_keep_their_own_records(self, book: BookFolder) -> None:
+        """Ids that a plain clean-up would make alike each keep an audit file of their own."""
         governors(book)
         record = sent(book)
         ids = ["a/b", "a_b", "a\\b", "a b", "A_B", "a.b", "a..b"]
@@ -900,6 +973,7 @@ class TestAudit:
     def test_a_file_holding_another_messages_audit_is_never_taken_for_it(
         self, book: BookFolder
     ) -> None:
+        """An audit file holding another id (a case-blind rename) is never read or replaced."""
         # As on a filesystem that ignores case, where "Trip" and "trip" share a file.
         governors(book)
         record = sent(book)
@@ -935,6 +1009,11 @@ def audit_book(
 def test_any_id_round_trips_inside_the_audit_folder(
     audit_book: tuple[BookFolder, AuditRecord], message_id: str
 ) -> None:
+    """Any message id's audit is saved inside audit/ and reads back equal.
+
+    Its file name ends in .json, fits in 255 bytes, and is the name of no other
+    id.
+    """
     folder, record = audit_book
     labelled = relabel(record, message_id)
     path = folder.save_audit(labelled)
@@ -1025,6 +1104,12 @@ ITEMS = (
 @settings(max_examples=300, deadline=None)
 @given(parts=st.lists(reports, min_size=1, max_size=6))
 def test_a_combined_report_holds_every_item_of_every_part_in_order(parts: list[Report]) -> None:
+    """combine_reports() keeps every item of every part, in order, and sums the suppressed.
+
+    It is applied if any part is, else held if any is, else no change; it keeps
+    the first Held, the last time and author, and names every kind of change;
+    one part combines to itself.
+    """
     combined = combine_reports(parts)
     for name in ITEMS:
         assert getattr(combined, name) == tuple(x for p in parts for x in getattr(p, name))
@@ -1046,11 +1131,13 @@ def test_a_combined_report_holds_every_item_of_every_part_in_order(parts: list[R
 
 
 def test_combining_nothing_is_a_usage_error() -> None:
+    """combine_reports() of no report at all is a UsageError."""
     with pytest.raises(UsageError):
         combine_reports([])
 
 
 def test_combined_report_of_a_real_batch_matches_its_parts(book: BookFolder) -> None:
+    """A batch's report is combine_reports() of its changes' reports, merged one by one."""
     policy, bookstate = book.policy, book.load()
     parts = []
     for change in SAVES:
@@ -1073,6 +1160,7 @@ class TestCoverage:
             assert folder.journal() == ()
 
     def test_it_is_refused_when_the_book_is_made(self, tmp_path: Path) -> None:
+        """Covering a field the adapter cannot read is refused by create(); no folder is made."""
         with pytest.raises(SourceDataError) as caught:
             make(tmp_path / "book", self.COVERS_ALL)
         assert caught.value.file == "policy.toml"
@@ -1082,6 +1170,7 @@ class TestCoverage:
         assert not (tmp_path / "book").exists()
 
     def test_a_csv_source_is_checked_against_its_mapping_when_there(self, tmp_path: Path) -> None:
+        """A CSV source covering a field its mapping lacks is refused; only the mapping stays."""
         (tmp_path / "book").mkdir()
         (tmp_path / "book" / "mapping.toml").write_text(
             MAPPING.replace('emails = [{ column = "Email" }]\n', ""), encoding="utf-8"
@@ -1112,21 +1201,25 @@ def mode(path: Path) -> int:
 @pytest.mark.usefixtures("umask_022")
 class TestPermissions:
     def test_a_folder_create_makes_is_its_owners_only(self, tmp_path: Path) -> None:
+        """A folder create() makes is mode 0700, even under umask 022."""
         make(tmp_path / "schools" / "st-olaf").close()
         assert mode(tmp_path / "schools" / "st-olaf") == 0o700
 
     def test_an_existing_folder_keeps_its_permissions(self, tmp_path: Path) -> None:
+        """An existing folder made into a book keeps the mode it had."""
         (tmp_path / "book").mkdir(mode=0o750)
         make(tmp_path / "book").close()
         assert mode(tmp_path / "book") == 0o750
 
     @pytest.mark.parametrize("store", STORES)
     def test_the_store_is_its_owners_only(self, tmp_path: Path, store: str) -> None:
+        """The store, SQLite or JSON, is mode 0600 after a change, even under umask 022."""
         with make(tmp_path / "book", store=store) as folder:
             folder.apply(SAVES[0], at=AT, by=BY)
         assert mode(tmp_path / "book" / f"book.{store}") == 0o600
 
     def test_sent_records_are_their_owners_only(self, tmp_path: Path) -> None:
+        """Audits, the delivery log and outbox files are mode 0600, and their folders 0700."""
         settings = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
         with make(tmp_path / "book", settings) as folder:
             governors(folder)
@@ -1169,6 +1262,7 @@ class TestAtomicWrites:
     def test_an_audit_is_flushed_to_disk_with_its_folder(
         self, book: BookFolder, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """Saving an audit fsyncs at least twice: the file, then the folder holding its new name."""
         governors(book)
         record = sent(book)
         synced: list[int] = []
@@ -1183,6 +1277,7 @@ class TestAtomicWrites:
         assert len(synced) >= 2  # the file, then the folder that holds its new name
 
     def test_a_leftover_temporary_name_is_not_in_the_way(self, book: BookFolder) -> None:
+        """Something left at the audit's .tmp name neither stops the save nor is removed."""
         governors(book)
         record = sent(book)
         (book.path / "audit").mkdir()
@@ -1197,9 +1292,11 @@ class TestAtomicWrites:
 
 class TestSharedKey:
     def test_a_new_key_is_not_reused(self, book: BookFolder) -> None:
+        """A folder that made its own key does not report it as reused."""
         assert book.reused_key is False
 
     def test_an_existing_key_at_the_variable_is_reported_as_reused(self, tmp_path: Path) -> None:
+        """reused_key is true only for the create() that found a key file already in place."""
         key = tmp_path / "shared.key"
         key.write_text("f" * 64 + "\n", encoding="ascii")
         with make(tmp_path / "book", environ={KEY_FILE_VARIABLE: str(key)}) as folder:
@@ -1231,6 +1328,7 @@ class TestHandEditedSettings:
     def test_an_adapter_mistake_names_the_file_and_the_key(
         self, book: BookFolder, extra: str, where: str
     ) -> None:
+        """A hand-edited adapter or option mistake fails the policy's read, naming file and key."""
         governors(book)
         (book.path / "policy.toml").write_text(
             '[sources.mis]\nkind = "mis"\ncovers = ["phones"]\n' + extra, encoding="utf-8"
@@ -1337,6 +1435,7 @@ class TestUnreadableAudit:
         return broken
 
     def test_it_is_named_when_asked_for(self, book: BookFolder) -> None:
+        """An audit file that is not valid JSON is a SourceDataError naming it when asked for."""
         broken = self.broken(book)
         with pytest.raises(SourceDataError) as caught:
             book.audit("m0")
@@ -1346,6 +1445,7 @@ class TestUnreadableAudit:
     def test_an_erasure_goes_past_it_and_says_so(
         self, book: BookFolder, caplog: pytest.LogCaptureFixture
     ) -> None:
+        """An erasure cleans the readable audits, leaves an unreadable one alone and warns of it."""
         broken = self.broken(book)
         with caplog.at_level("WARNING", logger="sourcetruth"):
             result, cleaned = book.erase("address-book:la", at=london(23, 11), by="dpo")

@@ -267,10 +267,12 @@ class TestJobs:
         assert pickle.loads(pickle.dumps(result)) == result
 
     def test_a_naive_time_is_refused(self, tmp_path: Path) -> None:
+        """A job dated without a timezone is refused with a UsageError when it is made."""
         with pytest.raises(UsageError, match="naive"):
             SchoolJob("s", tmp_path / "b.sqlite", tmp_path / "e", POLICY, datetime(2026, 11, 23))
 
     def test_adapter_options_are_kept_sorted(self, tmp_path: Path) -> None:
+        """A job keeps its adapter options as a tuple of (name, value) pairs sorted by name."""
         job = SchoolJob(
             "s",
             "b.sqlite",
@@ -295,6 +297,7 @@ class TestJobs:
 
 class TestOneByOne:
     def test_a_missing_export_fails_that_school_only(self, tmp_path: Path) -> None:
+        """A school whose export is missing fails with an error naming it; the next one applies."""
         at = london(23, 2)
         good = tmp_path / "good.json"
         good.write_text(dumps(snapshot(1, 1, at)), encoding="utf-8")
@@ -310,6 +313,7 @@ class TestOneByOne:
         assert results[1].status == "applied"
 
     def test_a_snapshot_of_another_source_is_refused(self, tmp_path: Path) -> None:
+        """A snapshot not of the job's source fails that school with a UsageError naming both."""
         at = london(23, 2)
         file = tmp_path / "s.json"
         file.write_text(dumps(snapshot(1, 1, at)), encoding="utf-8")

@@ -28,12 +28,14 @@ def test_only_is_the_validated_copy(data: ContactData, names: set[str]) -> None:
 
 @given(sts.contact_data())
 def test_only_of_every_field_is_the_value_itself(data: ContactData) -> None:
+    """only() of every field, as a tuple or a frozenset, returns the very same object."""
     assert data.only(FIELDS) is data
     assert data.only(frozenset(FIELDS)) is data
 
 
 @given(sts.contact_data())
 def test_only_stays_frozen(data: ContactData) -> None:
+    """The copy only() makes is frozen like any ContactData: no field can be assigned."""
     kept = data.only(("phones",))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         kept.phones = ()  # type: ignore[misc]
@@ -46,5 +48,6 @@ def test_fields_are_the_attributes_of_contact_data() -> None:
 
 @pytest.mark.parametrize("names", [(*FIELDS, "nope"), ("given_name", "get"), ("only",)])
 def test_only_refuses_unknown_fields(names: tuple[str, ...]) -> None:
+    """only() raises UsageError for any name that is not a field, even a method's name."""
     with pytest.raises(UsageError, match="unknown fields"):
         ContactData(given_name="Ada").only(names)

@@ -550,6 +550,7 @@ class TestFileDeliveryLogForget:
         return log
 
     def test_every_line_about_the_keys_goes_and_the_rest_stays(self, tmp_path: Path) -> None:
+        """forget() drops every line about the keys and counts them; the rest stay, in order."""
         log = self.filled(tmp_path)
         before = log.path.read_text(encoding="utf-8").splitlines()
         assert log.forget(["theirs-1", "theirs-2", "never-there"]) == 4
@@ -560,6 +561,7 @@ class TestFileDeliveryLogForget:
         assert set(log.results()) == {"ours-1"}
 
     def test_the_file_is_replaced_whole(self, tmp_path: Path) -> None:
+        """forget() renames a new file over the log and leaves no temporary file beside it."""
         log = self.filled(tmp_path)
         inode = log.path.stat().st_ino
         log.forget(["theirs-1"])
@@ -567,6 +569,7 @@ class TestFileDeliveryLogForget:
         assert [p.name for p in tmp_path.iterdir()] == ["deliveries.jsonl"]
 
     def test_forgetting_what_is_not_there_leaves_the_file_alone(self, tmp_path: Path) -> None:
+        """Forgetting no key, an absent key or from a missing log returns 0 and writes nothing."""
         log = self.filled(tmp_path)
         inode, data = log.path.stat().st_ino, log.path.read_bytes()
         assert log.forget(["never-there"]) == 0
@@ -576,6 +579,7 @@ class TestFileDeliveryLogForget:
         assert not (tmp_path / "none.jsonl").exists()
 
     def test_a_torn_line_is_dropped_and_the_log_still_reads(self, tmp_path: Path) -> None:
+        """forget() drops a line torn by a crash too; the log ends in a newline and takes more."""
         log = self.filled(tmp_path)
         with log.path.open("ab") as out:
             out.write(b'{"event": "handing-over", "key": "theirs-3')  # a crash mid-line
@@ -587,6 +591,7 @@ class TestFileDeliveryLogForget:
         assert log.handed_over() == {"ours-1", "theirs-2", "ours-2"}
 
     def test_a_send_after_forgetting_appends_to_the_new_file(self, tmp_path: Path) -> None:
+        """A log object made before forget() appends to the rewritten file, not the old one."""
         log = self.filled(tmp_path)
         other = FileDeliveryLog(log.path)  # as a send running alongside holds its own
         log.forget(["theirs-1", "theirs-2"])
@@ -594,6 +599,7 @@ class TestFileDeliveryLogForget:
         assert set(log.results()) == {"ours-1", "ours-3"}
 
     def test_the_log_is_its_owners_only(self, tmp_path: Path) -> None:
+        """The log is mode 0600 under umask 022, when first written and after forget()."""
         old = os.umask(0o022)
         try:
             log = self.filled(tmp_path)

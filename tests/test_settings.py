@@ -90,6 +90,12 @@ FIELDS_ONEROSTER_READS = frozenset(FIELDS) - {"registration_group"}
 
 class TestStarter:
     def test_the_starter_parses_into_the_policy_it_describes(self) -> None:
+        """The starter file parses into the policy it describes.
+
+        London time and region GB; the MIS (OneRoster, nightly at 02:00) before
+        a CSV import of names, phones and emails; a guard of 500, 20% and 5; no
+        transports.
+        """
         parsed = parse(STARTER)
         policy = parsed.policy
         assert parsed.timezone == ZoneInfo("Europe/London")
@@ -111,12 +117,18 @@ class TestStarter:
         assert parsed.transports == {}
 
     def test_the_policy_has_no_suppression_key_from_the_file(self) -> None:
+        """A policy read from the settings alone has an empty suppression key."""
         # The key lives in its own file; the settings never carry it.
         assert parse(STARTER).policy.suppression_key == ""
 
 
 class TestDocumentedKeys:
     def test_the_documented_example_parses_with_every_key(self, tmp_path: Path) -> None:
+        """The example in the settings module's docstring parses, every key taking effect.
+
+        Its mapping is found under the base folder, and its SMTP transport
+        keeps every option as written, password_env included.
+        """
         parsed = parse(documented_example(), base=tmp_path)
         policy = parsed.policy
         assert parsed.timezone.key == "Europe/London"
@@ -145,6 +157,12 @@ class TestDocumentedKeys:
         }
 
     def test_defaults_for_a_file_that_names_only_a_source(self) -> None:
+        """A file that names only one source gets every default.
+
+        London time, region GB, no precedence and DEFAULT_GUARD; the source
+        covers every field, has no schedule and no adapter; there are no
+        transports.
+        """
         parsed = parse(MINIMAL)
         assert parsed.timezone == ZoneInfo("Europe/London")
         assert parsed.policy.default_region == "GB"
@@ -157,6 +175,7 @@ class TestDocumentedKeys:
         assert parsed.transports == {}
 
     def test_the_timezone_is_the_schedules_timezone(self) -> None:
+        """The file's timezone is the settings' timezone, and the one its schedules run in."""
         text = with_source('schedule = "FREQ=WEEKLY;BYDAY=MO"', head='timezone = "Asia/Tokyo"')
         parsed = parse(text)
         assert parsed.timezone == ZoneInfo("Asia/Tokyo")
@@ -166,9 +185,11 @@ class TestDocumentedKeys:
 
     @pytest.mark.parametrize("region", ["GB", "IE", "US", "FR"])
     def test_the_region_is_the_policys_phone_region(self, region: str) -> None:
+        """The region key becomes the policy's default phone region, whatever the country."""
         assert parse(with_source("", head=f'region = "{region}"')).policy.default_region == region
 
     def test_the_guard_can_be_switched_off(self) -> None:
+        """enabled = false switches the guard off: it never trips, even when all depart."""
         text = with_source("", head="[guard]\nenabled = false\nmax_count = 0\nmin_count = 0")
         guard = parse(text).policy.guard
         assert guard == DepartureGuard(max_count=0, min_count=0, enabled=False)
@@ -176,27 +197,33 @@ class TestDocumentedKeys:
 
     @pytest.mark.parametrize("fraction", ["0", "1", "0.5", "1.0"])
     def test_a_fraction_may_be_written_as_a_whole_number_or_a_float(self, fraction: str) -> None:
+        """max_fraction may be a TOML integer or float, from 0 to 1 inclusive."""
         text = with_source("", head=f"[guard]\nmax_fraction = {fraction}")
         assert parse(text).policy.guard.max_fraction == float(fraction)
 
     def test_covers_can_name_any_field(self) -> None:
+        """A source's covers may list every field of ContactData."""
         covers = json.dumps(list(FIELDS))
         assert parse(with_source(f"covers = {covers}")).policy.source("mis").covers == set(FIELDS)
 
     def test_a_source_may_cover_nothing(self) -> None:
+        """covers = [] is accepted: the source covers no field at all."""
         assert parse(with_source("covers = []")).policy.source("mis").covers == frozenset()
 
     def test_a_source_may_be_an_import_with_a_schedule(self) -> None:
+        """An import source may have a schedule, which runs in the default London time."""
         text = '[sources.nightly-csv]\nkind = "import"\nschedule = "FREQ=HOURLY"\n'
         source = parse(text).policy.source("nightly-csv")
         assert source.kind is SourceKind.IMPORT
         assert source.schedule == Schedule("FREQ=HOURLY", "Europe/London")
 
     def test_precedence_may_end_with_the_address_book(self) -> None:
+        """The precedence may name the address book last, and the order is as written."""
         text = with_source("", head='precedence = ["mis", "address-book"]')
         assert parse(text).policy.order == ("mis", "address-book")
 
     def test_sources_left_out_of_the_precedence_follow_in_file_order(self) -> None:
+        """Sources left out of the precedence follow it in file order, then the address book."""
         text = (
             'precedence = ["b"]\n[sources.a]\nkind = "mis"\n'
             '[sources.b]\nkind = "import"\n[sources.c]\nkind = "import"\n'
@@ -204,16 +231,19 @@ class TestDocumentedKeys:
         assert parse(text).policy.order == ("b", "a", "c", "address-book")
 
     def test_a_mapping_is_relative_to_the_base_folder(self, tmp_path: Path) -> None:
+        """A relative mapping path is taken from the base folder, or kept as is without one."""
         text = with_source('mapping = "maps/import.toml"')
         assert parse(text, base=tmp_path).sources["mis"].mapping == tmp_path / "maps/import.toml"
         assert parse(text).sources["mis"].mapping == Path("maps/import.toml")
 
     def test_an_absolute_mapping_stays_where_it_is(self, tmp_path: Path) -> None:
+        """An absolute mapping path is kept as it is, whatever the base folder."""
         elsewhere = tmp_path / "shared" / "mapping.toml"
         text = with_source(f"mapping = {json.dumps(str(elsewhere))}")
         assert parse(text, base=tmp_path / "book").sources["mis"].mapping == elsewhere
 
     def test_adapter_options_are_kept_as_written(self) -> None:
+        """A source's adapter and options come through as written, with their TOML types."""
         text = with_source(
             'adapter = "oneroster"\n'
             'options = { org = "org-1", allow_cp1252 = true, max_reject_fraction = 0.01 }'
@@ -223,6 +253,7 @@ class TestDocumentedKeys:
         assert how.options == {"org": "org-1", "allow_cp1252": True, "max_reject_fraction": 0.01}
 
     def test_every_channel_can_have_a_transport(self) -> None:
+        """Email and SMS may each have a transport; its keys other than adapter are its options."""
         text = with_source(
             "",
             head=(
@@ -241,6 +272,7 @@ class TestDocumentedKeys:
         assert transports[Channel.EMAIL].options == {"host": "smtp.example.org"}
 
     def test_keys_may_come_in_any_order_and_as_inline_tables(self) -> None:
+        """Sources and the guard may be inline tables, and top-level keys may come in any order."""
         text = (
             "sources = { mis = { kind = 'mis', covers = ['phones'] } }\n"
             "guard = { max_count = 7 }\nregion = 'IE'\n"
@@ -437,6 +469,7 @@ MISTAKES = [
 
 @pytest.mark.parametrize(("text", "where"), MISTAKES)
 def test_a_mistake_names_the_file_and_the_key_and_never_the_value(text: str, where: str) -> None:
+    """Each mistake is a SourceDataError naming the file and key path and why, never the value."""
     error = failure(text)
     assert error.field == where
     assert error.line is None
@@ -447,18 +480,21 @@ def test_a_mistake_names_the_file_and_the_key_and_never_the_value(text: str, whe
 
 
 def test_an_unknown_key_lists_the_keys_that_are_known() -> None:
+    """An unknown key in a source is reported with every key a source may have."""
     error = failure(with_source('kinds = "mis"'))
     for key in ("kind", "covers", "schedule", "adapter", "options", "mapping"):
         assert key in error.reason
 
 
 def test_an_unknown_channel_lists_the_channels() -> None:
+    """A transport for an unknown channel is reported with the channels there are."""
     error = failure(with_source("", head='[transports.fax]\nadapter = "x"'))
     assert "email" in error.reason
     assert "sms" in error.reason
 
 
 def test_a_bad_kind_lists_the_kinds_but_not_the_address_book() -> None:
+    """A bad kind lists mis and import, but not address-book, which no file may declare."""
     error = failure('[sources.mis]\nkind = "school"\n')
     assert "mis" in error.reason
     assert "import" in error.reason
@@ -466,22 +502,26 @@ def test_a_bad_kind_lists_the_kinds_but_not_the_address_book() -> None:
 
 
 def test_an_unknown_precedence_entry_is_named_by_position() -> None:
+    """An unknown name in the precedence is named by its position, not by its value."""
     error = failure(with_source("", head=f'precedence = ["mis", "{PHONE}"]'))
     assert "entry 2" in error.reason
 
 
 def test_a_missing_kind_says_it_is_required() -> None:
+    """A source without a kind is told that kind is required."""
     assert "required" in failure("[sources.mis]\n").reason
 
 
 @pytest.mark.parametrize("part", ["COUNT=1", "UNTIL=20200101T000000Z"])
 def test_a_schedule_that_ends_says_which_part_to_leave_out(part: str) -> None:
+    """A schedule that ends, by COUNT or UNTIL, is refused with advice to leave that part out."""
     error = failure(with_source(f'schedule = "FREQ=DAILY;BYHOUR=2;{part}"'))
     assert error.field == "sources.mis.schedule"
     assert f"leave {part.split('=')[0]} out" in error.reason
 
 
 def test_a_schedule_may_name_counts_in_other_parts() -> None:
+    """Only COUNT and UNTIL end a schedule: a rule with BYSETPOS=-1 is accepted."""
     # BYSETPOS and friends are not COUNT: only the parts that end the rule are refused.
     text = with_source('schedule = "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1"')
     assert parse(text).policy.source("mis").schedule is not None
@@ -500,6 +540,7 @@ class TestTomlSyntax:
         ids=["bare-value", "unterminated", "table-twice", "key-twice", "inline-twice"],
     )
     def test_a_syntax_error_names_the_file_and_line(self, text: str, line: int | None) -> None:
+        """Invalid TOML, a repeated table or key too, names the file and line, never the value."""
         error = failure(text)
         assert error.reason.startswith("not valid TOML")
         assert error.field is None
@@ -508,6 +549,7 @@ class TestTomlSyntax:
 
     @pytest.mark.parametrize("character", ["\x01", "\x7f", "\x1b"])
     def test_the_character_found_is_not_quoted(self, character: str) -> None:
+        """A control character in the file is reported by line and column, never shown."""
         error = failure(f'region = "G{character}B"\n[sources.mis]\nkind = "mis"\n')
         assert error.line == 1
         assert character not in str(error)
@@ -550,6 +592,11 @@ def toml_string(value: str) -> str:
     quoted=st.booleans(),
 )
 def test_a_phone_number_anywhere_is_never_repeated(slot: str, number: str, quoted: bool) -> None:
+    """A phone number typed into any slot is never repeated by the error it causes.
+
+    Only the slots that take any text accept it (and max_count a bare number, a
+    TOML integer); any other slot refuses it without its digits.
+    """
     value = toml_string(number) if quoted else number
     outcome = attempt(SLOTS[slot](value))
     if isinstance(outcome, SourceDataError):
@@ -574,6 +621,7 @@ text_values = st.text(
 def test_any_value_anywhere_parses_or_is_a_source_data_error(
     slot: str, value: str, quoted: bool
 ) -> None:
+    """Any value in any slot parses, or is a SourceDataError on a key or on the TOML itself."""
     outcome = attempt(SLOTS[slot](toml_string(value) if quoted else value))
     if isinstance(outcome, SourceDataError):
         assert outcome.file == FILE
@@ -597,6 +645,7 @@ def test_any_value_anywhere_parses_or_is_a_source_data_error(
 def test_any_precedence_of_the_files_own_sources_parses(
     names: list[str], data: st.DataObject
 ) -> None:
+    """Any precedence of the file's sources parses: it leads the order; the address book ends it."""
     precedence = data.draw(st.permutations(names))
     precedence = precedence[: data.draw(st.integers(0, len(precedence)))]
     tables = "".join(f'[sources.{n}]\nkind = "import"\n' for n in names)
@@ -619,6 +668,7 @@ class TestResolved:
     )
 
     def test_env_keys_are_read_from_the_environ_given(self) -> None:
+        """resolved() swaps each NAME_env key for that variable's value in the environ given."""
         options = self.SMS.resolved({"SMS_TOKEN": "tok-abc123", "OTHER": "x"}, file=FILE)
         assert options == {
             "url": "https://sms.example.org/send",
@@ -627,11 +677,13 @@ class TestResolved:
         }
 
     def test_the_settings_are_not_changed_by_resolving(self) -> None:
+        """resolved() leaves the settings alone: the _env key stays and no secret is added."""
         self.SMS.resolved({"SMS_TOKEN": "tok-abc123"}, file=FILE)
         assert "token" not in self.SMS.options
         assert self.SMS.options["token_env"] == "SMS_TOKEN"
 
     def test_a_missing_variable_names_the_key_never_a_value(self) -> None:
+        """An unset variable is an error naming the _env key, never a value of the environ."""
         secrets = {"SMS_PASSWORD": "pw-secret-1", "SMTP_TOKEN": "tok-secret-2"}
         with pytest.raises(SourceDataError) as caught:
             self.SMS.resolved(secrets, file=FILE)
@@ -643,9 +695,11 @@ class TestResolved:
             assert secret not in str(error)
 
     def test_an_empty_variable_is_passed_on_for_the_transport_to_judge(self) -> None:
+        """A variable set to empty text is passed on as is, for the transport to judge."""
         assert self.SMS.resolved({"SMS_TOKEN": ""}, file=FILE)["token"] == ""
 
     def test_parsed_transports_resolve(self) -> None:
+        """A parsed transport resolves its password_env, or names that key when it is unset."""
         text = with_source("", head=_docs_email_transport())
         email = parse(text).transports[Channel.EMAIL]
         options = email.resolved({"SMTP_PASSWORD": "pw-1"}, file=FILE)
@@ -668,6 +722,7 @@ class TestResolved:
     def test_resolving_swaps_every_env_key_and_keeps_the_rest(
         self, plain: dict[str, object], secret: dict[str, tuple[str, str]]
     ) -> None:
+        """resolved() replaces every _env key by its variable's value and keeps other options."""
         plain = {k: v for k, v in plain.items() if k not in secret}
         options = {**plain, **{f"{k}_env": var for k, (var, _) in secret.items()}}
         environ = dict(secret.values())
@@ -700,6 +755,11 @@ class TestPlaintextSecrets:
     def test_they_are_named_in_a_warning_that_holds_no_value(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
+        """Secrets written into the file are listed and warned of by key, never by value.
+
+        The warning points to password_env, the way to keep them out of the
+        file.
+        """
         with caplog.at_level("WARNING", logger="sourcetruth"):
             parsed = parse(self.TEXT)
         assert parsed.plaintext_secrets == ("transports.email.password", "transports.sms.token")
@@ -713,6 +773,7 @@ class TestPlaintextSecrets:
     def test_secrets_in_the_environment_are_not_warned_about(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
+        """A transport that takes its secret through an _env key is neither listed nor warned of."""
         text = with_source("", head=_docs_email_transport())
         with caplog.at_level("WARNING", logger="sourcetruth"):
             assert parse(text).plaintext_secrets == ()
@@ -739,10 +800,12 @@ SMTP = (
 
 class TestCheckAdapters:
     def test_the_starter_and_the_documented_example_pass(self) -> None:
+        """The starter file and the documented example name only adapters and options there are."""
         check_adapters(parse(STARTER), file=FILE)
         check_adapters(parse(documented_example()), file=FILE)
 
     def test_a_source_without_an_adapter_passes(self) -> None:
+        """A source that names no adapter passes the adapter check."""
         check_adapters(parse(MINIMAL), file=FILE)
 
     @pytest.mark.parametrize(
@@ -769,11 +832,13 @@ class TestCheckAdapters:
         ],
     )
     def test_a_source_mistake_names_the_key(self, extra: str, where: str, said: str) -> None:
+        """A source's unknown adapter or option, or one it may not take, is named by its key."""
         error = adapters_failure(with_source(extra))
         assert error.field == where
         assert said in error.reason
 
     def test_the_options_of_each_adapter_pass(self) -> None:
+        """Every OneRoster option passes, as do the SDS adapter and CSV with a mapping."""
         text = with_source(
             'adapter = "oneroster"\noptions = { org = "o", allow_cp1252 = true, '
             "max_reject_fraction = 0.1, guardian_agents_complete = false }"
@@ -801,11 +866,13 @@ class TestCheckAdapters:
         ],
     )
     def test_a_transport_mistake_names_the_key(self, head: str, where: str, said: str) -> None:
+        """A transport's bad adapter, or misspelt, missing or reserved option, names its key."""
         error = adapters_failure(with_source("", head=head))
         assert error.field == where
         assert said in error.reason
 
     def test_env_keys_stand_for_their_options(self) -> None:
+        """An _env key stands for its option: SMTP's host may come from host_env."""
         text = with_source(
             "",
             head=(
@@ -818,6 +885,7 @@ class TestCheckAdapters:
         check_adapters(parse(text), file=FILE)
 
     def test_an_adapter_that_takes_anything_takes_any_option(self) -> None:
+        """An adapter whose factory takes **options accepts an option of any name."""
         from sourcetruth.adapters import registry
 
         def anything(path: object, **options: object) -> None:
@@ -865,6 +933,7 @@ def mapping_failure(tmp_path: Path, text: str) -> SourceDataError:
 
 class TestReadMapping:
     def test_a_good_mapping_reads(self, tmp_path: Path) -> None:
+        """A well-formed mapping file reads into its key, its format and the fields it covers."""
         (tmp_path / "mapping.toml").write_text(GOOD_MAPPING, encoding="utf-8")
         mapping = read_mapping(tmp_path / "mapping.toml")
         assert mapping.key == "Id"
@@ -900,20 +969,24 @@ class TestReadMapping:
     def test_a_mistake_names_the_file_and_the_key_in_words(
         self, tmp_path: Path, text: str, where: str, said: str
     ) -> None:
+        """Each mistake in a mapping names the file and key and says what is wrong in words."""
         error = mapping_failure(tmp_path, text)
         assert error.field == where
         assert said in error.reason
 
     def test_the_mappings_own_checks_are_data_errors_too(self, tmp_path: Path) -> None:
+        """A delimiter the CSV format refuses is a SourceDataError on format, naming delimiter."""
         error = mapping_failure(tmp_path, 'key = "Id"\n[format]\ndelimiter = ":"\n')
         assert "delimiter" in error.reason
         assert error.field == "format"
 
     def test_a_syntax_error_names_the_line(self, tmp_path: Path) -> None:
+        """A TOML syntax error in a mapping names the line it is on."""
         error = mapping_failure(tmp_path, 'key = "Id"\ngiven_name = "First\n')
         assert error.line == 2
 
     def test_a_missing_file_names_the_key_that_names_it(self, tmp_path: Path) -> None:
+        """A missing mapping file is an error on its path naming the settings key pointing there."""
         with pytest.raises(SourceDataError) as caught:
             read_mapping(tmp_path / "nowhere.toml", named_by="sources.import.mapping")
         assert caught.value.file == str(tmp_path / "nowhere.toml")
@@ -921,6 +994,7 @@ class TestReadMapping:
         assert "no such file" in caught.value.reason
 
     def test_a_file_that_is_not_text_says_so(self, tmp_path: Path) -> None:
+        """A mapping file that is not UTF-8 is a SourceDataError that says so."""
         (tmp_path / "mapping.toml").write_bytes(b'key = "\xff"\n')
         with pytest.raises(SourceDataError, match="UTF-8"):
             read_mapping(tmp_path / "mapping.toml")

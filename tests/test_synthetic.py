@@ -61,11 +61,13 @@ def contact_values(data: ContactData) -> tuple[object, object]:
 
 class TestDeterminism:
     def test_same_seed_same_records(self) -> None:
+        """One seed gives an equal school, and one night seed an equal next night."""
         a, b = school(800, seed=3), school(800, seed=3)
         assert a == b
         assert a.next_night(seed=1) == b.next_night(seed=1)
 
     def test_different_seed_differs(self) -> None:
+        """Another seed gives other records, for a school and for its next night alike."""
         assert school(800, seed=3).records != school(800, seed=4).records
         base = school(800, seed=3)
         assert base.next_night(seed=1).records != base.next_night(seed=2).records
@@ -98,12 +100,19 @@ class TestDeterminism:
 class TestShape:
     @pytest.mark.parametrize("contacts", [1, 2, 50, 300, 1_001, 3_000])
     def test_exactly_the_contacts_asked(self, contacts: int) -> None:
+        """school(n) holds exactly n records, from a single contact to thousands."""
         assert len(school(contacts).records) == contacts
 
     def test_sizes(self) -> None:
+        """SIZES are the S, M and L schools: 3,000, 100,000 and 1,000,000 contacts."""
         assert dict(SIZES) == {"S": 3_000, "M": 100_000, "L": 1_000_000}
 
     def test_roles_in_proportion(self, small: School) -> None:
+        """A school of 3,000 holds every role, in a school's proportions.
+
+        About 240 staff, 9 governors, 40-48% pupils and 44-52% guardians, and
+        30 entries in the address book.
+        """
         roles = by_role(small)
         assert set(roles) == {Role.PUPIL, Role.GUARDIAN, Role.STAFF, Role.GOVERNOR}
         assert abs(roles[Role.STAFF] - 240) <= 3
@@ -113,6 +122,7 @@ class TestShape:
         assert len(small.address_book) == 30
 
     def test_keys_sorted_unique_and_not_reused_by_the_address_book(self, small: School) -> None:
+        """Record keys are sorted and unique; address-book keys are others, without a colon."""
         keys = [r.key for r in small.records]
         assert keys == sorted(keys)
         assert len(set(keys)) == len(keys)
@@ -120,6 +130,11 @@ class TestShape:
         assert all(":" not in r.key for r in small.address_book)
 
     def test_every_guardians_pupils_exist(self, small: School) -> None:
+        """Only guardians have relationships, and every one leads to a pupil of the school.
+
+        A guardian has 1 to 3 pupils, all at one priority from 1 to 3; a pupil
+        has 1 to 3 guardians.
+        """
         roles = {r.key: r.data.role for r in small.records}
         guardians_of: Counter[str] = Counter()
         for record in small.records:
@@ -137,6 +152,11 @@ class TestShape:
         assert all(1 <= guardians_of[p] <= 3 for p in pupils)
 
     def test_families_share_guardians_numbers_and_emails(self, small: School) -> None:
+        """Families look real: siblings share guardians, households share numbers.
+
+        Every priority from 1 to 3 is used, some guardians lack parental
+        responsibility, over 100 home numbers are shared, and some emails too.
+        """
         guardians = [r.data for r in small.records if r.data.role is Role.GUARDIAN]
         links = [rel for g in guardians for rel in g.relationships]
         assert sum(len(g.relationships) > 1 for g in guardians) > 100  # siblings
@@ -148,12 +168,17 @@ class TestShape:
         assert 10 < sum(count > 1 for count in emails.values()) < 200
 
     def test_pupils_in_year_and_registration_groups(self, small: School) -> None:
+        """Pupils fill years R to 13, grouped by year plus one character; R to 2 have no email."""
         pupils = [r.data for r in small.records if r.data.role is Role.PUPIL]
         assert {p.year_group for p in pupils} == YEARS
         assert all(p.registration_group[:-1] == p.year_group for p in pupils)
         assert all(not p.emails for p in pupils if p.year_group in {"R", "1", "2"})
 
     def test_only_drama_numbers_and_test_domains(self, small: School) -> None:
+        """Every number is an Ofcom drama number and every email at a test domain.
+
+        The address book is held to this too, and holds only governors and others.
+        """
         everyone = [*small.records, *small.address_book]
         for data in (r.data for r in everyone):
             for phone in data.phones:
@@ -167,6 +192,10 @@ class TestShape:
         assert {r.data.role for r in small.address_book} == {Role.GOVERNOR, Role.OTHER}
 
     def test_policy(self) -> None:
+        """policy() has one MIS source, covering what OneRoster reads, nightly at 02:00.
+
+        The schedule is in Europe/London time, and the guard is the default one.
+        """
         mis = policy("feed").source("feed")
         assert mis.kind is SourceKind.MIS
         assert mis.covers == COVERS
@@ -178,6 +207,12 @@ class TestShape:
 
 class TestNextNight:
     def test_fractions(self, small: School) -> None:
+        """next_night() changes, removes and adds exactly the fractions asked.
+
+        Leavers and joiners are pupils and their guardians; a guardian who
+        stays only loses the links to pupils who left, and one who leaves had no
+        pupil left.
+        """
         night = small.next_night(seed=11, changed=0.04, leavers=0.02, joiners=0.03)
         before = {r.key: r.data for r in small.records}
         after = {r.key: r.data for r in night.records}
@@ -211,6 +246,7 @@ class TestNextNight:
                 assert {r.pupil for r in before[key].relationships} <= gone
 
     def test_defaults_are_the_issues_night(self, small: School) -> None:
+        """By default a night touches 1 to 3% of records and moves the size by under 30."""
         night = small.next_night(seed=2)
         assert abs(len(night.records) - len(small.records)) < 30
         before = {r.key: r for r in small.records}
@@ -218,6 +254,7 @@ class TestNextNight:
         assert 0.01 * 3_000 <= len(touched) <= 0.03 * 3_000
 
     def test_unchanged_records_are_the_same_objects(self, small: School) -> None:
+        """Records a night leaves alone, and the address book, are the same objects as before."""
         night = small.next_night(seed=5)
         before = {r.key: r for r in small.records}
         same = [r for r in night.records if r.key in before and r.data == before[r.key].data]
@@ -226,6 +263,7 @@ class TestNextNight:
         assert night.address_book is small.address_book
 
     def test_sorted_keys_never_reused(self, small: School) -> None:
+        """Joiners get keys never used before, and each night's keys stay sorted and unique."""
         first = small.next_night(seed=1, leavers=0.05, joiners=0.05)
         second = first.next_night(seed=2, leavers=0.05, joiners=0.05)
         seen = {r.key for r in (*small.records, *small.address_book)}
@@ -240,6 +278,7 @@ class TestNextNight:
             assert len(set(keys)) == len(keys)
 
     def test_changes_stay_fictional(self, small: School) -> None:
+        """Changed numbers and emails are still drama numbers and test domains."""
         night = small.next_night(seed=3, changed=0.2)
         for record in night.records:
             for phone in record.data.phones:
@@ -251,17 +290,25 @@ class TestNextNight:
                 assert (normalise_email(email.address).value or "").rpartition("@")[2] in DOMAINS
 
     def test_nothing_asked_nothing_changes(self, small: School) -> None:
+        """A night with no changes, leavers or joiners keeps every record, object for object."""
         night = small.next_night(seed=9, changed=0, leavers=0, joiners=0)
         assert night.records == small.records
         assert all(a is b for a, b in zip(night.records, small.records, strict=True))
 
     def test_a_fraction_outside_zero_to_one_is_refused(self, small: School) -> None:
+        """A fraction outside 0 to 1 is a ValueError naming the argument."""
         with pytest.raises(ValueError, match="changed"):
             small.next_night(seed=1, changed=1.5)
 
 
 class TestInTheLibrary:
     def test_merges_into_a_book_night_after_night(self) -> None:
+        """A school and its next night merge into a book with every value normalised.
+
+        The first sync creates everyone, the address book saves alongside, and
+        the next night's report holds exactly its joiners, leavers and changed
+        contacts.
+        """
         s = school(1_000, seed=2)
         pol = policy()
         result = merge(Book(), s.snapshot(AT), policy=pol, at=AT, by="nightly")
@@ -287,6 +334,7 @@ class TestInTheLibrary:
         assert report.unnormalised == ()
 
     def test_round_trips_through_oneroster(self, small: School, tmp_path: Path) -> None:
+        """A school written as a OneRoster bundle reads back as OneRoster carries its records."""
         write_oneroster(small, tmp_path, extracted_at=AT)
         reading = OneRosterAdapter(tmp_path, source="mis").read(extracted_at=AT)
         assert reading.snapshot.extracted_at == AT
@@ -294,6 +342,7 @@ class TestInTheLibrary:
         assert reading.snapshot.records == tuple(as_oneroster(r) for r in small.records)
 
     def test_csv_import_of_the_guardians(self, small: School, tmp_path: Path) -> None:
+        """write_csv's file and mapping import every guardian, links without details, no notice."""
         path = tmp_path / "guardians.csv"
         mapping = write_csv(small, path)
         reading = CsvImportAdapter(path, mapping, source="import").read(extracted_at=AT)
@@ -310,6 +359,7 @@ class TestInTheLibrary:
         )
 
     def test_the_generator_pulls_in_no_test_tools(self) -> None:
+        """The generator imports neither Hypothesis nor pytest, and sourcetruth does not load it."""
         code = (
             "import json, sys\n"
             "import sourcetruth\n"

@@ -861,6 +861,7 @@ class TestCharset:
     are read in the charset it names, the rest of the file stays strict UTF-8."""
 
     def test_a_latin1_value_in_a_utf8_file(self) -> None:
+        """A 2.1 N with CHARSET=ISO-8859-1 reads as Latin-1 beside a UTF-8 FN, with no notice."""
         data = card(
             "2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\xe9au;Zofia", "FN:Zofia Mor\xc3\xa9au"
         ).encode("latin-1")
@@ -871,6 +872,7 @@ class TestCharset:
 
     @pytest.mark.parametrize("charset", ["windows-1252", '"iso-8859-15"', "cp1252,utf-8"])
     def test_charset_spellings(self, charset: str) -> None:
+        """CHARSET may be an alias, in quotes, or a list whose first entry is used."""
         data = card("2.1", "UID:a1", f"N;CHARSET={charset};TYPE=x:Mor\xe9au;Zofia").encode(
             "latin-1"
         )
@@ -882,11 +884,13 @@ class TestCharset:
         assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
 
     def test_without_charset_the_bytes_must_still_be_utf8(self) -> None:
+        """A value without CHARSET must be UTF-8: Latin-1 in FN is an EncodingError on its line."""
         data = card("2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\xe9au;Zofia", "FN:Zofia Mor\xe9au")
         problems = rejected(data.encode("latin-1"))
         assert [(type(p), p.line, p.field) for p in problems] == [(EncodingError, 5, "FN")]
 
     def test_a_folded_value_in_its_charset(self) -> None:
+        """A folded value that names its CHARSET is unfolded, then read in that charset."""
         data = card("2.1", "UID:a1", "N;CHARSET=ISO-8859-1:Mor\r\n \xe9au;Zofia").encode("latin-1")
         assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Moréau"
 
@@ -916,6 +920,7 @@ class TestCharset:
         assert only(parse_vcards(data, file="f.vcf")).data.given_name == "Nina"
 
     def test_ascii_values_read_alike_in_any_charset(self) -> None:
+        """An ASCII value reads as itself even when its CHARSET is one Python does not know."""
         data = card("2.1", "UID:a1", "N;CHARSET=X-NOT-A-CHARSET:Okafor;Nina").encode("ascii")
         assert only(parse_vcards(data, file="f.vcf")).data.family_name == "Okafor"
 
@@ -943,6 +948,7 @@ class TestEmpty:
         assert [(n.code, n.file) for n in reading.notices] == [("no-cards", "book.vcf")]
 
     def test_through_the_adapter(self, tmp_path: Path) -> None:
+        """An empty file read through VCardAdapter gives a no-cards notice naming its path."""
         path = tmp_path / "book.vcf"
         path.write_bytes(b"")
         reading = VCardAdapter(path).read_entries()
