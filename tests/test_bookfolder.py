@@ -127,7 +127,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 class TestCreate:
-    def test_a_new_folder_holds_the_settings_an_sqlite_store_and_a_key(
+    def test_a_new_folder_holds_the_settings_and_an_empty_sqlite_book(
         self, tmp_path: Path
     ) -> None:
         """A new folder, parents made too, holds the settings as given and an empty SQLite book."""
@@ -551,7 +551,7 @@ class TestSources:
         assert "did you mean oneroster?" in caught.value.reason
         assert not (tmp_path / "book").exists()
 
-    def test_an_unknown_adapter_given_for_one_read_names_the_section(
+    def test_an_unknown_adapter_given_for_one_read_is_named(
         self, book: BookFolder, tmp_path: Path
     ) -> None:
         """An unknown adapter named for one read is a UsageError naming that adapter."""
