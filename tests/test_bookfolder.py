@@ -127,9 +127,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 class TestCreate:
-    def test_a_new_folder_holds_the_settings_and_an_empty_sqlite_book(
-        self, tmp_path: Path
-    ) -> None:
+    def test_a_new_folder_holds_the_settings_and_an_empty_sqlite_book(self, tmp_path: Path) -> None:
         """A new folder, parents made too, holds the settings as given and an empty SQLite book."""
         path = tmp_path / "schools" / "st-olaf"
         with make(path) as folder:
