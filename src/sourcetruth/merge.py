@@ -17,14 +17,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias
 
 import attrs
 from attrs import frozen
 
+from sourcetruth._util import at_or_before
 from sourcetruth.exceptions import (
     ConfirmationMismatchError,
     EmptySnapshotError,
@@ -38,7 +38,9 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.model import (
     ADDRESS_BOOK,
+    ADDRESS_FIELDS,
     FIELDS,
+    KEPT_AT_SYNC,
     AddressBookRemove,
     AddressBookSave,
     Book,
@@ -55,7 +57,6 @@ from sourcetruth.model import (
     Link,
     Membership,
     Override,
-    OverrideLifetime,
     OverrideOutcome,
     PhoneType,
     Provenance,
@@ -75,6 +76,7 @@ from sourcetruth.model import (
     SyncRecord,
     Unlink,
     _checked_data,
+    check_fields,
     record_id,
     split_record_id,
     suppression_check,
@@ -222,21 +224,9 @@ class MergeResult:
 
 # -- small helpers ---------------------------------------------------------------
 
-_V = TypeVar("_V")
-
-
-def _at_or_before(items: tuple[_V, ...], at: datetime, when: Callable[[_V], datetime]) -> _V | None:
-    """The last of *items* (sorted by *when*) whose time is at or before *at*."""
-    if not items:
-        return None
-    if when(items[-1]) <= at:
-        return items[-1]
-    i = bisect_right(items, at, key=when)
-    return items[i - 1] if i else None
-
 
 def _version_at(state: RecordState, at: datetime) -> RecordVersion | None:
-    return _at_or_before(state.versions, at, lambda v: v.applied_at)
+    return at_or_before(state.versions, at, lambda v: v.applied_at)
 
 
 def _last_data(state: RecordState, upto: RecordVersion) -> RecordVersion | None:
@@ -321,7 +311,7 @@ def _source_provenance(
     syncs = book.syncs.get(state.source, ())
     if before is not None:
         syncs = tuple(s for s in syncs if s.seq < before)
-    sync = _at_or_before(syncs, at, lambda s: s.applied_at)
+    sync = at_or_before(syncs, at, lambda s: s.applied_at)
     if sync is None or sync.seq < version.sync:
         return Provenance(
             ProvenanceKind.SOURCE,
@@ -491,9 +481,7 @@ def explain(
     book: Book, contact_id: str, field_name: str, *, policy: Policy, at: datetime
 ) -> Explanation:
     """The value of one field at *at*, where it came from, and what touched it."""
-    if field_name not in FIELDS:
-        msg = f"unknown contact field {field_name!r}"
-        raise UsageError(msg)
+    check_fields((field_name,))
     contact = contact_at(book, contact_id, policy=policy, at=at)
     at = utc(at)
     events = [
@@ -567,7 +555,7 @@ class Recipients:
 
 
 def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
-    version = _at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
+    version = at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
     if version is None or version.group is None:
         msg = f"no group named {name!r} at that time"
         raise UnknownGroupError(msg)
@@ -718,7 +706,7 @@ def _recipients(
 ) -> Recipients:
     at, policy = effective.at, effective.policy
     chosen, unreachable = _named(book, audience, effective)
-    field_name = "phones" if channel is Channel.SMS else "emails"
+    field_name = ADDRESS_FIELDS[channel]
     by_address: dict[str, list[Contact]] = {}
     for cid in sorted(chosen):
         contact = effective.one(cid)
@@ -1141,10 +1129,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
                 continue
             data = new_states[split_record_id(override.record)[1]].current.data
             outcome = _outcome(override, data, region)
-            if (
-                override.lifetime is OverrideLifetime.SOURCE_CHANGE
-                and outcome is OverrideOutcome.LOST
-            ):
+            if outcome in KEPT_AT_SYNC[override.lifetime]:
                 draft.overrides_kept.append(override)
                 continue
             draft.end_override(override, outcome)
@@ -1166,10 +1151,7 @@ def _home(draft: _Draft, cid: str) -> Contact:
 
 def _save(draft: _Draft, change: AddressBookSave) -> None:
     names = change.fields if change.fields is not None else frozenset(FIELDS)
-    unknown = sorted(names - set(FIELDS))
-    if unknown:
-        msg = f"unknown contact fields {unknown}"
-        raise UsageError(msg)
+    check_fields(names)
     cid = _resolve_id(draft.old, change.contact_id)
     region = draft.policy.default_region
     if cid not in draft.contacts:

@@ -20,9 +20,10 @@ from datetime import datetime
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple
 from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import Audience, Unreachable, _Effective, _named, _recipients
-from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, _tuple, utc
+from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -73,9 +74,9 @@ class Message:
     body: str = field(repr=False)
     channels: tuple[Channel, ...] = field(default=(Channel.EMAIL,), converter=_channels)
     mode: SendMode = SendMode.FIRST
-    groups: tuple[str, ...] = field(default=(), converter=_tuple)
-    rules: tuple[Rule, ...] = field(default=(), converter=_tuple)
-    contacts: tuple[str, ...] = field(default=(), converter=_tuple)
+    groups: tuple[str, ...] = field(default=(), converter=to_tuple)
+    rules: tuple[Rule, ...] = field(default=(), converter=to_tuple)
+    contacts: tuple[str, ...] = field(default=(), converter=to_tuple)
     html: str | None = field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -150,8 +151,8 @@ class Delivery:
     key: str
     channel: Channel
     address: str = field(repr=False)
-    contact_ids: tuple[str, ...] = field(converter=_tuple)
-    provenance: tuple[Provenance, ...] = field(converter=_tuple, repr=False)
+    contact_ids: tuple[str, ...] = field(converter=to_tuple)
+    provenance: tuple[Provenance, ...] = field(converter=to_tuple, repr=False)
     name: str = field(default="", repr=False)
 
     def envelope(self, message: Message) -> Envelope:
@@ -180,10 +181,10 @@ class Plan:
 
     message: Message
     at: datetime = field(converter=utc)
-    deliveries: tuple[Delivery, ...] = field(converter=_tuple, repr=False)
-    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+    deliveries: tuple[Delivery, ...] = field(converter=to_tuple, repr=False)
+    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=to_tuple, repr=False)
     fallbacks: tuple[tuple[Channel, Unreachable], ...] = field(
-        default=(), converter=_tuple, repr=False
+        default=(), converter=to_tuple, repr=False
     )
 
     @property

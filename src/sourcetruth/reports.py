@@ -20,6 +20,7 @@ from datetime import datetime
 
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple
 from sourcetruth.merge import (
     PossibleDuplicate,
     contacts_at,
@@ -29,15 +30,14 @@ from sourcetruth.merge import (
 )
 from sourcetruth.merge import _in_force as in_force  # the one definition of "in force"
 from sourcetruth.model import (
+    KEPT_AT_SYNC,
     Book,
     Channel,
     EndedOverride,
     Override,
-    OverrideLifetime,
     OverrideOutcome,
     Role,
     Snapshot,
-    _tuple,
     split_record_id,
     utc,
 )
@@ -69,18 +69,23 @@ class EditInForce:
 class UpdateAtSource:
     """What to update at the source: edits lost at a sync, and edits still in force."""
 
-    lost: tuple[EndedOverride, ...] = field(converter=_tuple)
-    in_force: tuple[EditInForce, ...] = field(converter=_tuple)
+    lost: tuple[EndedOverride, ...] = field(converter=to_tuple)
+    in_force: tuple[EditInForce, ...] = field(converter=to_tuple)
 
 
 def _owning_source(override: Override) -> str:
     return split_record_id(override.record)[0]
 
 
+def _next_sync_ends(override: Override) -> bool:
+    """Whether the next sync of the owning source ends *override*, whatever it reads."""
+    return not KEPT_AT_SYNC[override.lifetime]
+
+
 def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | None:
     source = policy.source(_owning_source(override))
     candidates = []
-    if override.lifetime is not OverrideLifetime.SOURCE_CHANGE and source.schedule is not None:
+    if _next_sync_ends(override) and source.schedule is not None:
         candidates.append(next_sync(source.schedule, at))
     if override.until is not None:
         candidates.append(override.until)
@@ -118,8 +123,8 @@ class NextSyncEnds:
 
     source: str
     at: datetime | None
-    ending: tuple[Override, ...] = field(converter=_tuple)
-    outcomes: tuple[EndedOverride, ...] = field(default=(), converter=_tuple)
+    ending: tuple[Override, ...] = field(converter=to_tuple)
+    outcomes: tuple[EndedOverride, ...] = field(default=(), converter=to_tuple)
 
 
 def before_next_sync(
@@ -153,7 +158,7 @@ def before_next_sync(
         o
         for o in _in_force(book, at)
         if _owning_source(o) == source
-        and o.lifetime is not OverrideLifetime.SOURCE_CHANGE
+        and _next_sync_ends(o)
         and (o.until is None or when is None or o.until > when)
     ]
     return NextSyncEnds(source, when, ending)
