@@ -41,6 +41,7 @@ from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, f
 from sourcetruth.merge import Change, MergeResult
 from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
 from sourcetruth.policy import Policy
+from sourcetruth.report import counts
 from sourcetruth.serialise import loads
 
 __all__ = ["FAILED", "SNAPSHOT", "SchoolJob", "SchoolResult", "nightly", "run_many"]
@@ -243,13 +244,7 @@ def nightly(job: SchoolJob) -> SchoolResult:
         job.name,
         report.status.value,
         run=run,
-        created=len(report.created),
-        changes=len(report.changes),
-        departed=len(report.departed),
-        returned=len(report.returned),
-        lost=len(report.lost),
-        unnormalised=len(report.unnormalised),
-        duplicates=len(report.duplicates),
+        **counts(report),
         notices=len(reading.notices),
         rejected=reading.rejected,
         held=None if report.held is None else report.held.token,

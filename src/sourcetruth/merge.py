@@ -14,7 +14,6 @@ book.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -85,6 +84,15 @@ from sourcetruth.model import (
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
+from sourcetruth.report import (
+    FieldChange,
+    Held,
+    MergeResult,
+    PossibleDuplicate,
+    Report,
+    Status,
+    Unnormalised,
+)
 from sourcetruth.serialise import to_primitive
 
 __all__ = [
@@ -126,100 +134,6 @@ Change: TypeAlias = (
     | Unlink
     | Erase
 )
-
-
-# -- the report ----------------------------------------------------------------
-
-
-class Status(enum.Enum):
-    APPLIED = "applied"
-    HELD = "held"
-    NO_CHANGE = "no-change"
-
-
-@frozen
-class FieldChange:
-    """An effective field value that changed, with where it came from before and after."""
-
-    contact_id: str
-    field: str
-    before: ContactData | None
-    after: ContactData
-    before_provenance: Provenance | None
-    after_provenance: Provenance
-
-    @property
-    def before_value(self) -> Any:
-        return None if self.before is None else self.before.get(self.field)
-
-    @property
-    def after_value(self) -> Any:
-        return self.after.get(self.field)
-
-
-@frozen
-class Unnormalised:
-    """A value kept raw because it did not normalise (rule 10); never dropped."""
-
-    record: str
-    field: str
-    index: int
-    problem: str
-
-
-@frozen
-class PossibleDuplicate:
-    """Two records from different feeds that look like one person (rule 12)."""
-
-    record: str
-    other: str
-    reasons: tuple[str, ...]
-
-
-@frozen
-class Held:
-    """Why a sync was held, and the token that confirms this snapshot only."""
-
-    reason: str
-    departures: int
-    population: int
-    token: str
-    departing: tuple[str, ...] = ()
-
-
-@frozen
-class Report:
-    """Everything one merge did, or would do, or why it did nothing."""
-
-    status: Status
-    change: str
-    at: datetime = attrs.field(converter=utc)
-    by: str
-    source: str | None = None
-    sync: int | None = None
-    created: tuple[str, ...] = ()
-    changes: tuple[FieldChange, ...] = attrs.field(default=(), repr=False)
-    departed: tuple[str, ...] = ()
-    returned: tuple[str, ...] = ()
-    erased: tuple[str, ...] = ()
-    overrides_set: tuple[Override, ...] = attrs.field(default=(), repr=False)
-    overrides_ended: tuple[EndedOverride, ...] = attrs.field(default=(), repr=False)
-    overrides_kept: tuple[Override, ...] = attrs.field(default=(), repr=False)
-    unnormalised: tuple[Unnormalised, ...] = ()
-    duplicates: tuple[PossibleDuplicate, ...] = ()
-    held: Held | None = None
-    suppressed: int = 0
-
-    @property
-    def lost(self) -> tuple[EndedOverride, ...]:
-        """Overrides that ended ``lost``: the value still needs updating at source."""
-        return tuple(e for e in self.overrides_ended if e.outcome is OverrideOutcome.LOST)
-
-
-@frozen
-class MergeResult:
-    book: Book
-    report: Report
 
 
 # -- small helpers ---------------------------------------------------------------
