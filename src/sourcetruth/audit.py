@@ -17,6 +17,7 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple
+from sourcetruth.effective import record_provenance
 from sourcetruth.exceptions import UnknownContactError, UsageError
 from sourcetruth.merge import OverrideEvent, Unreachable, explain, usable_address
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Message
@@ -174,17 +175,7 @@ def _later_change(
         if version.data is None:
             continue
         if usable_address(version.data, channel, region)[0] != reference:
-            later = Provenance(
-                ProvenanceKind.SOURCE,
-                state.source,
-                state.key,
-                since=version.applied_at,
-                read_at=version.extracted_at,
-                applied_at=version.applied_at,
-                sync=version.sync,
-                by=version.by,
-            )
-            return later, version.data.only((field_name,))
+            return record_provenance(state, version), version.data.only((field_name,))
     return None, None
 
 

@@ -24,6 +24,19 @@ import attrs
 from attrs import frozen
 
 from sourcetruth._util import at_or_before
+from sourcetruth.effective import (
+    Explanation,
+    OverrideEvent,
+    comparable,
+    contact_at,
+    contacts_at,
+    effective_contact,
+    explain,
+    last_data,
+    resolve_id,
+    source_provenance,
+    version_at,
+)
 from sourcetruth.exceptions import (
     ConfirmationMismatchError,
     EmptySnapshotError,
@@ -74,7 +87,6 @@ from sourcetruth.model import (
     SourceKind,
     SyncRecord,
     Unlink,
-    _checked_data,
     check_fields,
     record_id,
     split_record_id,
@@ -139,18 +151,6 @@ Change: TypeAlias = (
 # -- small helpers ---------------------------------------------------------------
 
 
-def _version_at(state: RecordState, at: datetime) -> RecordVersion | None:
-    return at_or_before(state.versions, at, lambda v: v.applied_at)
-
-
-def _last_data(state: RecordState, upto: RecordVersion) -> RecordVersion | None:
-    """The last version holding data up to (and including) version *upto*."""
-    for v in reversed(state.versions[: state.versions.index(upto) + 1]):
-        if v.data is not None:
-            return v
-    return None
-
-
 def _is_local(state: RecordState) -> bool:
     """A local record: address-book values kept for a contact whose home is a feed.
 
@@ -158,24 +158,6 @@ def _is_local(state: RecordState) -> bool:
     address-book contact of its own never does.
     """
     return state.source == ADDRESS_BOOK and ":" in state.key
-
-
-def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
-    """The form of a field value used to decide whether it changed (rule 10).
-
-    Phone numbers compare in E.164 and email addresses with the domain
-    case-folded and trimmed, each with its type and in order; a value that
-    does not normalise compares by its trimmed raw text.
-    """
-    if field_name == "phones":
-        return tuple(
-            (p.type, normalise_phone(p.number, region).comparable(p.number)) for p in value
-        )
-    if field_name == "emails":
-        return tuple((e.type, normalise_email(e.address).comparable(e.address)) for e in value)
-    if isinstance(value, str):
-        return value.strip()
-    return value
 
 
 def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised]:
@@ -187,252 +169,6 @@ def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised
         checked = normalise_email(email.address)
         if checked.problem is not None:
             yield Unnormalised(rid, "emails", i, checked.problem)
-
-
-# -- effective state ---------------------------------------------------------------
-
-
-def _resolve_id(book: Book, contact_id: str, at: datetime | None = None) -> str:
-    """Follow links: a contact linked into another answers as that one.
-
-    At a time *at*, the links in force then; without one, those in force now.
-    """
-    seen = set()
-    entry = book.contacts.get(contact_id)
-    while entry is not None and contact_id not in seen:
-        seen.add(contact_id)
-        target = next((r.into for r in entry.redirects if r.active_at(at)), None)
-        if target is None:
-            break
-        contact_id = target
-        entry = book.contacts.get(contact_id)
-    return contact_id
-
-
-def _source_provenance(
-    book: Book,
-    state: RecordState,
-    version: RecordVersion,
-    at: datetime,
-    before: int | None = None,
-) -> Provenance:
-    """Where *version*'s data came from, as of *at*.
-
-    The latest sync of the source at *at* read the record again, so it is the
-    one named; for a departed record (*before* = the departing merge) it is the
-    last sync before it left.
-    """
-    syncs = book.syncs.get(state.source, ())
-    if before is not None:
-        syncs = tuple(s for s in syncs if s.seq < before)
-    sync = at_or_before(syncs, at, lambda s: s.applied_at)
-    if sync is None or sync.seq < version.sync:
-        return Provenance(
-            ProvenanceKind.SOURCE,
-            state.source,
-            state.key,
-            since=version.applied_at,
-            read_at=version.extracted_at,
-            applied_at=version.applied_at,
-            sync=version.sync,
-            by=version.by,
-        )
-    return Provenance(
-        ProvenanceKind.SOURCE,
-        state.source,
-        state.key,
-        since=version.applied_at,
-        read_at=sync.extracted_at,
-        applied_at=sync.applied_at,
-        sync=sync.seq,
-        by=sync.by,
-    )
-
-
-def _in_force(override: Override, at: datetime) -> bool:
-    return override.set_at <= at and (override.until is None or at < override.until)
-
-
-def _overrides_at(book: Book, contact_id: str, at: datetime) -> list[Override]:
-    if contact_id not in book.overrides and contact_id not in book.ended_overrides:
-        return []  # most contacts: never edited
-    found = [o for o in book.overrides.get(contact_id, ()) if _in_force(o, at)]
-    found += [
-        e.override
-        for e in book.ended_overrides.get(contact_id, ())
-        if _in_force(e.override, at) and at < e.ended_at
-    ]
-    return sorted(found, key=lambda o: (o.set_at, o.field))
-
-
-def _effective(book: Book, contact_id: str, policy: Policy, at: datetime) -> Contact | None:
-    entry = book.contacts.get(contact_id)
-    if entry is None:
-        return None
-    present: list[tuple[RecordState, RecordVersion]] = []
-    for m in entry.members:
-        if not m.active_at(at):
-            continue
-        source, key = split_record_id(m.record)
-        state = book.records.get(source, {}).get(key)
-        if state is None:  # erased (rule 13)
-            continue
-        version = _version_at(state, at)
-        if version is not None:
-            present.append((state, version))
-    if not present:
-        return None
-    # Among local records (one may arrive with a link), the contact's own comes first.
-    if len(present) > 1:
-        present.sort(key=lambda sv: (policy.rank(sv[0].source), sv[0].key != contact_id))
-    home_state, home_version = present[0]
-    departed = home_version.data is None
-    values: dict[str, Any] = {}
-    provenance: dict[str, Provenance] = {}
-    taken: list[ContactData] = []  # the data the values come from, one entry each
-    for state, version in present:
-        if version.data is not None:
-            data = version.data
-            prov = _source_provenance(book, state, version, at)
-        else:
-            # The home owns what it covers, even when it left (rule 1), with
-            # its last known values; a departed lower source stops filling.
-            held = _last_data(state, version) if state is home_state else None
-            if held is None or held.data is None:
-                continue
-            data = held.data
-            prov = _source_provenance(book, state, held, at, before=version.sync)
-        for name in policy.source(state.source).covers:
-            if name not in values:
-                values[name] = data.get(name)
-                provenance[name] = prov
-                if not taken or taken[-1] is not data:
-                    taken.append(data)
-    active = _overrides_at(book, contact_id, at)
-    for o in active:
-        values[o.field] = o.edited_value
-        provenance[o.field] = Provenance(
-            ProvenanceKind.OVERRIDE,
-            o.source,
-            split_record_id(o.record)[1],
-            since=o.set_at,
-            applied_at=o.set_at,
-            by=o.set_by,
-        )
-    # Most contacts take every field from their home record: that record's
-    # data is then the effective data, with no copy to make.
-    whole = len(taken) == 1 and len(values) == len(FIELDS) and not active
-    return Contact(
-        id=contact_id,
-        home=home_state.id,
-        data=taken[0] if whole else _checked_data(values),
-        provenance={name: provenance.get(name, _DEFAULT) for name in FIELDS},
-        departed=departed,
-        departed_at=home_version.applied_at if departed else None,
-        overrides=tuple(active),
-    )
-
-
-_DEFAULT: Final = Provenance(ProvenanceKind.DEFAULT)
-
-
-def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
-    """The effective contact at *at*, past or present (links followed)."""
-    at = utc(at)
-    contact = _effective(book, _resolve_id(book, contact_id, at), policy, at)
-    if contact is None:
-        msg = f"the book holds no contact {contact_id!r} at that time"
-        raise UnknownContactError(msg)
-    return contact
-
-
-def contacts_at(book: Book, *, policy: Policy, at: datetime) -> Iterator[Contact]:
-    """Every contact that exists at *at*, departed ones included, by id."""
-    at = utc(at)
-    for cid in sorted(book.contacts):
-        contact = _effective(book, cid, policy, at)
-        if contact is not None:
-            yield contact
-
-
-# -- explain -------------------------------------------------------------------------
-
-
-@frozen
-class OverrideEvent:
-    """An override that touched a field: in force at the time asked, or ended and how."""
-
-    override: Override
-    ended: EndedOverride | None
-
-
-@frozen
-class Explanation:
-    """Why a field has its value at a time (rule 8).
-
-    ``value``/``provenance``: the effective value and where it came from.
-    ``overrides``: every override on this field set up to that time, with its
-    outcome if it has ended. ``later``: the first later version of the home
-    record with a different value for this field (the change the asked time
-    did not yet include), if the book has one.
-    """
-
-    contact_id: str
-    field: str
-    at: datetime = attrs.field(converter=utc)
-    value: ContactData
-    provenance: Provenance
-    overrides: tuple[OverrideEvent, ...]
-    later: Provenance | None
-    later_value: ContactData | None
-
-    @property
-    def effective_value(self) -> Any:
-        return self.value.get(self.field)
-
-
-def explain(
-    book: Book, contact_id: str, field_name: str, *, policy: Policy, at: datetime
-) -> Explanation:
-    """The value of one field at *at*, where it came from, and what touched it."""
-    check_fields((field_name,))
-    contact = contact_at(book, contact_id, policy=policy, at=at)
-    at = utc(at)
-    events = [
-        OverrideEvent(e.override, e)
-        for e in book.ended_overrides.get(contact.id, ())
-        if e.override.field == field_name and e.override.set_at <= at
-    ]
-    events += [
-        OverrideEvent(o, None)
-        for o in book.overrides.get(contact.id, ())
-        if o.field == field_name and o.set_at <= at
-    ]
-    events.sort(key=lambda ev: ev.override.set_at)
-    later = later_value = None
-    prov = contact.provenance[field_name]
-    if prov.source is not None and prov.record_key is not None:
-        state = book.records[prov.source][prov.record_key]
-        region = policy.default_region
-        now = comparable(field_name, contact.data.get(field_name), region)
-        for version in state.versions:
-            if version.applied_at <= at or version.data is None:
-                continue
-            value = version.data.get(field_name)
-            if comparable(field_name, value, region) != now:
-                later = _source_provenance(book, state, version, version.applied_at)
-                later_value = version.data.only((field_name,))
-                break
-    return Explanation(
-        contact_id=contact.id,
-        field=field_name,
-        at=at,
-        value=contact.data.only((field_name,)),
-        provenance=prov,
-        overrides=tuple(events),
-        later=later,
-        later_value=later_value,
-    )
 
 
 # -- groups and recipients ---------------------------------------------------------
@@ -570,7 +306,7 @@ class _Effective:
 
     def one(self, contact_id: str) -> Contact | None:
         if contact_id not in self._one:
-            self._one[contact_id] = _effective(self.book, contact_id, self.policy, self.at)
+            self._one[contact_id] = effective_contact(self.book, contact_id, self.policy, self.at)
         return self._one[contact_id]
 
     def all(self) -> dict[str, Contact]:
@@ -597,7 +333,7 @@ def _named(
         group = GroupDefinition("(rule)", rule=audience)
     else:
         group = GroupDefinition("(contacts)", members=frozenset(audience))
-    chosen = {_resolve_id(book, cid, at) for cid in group.members}
+    chosen = {resolve_id(book, cid, at) for cid in group.members}
     everyone: dict[str, Contact]
     if group.rule is not None:
         everyone = effective.all()
@@ -691,7 +427,7 @@ def _duplicates(
         for other in index[name]:
             if feeds[other.source] == feeds[cand.source]:
                 continue
-            if _resolve_id(book, other.contact_id) == _resolve_id(book, cand.contact_id):
+            if resolve_id(book, other.contact_id) == resolve_id(book, cand.contact_id):
                 continue
             assert other.current.data is not None
             shared = values & _identity(other.current.data, region)[1]
@@ -1056,7 +792,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
 
 
 def _home(draft: _Draft, cid: str) -> Contact:
-    contact = _effective(draft.book(), cid, draft.policy, draft.at)
+    contact = effective_contact(draft.book(), cid, draft.policy, draft.at)
     if contact is None:
         msg = f"the book holds no contact {cid!r}"
         raise UnknownContactError(msg)
@@ -1066,7 +802,7 @@ def _home(draft: _Draft, cid: str) -> Contact:
 def _save(draft: _Draft, change: AddressBookSave) -> None:
     names = change.fields if change.fields is not None else frozenset(FIELDS)
     check_fields(names)
-    cid = _resolve_id(draft.old, change.contact_id)
+    cid = resolve_id(draft.old, change.contact_id)
     region = draft.policy.default_region
     if cid not in draft.contacts:
         source, key = split_record_id(cid)
@@ -1086,7 +822,7 @@ def _save(draft: _Draft, change: AddressBookSave) -> None:
     home_source = split_record_id(contact.home)[0]
     if home_source == ADDRESS_BOOK:
         state = draft.state(contact.home)
-        held = _last_data(state, state.current)
+        held = last_data(state, state.current)
         base = held.data if held is not None and held.data is not None else ContactData()
         new = attrs.evolve(base, **{n: change.data.get(n) for n in names})
         if new != state.current.data:
@@ -1179,7 +915,7 @@ def _set_override(draft: _Draft, contact: Contact, change: SetOverride) -> None:
 
 
 def _remove(draft: _Draft, change: AddressBookRemove) -> None:
-    contact = _home(draft, _resolve_id(draft.old, change.contact_id))
+    contact = _home(draft, resolve_id(draft.old, change.contact_id))
     if split_record_id(contact.home)[0] != ADDRESS_BOOK:
         msg = "this contact's home is a source: remove it there"
         raise UsageError(msg)
@@ -1188,7 +924,7 @@ def _remove(draft: _Draft, change: AddressBookRemove) -> None:
 
 
 def _clear(draft: _Draft, change: ClearOverride) -> None:
-    cid = _resolve_id(draft.old, change.contact_id)
+    cid = resolve_id(draft.old, change.contact_id)
     found = [o for o in draft.overrides.get(cid, ()) if o.field == change.field]
     if not found:
         msg = f"no override of {change.field!r} is in force for that contact"
@@ -1199,9 +935,7 @@ def _clear(draft: _Draft, change: ClearOverride) -> None:
 
 def _set_group(draft: _Draft, group: GroupDefinition | None, name: str) -> None:
     if group is not None:
-        missing = sorted(
-            m for m in group.members if _resolve_id(draft.old, m) not in draft.contacts
-        )
+        missing = sorted(m for m in group.members if resolve_id(draft.old, m) not in draft.contacts)
         if missing:
             msg = f"group {name!r} names contacts the book does not hold: {missing}"
             raise UnknownContactError(msg)
@@ -1256,7 +990,7 @@ def _link(draft: _Draft, change: Link) -> None:
     if _is_local(a) or _is_local(b):
         msg = "a contact's local record is not a person of its own: link the contact's records"
         raise UsageError(msg)
-    ca, cb = _resolve_id(draft.old, a.contact_id), _resolve_id(draft.old, b.contact_id)
+    ca, cb = resolve_id(draft.old, a.contact_id), resolve_id(draft.old, b.contact_id)
     if ca == cb:
         msg = "these records are already one person"
         raise UsageError(msg)
@@ -1302,17 +1036,17 @@ def _record_exists(draft: _Draft, rid: str) -> bool:
 
 
 def _erase(draft: _Draft, change: Erase) -> None:
-    cid = _resolve_id(draft.old, change.contact_id)
+    cid = resolve_id(draft.old, change.contact_id)
     if cid not in draft.contacts:
         msg = "the book holds no such contact"
         raise UnknownContactError(msg)
-    ids = {cid} | {c.id for c in draft.contacts.values() if _resolve_id(draft.old, c.id) == cid}
+    ids = {cid} | {c.id for c in draft.contacts.values() if resolve_id(draft.old, c.id) == cid}
     erased_records: list[tuple[str, str]] = []
     for each in sorted(ids):
         for member in draft.contacts[each].members:
             source, key = split_record_id(member.record)
             state = draft.states(source).get(key)
-            if state is not None and _resolve_id(draft.old, state.contact_id) == cid:
+            if state is not None and resolve_id(draft.old, state.contact_id) == cid:
                 del draft.states(source)[key]
                 erased_records.append((source, key))
         draft.drop_contact(each)
@@ -1355,7 +1089,7 @@ def _end_expired(draft: _Draft) -> None:
         for override in draft.overrides[cid]:
             until = override.until
             if until is not None and until <= draft.at:
-                version = _version_at(draft.state(override.record), until)
+                version = version_at(draft.state(override.record), until)
                 data = None if version is None else version.data
                 draft.end_override(override, _outcome(override, data, region), expired_at=until)
 
@@ -1439,7 +1173,7 @@ def _created(
     data = version.data
     if len(state.versions) != 1 or data is None or version.applied_at != book.updated_at:
         return None
-    provenance = _source_provenance(book, state, version, version.applied_at)
+    provenance = source_provenance(book, state, version, version.applied_at)
     covers = policy.source(source).covers
     changes = []
     for name in FIELDS:
@@ -1521,7 +1255,7 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     elif isinstance(change, AddressBookRemove):
         _remove(draft, change)
     elif isinstance(change, SetOverride):
-        _set_override(draft, _home(draft, _resolve_id(book, change.contact_id)), change)
+        _set_override(draft, _home(draft, resolve_id(book, change.contact_id)), change)
     elif isinstance(change, ClearOverride):
         _clear(draft, change)
     elif isinstance(change, SetGroup):
@@ -1552,8 +1286,8 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
             if fresh is not None:
                 changes.extend(fresh)
                 continue
-        before = _effective(book, cid, policy, at) if cid in book.contacts else None
-        after = _effective(new_book, cid, policy, at)
+        before = effective_contact(book, cid, policy, at) if cid in book.contacts else None
+        after = effective_contact(new_book, cid, policy, at)
         changes.extend(_diff(before, after, region, shared))
         if after is not None and after.departed and (before is None or not before.departed):
             departed.append(cid)

@@ -70,6 +70,7 @@ __all__ = [
     "Unlink",
     "check_fields",
     "check_source_name",
+    "data_from",
     "record_id",
     "split_record_id",
     "suppression_check",
@@ -308,23 +309,25 @@ class ContactData:
         check_fields(names)
         if len(names) >= len(FIELDS) and all(name in names for name in FIELDS):
             return self  # immutable: keeping every field is this very value
-        return _checked_data({name: getattr(self, name) for name in names})
+        return data_from(dict.fromkeys(names, self))
 
 
 _EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
 _set = object.__setattr__
 
 
-def _checked_data(values: Mapping[str, Any]) -> ContactData:
-    """A ContactData of values taken from other ContactData (or checked overrides).
+def data_from(parts: Mapping[str, ContactData]) -> ContactData:
+    """Contact data that takes each field named in *parts* from the data given for it.
 
-    Those values passed the validators once and are immutable, so checking
-    them again would only cost time: the merge and the planner build a
-    ContactData per contact and per changed field. Missing fields are empty.
+    The fields *parts* does not name are empty. Each value passed the
+    validators when its ContactData was made, and is immutable, so checking it
+    again would only cost time: the merge and the planner build a ContactData
+    per contact and per changed field.
     """
     data: ContactData = object.__new__(ContactData)
     for name in FIELDS:
-        _set(data, name, values.get(name, _EMPTY_VALUES[name]))
+        part = parts.get(name)
+        _set(data, name, _EMPTY_VALUES[name] if part is None else getattr(part, name))
     return data
 
 
@@ -443,6 +446,10 @@ class Override:
     @property
     def source(self) -> str:
         return split_record_id(self.record)[0]
+
+    def active_at(self, at: datetime) -> bool:
+        """Whether the edit is in force at *at* by its own times (an ended one stops sooner)."""
+        return self.set_at <= at and (self.until is None or at < self.until)
 
     @property
     def edited_value(self) -> Any:

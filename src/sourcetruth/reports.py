@@ -28,7 +28,6 @@ from sourcetruth.merge import (
     possible_duplicates,
     usable_address,
 )
-from sourcetruth.merge import _in_force as in_force  # the one definition of "in force"
 from sourcetruth.model import (
     KEPT_AT_SYNC,
     Book,
@@ -95,7 +94,7 @@ def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | Non
 def _in_force(book: Book, at: datetime) -> Iterator[Override]:
     for contact_id in sorted(book.overrides):
         for override in book.overrides[contact_id]:
-            if in_force(override, at):
+            if override.active_at(at):
                 yield override
 
 
