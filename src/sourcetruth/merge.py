@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
 import attrs
-from attrs import frozen
 
-from sourcetruth._util import at_or_before
+from sourcetruth.audience import (
+    Recipient,
+    Recipients,
+    Unreachable,
+    recipients,
+    usable_address,
+)
+from sourcetruth.duplicates import duplicates_among, possible_duplicates
 from sourcetruth.effective import (
     Explanation,
     OverrideEvent,
@@ -50,13 +56,11 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.model import (
     ADDRESS_BOOK,
-    ADDRESS_FIELDS,
     FIELDS,
     KEPT_AT_SYNC,
     AddressBookRemove,
     AddressBookSave,
     Book,
-    Channel,
     ClearOverride,
     ConfirmSync,
     Contact,
@@ -70,8 +74,6 @@ from sourcetruth.model import (
     Membership,
     Override,
     OverrideOutcome,
-    PhoneType,
-    Provenance,
     ProvenanceKind,
     Record,
     RecordState,
@@ -79,7 +81,6 @@ from sourcetruth.model import (
     Redirect,
     RemoveGroup,
     Role,
-    Rule,
     SetGroup,
     SetOverride,
     Snapshot,
@@ -169,279 +170,6 @@ def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised
         checked = normalise_email(email.address)
         if checked.problem is not None:
             yield Unnormalised(rid, "emails", i, checked.problem)
-
-
-# -- groups and recipients ---------------------------------------------------------
-
-
-@frozen
-class Recipient:
-    """One address on one channel, and everyone it reaches, with provenance."""
-
-    channel: Channel
-    address: str = attrs.field(repr=False)
-    contact_ids: tuple[str, ...]
-    provenance: tuple[Provenance, ...] = attrs.field(repr=False)
-
-
-@frozen
-class Unreachable:
-    contact_id: str
-    reason: str
-
-
-@frozen
-class Recipients:
-    """Who a message on one channel reaches at one time, and who it cannot."""
-
-    channel: Channel
-    at: datetime = attrs.field(converter=utc)
-    recipients: tuple[Recipient, ...]
-    unreachable: tuple[Unreachable, ...]
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        return tuple(r.address for r in self.recipients)
-
-
-def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
-    version = at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
-    if version is None or version.group is None:
-        msg = f"no group named {name!r} at that time"
-        raise UnknownGroupError(msg)
-    return version.group
-
-
-def _matches(contact: Contact, rule: Rule, *, pupil: bool) -> bool:
-    data = contact.data
-    if pupil:
-        if data.role is not Role.PUPIL:
-            return False
-    elif rule.roles and data.role not in rule.roles:
-        return False
-    if rule.year_groups and data.year_group.strip() not in rule.year_groups:
-        return False
-    return not (
-        rule.registration_groups and data.registration_group.strip() not in rule.registration_groups
-    )
-
-
-def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetime) -> set[str]:
-    live = {cid: c for cid, c in everyone.items() if not c.departed}
-    if not rule.guardians_of:
-        return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
-    # A guardian names a pupil by its key in the source the relationships came
-    # from; match it against the records each chosen pupil had at that time.
-    pupil_records = {
-        m.record
-        for cid, c in live.items()
-        if _matches(c, rule, pupil=True)
-        for m in book.contacts[cid].members
-        if m.active_at(at)
-    }
-    chosen = set()
-    for cid, contact in live.items():
-        source = contact.provenance["relationships"].source
-        if source is None:
-            continue
-        for rel in contact.data.relationships:
-            if not rel.receives_messages:
-                continue
-            if rule.max_priority is not None and rel.priority > rule.max_priority:
-                continue
-            if record_id(source, rel.pupil) in pupil_records:
-                chosen.add(cid)
-                break
-    return chosen
-
-
-def usable_address(data: ContactData, channel: Channel, region: str) -> tuple[str | None, str]:
-    """The address a message on *channel* would use for *data*, or None and why not.
-
-    SMS goes to the first mobile number that normalises; email to the first
-    address that does.
-    """
-    if channel is Channel.SMS:
-        mobiles = [p for p in data.phones if p.type is PhoneType.MOBILE]
-        if not mobiles:
-            return None, "no mobile number"
-        for phone in mobiles:
-            checked = normalise_phone(phone.number, region)
-            if checked.value is not None:
-                return checked.value, ""
-        return None, "mobile number does not normalise"
-    if not data.emails:
-        return None, "no email address"
-    for email in data.emails:
-        checked = normalise_email(email.address)
-        if checked.value is not None:
-            return checked.value, ""
-    return None, "email address does not normalise"
-
-
-Audience: TypeAlias = str | GroupDefinition | Rule | frozenset[str] | set[str] | tuple[str, ...]
-
-
-def recipients(
-    book: Book, audience: Audience, channel: Channel, *, policy: Policy, at: datetime
-) -> Recipients:
-    """Resolve *audience* on *channel* at *at* against effective data (rule 11).
-
-    *audience* is a group name, a group, a rule, or a collection of contact
-    ids. Departed contacts are never recipients; each address appears once,
-    with every contact it reaches; a person is reached once per channel, at
-    the first usable address of that channel (a mobile for SMS).
-    """
-    at = utc(at)
-    return _recipients(book, audience, channel, _Effective(book, policy, at))
-
-
-class _Effective:
-    """Effective contacts at one time, each computed once however often it is asked for."""
-
-    def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
-        self.book, self.policy, self.at = book, policy, at
-        self._one: dict[str, Contact | None] = {}
-        self._all: dict[str, Contact] | None = None
-
-    def one(self, contact_id: str) -> Contact | None:
-        if contact_id not in self._one:
-            self._one[contact_id] = effective_contact(self.book, contact_id, self.policy, self.at)
-        return self._one[contact_id]
-
-    def all(self) -> dict[str, Contact]:
-        if self._all is None:
-            self._all = {}
-            for contact_id in sorted(self.book.contacts):
-                contact = self.one(contact_id)
-                if contact is not None:
-                    self._all[contact_id] = contact
-        return self._all
-
-
-def _named(
-    book: Book, audience: Audience, effective: _Effective
-) -> tuple[set[str], list[Unreachable]]:
-    """Who *audience* names and is present at the time, and who it names but is not."""
-    at = effective.at
-    group: GroupDefinition
-    if isinstance(audience, str):
-        group = _group_at(book, audience, at)
-    elif isinstance(audience, GroupDefinition):
-        group = audience
-    elif isinstance(audience, Rule):
-        group = GroupDefinition("(rule)", rule=audience)
-    else:
-        group = GroupDefinition("(contacts)", members=frozenset(audience))
-    chosen = {resolve_id(book, cid, at) for cid in group.members}
-    everyone: dict[str, Contact]
-    if group.rule is not None:
-        everyone = effective.all()
-    else:  # static members only: no need to look at anyone else
-        found_members = ((cid, effective.one(cid)) for cid in chosen)
-        everyone = {cid: c for cid, c in found_members if c is not None}
-    unreachable = [
-        Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
-    ]
-    chosen &= everyone.keys()
-    unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
-    chosen = {cid for cid in chosen if not everyone[cid].departed}
-    if group.rule is not None:
-        chosen |= _select(book, group.rule, everyone, at)
-    return chosen, unreachable
-
-
-def _recipients(
-    book: Book, audience: Audience, channel: Channel, effective: _Effective
-) -> Recipients:
-    at, policy = effective.at, effective.policy
-    chosen, unreachable = _named(book, audience, effective)
-    field_name = ADDRESS_FIELDS[channel]
-    by_address: dict[str, list[Contact]] = {}
-    for cid in sorted(chosen):
-        contact = effective.one(cid)
-        assert contact is not None  # _named chose it among those present
-        address, reason = usable_address(contact.data, channel, policy.default_region)
-        if address is None:
-            unreachable.append(Unreachable(cid, reason))
-        else:
-            by_address.setdefault(address, []).append(contact)
-    found = tuple(
-        Recipient(
-            channel,
-            address,
-            tuple(c.id for c in contacts),
-            tuple(c.provenance[field_name] for c in contacts),
-        )
-        for address, contacts in sorted(by_address.items(), key=lambda item: item[1][0].id)
-    )
-    return Recipients(
-        channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))
-    )
-
-
-# -- two feeds (rule 12) -------------------------------------------------------------
-
-
-def _name(data: ContactData) -> tuple[str, str]:
-    return data.given_name.strip().casefold(), data.family_name.strip().casefold()
-
-
-def _identity(data: ContactData, region: str) -> tuple[tuple[str, str], set[str]]:
-    name = _name(data)
-    values = {v for _, v in comparable("phones", data.phones, region)}
-    values |= {v for _, v in comparable("emails", data.emails, region)}
-    values.discard("")
-    return name, values
-
-
-def _feeds(policy: Policy) -> dict[str, SourceKind]:
-    return {s.name: s.kind for s in policy.sources if s.kind in (SourceKind.MIS, SourceKind.IMPORT)}
-
-
-def _duplicates(
-    book: Book, policy: Policy, records: Iterable[RecordState]
-) -> list[PossibleDuplicate]:
-    """Records among *records* that match a record of a feed of another kind."""
-    feeds = _feeds(policy)
-    region = policy.default_region
-    candidates = [s for s in records if s.source in feeds and s.current.data is not None]
-    if not candidates:
-        return []
-    # Names first: they cost nothing, while phones and emails must be
-    # normalised; only records whose name meets one in another feed need that.
-    index: dict[tuple[str, str], list[RecordState]] = {}
-    for source, kind in feeds.items():
-        if {feeds[c.source] for c in candidates} == {kind}:
-            continue
-        for state in book.records.get(source, {}).values():
-            if state.current.data is not None:
-                index.setdefault(_name(state.current.data), []).append(state)
-    found = []
-    for cand in candidates:
-        assert cand.current.data is not None
-        name = _name(cand.current.data)
-        if not any(name) or name not in index:
-            continue
-        _, values = _identity(cand.current.data, region)
-        for other in index[name]:
-            if feeds[other.source] == feeds[cand.source]:
-                continue
-            if resolve_id(book, other.contact_id) == resolve_id(book, cand.contact_id):
-                continue
-            assert other.current.data is not None
-            shared = values & _identity(other.current.data, region)[1]
-            if shared:
-                a, b = sorted((cand.id, other.id))
-                found.append(PossibleDuplicate(a, b, ("same name", "shared phone or email")))
-    return sorted(set(found), key=lambda d: (d.record, d.other))
-
-
-def possible_duplicates(book: Book, *, policy: Policy) -> tuple[PossibleDuplicate, ...]:
-    """People present, unlinked, in an MIS feed and an import at once (rule 12)."""
-    feeds = _feeds(policy)
-    states = [s for name in sorted(feeds) for s in book.records.get(name, {}).values()]
-    return tuple(_duplicates(book, policy, states))
 
 
 # -- merge -------------------------------------------------------------------------
@@ -787,7 +515,7 @@ def _apply_snapshot(draft: _Draft, snapshot: Snapshot, token: str | None) -> Hel
     if changed:
         book = draft.book()
         fresh = [book.records[name][r.key] for r in changed]
-        draft.duplicates.extend(_duplicates(book, policy, fresh))
+        draft.duplicates.extend(duplicates_among(book, policy, fresh))
     return None
 
 
