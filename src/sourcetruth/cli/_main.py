@@ -81,10 +81,10 @@ from sourcetruth.model import (
     split_record_id,
 )
 from sourcetruth.policy import Policy
-from sourcetruth.reports import before_next_sync, data_quality, two_feeds, update_at_source
 from sourcetruth.schedule import next_sync, when_effective
 from sourcetruth.sending import send
 from sourcetruth.settings import STARTER, check_adapters, parse_settings
+from sourcetruth.worklists import before_next_sync, data_quality, two_feeds, update_at_source
 
 __all__ = ["EXIT_CODES", "main"]
 

@@ -1,4 +1,4 @@
-"""Reports for the people who keep the data right: pure queries over a book.
+"""Worklists for the people who keep the data right: pure queries over a book.
 
 - :func:`update_at_source`: every local edit that was ``lost`` (nobody
   updated the source), and every edit still in force, with who made it and
@@ -21,13 +21,10 @@ from datetime import datetime
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple
-from sourcetruth.merge import (
-    PossibleDuplicate,
-    contacts_at,
-    dry_run,
-    possible_duplicates,
-    usable_address,
-)
+from sourcetruth.audience import usable_address
+from sourcetruth.duplicates import possible_duplicates
+from sourcetruth.effective import contacts_at
+from sourcetruth.merge import dry_run
 from sourcetruth.model import (
     KEPT_AT_SYNC,
     Book,
@@ -42,6 +39,7 @@ from sourcetruth.model import (
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
+from sourcetruth.report import PossibleDuplicate
 from sourcetruth.schedule import next_sync
 
 __all__ = [
