@@ -53,17 +53,10 @@ from sourcetruth.adapters.transport import OutboxTransport
 from sourcetruth.audit import AuditRecord
 from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder, combine_reports
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UnknownContactError
-from sourcetruth.merge import (
-    Change,
-    FieldChange,
-    Held,
-    PossibleDuplicate,
-    Report,
-    Unnormalised,
-    merge,
-)
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryStatus, Envelope
 from sourcetruth.model import EndedOverride, Override, SetOverride, SnapshotKind
+from sourcetruth.report import FieldChange, Held, PossibleDuplicate, Report, Unnormalised
 from sourcetruth.settings import STARTER
 
 AT = london(23, 9)

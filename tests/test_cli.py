@@ -53,9 +53,9 @@ from sourcetruth.cli import EXIT_CODES, main
 from sourcetruth.cli import _main as cli_main
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer
-from sourcetruth.merge import Report, Status, Unnormalised
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel, Override
+from sourcetruth.report import Report, Status, Unnormalised
 from sourcetruth.serialise import loads
 
 LONDON = ZoneInfo("Europe/London")

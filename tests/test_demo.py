@@ -19,8 +19,8 @@ from sourcetruth.audit import why
 from sourcetruth.bookfolder import BookFolder
 from sourcetruth.cli import main
 from sourcetruth.demo import EXPLORE, run
+from sourcetruth.effective import contact_at
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import contact_at
 from sourcetruth.model import Channel, ContactData, Role
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple
-from sourcetruth.effective import record_provenance
+from sourcetruth.audience import Unreachable, usable_address
+from sourcetruth.effective import OverrideEvent, explain, record_provenance
 from sourcetruth.exceptions import UnknownContactError, UsageError
-from sourcetruth.merge import OverrideEvent, Unreachable, explain, usable_address
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Message
 from sourcetruth.model import (
     ADDRESS_FIELDS,

@@ -49,11 +49,11 @@ from sourcetruth.adapters.store import Run, Store, erased_by, run_of
 from sourcetruth.adapters.transport import OutboxTransport, Transport
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
-from sourcetruth.merge import Change, MergeResult, Report, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Book, Channel, Erase
 from sourcetruth.policy import Policy
-from sourcetruth.report import combine
+from sourcetruth.report import MergeResult, Report, combine
 from sourcetruth.sending import FileDeliveryLog
 from sourcetruth.serialise import dumps, loads
 from sourcetruth.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping

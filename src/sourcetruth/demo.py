@@ -28,8 +28,9 @@ from zoneinfo import ZoneInfo
 from sourcetruth.adapters.oneroster import write_bundle
 from sourcetruth.audit import AuditRecord, why
 from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
+from sourcetruth.effective import contact_at
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Change, Report, contact_at, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import Message, Plan, plan
 from sourcetruth.model import (
     AddressBookSave,
@@ -46,6 +47,7 @@ from sourcetruth.model import (
     SetGroup,
     Snapshot,
 )
+from sourcetruth.report import Report
 from sourcetruth.schedule import when_effective
 from sourcetruth.sending import send
 

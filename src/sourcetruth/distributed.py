@@ -38,10 +38,10 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters.base import Reading
 from sourcetruth.adapters.store import Run, Store, apply
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
-from sourcetruth.merge import Change, MergeResult
+from sourcetruth.merge import Change
 from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
 from sourcetruth.policy import Policy
-from sourcetruth.report import counts
+from sourcetruth.report import MergeResult, counts
 from sourcetruth.serialise import loads
 
 __all__ = ["FAILED", "SNAPSHOT", "SchoolJob", "SchoolResult", "nightly", "run_many"]

@@ -27,6 +27,7 @@ from sourcetruth.exceptions import UsageError
 __all__ = [
     "ADDRESS_BOOK",
     "ADDRESS_FIELDS",
+    "EXPIRY",
     "FIELDS",
     "KEPT_AT_SYNC",
     "AddressBookRemove",
@@ -469,6 +470,10 @@ class EndedOverride:
     outcome: OverrideOutcome
     ended_by: str
     sync: int | None = None
+
+
+#: ``ended_by`` of an override that ended because its ``until`` passed.
+EXPIRY: Final = "(expired)"
 
 
 @frozen

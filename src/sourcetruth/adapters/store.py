@@ -20,10 +20,10 @@ import attrs
 from attrs import frozen
 
 from sourcetruth.exceptions import ConflictError
-from sourcetruth.merge import Change, MergeResult, Report, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.model import Book, Erase, record_id, utc
 from sourcetruth.policy import Policy
-from sourcetruth.report import without
+from sourcetruth.report import MergeResult, Report, without
 from sourcetruth.serialise import dumps
 
 __all__ = [

@@ -22,6 +22,7 @@ from sourcetruth.audit import AuditRecord, Outcome, Why, why
 from sourcetruth.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
+from sourcetruth.effective import contact_at, contacts_at, explain
 from sourcetruth.exceptions import (
     AdapterError,
     ConfirmationMismatchError,
@@ -33,15 +34,7 @@ from sourcetruth.exceptions import (
     UsageError,
     format_errors,
 )
-from sourcetruth.merge import (
-    Change,
-    MergeResult,
-    Report,
-    Status,
-    contact_at,
-    contacts_at,
-    explain,
-)
+from sourcetruth.merge import Change
 from sourcetruth.messages import (
     DeliveryResult,
     DeliveryStatus,
@@ -81,6 +74,7 @@ from sourcetruth.model import (
     split_record_id,
 )
 from sourcetruth.policy import Policy
+from sourcetruth.report import MergeResult, Report, Status
 from sourcetruth.schedule import next_sync, when_effective
 from sourcetruth.sending import send
 from sourcetruth.settings import STARTER, check_adapters, parse_settings

@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from sourcetruth.merge import contact_at, merge
+from sourcetruth.effective import contact_at
+from sourcetruth.merge import merge
 from sourcetruth.model import (
     FIELDS,
     Book,
