@@ -247,3 +247,66 @@ class TestMergeAndModelArePure:
         """Imports like json, hashlib and datetime (without a clock call) are fine."""
         pure = "import json, hashlib\nfrom datetime import datetime, UTC\nx = datetime(2026, 1, 1)"
         assert impurities(pure) == []
+
+
+# -- the whole pure core reads no clock, environment or file, and imports no edge ------
+
+#: The modules directly in the package that are not the pure core: the application
+#: (book folders, settings, sending, many schools, the demo) and the entry points.
+NOT_CORE = frozenset(
+    {"__init__.py", "__main__.py", "bookfolder.py", "demo.py", "distributed.py"}
+    | {"sending.py", "settings.py"}
+)
+CORE = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in NOT_CORE)
+#: What the core never imports: the edges (I/O, the command line, test tools) and the app.
+EDGES = (
+    "sourcetruth.adapters",
+    "sourcetruth.cli",
+    "sourcetruth.testing",
+    "sourcetruth.bookfolder",
+    "sourcetruth.demo",
+    "sourcetruth.distributed",
+    "sourcetruth.sending",
+    "sourcetruth.settings",
+)
+
+
+def edge_imports(source: str) -> list[str]:
+    """Every module of :data:`EDGES` (or below one) that *source* imports."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append(node.module)
+    return [m for m in found if any(m == e or m.startswith(f"{e}.") for e in EDGES)]
+
+
+class TestTheCoreIsPure:
+    def test_the_core_is_found(self) -> None:
+        """The list below holds the modules of the merge and its queries (so it is not empty)."""
+        assert {"merge.py", "model.py", "report.py", "effective.py", "audience.py"} <= set(CORE)
+        assert {"duplicates.py", "worklists.py"} <= set(CORE)
+
+    @pytest.mark.parametrize("module", CORE)
+    def test_no_clock_environment_or_file_access(self, module: str) -> None:
+        """No core module imports os/time/random/uuid/socket/pathlib/io or calls a clock."""
+        source = (PACKAGE / module).read_text(encoding="utf-8")
+        assert impurities(source) == []
+
+    @pytest.mark.parametrize("module", CORE)
+    def test_no_import_of_adapters_cli_testing_or_the_app(self, module: str) -> None:
+        """No core module imports the adapters, the command line, the test tools or the app."""
+        source = (PACKAGE / module).read_text(encoding="utf-8")
+        assert edge_imports(source) == []
+
+    def test_the_edge_check_catches_each_edge(self) -> None:
+        """The check above can fail: an import of each kind of edge is found."""
+        sample = "import sourcetruth.cli\nfrom sourcetruth.adapters.store import apply\n"
+        sample += "from sourcetruth.bookfolder import BookFolder\n"
+        sample += "from sourcetruth.model import Book\n"
+        assert edge_imports(sample) == [
+            "sourcetruth.cli",
+            "sourcetruth.adapters.store",
+            "sourcetruth.bookfolder",
+        ]
