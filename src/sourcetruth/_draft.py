@@ -68,8 +68,8 @@ class Draft:
         self.unnormalised: list[Unnormalised] = []
         self.duplicates: list[PossibleDuplicate] = []
         self.erased: list[str] = []
-        self.source: str | None = None
-        self.sync: int | None = None
+        self.source: str | None = None  # the source of a sync's snapshot; None for an edit
+        self.sync: int | None = None  # this merge's number, once a sync applies
         self.suppressed = book.suppressed
         self.suppression_check = book.suppression_check
         self.skipped = 0

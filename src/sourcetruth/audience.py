@@ -66,6 +66,8 @@ class Recipient:
 
 @frozen
 class Unreachable:
+    """Someone the audience names whom the channel cannot reach at the time, and why."""
+
     contact_id: str
     reason: str
 

@@ -50,6 +50,8 @@ __all__ = [
 
 
 class Status(enum.Enum):
+    """How a merge ended: applied, held by the departure guard, or with nothing to change."""
+
     APPLIED = "applied"
     HELD = "held"
     NO_CHANGE = "no-change"
