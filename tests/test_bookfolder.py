@@ -54,17 +54,10 @@ from sourcetruth.app.settings import STARTER
 from sourcetruth.audit import AuditRecord
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UnknownContactError
 from sourcetruth.journal import input_hash
-from sourcetruth.merge import (
-    Change,
-    FieldChange,
-    Held,
-    PossibleDuplicate,
-    Report,
-    Unnormalised,
-    merge,
-)
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryStatus, Envelope
 from sourcetruth.model import EndedOverride, Override, SetOverride, SnapshotKind
+from sourcetruth.report import FieldChange, Held, PossibleDuplicate, Report, Unnormalised
 
 AT = london(23, 9)
 LATER = london(23, 10)

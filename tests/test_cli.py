@@ -43,19 +43,19 @@ from sourcetruth import (
     Relationship,
     Role,
     Snapshot,
-    sending,
 )
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.sources.vcard import format_vcards, parse_vcards
+from sourcetruth.app import sending
 from sourcetruth.audit import AuditRecord
 from sourcetruth.cli import EXIT_CODES, main
 from sourcetruth.cli import _main as cli_main
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer
-from sourcetruth.merge import Report, Status, Unnormalised
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel, Override
+from sourcetruth.report import Report, Status, Unnormalised
 from sourcetruth.serialise import loads
 
 LONDON = ZoneInfo("Europe/London")

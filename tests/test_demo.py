@@ -19,8 +19,8 @@ from sourcetruth.app.bookfolder import BookFolder
 from sourcetruth.app.demo import EXPLORE, run
 from sourcetruth.audit import why
 from sourcetruth.cli import main
+from sourcetruth.effective import contact_at
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import contact_at
 from sourcetruth.model import Channel, ContactData, Role
 
 ROOT = Path(__file__).resolve().parent.parent

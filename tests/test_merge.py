@@ -6,8 +6,11 @@ before it applies (as in test_scenarios.py).
 
 from __future__ import annotations
 
+import importlib
+import typing
 from datetime import datetime, timedelta
 
+import attrs
 import pytest
 
 from school import full, guardian, london, mis_policy, school
@@ -32,6 +35,7 @@ from sourcetruth import (
     Policy,
     ProvenanceKind,
     Record,
+    Report,
     Role,
     SetGroup,
     SetOverride,
@@ -51,6 +55,7 @@ from sourcetruth import (
     merge,
     recipients,
 )
+from sourcetruth.report import combine
 
 READ_AHEAD = timedelta(minutes=5)
 NEW_EMAIL = ContactData(emails=(Email("g9.new@parent.test"),))
@@ -801,3 +806,18 @@ class TestEditsThatChangeNothing:
         assert result.report.status is Status.APPLIED
         assert result.report.changes == ()
         assert len(result.book.syncs["mis"]) == 2
+
+
+class TestRulesAsTables:
+    def test_merge_applies_every_kind_of_change_and_no_other(self) -> None:
+        """The table of kinds of change holds exactly the types of `Change`."""
+        module = importlib.import_module("sourcetruth.merge")  # the module, not the function
+        assert set(module._KINDS) == set(typing.get_args(module.Change))
+
+    def test_every_list_of_a_report_is_combined(self) -> None:
+        """`combine` joins every list a Report holds: the report's table names them all."""
+        lists = [a.name for a in attrs.fields(Report) if a.default == ()]
+        one = Report(Status.APPLIED, "x", london(23, 9), "x", **dict.fromkeys(lists, ("a",)))
+        two = Report(Status.APPLIED, "x", london(23, 9), "x", **dict.fromkeys(lists, ("b",)))
+        combined = combine([one, two])
+        assert {name: getattr(combined, name) for name in lists} == dict.fromkeys(lists, ("a", "b"))

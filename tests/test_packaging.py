@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 import tomllib
@@ -92,3 +94,55 @@ class TestTypingMarker:
     def test_py_typed_ships_with_the_package(self) -> None:
         """PEP 561: the `py.typed` marker sits next to the package's modules."""
         assert resources.files("sourcetruth").joinpath("py.typed").is_file()
+
+
+#: Names that moved out of ``sourcetruth.merge``, one of each new home, with that home.
+MOVED = [
+    ("Report", "sourcetruth.report"),
+    ("contact_at", "sourcetruth.effective"),
+    ("recipients", "sourcetruth.audience"),
+    ("possible_duplicates", "sourcetruth.duplicates"),
+    ("EXPIRY", "sourcetruth.model"),
+]
+ROOT = PYPROJECT.parent
+
+
+class TestNamesThatLeftMerge:
+    @pytest.mark.parametrize(("name", "home"), MOVED)
+    def test_the_old_import_still_works_and_warns(self, name: str, home: str) -> None:
+        """`from sourcetruth.merge import X` gives X from its new home, and a DeprecationWarning."""
+        namespace: dict[str, object] = {}
+        with pytest.warns(DeprecationWarning, match=home):
+            exec(f"from sourcetruth.merge import {name}", namespace)
+        assert namespace[name] is getattr(importlib.import_module(home), name)
+
+    def test_a_name_merge_never_had_is_still_an_attribute_error(self) -> None:
+        """The alias covers the names that moved, and nothing else."""
+        module = importlib.import_module("sourcetruth.merge")
+        with pytest.raises(AttributeError, match="no_such_name"):
+            _ = module.no_such_name
+
+    def test_nothing_in_the_project_imports_a_moved_name_from_merge(self) -> None:
+        """src, tests, benchmarks and the docs' code import from merge only merge's own names."""
+        own = set(importlib.import_module("sourcetruth.merge").__all__)
+        found = [
+            f"{path.relative_to(ROOT)}: {alias.name}"
+            for path, code in _project_code()
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.ImportFrom) and node.module == "sourcetruth.merge"
+            for alias in node.names
+            if alias.name not in own
+        ]
+        assert found == []
+
+
+def _project_code() -> list[tuple[Path, str]]:
+    """Every Python file of the project, and every Python code block of its Markdown."""
+    found = []
+    for folder in ("src", "tests", "docs", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            found.append((path, path.read_text(encoding="utf-8")))
+        for path in sorted((ROOT / folder).rglob("*.md")):
+            blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+            found += [(path, block) for block in blocks]
+    return found

@@ -12,7 +12,7 @@ from sourcetruth import (
     Role,
     merge,
 )
-from sourcetruth.reports import before_next_sync, data_quality, two_feeds, update_at_source
+from sourcetruth.worklists import before_next_sync, data_quality, two_feeds, update_at_source
 from test_scenarios import READ_AHEAD, _parent_governor_edits_email, sync
 
 POLICY = mis_policy()

@@ -9,7 +9,17 @@ clock. The three names of the sending loop (:func:`send`,
 from typing import TYPE_CHECKING, Any
 
 from sourcetruth import _moved
+from sourcetruth.audience import Recipient, Recipients, Unreachable, recipients
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
+from sourcetruth.duplicates import possible_duplicates
+from sourcetruth.effective import (
+    Explanation,
+    OverrideEvent,
+    comparable,
+    contact_at,
+    contacts_at,
+    explain,
+)
 from sourcetruth.exceptions import (
     AdapterError,
     ConfirmationMismatchError,
@@ -30,29 +40,7 @@ from sourcetruth.exceptions import (
     UsageError,
     format_errors,
 )
-from sourcetruth.merge import (
-    EXPIRY,
-    Explanation,
-    FieldChange,
-    Held,
-    MergeResult,
-    OverrideEvent,
-    PossibleDuplicate,
-    Recipient,
-    Recipients,
-    Report,
-    Status,
-    Unnormalised,
-    Unreachable,
-    comparable,
-    contact_at,
-    contacts_at,
-    dry_run,
-    explain,
-    merge,
-    possible_duplicates,
-    recipients,
-)
+from sourcetruth.merge import dry_run, merge
 from sourcetruth.messages import (
     Delivery,
     DeliveryResult,
@@ -65,6 +53,7 @@ from sourcetruth.messages import (
 )
 from sourcetruth.model import (
     ADDRESS_BOOK,
+    EXPIRY,
     FIELDS,
     AddressBookRemove,
     AddressBookSave,
@@ -109,6 +98,15 @@ from sourcetruth.model import (
 )
 from sourcetruth.normalise import Normalised, normalise_email, normalise_phone
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
+from sourcetruth.report import (
+    FieldChange,
+    Held,
+    MergeResult,
+    PossibleDuplicate,
+    Report,
+    Status,
+    Unnormalised,
+)
 from sourcetruth.schedule import next_sync, when_effective
 from sourcetruth.serialise import FORMAT_VERSION, dumps, loads
 

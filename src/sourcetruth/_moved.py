@@ -1,7 +1,10 @@
 """Old module paths that still import, with a DeprecationWarning, for one release.
 
 Version 0.1 moved the edges into folders that say what they touch
-(``adapters/sources``, ``adapters/stores``, ``adapters/transports``, ``app``).
+(``adapters/sources``, ``adapters/stores``, ``adapters/transports``, ``app``),
+and renamed the data manager's worklists (``reports`` to ``worklists``) so that
+"report" means what a merge did. (Names that left ``sourcetruth.merge`` for
+the core modules beside it are kept by ``merge``'s own ``__getattr__``.)
 Code written against the old paths (``from sourcetruth.adapters.oneroster
 import OneRosterAdapter``) keeps working: importing an old path gives the very
 module object of its new home, so classes and functions are identical and
@@ -41,6 +44,7 @@ MOVED: Final = {
     "sourcetruth.distributed": "sourcetruth.app.distributed",
     "sourcetruth.sending": "sourcetruth.app.sending",
     "sourcetruth.settings": "sourcetruth.app.settings",
+    "sourcetruth.reports": "sourcetruth.worklists",
 }
 
 

@@ -16,10 +16,20 @@ from datetime import datetime
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple
+from sourcetruth.audience import Unreachable, usable_address
+from sourcetruth.effective import OverrideEvent, explain, record_provenance
 from sourcetruth.exceptions import UnknownContactError, UsageError
-from sourcetruth.merge import OverrideEvent, Unreachable, explain, usable_address
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Message
-from sourcetruth.model import Book, Channel, ContactData, Provenance, ProvenanceKind, _tuple, utc
+from sourcetruth.model import (
+    ADDRESS_FIELDS,
+    Book,
+    Channel,
+    ContactData,
+    Provenance,
+    ProvenanceKind,
+    utc,
+)
 from sourcetruth.policy import Policy
 
 __all__ = ["ERASED", "AuditRecord", "Outcome", "Why", "redact", "why"]
@@ -47,10 +57,10 @@ class AuditRecord:
     message: Message
     planned_at: datetime = field(converter=utc)
     sent_at: datetime = field(converter=utc)
-    outcomes: tuple[Outcome, ...] = field(converter=_tuple, repr=False)
-    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+    outcomes: tuple[Outcome, ...] = field(converter=to_tuple, repr=False)
+    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=to_tuple, repr=False)
     fallbacks: tuple[tuple[Channel, Unreachable], ...] = field(
-        default=(), converter=_tuple, repr=False
+        default=(), converter=to_tuple, repr=False
     )
 
     def count(self, status: DeliveryStatus) -> int:
@@ -131,7 +141,7 @@ class Why:
     address: str | None = field(repr=False)
     provenance: Provenance | None
     result: DeliveryResult | None
-    overrides: tuple[OverrideEvent, ...] = field(default=(), converter=_tuple, repr=False)
+    overrides: tuple[OverrideEvent, ...] = field(default=(), converter=to_tuple, repr=False)
     later: Provenance | None = None
     later_value: ContactData | None = field(default=None, repr=False)
     reason: str = ""
@@ -160,22 +170,12 @@ def _later_change(
     if not before or before[-1].data is None:
         return None, None
     reference = usable_address(before[-1].data, channel, region)[0]
-    field_name = "phones" if channel is Channel.SMS else "emails"
+    field_name = ADDRESS_FIELDS[channel]
     for version in state.versions[len(before) :]:
         if version.data is None:
             continue
         if usable_address(version.data, channel, region)[0] != reference:
-            later = Provenance(
-                ProvenanceKind.SOURCE,
-                state.source,
-                state.key,
-                since=version.applied_at,
-                read_at=version.extracted_at,
-                applied_at=version.applied_at,
-                sync=version.sync,
-                by=version.by,
-            )
-            return later, version.data.only((field_name,))
+            return record_provenance(state, version), version.data.only((field_name,))
     return None, None
 
 
@@ -205,7 +205,7 @@ def why(
         later = later_value = None
         events: tuple[OverrideEvent, ...] = ()
         if book is not None and policy is not None:
-            field_name = "phones" if channel is Channel.SMS else "emails"
+            field_name = ADDRESS_FIELDS[channel]
             told = explain(book, contact_id, field_name, policy=policy, at=audit.planned_at)
             events = told.overrides
             later, later_value = _later_change(

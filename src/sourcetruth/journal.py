@@ -15,8 +15,9 @@ from datetime import datetime
 import attrs
 from attrs import frozen
 
-from sourcetruth.merge import Change, Report
+from sourcetruth.merge import Change
 from sourcetruth.model import Book, Erase, record_id, utc
+from sourcetruth.report import Report, without
 from sourcetruth.serialise import dumps
 
 __all__ = ["Run", "erased_by", "input_hash", "redact", "run_of"]
@@ -59,30 +60,8 @@ def redact(run: Run, contacts: frozenset[str], records: frozenset[str]) -> Run:
     value before and after, an override's value): after an erasure, no value
     of the erased person may stay there.
     """
-    report = run.report
-    redacted = attrs.evolve(
-        report,
-        created=tuple(c for c in report.created if c not in contacts),
-        changes=tuple(c for c in report.changes if c.contact_id not in contacts),
-        departed=tuple(c for c in report.departed if c not in contacts),
-        returned=tuple(c for c in report.returned if c not in contacts),
-        overrides_set=tuple(o for o in report.overrides_set if o.contact_id not in contacts),
-        overrides_ended=tuple(
-            e for e in report.overrides_ended if e.override.contact_id not in contacts
-        ),
-        overrides_kept=tuple(o for o in report.overrides_kept if o.contact_id not in contacts),
-        unnormalised=tuple(u for u in report.unnormalised if u.record not in records),
-        duplicates=tuple(
-            d for d in report.duplicates if d.record not in records and d.other not in records
-        ),
-        erased=tuple(c for c in report.erased if c not in contacts),
-        held=None
-        if report.held is None
-        else attrs.evolve(
-            report.held, departing=tuple(c for c in report.held.departing if c not in contacts)
-        ),
-    )
-    return run if redacted == report else attrs.evolve(run, report=redacted)
+    redacted = without(run.report, contacts, records)
+    return run if redacted == run.report else attrs.evolve(run, report=redacted)
 
 
 def input_hash(change: Change) -> str:

@@ -20,9 +20,10 @@ from datetime import datetime
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple
+from sourcetruth.audience import Audience, EffectiveCache, Unreachable, named, resolve
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Audience, Unreachable, _Effective, _named, _recipients
-from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, _tuple, utc
+from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -73,9 +74,9 @@ class Message:
     body: str = field(repr=False)
     channels: tuple[Channel, ...] = field(default=(Channel.EMAIL,), converter=_channels)
     mode: SendMode = SendMode.FIRST
-    groups: tuple[str, ...] = field(default=(), converter=_tuple)
-    rules: tuple[Rule, ...] = field(default=(), converter=_tuple)
-    contacts: tuple[str, ...] = field(default=(), converter=_tuple)
+    groups: tuple[str, ...] = field(default=(), converter=to_tuple)
+    rules: tuple[Rule, ...] = field(default=(), converter=to_tuple)
+    contacts: tuple[str, ...] = field(default=(), converter=to_tuple)
     html: str | None = field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -150,8 +151,8 @@ class Delivery:
     key: str
     channel: Channel
     address: str = field(repr=False)
-    contact_ids: tuple[str, ...] = field(converter=_tuple)
-    provenance: tuple[Provenance, ...] = field(converter=_tuple, repr=False)
+    contact_ids: tuple[str, ...] = field(converter=to_tuple)
+    provenance: tuple[Provenance, ...] = field(converter=to_tuple, repr=False)
     name: str = field(default="", repr=False)
 
     def envelope(self, message: Message) -> Envelope:
@@ -180,10 +181,10 @@ class Plan:
 
     message: Message
     at: datetime = field(converter=utc)
-    deliveries: tuple[Delivery, ...] = field(converter=_tuple, repr=False)
-    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=_tuple, repr=False)
+    deliveries: tuple[Delivery, ...] = field(converter=to_tuple, repr=False)
+    unreachable: tuple[tuple[Channel, Unreachable], ...] = field(converter=to_tuple, repr=False)
     fallbacks: tuple[tuple[Channel, Unreachable], ...] = field(
-        default=(), converter=_tuple, repr=False
+        default=(), converter=to_tuple, repr=False
     )
 
     @property
@@ -198,17 +199,17 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _audience(book: Book, message: Message, effective: _Effective) -> set[str]:
+def _audience(message: Message, effective: EffectiveCache) -> set[str]:
     """Every contact id the audience names at *at*, departed and unknown ones included."""
-    named: set[str] = set()
+    everyone: set[str] = set()
     parts: list[Audience] = [*message.groups, *message.rules]
     if message.contacts:
         parts.append(frozenset(message.contacts))
     for part in parts:
-        present, absent = _named(book, part, effective)
-        named |= present
-        named.update(u.contact_id for u in absent)
-    return named
+        present, absent = named(part, effective)
+        everyone |= present
+        everyone.update(u.contact_id for u in absent)
+    return everyone
 
 
 def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
@@ -223,15 +224,15 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
     at = utc(at)
     # One plan asks for the same people several times (audience, each channel,
     # names): each effective contact is computed once.
-    effective = _Effective(book, policy, at)
-    waiting = _audience(book, message, effective)
+    effective = EffectiveCache(book, policy, at)
+    waiting = _audience(message, effective)
     deliveries: list[Delivery] = []
     unreachable: list[tuple[Channel, Unreachable]] = []
     gone: set[str] = set()
     for channel in message.channels:
         if not waiting:
             break
-        found = _recipients(book, frozenset(waiting), channel, effective)
+        found = resolve(frozenset(waiting), channel, effective)
         reached: set[str] = set()
         for recipient in found.recipients:
             contact = effective.one(recipient.contact_ids[0])

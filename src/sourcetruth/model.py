@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -21,11 +21,15 @@ import attrs
 from attrs import field, frozen
 from attrs.validators import deep_iterable, instance_of
 
+from sourcetruth._util import to_frozenset, to_tuple
 from sourcetruth.exceptions import UsageError
 
 __all__ = [
     "ADDRESS_BOOK",
+    "ADDRESS_FIELDS",
+    "EXPIRY",
     "FIELDS",
+    "KEPT_AT_SYNC",
     "AddressBookRemove",
     "AddressBookSave",
     "Book",
@@ -65,10 +69,14 @@ __all__ = [
     "SourceKind",
     "SyncRecord",
     "Unlink",
+    "check_fields",
+    "check_source_name",
+    "data_from",
     "record_id",
     "split_record_id",
     "suppression_check",
     "suppression_digest",
+    "unknown_fields",
     "utc",
 ]
 
@@ -86,6 +94,26 @@ FIELDS: Final = (
     "year_group",
     "registration_group",
 )
+_FIELD_SET: Final = frozenset(FIELDS)
+
+
+def unknown_fields(names: Iterable[str]) -> list[str]:
+    """Those of *names* that are not contact fields (see :data:`FIELDS`), sorted."""
+    return sorted(set(names) - _FIELD_SET)
+
+
+def check_fields(names: Collection[str]) -> None:
+    """Raise :class:`~sourcetruth.UsageError` unless every one of *names* is a contact field."""
+    if not _FIELD_SET.issuperset(names):  # the common case: one set operation
+        msg = f"unknown fields {unknown_fields(names)}; fields are {', '.join(FIELDS)}"
+        raise UsageError(msg)
+
+
+def check_source_name(name: str) -> None:
+    """Raise :class:`~sourcetruth.UsageError` unless *name* can name a source in record ids."""
+    if not name or ":" in name:
+        msg = f"a source name must be non-empty and contain no ':' (got {name!r})"
+        raise UsageError(msg)
 
 
 def utc(value: datetime) -> datetime:
@@ -105,14 +133,6 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
-def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(value)
-
-
-def _frozenset(value: Iterable[Any]) -> frozenset[Any]:
-    return frozenset(value)
-
-
 def _each(cls: type) -> Any:
     return deep_iterable(instance_of(cls))
 
@@ -122,15 +142,11 @@ def _redact(value: object) -> str:
 
 
 def _check_field_name(_inst: object, _attr: object, value: str) -> None:
-    if value not in FIELDS:
-        msg = f"unknown contact field {value!r}; fields are {', '.join(FIELDS)}"
-        raise UsageError(msg)
+    check_fields((value,))
 
 
 def _check_source_name(_inst: object, _attr: object, value: str) -> None:
-    if not value or ":" in value:
-        msg = f"a source name must be non-empty and contain no ':' (got {value!r})"
-        raise UsageError(msg)
+    check_source_name(value)
 
 
 def record_id(source: str, key: str) -> str:
@@ -177,6 +193,10 @@ class Channel(enum.Enum):
     SMS = "sms"
 
 
+#: The contact field that holds each channel's addresses.
+ADDRESS_FIELDS: Final[Mapping[Channel, str]] = {Channel.EMAIL: "emails", Channel.SMS: "phones"}
+
+
 class SourceKind(enum.Enum):
     MIS = "mis"
     IMPORT = "import"
@@ -217,6 +237,17 @@ class OverrideOutcome(enum.Enum):
     LOST = "lost"
     CLEARED = "cleared"
     DEPARTED = "departed"
+
+
+#: What a sync of the owning source, read after the edit, does to an override
+#: of each lifetime (rule 3): the outcomes with which the override stays in
+#: force, reported as kept; with any other outcome the sync ends it. An empty
+#: set: that sync ends it, whatever the source holds.
+KEPT_AT_SYNC: Final[Mapping[OverrideLifetime, frozenset[OverrideOutcome]]] = {
+    OverrideLifetime.NEXT_SYNC: frozenset(),
+    OverrideLifetime.UNTIL: frozenset(),
+    OverrideLifetime.SOURCE_CHANGE: frozenset({OverrideOutcome.LOST}),
+}
 
 
 class ProvenanceKind(enum.Enum):
@@ -262,10 +293,10 @@ class ContactData:
     given_name: str = field(default="", repr=_redact)
     family_name: str = field(default="", repr=_redact)
     role: Role = Role.OTHER
-    phones: tuple[Phone, ...] = field(default=(), converter=_tuple, validator=_each(Phone))
-    emails: tuple[Email, ...] = field(default=(), converter=_tuple, validator=_each(Email))
+    phones: tuple[Phone, ...] = field(default=(), converter=to_tuple, validator=_each(Phone))
+    emails: tuple[Email, ...] = field(default=(), converter=to_tuple, validator=_each(Email))
     relationships: tuple[Relationship, ...] = field(
-        default=(), converter=_tuple, validator=_each(Relationship)
+        default=(), converter=to_tuple, validator=_each(Relationship)
     )
     year_group: str = ""
     registration_group: str = ""
@@ -276,32 +307,28 @@ class ContactData:
 
     def only(self, names: frozenset[str] | tuple[str, ...]) -> ContactData:
         """A copy that keeps *names* and empties every other field."""
-        if not _FIELD_SET.issuperset(names):
-            unknown = sorted(set(names) - _FIELD_SET)
-            msg = f"unknown fields {unknown}; fields are {', '.join(FIELDS)}"
-            raise UsageError(msg)
+        check_fields(names)
         if len(names) >= len(FIELDS) and all(name in names for name in FIELDS):
             return self  # immutable: keeping every field is this very value
-        return _checked_data({name: getattr(self, name) for name in names})
-
-
-_FIELD_SET: Final = frozenset(FIELDS)
+        return data_from(dict.fromkeys(names, self))
 
 
 _EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
 _set = object.__setattr__
 
 
-def _checked_data(values: Mapping[str, Any]) -> ContactData:
-    """A ContactData of values taken from other ContactData (or checked overrides).
+def data_from(parts: Mapping[str, ContactData]) -> ContactData:
+    """Contact data that takes each field named in *parts* from the data given for it.
 
-    Those values passed the validators once and are immutable, so checking
-    them again would only cost time: the merge and the planner build a
-    ContactData per contact and per changed field. Missing fields are empty.
+    The fields *parts* does not name are empty. Each value passed the
+    validators when its ContactData was made, and is immutable, so checking it
+    again would only cost time: the merge and the planner build a ContactData
+    per contact and per changed field.
     """
     data: ContactData = object.__new__(ContactData)
     for name in FIELDS:
-        _set(data, name, values.get(name, _EMPTY_VALUES[name]))
+        part = parts.get(name)
+        _set(data, name, _EMPTY_VALUES[name] if part is None else getattr(part, name))
     return data
 
 
@@ -318,10 +345,7 @@ def _check_fields(_inst: object, _attr: object, value: frozenset[str] | None) ->
     if not value:
         msg = "a partial record names at least one field (None means the whole record)"
         raise UsageError(msg)
-    unknown = sorted(value - set(FIELDS))
-    if unknown:
-        msg = f"unknown fields {unknown}; fields are {', '.join(FIELDS)}"
-        raise UsageError(msg)
+    check_fields(value)
 
 
 @frozen
@@ -354,9 +378,9 @@ class Snapshot:
 
     source: str = field(validator=_check_source_name)
     extracted_at: datetime = field(converter=utc)
-    records: tuple[Record, ...] = field(default=(), converter=_tuple, repr=False)
+    records: tuple[Record, ...] = field(default=(), converter=to_tuple, repr=False)
     kind: SnapshotKind = SnapshotKind.FULL
-    removed: tuple[str, ...] = field(default=(), converter=_tuple, repr=False)
+    removed: tuple[str, ...] = field(default=(), converter=to_tuple, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.kind is SnapshotKind.FULL and self.removed:
@@ -379,9 +403,9 @@ class Rule:
     ``Rule(year_groups=frozenset({"9"}), guardians_of=True)``.
     """
 
-    roles: frozenset[Role] = field(default=frozenset(), converter=_frozenset)
-    year_groups: frozenset[str] = field(default=frozenset(), converter=_frozenset)
-    registration_groups: frozenset[str] = field(default=frozenset(), converter=_frozenset)
+    roles: frozenset[Role] = field(default=frozenset(), converter=to_frozenset)
+    year_groups: frozenset[str] = field(default=frozenset(), converter=to_frozenset)
+    registration_groups: frozenset[str] = field(default=frozenset(), converter=to_frozenset)
     guardians_of: bool = False
     max_priority: int | None = None
 
@@ -396,7 +420,7 @@ class GroupDefinition:
     """A named set of recipients across homes: static members and/or a rule."""
 
     name: str
-    members: frozenset[str] = field(default=frozenset(), converter=_frozenset)
+    members: frozenset[str] = field(default=frozenset(), converter=to_frozenset)
     rule: Rule | None = None
 
 
@@ -424,6 +448,10 @@ class Override:
     def source(self) -> str:
         return split_record_id(self.record)[0]
 
+    def active_at(self, at: datetime) -> bool:
+        """Whether the edit is in force at *at* by its own times (an ended one stops sooner)."""
+        return self.set_at <= at and (self.until is None or at < self.until)
+
     @property
     def edited_value(self) -> Any:
         return self.value.get(self.field)
@@ -444,6 +472,10 @@ class EndedOverride:
     sync: int | None = None
 
 
+#: ``ended_by`` of an override that ended because its ``until`` passed.
+EXPIRY: Final = "(expired)"
+
+
 @frozen
 class RecordVersion:
     """One applied state of a record; ``data`` is None while it is departed."""
@@ -462,7 +494,7 @@ class RecordState:
     source: str
     key: str
     contact_id: str
-    versions: tuple[RecordVersion, ...] = field(converter=_tuple, repr=False)
+    versions: tuple[RecordVersion, ...] = field(converter=to_tuple, repr=False)
 
     @property
     def current(self) -> RecordVersion:
@@ -504,8 +536,8 @@ class ContactEntry:
     """A person in the book: the records that make them up, and links, over time."""
 
     id: str
-    members: tuple[Membership, ...] = field(converter=_tuple)
-    redirects: tuple[Redirect, ...] = field(default=(), converter=_tuple)
+    members: tuple[Membership, ...] = field(converter=to_tuple)
+    redirects: tuple[Redirect, ...] = field(default=(), converter=to_tuple)
 
     def close_redirects(self, at: datetime) -> ContactEntry:
         """This entry with any redirect still open ended at *at*."""
@@ -564,7 +596,7 @@ class Book:
     groups: Mapping[str, tuple[GroupVersion, ...]] = field(factory=dict, repr=False)
     seq: int = 0
     updated_at: datetime | None = field(default=None, converter=_utc_or_none)
-    suppressed: frozenset[str] = field(default=frozenset(), converter=_frozenset, repr=False)
+    suppressed: frozenset[str] = field(default=frozenset(), converter=to_frozenset, repr=False)
     suppression_check: str = field(default="", repr=False)
 
 
@@ -599,7 +631,7 @@ class Contact:
     provenance: Mapping[str, Provenance] = field(repr=False)
     departed: bool = False
     departed_at: datetime | None = field(default=None, converter=_utc_or_none)
-    overrides: tuple[Override, ...] = field(default=(), converter=_tuple, repr=False)
+    overrides: tuple[Override, ...] = field(default=(), converter=to_tuple, repr=False)
 
 
 # -- inputs to merge ---------------------------------------------------------
@@ -630,7 +662,7 @@ class AddressBookSave:
     contact_id: str
     data: ContactData
     fields: frozenset[str] | None = field(
-        default=None, converter=attrs.converters.optional(_frozenset)
+        default=None, converter=attrs.converters.optional(to_frozenset)
     )
 
 

@@ -15,8 +15,9 @@ from typing import Final
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_frozenset, to_tuple
 from sourcetruth.exceptions import UsageError
-from sourcetruth.model import ADDRESS_BOOK, FIELDS, SourceKind, _frozenset, _tuple
+from sourcetruth.model import ADDRESS_BOOK, FIELDS, SourceKind, check_fields, check_source_name
 
 __all__ = [
     "DEFAULT_GUARD",
@@ -28,10 +29,7 @@ __all__ = [
 
 
 def _check_fields(_inst: object, _attr: object, value: frozenset[str]) -> None:
-    unknown = sorted(value - set(FIELDS))
-    if unknown:
-        msg = f"unknown contact fields {unknown}; fields are {', '.join(FIELDS)}"
-        raise UsageError(msg)
+    check_fields(value)
 
 
 @frozen
@@ -53,14 +51,12 @@ class Source:
     name: str
     kind: SourceKind
     covers: frozenset[str] = field(
-        default=frozenset(FIELDS), converter=_frozenset, validator=_check_fields
+        default=frozenset(FIELDS), converter=to_frozenset, validator=_check_fields
     )
     schedule: Schedule | None = None
 
     def __attrs_post_init__(self) -> None:
-        if not self.name or ":" in self.name:
-            msg = f"a source name must be non-empty and contain no ':' (got {self.name!r})"
-            raise UsageError(msg)
+        check_source_name(self.name)
         if (self.kind is SourceKind.ADDRESS_BOOK) != (self.name == ADDRESS_BOOK):
             msg = f"the address book is the source named {ADDRESS_BOOK!r}, of kind ADDRESS_BOOK"
             raise UsageError(msg)
@@ -118,8 +114,8 @@ class Policy:
     values for fields that no feed of that contact covers.
     """
 
-    sources: tuple[Source, ...] = field(converter=_tuple)
-    precedence: tuple[str, ...] = field(default=(), converter=_tuple)
+    sources: tuple[Source, ...] = field(converter=to_tuple)
+    precedence: tuple[str, ...] = field(default=(), converter=to_tuple)
     guard: DepartureGuard = DEFAULT_GUARD
     default_region: str = "GB"
     #: The secret of the keyed hashes that keep erased people out (rule 13).

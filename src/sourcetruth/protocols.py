@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from sourcetruth.journal import Run
-from sourcetruth.merge import MergeResult
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Book, Channel
+from sourcetruth.report import MergeResult
 
 __all__ = ["DeliveryLog", "Store", "Transport"]
 

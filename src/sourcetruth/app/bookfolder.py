@@ -51,11 +51,12 @@ from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_se
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.journal import Run, erased_by, run_of
-from sourcetruth.merge import Change, MergeResult, Report, Status, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Book, Channel, Erase
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store, Transport
+from sourcetruth.report import MergeResult, Report, combine
 from sourcetruth.serialise import dumps, loads
 
 __all__ = ["KEY_FILE_VARIABLE", "BookFolder", "combine_reports"]
@@ -72,43 +73,8 @@ _STORES: Final = {"sqlite": "book.sqlite", "json": "book.json"}
 _PLAIN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-def combine_reports(reports: Sequence[Report]) -> Report:
-    """One report for changes merged one after another and committed together."""
-    if not reports:
-        msg = "nothing to combine"
-        raise UsageError(msg)
-    last = reports[-1]
-    statuses = {r.status for r in reports}
-    # Applied if any part was; else held if any part was held: a hold is never hidden.
-    status = next(s for s in (Status.APPLIED, Status.HELD, Status.NO_CHANGE) if s in statuses)
-    kinds = list(dict.fromkeys(r.change for r in reports))
-    if len(reports) == 1:
-        change = kinds[0]
-    elif len(kinds) == 1:
-        change = f"{len(reports)} x {kinds[0]}"
-    else:
-        change = f"{len(reports)} changes: {', '.join(kinds)}"
-
-    def joined(name: str) -> tuple[Any, ...]:
-        return tuple(item for r in reports for item in getattr(r, name))
-
-    return attrs.evolve(
-        last,
-        status=status,
-        change=change,
-        held=next((r.held for r in reports if r.held is not None), None),
-        created=joined("created"),
-        changes=joined("changes"),
-        departed=joined("departed"),
-        returned=joined("returned"),
-        erased=joined("erased"),
-        overrides_set=joined("overrides_set"),
-        overrides_ended=joined("overrides_ended"),
-        overrides_kept=joined("overrides_kept"),
-        unnormalised=joined("unnormalised"),
-        duplicates=joined("duplicates"),
-        suppressed=sum(r.suppressed for r in reports),
-    )
+#: One report for changes committed together: :func:`sourcetruth.report.combine`.
+combine_reports: Final = combine
 
 
 class BookFolder:
@@ -293,7 +259,7 @@ class BookFolder:
             result = merge(book, change, policy=self.policy, at=at, by=by)
             book = result.book
             reports.append(result.report)
-        return before, batch, MergeResult(book, combine_reports(reports))
+        return before, batch, MergeResult(book, combine(reports))
 
     def dry_run(self, changes: Change | Iterable[Change], *, at: datetime, by: str) -> MergeResult:
         """What :meth:`apply` of *changes* would do, with nothing written."""

@@ -29,8 +29,9 @@ from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.sending import send
 from sourcetruth.audit import AuditRecord, why
+from sourcetruth.effective import contact_at
 from sourcetruth.exceptions import UsageError
-from sourcetruth.merge import Change, Report, contact_at, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.messages import Message, Plan, plan
 from sourcetruth.model import (
     AddressBookSave,
@@ -47,6 +48,7 @@ from sourcetruth.model import (
     SetGroup,
     Snapshot,
 )
+from sourcetruth.report import Report
 from sourcetruth.schedule import when_effective
 
 __all__ = ["run"]

@@ -39,10 +39,11 @@ from sourcetruth.adapters.sources.base import Reading
 from sourcetruth.adapters.stores.base import apply
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
 from sourcetruth.journal import Run
-from sourcetruth.merge import Change, MergeResult
+from sourcetruth.merge import Change
 from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store
+from sourcetruth.report import MergeResult, counts
 from sourcetruth.serialise import loads
 
 __all__ = ["FAILED", "SNAPSHOT", "SchoolJob", "SchoolResult", "nightly", "run_many"]
@@ -245,13 +246,7 @@ def nightly(job: SchoolJob) -> SchoolResult:
         job.name,
         report.status.value,
         run=run,
-        created=len(report.created),
-        changes=len(report.changes),
-        departed=len(report.departed),
-        returned=len(report.returned),
-        lost=len(report.lost),
-        unnormalised=len(report.unnormalised),
-        duplicates=len(report.duplicates),
+        **counts(report),
         notices=len(reading.notices),
         rejected=reading.rejected,
         held=None if report.held is None else report.held.token,

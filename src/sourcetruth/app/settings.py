@@ -73,7 +73,16 @@ from attrs import field, frozen
 from dateutil.rrule import rrulestr
 
 from sourcetruth.exceptions import SourceDataError, SourceTruthError, UsageError
-from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, EmailType, PhoneType, Role, SourceKind
+from sourcetruth.model import (
+    ADDRESS_BOOK,
+    FIELDS,
+    Channel,
+    EmailType,
+    PhoneType,
+    Role,
+    SourceKind,
+    unknown_fields,
+)
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 
 if TYPE_CHECKING:
@@ -370,8 +379,7 @@ def _source(
     covers = frozenset(FIELDS)
     if "covers" in table:
         covers = frozenset(reader.texts(table["covers"], f"{where}.covers"))
-        unknown = sorted(covers - set(FIELDS))
-        if unknown:
+        if unknown_fields(covers):
             fields = ", ".join(FIELDS)
             msg = f"{where}.covers"
             raise reader.fail(msg, f"names an unknown field; fields are {fields}")

@@ -23,6 +23,7 @@ from sourcetruth.app.settings import STARTER, check_adapters, parse_settings
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
+from sourcetruth.effective import contact_at, contacts_at, explain
 from sourcetruth.exceptions import (
     AdapterError,
     ConfirmationMismatchError,
@@ -34,15 +35,7 @@ from sourcetruth.exceptions import (
     UsageError,
     format_errors,
 )
-from sourcetruth.merge import (
-    Change,
-    MergeResult,
-    Report,
-    Status,
-    contact_at,
-    contacts_at,
-    explain,
-)
+from sourcetruth.merge import Change
 from sourcetruth.messages import (
     DeliveryResult,
     DeliveryStatus,
@@ -83,8 +76,9 @@ from sourcetruth.model import (
 )
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Transport
-from sourcetruth.reports import before_next_sync, data_quality, two_feeds, update_at_source
+from sourcetruth.report import MergeResult, Report, Status
 from sourcetruth.schedule import next_sync, when_effective
+from sourcetruth.worklists import before_next_sync, data_quality, two_feeds, update_at_source
 
 __all__ = ["EXIT_CODES", "main"]
 

@@ -11,7 +11,7 @@ from cattrs.gen import make_dict_unstructure_fn
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from sourcetruth.audit import Why
-from sourcetruth.merge import Explanation, FieldChange, Report, Status
+from sourcetruth.effective import Explanation
 from sourcetruth.model import (
     ADDRESS_BOOK,
     Channel,
@@ -28,6 +28,7 @@ from sourcetruth.model import (
     Rule,
     utc,
 )
+from sourcetruth.report import FieldChange, Report, Status
 
 __all__ = ["Renderer", "as_json", "primitive"]
 

@@ -47,8 +47,10 @@ import attrs
 import pytest
 
 from sourcetruth.adapters.sources.base import AddressBookAdapter, SourceAdapter
+from sourcetruth.audience import recipients
+from sourcetruth.effective import contacts_at
 from sourcetruth.exceptions import SourceDataError, SourceTruthError, format_errors
-from sourcetruth.merge import contacts_at, merge, recipients
+from sourcetruth.merge import merge
 from sourcetruth.model import (
     FIELDS,
     Book,

@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from sourcetruth.merge import contact_at, merge
+from sourcetruth.effective import contact_at
+from sourcetruth.merge import merge
 from sourcetruth.model import (
     FIELDS,
     Book,
@@ -57,6 +58,7 @@ from sourcetruth.model import (
     SnapshotKind,
     SourceKind,
     record_id,
+    unknown_fields,
 )
 from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Policy, Schedule, Source
 
@@ -407,7 +409,7 @@ def set_overrides(
     if not contact_ids or not fields:
         msg = "contact_ids and fields must not be empty"
         raise InvalidArgument(msg)
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = unknown_fields(fields)
     if unknown:
         msg = f"unknown fields {unknown}"
         raise InvalidArgument(msg)

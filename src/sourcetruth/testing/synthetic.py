@@ -61,6 +61,7 @@ from typing import Final
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.adapters.sources.oneroster import COVERS, write_bundle
 from sourcetruth.adapters.sources.tabular import CsvMapping, EmailColumn, PhoneColumn
 from sourcetruth.adapters.sources.tabular import write_csv as _write_csv
@@ -75,7 +76,6 @@ from sourcetruth.model import (
     Role,
     Snapshot,
     SourceKind,
-    _tuple,
 )
 from sourcetruth.policy import Policy, Schedule, Source
 

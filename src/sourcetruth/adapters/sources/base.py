@@ -20,13 +20,13 @@ from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.model import (
     ADDRESS_BOOK,
     AddressBookSave,
     Record,
     Snapshot,
     SourceKind,
-    _tuple,
     record_id,
 )
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Final
 
 from sourcetruth.adapters._files import write_atomic
+from sourcetruth.effective import contacts_at
 from sourcetruth.exceptions import AdapterError
-from sourcetruth.merge import contacts_at
 from sourcetruth.model import Book, Contact, PhoneType, record_id
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy

@@ -40,6 +40,7 @@ from typing import Any, Final
 import cattrs
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
@@ -55,7 +56,6 @@ from sourcetruth.model import (
     Snapshot,
     SnapshotKind,
     SourceKind,
-    _tuple,
 )
 
 __all__ = [

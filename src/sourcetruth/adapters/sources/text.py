@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 
 from attrs import field, frozen
 
+from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.exceptions import EncodingError, RejectedFileError, SourceDataError
-from sourcetruth.model import _tuple
 
 __all__ = [
     "DEFAULT_MAX_FIELD",

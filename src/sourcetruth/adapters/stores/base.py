@@ -16,9 +16,10 @@ from datetime import datetime
 
 from sourcetruth.exceptions import ConflictError
 from sourcetruth.journal import Run, erased_by, input_hash, redact, run_of
-from sourcetruth.merge import Change, MergeResult, merge
+from sourcetruth.merge import Change, merge
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store
+from sourcetruth.report import MergeResult
 
 # The journal's names and the protocol are re-exported: a store's author needs them here.
 __all__ = [

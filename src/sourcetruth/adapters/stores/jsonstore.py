@@ -19,8 +19,8 @@ from typing import Final
 
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
-from sourcetruth.merge import MergeResult
 from sourcetruth.model import Book
+from sourcetruth.report import MergeResult
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps, loads
 
 __all__ = ["EMPTY", "JsonStore"]

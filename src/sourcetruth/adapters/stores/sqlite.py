@@ -29,7 +29,6 @@ import attrs
 
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
-from sourcetruth.merge import FieldChange, MergeResult
 from sourcetruth.model import (
     Book,
     ContactEntry,
@@ -39,6 +38,7 @@ from sourcetruth.model import (
     RecordState,
     SyncRecord,
 )
+from sourcetruth.report import FieldChange, MergeResult
 from sourcetruth.serialise import converter
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]

@@ -1,4 +1,4 @@
-"""Reports for the people who keep the data right: pure queries over a book.
+"""Worklists for the people who keep the data right: pure queries over a book.
 
 - :func:`update_at_source`: every local edit that was ``lost`` (nobody
   updated the source), and every edit still in force, with who made it and
@@ -20,29 +20,26 @@ from datetime import datetime
 
 from attrs import field, frozen
 
-from sourcetruth.merge import (
-    PossibleDuplicate,
-    contacts_at,
-    dry_run,
-    possible_duplicates,
-    usable_address,
-)
-from sourcetruth.merge import _in_force as in_force  # the one definition of "in force"
+from sourcetruth._util import to_tuple
+from sourcetruth.audience import usable_address
+from sourcetruth.duplicates import possible_duplicates
+from sourcetruth.effective import contacts_at
+from sourcetruth.merge import dry_run
 from sourcetruth.model import (
+    KEPT_AT_SYNC,
     Book,
     Channel,
     EndedOverride,
     Override,
-    OverrideLifetime,
     OverrideOutcome,
     Role,
     Snapshot,
-    _tuple,
     split_record_id,
     utc,
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
+from sourcetruth.report import PossibleDuplicate
 from sourcetruth.schedule import next_sync
 
 __all__ = [
@@ -69,18 +66,23 @@ class EditInForce:
 class UpdateAtSource:
     """What to update at the source: edits lost at a sync, and edits still in force."""
 
-    lost: tuple[EndedOverride, ...] = field(converter=_tuple)
-    in_force: tuple[EditInForce, ...] = field(converter=_tuple)
+    lost: tuple[EndedOverride, ...] = field(converter=to_tuple)
+    in_force: tuple[EditInForce, ...] = field(converter=to_tuple)
 
 
 def _owning_source(override: Override) -> str:
     return split_record_id(override.record)[0]
 
 
+def _next_sync_ends(override: Override) -> bool:
+    """Whether the next sync of the owning source ends *override*, whatever it reads."""
+    return not KEPT_AT_SYNC[override.lifetime]
+
+
 def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | None:
     source = policy.source(_owning_source(override))
     candidates = []
-    if override.lifetime is not OverrideLifetime.SOURCE_CHANGE and source.schedule is not None:
+    if _next_sync_ends(override) and source.schedule is not None:
         candidates.append(next_sync(source.schedule, at))
     if override.until is not None:
         candidates.append(override.until)
@@ -90,7 +92,7 @@ def _ends_at(override: Override, policy: Policy, at: datetime) -> datetime | Non
 def _in_force(book: Book, at: datetime) -> Iterator[Override]:
     for contact_id in sorted(book.overrides):
         for override in book.overrides[contact_id]:
-            if in_force(override, at):
+            if override.active_at(at):
                 yield override
 
 
@@ -118,8 +120,8 @@ class NextSyncEnds:
 
     source: str
     at: datetime | None
-    ending: tuple[Override, ...] = field(converter=_tuple)
-    outcomes: tuple[EndedOverride, ...] = field(default=(), converter=_tuple)
+    ending: tuple[Override, ...] = field(converter=to_tuple)
+    outcomes: tuple[EndedOverride, ...] = field(default=(), converter=to_tuple)
 
 
 def before_next_sync(
@@ -153,7 +155,7 @@ def before_next_sync(
         o
         for o in _in_force(book, at)
         if _owning_source(o) == source
-        and o.lifetime is not OverrideLifetime.SOURCE_CHANGE
+        and _next_sync_ends(o)
         and (o.until is None or when is None or o.until > when)
     ]
     return NextSyncEnds(source, when, ending)

@@ -1,0 +1,195 @@
+"""What one merge changed, and the report that says so (package-private).
+
+After a change is applied to the draft, each affected contact is compared
+before and after, as effective contacts at the merge's time: every field
+whose value changed (compared as :func:`~sourcetruth.comparable` compares,
+rule 10) is a :class:`~sourcetruth.FieldChange` with its provenance before
+and after, and a contact that left or came back is a departure or a return.
+A contact the merge created from one record (every contact of an initial
+sync) takes its changes straight from that record. The report adds what the
+draft noted as it went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+from sourcetruth._draft import Draft
+from sourcetruth.effective import comparable, effective_contact, source_provenance
+from sourcetruth.model import FIELDS, Book, Contact, ContactData, Role, split_record_id
+from sourcetruth.policy import Policy
+from sourcetruth.report import FieldChange, Held, MergeResult, Report, Status
+
+__all__ = ["applied", "on_hold", "unchanged"]
+
+
+def on_hold(draft: Draft, kind: str, held: Held) -> MergeResult:
+    """The book unchanged, and a report of why the sync was held (rule 6)."""
+    report = Report(Status.HELD, kind, draft.at, draft.by, source=draft.source, held=held)
+    return MergeResult(draft.old, report)
+
+
+def unchanged(draft: Draft, kind: str) -> MergeResult:
+    """The book unchanged: the same snapshot again (rule 5), or an edit that changes nothing."""
+    report = Report(
+        Status.NO_CHANGE, kind, draft.at, draft.by, source=draft.source, suppressed=draft.skipped
+    )
+    return MergeResult(draft.old, report)
+
+
+def applied(draft: Draft, kind: str) -> MergeResult:
+    """The new book, and the report of everything the change did to it."""
+    new_book = draft.book()
+    changes, departed, returned = _compare(draft, new_book)
+    report = Report(
+        Status.APPLIED,
+        kind,
+        draft.at,
+        draft.by,
+        source=draft.source,
+        sync=draft.sync,
+        created=tuple(sorted(draft.created)),
+        changes=tuple(changes),
+        departed=tuple(departed),
+        returned=tuple(returned),
+        erased=tuple(sorted(draft.erased)),
+        overrides_set=tuple(draft.overrides_set),
+        overrides_ended=tuple(draft.overrides_ended),
+        overrides_kept=tuple(draft.overrides_kept),
+        unnormalised=tuple(draft.unnormalised),
+        duplicates=tuple(draft.duplicates),
+        suppressed=draft.skipped,
+    )
+    return MergeResult(new_book, report)
+
+
+def _compare(draft: Draft, new_book: Book) -> tuple[list[FieldChange], list[str], list[str]]:
+    """The field changes, departures and returns of the contacts the draft affected."""
+    book, policy, at = draft.old, draft.policy, draft.at
+    region = policy.default_region
+    changes: list[FieldChange] = []
+    departed: list[str] = []
+    returned: list[str] = []
+    created = set(draft.created)
+    shared: dict[tuple[str, Any], ContactData] = {}
+    for cid in sorted(draft.affected - set(draft.erased)):
+        if cid in created and cid not in book.contacts:
+            fresh = _created(new_book, cid, policy, shared)
+            if fresh is not None:
+                changes.extend(fresh)
+                continue
+        before = effective_contact(book, cid, policy, at) if cid in book.contacts else None
+        after = effective_contact(new_book, cid, policy, at)
+        changes.extend(_diff(before, after, region, shared))
+        if after is not None and after.departed and (before is None or not before.departed):
+            departed.append(cid)
+        if before is not None and before.departed and after is not None and not after.departed:
+            returned.append(cid)
+    return changes, departed, returned
+
+
+def _diff(
+    before: Contact | None,
+    after: Contact | None,
+    region: str,
+    shared: dict[tuple[str, Any], ContactData],
+) -> Iterator[FieldChange]:
+    if after is None:
+        return
+    for name in FIELDS:
+        new = after.data.get(name)
+        if before is None:
+            if _is_empty(name, new):
+                continue
+            yield FieldChange(
+                after.id, name, None, _only(after.data, name, shared), None, after.provenance[name]
+            )
+            continue
+        old = before.data.get(name)
+        # Equal raw values are equal normalised values: normalise only what differs.
+        if old == new or comparable(name, old, region) == comparable(name, new, region):
+            continue
+        yield FieldChange(
+            after.id,
+            name,
+            _only(before.data, name, shared),
+            _only(after.data, name, shared),
+            before.provenance[name],
+            after.provenance[name],
+        )
+
+
+def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactData]) -> ContactData:
+    """``data.only((name,))``, one copy per value for the fields whose values repeat.
+
+    Roles, year and registration groups and names recur across a school,
+    and a report of an initial sync holds one per contact and field.
+    """
+    value = data.get(name)
+    if name not in _REPEATING or not isinstance(value, str | Role):
+        return data.only((name,))
+    key = (name, value)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = data.only((name,))
+    return found
+
+
+#: The text fields, which compare trimmed: whitespace alone is empty.
+_TEXT: Final = frozenset(n for n in FIELDS if isinstance(ContactData().get(n), str))
+_REPEATING: Final = frozenset(
+    {"given_name", "family_name", "role", "year_group", "registration_group"}
+)
+
+
+def _created(
+    book: Book, contact_id: str, policy: Policy, shared: dict[tuple[str, Any], ContactData]
+) -> list[FieldChange] | None:
+    """What :func:`_diff` gives for a contact this merge created from one record.
+
+    An initial sync creates every contact of a school, so this path matters.
+    A contact of one record with one version, and no link or override, is
+    that record's covered values with one provenance: its changes come
+    straight from the record, with no effective contact to build. None for
+    any other contact.
+    """
+    entry = book.contacts[contact_id]
+    if (
+        len(entry.members) != 1
+        or entry.redirects
+        or contact_id in book.overrides
+        or contact_id in book.ended_overrides
+    ):
+        return None
+    source, key = split_record_id(entry.members[0].record)
+    state = book.records[source][key]
+    version = state.versions[0]
+    data = version.data
+    if len(state.versions) != 1 or data is None or version.applied_at != book.updated_at:
+        return None
+    provenance = source_provenance(book, state, version, version.applied_at)
+    covers = policy.source(source).covers
+    changes = []
+    for name in FIELDS:
+        new = data.get(name)
+        if name not in covers or _is_empty(name, new):
+            continue
+        changes.append(
+            FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
+        )
+    return changes
+
+
+def _is_empty(name: str, value: Any) -> bool:
+    """Whether *value* compares equal to an empty field *name* (rule 10), without normalising.
+
+    An empty field compares as its empty value, and only an empty value (or
+    text of whitespace alone) compares equal to it.
+    """
+    if value == _EMPTY[name]:
+        return True
+    return name in _TEXT and isinstance(value, str) and not value.strip()
+
+
+_EMPTY: Final = {name: ContactData().get(name) for name in FIELDS}

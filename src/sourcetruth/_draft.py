@@ -1,0 +1,245 @@
+"""The draft: a copy-on-write working copy of a book for one merge (package-private).
+
+:func:`~sourcetruth.merge` applies a change to a :class:`Draft` of the book,
+never to the book itself: the draft copies a source's records, the contacts,
+the overrides only when the change touches them, and notes as it goes what
+the report will say (contacts created and affected, overrides set, ended and
+kept, values kept raw, possible duplicates). A change that raises leaves the
+book as it was; :meth:`Draft.book` is the new book.
+
+How an override ends (:func:`outcome`), and the ending of overrides whose
+time ran out (:func:`end_expired`), are here because every kind of change
+ends overrides through the draft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from sourcetruth.effective import comparable, version_at
+from sourcetruth.exceptions import UnknownRecordError
+from sourcetruth.model import (
+    EXPIRY,
+    Book,
+    ContactData,
+    ContactEntry,
+    EndedOverride,
+    Membership,
+    Override,
+    OverrideOutcome,
+    RecordState,
+    RecordVersion,
+    record_id,
+    split_record_id,
+)
+from sourcetruth.normalise import normalise_email, normalise_phone
+from sourcetruth.policy import Policy
+from sourcetruth.report import PossibleDuplicate, Unnormalised
+
+__all__ = ["Draft", "end_expired", "outcome"]
+
+
+class Draft:
+    """A copy-on-write working copy of a book for one merge."""
+
+    def __init__(self, book: Book, policy: Policy, at: datetime, by: str) -> None:
+        self.old = book
+        self.policy = policy
+        self.at = at
+        self.by = by
+        self.seq = book.seq + 1
+        self.records: dict[str, Mapping[str, RecordState]] = dict(book.records)
+        self._copied: dict[str, dict[str, RecordState]] = {}
+        self.contacts: Mapping[str, ContactEntry] = book.contacts
+        self._contacts_copied = False
+        self.overrides: dict[str, tuple[Override, ...]] = dict(book.overrides)
+        self.ended: dict[str, tuple[EndedOverride, ...]] = dict(book.ended_overrides)
+        self.syncs = dict(book.syncs)
+        self.groups = dict(book.groups)
+        self.affected: set[str] = set()
+        self.created: list[str] = []
+        self.overrides_set: list[Override] = []
+        self.overrides_ended: list[EndedOverride] = []
+        self.overrides_kept: list[Override] = []
+        self.unnormalised: list[Unnormalised] = []
+        self.duplicates: list[PossibleDuplicate] = []
+        self.erased: list[str] = []
+        self.source: str | None = None  # the source of a sync's snapshot; None for an edit
+        self.sync: int | None = None  # this merge's number, once a sync applies
+        self.suppressed = book.suppressed
+        self.suppression_check = book.suppression_check
+        self.skipped = 0
+
+    # records and contacts
+
+    def forget(self, source: str) -> None:
+        """Drop the working copy of a source that no longer holds any record."""
+        self._copied.pop(source, None)
+
+    def states(self, source: str) -> dict[str, RecordState]:
+        if source not in self._copied:
+            self._copied[source] = dict(self.records.get(source, {}))
+            self.records[source] = self._copied[source]
+        return self._copied[source]
+
+    def state(self, rid: str) -> RecordState:
+        source, key = split_record_id(rid)
+        try:
+            return self.records[source][key]
+        except KeyError:
+            msg = f"the book holds no record {rid!r}"
+            raise UnknownRecordError(msg) from None
+
+    def put_version(
+        self, state: RecordState, data: ContactData | None, extracted_at: datetime
+    ) -> RecordState:
+        version = RecordVersion(data, self.at, extracted_at, self.seq, self.by)
+        new = attrs.evolve(state, versions=(*state.versions, version))
+        self.states(state.source)[state.key] = new
+        self.affected.add(state.contact_id)
+        return new
+
+    def new_record(
+        self,
+        source: str,
+        key: str,
+        data: ContactData,
+        extracted_at: datetime,
+        contact_id: str | None = None,
+    ) -> RecordState:
+        rid = record_id(source, key)
+        cid = contact_id or rid
+        version = RecordVersion(data, self.at, extracted_at, self.seq, self.by)
+        state = RecordState(source, key, cid, (version,))
+        self.states(source)[key] = state
+        entry = self.contacts.get(cid)
+        member = Membership(rid, self.at)
+        if entry is None:
+            self.put_contact(ContactEntry(cid, (member,)))
+            self.created.append(cid)
+        else:
+            self.put_contact(
+                attrs.evolve(entry, members=(*entry.members, member)).close_redirects(self.at)
+            )
+        self.affected.add(cid)
+        return state
+
+    def put_contact(self, entry: ContactEntry) -> None:
+        if not self._contacts_copied:
+            self.contacts = dict(self.contacts)
+            self._contacts_copied = True
+        assert isinstance(self.contacts, dict)
+        self.contacts[entry.id] = entry
+
+    def drop_contact(self, cid: str) -> None:
+        self.put_contact(self.contacts[cid])  # ensures the copy
+        assert isinstance(self.contacts, dict)
+        del self.contacts[cid]
+
+    def book(self) -> Book:
+        """The book as the draft stands: the merge's result, or for queries within it."""
+        return Book(
+            records=self.records,
+            contacts=self.contacts,
+            overrides={k: v for k, v in self.overrides.items() if v},
+            ended_overrides=self.ended,
+            syncs=self.syncs,
+            groups=self.groups,
+            seq=self.seq,
+            updated_at=self.at,
+            suppressed=self.suppressed,
+            suppression_check=self.suppression_check,
+        )
+
+    # overrides
+
+    def end_override(
+        self, override: Override, outcome: OverrideOutcome, *, expired_at: datetime | None = None
+    ) -> None:
+        """End *override* in this merge, or as of *expired_at* when its time ran out."""
+        cid = override.contact_id
+        self.overrides[cid] = tuple(o for o in self.overrides.get(cid, ()) if o is not override)
+        if expired_at is None:
+            ended = EndedOverride(override, self.at, outcome, self.by, self.sync)
+        else:
+            ended = EndedOverride(override, expired_at, outcome, EXPIRY, None)
+        self.ended[cid] = (*self.ended.get(cid, ()), ended)
+        self.overrides_ended.append(ended)
+        self.affected.add(cid)
+
+    def add_override(self, override: Override) -> None:
+        cid = override.contact_id
+        self.overrides[cid] = (*self.overrides.get(cid, ()), override)
+        self.overrides_set.append(override)
+        self.affected.add(cid)
+
+    # values kept raw
+
+    def check_values(self, rid: str, data: ContactData) -> None:
+        """Report each phone and email of *data*, record *rid*, that does not normalise."""
+        self.unnormalised.extend(_problems(rid, data, self.policy.default_region))
+
+    # the outcome
+
+    def changed(self) -> bool:
+        """Whether the draft differs from the book it started from.
+
+        A sync always counts, since it confirms what the source still holds;
+        an edit that changes nothing (a save of the same values) does not.
+        """
+        return bool(
+            self.sync is not None or self.affected or self.erased or self.groups != self.old.groups
+        )
+
+
+def outcome(override: Override, data: ContactData | None, region: str) -> OverrideOutcome:
+    """How *override* ends when its source holds *data* (None: the record departed)."""
+    if data is None:
+        return OverrideOutcome.DEPARTED
+    name = override.field
+    now = comparable(name, data.get(name), region)
+    edited = comparable(name, override.edited_value, region)
+    base = comparable(name, override.base_value, region)
+    if now == edited:
+        return OverrideOutcome.CONFIRMED
+    if now == base:
+        return OverrideOutcome.LOST
+    if name in ("phones", "emails") and _untyped(edited) != _untyped(base):
+        # The edit changed numbers or addresses, and a source may type them its
+        # own way (a OneRoster email has no type): what it holds decides.
+        if _untyped(now) == _untyped(edited):
+            return OverrideOutcome.CONFIRMED
+        if _untyped(now) == _untyped(base):
+            return OverrideOutcome.LOST
+    return OverrideOutcome.SUPERSEDED
+
+
+def _untyped(value: tuple[tuple[Any, str], ...]) -> tuple[str, ...]:
+    return tuple(text for _, text in value)
+
+
+def end_expired(draft: Draft) -> None:
+    """End the overrides whose ``until`` has passed, as of that time, judged by the source then."""
+    region = draft.policy.default_region
+    for cid in sorted(draft.overrides):
+        for override in draft.overrides[cid]:
+            until = override.until
+            if until is not None and until <= draft.at:
+                version = version_at(draft.state(override.record), until)
+                data = None if version is None else version.data
+                draft.end_override(override, outcome(override, data, region), expired_at=until)
+
+
+def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised]:
+    for i, phone in enumerate(data.phones):
+        checked = normalise_phone(phone.number, region)
+        if checked.problem is not None:
+            yield Unnormalised(rid, "phones", i, checked.problem)
+    for i, email in enumerate(data.emails):
+        checked = normalise_email(email.address)
+        if checked.problem is not None:
+            yield Unnormalised(rid, "emails", i, checked.problem)

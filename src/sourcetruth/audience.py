@@ -1,0 +1,286 @@
+"""Who an audience reaches at one time, and at which address (rule 11).
+
+An audience is a group name, a group, a rule or a collection of contact ids.
+It is resolved against effective data at a time: groups and links as they
+were then, rules over the effective values, departed contacts left out. Each
+address is reached once, with everyone it reaches and the provenance of the
+address for each; everyone the audience names but cannot reach is listed
+with why.
+
+:func:`recipients` answers one question; the message planner asks many about
+one time, so it shares an :class:`EffectiveCache` across :func:`named` and
+:func:`resolve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Final, TypeAlias
+
+import attrs
+from attrs import frozen
+
+from sourcetruth._util import at_or_before
+from sourcetruth.effective import effective_contact, resolve_id
+from sourcetruth.exceptions import UnknownGroupError
+from sourcetruth.model import (
+    ADDRESS_FIELDS,
+    Book,
+    Channel,
+    Contact,
+    ContactData,
+    GroupDefinition,
+    PhoneType,
+    Provenance,
+    Role,
+    Rule,
+    record_id,
+    utc,
+)
+from sourcetruth.normalise import normalise_email, normalise_phone
+from sourcetruth.policy import Policy
+
+__all__ = [
+    "Audience",
+    "EffectiveCache",
+    "Recipient",
+    "Recipients",
+    "Unreachable",
+    "named",
+    "recipients",
+    "resolve",
+    "usable_address",
+]
+
+
+@frozen
+class Recipient:
+    """One address on one channel, and everyone it reaches, with provenance."""
+
+    channel: Channel
+    address: str = attrs.field(repr=False)
+    contact_ids: tuple[str, ...]
+    provenance: tuple[Provenance, ...] = attrs.field(repr=False)
+
+
+@frozen
+class Unreachable:
+    """Someone the audience names whom the channel cannot reach at the time, and why."""
+
+    contact_id: str
+    reason: str
+
+
+@frozen
+class Recipients:
+    """Who a message on one channel reaches at one time, and who it cannot."""
+
+    channel: Channel
+    at: datetime = attrs.field(converter=utc)
+    recipients: tuple[Recipient, ...]
+    unreachable: tuple[Unreachable, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.recipients)
+
+
+Audience: TypeAlias = str | GroupDefinition | Rule | frozenset[str] | set[str] | tuple[str, ...]
+
+
+# -- the address of a channel ------------------------------------------------------------
+
+
+def _mobile_number(data: ContactData, region: str) -> tuple[str | None, str]:
+    mobiles = [p for p in data.phones if p.type is PhoneType.MOBILE]
+    if not mobiles:
+        return None, "no mobile number"
+    for phone in mobiles:
+        checked = normalise_phone(phone.number, region)
+        if checked.value is not None:
+            return checked.value, ""
+    return None, "mobile number does not normalise"
+
+
+def _email_address(data: ContactData, _region: str) -> tuple[str | None, str]:
+    if not data.emails:
+        return None, "no email address"
+    for email in data.emails:
+        checked = normalise_email(email.address)
+        if checked.value is not None:
+            return checked.value, ""
+    return None, "email address does not normalise"
+
+
+#: How each channel finds a person's address in their data.
+_ADDRESS_OF: Final[Mapping[Channel, Callable[[ContactData, str], tuple[str | None, str]]]] = {
+    Channel.EMAIL: _email_address,
+    Channel.SMS: _mobile_number,
+}
+
+
+def usable_address(data: ContactData, channel: Channel, region: str) -> tuple[str | None, str]:
+    """The address a message on *channel* would use for *data*, or None and why not.
+
+    SMS goes to the first mobile number that normalises; email to the first
+    address that does.
+    """
+    return _ADDRESS_OF[channel](data, region)
+
+
+# -- groups and rules ------------------------------------------------------------------
+
+
+def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
+    version = at_or_before(book.groups.get(name, ()), at, lambda g: g.since)
+    if version is None or version.group is None:
+        msg = f"no group named {name!r} at that time"
+        raise UnknownGroupError(msg)
+    return version.group
+
+
+def _matches(contact: Contact, rule: Rule, *, pupil: bool) -> bool:
+    data = contact.data
+    if pupil:
+        if data.role is not Role.PUPIL:
+            return False
+    elif rule.roles and data.role not in rule.roles:
+        return False
+    if rule.year_groups and data.year_group.strip() not in rule.year_groups:
+        return False
+    return not (
+        rule.registration_groups and data.registration_group.strip() not in rule.registration_groups
+    )
+
+
+def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetime) -> set[str]:
+    live = {cid: c for cid, c in everyone.items() if not c.departed}
+    if not rule.guardians_of:
+        return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
+    # A guardian names a pupil by its key in the source the relationships came
+    # from; match it against the records each chosen pupil had at that time.
+    pupil_records = {
+        m.record
+        for cid, c in live.items()
+        if _matches(c, rule, pupil=True)
+        for m in book.contacts[cid].members
+        if m.active_at(at)
+    }
+    chosen = set()
+    for cid, contact in live.items():
+        source = contact.provenance["relationships"].source
+        if source is None:
+            continue
+        for rel in contact.data.relationships:
+            if not rel.receives_messages:
+                continue
+            if rule.max_priority is not None and rel.priority > rule.max_priority:
+                continue
+            if record_id(source, rel.pupil) in pupil_records:
+                chosen.add(cid)
+                break
+    return chosen
+
+
+# -- resolving -------------------------------------------------------------------------
+
+
+class EffectiveCache:
+    """Effective contacts of one book at one time, each computed once however often asked for."""
+
+    def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
+        self.book, self.policy, self.at = book, policy, at
+        self._one: dict[str, Contact | None] = {}
+        self._all: dict[str, Contact] | None = None
+
+    def one(self, contact_id: str) -> Contact | None:
+        """The contact *contact_id* at the time, None if it did not exist then."""
+        if contact_id not in self._one:
+            self._one[contact_id] = effective_contact(self.book, contact_id, self.policy, self.at)
+        return self._one[contact_id]
+
+    def all(self) -> dict[str, Contact]:
+        """Every contact that existed at the time, by id."""
+        if self._all is None:
+            self._all = {}
+            for contact_id in sorted(self.book.contacts):
+                contact = self.one(contact_id)
+                if contact is not None:
+                    self._all[contact_id] = contact
+        return self._all
+
+
+def _group(book: Book, audience: Audience, at: datetime) -> GroupDefinition:
+    """*audience* as a group."""
+    if isinstance(audience, str):
+        return _group_at(book, audience, at)
+    if isinstance(audience, GroupDefinition):
+        return audience
+    if isinstance(audience, Rule):
+        return GroupDefinition("(rule)", rule=audience)
+    return GroupDefinition("(contacts)", members=frozenset(audience))
+
+
+def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list[Unreachable]]:
+    """Who *audience* names and is present at the time, and who it names but is not."""
+    book, at = effective.book, effective.at
+    group = _group(book, audience, at)
+    chosen = {resolve_id(book, cid, at) for cid in group.members}
+    everyone: dict[str, Contact]
+    if group.rule is not None:
+        everyone = effective.all()
+    else:  # static members only: no need to look at anyone else
+        found_members = ((cid, effective.one(cid)) for cid in chosen)
+        everyone = {cid: c for cid, c in found_members if c is not None}
+    unreachable = [
+        Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
+    ]
+    chosen &= everyone.keys()
+    unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
+    chosen = {cid for cid in chosen if not everyone[cid].departed}
+    if group.rule is not None:
+        chosen |= _select(book, group.rule, everyone, at)
+    return chosen, unreachable
+
+
+def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
+    """:func:`recipients`, with the effective contacts taken from (and kept in) *effective*."""
+    at, policy = effective.at, effective.policy
+    chosen, unreachable = named(audience, effective)
+    field_name = ADDRESS_FIELDS[channel]
+    by_address: dict[str, list[Contact]] = {}
+    for cid in sorted(chosen):
+        contact = effective.one(cid)
+        assert contact is not None  # named() chose it among those present
+        address, reason = usable_address(contact.data, channel, policy.default_region)
+        if address is None:
+            unreachable.append(Unreachable(cid, reason))
+        else:
+            by_address.setdefault(address, []).append(contact)
+    found = tuple(
+        Recipient(
+            channel,
+            address,
+            tuple(c.id for c in contacts),
+            tuple(c.provenance[field_name] for c in contacts),
+        )
+        for address, contacts in sorted(by_address.items(), key=lambda item: item[1][0].id)
+    )
+    return Recipients(
+        channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))
+    )
+
+
+def recipients(
+    book: Book, audience: Audience, channel: Channel, *, policy: Policy, at: datetime
+) -> Recipients:
+    """Resolve *audience* on *channel* at *at* against effective data (rule 11).
+
+    *audience* is a group name, a group, a rule, or a collection of contact
+    ids. Departed contacts are never recipients; each address appears once,
+    with every contact it reaches; a person is reached once per channel, at
+    the first usable address of that channel (a mobile for SMS).
+    """
+    at = utc(at)
+    return resolve(audience, channel, EffectiveCache(book, policy, at))
