@@ -52,11 +52,12 @@ from sourcetruth.adapters.transports.smtp import SmtpTransport
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder, combine_reports
 from sourcetruth.app.settings import STARTER
 from sourcetruth.audit import AuditRecord
+from sourcetruth.changes import SetOverride
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UnknownContactError
 from sourcetruth.journal import input_hash
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryStatus, Envelope
-from sourcetruth.model import EndedOverride, Override, SetOverride, SnapshotKind
+from sourcetruth.model import EndedOverride, Override, SnapshotKind
 from sourcetruth.report import FieldChange, Held, PossibleDuplicate, Report, Unnormalised
 
 AT = london(23, 9)

@@ -96,40 +96,45 @@ class TestTypingMarker:
         assert resources.files("sourcetruth").joinpath("py.typed").is_file()
 
 
-#: Names that moved out of ``sourcetruth.merge``, one of each new home, with that home.
+#: Names that moved out of a core module, one of each new home: old module, name, home.
 MOVED = [
-    ("Report", "sourcetruth.report"),
-    ("contact_at", "sourcetruth.effective"),
-    ("recipients", "sourcetruth.audience"),
-    ("possible_duplicates", "sourcetruth.duplicates"),
-    ("EXPIRY", "sourcetruth.model"),
+    ("sourcetruth.merge", "Report", "sourcetruth.report"),
+    ("sourcetruth.merge", "contact_at", "sourcetruth.effective"),
+    ("sourcetruth.merge", "recipients", "sourcetruth.audience"),
+    ("sourcetruth.merge", "possible_duplicates", "sourcetruth.duplicates"),
+    ("sourcetruth.merge", "EXPIRY", "sourcetruth.model"),
+    ("sourcetruth.model", "SetOverride", "sourcetruth.changes"),
+    ("sourcetruth.model", "ConfirmSync", "sourcetruth.changes"),
 ]
+OLD_HOMES = sorted({old for old, _, _ in MOVED})
 ROOT = PYPROJECT.parent
 
 
-class TestNamesThatLeftMerge:
-    @pytest.mark.parametrize(("name", "home"), MOVED)
-    def test_the_old_import_still_works_and_warns(self, name: str, home: str) -> None:
-        """`from sourcetruth.merge import X` gives X from its new home, and a DeprecationWarning."""
+class TestNamesThatMoved:
+    @pytest.mark.parametrize(("old", "name", "home"), MOVED)
+    def test_the_old_import_still_works_and_warns(self, old: str, name: str, home: str) -> None:
+        """`from OLD import X` gives X from its new home, and a DeprecationWarning naming it."""
         namespace: dict[str, object] = {}
         with pytest.warns(DeprecationWarning, match=home):
-            exec(f"from sourcetruth.merge import {name}", namespace)
+            exec(f"from {old} import {name}", namespace)
         assert namespace[name] is getattr(importlib.import_module(home), name)
 
-    def test_a_name_merge_never_had_is_still_an_attribute_error(self) -> None:
+    @pytest.mark.parametrize("old", OLD_HOMES)
+    def test_a_name_the_module_never_had_is_still_an_attribute_error(self, old: str) -> None:
         """The alias covers the names that moved, and nothing else."""
-        module = importlib.import_module("sourcetruth.merge")
+        module = importlib.import_module(old)
         with pytest.raises(AttributeError, match="no_such_name"):
             _ = module.no_such_name
 
-    def test_nothing_in_the_project_imports_a_moved_name_from_merge(self) -> None:
-        """src, tests, benchmarks and the docs' code import from merge only merge's own names."""
-        own = set(importlib.import_module("sourcetruth.merge").__all__)
+    @pytest.mark.parametrize("old", OLD_HOMES)
+    def test_nothing_in_the_project_imports_a_moved_name(self, old: str) -> None:
+        """src, tests, benchmarks and the docs' code import from a module only its own names."""
+        own = set(importlib.import_module(old).__all__)
         found = [
             f"{path.relative_to(ROOT)}: {alias.name}"
             for path, code in _project_code()
             for node in ast.walk(ast.parse(code))
-            if isinstance(node, ast.ImportFrom) and node.module == "sourcetruth.merge"
+            if isinstance(node, ast.ImportFrom) and node.module == old
             for alias in node.names
             if alias.name not in own
         ]

@@ -11,6 +11,18 @@ from typing import TYPE_CHECKING, Any
 from sourcetruth import _moved
 from sourcetruth.audience import Recipient, Recipients, Unreachable, recipients
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
+from sourcetruth.changes import (
+    AddressBookRemove,
+    AddressBookSave,
+    ClearOverride,
+    ConfirmSync,
+    Erase,
+    Link,
+    RemoveGroup,
+    SetGroup,
+    SetOverride,
+    Unlink,
+)
 from sourcetruth.duplicates import possible_duplicates
 from sourcetruth.effective import (
     Explanation,
@@ -55,22 +67,16 @@ from sourcetruth.model import (
     ADDRESS_BOOK,
     EXPIRY,
     FIELDS,
-    AddressBookRemove,
-    AddressBookSave,
     Book,
     Channel,
-    ClearOverride,
-    ConfirmSync,
     Contact,
     ContactData,
     ContactEntry,
     Email,
     EmailType,
     EndedOverride,
-    Erase,
     GroupDefinition,
     GroupVersion,
-    Link,
     Membership,
     Override,
     OverrideLifetime,
@@ -84,16 +90,12 @@ from sourcetruth.model import (
     RecordVersion,
     Redirect,
     Relationship,
-    RemoveGroup,
     Role,
     Rule,
-    SetGroup,
-    SetOverride,
     Snapshot,
     SnapshotKind,
     SourceKind,
     SyncRecord,
-    Unlink,
     record_id,
 )
 from sourcetruth.normalise import Normalised, normalise_email, normalise_phone

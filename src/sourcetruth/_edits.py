@@ -14,14 +14,19 @@ from typing import Any
 import attrs
 
 from sourcetruth._draft import Draft
+from sourcetruth.changes import (
+    AddressBookRemove,
+    AddressBookSave,
+    ClearOverride,
+    RemoveGroup,
+    SetGroup,
+    SetOverride,
+)
 from sourcetruth.effective import comparable, effective_contact, last_data, resolve_id
 from sourcetruth.exceptions import UnknownContactError, UnknownGroupError, UsageError
 from sourcetruth.model import (
     ADDRESS_BOOK,
     FIELDS,
-    AddressBookRemove,
-    AddressBookSave,
-    ClearOverride,
     Contact,
     ContactData,
     GroupDefinition,
@@ -30,9 +35,6 @@ from sourcetruth.model import (
     OverrideOutcome,
     ProvenanceKind,
     RecordState,
-    RemoveGroup,
-    SetGroup,
-    SetOverride,
     check_fields,
     record_id,
     split_record_id,

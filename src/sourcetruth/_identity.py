@@ -12,18 +12,16 @@ from __future__ import annotations
 import attrs
 
 from sourcetruth._draft import Draft
+from sourcetruth.changes import Erase, Link, Unlink
 from sourcetruth.effective import resolve_id
 from sourcetruth.exceptions import UnknownContactError, UsageError
 from sourcetruth.model import (
     ADDRESS_BOOK,
     ContactEntry,
-    Erase,
-    Link,
     Membership,
     OverrideOutcome,
     RecordState,
     Redirect,
-    Unlink,
     split_record_id,
     suppression_check,
     suppression_digest,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import attrs
 
 from sourcetruth._draft import Draft, outcome
+from sourcetruth.changes import ConfirmSync
 from sourcetruth.duplicates import duplicates_among
 from sourcetruth.exceptions import (
     ConfirmationMismatchError,
@@ -29,7 +30,6 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.model import (
     KEPT_AT_SYNC,
-    ConfirmSync,
     Record,
     RecordState,
     Snapshot,

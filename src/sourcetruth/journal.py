@@ -15,8 +15,9 @@ from datetime import datetime
 import attrs
 from attrs import frozen
 
+from sourcetruth.changes import Erase
 from sourcetruth.merge import Change
-from sourcetruth.model import Book, Erase, record_id, utc
+from sourcetruth.model import Book, record_id, utc
 from sourcetruth.report import Report, without
 from sourcetruth.serialise import dumps
 

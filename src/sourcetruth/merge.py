@@ -36,11 +36,9 @@ from sourcetruth._edits import (
 )
 from sourcetruth._identity import erase, link, unlink
 from sourcetruth._sync import confirm_sync, sync
-from sourcetruth.exceptions import OutOfOrderError, UsageError
-from sourcetruth.model import (
+from sourcetruth.changes import (
     AddressBookRemove,
     AddressBookSave,
-    Book,
     ClearOverride,
     ConfirmSync,
     Erase,
@@ -48,10 +46,10 @@ from sourcetruth.model import (
     RemoveGroup,
     SetGroup,
     SetOverride,
-    Snapshot,
     Unlink,
-    utc,
 )
+from sourcetruth.exceptions import OutOfOrderError, UsageError
+from sourcetruth.model import Book, Snapshot, utc
 from sourcetruth.policy import Policy
 
 if TYPE_CHECKING:

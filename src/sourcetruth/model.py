@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import importlib
+import warnings
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -30,22 +32,16 @@ __all__ = [
     "EXPIRY",
     "FIELDS",
     "KEPT_AT_SYNC",
-    "AddressBookRemove",
-    "AddressBookSave",
     "Book",
     "Channel",
-    "ClearOverride",
-    "ConfirmSync",
     "Contact",
     "ContactData",
     "ContactEntry",
     "Email",
     "EmailType",
     "EndedOverride",
-    "Erase",
     "GroupDefinition",
     "GroupVersion",
-    "Link",
     "Membership",
     "Override",
     "OverrideLifetime",
@@ -59,16 +55,13 @@ __all__ = [
     "RecordVersion",
     "Redirect",
     "Relationship",
-    "RemoveGroup",
     "Role",
     "Rule",
-    "SetGroup",
-    "SetOverride",
     "Snapshot",
     "SnapshotKind",
     "SourceKind",
     "SyncRecord",
-    "Unlink",
+    "check_field_name",
     "check_fields",
     "check_source_name",
     "data_from",
@@ -78,6 +71,7 @@ __all__ = [
     "suppression_digest",
     "unknown_fields",
     "utc",
+    "utc_or_none",
 ]
 
 #: The name of the local address book, a source that every policy has.
@@ -129,7 +123,8 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _utc_or_none(value: datetime | None) -> datetime | None:
+def utc_or_none(value: datetime | None) -> datetime | None:
+    """:func:`utc` for an optional time (an attrs converter)."""
     return None if value is None else utc(value)
 
 
@@ -141,7 +136,8 @@ def _redact(value: object) -> str:
     return "<redacted>" if value else repr(value)
 
 
-def _check_field_name(_inst: object, _attr: object, value: str) -> None:
+def check_field_name(_inst: object, _attr: object, value: str) -> None:
+    """An attrs validator: *value* names a field of :class:`ContactData`."""
     check_fields((value,))
 
 
@@ -435,14 +431,14 @@ class Override:
     """
 
     contact_id: str
-    field: str = attrs.field(validator=_check_field_name)
+    field: str = attrs.field(validator=check_field_name)
     value: ContactData
     base: ContactData
     record: str
     set_by: str
     set_at: datetime = attrs.field(converter=utc)
     lifetime: OverrideLifetime = OverrideLifetime.NEXT_SYNC
-    until: datetime | None = attrs.field(default=None, converter=_utc_or_none)
+    until: datetime | None = attrs.field(default=None, converter=utc_or_none)
 
     @property
     def source(self) -> str:
@@ -511,7 +507,7 @@ class Membership:
 
     record: str
     since: datetime = field(converter=utc)
-    until: datetime | None = field(default=None, converter=_utc_or_none)
+    until: datetime | None = field(default=None, converter=utc_or_none)
 
     def active_at(self, at: datetime) -> bool:
         return self.since <= at and (self.until is None or at < self.until)
@@ -523,7 +519,7 @@ class Redirect:
 
     into: str
     since: datetime = field(converter=utc)
-    until: datetime | None = field(default=None, converter=_utc_or_none)
+    until: datetime | None = field(default=None, converter=utc_or_none)
 
     def active_at(self, at: datetime | None) -> bool:
         if at is None:
@@ -595,7 +591,7 @@ class Book:
     syncs: Mapping[str, tuple[SyncRecord, ...]] = field(factory=dict, repr=False)
     groups: Mapping[str, tuple[GroupVersion, ...]] = field(factory=dict, repr=False)
     seq: int = 0
-    updated_at: datetime | None = field(default=None, converter=_utc_or_none)
+    updated_at: datetime | None = field(default=None, converter=utc_or_none)
     suppressed: frozenset[str] = field(default=frozenset(), converter=to_frozenset, repr=False)
     suppression_check: str = field(default="", repr=False)
 
@@ -614,9 +610,9 @@ class Provenance:
     kind: ProvenanceKind
     source: str | None = None
     record_key: str | None = None
-    since: datetime | None = field(default=None, converter=_utc_or_none)
-    read_at: datetime | None = field(default=None, converter=_utc_or_none)
-    applied_at: datetime | None = field(default=None, converter=_utc_or_none)
+    since: datetime | None = field(default=None, converter=utc_or_none)
+    read_at: datetime | None = field(default=None, converter=utc_or_none)
+    applied_at: datetime | None = field(default=None, converter=utc_or_none)
     sync: int | None = None
     by: str | None = None
 
@@ -630,116 +626,8 @@ class Contact:
     data: ContactData
     provenance: Mapping[str, Provenance] = field(repr=False)
     departed: bool = False
-    departed_at: datetime | None = field(default=None, converter=_utc_or_none)
+    departed_at: datetime | None = field(default=None, converter=utc_or_none)
     overrides: tuple[Override, ...] = field(default=(), converter=to_tuple, repr=False)
-
-
-# -- inputs to merge ---------------------------------------------------------
-
-
-@frozen
-class ConfirmSync:
-    """Apply a snapshot that the departure guard held, for that snapshot only.
-
-    ``token`` is the one the held report gave; it binds the confirmation to
-    the snapshot's content and to the book's last sync of that source.
-    """
-
-    snapshot: Snapshot
-    token: str
-
-
-@frozen
-class AddressBookSave:
-    """A save in the local address book.
-
-    For a new or an address-book contact, ``data`` replaces the fields named
-    in ``fields`` (all of them when None), at once (rule 2). For a contact
-    whose home is a source, each field that source covers becomes a temporary
-    override (rule 3) and other fields are kept as local values.
-    """
-
-    contact_id: str
-    data: ContactData
-    fields: frozenset[str] | None = field(
-        default=None, converter=attrs.converters.optional(to_frozenset)
-    )
-
-
-@frozen
-class AddressBookRemove:
-    """Remove an address-book contact: it departs (kept, restorable by a save)."""
-
-    contact_id: str
-
-
-@frozen
-class SetOverride:
-    """Override one source-covered field of a contact until its lifetime ends."""
-
-    contact_id: str
-    field: str = attrs.field(validator=_check_field_name)
-    value: ContactData
-    lifetime: OverrideLifetime = OverrideLifetime.NEXT_SYNC
-    until: datetime | None = attrs.field(default=None, converter=_utc_or_none)
-
-    def __attrs_post_init__(self) -> None:
-        if (self.lifetime is OverrideLifetime.UNTIL) != (self.until is not None):
-            msg = "'until' is given exactly when the lifetime is UNTIL"
-            raise UsageError(msg)
-
-
-@frozen
-class ClearOverride:
-    """End an override now; it is reported as ``cleared``."""
-
-    contact_id: str
-    field: str = attrs.field(validator=_check_field_name)
-
-
-@frozen
-class SetGroup:
-    """Create or replace a group."""
-
-    group: GroupDefinition
-
-
-@frozen
-class RemoveGroup:
-    name: str
-
-
-@frozen
-class Link:
-    """Say that two records are one person (rule 12).
-
-    The records' contacts become one; its home is the best-ranked source of
-    the policy among its records.
-    """
-
-    record: str
-    other: str
-
-
-@frozen
-class Unlink:
-    """Take a record out of the contact it was linked into."""
-
-    record: str
-
-
-@frozen
-class Erase:
-    """Erase a person from the book and its history (rule 13).
-
-    With ``suppress`` (the default), each of the person's records leaves a
-    suppression entry, a keyed hash of its source and key (see
-    :func:`suppression_digest`), so that a later sync does not bring the
-    person back; the sync's report counts the records it skipped.
-    """
-
-    contact_id: str
-    suppress: bool = True
 
 
 def suppression_check(secret: str) -> str:
@@ -751,3 +639,33 @@ def suppression_digest(secret: str, source: str, key: str) -> str:
     """The keyed hash (HMAC-SHA256) that stands for an erased record: not the key itself."""
     message = f"{source}\x00{key}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+#: Names that moved to :mod:`sourcetruth.changes`; still importable from here
+#: for one release, with a warning.
+_MOVED: Final = frozenset(
+    {
+        "AddressBookRemove",
+        "AddressBookSave",
+        "ClearOverride",
+        "ConfirmSync",
+        "Erase",
+        "Link",
+        "RemoveGroup",
+        "SetGroup",
+        "SetOverride",
+        "Unlink",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    warnings.warn(
+        f"{__name__}.{name} has moved: import it from sourcetruth.changes (or from sourcetruth)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("sourcetruth.changes"), name)

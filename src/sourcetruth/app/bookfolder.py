@@ -49,11 +49,12 @@ from sourcetruth.adapters.transports.outbox import OutboxTransport
 from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
+from sourcetruth.changes import Erase
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryResult, Envelope
-from sourcetruth.model import Book, Channel, Erase
+from sourcetruth.model import Book, Channel
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store, Transport
 from sourcetruth.report import MergeResult, Report, combine

@@ -29,23 +29,21 @@ from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.sending import send
 from sourcetruth.audit import AuditRecord, why
+from sourcetruth.changes import AddressBookSave, Link, SetGroup
 from sourcetruth.effective import contact_at
 from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import Message, Plan, plan
 from sourcetruth.model import (
-    AddressBookSave,
     Channel,
     ContactData,
     Email,
     GroupDefinition,
-    Link,
     Phone,
     Record,
     Relationship,
     Role,
     Rule,
-    SetGroup,
     Snapshot,
 )
 from sourcetruth.report import Report

@@ -37,10 +37,11 @@ from attrs import field, frozen
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.base import Reading
 from sourcetruth.adapters.stores.base import apply
+from sourcetruth.changes import ConfirmSync
 from sourcetruth.exceptions import AdapterError, SourceTruthError, UsageError, format_errors
 from sourcetruth.journal import Run
 from sourcetruth.merge import Change
-from sourcetruth.model import Book, ConfirmSync, Snapshot, utc
+from sourcetruth.model import Book, Snapshot, utc
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store
 from sourcetruth.report import MergeResult, counts

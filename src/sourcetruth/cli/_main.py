@@ -21,6 +21,17 @@ from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.sending import send
 from sourcetruth.app.settings import STARTER, check_adapters, parse_settings
 from sourcetruth.audit import AuditRecord, Outcome, Why, why
+from sourcetruth.changes import (
+    AddressBookRemove,
+    AddressBookSave,
+    ClearOverride,
+    ConfirmSync,
+    Link,
+    RemoveGroup,
+    SetGroup,
+    SetOverride,
+    Unlink,
+)
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json
 from sourcetruth.effective import contact_at, contacts_at, explain
@@ -48,29 +59,20 @@ from sourcetruth.messages import (
 from sourcetruth.model import (
     ADDRESS_BOOK,
     FIELDS,
-    AddressBookRemove,
-    AddressBookSave,
     Book,
     Channel,
-    ClearOverride,
-    ConfirmSync,
     Contact,
     ContactData,
     Email,
     EmailType,
     GroupDefinition,
-    Link,
     OverrideLifetime,
     Phone,
     PhoneType,
     Record,
-    RemoveGroup,
     Role,
     Rule,
-    SetGroup,
-    SetOverride,
     SourceKind,
-    Unlink,
     record_id,
     split_record_id,
 )

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from sourcetruth.changes import SetOverride
 from sourcetruth.effective import contact_at
 from sourcetruth.merge import merge
 from sourcetruth.model import (
@@ -53,7 +54,6 @@ from sourcetruth.model import (
     Relationship,
     Role,
     Rule,
-    SetOverride,
     Snapshot,
     SnapshotKind,
     SourceKind,

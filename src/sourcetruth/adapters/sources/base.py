@@ -21,14 +21,8 @@ from typing import Protocol, runtime_checkable
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple as _tuple
-from sourcetruth.model import (
-    ADDRESS_BOOK,
-    AddressBookSave,
-    Record,
-    Snapshot,
-    SourceKind,
-    record_id,
-)
+from sourcetruth.changes import AddressBookSave
+from sourcetruth.model import ADDRESS_BOOK, Record, Snapshot, SourceKind, record_id
 
 __all__ = [
     "AddressBookAdapter",
