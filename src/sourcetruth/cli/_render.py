@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 from cattrs.gen import make_dict_unstructure_fn
-from cattrs.preconf.json import JsonConverter, make_converter
+from cattrs.preconf.json import JsonConverter
 
 from sourcetruth.audit import Why
 from sourcetruth.merge import Explanation, FieldChange, Report, Status
@@ -26,8 +26,8 @@ from sourcetruth.model import (
     ProvenanceKind,
     Relationship,
     Rule,
-    utc,
 )
+from sourcetruth.serialise import converter
 
 __all__ = ["Renderer", "as_json", "primitive"]
 
@@ -37,22 +37,14 @@ LIMIT = 40
 
 
 def _make_converter() -> JsonConverter:
-    """The JSON the program prints: the library's shapes, every key present.
+    """The JSON the program prints: the library's converter, with every key present.
 
     Unlike the store's format, no key is left out for holding its default, so a
     program reading ``--json`` finds the same keys every time. A value that
     holds one field of a contact (an override's value, a change's before and
     after, an explanation's value) is that field's value itself.
     """
-    conv = make_converter(omit_if_default=False)
-
-    def is_frozenset(t: Any) -> bool:
-        return getattr(t, "__origin__", None) is frozenset or t is frozenset
-
-    conv.register_unstructure_hook_func(
-        is_frozenset, lambda value: sorted(conv.unstructure(item) for item in value)
-    )
-    conv.register_unstructure_hook(datetime, lambda value: utc(value).isoformat())
+    conv = converter.copy(omit_if_default=False)
 
     def one_field(cls: type[Any], names: tuple[str, ...], field: Callable[[Any], str]) -> None:
         base = make_dict_unstructure_fn(cls, conv)
