@@ -50,7 +50,9 @@ from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.sources.vcard import format_vcards, parse_vcards
 from sourcetruth.audit import AuditRecord
 from sourcetruth.cli import EXIT_CODES, main
-from sourcetruth.cli import _main as cli_main
+from sourcetruth.cli import _context as cli_context
+from sourcetruth.cli import _errors as cli_errors
+from sourcetruth.cli import _look as cli_look
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer
 from sourcetruth.merge import Report, Status, Unnormalised
@@ -1865,7 +1867,7 @@ class TestErrors:
         def broken(*args: object, **kwargs: object) -> object:
             raise RuntimeError("Zebedee Quill 07700 900106")
 
-        monkeypatch.setattr(cli_main, "contacts_at", broken)
+        monkeypatch.setattr(cli_look, "contacts_at", broken)
         ran = book.fails(1, "contacts")
         line = one_error_line(ran)
         assert line == "sourcetruth: unexpected RuntimeError; run again with --debug to see where"
@@ -1874,7 +1876,7 @@ class TestErrors:
         def interrupted(*args: object, **kwargs: object) -> object:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(cli_main, "contacts_at", interrupted)
+        monkeypatch.setattr(cli_look, "contacts_at", interrupted)
         assert one_error_line(book.fails(130, "contacts")) == "sourcetruth: interrupted"
 
     def test_library_log_lines_show_with_debug(
@@ -1884,7 +1886,7 @@ class TestErrors:
             logging.getLogger("sourcetruth.adapters.registry").warning("plugin %s skipped", "x")
             return []
 
-        monkeypatch.setattr(cli_main, "contacts_at", warns)
+        monkeypatch.setattr(cli_look, "contacts_at", warns)
         # The command says what went wrong itself; the library's log shows with --debug.
         assert book.ok("contacts").err == ""
         ran = book.ok("contacts", "--debug")
@@ -1898,7 +1900,7 @@ def trigger(code: int, cli: Cli, gateway: Gateway, monkeypatch: pytest.MonkeyPat
     if code == 0:
         return cli("policy")
     if code == 1:
-        monkeypatch.setattr(cli_main, "contacts_at", lambda *a, **k: 1 / 0)
+        monkeypatch.setattr(cli_look, "contacts_at", lambda *a, **k: 1 / 0)
         return cli("contacts")
     if code == 2:
         return cli("show", "mis:NOBODY")
@@ -1919,7 +1921,7 @@ def trigger(code: int, cli: Cli, gateway: Gateway, monkeypatch: pytest.MonkeyPat
         (cli.folder / "book.sqlite").write_bytes(b"this is not a database at all" * 100)
         return cli("contacts")
     if code == 130:
-        monkeypatch.setattr(cli_main, "contacts_at", _interrupt)
+        monkeypatch.setattr(cli_look, "contacts_at", _interrupt)
         return cli("contacts")
     if code == 141:  # `sourcetruth contacts | head -0`
         err = io.StringIO()
@@ -2215,7 +2217,7 @@ class TestTimeOfAChange:
         self, book: Cli, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A mistyped year would lock the book: every later change would come before it."""
-        monkeypatch.setattr(cli_main, "_now", lambda: moment(24, 12))
+        monkeypatch.setattr(cli_context, "_now", lambda: moment(24, 12))
         wed = book.export("wed")
         for args in (
             ("address-book", "add", "--key", "k", "--given", "Kit"),
@@ -2243,7 +2245,7 @@ class TestTimeOfAChange:
 
     def test_the_clock_is_read_once(self, book: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
         ticks = iter(moment(25, hour) for hour in range(9, 24))
-        monkeypatch.setattr(cli_main, "_now", lambda: next(ticks))
+        monkeypatch.setattr(cli_context, "_now", lambda: next(ticks))
         out = book.exports / "book.csv"
         ran = book.ok("export", os.fspath(out))
         assert ran.out == f"Wrote the book at Wed 25 Nov 2026 09:00 to {out}.\n"
@@ -2414,8 +2416,8 @@ class TestSendingAndStopping:
                 advanced.append(count)
                 super().advance(count)
 
-        monkeypatch.setattr(cli_main, "Progress", Counted)
-        monkeypatch.setattr(cli_main, "send", functools.partial(sending.send, sleep=lambda _: None))
+        monkeypatch.setattr(cli_context, "Progress", Counted)
+        monkeypatch.setattr(sending, "send", functools.partial(sending.send, sleep=lambda _: None))
         tries: dict[str, int] = {}
 
         def deliver(batch: Sequence[Envelope]) -> list[DeliveryResult]:
@@ -2441,7 +2443,7 @@ class TestQuietEnds:
         err = io.StringIO()
         args = ["--book", os.fspath(book.folder), "contacts", "--at", when(24, 9)]
         code = main(args, out=ClosedPipe(), err=err, environ=book.environ)
-        assert code == cli_main.PIPE_CLOSED == 141
+        assert code == cli_errors.PIPE_CLOSED == 141
         assert err.getvalue() == ""
 
     def test_a_reader_that_stops_early(self, book: Cli) -> None:
