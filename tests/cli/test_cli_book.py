@@ -11,6 +11,7 @@ from cli_helpers import Cli, files_of, iso, one_error_line, school, when
 
 class TestInit:
     def test_sqlite_book(self, cli: Cli) -> None:
+        """init makes an SQLite book: its policy, store and an owner-only key; stderr is empty."""
         ran = cli.ok("init")
         assert "(sqlite)" in ran.out
         assert sorted(p.name for p in cli.folder.iterdir()) == [
@@ -22,6 +23,7 @@ class TestInit:
         assert ran.err == ""
 
     def test_json_store_works_like_sqlite(self, cli: Cli) -> None:
+        """init --store json keeps the book in book.json, which syncs and lists like SQLite."""
         cli.ok("init", "--store", "json")
         assert (cli.folder / "book.json").is_file()
         assert not (cli.folder / "book.sqlite").exists()
@@ -30,6 +32,7 @@ class TestInit:
         assert len(found) == len(school())
 
     def test_refuses_a_folder_that_already_holds_a_book(self, cli: Cli) -> None:
+        """init where a book already is exits 2 and leaves every file as it was."""
         cli.ok("init")
         policy = (cli.folder / "policy.toml").read_bytes()
         before = files_of(cli.folder)
@@ -39,6 +42,7 @@ class TestInit:
         assert (cli.folder / "policy.toml").read_bytes() == policy
 
     def test_a_bad_policy_file_names_the_file_and_key(self, cli: Cli, tmp_path: Path) -> None:
+        """A --policy file with a misspelt key exits 3 naming file and key; no folder is made."""
         mine = tmp_path / "our-policy.toml"
         mine.write_text(
             '[guard]\nmax_cout = 5\n\n[sources.mis]\nkind = "mis"\nadapter = "oneroster"\n',
@@ -51,10 +55,12 @@ class TestInit:
         assert not cli.folder.exists()
 
     def test_a_missing_policy_file(self, cli: Cli) -> None:
+        """A --policy file that is not there is a usage error naming it."""
         ran = cli.fails(2, "init", "--policy", os.fspath(cli.root / "nowhere.toml"))
         assert "nowhere.toml" in one_error_line(ran)
 
     def test_a_policy_file_is_used(self, cli: Cli, tmp_path: Path) -> None:
+        """init --policy starts the book from that file: its guard, sources and schedule."""
         mine = tmp_path / "policy.toml"
         mine.write_text(
             'timezone = "Europe/London"\nregion = "GB"\n[guard]\nmax_count = 3\n\n'
@@ -70,6 +76,7 @@ class TestInit:
         assert shown["sources"][0]["next_sync"] == iso(25, 3, 15)
 
     def test_an_unknown_key_in_policy_toml_is_named(self, cli: Cli) -> None:
+        """An unknown top-level key in policy.toml makes a command exit 3, naming the key."""
         cli.ok("init")
         policy = cli.folder / "policy.toml"
         policy.write_text(
@@ -81,6 +88,7 @@ class TestInit:
         assert "unknown key" in line
 
     def test_an_unknown_key_in_a_source_is_named(self, cli: Cli) -> None:
+        """An unknown key in a source's table is named by its path: sources.mis.shedule."""
         cli.ok("init")
         policy = cli.folder / "policy.toml"
         text = policy.read_text(encoding="utf-8")
@@ -88,6 +96,7 @@ class TestInit:
         assert "sources.mis.shedule" in one_error_line(cli.fails(3, "contacts"))
 
     def test_the_suppression_key_can_live_elsewhere(self, cli: Cli, tmp_path: Path) -> None:
+        """The key lives where the variable says; without the variable a sync exits 6 naming it."""
         key = tmp_path / "keys" / "school.key"
         key.parent.mkdir()
         environ = {"SOURCETRUTH_SUPPRESSION_KEY_FILE": os.fspath(key)}
@@ -111,6 +120,7 @@ class TestInit:
 
 class TestPolicy:
     def test_text(self, cli: Cli) -> None:
+        """policy prints timezone, each source's schedule and reader, the guard and transports."""
         cli.ok("init")
         out = cli.ok("policy").out
         assert "Timezone Europe/London, phone region GB." in out
@@ -127,6 +137,7 @@ class TestPolicy:
         assert "Transports: email by outbox, sms by outbox" in out
 
     def test_json(self, cli: Cli) -> None:
+        """policy --json gives timezone, precedence, guard, sources with next sync, transports."""
         cli.ok("init")
         shown = cli.ok("policy", "--at", when(24, 12, 30), "--json").json()
         assert shown["timezone"] == "Europe/London"
@@ -148,6 +159,7 @@ class TestPolicy:
         assert shown["transports"] == {"email": "outbox", "sms": "outbox"}
 
     def test_when_a_change_shows(self, cli: Cli) -> None:
+        """when: an MIS change shows at the next 02:00 sync, an address-book one at once."""
         cli.ok("init")
         ran = cli.ok("when", "mis", "--changed-at", when(24, 12, 30))
         assert "shows in the book at Wed 25 Nov 2026 02:00" in ran.out
@@ -158,6 +170,7 @@ class TestPolicy:
 
 class TestTheSuppressionKey:
     def test_reading_the_book_needs_no_suppression_key(self, book: Cli) -> None:
+        """Every read command works without the key; a change without it exits 6 naming it."""
         book.ok("send", "mis:G1", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
         book.ok("override", "set", "mis:G2", "given_name", "Hughie", "--at", when(24, 9))
         book.ok("group", "set", "Nine", "--year", "9", "--guardians", "--at", when(24, 9))
@@ -186,6 +199,7 @@ class TestTheSuppressionKey:
         assert "suppression key" in one_error_line(ran)
 
     def test_a_missing_folder_for_the_key_is_named(self, cli: Cli) -> None:
+        """init with the key file in a missing folder names the folder and makes no book."""
         key = cli.root / "no-such-folder" / "school.key"
         ran = cli.fails(2, "init", environ={"SOURCETRUTH_SUPPRESSION_KEY_FILE": os.fspath(key)})
         line = one_error_line(ran)

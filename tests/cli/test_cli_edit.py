@@ -25,6 +25,7 @@ from sourcetruth.adapters.sources.vcard import parse_vcards
 
 class TestAddressBook:
     def test_add_edit_remove(self, book: Cli) -> None:
+        """An address-book contact is added, edited, removed (departed) and saved back."""
         ran = book.ok(
             "address-book",
             "add",
@@ -94,6 +95,7 @@ class TestAddressBook:
         assert book.show("address-book:gov-la", when(24, 15))["departed"] is False
 
     def test_mistakes(self, book: Cli) -> None:
+        """No name, a taken key, nothing to change, a source's contact: each exits 2 saying so."""
         at = ("--at", when(24, 9))
         assert "needs a name" in one_error_line(
             book.fails(2, "address-book", "add", "--email", "x@example.org", *at)
@@ -125,6 +127,7 @@ class TestAddressBook:
         )
 
     def test_import_and_export_round_trip(self, book: Cli) -> None:
+        """A vCard file imports, and its export reads back as the same contact in another book."""
         cards = book.exports / "governors.vcf"
         cards.write_text(governor_card(), encoding="utf-8")
         ran = book.ok("address-book", "import", os.fspath(cards), "--at", when(24, 9))
@@ -149,12 +152,14 @@ class TestAddressBook:
         assert theirs == book.show("address-book:gov-la", when(24, 12))["data"]
 
     def test_export_as_vcard_3(self, book: Cli) -> None:
+        """address-book export --version 3.0 writes vCard 3.0."""
         book.ok("address-book", "add", "--key", "k1", "--given", "Kit", "--at", when(24, 9))
         out = book.exports / "out.vcf"
         book.ok("address-book", "export", os.fspath(out), "--version", "3.0")
         assert "VERSION:3.0" in out.read_text(encoding="utf-8")
 
     def test_import_problems(self, book: Cli) -> None:
+        """A missing vCard file exits 2; an empty one exits 3: it holds no vCards."""
         missing = book.fails(2, "address-book", "import", os.fspath(book.exports / "none.vcf"))
         assert "none.vcf" in one_error_line(missing)
         empty = book.exports / "empty.vcf"
@@ -166,6 +171,7 @@ class TestAddressBook:
         )
 
     def test_a_rejected_vcard_file_changes_nothing(self, book: Cli) -> None:
+        """A vCard file with a broken card exits 3 naming its line; not even a good card goes in."""
         cards = book.exports / "broken.vcf"
         cards.write_bytes(
             governor_card().encode()
@@ -258,6 +264,7 @@ class TestAddressBook:
         assert "Lost at a sync (0)" in since.out
 
     def test_scenario_5_an_edit_the_school_also_made_at_source(self, book: Cli) -> None:
+        """Scenario 5: an edit also made at the MIS ends confirmed at the sync; the value stays."""
         book.ok(
             "address-book",
             "edit",
@@ -280,6 +287,7 @@ class TestAddressBook:
 
 class TestOverride:
     def test_until(self, book: Cli) -> None:
+        """override set --until: the value shows until then, and the source's value after."""
         ran = book.ok(
             "override",
             "set",
@@ -306,6 +314,7 @@ class TestOverride:
         assert [p["number"] for p in after] == ["07700 900102"]
 
     def test_while_the_source_is_unchanged(self, book: Cli) -> None:
+        """--while-source-unchanged outlives a sync; a change at the source supersedes it."""
         ran = book.ok(
             "override",
             "set",
@@ -329,6 +338,7 @@ class TestOverride:
         assert [e["address"] for e in emails] == ["h@parent.test"]
 
     def test_clear(self, book: Cli) -> None:
+        """override clear ends an override at once; clearing none is a usage error."""
         book.ok("override", "set", "mis:G2", "given_name", "Hughie", "--at", when(24, 9))
         ran = book.ok("override", "clear", "mis:G2", "given_name", "--at", when(24, 10))
         assert ran.out.startswith("Override cleared.")
@@ -338,6 +348,7 @@ class TestOverride:
         assert "no override" in one_error_line(ran)
 
     def test_mistakes(self, book: Cli) -> None:
+        """override set refuses two values, a bad role, links, a past --until, a local contact."""
         at = ("--at", when(24, 9))
         cases = {
             ("mis:G2", "given_name", "A", "B"): "given_name takes one value",
@@ -364,6 +375,7 @@ class TestOverride:
         assert "not allowed with" in one_error_line(ran)
 
     def test_relationships_are_changed_at_the_source(self, book: Cli) -> None:
+        """A source's relationships are neither edited nor overridden; a local contact's are."""
         at = ("--at", when(24, 9))
         for args in (
             ("address-book", "edit", "mis:G1", "--clear", "relationships"),

@@ -9,11 +9,13 @@ PERSONAL = (b"Zebedee", b"Quill", b"900106", b"zebedee@parent.test", b"447700900
 
 class TestErase:
     def test_refused_without_yes(self, book: Cli) -> None:
+        """erase without --yes exits 2 and erases nothing."""
         ran = book.fails(2, "erase", "mis:G6", "--at", when(24, 9))
         assert "add --yes" in one_error_line(ran)
         assert book.show("mis:G6", when(24, 9))["data"]["given_name"] == "Zebedee"
 
     def test_erased_from_the_bytes_and_kept_out(self, book: Cli) -> None:
+        """An erased person's values leave every file, and a later sync does not bring them back."""
         # Some history first: an override and a change of number.
         book.ok("override", "set", "mis:G6", "emails", "zebedee@parent.test", "--at", when(24, 9))
         moved = school(G6=guardian("G6", "Zebedee", "Quill", "900106", "P6", mobile="07700 900106"))
@@ -37,6 +39,7 @@ class TestErase:
             assert PERSONAL[0] not in data
 
     def test_without_suppression_a_sync_brings_them_back(self, book: Cli) -> None:
+        """Erased with --no-suppress, a person comes back with the next sync."""
         book.ok("erase", "mis:G6", "--yes", "--no-suppress", "--at", when(24, 9))
         book.sync(book.export("wed"), 25)
         assert book.show("mis:G6", when(25, 9))["data"]["given_name"] == "Zebedee"
@@ -64,6 +67,7 @@ class TestErase:
         assert len(outbox) == 2  # G1's text and email; G6's three messages are gone
 
     def test_an_audit_record_it_cannot_read_is_named(self, book: Cli) -> None:
+        """An audit file erase cannot read is named in a notice: it may still hold the person."""
         book.ok("send", "mis:G6", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
         (book.folder / "audit" / "broken.json").write_text("{not json", encoding="utf-8")
         ran = book.ok("erase", "mis:G6", "--yes", "--at", when(24, 10))

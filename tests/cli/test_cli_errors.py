@@ -27,12 +27,14 @@ from sourcetruth.cli import _look as cli_look
 
 class TestErrors:
     def test_not_a_book_folder(self, cli: Cli) -> None:
+        """A folder that is not a book exits 2, pointing to 'sourcetruth init'."""
         cli.folder.mkdir()
         line = one_error_line(cli.fails(2, "contacts"))
         assert "is not a book folder" in line
         assert "sourcetruth init" in line
 
     def test_a_newer_schema_version(self, book: Cli) -> None:
+        """A book of a newer schema exits 6 naming the version, and no command writes to it."""
         file = book.folder / "book.sqlite"
         with sqlite3.connect(file) as db:
             db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
@@ -47,6 +49,7 @@ class TestErrors:
         assert file.read_bytes() == before
 
     def test_argument_mistakes_are_one_line_and_exit_2(self, book: Cli) -> None:
+        """An unknown option, a missing command, a bad choice, count or time: one line, exit 2."""
         for args, message in (
             (("contacts", "--bogus"), "unrecognized arguments: --bogus"),
             ((), "required: COMMAND"),
@@ -58,6 +61,7 @@ class TestErrors:
             assert message in one_error_line(book.fails(2, *args))
 
     def test_help_in_process(self, cli: Cli) -> None:
+        """--help prints on the stream given and exits 0, with the exit codes in its epilog."""
         out, err = io.StringIO(), io.StringIO()
         assert main(["--help"], out=out, err=err, environ={}) == 0
         assert "usage: sourcetruth" in out.getvalue()
@@ -68,6 +72,7 @@ class TestErrors:
         assert err.getvalue() == ""
 
     def test_options_after_the_command(self, book: Cli) -> None:
+        """--book and the other common options work after the command's name."""
         out, err = io.StringIO(), io.StringIO()
         code = main(
             ["contacts", "--book", os.fspath(book.folder), "--role", "staff", "--json"],
@@ -81,6 +86,8 @@ class TestErrors:
     def test_a_bug_is_one_line_without_its_message(
         self, book: Cli, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """An unexpected error is one line naming its type, never its message."""
+
         def broken(*args: object, **kwargs: object) -> object:
             raise RuntimeError("Zebedee Quill 07700 900106")
 
@@ -90,6 +97,8 @@ class TestErrors:
         assert line == "sourcetruth: unexpected RuntimeError; run again with --debug to see where"
 
     def test_interrupted(self, book: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ctrl-C during a command is 'sourcetruth: interrupted' and exit 130."""
+
         def interrupted(*args: object, **kwargs: object) -> object:
             raise KeyboardInterrupt
 
@@ -99,6 +108,8 @@ class TestErrors:
     def test_library_log_lines_show_with_debug(
         self, book: Cli, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """The library's log lines show only with --debug, and no handler is left behind."""
+
         def warns(*args: object, **kwargs: object) -> list[object]:
             logging.getLogger("sourcetruth.adapters.registry").warning("plugin %s skipped", "x")
             return []
@@ -170,30 +181,36 @@ def test_every_exit_code_is_produced(
 
 class TestCommandLineMistakes:
     def test_two_feeds_takes_no_time(self, book: Cli) -> None:
+        """report two-feeds takes no --at: the book's links have no past."""
         ran = book.fails(2, "report", "two-feeds", "--at", when(24, 9))
         assert "unrecognized arguments: --at" in one_error_line(ran)
 
     @pytest.mark.parametrize(("name", "says"), [("", "needs a name"), ("Year:9", "no ':'")])
     def test_a_group_name_that_could_never_be_named(self, book: Cli, name: str, says: str) -> None:
+        """A group name that is empty or holds ':' is refused, and no group is made."""
         ran = book.fails(2, "group", "set", name, "--member", "mis:G1", "--at", when(24, 9))
         assert says in one_error_line(ran)
         assert book.ok("groups", "--json").json() == []
 
     def test_a_group_of_unknown_members_names_them_plainly(self, book: Cli) -> None:
+        """A group's unknown members are named as typed, in order."""
         ran = book.fails(
             2, "group", "set", "X", "--member", "NOPE", "--member", "mis:G99", "--at", when(24, 9)
         )
         assert one_error_line(ran).endswith("names contacts the book does not hold: NOPE, mis:G99")
 
     def test_max_priority_is_from_1(self, book: Cli) -> None:
+        """--max-priority 0 is refused: a count starts at 1."""
         ran = book.fails(2, "recipients", "--year", "9", "--guardians", "--max-priority", "0")
         assert "'0' is not a count" in one_error_line(ran)
 
     def test_an_empty_message_id(self, book: Cli) -> None:
+        """An empty --id is refused, naming the option."""
         ran = book.fails(2, "send", "mis:G1", "--id", "", "--body", "x", "--at", when(24, 9))
         assert one_error_line(ran).startswith("sourcetruth: --id: ")
 
     def test_body_and_body_file_are_one_or_the_other(self, book: Cli) -> None:
+        """--body and --body-file together are refused."""
         letter = book.exports / "letter.txt"
         letter.write_text("From the file", encoding="utf-8")
         ran = book.fails(

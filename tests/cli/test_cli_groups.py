@@ -9,6 +9,7 @@ from cli_helpers import Cli, governor_card, one_error_line, when
 
 class TestGroups:
     def test_scenario_6_a_group_across_homes(self, book: Cli) -> None:
+        """Scenario 6: a group of a staff, a parent and an external governor reaches all three."""
         cards = book.exports / "governors.vcf"
         cards.write_text(governor_card(), encoding="utf-8")
         book.ok("address-book", "import", os.fspath(cards), "--at", when(24, 9))
@@ -62,6 +63,7 @@ class TestGroups:
         assert first.out.endswith("3 address(es) reach 3 contact(s); 0 unreachable.\n")
 
     def test_a_rule_group(self, book: Cli) -> None:
+        """A rule group lists as its rule and reaches the guardians of year 9 only."""
         book.ok("group", "set", "Year 9 parents", "--year", "9", "--guardians", "--at", when(24, 9))
         groups = book.ok("groups", "--at", when(24, 10), "--json").json()
         assert groups == [
@@ -85,6 +87,7 @@ class TestGroups:
         assert "+447700900104" not in out  # year 8
 
     def test_recipients_of_a_rule(self, book: Cli) -> None:
+        """recipients of a rule gives each address and the sync it came from, as text and JSON."""
         plan = book.ok(
             "recipients",
             "--year",
@@ -112,6 +115,7 @@ class TestGroups:
         assert "        from mis:G1, sync 1 (read Tue 24 Nov 2026 01:30" in text
 
     def test_remove_and_mistakes(self, book: Cli) -> None:
+        """A removed group is gone after, still there before; group and audience mistakes exit 2."""
         at = ("--at", when(24, 9))
         book.ok("group", "set", "Staff", "--role", "staff", *at)
         assert book.ok("group", "remove", "Staff", "--at", when(24, 10)).out.startswith(
@@ -137,6 +141,7 @@ class TestGroups:
 
 class TestTwoFeeds:
     def test_scenario_7_reported_never_merged_then_linked(self, book: Cli) -> None:
+        """Scenario 7: a person in both feeds is reported, reached once, and merged only by link."""
         book.enable_import()
         path = book.csv(
             "parents.csv",
@@ -171,6 +176,7 @@ class TestTwoFeeds:
         assert len(book.ok("report", "two-feeds", "--json").json()) == 1
 
     def test_mistakes(self, book: Cli) -> None:
+        """Linking two records of one source, or unlinking one never linked, is refused."""
         assert "one source cannot hold one person twice" in one_error_line(
             book.fails(2, "link", "mis:G1", "mis:G2", "--at", when(24, 9))
         )

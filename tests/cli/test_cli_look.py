@@ -7,6 +7,7 @@ from cli_helpers import USER, Cli, guardian, iso, one_error_line, school, when
 
 class TestLooking:
     def test_contacts(self, book: Cli) -> None:
+        """contacts lists everyone; --search finds id, name, number in any format, email; --role."""
         out = book.ok("contacts", "--at", when(24, 9)).out
         assert out.endswith("13 contact(s).\n")
         assert "mis:G1" in out
@@ -21,6 +22,7 @@ class TestLooking:
             assert [c["id"] for c in found] == ["mis:G1"], needle
 
     def test_contacts_json_has_a_stable_shape_and_provenance(self, book: Cli) -> None:
+        """contacts --json has every key, defaults included, and each field's full provenance."""
         found = book.ok("contacts", "--at", when(24, 9), "--json").json()
         pupil = next(c for c in found if c["id"] == "mis:P1")
         # Every key is there, even when it holds its default.
@@ -58,6 +60,7 @@ class TestLooking:
         }
 
     def test_departed(self, book: Cli) -> None:
+        """A departed contact leaves the list, shows with --departed, and show says when."""
         book.sync(book.export("wed", school(G6=None)), 25)
         assert "mis:G6" not in book.ok("contacts", "--at", when(25, 9)).out
         listed = book.ok("contacts", "--departed", "--at", when(25, 9)).out
@@ -71,6 +74,7 @@ class TestLooking:
         )
 
     def test_show_and_explain_travel_in_time(self, book: Cli) -> None:
+        """show and explain at a past time give that time's value and name the later change."""
         changed = school(G1=guardian("G1", "Gita", "Okafor", "900901", "P1"))
         book.sync(book.export("wed", changed), 25)
 
@@ -96,6 +100,7 @@ class TestLooking:
         assert data["overrides"] == []
 
     def test_explain_an_override(self, book: Cli) -> None:
+        """explain of an overridden field names the override, who set it, that it is in force."""
         book.ok("override", "set", "mis:G1", "family_name", "Okafor-Shah", "--at", when(24, 9))
         told = book.ok("explain", "mis:G1", "family_name", "--at", when(24, 10)).out
         assert "mis:G1 family_name at Tue 24 Nov 2026 10:00: Okafor-Shah" in told
@@ -103,12 +108,14 @@ class TestLooking:
         assert "; in force" in told
 
     def test_unknown(self, book: Cli) -> None:
+        """show of no such contact, or before it existed, exits 2; so does an unknown field."""
         assert "'mis:NOBODY'" in one_error_line(book.fails(2, "show", "mis:NOBODY"))
         assert "'mis:G1'" in one_error_line(book.fails(2, "show", "mis:G1", "--at", when(23, 9)))
         ran = book.fails(2, "explain", "mis:G1", "mobile")
         assert "invalid choice: 'mobile'" in one_error_line(ran)
 
     def test_a_value_no_source_holds(self, book: Cli) -> None:
+        """A field no source holds shows as (empty), from nowhere."""
         shown = book.ok("show", "mis:G1", "--at", when(24, 9)).out
         assert "  registration_group  (empty)\n" in shown
         assert "from nowhere: no source holds a value for it\n" in shown

@@ -30,6 +30,7 @@ def wait_for(condition: Any) -> None:
 
 class TestProgress:
     def test_draws_nothing_when_not_a_terminal(self) -> None:
+        """On a stream that is not a terminal, the progress line draws nothing."""
         stream = io.StringIO()
         with Progress(stream, "reading", delay=0, interval=0.001) as progress:
             assert not progress.enabled
@@ -38,6 +39,7 @@ class TestProgress:
         assert stream.getvalue() == ""
 
     def test_draws_the_label_and_clears_it(self) -> None:
+        """On a terminal the line draws its label and bar, and clears itself at the end."""
         stream = Tty()
         with Progress(stream, "reading export", delay=0, interval=0.01) as progress:
             assert progress.enabled
@@ -51,6 +53,7 @@ class TestProgress:
         assert text.endswith("\r\x1b[K")
 
     def test_the_line(self) -> None:
+        """The line is the label, a bar of done over total, and the seconds taken."""
         ticks = iter([10.0, 11.5, 12.25])
         progress = Progress(io.StringIO(), "sending", total=8, clock=lambda: next(ticks))
         assert progress.line() == "sending [........................] 0/8 1.5s"
@@ -58,6 +61,7 @@ class TestProgress:
         assert progress.line() == "sending [########################] 8/8 2.2s"
 
     def test_a_quick_job_draws_nothing(self) -> None:
+        """A job done before the delay draws nothing."""
         stream = Tty()
         with Progress(stream, "reading", delay=60):
             pass
@@ -66,6 +70,7 @@ class TestProgress:
 
 class TestReportLines:
     def test_every_kind_of_line_is_limited(self) -> None:
+        """Each kind of report line stops at 40, then says how many more (--json has all)."""
         many = tuple(Unnormalised(f"mis:{n}", "phones", 0, "contains letters") for n in range(45))
         kept = tuple(
             Override(

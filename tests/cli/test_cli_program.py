@@ -34,12 +34,14 @@ def run_program(
 
 class TestProgram:
     def test_python_m_help(self) -> None:
+        """python -m sourcetruth --help prints the usage and the commands."""
         done = run_program("--help")
         assert done.returncode == 0, done.stderr
         assert "usage: sourcetruth" in done.stdout
         assert "address-book" in done.stdout
 
     def test_the_console_script(self) -> None:
+        """The installed sourcetruth script prints its usage."""
         script = Path(sys.executable).parent / "sourcetruth"
         if not script.exists():
             pytest.skip("the console script is not installed (pip install -e .)")
@@ -50,6 +52,7 @@ class TestProgram:
         assert "usage: sourcetruth" in done.stdout
 
     def test_sync_and_send_leave_stderr_empty(self, cli: Cli) -> None:
+        """A sync and a send, run as a program, print nothing on stderr."""
         book = os.fspath(cli.folder)
         assert run_program("--book", book, "init").returncode == 0
         done = run_program(
@@ -86,6 +89,7 @@ class TestProgram:
         assert "Sent m1: 3 accepted, 0 not" in done.stdout
 
     def test_debug_shows_the_traceback(self, tmp_path: Path) -> None:
+        """An error is one line; with --debug, the traceback and the error's type."""
         plain = run_program("--book", os.fspath(tmp_path), "contacts")
         assert plain.returncode == 2
         assert "Traceback" not in plain.stderr
@@ -98,6 +102,7 @@ class TestProgram:
 
 class TestQuietEnds:
     def test_a_closed_pipe_ends_quietly(self, book: Cli) -> None:
+        """Printing to a closed pipe ends with 141 and nothing on stderr."""
         err = io.StringIO()
         args = ["--book", os.fspath(book.folder), "contacts", "--at", when(24, 9)]
         code = main(args, out=ClosedPipe(), err=err, environ=book.environ)
@@ -105,6 +110,7 @@ class TestQuietEnds:
         assert err.getvalue() == ""
 
     def test_a_reader_that_stops_early(self, book: Cli) -> None:
+        """A reader that closes stdout early, like head: exit 141 and stderr empty."""
         environ = {**os.environ, "SOURCETRUTH_USER": USER}
         environ.pop("SOURCETRUTH_SUPPRESSION_KEY_FILE", None)
         program = [sys.executable, "-m", "sourcetruth", "--book", os.fspath(book.folder)]

@@ -24,6 +24,7 @@ from sourcetruth import Role
 
 class TestReports:
     def test_before_next_sync(self, book: Cli) -> None:
+        """report before-next-sync lists the edits the next sync ends, and when it runs."""
         book.ok("override", "set", "mis:G2", "given_name", "Hughie", "--at", when(24, 9))
         ran = book.ok("report", "before-next-sync", "mis", "--at", when(24, 10))
         assert ran.out.splitlines() == [
@@ -36,6 +37,7 @@ class TestReports:
         assert [o["field"] for o in told["ending"]] == ["given_name"]
 
     def test_before_next_sync_with_the_export(self, book: Cli) -> None:
+        """Given the export, before-next-sync says how each edit ends, and writes nothing."""
         book.ok("override", "set", "mis:G2", "given_name", "Hughie", "--at", when(24, 9))
         renamed = school(G2=person("G2", "Hughie", "Byrne", Role.GUARDIAN, pupils=("P2",)))
         ran = book.ok(
@@ -56,6 +58,7 @@ class TestReports:
         )
 
     def test_data_quality(self, cli: Cli) -> None:
+        """report data-quality lists a number kept raw, and stderr never shows its value."""
         cli.ok("init")
         odd = school(G5=guardian("G5", "Mina", "Patel", "", "P5", mobile="0770 09", email=""))
         cli.sync(cli.export("tue", odd), 24)
@@ -67,9 +70,11 @@ class TestReports:
         assert "0770 09" not in ran.err
 
     def test_a_clean_book_has_no_problems(self, book: Cli) -> None:
+        """A clean book's data-quality report is 0 problem(s)."""
         assert book.ok("report", "data-quality", "--at", when(24, 9)).out == "0 problem(s).\n"
 
     def test_a_source_without_a_schedule(self, book: Cli) -> None:
+        """before-next-sync of a source with no schedule says so, and lists its edits."""
         book.enable_import()
         path = book.csv("club.csv", "Id,First name,Surname,Mobile,Email\nC1,Xan,Reid,,\n")
         book.ok("sync", "import", path, "--at", when(24, 9), "--extracted-at", when(24, 8))
@@ -84,6 +89,7 @@ class TestReports:
 
 class TestExport:
     def test_csv(self, book: Cli) -> None:
+        """export writes CSV with formulas neutralised; departed contacts only with --departed."""
         book.ok(
             "address-book",
             "add",
@@ -112,6 +118,7 @@ class TestExport:
             assert "mis:G6" in {r["contact_id"] for r in csv.DictReader(f)}
 
     def test_cannot_write(self, book: Cli) -> None:
+        """An export into a folder that does not exist exits 6: it cannot write."""
         ran = book.fails(6, "export", os.fspath(book.root / "no-such-folder" / "book.csv"))
         assert "cannot write" in one_error_line(ran)
 
@@ -123,6 +130,7 @@ class TestExportTargets:
 
     @pytest.mark.parametrize("command", EXPORTS)
     def test_the_book_s_own_files_are_refused(self, book: Cli, command: tuple[str, ...]) -> None:
+        """An export onto any file of the book folder, by any path or link, is refused."""
         book.ok("send", "mis:G1", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
         (sent,) = outbox_files(book)
         link = book.exports / "innocent.csv"
@@ -148,6 +156,7 @@ class TestExportTargets:
     def test_a_key_kept_elsewhere_and_a_json_store_are_the_book_s(
         self, cli: Cli, command: tuple[str, ...]
     ) -> None:
+        """A key kept outside the folder, and book.json, are the book's own: never replaced."""
         key = cli.root / "school.key"
         cli.environ["SOURCETRUTH_SUPPRESSION_KEY_FILE"] = os.fspath(key)
         cli.ok("init", "--store", "json")
@@ -160,6 +169,7 @@ class TestExportTargets:
     def test_an_existing_file_is_replaced_only_with_force(
         self, book: Cli, command: tuple[str, ...]
     ) -> None:
+        """An existing file is replaced only with --force, and a folder never."""
         out = book.exports / "mine.txt"
         out.write_text("my own notes\n", encoding="utf-8")
         ran = book.fails(2, *command, os.fspath(out))

@@ -68,6 +68,7 @@ YEAR_9_SMS = ("send", "--year", "9", "--guardians", "--channel", "sms")
 
 class TestSend:
     def test_a_dry_run_by_default(self, book: Cli) -> None:
+        """send without --deliver plans and writes nothing: no audit, outbox or delivery log."""
         ran = book.ok(
             "send",
             "--year",
@@ -88,6 +89,7 @@ class TestSend:
         assert not (book.folder / "deliveries.jsonl").exists()
 
     def test_deliver_once_only(self, book: Cli) -> None:
+        """send --deliver sends each once; again after a sync, nothing goes twice or elsewhere."""
         args = ("send", "--year", "9", "--guardians", "--channel", "sms", "--id", "trip-9")
         ran = book.ok(*args, "--body", "Trip on Friday", "--deliver", "--at", when(24, 9))
         audit = book.folder / "audit" / "trip-9.json"
@@ -111,6 +113,7 @@ class TestSend:
         assert (book.folder / "deliveries.jsonl").read_text(encoding="utf-8") == log
 
     def test_the_same_id_with_other_text_is_refused(self, book: Cli) -> None:
+        """A sent id with other text is refused, asking for a new --id; no file changes."""
         args = ("send", "mis:G1", "--id", "m1", "--at", when(24, 9))
         book.ok(*args, "--body", "First", "--deliver")
         before = files_of(book.folder)
@@ -174,6 +177,7 @@ class TestSend:
         assert "changed it later" not in year8
 
     def test_why_with_two_channels(self, book: Cli) -> None:
+        """why says where a two-channel message went; asked of the unused channel, it exits 2."""
         book.ok(
             "send",
             "mis:G2",
@@ -197,6 +201,7 @@ class TestSend:
         assert "did not include this contact on that channel" in one_error_line(ran)
 
     def test_why_mistakes(self, book: Cli) -> None:
+        """why of an unknown message, or of a contact the message did not include, exits 2."""
         assert "no message 'nope'" in one_error_line(book.fails(2, "why", "nope", "mis:G1"))
         book.ok("send", "mis:G1", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
         assert "did not include this contact" in one_error_line(
@@ -204,6 +209,7 @@ class TestSend:
         )
 
     def test_json(self, book: Cli) -> None:
+        """send --json gives the plan on a dry run, and the audit and its file once delivered."""
         planned = book.ok(
             "send", "mis:G1", "mis:G2", "--id", "m2", "--body", "x", "--at", when(24, 9), "--json"
         ).json()
@@ -232,6 +238,7 @@ class TestSend:
             assert outcome["delivery"]["provenance"][0]["source"] == "mis"
 
     def test_body_file_and_mistakes(self, book: Cli) -> None:
+        """--body-file sends the file's text; no text, audience, --id or readable file exits 2."""
         body = book.exports / "letter.txt"
         body.write_text("Dear parents,\nsee you Friday.\n", encoding="utf-8")
         book.ok(
@@ -265,6 +272,7 @@ class TestSend:
 
 class TestTransports:
     def test_a_gateway_that_refuses_gives_exit_5(self, book: Cli, gateway: Gateway) -> None:
+        """A gateway refusing every text: exit 5, rejections audited, nothing asked again."""
         use_gateway(book, gateway)
         assert "sms by sms-http" in book.ok("policy").out
         environ = {"SCHOOL_SMS_TOKEN": SMS_TOKEN}
@@ -286,6 +294,7 @@ class TestTransports:
         assert "2 rejected" in one_error_line(again)
 
     def test_a_missing_secret_is_named_by_its_key(self, book: Cli, gateway: Gateway) -> None:
+        """A missing transport secret exits 3 naming its key, never the secret; nothing is sent."""
         use_gateway(book, gateway)
         ran = book.fails(
             3,
@@ -309,6 +318,7 @@ class TestTransports:
         assert not (book.folder / "audit").exists()
 
     def test_a_dry_run_needs_no_transport(self, book: Cli, gateway: Gateway) -> None:
+        """A dry run asks the gateway nothing."""
         use_gateway(book, gateway)
         book.ok(
             "send", "mis:G1", "--channel", "sms", "--id", "m1", "--body", "Hi", "--at", when(24, 9)
@@ -316,6 +326,7 @@ class TestTransports:
         assert gateway.seen == []
 
     def test_an_unknown_transport(self, book: Cli) -> None:
+        """A policy naming a transport there is none of is rejected with exit 3, naming it."""
         with (book.folder / "policy.toml").open("a", encoding="utf-8") as policy:
             policy.write('\n[transports.email]\nadapter = "pigeon"\n')
         # policy.toml names an adapter there is none of: the settings file is rejected.
@@ -327,12 +338,14 @@ class TestTransports:
 
 class TestAudience:
     def test_an_id_the_book_never_held_is_refused(self, book: Cli) -> None:
+        """recipients and send refuse a contact id the book never held; no audit is written."""
         for command in (("recipients",), ("send", "--id", "m", "--body", "x", "--deliver")):
             ran = book.fails(2, *command, "mis:G1", "mis:G99", "--at", when(24, 9))
             assert "holds no contact mis:G99 (check the id" in one_error_line(ran)
         assert not (book.folder / "audit").exists()
 
     def test_a_departed_or_linked_contact_is_still_named(self, book: Cli) -> None:
+        """A departed id is unreachable, a linked one reached where it lives: neither is refused."""
         book.sync(book.export("wed", school(G6=None)), 25)
         book.enable_import()
         path = book.csv("club.csv", "Id,First name,Surname,Mobile,Email\nC1,Gita,Okafor,,\n")
@@ -345,6 +358,7 @@ class TestAudience:
 
 class TestSendingAndStopping:
     def test_an_interrupted_send_keeps_its_audit_and_resumes_as_planned(self, book: Cli) -> None:
+        """Ctrl-C mid-send keeps the audit; sending again resumes the plan's time and addresses."""
         delivered: dict[str, str] = {}
         interrupt = [True]
 
@@ -379,6 +393,7 @@ class TestSendingAndStopping:
         assert done.count(DeliveryStatus.ACCEPTED) == 3
 
     def test_the_audit_is_kept_before_anything_is_handed_over(self, book: Cli) -> None:
+        """The audit is on disk, with no results, when the first delivery is handed over."""
         seen: list[AuditRecord] = []
 
         def deliver(batch: Sequence[Envelope]) -> list[DeliveryResult]:

@@ -34,6 +34,7 @@ class TestTimeOfAChange:
         book.ok("address-book", "add", "--key", "k", "--given", "Kit", "--at", "2026-12-01T11:59")
 
     def test_a_change_before_the_book_s_latest_says_when_that_was(self, book: Cli) -> None:
+        """A change before the book's latest names that time and asks for a later --at."""
         ran = book.fails(
             2, "override", "set", "mis:G2", "given_name", "Hughie", "--at", when(23, 9)
         )
@@ -42,6 +43,7 @@ class TestTimeOfAChange:
         assert "give --at a time from then on" in line
 
     def test_the_clock_is_read_once(self, book: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A command reads the clock once: its default --at is that one reading."""
         ticks = iter(moment(25, hour) for hour in range(9, 24))
         monkeypatch.setattr(cli_context, "_now", lambda: next(ticks))
         out = book.exports / "book.csv"
@@ -63,5 +65,6 @@ class TestTimeOfAChange:
     def test_a_time_that_is_not_one_names_its_option(
         self, book: Cli, args: tuple[str, ...], option: str
     ) -> None:
+        """A time option that is not a time, or out of range, is named in the error."""
         args = tuple(book.export("wed") if a == "EXPORT" else a for a in args)
         assert one_error_line(book.fails(2, *args)).startswith(f"sourcetruth: {option}: ")
