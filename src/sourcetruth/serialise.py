@@ -10,10 +10,11 @@ the run, the machine or ``PYTHONHASHSEED``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from cattrs import transform_error
+from cattrs import Converter, transform_error
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from sourcetruth.exceptions import SchemaVersionError, SourceDataError
@@ -34,10 +35,12 @@ def _make_converter() -> JsonConverter:
     def is_frozenset(t: Any) -> bool:
         return getattr(t, "__origin__", None) is frozenset or t is frozenset
 
+    def sorted_items(_: Any, serving: Converter) -> Callable[[frozenset[Any]], list[Any]]:
+        # Given the converter it serves, so that a copy (the command's JSON) keeps it too.
+        return lambda value: sorted(serving.unstructure(item) for item in value)
+
     # Iteration order of a set of strings depends on PYTHONHASHSEED: sort it.
-    conv.register_unstructure_hook_func(
-        is_frozenset, lambda value: sorted(conv.unstructure(item) for item in value)
-    )
+    conv.register_unstructure_hook_factory(is_frozenset, sorted_items)
     conv.register_unstructure_hook(datetime, lambda value: utc(value).isoformat())
     conv.register_structure_hook(datetime, lambda value, _: utc(datetime.fromisoformat(value)))
     return conv

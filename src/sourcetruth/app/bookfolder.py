@@ -46,14 +46,14 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters._files import fsync_folder, write_atomic
 from sourcetruth.adapters.sources.base import Reading, SourceAdapter
 from sourcetruth.adapters.transports.outbox import OutboxTransport
-from sourcetruth.app.sending import FileDeliveryLog
+from sourcetruth.app.sending import FileDeliveryLog, SentMessage, plan_send, send_planned
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
-from sourcetruth.messages import DeliveryResult, Envelope
+from sourcetruth.messages import DeliveryResult, Envelope, Message
 from sourcetruth.model import Book, Channel
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store, Transport
@@ -523,6 +523,20 @@ class BookFolder:
             msg = f"no message {message_id!r} was sent from this book"
             raise UsageError(msg)
         return record
+
+    def send_message(
+        self, message: Message, *, sent_at: datetime, at: datetime | None = None
+    ) -> SentMessage:
+        """Send *message* from this folder, or resume it where an earlier send stopped.
+
+        Planned with :func:`~sourcetruth.app.sending.plan_send` (at *at*, or
+        *sent_at*; a message sent before, at the time it was first planned)
+        and sent with :func:`~sourcetruth.app.sending.send_planned`, its audit
+        record kept before anything is handed over.
+        """
+        policy = self.settings.policy  # planning needs no suppression key
+        planned = plan_send(self, self.load(), message, policy=policy, now=sent_at, at=at)
+        return send_planned(self, planned, sent_at=sent_at)
 
 
 def _adapter(kind: registry.AdapterKind, name: str, section: str) -> Any:

@@ -9,6 +9,7 @@ see :data:`EXIT_CODES` and ``docs/cli.md``.
 
 from __future__ import annotations
 
-from sourcetruth.cli._main import EXIT_CODES, main
+from sourcetruth.cli._errors import EXIT_CODES
+from sourcetruth.cli._main import main
 
 __all__ = ["EXIT_CODES", "main"]

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
 from cattrs.gen import make_dict_unstructure_fn
-from cattrs.preconf.json import JsonConverter, make_converter
+from cattrs.preconf.json import JsonConverter
 
 from sourcetruth.audit import Why
 from sourcetruth.effective import Explanation
 from sourcetruth.model import (
     ADDRESS_BOOK,
-    Channel,
+    ADDRESS_FIELDS,
     Contact,
     ContactData,
     Email,
+    EndedOverride,
     GroupDefinition,
     Override,
     OverrideLifetime,
@@ -26,9 +27,9 @@ from sourcetruth.model import (
     ProvenanceKind,
     Relationship,
     Rule,
-    utc,
 )
 from sourcetruth.report import FieldChange, Report, Status
+from sourcetruth.serialise import converter
 
 __all__ = ["Renderer", "as_json", "primitive"]
 
@@ -38,22 +39,14 @@ LIMIT = 40
 
 
 def _make_converter() -> JsonConverter:
-    """The JSON the program prints: the library's shapes, every key present.
+    """The JSON the program prints: the library's converter, with every key present.
 
     Unlike the store's format, no key is left out for holding its default, so a
     program reading ``--json`` finds the same keys every time. A value that
     holds one field of a contact (an override's value, a change's before and
     after, an explanation's value) is that field's value itself.
     """
-    conv = make_converter(omit_if_default=False)
-
-    def is_frozenset(t: Any) -> bool:
-        return getattr(t, "__origin__", None) is frozenset or t is frozenset
-
-    conv.register_unstructure_hook_func(
-        is_frozenset, lambda value: sorted(conv.unstructure(item) for item in value)
-    )
-    conv.register_unstructure_hook(datetime, lambda value: utc(value).isoformat())
+    conv = converter.copy(omit_if_default=False)
 
     def one_field(cls: type[Any], names: tuple[str, ...], field: Callable[[Any], str]) -> None:
         base = make_dict_unstructure_fn(cls, conv)
@@ -70,7 +63,7 @@ def _make_converter() -> JsonConverter:
     one_field(Override, ("value", "base"), lambda o: str(o.field))
     one_field(FieldChange, ("before", "after"), lambda c: str(c.field))
     one_field(Explanation, ("value", "later_value"), lambda e: str(e.field))
-    one_field(Why, ("later_value",), lambda w: "phones" if w.channel is Channel.SMS else "emails")
+    one_field(Why, ("later_value",), lambda w: ADDRESS_FIELDS[w.channel])
     return conv
 
 
@@ -212,64 +205,11 @@ class Renderer:
         )
 
     def report(self, r: Report, *, dry_run: bool = False) -> list[str]:
-        would = "would be " if dry_run else ""
-        what = self.what(r)
-        status = r.status.value
-        if dry_run:
-            status = {
-                Status.APPLIED: "dry run, would apply",
-                Status.HELD: "dry run, would be held",
-                Status.NO_CHANGE: "dry run, nothing would change",
-            }[r.status]
-        # A new contact is one line, not one per field (--json has every field).
-        created = set(r.created)
-        changed = [c for c in r.changes if c.contact_id not in created]
-        lines = [f"{what}: {status}; {self.counts(r)}"]
-        names: dict[str, dict[str, str]] = {}
-        for c in r.changes:
-            if c.contact_id in created:
-                names.setdefault(c.contact_id, {})[c.field] = self.value(c.after, c.field)
-        lines += _limited((f"  new {c}: {_who(names.get(c, {}))}" for c in r.created), len(created))
-        lines += _limited(
-            (
-                f"  changed {c.contact_id} {c.field}: "
-                f"{'(none)' if c.before is None else self.value(c.before, c.field)} -> "
-                f"{self.value(c.after, c.field)}"
-                for c in changed
-            ),
-            len(changed),
-        )
-        lines += _limited((f"  departed {c}" for c in r.departed), len(r.departed))
-        lines += _limited((f"  returned {c}" for c in r.returned), len(r.returned))
-        lines += _limited(
-            (f"  override {would}set: {self.override(o)}" for o in r.overrides_set),
-            len(r.overrides_set),
-        )
-        lines += _limited(
-            (
-                f"  override of {e.override.field} on {e.override.contact_id} {would}ended: "
-                f"{e.outcome.value}"
-                + (" (update it at the source)" if e.outcome.value == "lost" else "")
-                for e in r.overrides_ended
-            ),
-            len(r.overrides_ended),
-        )
-        lines += _limited(
-            (f"  override kept: {o.contact_id} {o.field}" for o in r.overrides_kept),
-            len(r.overrides_kept),
-        )
-        lines += _limited(
-            (f"  kept raw: {u.record} {u.field}[{u.index}]: {u.problem}" for u in r.unnormalised),
-            len(r.unnormalised),
-        )
-        lines += _limited(
-            (
-                f"  possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)})"
-                for d in r.duplicates
-            ),
-            len(r.duplicates),
-        )
-        lines += _limited((f"  erased {erased}" for erased in r.erased), len(r.erased))
+        """A report as lines: a headline, then each kind of line, limited (``--json`` has all)."""
+        status = _DRY_RUN[r.status] if dry_run else r.status.value
+        lines = [f"{self.what(r)}: {status}; {self.counts(r)}"]
+        for items, line in self._kinds(r, would="would be " if dry_run else ""):
+            lines += _limited(map(line, items), len(items))
         if r.suppressed:
             lines.append(f"  skipped {r.suppressed} erased record(s) (suppressed)")
         if r.held is not None:
@@ -280,6 +220,55 @@ class Renderer:
         if dry_run and r.status is Status.APPLIED:
             lines.append("  Nothing was written (dry run).")
         return lines
+
+    def _kinds(self, r: Report, *, would: str) -> list[tuple[Sequence[Any], Callable[[Any], str]]]:
+        """Each kind of line a report has, in order: its items, and the line of one item."""
+        # A new contact is one line, not one per field (--json has every field).
+        created = set(r.created)
+        names: dict[str, dict[str, str]] = {}
+        for c in r.changes:
+            if c.contact_id in created:
+                names.setdefault(c.contact_id, {})[c.field] = self.value(c.after, c.field)
+        return [
+            (r.created, lambda c: f"  new {c}: {_who(names.get(c, {}))}"),
+            ([c for c in r.changes if c.contact_id not in created], self._changed),
+            (r.departed, lambda c: f"  departed {c}"),
+            (r.returned, lambda c: f"  returned {c}"),
+            (r.overrides_set, lambda o: f"  override {would}set: {self.override(o)}"),
+            (r.overrides_ended, lambda e: self._ended(e, would)),
+            (r.overrides_kept, lambda o: f"  override kept: {o.contact_id} {o.field}"),
+            (
+                r.unnormalised,
+                lambda u: f"  kept raw: {u.record} {u.field}[{u.index}]: {u.problem}",
+            ),
+            (
+                r.duplicates,
+                lambda d: (
+                    f"  possible duplicate: {d.record} and {d.other} ({', '.join(d.reasons)})"
+                ),
+            ),
+            (r.erased, lambda erased: f"  erased {erased}"),
+        ]
+
+    def _changed(self, c: FieldChange) -> str:
+        before = "(none)" if c.before is None else self.value(c.before, c.field)
+        return f"  changed {c.contact_id} {c.field}: {before} -> {self.value(c.after, c.field)}"
+
+    @staticmethod
+    def _ended(e: EndedOverride, would: str) -> str:
+        lost = " (update it at the source)" if e.outcome.value == "lost" else ""
+        return (
+            f"  override of {e.override.field} on {e.override.contact_id} {would}ended: "
+            f"{e.outcome.value}{lost}"
+        )
+
+
+#: A dry run's status, for each status a report can have.
+_DRY_RUN: Final = {
+    Status.APPLIED: "dry run, would apply",
+    Status.HELD: "dry run, would be held",
+    Status.NO_CHANGE: "dry run, nothing would change",
+}
 
 
 def _who(fields: dict[str, str]) -> str:

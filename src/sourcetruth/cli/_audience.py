@@ -1,0 +1,148 @@
+"""An audience on the command line: group names, contact ids and a rule, made a message.
+
+``group set`` takes a rule; ``recipients`` and ``send`` take an audience
+(groups, contact ids, a rule) and channels, and show the plan as lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from sourcetruth.cli._context import Context
+from sourcetruth.cli._options import count
+from sourcetruth.exceptions import UnknownContactError, UsageError
+from sourcetruth.messages import Message, Plan, SendMode
+from sourcetruth.model import Book, Channel, Role, Rule, record_id
+
+__all__ = [
+    "add_audience_options",
+    "add_rule_options",
+    "check_ids",
+    "message",
+    "names",
+    "plan_lines",
+    "require_audience",
+    "rule",
+]
+
+
+def add_rule_options(sub: argparse.ArgumentParser) -> None:
+    """The options of a rule: role, year, registration group, guardians, priority."""
+    sub.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        choices=[r.value for r in Role],
+        help="rule: this role (repeatable)",
+    )
+    sub.add_argument("--year", dest="years", action="append", help="rule: this year group")
+    sub.add_argument("--reg", dest="regs", action="append", help="rule: registration group")
+    sub.add_argument(
+        "--guardians",
+        action="store_true",
+        help="rule: the guardians of the pupils the rule selects",
+    )
+    sub.add_argument(
+        "--max-priority",
+        type=count,
+        metavar="N",
+        help="with --guardians: only those of priority 1 to N",
+    )
+
+
+def add_audience_options(sub: argparse.ArgumentParser) -> None:
+    """An audience's words and rule, the channels to try, and whether to use them all."""
+    sub.add_argument("audience", nargs="*", help="group names and contact ids (ids hold a ':')")
+    sub.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        choices=[c.value for c in Channel],
+        help="a channel, in order of preference (default email)",
+    )
+    add_rule_options(sub)
+    sub.add_argument(
+        "--each",
+        action="store_true",
+        help="send on every channel (default: the first that reaches)",
+    )
+
+
+def rule(args: argparse.Namespace) -> Rule | None:
+    """The rule the options give, or None when they give none."""
+    if not (args.roles or args.years or args.regs or args.guardians):
+        if args.max_priority is not None:
+            msg = "--max-priority goes with --guardians"
+            raise UsageError(msg)
+        return None
+    return Rule(
+        roles=frozenset(Role(r) for r in args.roles or ()),
+        year_groups=frozenset(args.years or ()),
+        registration_groups=frozenset(args.regs or ()),
+        guardians_of=args.guardians,
+        max_priority=args.max_priority,
+    )
+
+
+def require_audience(args: argparse.Namespace) -> None:
+    """Refuse a command that names nobody: no group, no contact id, no rule."""
+    if not args.audience and rule(args) is None:
+        msg = "name an audience: group names, contact ids, or a rule (--year 9 ...)"
+        raise UsageError(msg)
+
+
+def message(ctx: Context, *, message_id: str, subject: str, body: str) -> Message:
+    """The message to the audience the options name, on the channels they give."""
+    args = ctx.args
+    groups = tuple(a for a in args.audience if ":" not in a)
+    contacts = tuple(a for a in args.audience if ":" in a)
+    found = rule(args)
+    channels = tuple(Channel(c) for c in args.channel) or (Channel.EMAIL,)
+    return Message(
+        message_id,
+        subject,
+        body,
+        channels=channels,
+        mode=SendMode.EACH if getattr(args, "each", False) else SendMode.FIRST,
+        groups=groups,
+        rules=() if found is None else (found,),
+        contacts=contacts,
+    )
+
+
+def check_ids(book: Book, ids: Sequence[str]) -> None:
+    """Refuse contact ids the book never held: a typo would reach nobody, and say so late.
+
+    A departed contact, or a record linked into another contact, is held: the
+    plan says it is unreachable, or reaches it where it now lives.
+    """
+    held = set(book.contacts)
+    held.update(record_id(source, key) for source, keys in book.records.items() for key in keys)
+    missing = [i for i in ids if i not in held]
+    if missing:
+        msg = (
+            f"the book holds no contact {names(missing)} (check the id: "
+            "'sourcetruth contacts --search NAME' finds people)"
+        )
+        raise UnknownContactError(msg)
+
+
+def names(ids: Sequence[str]) -> str:
+    """Contact ids for a message: plain, and an empty one visible."""
+    return ", ".join(i if i.strip() else repr(i) for i in ids)
+
+
+def plan_lines(ctx: Context, planned: Plan) -> list[str]:
+    """A plan as lines: each delivery and where its address came from; who fell back, who not."""
+    r = ctx.render
+    lines = []
+    for d in planned.deliveries:
+        origin = "; ".join(r.provenance(p) for p in d.provenance)
+        lines.append(f"  {d.channel.value:<5} {d.address}  ({', '.join(d.contact_ids)})")
+        lines.append(f"        from {origin}")
+    for channel, u in planned.fallbacks:
+        lines.append(f"  fell back from {channel.value} for {u.contact_id}: {u.reason}")
+    for channel, u in planned.unreachable:
+        lines.append(f"  unreachable on {channel.value}: {u.contact_id}: {u.reason}")
+    return lines

@@ -1,0 +1,175 @@
+"""What every command gets: its arguments, its output, the book, and the time it runs at.
+
+Also the one way a command changes the book (:func:`apply`, at ``--at``,
+checked) and says what the change did (:func:`after_change`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final, TextIO, TypeVar
+
+from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.cli._errors import OK
+from sourcetruth.cli._progress import Progress
+from sourcetruth.cli._render import Renderer, as_json
+from sourcetruth.exceptions import OutOfOrderError, UsageError
+from sourcetruth.merge import Change
+from sourcetruth.policy import Policy
+from sourcetruth.report import MergeResult, Report, Status
+
+__all__ = ["AHEAD", "Context", "after_change", "apply", "forward"]
+
+T = TypeVar("T")
+
+#: How far after the clock a change may be made: a mistyped year (2062 for 2026)
+#: would otherwise lock the book, which refuses a change made before its latest.
+AHEAD: Final = timedelta(days=7)
+
+
+def _now() -> datetime:
+    """The clock: read once per command (see ``Context.now``)."""
+    return datetime.now(UTC)
+
+
+class Context:
+    """What every command gets: its arguments, output streams and the book."""
+
+    def __init__(
+        self, args: argparse.Namespace, out: TextIO, err: TextIO, environ: Mapping[str, str]
+    ) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+        self.environ = environ
+        self._book: BookFolder | None = None
+        #: The time the command runs at: one reading of the clock for all of it.
+        self.now = _now()
+        self._at: datetime | None = None
+
+    @property
+    def book(self) -> BookFolder:
+        if self._book is None:
+            self._book = BookFolder.open(self.args.book, environ=self.environ)
+        return self._book
+
+    @property
+    def zone(self) -> tzinfo:
+        zone: tzinfo = self.book.timezone
+        return zone
+
+    @property
+    def render(self) -> Renderer:
+        return Renderer(self.zone)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy for reading the book: no suppression key needed (only merges use it)."""
+        policy: Policy = self.book.settings.policy
+        return policy
+
+    def close(self) -> None:
+        if self._book is not None:
+            self._book.close()
+
+    def say(self, line: str = "") -> None:
+        self.out.write(line + "\n")
+
+    def lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.say(line)
+
+    def json(self, value: object) -> None:
+        self.say(as_json(value))
+
+    def listing(self, found: Sequence[T], line: Callable[[T], str], total: str) -> int:
+        """A list found: as JSON with ``--json``; else a line for each, then *total*."""
+        if self.args.json:
+            self.json(found)
+            return OK
+        for item in found:
+            self.say(line(item))
+        self.say(total)
+        return OK
+
+    def time(self, text: str | None, option: str = "--at") -> datetime:
+        """A time *option*: ISO 8601, read in the book's timezone when it has no offset."""
+        if text is None or text == "now":
+            return self.now
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            msg = f"{option}: {text!r} is not a time; write it like 2026-11-24T15:30 (ISO 8601)"
+            raise UsageError(msg) from None
+        if not 1900 <= value.year < 9000:
+            # Far from any school's data, and near the calendar's ends, where time
+            # arithmetic (the next sync, a timezone) overflows.
+            msg = f"{option}: {text!r} is out of range: give a time from 1900 to 8999"
+            raise UsageError(msg)
+        return value if value.tzinfo is not None else value.replace(tzinfo=self.zone)
+
+    @property
+    def at(self) -> datetime:
+        """``--at``, or now: the same value however often a command asks."""
+        if self._at is None:
+            self._at = self.time(getattr(self.args, "at", None))
+        return self._at
+
+    @property
+    def change_at(self) -> datetime:
+        """The time of a change to the book: ``--at``, refused far after the clock."""
+        at = self.at
+        if at - self.now > AHEAD:
+            msg = (
+                f"--at: {self.render.time(at)} is more than {AHEAD.days} days after now "
+                f"({self.render.time(self.now)}); the book would then refuse every change "
+                "made before it. Check the date"
+            )
+            raise UsageError(msg)
+        return at
+
+    @property
+    def by(self) -> str:
+        by: str = self.args.by
+        return by
+
+    def progress(self, label: str, total: int | None = None) -> Progress:
+        return Progress(self.err, label, total=total)
+
+
+@contextlib.contextmanager
+def forward(ctx: Context) -> Iterator[None]:
+    """A change before the book's latest is refused: say when that was, and what to do."""
+    try:
+        yield
+    except OutOfOrderError as error:
+        msg = (
+            f"the book's latest change was made {ctx.render.time(error.latest)}, after this "
+            f"change's time ({ctx.render.time(ctx.at)}); changes go forward in time: "
+            "give --at a time from then on"
+        )
+        raise UsageError(msg) from None
+
+
+def apply(ctx: Context, change: Change | Sequence[Change]) -> MergeResult:
+    """Merge *change* into the book at ``--at`` (checked), and commit it."""
+    at = ctx.change_at
+    with forward(ctx):
+        return ctx.book.apply(change, at=at, by=ctx.by)
+
+
+def after_change(ctx: Context, report: Report, done: str) -> int:
+    """Say what a change did: *done*, or that nothing changed; then the report's lines."""
+    if ctx.args.json:
+        ctx.json(report)
+    else:
+        ctx.say(
+            done
+            if report.status is Status.APPLIED
+            else "Nothing changed: the book already says so."
+        )
+        ctx.lines(ctx.render.report(report)[1:])
+    return OK

@@ -1,0 +1,68 @@
+"""Reading a source's export, for a sync or a report: which source, when taken, what it said."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sourcetruth.adapters import registry
+from sourcetruth.adapters.sources.base import Notice, Reading
+from sourcetruth.cli._context import Context
+from sourcetruth.cli._files import newest_mtime
+from sourcetruth.exceptions import AdapterError, SourceDataError, UsageError
+from sourcetruth.model import ADDRESS_BOOK, SourceKind
+
+__all__ = ["extracted_at", "notices", "read", "reading_input", "synced_source"]
+
+
+def synced_source(ctx: Context, name: str) -> str:
+    """*name*, checked to be a source a sync can read, read with an adapter that exists."""
+    policy = ctx.book.settings.policy
+    adapter = getattr(ctx.args, "adapter", None)
+    if adapter is not None and adapter not in registry.available("source"):
+        known = ", ".join(registry.available("source"))
+        msg = f"--adapter: there is no source adapter called {adapter!r}; there are {known}"
+        raise UsageError(msg)
+    syncable = [s for s in policy.order if policy.source(s).kind is not SourceKind.ADDRESS_BOOK]
+    if name == ADDRESS_BOOK:
+        msg = "the address book is not synced: use 'sourcetruth address-book import FILE'"
+        raise UsageError(msg)
+    if name not in syncable:
+        msg = f"the policy has no source named {name!r}; its sources are {', '.join(syncable)}"
+        raise UsageError(msg)
+    return name
+
+
+def extracted_at(ctx: Context, path: Path) -> datetime:
+    """When the export at *path* was taken: ``--extracted-at``, else its files' newest mtime."""
+    if ctx.args.extracted_at:
+        return ctx.time(ctx.args.extracted_at, "--extracted-at")
+    return newest_mtime(path)
+
+
+@contextlib.contextmanager
+def reading_input() -> Iterator[None]:
+    """An input that cannot be read (a broken zip, a file gone) is the input's fault: exit 3."""
+    try:
+        yield
+    except AdapterError as error:
+        raise SourceDataError(str(error)) from error
+
+
+def read(ctx: Context, source: str, path: Path, extracted_at: datetime) -> Reading:
+    """The export at *path*, read with the source's adapter (or ``--adapter``)."""
+    with reading_input():
+        reading = ctx.book.read_source(
+            source, path, extracted_at=extracted_at, adapter=getattr(ctx.args, "adapter", None)
+        )
+    return reading
+
+
+def notices(ctx: Context, notices: Sequence[Notice]) -> None:
+    """Each notice of a reading, one line on stderr: where, which field, what, its code."""
+    for n in notices:
+        where = ":".join(str(p) for p in (n.file, n.line) if p is not None)
+        field = f" [{n.field}]" if n.field else ""
+        ctx.err.write(f"notice: {where}{field}: {n.message} ({n.code})\n")
