@@ -19,10 +19,10 @@ from sourcetruth import Channel, DeliveryStatus, Message, Rule
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.transports.outbox import OutboxTransport
 from sourcetruth.app.bookfolder import BookFolder
-from sourcetruth.app.sending import MessageIdReusedError, plan_send, send_planned
+from sourcetruth.app.dispatch import plan_send, send_planned
 from sourcetruth.app.settings import STARTER
 from sourcetruth.audit import AuditRecord
-from sourcetruth.exceptions import UsageError
+from sourcetruth.exceptions import MessageIdReusedError, UsageError
 from sourcetruth.messages import DeliveryResult, Envelope
 
 GATEWAY = "test-resume-sms"

@@ -20,6 +20,7 @@ __all__ = [
     "ConflictError",
     "EmptySnapshotError",
     "EncodingError",
+    "MessageIdReusedError",
     "NotInBookError",
     "OutOfOrderError",
     "RejectedFileError",
@@ -73,6 +74,20 @@ class OutOfOrderError(UsageError):
 
 class ConfirmationMismatchError(UsageError):
     """A held sync's confirmation token given for another snapshot or another book."""
+
+
+class MessageIdReusedError(UsageError):
+    """A message id already sent with other text, channels or audience.
+
+    A message id names one message for ever: sending under it again resumes
+    that message. ``message_id`` is the id; ``sent_at`` when the message it
+    names was sent.
+    """
+
+    def __init__(self, message: str, *, message_id: str, sent_at: datetime) -> None:
+        self.message_id = message_id
+        self.sent_at = sent_at
+        super().__init__(message)
 
 
 class UnknownAdapterError(UsageError, LookupError):

@@ -5,6 +5,8 @@
 - :mod:`~sourcetruth.app.settings`: ``policy.toml``, read and checked;
 - :mod:`~sourcetruth.app.sending`: the sending loop, with retries and a
   delivery log that survives a crash;
+- :mod:`~sourcetruth.app.dispatch`: a message sent from a folder of audit
+  records, audited before it is handed over and resumed as first planned;
 - :mod:`~sourcetruth.app.distributed`: many schools' nightly syncs as tasks;
 - :mod:`~sourcetruth.app.demo`: the week of the scenarios, end to end.
 

@@ -46,7 +46,8 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters._files import fsync_folder, write_atomic
 from sourcetruth.adapters.sources.base import Reading, SourceAdapter
 from sourcetruth.adapters.transports.outbox import OutboxTransport
-from sourcetruth.app.sending import FileDeliveryLog, SentMessage, plan_send, send_planned
+from sourcetruth.app.dispatch import SentMessage, plan_send, send_planned
+from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
@@ -529,9 +530,9 @@ class BookFolder:
     ) -> SentMessage:
         """Send *message* from this folder, or resume it where an earlier send stopped.
 
-        Planned with :func:`~sourcetruth.app.sending.plan_send` (at *at*, or
+        Planned with :func:`~sourcetruth.app.dispatch.plan_send` (at *at*, or
         *sent_at*; a message sent before, at the time it was first planned)
-        and sent with :func:`~sourcetruth.app.sending.send_planned`, its audit
+        and sent with :func:`~sourcetruth.app.dispatch.send_planned`, its audit
         record kept before anything is handed over.
         """
         policy = self.settings.policy  # planning needs no suppression key

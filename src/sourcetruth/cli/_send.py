@@ -2,8 +2,8 @@
 
 ``send`` is a dry run unless told ``--deliver``. Sending itself, with its
 audit record kept before anything is handed over and its resumption after an
-interruption, is the library's: :func:`~sourcetruth.app.sending.plan_send`
-and :func:`~sourcetruth.app.sending.send_planned`.
+interruption, is the library's: :func:`~sourcetruth.app.dispatch.plan_send`
+and :func:`~sourcetruth.app.dispatch.send_planned`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sourcetruth.app.sending import (
-    MessageIdReusedError,
-    PlannedSend,
-    SentMessage,
-    plan_send,
-    send_planned,
-)
+from sourcetruth.app.dispatch import PlannedSend, SentMessage, plan_send, send_planned
 from sourcetruth.audit import AuditRecord, Why, why
 from sourcetruth.cli._audience import (
     add_audience_options,
@@ -30,7 +24,7 @@ from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK, UNDELIVERED, Exit
 from sourcetruth.cli._files import reason
 from sourcetruth.cli._options import Subcommands, add_command
-from sourcetruth.exceptions import UnknownContactError, UsageError
+from sourcetruth.exceptions import MessageIdReusedError, UnknownContactError, UsageError
 from sourcetruth.messages import DeliveryStatus, Message, plan
 from sourcetruth.model import Channel
 
