@@ -171,8 +171,6 @@ staff member with relationships with a ``role-secondary-guardian`` notice.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import zipfile
@@ -184,6 +182,7 @@ from typing import IO, Final
 
 from attrs import field, frozen
 
+from sourcetruth.adapters._util import csv_bytes
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
@@ -1410,14 +1409,6 @@ _WRITTEN_ROLES: Final = {
 }
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
 def _stamp(at: datetime) -> str:
     at = utc(at)
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
@@ -1541,14 +1532,14 @@ def write_bundle(
         ["source.systemCode", snapshot.source],
     ]
     out = {
-        _MANIFEST: _csv(_MANIFEST_COLUMNS, manifest),
-        _USERS: _csv(
+        _MANIFEST: csv_bytes(_MANIFEST_COLUMNS, manifest),
+        _USERS: csv_bytes(
             users_header, ([cells.get(c, "") for c in users_header] for _, cells in users)
         ),
-        _ORGS: _csv(_ORG_COLUMNS, [[_ORG_ID, active, stamp, "School", "school", "", ""]]),
+        _ORGS: csv_bytes(_ORG_COLUMNS, [[_ORG_ID, active, stamp, "School", "school", "", ""]]),
     }
     if v12:
-        out[_ROLES] = _csv(_ROLE_COLUMNS, roles)
+        out[_ROLES] = csv_bytes(_ROLE_COLUMNS, roles)
     target = Path(directory)
     try:
         target.mkdir(parents=True, exist_ok=True)

@@ -111,17 +111,16 @@ round trip and for tests.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 from attrs import frozen
 
+from sourcetruth.adapters._util import csv_bytes
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
@@ -1030,14 +1029,6 @@ class SdsAdapter(MisExportAdapter):
 # -- writing ---------------------------------------------------------------------
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8")
-
-
 def _carry_problems(record: Record, pupils: set[str]) -> list[str]:
     """Why *record* cannot be written so that reading it back gives it again."""
     data = record.data
@@ -1129,10 +1120,10 @@ def write_files(
         links.extend((rel.pupil, record.key, "guardian") for rel in data.relationships)
 
     files = {
-        ORGS: _csv(_REQUIRED[ORGS], [(org, org, "school")]),
-        USERS: _csv(_REQUIRED[USERS], users),
-        ROLES: _csv(("userSourcedId", "orgSourcedId", "role", "grade", "isPrimary"), roles),
-        RELATIONSHIPS: _csv(_REQUIRED[RELATIONSHIPS], links),
+        ORGS: csv_bytes(_REQUIRED[ORGS], [(org, org, "school")]),
+        USERS: csv_bytes(_REQUIRED[USERS], users),
+        ROLES: csv_bytes(("userSourcedId", "orgSourcedId", "role", "grade", "isPrimary"), roles),
+        RELATIONSHIPS: csv_bytes(_REQUIRED[RELATIONSHIPS], links),
     }
     folder = Path(directory)
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from sourcetruth.adapters._util import is_loopback
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -174,15 +174,6 @@ def _public_url(url: str) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     elided = "/..." if parts.path not in ("", "/") else ""
     return f"{parts.scheme}://{netloc}{elided}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -338,7 +329,7 @@ class HttpSmsTransport:
         if ssl_context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
         self._opener = urllib.request.build_opener(*handlers)
-        if parts.scheme == "http" and auth != "none" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and auth != "none" and not is_loopback(parts.hostname):
             _log.warning(
                 "SMS gateway %s is plain http: its credentials travel unencrypted",
                 self._public_url,

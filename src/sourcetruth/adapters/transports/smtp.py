@@ -32,7 +32,6 @@ credentials never appear in results, log lines or the ``repr``.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import smtplib
@@ -48,6 +47,7 @@ from typing import Literal
 
 from attrs import frozen
 
+from sourcetruth.adapters._util import is_loopback
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -68,20 +68,6 @@ _POLICY = SMTP_POLICY.clone(cte_type="7bit")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ENHANCED_STATUS = re.compile(rb"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether *host* names this machine: ``localhost``, 127.0.0.0/8 or ::1."""
-    name = host.strip().rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 class _SessionFailure(Exception):
@@ -153,7 +139,7 @@ class SmtpTransport:
             security == "plain"
             and username is not None
             and not allow_plain_auth
-            and not _is_loopback(host)
+            and not is_loopback(host)
         ):
             msg = (
                 "security='plain' would send the password unencrypted: use 'starttls' or "
