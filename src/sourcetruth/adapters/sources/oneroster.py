@@ -180,7 +180,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Final
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from sourcetruth.adapters._util import csv_bytes
 from sourcetruth.adapters.sources._mis import MisExportAdapter
@@ -556,6 +556,20 @@ class _Person:
         return Role.GUARDIAN in self.roles and self.role is not Role.PUPIL
 
 
+@define
+class _Linking:
+    """The links found so far: guardian key -> pupil keys, and what is known of each guardian.
+
+    ``own``: guardians whose own row carries a link (to a pupil, or to a user
+    leaving). ``unseen``: guardians whose own row names a pupil the delta
+    does not hold.
+    """
+
+    found: dict[str, set[str]] = field(factory=dict)
+    own: set[str] = field(factory=set)
+    unseen: set[str] = field(factory=set)
+
+
 @frozen
 class _Links:
     """The links read: guardian key -> pupil keys, and what a delta cannot see of them.
@@ -893,14 +907,9 @@ class _Read:
 
     def links(self, people: Mapping[str, _Person], leaving: Mapping[str, _User]) -> _Links:
         """The relationships, as guardian key -> pupil keys, each checked and given once."""
-        found: dict[str, set[str]] = {}
-        own: set[str] = set()
-        unseen: set[str] = set()
-        delta = self.delta
-        complete = self.agents_complete
+        linking = _Linking()
         for person in sorted(people.values(), key=lambda p: p.user.line):
-            user = person.user
-            if delta and not complete and person.role is Role.PUPIL:
+            if self.delta and not self.agents_complete and person.role is Role.PUPIL:
                 # The row says whom the pupil names now, not whom it stopped naming.
                 msg = (
                     "read with guardian_agents_complete=False, a pupil's row cannot unlink a "
@@ -908,95 +917,116 @@ class _Read:
                     "pupil until the next full bundle (unless the guardian's own row in this "
                     "delta lists its pupils)"
                 )
-                self.agent_notice(user, "agent-removal-unseen", msg)
-            for agent in user.agents:
-                other = people.get(agent)
-                if agent == user.key:
-                    self.agent_notice(
-                        user, "agent-role", "the user names itself as its own agent; skipped"
-                    )
-                elif agent in leaving:
-                    if person.guardian:
-                        own.add(user.key)
-                    self.agent_notice(
-                        user,
-                        "agent-removed",
-                        f"agent {agent!r} is marked tobedeleted; link skipped",
-                    )
-                elif other is None and (delta or agent in self.rejected_keys):
-                    if agent in self.rejected_keys:
-                        why = "was rejected"
-                    elif agent in self.roleless:
-                        why = "has no role in this delta"
-                    else:
-                        why = "is not in this delta"
-                    if person.guardian:
-                        self.agent_notice(
-                            user,
-                            "agent-unverified",
-                            f"agent {agent!r} {why}, so its role is unchecked; "
-                            "the guardian's own link is kept",
-                        )
-                        found.setdefault(user.key, set()).add(agent)
-                        own.add(user.key)
-                        unseen.add(user.key)
-                    else:
-                        self.agent_notice(
-                            user,
-                            "agent-unverified",
-                            f"agent {agent!r} {why}; only a guardian's own row can carry "
-                            "the link here, so it is skipped (a full bundle brings it)",
-                        )
-                elif other is None:
-                    self.agent_notice(
-                        user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
-                    )
-                elif person.role is Role.PUPIL and other.guardian:
-                    found.setdefault(agent, set()).add(user.key)
-                    if complete and user.key not in other.user.agents:
-                        self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
-                elif person.guardian and other.role is Role.PUPIL:
-                    found.setdefault(user.key, set()).add(agent)
-                    own.add(user.key)
-                else:
-                    mine = "/".join(sorted(r.value for r in person.roles))
-                    theirs = "/".join(sorted(r.value for r in other.roles))
-                    self.agent_notice(
-                        user,
-                        "agent-role",
-                        f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
-                        "between a pupil and a guardian; skipped",
-                    )
+                self.agent_notice(person.user, "agent-removal-unseen", msg)
+            for agent in person.user.agents:
+                self.link(person, agent, people, leaving, linking)
+        partial = self.partial(people, linking) if self.delta else set()
+        return _Links(linking.found, frozenset(partial), frozenset(linking.unseen - partial))
+
+    def link(
+        self,
+        person: _Person,
+        agent: str,
+        people: Mapping[str, _Person],
+        leaving: Mapping[str, _User],
+        linking: _Linking,
+    ) -> None:
+        """Check one agent that *person*'s row names, and link the two when it holds."""
+        user = person.user
+        other = people.get(agent)
+        if agent == user.key:
+            self.agent_notice(user, "agent-role", "the user names itself as its own agent; skipped")
+        elif agent in leaving:
+            if person.guardian:
+                linking.own.add(user.key)
+            self.agent_notice(
+                user, "agent-removed", f"agent {agent!r} is marked tobedeleted; link skipped"
+            )
+        elif other is None and (self.delta or agent in self.rejected_keys):
+            self.unverified(person, agent, linking)
+        elif other is None:
+            self.agent_notice(
+                user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
+            )
+        elif person.role is Role.PUPIL and other.guardian:
+            linking.found.setdefault(agent, set()).add(user.key)
+            if self.agents_complete and user.key not in other.user.agents:
+                self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
+        elif person.guardian and other.role is Role.PUPIL:
+            linking.found.setdefault(user.key, set()).add(agent)
+            linking.own.add(user.key)
+        else:
+            mine = "/".join(sorted(r.value for r in person.roles))
+            theirs = "/".join(sorted(r.value for r in other.roles))
+            self.agent_notice(
+                user,
+                "agent-role",
+                f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
+                "between a pupil and a guardian; skipped",
+            )
+
+    def unverified(self, person: _Person, agent: str, linking: _Linking) -> None:
+        """An agent whose role cannot be checked: only a guardian's own row keeps the link."""
+        user = person.user
+        if agent in self.rejected_keys:
+            why = "was rejected"
+        elif agent in self.roleless:
+            why = "has no role in this delta"
+        else:
+            why = "is not in this delta"
+        if not person.guardian:
+            self.agent_notice(
+                user,
+                "agent-unverified",
+                f"agent {agent!r} {why}; only a guardian's own row can carry "
+                "the link here, so it is skipped (a full bundle brings it)",
+            )
+            return
+        self.agent_notice(
+            user,
+            "agent-unverified",
+            f"agent {agent!r} {why}, so its role is unchecked; the guardian's own link is kept",
+        )
+        linking.found.setdefault(user.key, set()).add(agent)
+        linking.own.add(user.key)
+        linking.unseen.add(user.key)
+
+    def partial(self, people: Mapping[str, _Person], linking: _Linking) -> set[str]:
+        """In a delta, the guardians whose links are kept as the book has them.
+
+        A guardian whose own row lists no pupil: with guardian_agents_complete
+        its list is complete (it is linked to what the delta links it to), and
+        without, its links are on pupil rows the delta need not hold.
+        """
         partial: set[str] = set()
-        if delta:
-            for key in sorted(people, key=lambda k: people[k].user.line):
-                person = people[key]
-                if not person.guardian or key in own:
-                    continue
-                if complete:
-                    # Its own list is complete: its links are that list and the pupil rows'.
-                    if not found.get(key):
-                        msg = (
-                            "the guardian's row lists no pupil and no pupil row of this delta "
-                            "names it: its list is read as complete (guardian_agents_complete="
-                            "True), so it is linked to no pupil; an export that writes links "
-                            "only on pupil rows needs guardian_agents_complete=False"
-                        )
-                        self.agent_notice(person.user, "agent-list-empty", msg)
-                    continue
-                partial.add(key)
-                msg = (
-                    "the guardian's row lists no pupil, and with guardian_agents_complete=False "
-                    "its links are read from pupil rows, which a delta need not hold: its "
-                    "relationships are kept as the book has them"
-                )
-                if found.get(key):
-                    msg += (
-                        "; the links on pupil rows of this delta reach only a guardian new to "
-                        "the book, and the next full bundle brings them to one it holds"
+        for key in sorted(people, key=lambda k: people[k].user.line):
+            person = people[key]
+            if not person.guardian or key in linking.own:
+                continue
+            if self.agents_complete:
+                # Its own list is complete: its links are that list and the pupil rows'.
+                if not linking.found.get(key):
+                    msg = (
+                        "the guardian's row lists no pupil and no pupil row of this delta "
+                        "names it: its list is read as complete (guardian_agents_complete="
+                        "True), so it is linked to no pupil; an export that writes links "
+                        "only on pupil rows needs guardian_agents_complete=False"
                     )
-                self.agent_notice(person.user, "agent-not-in-delta", msg)
-        return _Links(found, frozenset(partial), frozenset(unseen - partial))
+                    self.agent_notice(person.user, "agent-list-empty", msg)
+                continue
+            partial.add(key)
+            msg = (
+                "the guardian's row lists no pupil, and with guardian_agents_complete=False "
+                "its links are read from pupil rows, which a delta need not hold: its "
+                "relationships are kept as the book has them"
+            )
+            if linking.found.get(key):
+                msg += (
+                    "; the links on pupil rows of this delta reach only a guardian new to "
+                    "the book, and the next full bundle brings them to one it holds"
+                )
+            self.agent_notice(person.user, "agent-not-in-delta", msg)
+        return partial
 
     def one_sided(self, agent: str) -> str:
         """The agent-one-sided message: a pupil names a guardian whose row does not name it."""
@@ -1116,6 +1146,27 @@ class _Read:
             raise RejectedFileError(msg, self.errors, file=file)
 
     def run(self, source: str, extracted_at: datetime) -> Reading:
+        users_sheet, roles_sheet = self.open_sheets()
+        role_rows: dict[str, list[_RoleRow]] = {}
+        if roles_sheet is not None and roles_sheet.usable:
+            role_rows = self.roles(roles_sheet)
+        people, leaving = self.people(users_sheet, roles_sheet, role_rows)
+        self.reject_files_if_needed()
+        self.raise_if_errors()
+
+        links = self.links(people, leaving)
+        found = links.found
+        kept = {*people, *self.roleless, *self.role_changes}
+        removed = set(leaving)
+        if self.org is not None:
+            kept, removed, found = self.filter_org(people, links, leaving, role_rows)
+        records = tuple(
+            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
+        )
+        return self.reading(source, extracted_at, records, removed)
+
+    def open_sheets(self) -> tuple[_Sheet | None, _Sheet | None]:
+        """users.csv and roles.csv (None where unreadable or not in the bundle); checks the org."""
         v12 = _VERSIONS[self.manifest.version]
         required = ["sourcedId", "givenName", "familyName"]
         # A 1.2 delta without roles.csv changes no role: its users are read without one.
@@ -1136,42 +1187,50 @@ class _Read:
         if orgs_sheet is not None and not orgs_sheet.usable:
             orgs_sheet = None
         self.check_org(orgs_sheet)
+        return users_sheet, roles_sheet
 
-        users: list[_User] = []
-        role_rows: dict[str, list[_RoleRow]] = {}
-        if roles_sheet is not None and roles_sheet.usable:
-            role_rows = self.roles(roles_sheet)
+    def people(
+        self,
+        users_sheet: _Sheet | None,
+        roles_sheet: _Sheet | None,
+        role_rows: Mapping[str, Sequence[_RoleRow]],
+    ) -> tuple[dict[str, _Person], dict[str, _User]]:
+        """The users read with their roles, and the users leaving, by key."""
         people: dict[str, _Person] = {}
         leaving: dict[str, _User] = {}
-        if users_sheet is not None and users_sheet.usable:
-            users = self.users(users_sheet)
-            roles_file = roles_sheet.file if roles_sheet is not None else None
-            self.roles_file = roles_file
-            # With roles.csv missing or broken every user would read as having no
-            # role: that one problem is already collected, so do not repeat it per row.
-            roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
-            for user in users:
-                if user.leaves:
-                    leaving[user.key] = user
-                    continue
-                if roles_broken:
-                    continue
-                if user.key in self.held:
-                    # Reading its role from the rows left would change it on a guess.
-                    msg = (
-                        f"a roles.csv row of this user (line {self.held[user.key]}) was "
-                        "rejected, so its role is unknown: the user is held back too"
-                    )
-                    self.reject(self.users_file, user.line, "role", msg, user.key)
-                    continue
-                person = self.person(user, role_rows.get(user.key, ()), roles_file)
-                if person is not None:
-                    people[user.key] = person
-            if roles_sheet is not None and roles_file is not None:
-                known = {u.key for u in users} | self.rejected_keys
-                for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
-                    self.role_only(key, role_rows[key], roles_file)
+        if users_sheet is None or not users_sheet.usable:
+            return people, leaving
+        users = self.users(users_sheet)
+        roles_file = roles_sheet.file if roles_sheet is not None else None
+        self.roles_file = roles_file
+        # With roles.csv missing or broken every user would read as having no
+        # role: that one problem is already collected, so do not repeat it per row.
+        roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
+        for user in users:
+            if user.leaves:
+                leaving[user.key] = user
+                continue
+            if roles_broken:
+                continue
+            if user.key in self.held:
+                # Reading its role from the rows left would change it on a guess.
+                msg = (
+                    f"a roles.csv row of this user (line {self.held[user.key]}) was "
+                    "rejected, so its role is unknown: the user is held back too"
+                )
+                self.reject(self.users_file, user.line, "role", msg, user.key)
+                continue
+            person = self.person(user, role_rows.get(user.key, ()), roles_file)
+            if person is not None:
+                people[user.key] = person
+        if roles_sheet is not None and roles_file is not None:
+            known = {u.key for u in users} | self.rejected_keys
+            for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
+                self.role_only(key, role_rows[key], roles_file)
+        return people, leaving
 
+    def reject_files_if_needed(self) -> None:
+        """Collect every file that lost more rows than ``max_reject_fraction`` allows."""
         for file, problems in self.rejects.items():
             try:
                 reject_if_needed(
@@ -1182,18 +1241,11 @@ class _Read:
                 )
             except RejectedFileError as error:
                 self.errors.extend(error.problems)
-        self.raise_if_errors()
 
-        links = self.links(people, leaving)
-        found = links.found
-        kept = {*people, *self.roleless, *self.role_changes}
-        removed = set(leaving)
-        if self.org is not None:
-            kept, removed, found = self.filter_org(people, links, leaving, role_rows)
-
-        records = tuple(
-            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
-        )
+    def reading(
+        self, source: str, extracted_at: datetime, records: tuple[Record, ...], removed: set[str]
+    ) -> Reading:
+        """The snapshot of *records* and the notices, in file order then line."""
         rejected = sum(len({p.line for p in problems}) for problems in self.rejects.values())
         kind = self.manifest.kind
         for problems in self.rejects.values():
@@ -1437,6 +1489,12 @@ def write_bundle(
     unknown version or keys that clash, :class:`~sourcetruth.AdapterError`
     when writing fails.
     """
+    _check_writable(snapshot, version)
+    _write(Path(directory), _bundle(snapshot, version))
+
+
+def _check_writable(snapshot: Snapshot, version: str) -> None:
+    """A :class:`~sourcetruth.UsageError` when *snapshot* cannot be a *version* bundle."""
     if version not in ("1.1", "1.2"):
         msg = f"write_bundle writes OneRoster 1.1 or 1.2, not {version!r}"
         raise UsageError(msg)
@@ -1450,101 +1508,125 @@ def write_bundle(
     if any(not k or k != k.strip() for k in [*keys, *snapshot.removed]):
         msg = "a key is empty or has spaces around it, which a bundle cannot carry"
         raise UsageError(msg)
+
+
+@frozen
+class _Stamp:
+    """What a bundle's rows say of their status and date: empty in bulk, filled in a delta."""
+
+    status: str
+    date: str
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> _Stamp:
+        if snapshot.kind is SnapshotKind.DELTA:
+            return cls("active", _stamp(snapshot.extracted_at))
+        return cls("", "")
+
+
+def _bundle(snapshot: Snapshot, version: str) -> dict[str, bytes]:
+    """The files of the bundle that holds *snapshot*: name -> bytes."""
     v12 = version == "1.2"
-    delta = snapshot.kind is SnapshotKind.DELTA
-    mode = "delta" if delta else "bulk"
-    # Bulk files leave status and dateLastModified empty; delta files fill them.
-    stamp = _stamp(snapshot.extracted_at) if delta else ""
-    active = "active" if delta else ""
-
-    by_key = {r.key: r for r in snapshot.records}
-    agents: dict[str, set[str]] = {k: set() for k in by_key}
-    for record in snapshot.records:
-        for rel in record.data.relationships:
-            pupil = rel.pupil
-            agents[record.key].add(pupil)
-            if pupil in agents:
-                agents[pupil].add(record.key)
-
+    stamp = _Stamp.of(snapshot)
+    users, roles = _rows(snapshot, stamp)
     users_header = _USERS_12 if v12 else _USERS_11
-    users: list[tuple[str, dict[str, str]]] = []
-    roles: list[list[str]] = []
-    for key in sorted(by_key):
-        data = by_key[key].data
-        mobile = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
-        home = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
-        role = _WRITTEN_ROLES[data.role]
-        cells = {
-            "sourcedId": key,
-            "status": active,
-            "dateLastModified": stamp,
-            "enabledUser": "true",
-            "orgSourcedIds": _ORG_ID,
-            "role": role,
-            "username": key,
-            "givenName": data.given_name,
-            "familyName": data.family_name,
-            "email": data.emails[0].address if data.emails else "",
-            "sms": mobile,
-            "phone": home,
-            "agentSourcedIds": ",".join(sorted(agents[key])),
-            "grades": data.year_group if data.role is Role.PUPIL else "",
-            "primaryOrgSourcedId": _ORG_ID,
-        }
-        users.append((key, cells))
-        roles.append([f"{key}-primary", active, stamp, key, "primary", role, "", "", _ORG_ID, ""])
-        if data.relationships and data.role is not Role.GUARDIAN:
-            roles.append(
-                [
-                    f"{key}-guardian",
-                    active,
-                    stamp,
-                    key,
-                    "secondary",
-                    "guardian",
-                    "",
-                    "",
-                    _ORG_ID,
-                    "",
-                ]
-            )
-    for key in snapshot.removed:
-        users.append(
-            (
-                key,
-                {
-                    "sourcedId": key,
-                    "status": "tobedeleted",
-                    "dateLastModified": stamp,
-                    "enabledUser": "false",
-                },
-            )
-        )
-    users.sort(key=lambda item: item[0])
+    out = {
+        _MANIFEST: csv_bytes(_MANIFEST_COLUMNS, _manifest_rows(snapshot, version)),
+        _USERS: csv_bytes(
+            users_header, ([cells.get(c, "") for c in users_header] for cells in users)
+        ),
+        _ORGS: csv_bytes(
+            _ORG_COLUMNS, [[_ORG_ID, stamp.status, stamp.date, "School", "school", "", ""]]
+        ),
+    }
+    if v12:
+        out[_ROLES] = csv_bytes(_ROLE_COLUMNS, roles)
+    return out
 
+
+def _manifest_rows(snapshot: Snapshot, version: str) -> list[list[str]]:
+    v12 = version == "1.2"
+    mode = "delta" if snapshot.kind is SnapshotKind.DELTA else "bulk"
     listed = _FILES_12 if v12 else _FILES_11
     written = {"users", "orgs", "roles"} if v12 else {"users", "orgs"}
-    manifest = [
+    return [
         ["manifest.version", "1.0"],
         ["oneroster.version", version],
         *([f"file.{name}", mode if name in written else "absent"] for name in listed),
         ["source.systemName", "sourcetruth"],
         ["source.systemCode", snapshot.source],
     ]
-    out = {
-        _MANIFEST: csv_bytes(_MANIFEST_COLUMNS, manifest),
-        _USERS: csv_bytes(
-            users_header, ([cells.get(c, "") for c in users_header] for _, cells in users)
-        ),
-        _ORGS: csv_bytes(_ORG_COLUMNS, [[_ORG_ID, active, stamp, "School", "school", "", ""]]),
+
+
+def _agents(snapshot: Snapshot) -> dict[str, set[str]]:
+    """Each record's agentSourcedIds: a link on both sides, the pupil's when it is here."""
+    agents: dict[str, set[str]] = {r.key: set() for r in snapshot.records}
+    for record in snapshot.records:
+        for rel in record.data.relationships:
+            pupil = rel.pupil
+            agents[record.key].add(pupil)
+            if pupil in agents:
+                agents[pupil].add(record.key)
+    return agents
+
+
+def _rows(snapshot: Snapshot, stamp: _Stamp) -> tuple[list[dict[str, str]], list[list[str]]]:
+    """The users.csv rows (by column, sorted by key) and the roles.csv rows of *snapshot*."""
+    agents = _agents(snapshot)
+    users: list[dict[str, str]] = []
+    roles: list[list[str]] = []
+    for record in sorted(snapshot.records, key=lambda r: r.key):
+        key, data = record.key, record.data
+        users.append(_user_cells(key, data, sorted(agents[key]), stamp))
+        role = _WRITTEN_ROLES[data.role]
+        roles.append([f"{key}-primary", *_role_cells(key, "primary", role, stamp)])
+        if data.relationships and data.role is not Role.GUARDIAN:
+            roles.append([f"{key}-guardian", *_role_cells(key, "secondary", "guardian", stamp)])
+    users += (
+        {
+            "sourcedId": key,
+            "status": "tobedeleted",
+            "dateLastModified": stamp.date,
+            "enabledUser": "false",
+        }
+        for key in snapshot.removed
+    )
+    users.sort(key=lambda cells: cells["sourcedId"])
+    return users, roles
+
+
+def _user_cells(key: str, data: ContactData, agents: list[str], stamp: _Stamp) -> dict[str, str]:
+    mobile = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
+    home = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
+    return {
+        "sourcedId": key,
+        "status": stamp.status,
+        "dateLastModified": stamp.date,
+        "enabledUser": "true",
+        "orgSourcedIds": _ORG_ID,
+        "role": _WRITTEN_ROLES[data.role],
+        "username": key,
+        "givenName": data.given_name,
+        "familyName": data.family_name,
+        "email": data.emails[0].address if data.emails else "",
+        "sms": mobile,
+        "phone": home,
+        "agentSourcedIds": ",".join(agents),
+        "grades": data.year_group if data.role is Role.PUPIL else "",
+        "primaryOrgSourcedId": _ORG_ID,
     }
-    if v12:
-        out[_ROLES] = csv_bytes(_ROLE_COLUMNS, roles)
-    target = Path(directory)
+
+
+def _role_cells(key: str, kind: str, role: str, stamp: _Stamp) -> list[str]:
+    """A roles.csv row after its sourcedId."""
+    return [stamp.status, stamp.date, key, kind, role, "", "", _ORG_ID, ""]
+
+
+def _write(target: Path, files: Mapping[str, bytes]) -> None:
     try:
         target.mkdir(parents=True, exist_ok=True)
-        for name in sorted(out):
-            (target / name).write_bytes(out[name])
+        for name in sorted(files):
+            (target / name).write_bytes(files[name])
     except OSError as error:
         msg = (
             f"cannot write the OneRoster bundle to {os.fspath(target)!r}: {error.strerror or error}"
