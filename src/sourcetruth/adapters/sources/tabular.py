@@ -41,7 +41,13 @@ import cattrs
 from attrs import field, frozen
 
 from sourcetruth.adapters.sources.base import Notice, Reading
-from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
+from sourcetruth.adapters.sources.text import (
+    DEFAULT_MAX_FIELD,
+    Row,
+    Table,
+    read_table,
+    reject_if_needed,
+)
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
 from sourcetruth.model import (
     ContactData,
@@ -400,26 +406,8 @@ def read_csv(
         raise RejectedFileError(msg, problems, file=file)
     notices = list(columns.notices)
     problems = list(table.problems)
-    found: dict[str, list[tuple[int, ContactData]]] = {}
-    rows = len(table.rows) + table.rejected
-    for row in table.rows:
-        if not any(cell.strip() for cell in row.cells):
-            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
-            continue
-        outcome = _row_data(row, columns, mapping, notices)
-        if isinstance(outcome, list):
-            problems.extend(outcome)
-        else:
-            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
-    records: list[Record] = []
-    for key, seen in sorted(found.items()):
-        if len(seen) > 1:
-            lines = ", ".join(str(line) for line, _ in seen)
-            for line, _ in seen:
-                msg = f"this key is on several rows (lines {lines}); none of them is used"
-                problems.append(SourceDataError(msg, file=file, line=line, field=mapping.key))
-        else:
-            records.append(Record(key, seen[0][1]))
+    found, rows = _read_rows(table, columns, mapping, notices, problems)
+    records = _one_row_each(found, problems, file=file, column=mapping.key)
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
     reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
     rejected = len({p.line for p in problems})
@@ -438,6 +426,48 @@ def read_csv(
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
+
+
+def _read_rows(
+    table: Table,
+    columns: _Columns,
+    mapping: CsvMapping,
+    notices: list[Notice],
+    problems: list[SourceDataError],
+) -> tuple[dict[str, list[tuple[int, ContactData]]], int]:
+    """Each key's rows (line, data), and how many rows count towards the reject limit."""
+    found: dict[str, list[tuple[int, ContactData]]] = {}
+    rows = len(table.rows) + table.rejected
+    for row in table.rows:
+        if not any(cell.strip() for cell in row.cells):
+            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
+            continue
+        outcome = _row_data(row, columns, mapping, notices)
+        if isinstance(outcome, list):
+            problems.extend(outcome)
+        else:
+            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
+    return found, rows
+
+
+def _one_row_each(
+    found: Mapping[str, list[tuple[int, ContactData]]],
+    problems: list[SourceDataError],
+    *,
+    file: str,
+    column: str,
+) -> list[Record]:
+    """The records of keys on one row, by key; a key on several rows is a problem on each."""
+    records: list[Record] = []
+    for key, seen in sorted(found.items()):
+        if len(seen) > 1:
+            lines = ", ".join(str(line) for line, _ in seen)
+            for line, _ in seen:
+                msg = f"this key is on several rows (lines {lines}); none of them is used"
+                problems.append(SourceDataError(msg, file=file, line=line, field=column))
+        else:
+            records.append(Record(key, seen[0][1]))
+    return records
 
 
 class CsvImportAdapter:
