@@ -89,6 +89,35 @@ class _Outgoing:
     message_id: str
 
 
+def _check_credentials(
+    host: str,
+    security: Security,
+    username: str | None,
+    password: str | None,
+    *,
+    allow_plain_auth: bool,
+) -> None:
+    """A :class:`UsageError` for credentials that cannot be used, or not safely without consent."""
+    if (username is None) != (password is None):
+        msg = "username and password go together: give both or neither"
+        raise UsageError(msg)
+    if (
+        security == "plain"
+        and username is not None
+        and not allow_plain_auth
+        and not is_loopback(host)
+    ):
+        msg = (
+            "security='plain' would send the password unencrypted: use 'starttls' or "
+            "'tls', or pass allow_plain_auth=True to accept that"
+        )
+        raise UsageError(msg)
+    if not ((username or "").isascii() and (password or "").isascii()):
+        # smtplib sends credentials as ASCII only.
+        msg = "username and password must be ASCII"
+        raise UsageError(msg)
+
+
 class SmtpTransport:
     """Delivers email envelopes over SMTP, one session per :meth:`send`.
 
@@ -132,24 +161,7 @@ class SmtpTransport:
         if security not in _DEFAULT_PORTS:
             msg = f"security must be one of {', '.join(_DEFAULT_PORTS)}, not {security!r}"
             raise UsageError(msg)
-        if (username is None) != (password is None):
-            msg = "username and password go together: give both or neither"
-            raise UsageError(msg)
-        if (
-            security == "plain"
-            and username is not None
-            and not allow_plain_auth
-            and not is_loopback(host)
-        ):
-            msg = (
-                "security='plain' would send the password unencrypted: use 'starttls' or "
-                "'tls', or pass allow_plain_auth=True to accept that"
-            )
-            raise UsageError(msg)
-        if not ((username or "").isascii() and (password or "").isascii()):
-            # smtplib sends credentials as ASCII only.
-            msg = "username and password must be ASCII"
-            raise UsageError(msg)
+        _check_credentials(host, security, username, password, allow_plain_auth=allow_plain_auth)
         if local_hostname is not None and not local_hostname.isascii():
             msg = "local_hostname must be ASCII"
             raise UsageError(msg)
