@@ -54,7 +54,6 @@ and names the file and the key of any mistake in it.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import itertools
 import logging
@@ -72,8 +71,9 @@ import phonenumbers
 from attrs import field, frozen
 from dateutil.rrule import rrulestr
 
-from sourcetruth.exceptions import SourceDataError, SourceTruthError, UsageError
-from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, EmailType, PhoneType, Role, SourceKind
+from sourcetruth.adapters._structure import hint
+from sourcetruth.exceptions import SourceDataError, SourceTruthError
+from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, SourceKind
 from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
 
 if TYPE_CHECKING:
@@ -439,11 +439,6 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
 # What only the installed adapters can tell
 
 
-def _hint(name: str, known: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
     from sourcetruth.adapters import registry
 
@@ -453,7 +448,7 @@ def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
     except LookupError:
         known = registry.available(kind)  # type: ignore[arg-type]
         msg = (
-            f"no {kind} adapter is called {name!r}{_hint(name, known)}; "
+            f"no {kind} adapter is called {name!r}{hint(name, known)}; "
             f"the {kind} adapters are {', '.join(known)}"
         )
         raise SourceDataError(msg, file=file, field=where) from None
@@ -506,7 +501,7 @@ def _check_options(
         if plain not in named and not any_name:
             listed = ", ".join(known) if known else "none"
             msg = (
-                f"is not an option of the {adapter!r} adapter{_hint(plain, known)}; "
+                f"is not an option of the {adapter!r} adapter{hint(plain, known)}; "
                 f"its options are {listed}"
             )
             raise SourceDataError(msg, file=file, field=f"{where}.{key}")
@@ -565,98 +560,6 @@ def check_adapters(settings: Settings, *, file: str = "policy.toml") -> None:
 # CSV mapping files
 
 
-def _known(
-    reader: _Reader, value: object, where: str, names: list[str], what: str
-) -> dict[str, Any]:
-    table = reader.table(value, where, None)
-    unknown = sorted(set(table) - set(names))
-    if unknown:
-        key = unknown[0]
-        msg = f"unknown key{_hint(key, names)}; the keys of {what} are {', '.join(names)}"
-        raise reader.fail(f"{where}.{key}" if where else key, msg)
-    return table
-
-
-def _choice(reader: _Reader, value: object, where: str, choices: type[Any]) -> None:
-    allowed = [c.value for c in choices]
-    if value not in allowed:
-        raise reader.fail(where, f"must be one of {', '.join(allowed)}")
-
-
-def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
-    """Check a mapping's shape, in words, before the mapping's own checks run."""
-    import attrs
-
-    from sourcetruth.adapters.sources.tabular import CsvFormat, CsvMapping
-
-    names = [f.name for f in attrs.fields(CsvMapping)]
-    table = _known(reader, data, "", names, "a CSV mapping")
-    if "key" not in table:
-        msg = "is required: the column that holds each row's stable key (an id, not a name)"
-        msg_0 = "key"
-        raise reader.fail(msg_0, msg)
-    for name in (
-        "key",
-        "given_name",
-        "family_name",
-        "role",
-        "year_group",
-        "registration_group",
-        "guardian_of",
-    ):
-        if name in table:
-            reader.text(table[name], name)  # a column's name
-    if "list_separator" in table:
-        reader.text(table["list_separator"], "list_separator")
-    if "default_role" in table:
-        _choice(reader, table["default_role"], "default_role", Role)
-    if "role_values" in table:
-        words = reader.table(table["role_values"], "role_values", None)
-        for word, role in words.items():
-            _choice(reader, role, f"role_values.{word}", Role)
-    for name, types in (("phones", PhoneType), ("emails", EmailType)):
-        if name not in table:
-            continue
-        entries = table[name]
-        if not isinstance(entries, list):
-            msg = 'must be a list of tables, like [{ column = "Mobile" }]'
-            raise reader.fail(name, msg)
-        for index, entry in enumerate(entries, start=1):
-            where = f"{name}[{index}]"
-            found = _known(reader, entry, where, ["column", "type"], f"an entry of {name}")
-            if "column" not in found:
-                msg_0 = f"{where}.column"
-                raise reader.fail(msg_0, "is required: the name of the column")
-            reader.text(found["column"], f"{where}.column")
-            if "type" in found:
-                _choice(reader, found["type"], f"{where}.type", types)
-    if "format" in table:
-        formats = [f.name for f in attrs.fields(CsvFormat)]
-        layout = _known(reader, table["format"], "format", formats, "the format table")
-        for name in ("delimiter", "quotechar"):
-            if name in layout:
-                reader.text(layout[name], f"format.{name}")
-        for name in ("has_header", "allow_cp1252"):
-            if name in layout and not isinstance(layout[name], bool):
-                msg_0 = f"format.{name}"
-                raise reader.fail(msg_0, "must be true or false")
-        if "max_field" in layout:
-            value = layout["max_field"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg_0 = "format.max_field"
-                raise reader.fail(msg_0, "must be a whole number, 1 or more")
-        if "max_reject_fraction" in layout:
-            value = layout["max_reject_fraction"]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or math.isnan(value)
-                or not 0 <= value <= 1
-            ):
-                msg_0 = "format.max_reject_fraction"
-                raise reader.fail(msg_0, "must be a number from 0 to 1")
-
-
 def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -> CsvMapping:
     """Read the CSV mapping file at *path* (see :mod:`sourcetruth.adapters.sources.tabular`).
 
@@ -665,7 +568,7 @@ def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -
     one, the key at fault. *named_by* is the settings key that names the file
     (``sources.import.mapping``), for the message when it cannot be read.
     """
-    from sourcetruth.adapters.sources.tabular import CsvMapping
+    from sourcetruth.adapters.sources.tabular import CsvMapping, CsvMappingError
 
     file = os.fspath(path)
     try:
@@ -684,24 +587,11 @@ def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _syntax_error(error, file) from None
-    _check_mapping(_Reader(file), data)
     try:
         return CsvMapping.from_dict(data, file=file)
-    except UsageError as error:  # the mapping's own checks, like an unknown delimiter
-        detail = str(error).removeprefix(f"{file}: not a valid CSV mapping: ")
-        reasons: list[str] = []
-        where: str | None = None
-        for part in detail.split("; "):
-            # cattrs's "message @ $.path": the path becomes the key, in the file's words.
-            message, at, path = part.rpartition(" @ ")
-            if not at:
-                message, path = part, ""
-            key = path.removeprefix("$").removeprefix(".")
-            if where is None and key:
-                where = key
-            reasons.append(message)
-        msg = f"not a valid CSV mapping: {'; '.join(reasons)}"
-        raise SourceDataError(msg, file=file, field=where) from None
+    except CsvMappingError as error:  # the mapping's own checks, by key path
+        first = error.problems[0]
+        raise SourceDataError(first.message, file=file, field=first.path or None) from None
 
 
 _TOML_POSITION: Final = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")

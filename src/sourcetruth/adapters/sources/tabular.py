@@ -22,6 +22,12 @@ A mapping can be built in code or read from a TOML file::
     max_reject_fraction = 0.02
 
 When a file has no header, columns are named by their position, from ``"1"``.
+
+A mapping read from data (:meth:`CsvMapping.from_dict`, :meth:`CsvMapping.from_toml`)
+is read by the package's one converter and checked by the classes' own checks:
+nothing is coerced (``"yes"`` is not ``true``, ``"5"`` is not a number), a key
+the mapping does not know is an error, and a :class:`CsvMappingError` names
+each mistake by its key path (``phones[1].type``), never by the value found there.
 """
 
 from __future__ import annotations
@@ -32,14 +38,21 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import cattrs
+import attrs
 from attrs import field, frozen
 
+from sourcetruth.adapters._structure import (
+    CHARACTER,
+    REQUIRED,
+    Problem,
+    StructureError,
+    structure,
+)
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
@@ -69,6 +82,7 @@ __all__ = [
     "CsvFormat",
     "CsvImportAdapter",
     "CsvMapping",
+    "CsvMappingError",
     "EmailColumn",
     "PhoneColumn",
     "read_csv",
@@ -96,11 +110,15 @@ DEFAULT_ROLE_VALUES: Final[Mapping[str, Role]] = {
 _SPREADSHEET_NUMBER = re.compile(r"^\s*\d+([.,]\d+)?[eE][+-]?\d+\s*$|^\s*\d+[.,]0+\s*$")
 
 
+#: What a mapping file is told when it leaves out a column's name.
+_COLUMN_NAME: Final = {REQUIRED: "the name of the column"}
+
+
 @frozen
 class PhoneColumn:
     """A column of phone numbers and the type its numbers have."""
 
-    column: str
+    column: str = field(metadata=_COLUMN_NAME)
     type: PhoneType = PhoneType.MOBILE
 
 
@@ -108,22 +126,22 @@ class PhoneColumn:
 class EmailColumn:
     """A column of email addresses and the type its addresses have."""
 
-    column: str
+    column: str = field(metadata=_COLUMN_NAME)
     type: EmailType = EmailType.HOME
 
 
 _DELIMITERS: Final = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
-def _check_delimiter(_inst: object, _attr: object, value: str) -> None:
-    if value not in _DELIMITERS:
-        msg = f"the delimiter is one of {', '.join(_DELIMITERS.values())}"
+def _at_least_one(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        msg = f"{attr.name} must be a whole number, 1 or more"
         raise UsageError(msg)
 
 
-def _check_quote(_inst: object, _attr: object, value: str) -> None:
-    if len(value) != 1 or value in "\r\n" or value in _DELIMITERS:
-        msg = "the quote character is one character, neither a line break nor a delimiter"
+def _fraction(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value <= 1:
+        msg = f"{attr.name} must be from 0 to 1"
         raise UsageError(msg)
 
 
@@ -137,19 +155,21 @@ class CsvFormat:
     the whole file is (0 by default: one bad row rejects the file).
     """
 
-    delimiter: str = field(default=",", validator=_check_delimiter)
-    quotechar: str = field(default='"', validator=_check_quote)
+    delimiter: str = field(default=",", metadata={CHARACTER: True})
+    quotechar: str = field(default='"', metadata={CHARACTER: True})
     has_header: bool = True
     allow_cp1252: bool = False
-    max_field: int = DEFAULT_MAX_FIELD
-    max_reject_fraction: float = 0.0
+    max_field: int = field(default=DEFAULT_MAX_FIELD, validator=_at_least_one)
+    max_reject_fraction: float = field(default=0.0, validator=_fraction)
 
     def __attrs_post_init__(self) -> None:
-        if not 0 <= self.max_reject_fraction <= 1:
-            msg = "max_reject_fraction must be from 0 to 1"
+        # The dialect is checked as a whole, so a mapping file's mistake in it
+        # names the [format] table.
+        if self.delimiter not in _DELIMITERS:
+            msg = f"the delimiter is one of {', '.join(_DELIMITERS.values())}"
             raise UsageError(msg)
-        if self.max_field < 1:
-            msg = "max_field must be at least 1"
+        if len(self.quotechar) != 1 or self.quotechar in "\r\n" or self.quotechar in _DELIMITERS:
+            msg = "the quote character is one character, neither a line break nor a delimiter"
             raise UsageError(msg)
 
 
@@ -177,7 +197,9 @@ class CsvMapping:
     everywhere in the model.
     """
 
-    key: str
+    key: str = field(
+        metadata={REQUIRED: "the column that holds each row's stable key (an id, not a name)"}
+    )
     given_name: str | None = None
     family_name: str | None = None
     role: str | None = None
@@ -228,17 +250,16 @@ class CsvMapping:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<mapping>") -> CsvMapping:
-        """Build a mapping from plain data (parsed TOML or JSON); unknown keys are errors."""
+        """Build a mapping from plain data (parsed TOML or JSON).
+
+        Nothing is coerced and an unknown key is an error: a
+        :class:`CsvMappingError` that names *file* and, for each mistake, its
+        key path (like ``phones[1].type``), never the value found there.
+        """
         try:
-            return _MAPPING_CONVERTER.structure(dict(data), cls)
-        except (cattrs.BaseValidationError, UsageError, ValueError, TypeError) as error:
-            detail = (
-                "; ".join(cattrs.transform_error(error, format_exception=_say))
-                if isinstance(error, cattrs.BaseValidationError)
-                else str(error)
-            )
-            msg = f"{file}: not a valid CSV mapping: {detail}"
-            raise UsageError(msg) from None
+            return structure(data, cls)
+        except StructureError as error:
+            raise CsvMappingError(file, error.problems) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> CsvMapping:
@@ -256,20 +277,20 @@ class CsvMapping:
         return cls.from_dict(data, file=os.fspath(path))
 
 
-def _say(error: BaseException, _type: Any) -> str:
-    if isinstance(error, UsageError):
-        return str(error)
-    if isinstance(error, KeyError):
-        return "required"
-    return cattrs.v.format_exception(error, _type)
+class CsvMappingError(UsageError):
+    """A CSV mapping that cannot be used.
 
+    ``file`` names where it was read from; ``problems`` holds each mistake,
+    first the first found: its ``path``, the key in the file's words
+    (``format.delimiter``, ``phones[1].type``), and its ``message``, which
+    never holds the value found there.
+    """
 
-def _structure_role(value: Any, _type: Any) -> Role:
-    return Role(value) if not isinstance(value, Role) else value
-
-
-_MAPPING_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
-_MAPPING_CONVERTER.register_structure_hook(Role, _structure_role)
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file = file
+        self.problems = tuple(problems)
+        detail = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems)
+        super().__init__(f"{file}: not a valid CSV mapping: {detail}")
 
 
 class _Columns:
