@@ -83,43 +83,42 @@ def structure(data: object, cls: type[T], *, path: str = "") -> T:
 # What each kind of value must be
 
 
-def _text(value: object, _type: object = str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        msg = "must be a non-empty string"
-        raise UsageError(msg)
-    return value
+def _plain(accepts: Callable[[object], bool], message: str) -> Hook:
+    """A hook that takes a value as it is, if *accepts* it, and says *message* if not."""
+
+    def structure(value: object, _type: object) -> Any:
+        if not accepts(value):
+            raise UsageError(message)
+        return value
+
+    return structure
 
 
-def _character(value: object, _type: object) -> str:
-    if not isinstance(value, str):
-        msg = "must be a string"
-        raise UsageError(msg)
-    return value
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
-def _whole(value: object, _type: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = "must be a whole number"
-        raise UsageError(msg)
-    return value
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: object, _type: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = "must be a number"
-        raise UsageError(msg)
-    return value
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _flag(value: object, _type: object) -> bool:
-    if not isinstance(value, bool):
-        msg = "must be true or false"
-        raise UsageError(msg)
-    return value
+#: Each plain type and what a value of it must be: nothing is coerced.
+_PLAIN: Final[Mapping[type, Hook]] = {
+    str: _plain(_is_text, "must be a non-empty string"),
+    int: _plain(_is_whole, "must be a whole number"),
+    float: _plain(_is_number, "must be a number"),
+    bool: _plain(lambda value: isinstance(value, bool), "must be true or false"),
+}
+#: A field of one character (see :data:`CHARACTER`): a space is a value.
+_character: Final = _plain(lambda value: isinstance(value, str), "must be a string")
 
 
 def _zone(value: object, _type: object) -> ZoneInfo:
-    name = _text(value)
+    name = _PLAIN[str](value, str)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -178,8 +177,8 @@ def _list(type_: Any, conv: Converter) -> Hook:
     return structure
 
 
-def _table(type_: Any, conv: Converter) -> Hook:
-    inner = mapping_structure_factory(type_, conv)
+def _from_table(inner: Hook, type_: Any) -> Hook:
+    """*inner*, for a value that is a table (a mapping); "must be a table" for any other."""
 
     def structure(value: object, _type: object) -> Any:
         if not isinstance(value, Mapping):
@@ -190,6 +189,10 @@ def _table(type_: Any, conv: Converter) -> Hook:
     return structure
 
 
+def _table(type_: Any, conv: Converter) -> Hook:
+    return _from_table(mapping_structure_factory(type_, conv), type_)
+
+
 def _class(cls: type[Any], conv: Converter) -> Hook:
     """An attrs class from a table, each field's validator run as its key is read."""
     attrs.resolve_types(cls)
@@ -198,15 +201,7 @@ def _class(cls: type[Any], conv: Converter) -> Hook:
         for a in attrs.fields(cls)
         if a.init and (a.validator is not None or a.metadata.get(CHARACTER))
     }
-    inner = make_dict_structure_fn(cls, conv, **checked)
-
-    def structure(value: object, _type: object) -> Any:
-        if not isinstance(value, Mapping):
-            msg = "must be a table"
-            raise UsageError(msg)
-        return inner(value, cls)
-
-    return structure
+    return _from_table(make_dict_structure_fn(cls, conv, **checked), cls)
 
 
 def _checked(field: attrs.Attribute[Any], conv: Converter) -> Hook:
@@ -234,10 +229,8 @@ def _unchanged(value: T) -> T:
 
 def _make() -> Converter:
     conv = _package_converter.copy(forbid_extra_keys=True)
-    conv.register_structure_hook(str, _text)
-    conv.register_structure_hook(int, _whole)
-    conv.register_structure_hook(float, _number)
-    conv.register_structure_hook(bool, _flag)
+    for plain, hook in _PLAIN.items():
+        conv.register_structure_hook(plain, hook)
     conv.register_structure_hook(ZoneInfo, _zone)
     conv.register_structure_hook_factory(_is_enum, _enum)
     conv.register_structure_hook_factory(_is_list, _list)
