@@ -196,6 +196,16 @@ _BARE_PARAMETERS: Final = {
 _MOBILE_TYPES: Final = frozenset({"cell", "mobile", "iphone"})
 _SPOKEN_TYPES: Final = frozenset({"voice", "text", "msg", "video", "textphone"}) | _MOBILE_TYPES
 _NOT_A_PHONE_TYPES: Final = frozenset({"fax", "pager"})
+#: The TYPE values a TEL or an EMAIL is read by: the first row that any of them is in.
+_PHONE_TYPE_IN: Final = (
+    (_MOBILE_TYPES, PhoneType.MOBILE),
+    (frozenset({"home"}), PhoneType.HOME),
+    (frozenset({"work"}), PhoneType.WORK),
+)
+_EMAIL_TYPE_IN: Final = (
+    (frozenset({"home"}), EmailType.HOME),
+    (frozenset({"work"}), EmailType.WORK),
+)
 
 _PHONE_TYPE_OUT: Final = {
     PhoneType.MOBILE: "cell",
@@ -209,6 +219,14 @@ _EMAIL_TYPE_OUT: Final = {EmailType.HOME: "home", EmailType.WORK: "work", EmailT
 
 
 # -- reading -----------------------------------------------------------------
+
+
+E = TypeVar("E", PhoneType, EmailType)
+
+
+def _type_in(types: frozenset[str], table: Sequence[tuple[frozenset[str], E]], other: E) -> E:
+    """The type of the first row of *table* that *types* name; *other* when none does."""
+    return next((kind for words, kind in table if types & words), other)
 
 
 @frozen
@@ -979,28 +997,13 @@ class _CardReader:
             number = raw[4:] if raw[:4].lower() == "tel:" else raw
         else:
             number = _unescape(raw, self.version)
-        if types & _MOBILE_TYPES:
-            kind = PhoneType.MOBILE
-        elif "home" in types:
-            kind = PhoneType.HOME
-        elif "work" in types:
-            kind = PhoneType.WORK
-        else:
-            kind = PhoneType.OTHER
-        return Phone(number, kind)
+        return Phone(number, _type_in(types, _PHONE_TYPE_IN, PhoneType.OTHER))
 
     def email(self, prop: _Property) -> Email | None:
         address = self.text(prop)
         if address is None:
             return None
-        types = prop.types
-        if "home" in types:
-            kind = EmailType.HOME
-        elif "work" in types:
-            kind = EmailType.WORK
-        else:
-            kind = EmailType.OTHER
-        return Email(address, kind)
+        return Email(address, _type_in(prop.types, _EMAIL_TYPE_IN, EmailType.OTHER))
 
     def relationship(self, prop: _Property) -> Relationship | None:
         ours = prop.name == _CHILD or any(p.startswith(_PREFIX) for p in prop.params)
