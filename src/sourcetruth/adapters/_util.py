@@ -11,7 +11,12 @@ import io
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-__all__ = ["csv_bytes", "csv_text", "is_loopback"]
+__all__ = ["cell", "csv_bytes", "csv_text", "is_loopback"]
+
+
+def cell(cells: Sequence[str], index: int | None) -> str:
+    """The cell at *index* of a row's *cells*, or "" (no such column, or a short row)."""
+    return cells[index] if index is not None and index < len(cells) else ""
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Iterable[str]]) -> str:

@@ -182,7 +182,7 @@ from typing import IO, Final
 
 from attrs import define, field, frozen
 
-from sourcetruth.adapters._util import csv_bytes
+from sourcetruth.adapters._util import cell, csv_bytes
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
@@ -461,13 +461,13 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
     key_at, value_at = columns["propertyname"], columns["value"]
     props: dict[str, tuple[str, int]] = {}
     for row in table.rows:
-        prop = _cell(row, key_at).strip().casefold()
+        prop = cell(row.cells, key_at).strip().casefold()
         if not prop:
             continue
         if prop in props:
             msg = "a property is listed twice"
             raise SourceDataError(msg, file=name, line=row.line, field="propertyName")
-        props[prop] = (_cell(row, value_at), row.line)
+        props[prop] = (cell(row.cells, value_at), row.line)
     version, line = props.get("oneroster.version", ("", 1))
     version = version.strip()
     if version not in _VERSIONS:
@@ -491,12 +491,6 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
 # -- rows --------------------------------------------------------------------------
 
 
-def _cell(row: Row, index: int | None) -> str:
-    if index is None or index >= len(row.cells):
-        return ""
-    return row.cells[index]
-
-
 @frozen
 class _Sheet:
     """A table and where its known columns are."""
@@ -507,7 +501,7 @@ class _Sheet:
     usable: bool
 
     def get(self, row: Row, column: str) -> str:
-        return _cell(row, self.columns.get(column))
+        return cell(row.cells, self.columns.get(column))
 
     def has(self, column: str) -> bool:
         return column in self.columns

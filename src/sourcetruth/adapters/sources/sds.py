@@ -120,7 +120,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 
-from sourcetruth.adapters._util import csv_bytes
+from sourcetruth.adapters._util import cell, csv_bytes
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
@@ -328,10 +328,7 @@ class _File:
         self.row_problems: list[SourceDataError] = list(table.problems)
 
     def cell(self, row: Row, column: str) -> str:
-        index = self.columns.get(column)
-        if index is None or index >= len(row.cells):
-            return ""
-        return row.cells[index]
+        return cell(row.cells, self.columns.get(column))
 
     @property
     def total_rows(self) -> int:
@@ -418,12 +415,10 @@ class _Reader:
         names = {index: column for column, index in columns.items()}
         id_index = columns.get(_IDS[name][0])
         for row in table.rows:
-            for index, cell in enumerate(row.cells):
-                if index not in names or ("\n" not in cell and "\r" not in cell):
+            for index, text in enumerate(row.cells):
+                if index not in names or ("\n" not in text and "\r" not in text):
                     continue  # an unknown column is ignored, so its cells are not read
-                key = None
-                if id_index is not None and id_index < len(row.cells):
-                    key = row.cells[id_index].strip() or None
+                key = cell(row.cells, id_index).strip() or None
                 self.notices.append(
                     Notice(
                         "line-break",

@@ -53,6 +53,7 @@ from sourcetruth.adapters._structure import (
     StructureError,
     structure,
 )
+from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
@@ -330,8 +331,7 @@ class _Columns:
         self.notices = notices
 
     def cell(self, row: Row, column: str) -> str:
-        index = self.positions[column]
-        return row.cells[index] if index < len(row.cells) else ""
+        return cell(row.cells, self.positions[column])
 
 
 def _role(value: str, mapping: CsvMapping, where: dict[str, Any], notices: list[Notice]) -> Role:
