@@ -182,8 +182,20 @@ from typing import IO, Final
 
 from attrs import define, field, frozen
 
-from sourcetruth.adapters._util import cell, csv_bytes
+from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources._mis import MisExportAdapter
+from sourcetruth.adapters.sources._oneroster_format import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    ORG_COLUMNS,
+    ORGS,
+    ROLE_COLUMNS,
+    ROLES,
+    USERS,
+    USERS_11,
+    USERS_12,
+)
+from sourcetruth.adapters.sources._oneroster_writer import write_bundle
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
@@ -191,7 +203,6 @@ from sourcetruth.exceptions import (
     EncodingError,
     RejectedFileError,
     SourceDataError,
-    UsageError,
 )
 from sourcetruth.model import (
     ContactData,
@@ -214,11 +225,7 @@ COVERS: Final = frozenset(
     {"given_name", "family_name", "role", "phones", "emails", "relationships", "year_group"}
 )
 
-_MANIFEST: Final = "manifest.csv"
-_USERS: Final = "users.csv"
-_ROLES: Final = "roles.csv"
-_ORGS: Final = "orgs.csv"
-_WANTED: Final = (_MANIFEST, _USERS, _ROLES, _ORGS)
+_WANTED: Final = (MANIFEST, USERS, ROLES, ORGS)
 
 # No real bundle comes near this; it stops a zip bomb before it fills memory.
 _MAX_FILE_BYTES: Final = 256 * 1024 * 1024
@@ -250,80 +257,13 @@ _ROLE_NAMES: Final = {
 # True: the person leaves. "inactive" is 1.0's word; 1.1 says to read it as tobedeleted.
 _STATUSES: Final = {"": False, "active": False, "tobedeleted": True, "inactive": True}
 
-_MANIFEST_COLUMNS: Final = ("propertyName", "value")
-_USERS_11: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "orgSourcedIds",
-    "role",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-)
-_USERS_12: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-    "userMasterIdentifier",
-    "preferredGivenName",
-    "preferredMiddleName",
-    "preferredFamilyName",
-    "primaryOrgSourcedId",
-    "pronouns",
-)
 # Either version's columns are known in both: 1.2 exports keep 1.1's role
 # column, and resourceSourcedIds is in some 1.2 drafts.
 _USER_COLUMNS: Final = (
-    *_USERS_11,
-    *(c for c in _USERS_12 if c not in _USERS_11),
+    *USERS_11,
+    *(c for c in USERS_12 if c not in USERS_11),
     "resourceSourcedIds",
 )
-_ROLE_COLUMNS: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "userSourcedId",
-    "roleType",
-    "role",
-    "beginDate",
-    "endDate",
-    "orgSourcedId",
-    "userProfileSourcedId",
-)
-_ORG_COLUMNS: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "name",
-    "type",
-    "identifier",
-    "parentSourcedId",
-)
-
 # Misspellings seen in real exports, read as the column they mean.
 _MISSPELT: Final = {
     "prefferedgivenname": "preferredGivenName",
@@ -378,11 +318,11 @@ def _load_zip(path: Path) -> dict[str, tuple[str, bytes]]:
         roots = {
             PurePosixPath(info.filename).parent
             for info in members
-            if PurePosixPath(info.filename).name.casefold() == _MANIFEST
+            if PurePosixPath(info.filename).name.casefold() == MANIFEST
         }
         if len(roots) > 1:
             msg = "the zip file holds more than one manifest.csv"
-            raise SourceDataError(msg, file=_MANIFEST)
+            raise SourceDataError(msg, file=MANIFEST)
         root = roots.pop() if roots else PurePosixPath(".")
         for info in sorted(members, key=lambda i: i.filename):
             member = PurePosixPath(info.filename)
@@ -445,16 +385,16 @@ def _file_mode(props: Mapping[str, tuple[str, int]], name: str, file: str) -> st
 def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Manifest:
     # Nothing in a bundle can be read without its manifest, so its problems
     # are raised at once as a single SourceDataError.
-    if _MANIFEST not in files:
+    if MANIFEST not in files:
         msg = "the bundle has no manifest.csv"
-        raise SourceDataError(msg, file=_MANIFEST)
-    name, data = files[_MANIFEST]
+        raise SourceDataError(msg, file=MANIFEST)
+    name, data = files[MANIFEST]
     table = read_table(data, file=name, allow_cp1252=allow_cp1252)
     if table.problems:
         msg_0 = f"{name}: unreadable rows"
         raise RejectedFileError(msg_0, list(table.problems), file=name)
     columns = _column_map(table.header)
-    for column in _MANIFEST_COLUMNS:
+    for column in MANIFEST_COLUMNS:
         if column.casefold() not in columns:
             msg = "a required column is missing"
             raise SourceDataError(msg, file=name, line=1, field=column)
@@ -620,7 +560,7 @@ class _Read:
         self.rejects: dict[str, list[SourceDataError]] = {}
         self.row_counts: dict[str, int] = {}
         self.rejected_keys: set[str] = set()
-        self.users_file = files.get(_USERS, (_USERS, b""))[0]
+        self.users_file = files.get(USERS, (USERS, b""))[0]
         self.roles_file: str | None = None
         self.delta = manifest.kind is SnapshotKind.DELTA
         # user key -> line of a rejected roles.csv row of that user
@@ -1088,7 +1028,7 @@ class _Read:
             partly.add(key)
         for key, (chosen, rows) in self.role_changes.items():
             membership[key] = True if self.member(None, rows) else None
-            where[key] = (self.roles_file or _ROLES, chosen.line)
+            where[key] = (self.roles_file or ROLES, chosen.line)
             partly.add(key)
         kept = {k for k, m in membership.items() if m}
         pupils = {k for k in kept if k in people and people[k].role is Role.PUPIL}
@@ -1168,16 +1108,16 @@ class _Read:
             required.append("role")
         if self.org is not None and not v12:
             required.append("orgSourcedIds")
-        users_sheet = self.sheet(_USERS, _USER_COLUMNS, required)
+        users_sheet = self.sheet(USERS, _USER_COLUMNS, required)
         roles_sheet = None
         if self.manifest.roles:
             roles_required = ["userSourcedId", "role"]
             if self.org is not None:
                 roles_required.append("orgSourcedId")
-            roles_sheet = self.sheet(_ROLES, _ROLE_COLUMNS, roles_required)
+            roles_sheet = self.sheet(ROLES, ROLE_COLUMNS, roles_required)
         orgs_sheet = None
         if self.org is not None and self.manifest.orgs:
-            orgs_sheet = self.sheet(_ORGS, _ORG_COLUMNS, ["sourcedId"])
+            orgs_sheet = self.sheet(ORGS, ORG_COLUMNS, ["sourcedId"])
         if orgs_sheet is not None and not orgs_sheet.usable:
             orgs_sheet = None
         self.check_org(orgs_sheet)
@@ -1401,228 +1341,3 @@ class OneRosterAdapter(MisExportAdapter):
             agents_complete=self._guardian_agents_complete,
         )
         return run.run(self._source, at)
-
-
-# -- writing ------------------------------------------------------------------------
-
-_ORG_ID: Final = "school"
-
-_FILES_11: Final = (
-    "academicSessions",
-    "categories",
-    "classes",
-    "classResources",
-    "courses",
-    "courseResources",
-    "demographics",
-    "enrollments",
-    "lineItems",
-    "orgs",
-    "resources",
-    "results",
-    "users",
-)
-_FILES_12: Final = (
-    "academicSessions",
-    "categories",
-    "classes",
-    "classResources",
-    "courses",
-    "courseResources",
-    "demographics",
-    "enrollments",
-    "lineItemLearningObjectiveIds",
-    "lineItems",
-    "lineItemScoreScales",
-    "orgs",
-    "resources",
-    "resultLearningObjectiveIds",
-    "results",
-    "resultScoreScales",
-    "roles",
-    "scoreScales",
-    "userProfiles",
-    "userResources",
-    "users",
-)
-_WRITTEN_ROLES: Final = {
-    Role.PUPIL: "student",
-    Role.GUARDIAN: "guardian",
-    Role.STAFF: "teacher",
-    # Not OneRoster roles: written as extension values, read back as OTHER.
-    Role.GOVERNOR: "ext:governor",
-    Role.OTHER: "ext:other",
-}
-
-
-def _stamp(at: datetime) -> str:
-    at = utc(at)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
-
-def write_bundle(
-    snapshot: Snapshot, directory: str | os.PathLike[str], *, version: str = "1.2"
-) -> None:
-    """Write *snapshot* as a OneRoster *version* ("1.1" or "1.2") bundle into *directory*.
-
-    A full snapshot becomes a bulk bundle, a delta a delta one whose removed
-    keys are users with status ``tobedeleted``. The bundle holds
-    ``manifest.csv``, ``users.csv``, ``orgs.csv`` (one org, ``school``) and
-    for 1.2 ``roles.csv``. Rows are sorted by key and the bytes are UTF-8 with
-    ``\\r\\n`` line ends, so one snapshot always gives the same files.
-
-    Values the format cannot carry are left out: phones other than the first
-    mobile and the first home one, emails after the first, an email's type
-    (read back as ``OTHER``), registration groups. A relationship (its pupil
-    a key of this snapshot's source) is written on both sides (the
-    guardian's and the pupil's ``agentSourcedIds``; the pupil's only when
-    the pupil is in the snapshot), so the bundle is read with the default
-    ``guardian_agents_complete=True``; in 1.2 a record that holds
-    relationships without being a guardian gets a secondary guardian role,
-    so that it reads back. Raises :class:`~sourcetruth.UsageError` for an
-    unknown version or keys that clash, :class:`~sourcetruth.AdapterError`
-    when writing fails.
-    """
-    _check_writable(snapshot, version)
-    _write(Path(directory), _bundle(snapshot, version))
-
-
-def _check_writable(snapshot: Snapshot, version: str) -> None:
-    """A :class:`~sourcetruth.UsageError` when *snapshot* cannot be a *version* bundle."""
-    if version not in ("1.1", "1.2"):
-        msg = f"write_bundle writes OneRoster 1.1 or 1.2, not {version!r}"
-        raise UsageError(msg)
-    keys = [r.key for r in snapshot.records]
-    if len(set(keys)) != len(keys):
-        msg = "two records of the snapshot share a key"
-        raise UsageError(msg)
-    if set(keys) & set(snapshot.removed):
-        msg = "the snapshot both changes and removes a key"
-        raise UsageError(msg)
-    if any(not k or k != k.strip() for k in [*keys, *snapshot.removed]):
-        msg = "a key is empty or has spaces around it, which a bundle cannot carry"
-        raise UsageError(msg)
-
-
-@frozen
-class _Stamp:
-    """What a bundle's rows say of their status and date: empty in bulk, filled in a delta."""
-
-    status: str
-    date: str
-
-    @classmethod
-    def of(cls, snapshot: Snapshot) -> _Stamp:
-        if snapshot.kind is SnapshotKind.DELTA:
-            return cls("active", _stamp(snapshot.extracted_at))
-        return cls("", "")
-
-
-def _bundle(snapshot: Snapshot, version: str) -> dict[str, bytes]:
-    """The files of the bundle that holds *snapshot*: name -> bytes."""
-    v12 = version == "1.2"
-    stamp = _Stamp.of(snapshot)
-    users, roles = _rows(snapshot, stamp)
-    users_header = _USERS_12 if v12 else _USERS_11
-    out = {
-        _MANIFEST: csv_bytes(_MANIFEST_COLUMNS, _manifest_rows(snapshot, version)),
-        _USERS: csv_bytes(
-            users_header, ([cells.get(c, "") for c in users_header] for cells in users)
-        ),
-        _ORGS: csv_bytes(
-            _ORG_COLUMNS, [[_ORG_ID, stamp.status, stamp.date, "School", "school", "", ""]]
-        ),
-    }
-    if v12:
-        out[_ROLES] = csv_bytes(_ROLE_COLUMNS, roles)
-    return out
-
-
-def _manifest_rows(snapshot: Snapshot, version: str) -> list[list[str]]:
-    v12 = version == "1.2"
-    mode = "delta" if snapshot.kind is SnapshotKind.DELTA else "bulk"
-    listed = _FILES_12 if v12 else _FILES_11
-    written = {"users", "orgs", "roles"} if v12 else {"users", "orgs"}
-    return [
-        ["manifest.version", "1.0"],
-        ["oneroster.version", version],
-        *([f"file.{name}", mode if name in written else "absent"] for name in listed),
-        ["source.systemName", "sourcetruth"],
-        ["source.systemCode", snapshot.source],
-    ]
-
-
-def _agents(snapshot: Snapshot) -> dict[str, set[str]]:
-    """Each record's agentSourcedIds: a link on both sides, the pupil's when it is here."""
-    agents: dict[str, set[str]] = {r.key: set() for r in snapshot.records}
-    for record in snapshot.records:
-        for rel in record.data.relationships:
-            pupil = rel.pupil
-            agents[record.key].add(pupil)
-            if pupil in agents:
-                agents[pupil].add(record.key)
-    return agents
-
-
-def _rows(snapshot: Snapshot, stamp: _Stamp) -> tuple[list[dict[str, str]], list[list[str]]]:
-    """The users.csv rows (by column, sorted by key) and the roles.csv rows of *snapshot*."""
-    agents = _agents(snapshot)
-    users: list[dict[str, str]] = []
-    roles: list[list[str]] = []
-    for record in sorted(snapshot.records, key=lambda r: r.key):
-        key, data = record.key, record.data
-        users.append(_user_cells(key, data, sorted(agents[key]), stamp))
-        role = _WRITTEN_ROLES[data.role]
-        roles.append([f"{key}-primary", *_role_cells(key, "primary", role, stamp)])
-        if data.relationships and data.role is not Role.GUARDIAN:
-            roles.append([f"{key}-guardian", *_role_cells(key, "secondary", "guardian", stamp)])
-    users += (
-        {
-            "sourcedId": key,
-            "status": "tobedeleted",
-            "dateLastModified": stamp.date,
-            "enabledUser": "false",
-        }
-        for key in snapshot.removed
-    )
-    users.sort(key=lambda cells: cells["sourcedId"])
-    return users, roles
-
-
-def _user_cells(key: str, data: ContactData, agents: list[str], stamp: _Stamp) -> dict[str, str]:
-    mobile = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
-    home = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
-    return {
-        "sourcedId": key,
-        "status": stamp.status,
-        "dateLastModified": stamp.date,
-        "enabledUser": "true",
-        "orgSourcedIds": _ORG_ID,
-        "role": _WRITTEN_ROLES[data.role],
-        "username": key,
-        "givenName": data.given_name,
-        "familyName": data.family_name,
-        "email": data.emails[0].address if data.emails else "",
-        "sms": mobile,
-        "phone": home,
-        "agentSourcedIds": ",".join(agents),
-        "grades": data.year_group if data.role is Role.PUPIL else "",
-        "primaryOrgSourcedId": _ORG_ID,
-    }
-
-
-def _role_cells(key: str, kind: str, role: str, stamp: _Stamp) -> list[str]:
-    """A roles.csv row after its sourcedId."""
-    return [stamp.status, stamp.date, key, kind, role, "", "", _ORG_ID, ""]
-
-
-def _write(target: Path, files: Mapping[str, bytes]) -> None:
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        for name in sorted(files):
-            (target / name).write_bytes(files[name])
-    except OSError as error:
-        msg = (
-            f"cannot write the OneRoster bundle to {os.fspath(target)!r}: {error.strerror or error}"
-        )
-        raise AdapterError(msg) from None
