@@ -769,6 +769,7 @@ class TestJsonAtomicReplace:
         assert child.stdout == b"AdapterError True\n"
         assert path.read_bytes() == old
         assert not list(tmp_path.glob("*.partial"))
+        assert not list(tmp_path.glob(".book.json.*.tmp"))  # the atomic writer's temporary name
 
     def test_a_stray_partial_is_not_in_the_way(self, tmp_path: Path, policy: Policy) -> None:
         """A left-over ``.partial`` (even a folder) does not stop a commit: each has its own."""

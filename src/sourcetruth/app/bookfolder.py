@@ -133,28 +133,8 @@ class BookFolder:
             folder.mkdir(parents=True, mode=0o700)
             os.chmod(folder, 0o700)  # whatever the umask
         book = cls(folder, environ)
-        key_file = book._key_file
-        if key_file.exists():
-            book.reused_key = True
-            _log.info("using the existing suppression key at %s", key_file)
-        else:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as out:
-                out.write(secrets.token_hex(32) + "\n")
-        # The store is made owner-only before anything is in it; sqlite's own
-        # files beside it (a journal, a write-ahead log) take its permissions.
-        store_file = folder / _STORES[store]
-        try:
-            fd = os.open(store_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            msg = f"{folder} already holds a book; open it, or choose another folder"
-            raise UsageError(msg) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            if store == "json":
-                from sourcetruth.adapters.stores.jsonstore import EMPTY
-
-                out.write(EMPTY)
-        os.chmod(store_file, 0o600)  # whatever the umask
+        book.reused_key = _keep_or_make_key(book._key_file)
+        _make_store_file(folder, store)
         book._open_store(store).close()
         # The settings file goes last, and whole: a folder holds a book once it is there.
         _replace(folder / _SETTINGS, settings)
@@ -538,6 +518,36 @@ class BookFolder:
         policy = self.settings.policy  # planning needs no suppression key
         planned = plan_send(self, self.load(), message, policy=policy, now=sent_at, at=at)
         return send_planned(self, planned, sent_at=sent_at)
+
+
+def _keep_or_make_key(key_file: Path) -> bool:
+    """Make a new suppression key at *key_file*, unless one is there: whether one was."""
+    if key_file.exists():
+        _log.info("using the existing suppression key at %s", key_file)
+        return True
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secrets.token_hex(32) + "\n")
+    return False
+
+
+def _make_store_file(folder: Path, store: str) -> None:
+    """The empty file of a new *store* in *folder*: owner-only before anything is in it.
+
+    sqlite's own files beside it (a journal, a write-ahead log) take its permissions.
+    """
+    store_file = folder / _STORES[store]
+    try:
+        fd = os.open(store_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        msg = f"{folder} already holds a book; open it, or choose another folder"
+        raise UsageError(msg) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        if store == "json":
+            from sourcetruth.adapters.stores.jsonstore import EMPTY
+
+            out.write(EMPTY)
+    os.chmod(store_file, 0o600)  # whatever the umask
 
 
 def _adapter(kind: registry.AdapterKind, name: str, section: str) -> Any:

@@ -35,6 +35,7 @@ from sourcetruth.exceptions import UsageError
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import Message, Plan, plan
 from sourcetruth.model import (
+    Book,
     Channel,
     ContactData,
     Email,
@@ -317,14 +318,37 @@ def run(
 
 
 def _week(s: _Story) -> None:
-    book = s.book
     s.say("A week at a small school (Europe/London; the MIS syncs nightly at 02:00)")
     s.say()
     s.sync(23, _mis())
     s.sync(24, _mis())
     la = _person("Lars", "Berg", Role.GOVERNOR, mobile="07700 900301", email="lars.old@example.org")
     s.apply(AddressBookSave("address-book:la-governor", la), _t(24, 9), "office")
+    tuesday = _scenario_1(s)
+    _scenario_2(s, tuesday)
+    thursday, minutes = _scenarios_3_and_4(s)
+    _scenario_5(s, thursday, minutes)
+    _scenario_6(s)
+    _scenario_7(s)
+    _scenario_8(s)
 
+
+#: Both mobiles changed in the MIS on Tuesday at lunchtime (scenarios 1 and 2).
+_GITA: Final = _person(
+    "Gita", "Shah", Role.GUARDIAN, mobile="07700 900901", email="gita@parent.test", pupils=("P9",)
+)
+_HAL: Final = _person(
+    "Hal", "Reid", Role.GUARDIAN, mobile="07700 900902", email="hal@parent.test", pupils=("P8",)
+)
+
+
+def _after_tuesday(**changed: ContactData) -> list[Record]:
+    """The MIS from Tuesday lunchtime on, with *changed* people replaced too."""
+    return _mis(G9=_GITA, G8=_HAL, **changed)
+
+
+def _scenario_1(s: _Story) -> AuditRecord:
+    """A message sent before the MIS change shows: Tuesday's audit record."""
     s.say("\n1. A year 9 parent's mobile changes in the MIS on Tuesday 12:30.")
     year9 = Rule(year_groups=frozenset({"9"}), guardians_of=True)
     tuesday = s.send(
@@ -332,24 +356,15 @@ def _week(s: _Story) -> None:
         _t(24, 15, 30),
         "Message to year 9 parents",
     )
-    shows = when_effective(book.policy, "mis", _t(24, 12, 30))
+    shows = when_effective(s.book.policy, "mis", _t(24, 12, 30))
     s.say(f"   The MIS change shows at {_local(shows)}.")
+    return tuesday
 
+
+def _scenario_2(s: _Story, tuesday: AuditRecord) -> None:
+    book = s.book
     s.say("\n2. A year 8 parent's mobile changes at the same time; Wednesday's sync reads it.")
-    # Both mobiles were changed in the MIS on Tuesday at lunchtime.
-    gita = _person(
-        "Gita",
-        "Shah",
-        Role.GUARDIAN,
-        mobile="07700 900901",
-        email="gita@parent.test",
-        pupils=("P9",),
-    )
-    hal = _person(
-        "Hal", "Reid", Role.GUARDIAN, mobile="07700 900902", email="hal@parent.test", pupils=("P8",)
-    )
-    after_tuesday = _mis(G9=gita, G8=hal)
-    s.sync(25, after_tuesday)
+    s.sync(25, _after_tuesday())
     year8 = Rule(year_groups=frozenset({"8"}), guardians_of=True)
     s.send(
         _message("wed-year8-sms", Channel.SMS, "Year 8 photos today.", rules=(year8,)),
@@ -367,8 +382,12 @@ def _week(s: _Story) -> None:
         f" {_local(told.provenance.applied_at)}"
     )
     s.say(f"   (read {_local(told.provenance.read_at)}); the new one arrived {_local(later)}.")
-    s.sync(26, after_tuesday)
+    s.sync(26, _after_tuesday())
 
+
+def _scenarios_3_and_4(s: _Story) -> tuple[Book, Message]:
+    """Both governors' new addresses; the book as it was on Thursday night, and the minutes."""
+    book = s.book
     s.say(
         "\n3 and 4. Thursday 18:00: both governors give new email addresses;"
         " both are saved in the address book."
@@ -407,7 +426,7 @@ def _week(s: _Story) -> None:
     )
     # Scenario 5 starts from the book as it stands on Thursday night.
     thursday = book.load()
-    report = s.sync(27, after_tuesday)
+    report = s.sync(27, _after_tuesday())
     for end in report.lost:
         s.say(
             f"   Action: update {end.override.field} of {end.override.contact_id} at source"
@@ -417,7 +436,11 @@ def _week(s: _Story) -> None:
         "fri-minutes-email", Channel.EMAIL, "Minutes of the meeting.", groups=("Governors",)
     )
     s.send(minutes, _t(27, 9), "Friday's minutes")
+    return thursday, minutes
 
+
+def _scenario_5(s: _Story, thursday: Book, minutes: Message) -> None:
+    book = s.book
     s.say("\n5. Had the school also updated the MIS on Thursday, Friday would look like this")
     s.say("   (a dry run on Thursday's book: nothing of it is applied or sent):")
     paula_new = _person(
@@ -428,7 +451,7 @@ def _week(s: _Story) -> None:
         email="paula.new@parent.test",
         pupils=("P9b",),
     )
-    updated = _mis(G9=gita, G8=hal, GOV=paula_new)
+    updated = _after_tuesday(GOV=paula_new)
     what_if = s.read(27, s.export(27, updated, "what-if-mis-2026-11-27"))
     # Books are values: merging into Thursday's copy leaves the store untouched.
     other = merge(thursday, what_if, policy=book.policy, at=_t(27, 2), by="nightly sync")
@@ -437,6 +460,8 @@ def _week(s: _Story) -> None:
         plan(other.book, minutes, policy=book.policy, at=_t(27, 9)), "Friday's minutes would go"
     )
 
+
+def _scenario_6(s: _Story) -> None:
     s.say(
         "\n6. The Governors group reaches a staff governor, a parent governor"
         " and an external governor:"
@@ -447,6 +472,9 @@ def _week(s: _Story) -> None:
         "Text to governors",
     )
 
+
+def _scenario_7(s: _Story) -> None:
+    book = s.book
     s.say("\n7. A CSV import carries Gita Shah too.")
     upload = s.exports / "import-2026-11-27.csv"
     upload.write_text(IMPORT_CSV, encoding="utf-8", newline="")
@@ -472,8 +500,12 @@ def _week(s: _Story) -> None:
     linked = contact_at(book.load(), "import:row-17", policy=book.policy, at=_t(27, 12))
     s.say(f"   Linked by the data manager: one person, {linked.id}, home {linked.home}.")
 
+
+def _scenario_8(s: _Story) -> None:
+    """A truncated export is held; the demo ends with the commands that explore the book."""
+    book = s.book
     s.say("\n8. Saturday's MIS export arrives truncated.")
-    bundle = s.export(28, after_tuesday[:12])
+    bundle = s.export(28, _after_tuesday()[:12])
     report = s.apply(s.read(28, bundle), _t(28, 2), "nightly sync")
     assert report.held is not None
     s.say(f"   Sync {report.status.value}: {report.held.reason}")

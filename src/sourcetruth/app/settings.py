@@ -1,7 +1,12 @@
 """A book folder's settings file (``policy.toml``): the policy, the adapters and the transports.
 
 The file is TOML. Every key is checked: a key the library does not know is an
-error that names it, so a typo never silently means "the default". Secrets
+error that names it, so a typo never silently means "the default". The file
+is read by the package's one converter, strictly (``"5"`` is not a number,
+``0`` is not ``false``), and its values are checked by the checks the Python
+API makes: the ``[guard]`` table is read as a
+:class:`~sourcetruth.policy.DepartureGuard`, so a mistake there says what
+``DepartureGuard`` says, at its key (``guard.max_count``). Secrets
 never go in the file: a transport option ending in ``_env`` names the
 environment variable that holds the value (``password_env =
 "SMTP_PASSWORD"``), read only when the transport is built; giving both
@@ -54,36 +59,27 @@ and names the file and the key of any mistake in it.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import itertools
 import logging
-import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from attrs import field, frozen
+from attrs.validators import optional
 from dateutil.rrule import rrulestr
 
+from sourcetruth.adapters._structure import Problem, StructureError, hint, structure
 from sourcetruth.exceptions import SourceDataError, SourceTruthError, UsageError
-from sourcetruth.model import (
-    ADDRESS_BOOK,
-    FIELDS,
-    Channel,
-    EmailType,
-    PhoneType,
-    Role,
-    SourceKind,
-    unknown_fields,
-)
-from sourcetruth.policy import DepartureGuard, Policy, Schedule, Source
+from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, SourceKind, unknown_fields
+from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Policy, Schedule, Source
 
 if TYPE_CHECKING:
     from sourcetruth.adapters.sources.tabular import CsvMapping
@@ -99,6 +95,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The settings ``sourcetruth init`` writes when it is given none: one MIS that
 #: syncs nightly, and CSV imports.
@@ -129,10 +127,6 @@ adapter = "csv"
 
 # Without a [transports.*] table, messages go to the folder's outbox.
 """
-
-_TOP: Final = frozenset({"timezone", "region", "precedence", "guard", "sources", "transports"})
-_SOURCE: Final = frozenset({"kind", "covers", "schedule", "adapter", "options", "mapping"})
-_GUARD: Final = frozenset({"max_count", "max_fraction", "min_count", "enabled"})
 
 
 @frozen
@@ -188,55 +182,17 @@ class Settings:
     plaintext_secrets: tuple[str, ...] = ()
 
 
-class _Reader:
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def fail(self, where: str, message: str) -> SourceDataError:
-        return SourceDataError(message, file=self.file, field=where)
-
-    def table(self, value: object, where: str, allowed: frozenset[str] | None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, "must be a table")
-        if allowed is not None:
-            unknown = sorted(set(value) - allowed)
-            if unknown:
-                known = ", ".join(sorted(allowed))
-                raise self.fail(
-                    f"{where}.{unknown[0]}" if where else unknown[0],
-                    f"unknown key; the keys here are {known}",
-                )
-        return value
-
-    def text(self, value: object, where: str) -> str:
-        if value is None:
-            raise self.fail(where, "is required")
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, "must be a non-empty string")
-        return value
-
-    def texts(self, value: object, where: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(where, "must be a list of strings")
-        return tuple(value)
+# --------------------------------------------------------------------------
+# The file as written: read by the package's converter (adapters._structure),
+# whose classes check their own values: the guard is a DepartureGuard.
 
 
-def _zone(reader: _Reader, name: object, where: str) -> ZoneInfo:
-    text = reader.text(name, where)
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # OSError: a folder of the zone database ("Europe"), or a name too long for a file.
-        raise reader.fail(where, "is not an IANA timezone name (like Europe/London)") from None
-
-
-def _region(reader: _Reader, value: object, where: str) -> str:
-    text = reader.text(value, where)
-    if text not in phonenumbers.SUPPORTED_REGIONS:
-        # Any other value would leave every number written without +country unnormalised.
-        msg = "is not a region code for phone numbers (two capital letters, like GB)"
-        raise reader.fail(where, msg)
-    return text
+def _known_fields(_inst: object, _attr: object, value: frozenset[str]) -> None:
+    # Source checks this too, but its message names the fields it does not know:
+    # a file's message must not repeat what was typed.
+    if unknown_fields(value):
+        msg = f"names an unknown field; fields are {', '.join(FIELDS)}"
+        raise UsageError(msg)
 
 
 _INTERVAL: Final = re.compile(r"INTERVAL=([^;\s]*)")
@@ -244,8 +200,8 @@ _INTERVAL: Final = re.compile(r"INTERVAL=([^;\s]*)")
 _ENDING: Final = re.compile(r"(?:^|[;:\s])(COUNT|UNTIL)\s*=", re.IGNORECASE)
 
 
-def _schedule(reader: _Reader, value: object, where: str, zone: str) -> Schedule:
-    rule = reader.text(value, where)
+def _recurring(_inst: object, _attr: object, rule: str) -> None:
+    """An RFC 5545 rule that happens, and goes on happening."""
     try:
         parsed = rrulestr(rule, dtstart=datetime(2000, 1, 1), ignoretz=True)
         # INTERVAL=0 repeats one instant for ever: a search for the next sync would never end.
@@ -255,9 +211,11 @@ def _schedule(reader: _Reader, value: object, where: str, zone: str) -> Schedule
     except (ValueError, TypeError, OverflowError):
         stuck, first = True, []
     if stuck:
-        raise reader.fail(where, "is not an RFC 5545 recurrence rule")
+        msg = "is not an RFC 5545 recurrence rule"
+        raise UsageError(msg)
     if not first:
-        raise reader.fail(where, "never happens: the recurrence rule has no occurrence")
+        msg = "never happens: the recurrence rule has no occurrence"
+        raise UsageError(msg)
     ending = _ENDING.search(rule)
     if ending is not None:
         part = ending.group(1).upper()
@@ -265,77 +223,144 @@ def _schedule(reader: _Reader, value: object, where: str, zone: str) -> Schedule
             f"must not end: a source's syncs go on for as long as it is used, so the rule "
             f"cannot hold {part} (leave {part} out)"
         )
-        raise reader.fail(where, msg)
-    return Schedule(rule, zone)
+        raise UsageError(msg)
 
 
-def _count(reader: _Reader, value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise reader.fail(where, "must be a whole number, zero or more")
-    return value
+def _phone_region(_inst: object, _attr: object, value: str) -> None:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        # Any other value would leave every number written without +country unnormalised.
+        msg = "is not a region code for phone numbers (two capital letters, like GB)"
+        raise UsageError(msg)
 
 
-def _guard(reader: _Reader, raw: object) -> DepartureGuard:
-    table = reader.table(raw, "guard", _GUARD)
-    values: dict[str, Any] = {}
-    for key in ("max_count", "min_count"):
-        if key in table:
-            values[key] = _count(reader, table[key], f"guard.{key}")
-    if "max_fraction" in table:
-        value = table["max_fraction"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or math.isnan(value)
-            or not 0 <= value <= 1
-        ):
-            msg = "guard.max_fraction"
-            raise reader.fail(msg, "must be a number from 0 to 1")
-        values["max_fraction"] = value
-    if "enabled" in table:
-        if not isinstance(table["enabled"], bool):
-            msg = "guard.enabled"
-            raise reader.fail(msg, "must be true or false")
-        values["enabled"] = table["enabled"]
-    return DepartureGuard(**values)
+@frozen
+class _SourceTable:
+    """A ``[sources.NAME]`` table as written."""
+
+    kind: str
+    covers: frozenset[str] = field(default=frozenset(FIELDS), validator=_known_fields)
+    schedule: str | None = field(default=None, validator=optional(_recurring))
+    adapter: str | None = None
+    options: dict[str, Any] = field(factory=dict)
+    mapping: str | None = None
 
 
-def _precedence(reader: _Reader, raw: object, names: list[str]) -> tuple[str, ...]:
-    precedence = reader.texts(raw, "precedence")
+_LONDON: Final = ZoneInfo("Europe/London")
+
+
+@frozen
+class _File:
+    """A settings file as written, before its sources make a policy."""
+
+    timezone: ZoneInfo = _LONDON
+    region: str = field(default="GB", validator=_phone_region)
+    sources: dict[str, _SourceTable] = field(factory=dict)
+    guard: DepartureGuard = DEFAULT_GUARD
+    precedence: tuple[str, ...] = ()
+    transports: dict[Channel, dict[str, Any]] = field(factory=dict)
+
+
+def _read(data: object, cls: type[T], *, file: str, path: str = "") -> T:
+    """*data* as a *cls*; its first problem as a :class:`SourceDataError` naming the key."""
+    try:
+        return structure(data, cls, path=path)
+    except StructureError as error:
+        raise _first(error.problems, file) from None
+
+
+def _first(problems: Sequence[Problem], file: str) -> SourceDataError:
+    """The first of *problems*, the one a person fixes first, naming *file* and its key."""
+    return SourceDataError(problems[0].message, file=file, field=problems[0].path or None)
+
+
+def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = None) -> Settings:
+    """Read a settings file's *text*; errors name *file* and the key at fault.
+
+    *base* is the folder that relative paths in the file start from.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _syntax_error(error, file) from None
+    written = _read(raw, _File, file=file)
+    if not written.sources:
+        msg = "name at least one source, like [sources.mis]"
+        raise SourceDataError(msg, file=file, field="sources")
+    sources = [
+        _source(name, table, written.timezone.key, file) for name, table in written.sources.items()
+    ]
+    readers = {
+        name: SourceSettings(
+            name,
+            table.adapter,
+            table.options,
+            None if table.mapping is None else (base or Path(".")) / table.mapping,
+        )
+        for name, table in written.sources.items()
+    }
+    policy = _policy(written, sources, file)
+    transports = {
+        channel: _transport(channel, options, file)
+        for channel, options in written.transports.items()
+    }
+    secrets = [where for transport in transports.values() for where in _plaintext(transport)]
+    return Settings(policy, written.timezone, readers, transports, tuple(secrets))
+
+
+def _source(name: str, table: _SourceTable, zone: str, file: str) -> Source:
+    where = f"sources.{name}"
+    listed = "the address book is always there; do not list it"
+    if name == ADDRESS_BOOK:
+        raise SourceDataError(listed, file=file, field=where)
+    kinds = [k.value for k in SourceKind if k is not SourceKind.ADDRESS_BOOK]
+    if table.kind not in kinds:
+        msg = listed if table.kind == ADDRESS_BOOK else f"must be one of {', '.join(kinds)}"
+        raise SourceDataError(msg, file=file, field=f"{where}.kind")
+    schedule = None if table.schedule is None else Schedule(table.schedule, zone)
+    try:
+        return Source(name, SourceKind(table.kind), table.covers, schedule)
+    except SourceTruthError as error:  # the source's own checks, like a bad name
+        raise SourceDataError(str(error), file=file, field=where) from None
+
+
+def _policy(written: _File, sources: list[Source], file: str) -> Policy:
+    names = [s.name for s in sources]
     known = ", ".join([*names, ADDRESS_BOOK])
-    for index, name in enumerate(precedence, start=1):
+    # The policy checks these too, but names what it does not know: a file's
+    # message says which entry instead, never what was typed.
+    for index, name in enumerate(written.precedence, start=1):
         if name not in names and name != ADDRESS_BOOK:
             msg = f"entry {index} names no source of this file; the sources are {known}"
-            msg_0 = "precedence"
-            raise reader.fail(msg_0, msg)
-        if precedence.index(name) != index - 1:
-            msg_0 = "precedence"
-            raise reader.fail(msg_0, f"entry {index} names a source a second time")
-    if ADDRESS_BOOK in precedence[:-1]:
-        msg = f"{ADDRESS_BOOK} can only come last: local values only fill what no feed covers"
-        msg_0 = "precedence"
-        raise reader.fail(msg_0, msg)
-    return precedence
-
-
-def _transport(reader: _Reader, name: str, raw: object) -> TransportSettings:
-    where = f"transports.{name}"
+            raise SourceDataError(msg, file=file, field="precedence")
+        if written.precedence.index(name) != index - 1:
+            msg = f"entry {index} names a source a second time"
+            raise SourceDataError(msg, file=file, field="precedence")
     try:
-        channel = Channel(name)
-    except ValueError:
-        channels = ", ".join(c.value for c in Channel)
-        raise reader.fail(where, f"is not a channel; channels are {channels}") from None
-    options = dict(reader.table(raw, where, None))
-    adapter = reader.text(options.pop("adapter", None), f"{where}.adapter")
+        return Policy(
+            sources=tuple(sources),
+            precedence=written.precedence,
+            guard=written.guard,
+            default_region=written.region,
+        )
+    except SourceTruthError as error:  # the policy's own rules: the address book comes last
+        raise SourceDataError(str(error), file=file, field="precedence") from None
+
+
+def _transport(channel: Channel, table: Mapping[str, Any], file: str) -> TransportSettings:
+    where = f"transports.{channel.value}"
+    options = dict(table)
+    if "adapter" not in options:
+        msg = "is required"
+        raise SourceDataError(msg, file=file, field=f"{where}.adapter")
+    adapter = _read(options.pop("adapter"), str, file=file, path=f"{where}.adapter")
     for key, value in options.items():
         if not key.endswith("_env"):
             continue
-        reader.text(value, f"{where}.{key}")  # the name of an environment variable
+        _read(value, str, file=file, path=f"{where}.{key}")  # the name of an environment variable
         plain = key.removesuffix("_env")
         if plain in options:
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
-            msg_0 = f"{where}.{key}"
-            raise reader.fail(msg_0, msg)
+            raise SourceDataError(msg, file=file, field=f"{where}.{key}")
     return TransportSettings(channel, adapter, options)
 
 
@@ -343,7 +368,8 @@ def _transport(reader: _Reader, name: str, raw: object) -> TransportSettings:
 _SECRET: Final = re.compile(r"(?:^|_)(?:password|passwd|token|secret|api_key|apikey)$")
 
 
-def _plaintext_secrets(transport: TransportSettings) -> list[str]:
+def _plaintext(transport: TransportSettings) -> list[str]:
+    """The key paths of *transport*'s options that hold a secret in the file itself."""
     found = []
     for key in transport.options:
         if _SECRET.search(key.lower()):
@@ -359,97 +385,8 @@ def _plaintext_secrets(transport: TransportSettings) -> list[str]:
     return found
 
 
-def _source(
-    reader: _Reader, name: str, raw: object, zone: str, base: Path
-) -> tuple[Source, SourceSettings]:
-    where = f"sources.{name}"
-    if name == ADDRESS_BOOK:
-        raise reader.fail(where, "the address book is always there; do not list it")
-    table = reader.table(raw, where, _SOURCE)
-    kind_name = reader.text(table.get("kind"), f"{where}.kind")
-    try:
-        kind = SourceKind(kind_name)
-    except ValueError:
-        kinds = ", ".join(k.value for k in SourceKind if k is not SourceKind.ADDRESS_BOOK)
-        msg = f"{where}.kind"
-        raise reader.fail(msg, f"must be one of {kinds}") from None
-    if kind is SourceKind.ADDRESS_BOOK:
-        msg = f"{where}.kind"
-        raise reader.fail(msg, "the address book is always there; do not list it")
-    covers = frozenset(FIELDS)
-    if "covers" in table:
-        covers = frozenset(reader.texts(table["covers"], f"{where}.covers"))
-        if unknown_fields(covers):
-            fields = ", ".join(FIELDS)
-            msg = f"{where}.covers"
-            raise reader.fail(msg, f"names an unknown field; fields are {fields}")
-    schedule = None
-    if "schedule" in table:
-        schedule = _schedule(reader, table["schedule"], f"{where}.schedule", zone)
-    options = reader.table(table.get("options", {}), f"{where}.options", None)
-    mapping = None
-    if "mapping" in table:
-        mapping = base / reader.text(table["mapping"], f"{where}.mapping")
-    adapter = reader.text(table["adapter"], f"{where}.adapter") if "adapter" in table else None
-    return Source(name, kind, covers, schedule), SourceSettings(name, adapter, options, mapping)
-
-
-def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = None) -> Settings:
-    """Read a settings file's *text*; errors name *file* and the key at fault.
-
-    *base* is the folder that relative paths in the file start from.
-    """
-    reader = _Reader(file)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise _syntax_error(error, file) from None
-    table = reader.table(raw, "", _TOP)
-    zone_name = table.get("timezone", "Europe/London")
-    zone = _zone(reader, zone_name, "timezone")
-    region = _region(reader, table.get("region", "GB"), "region")
-    sources_raw = reader.table(table.get("sources", {}), "sources", None)
-    if not sources_raw:
-        msg = "sources"
-        raise reader.fail(msg, "name at least one source, like [sources.mis]")
-    sources: list[Source] = []
-    readers: dict[str, SourceSettings] = {}
-    for name, raw_source in sources_raw.items():
-        try:
-            source, how = _source(reader, name, raw_source, zone.key, base or Path("."))
-        except SourceDataError:
-            raise
-        except SourceTruthError as error:  # the policy's own checks, like a bad name
-            msg = f"sources.{name}"
-            raise reader.fail(msg, str(error)) from None
-        sources.append(source)
-        readers[name] = how
-    guard = _guard(reader, table.get("guard", {}))
-    precedence = _precedence(reader, table.get("precedence", []), [s.name for s in sources])
-    try:
-        policy = Policy(
-            sources=tuple(sources), precedence=precedence, guard=guard, default_region=region
-        )
-    except SourceTruthError as error:  # checked above; kept for the policy's own new rules
-        msg = "precedence"
-        raise reader.fail(msg, str(error)) from None
-    transports: dict[Channel, TransportSettings] = {}
-    secrets: list[str] = []
-    transports_raw = reader.table(table.get("transports", {}), "transports", None)
-    for name, raw_transport in transports_raw.items():
-        transport = _transport(reader, name, raw_transport)
-        transports[transport.channel] = transport
-        secrets.extend(_plaintext_secrets(transport))
-    return Settings(policy, zone, readers, transports, tuple(secrets))
-
-
 # --------------------------------------------------------------------------
 # What only the installed adapters can tell
-
-
-def _hint(name: str, known: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
@@ -461,7 +398,7 @@ def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
     except LookupError:
         known = registry.available(kind)  # type: ignore[arg-type]
         msg = (
-            f"no {kind} adapter is called {name!r}{_hint(name, known)}; "
+            f"no {kind} adapter is called {name!r}{hint(name, known)}; "
             f"the {kind} adapters are {', '.join(known)}"
         )
         raise SourceDataError(msg, file=file, field=where) from None
@@ -514,7 +451,7 @@ def _check_options(
         if plain not in named and not any_name:
             listed = ", ".join(known) if known else "none"
             msg = (
-                f"is not an option of the {adapter!r} adapter{_hint(plain, known)}; "
+                f"is not an option of the {adapter!r} adapter{hint(plain, known)}; "
                 f"its options are {listed}"
             )
             raise SourceDataError(msg, file=file, field=f"{where}.{key}")
@@ -573,98 +510,6 @@ def check_adapters(settings: Settings, *, file: str = "policy.toml") -> None:
 # CSV mapping files
 
 
-def _known(
-    reader: _Reader, value: object, where: str, names: list[str], what: str
-) -> dict[str, Any]:
-    table = reader.table(value, where, None)
-    unknown = sorted(set(table) - set(names))
-    if unknown:
-        key = unknown[0]
-        msg = f"unknown key{_hint(key, names)}; the keys of {what} are {', '.join(names)}"
-        raise reader.fail(f"{where}.{key}" if where else key, msg)
-    return table
-
-
-def _choice(reader: _Reader, value: object, where: str, choices: type[Any]) -> None:
-    allowed = [c.value for c in choices]
-    if value not in allowed:
-        raise reader.fail(where, f"must be one of {', '.join(allowed)}")
-
-
-def _check_mapping(reader: _Reader, data: dict[str, Any]) -> None:
-    """Check a mapping's shape, in words, before the mapping's own checks run."""
-    import attrs
-
-    from sourcetruth.adapters.sources.tabular import CsvFormat, CsvMapping
-
-    names = [f.name for f in attrs.fields(CsvMapping)]
-    table = _known(reader, data, "", names, "a CSV mapping")
-    if "key" not in table:
-        msg = "is required: the column that holds each row's stable key (an id, not a name)"
-        msg_0 = "key"
-        raise reader.fail(msg_0, msg)
-    for name in (
-        "key",
-        "given_name",
-        "family_name",
-        "role",
-        "year_group",
-        "registration_group",
-        "guardian_of",
-    ):
-        if name in table:
-            reader.text(table[name], name)  # a column's name
-    if "list_separator" in table:
-        reader.text(table["list_separator"], "list_separator")
-    if "default_role" in table:
-        _choice(reader, table["default_role"], "default_role", Role)
-    if "role_values" in table:
-        words = reader.table(table["role_values"], "role_values", None)
-        for word, role in words.items():
-            _choice(reader, role, f"role_values.{word}", Role)
-    for name, types in (("phones", PhoneType), ("emails", EmailType)):
-        if name not in table:
-            continue
-        entries = table[name]
-        if not isinstance(entries, list):
-            msg = 'must be a list of tables, like [{ column = "Mobile" }]'
-            raise reader.fail(name, msg)
-        for index, entry in enumerate(entries, start=1):
-            where = f"{name}[{index}]"
-            found = _known(reader, entry, where, ["column", "type"], f"an entry of {name}")
-            if "column" not in found:
-                msg_0 = f"{where}.column"
-                raise reader.fail(msg_0, "is required: the name of the column")
-            reader.text(found["column"], f"{where}.column")
-            if "type" in found:
-                _choice(reader, found["type"], f"{where}.type", types)
-    if "format" in table:
-        formats = [f.name for f in attrs.fields(CsvFormat)]
-        layout = _known(reader, table["format"], "format", formats, "the format table")
-        for name in ("delimiter", "quotechar"):
-            if name in layout:
-                reader.text(layout[name], f"format.{name}")
-        for name in ("has_header", "allow_cp1252"):
-            if name in layout and not isinstance(layout[name], bool):
-                msg_0 = f"format.{name}"
-                raise reader.fail(msg_0, "must be true or false")
-        if "max_field" in layout:
-            value = layout["max_field"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg_0 = "format.max_field"
-                raise reader.fail(msg_0, "must be a whole number, 1 or more")
-        if "max_reject_fraction" in layout:
-            value = layout["max_reject_fraction"]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or math.isnan(value)
-                or not 0 <= value <= 1
-            ):
-                msg_0 = "format.max_reject_fraction"
-                raise reader.fail(msg_0, "must be a number from 0 to 1")
-
-
 def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -> CsvMapping:
     """Read the CSV mapping file at *path* (see :mod:`sourcetruth.adapters.sources.tabular`).
 
@@ -673,7 +518,7 @@ def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -
     one, the key at fault. *named_by* is the settings key that names the file
     (``sources.import.mapping``), for the message when it cannot be read.
     """
-    from sourcetruth.adapters.sources.tabular import CsvMapping
+    from sourcetruth.adapters.sources.tabular import CsvMapping, CsvMappingError
 
     file = os.fspath(path)
     try:
@@ -692,24 +537,10 @@ def read_mapping(path: str | os.PathLike[str], *, named_by: str | None = None) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise _syntax_error(error, file) from None
-    _check_mapping(_Reader(file), data)
     try:
         return CsvMapping.from_dict(data, file=file)
-    except UsageError as error:  # the mapping's own checks, like an unknown delimiter
-        detail = str(error).removeprefix(f"{file}: not a valid CSV mapping: ")
-        reasons: list[str] = []
-        where: str | None = None
-        for part in detail.split("; "):
-            # cattrs's "message @ $.path": the path becomes the key, in the file's words.
-            message, at, path = part.rpartition(" @ ")
-            if not at:
-                message, path = part, ""
-            key = path.removeprefix("$").removeprefix(".")
-            if where is None and key:
-                where = key
-            reasons.append(message)
-        msg = f"not a valid CSV mapping: {'; '.join(reasons)}"
-        raise SourceDataError(msg, file=file, field=where) from None
+    except CsvMappingError as error:  # the mapping's own checks, by key path
+        raise _first(error.problems, file) from None
 
 
 _TOML_POSITION: Final = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")

@@ -86,6 +86,35 @@ _READ_AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 _NEXT_READ_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
+def _pupil(key: str, given: str, family: str, year: str, form: str, email: str) -> Record:
+    data = ContactData(
+        given,
+        family,
+        Role.PUPIL,
+        emails=(Email(email, EmailType.HOME),),
+        year_group=year,
+        registration_group=form,
+    )
+    return Record(key, data)
+
+
+def _guardian(
+    key: str, given: str, family: str, mobile: str, home: str, email: str, *pupils: str
+) -> Record:
+    phones = [Phone(mobile, PhoneType.MOBILE)]
+    if home:
+        phones.append(Phone(home, PhoneType.HOME))
+    data = ContactData(
+        given,
+        family,
+        Role.GUARDIAN,
+        phones=phones,
+        emails=(Email(email, EmailType.HOME),),
+        relationships=tuple(Relationship(p) for p in pupils),
+    )
+    return Record(key, data)
+
+
 def sample_school(source: str = "mis", *, at: datetime = _READ_AT) -> Snapshot:
     """The kit's sample: a small school that every field of the model appears in.
 
@@ -97,41 +126,14 @@ def sample_school(source: str = "mis", *, at: datetime = _READ_AT) -> Snapshot:
     ``.test`` and ``example.org`` addresses).
     """
 
-    def pupil(key: str, given: str, family: str, year: str, form: str, email: str) -> Record:
-        data = ContactData(
-            given,
-            family,
-            Role.PUPIL,
-            emails=(Email(email, EmailType.HOME),),
-            year_group=year,
-            registration_group=form,
-        )
-        return Record(key, data)
-
-    def guardian(
-        key: str, given: str, family: str, mobile: str, home: str, email: str, *pupils: str
-    ) -> Record:
-        phones = [Phone(mobile, PhoneType.MOBILE)]
-        if home:
-            phones.append(Phone(home, PhoneType.HOME))
-        data = ContactData(
-            given,
-            family,
-            Role.GUARDIAN,
-            phones=phones,
-            emails=(Email(email, EmailType.HOME),),
-            relationships=tuple(Relationship(p) for p in pupils),
-        )
-        return Record(key, data)
-
     records = (
-        pupil("P1001", "Amélie", "O'Neill", "9", "9B", "amelie.oneill@pupils.example.org"),
-        pupil("P1002", "Ben", "Shah", "10", "10R", "ben.shah@pupils.example.org"),
-        pupil("P1003", "Null", "NA", "7", "7C", "null.na@pupils.example.org"),
-        guardian(
+        _pupil("P1001", "Amélie", "O'Neill", "9", "9B", "amelie.oneill@pupils.example.org"),
+        _pupil("P1002", "Ben", "Shah", "10", "10R", "ben.shah@pupils.example.org"),
+        _pupil("P1003", "Null", "NA", "7", "7C", "null.na@pupils.example.org"),
+        _guardian(
             "G2001", "Gita", "Shah", "07700 900101", "01632 960101", "gita@parent.test", "P1002"
         ),
-        guardian(
+        _guardian(
             "G2002",
             'Zoë "Zo"',
             "Smith-Jones, Jr",

@@ -181,6 +181,28 @@ class School:
         rng = random.Random(seed)
         pupils = [r.key for r in self.records if r.data.role is Role.PUPIL]
         leaving = set(rng.sample(pupils, round(leavers * len(pupils))))
+        gone, replaced = self._leave(leaving)
+        eligible = [
+            r.key for r in self.records if r.key not in gone and (r.data.phones or r.data.emails)
+        ]
+        chosen = rng.sample(eligible, min(len(eligible), round(changed * len(self.records))))
+        serial = self.serial or 1 + max(
+            (_serial(r.key) for r in (*self.records, *self.address_book)), default=0
+        )
+        maker = _Maker(rng, serial)
+        by_key = {r.key: r for r in self.records} if chosen else {}
+        for key in chosen:
+            record = replaced[key] if key in replaced else by_key[key]
+            replaced[key] = Record(key, maker.contact_change(record.data))
+        arrived = maker.joiners(round(joiners * len(pupils)))
+        records = [replaced.get(r.key, r) for r in self.records if r.key not in gone]
+        if arrived:
+            records.extend(arrived)
+            records.sort(key=attrgetter("key"))
+        return School(self.source, tuple(records), self.address_book, serial=maker.serial)
+
+    def _leave(self, leaving: set[str]) -> tuple[set[str], dict[str, Record]]:
+        """The keys gone with the pupils *leaving*, and the guardians who lose a pupil but stay."""
         gone = set(leaving)
         replaced: dict[str, Record] = {}
         for record in self.records:
@@ -195,29 +217,7 @@ class School:
                 replaced[record.key] = Record(record.key, attrs.evolve(data, relationships=kept))
             else:
                 gone.add(record.key)
-        eligible = [
-            r.key for r in self.records if r.key not in gone and (r.data.phones or r.data.emails)
-        ]
-        chosen = rng.sample(eligible, min(len(eligible), round(changed * len(self.records))))
-        serial = self.serial or 1 + max(
-            (_serial(r.key) for r in (*self.records, *self.address_book)), default=0
-        )
-        maker = _Maker(rng, serial)
-        by_key = {r.key: r for r in self.records} if chosen else {}
-        for key in chosen:
-            record = replaced[key] if key in replaced else by_key[key]
-            replaced[key] = Record(key, maker.contact_change(record.data))
-        arrived: list[Record] = []
-        wanted = round(joiners * len(pupils))
-        while wanted > 0:
-            family = maker.family(max_children=wanted)
-            wanted -= sum(1 for r in family if r.data.role is Role.PUPIL)
-            arrived.extend(family)
-        records = [replaced.get(r.key, r) for r in self.records if r.key not in gone]
-        if arrived:
-            records.extend(arrived)
-            records.sort(key=attrgetter("key"))
-        return School(self.source, tuple(records), self.address_book, serial=maker.serial)
+        return gone, replaced
 
 
 class _Maker:
@@ -266,60 +266,76 @@ class _Maker:
             children = min(children, max_people - 1)
             guardians = min(guardians, max_people - children)
         surname = self.surname()
-        records: list[Record] = []
-        for _ in range(children):
-            key = self.key("P")
-            year = rng.choice(_YEARS)
-            given = self.given()
-            emails: tuple[Email, ...] = ()
-            if year in _SECONDARY and rng.randrange(5):
-                emails = (Email(self.email(given[0], surname, "school.test"), EmailType.WORK),)
-            data = ContactData(
-                given,
-                surname,
-                Role.PUPIL,
-                emails=emails,
-                year_group=year,
-                registration_group=f"{year}{rng.choice(_FORMS)}",
-            )
-            records.append(Record(key, data))
+        records = [self.pupil(surname) for _ in range(children)]
         pupils = [r.key for r in records]
         landline = self.landline() if rng.randrange(5) < 3 else ""
         shared = ""
         if guardians > 1 and rng.randrange(10) == 0:
             shared = self.email("the", f"{surname}family", "parent.test")
-        for i in range(guardians):
-            priority = i + 1
-            responsibility = not (
-                (priority == 3 and rng.randrange(2)) or (priority == 2 and rng.randrange(20) == 0)
-            )
-            given = self.given()
-            family = surname if rng.randrange(10) < 7 else self.surname()
-            phones = []
-            if rng.randrange(20):
-                phones.append(Phone(self.mobile(), PhoneType.MOBILE))
-            if landline:
-                phones.append(Phone(landline, PhoneType.HOME))
-            address = shared or (
-                self.email(given, family, "parent.test") if rng.randrange(10) else ""
-            )
-            records.append(
-                Record(
-                    self.key("G"),
-                    ContactData(
-                        given,
-                        family,
-                        Role.GUARDIAN,
-                        phones=phones,
-                        emails=(Email(address, EmailType.HOME),) if address else (),
-                        relationships=tuple(
-                            Relationship(p, priority, parental_responsibility=responsibility)
-                            for p in pupils
-                        ),
-                    ),
-                )
-            )
+        records += (
+            self.guardian(priority, surname, pupils, landline=landline, shared=shared)
+            for priority in range(1, guardians + 1)
+        )
         return records
+
+    def joiners(self, wanted: int) -> list[Record]:
+        """New families until they hold *wanted* pupils."""
+        arrived: list[Record] = []
+        while wanted > 0:
+            family = self.family(max_children=wanted)
+            wanted -= sum(1 for r in family if r.data.role is Role.PUPIL)
+            arrived.extend(family)
+        return arrived
+
+    def pupil(self, surname: str) -> Record:
+        """A child of a family: a year group, a form, and from year 7 mostly a school email."""
+        rng = self.rng
+        key = self.key("P")
+        year = rng.choice(_YEARS)
+        given = self.given()
+        emails: tuple[Email, ...] = ()
+        if year in _SECONDARY and rng.randrange(5):
+            emails = (Email(self.email(given[0], surname, "school.test"), EmailType.WORK),)
+        data = ContactData(
+            given,
+            surname,
+            Role.PUPIL,
+            emails=emails,
+            year_group=year,
+            registration_group=f"{year}{rng.choice(_FORMS)}",
+        )
+        return Record(key, data)
+
+    def guardian(
+        self, priority: int, surname: str, pupils: list[str], *, landline: str, shared: str
+    ) -> Record:
+        """A guardian of all *pupils*, with the family's *landline* and *shared* email, if any."""
+        rng = self.rng
+        responsibility = not (
+            (priority == 3 and rng.randrange(2)) or (priority == 2 and rng.randrange(20) == 0)
+        )
+        given = self.given()
+        family = surname if rng.randrange(10) < 7 else self.surname()
+        phones = []
+        if rng.randrange(20):
+            phones.append(Phone(self.mobile(), PhoneType.MOBILE))
+        if landline:
+            phones.append(Phone(landline, PhoneType.HOME))
+        address = shared or (self.email(given, family, "parent.test") if rng.randrange(10) else "")
+        return Record(
+            self.key("G"),
+            ContactData(
+                given,
+                family,
+                Role.GUARDIAN,
+                phones=phones,
+                emails=(Email(address, EmailType.HOME),) if address else (),
+                relationships=tuple(
+                    Relationship(p, priority, parental_responsibility=responsibility)
+                    for p in pupils
+                ),
+            ),
+        )
 
     def worker(self, prefix: str, role: Role, domain: str, mobile_in: int) -> Record:
         """A member of staff, a governor or an address-book contact."""

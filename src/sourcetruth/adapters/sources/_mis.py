@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from sourcetruth.exceptions import UsageError
-from sourcetruth.model import SourceKind
+from sourcetruth.model import SourceKind, check_source_name
 
 __all__ = ["MisExportAdapter"]
 
@@ -31,9 +31,7 @@ class MisExportAdapter:
         allow_cp1252: bool = False,
         max_reject_fraction: float = 0.0,
     ) -> None:
-        if not source or ":" in source:
-            msg = f"a source name must be non-empty and contain no ':' (got {source!r})"
-            raise UsageError(msg)
+        check_source_name(source)
         if not 0.0 <= max_reject_fraction <= 1.0:
             msg = "max_reject_fraction is a fraction of rows, from 0 to 1"
             raise UsageError(msg)

@@ -21,8 +21,6 @@ keeps values exactly as the sources gave them.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import unicodedata
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._util import csv_text
 from sourcetruth.effective import contacts_at
 from sourcetruth.exceptions import AdapterError
 from sourcetruth.model import Book, Contact, PhoneType, record_id
@@ -124,15 +123,14 @@ def export_csv(book: Book, *, policy: Policy, at: datetime, include_departed: bo
     Rows are sorted by contact id, so the same book gives the same bytes.
     Departed contacts are left out unless *include_departed*.
     """
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(COLUMNS)
-    for contact in contacts_at(book, policy=policy, at=at):
-        if contact.departed and not include_departed:
-            continue
-        row = _row(contact, policy.default_region)
-        writer.writerow(neutralise(row[column], column=column) for column in COLUMNS)
-    return out.getvalue()
+    rows = (
+        _row(contact, policy.default_region)
+        for contact in contacts_at(book, policy=policy, at=at)
+        if include_departed or not contact.departed
+    )
+    return csv_text(
+        COLUMNS, ([neutralise(row[column], column=column) for column in COLUMNS] for row in rows)
+    )
 
 
 def write_export(

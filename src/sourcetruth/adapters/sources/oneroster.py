@@ -171,8 +171,6 @@ staff member with relationships with a ``role-secondary-guardian`` notice.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import zipfile
@@ -182,9 +180,22 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Final
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 
+from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources._mis import MisExportAdapter
+from sourcetruth.adapters.sources._oneroster_format import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    ORG_COLUMNS,
+    ORGS,
+    ROLE_COLUMNS,
+    ROLES,
+    USERS,
+    USERS_11,
+    USERS_12,
+)
+from sourcetruth.adapters.sources._oneroster_writer import write_bundle
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
@@ -192,7 +203,6 @@ from sourcetruth.exceptions import (
     EncodingError,
     RejectedFileError,
     SourceDataError,
-    UsageError,
 )
 from sourcetruth.model import (
     ContactData,
@@ -215,11 +225,7 @@ COVERS: Final = frozenset(
     {"given_name", "family_name", "role", "phones", "emails", "relationships", "year_group"}
 )
 
-_MANIFEST: Final = "manifest.csv"
-_USERS: Final = "users.csv"
-_ROLES: Final = "roles.csv"
-_ORGS: Final = "orgs.csv"
-_WANTED: Final = (_MANIFEST, _USERS, _ROLES, _ORGS)
+_WANTED: Final = (MANIFEST, USERS, ROLES, ORGS)
 
 # No real bundle comes near this; it stops a zip bomb before it fills memory.
 _MAX_FILE_BYTES: Final = 256 * 1024 * 1024
@@ -251,80 +257,13 @@ _ROLE_NAMES: Final = {
 # True: the person leaves. "inactive" is 1.0's word; 1.1 says to read it as tobedeleted.
 _STATUSES: Final = {"": False, "active": False, "tobedeleted": True, "inactive": True}
 
-_MANIFEST_COLUMNS: Final = ("propertyName", "value")
-_USERS_11: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "orgSourcedIds",
-    "role",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-)
-_USERS_12: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-    "userMasterIdentifier",
-    "preferredGivenName",
-    "preferredMiddleName",
-    "preferredFamilyName",
-    "primaryOrgSourcedId",
-    "pronouns",
-)
 # Either version's columns are known in both: 1.2 exports keep 1.1's role
 # column, and resourceSourcedIds is in some 1.2 drafts.
 _USER_COLUMNS: Final = (
-    *_USERS_11,
-    *(c for c in _USERS_12 if c not in _USERS_11),
+    *USERS_11,
+    *(c for c in USERS_12 if c not in USERS_11),
     "resourceSourcedIds",
 )
-_ROLE_COLUMNS: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "userSourcedId",
-    "roleType",
-    "role",
-    "beginDate",
-    "endDate",
-    "orgSourcedId",
-    "userProfileSourcedId",
-)
-_ORG_COLUMNS: Final = (
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "name",
-    "type",
-    "identifier",
-    "parentSourcedId",
-)
-
 # Misspellings seen in real exports, read as the column they mean.
 _MISSPELT: Final = {
     "prefferedgivenname": "preferredGivenName",
@@ -379,11 +318,11 @@ def _load_zip(path: Path) -> dict[str, tuple[str, bytes]]:
         roots = {
             PurePosixPath(info.filename).parent
             for info in members
-            if PurePosixPath(info.filename).name.casefold() == _MANIFEST
+            if PurePosixPath(info.filename).name.casefold() == MANIFEST
         }
         if len(roots) > 1:
             msg = "the zip file holds more than one manifest.csv"
-            raise SourceDataError(msg, file=_MANIFEST)
+            raise SourceDataError(msg, file=MANIFEST)
         root = roots.pop() if roots else PurePosixPath(".")
         for info in sorted(members, key=lambda i: i.filename):
             member = PurePosixPath(info.filename)
@@ -446,29 +385,29 @@ def _file_mode(props: Mapping[str, tuple[str, int]], name: str, file: str) -> st
 def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Manifest:
     # Nothing in a bundle can be read without its manifest, so its problems
     # are raised at once as a single SourceDataError.
-    if _MANIFEST not in files:
+    if MANIFEST not in files:
         msg = "the bundle has no manifest.csv"
-        raise SourceDataError(msg, file=_MANIFEST)
-    name, data = files[_MANIFEST]
+        raise SourceDataError(msg, file=MANIFEST)
+    name, data = files[MANIFEST]
     table = read_table(data, file=name, allow_cp1252=allow_cp1252)
     if table.problems:
         msg_0 = f"{name}: unreadable rows"
         raise RejectedFileError(msg_0, list(table.problems), file=name)
     columns = _column_map(table.header)
-    for column in _MANIFEST_COLUMNS:
+    for column in MANIFEST_COLUMNS:
         if column.casefold() not in columns:
             msg = "a required column is missing"
             raise SourceDataError(msg, file=name, line=1, field=column)
     key_at, value_at = columns["propertyname"], columns["value"]
     props: dict[str, tuple[str, int]] = {}
     for row in table.rows:
-        prop = _cell(row, key_at).strip().casefold()
+        prop = cell(row.cells, key_at).strip().casefold()
         if not prop:
             continue
         if prop in props:
             msg = "a property is listed twice"
             raise SourceDataError(msg, file=name, line=row.line, field="propertyName")
-        props[prop] = (_cell(row, value_at), row.line)
+        props[prop] = (cell(row.cells, value_at), row.line)
     version, line = props.get("oneroster.version", ("", 1))
     version = version.strip()
     if version not in _VERSIONS:
@@ -492,12 +431,6 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
 # -- rows --------------------------------------------------------------------------
 
 
-def _cell(row: Row, index: int | None) -> str:
-    if index is None or index >= len(row.cells):
-        return ""
-    return row.cells[index]
-
-
 @frozen
 class _Sheet:
     """A table and where its known columns are."""
@@ -508,7 +441,7 @@ class _Sheet:
     usable: bool
 
     def get(self, row: Row, column: str) -> str:
-        return _cell(row, self.columns.get(column))
+        return cell(row.cells, self.columns.get(column))
 
     def has(self, column: str) -> bool:
         return column in self.columns
@@ -555,6 +488,20 @@ class _Person:
     def guardian(self) -> bool:
         """Holds a guardian role and is not, first of all, a pupil."""
         return Role.GUARDIAN in self.roles and self.role is not Role.PUPIL
+
+
+@define
+class _Linking:
+    """The links found so far: guardian key -> pupil keys, and what is known of each guardian.
+
+    ``own``: guardians whose own row carries a link (to a pupil, or to a user
+    leaving). ``unseen``: guardians whose own row names a pupil the delta
+    does not hold.
+    """
+
+    found: dict[str, set[str]] = field(factory=dict)
+    own: set[str] = field(factory=set)
+    unseen: set[str] = field(factory=set)
 
 
 @frozen
@@ -613,7 +560,7 @@ class _Read:
         self.rejects: dict[str, list[SourceDataError]] = {}
         self.row_counts: dict[str, int] = {}
         self.rejected_keys: set[str] = set()
-        self.users_file = files.get(_USERS, (_USERS, b""))[0]
+        self.users_file = files.get(USERS, (USERS, b""))[0]
         self.roles_file: str | None = None
         self.delta = manifest.kind is SnapshotKind.DELTA
         # user key -> line of a rejected roles.csv row of that user
@@ -894,14 +841,9 @@ class _Read:
 
     def links(self, people: Mapping[str, _Person], leaving: Mapping[str, _User]) -> _Links:
         """The relationships, as guardian key -> pupil keys, each checked and given once."""
-        found: dict[str, set[str]] = {}
-        own: set[str] = set()
-        unseen: set[str] = set()
-        delta = self.delta
-        complete = self.agents_complete
+        linking = _Linking()
         for person in sorted(people.values(), key=lambda p: p.user.line):
-            user = person.user
-            if delta and not complete and person.role is Role.PUPIL:
+            if self.delta and not self.agents_complete and person.role is Role.PUPIL:
                 # The row says whom the pupil names now, not whom it stopped naming.
                 msg = (
                     "read with guardian_agents_complete=False, a pupil's row cannot unlink a "
@@ -909,95 +851,116 @@ class _Read:
                     "pupil until the next full bundle (unless the guardian's own row in this "
                     "delta lists its pupils)"
                 )
-                self.agent_notice(user, "agent-removal-unseen", msg)
-            for agent in user.agents:
-                other = people.get(agent)
-                if agent == user.key:
-                    self.agent_notice(
-                        user, "agent-role", "the user names itself as its own agent; skipped"
-                    )
-                elif agent in leaving:
-                    if person.guardian:
-                        own.add(user.key)
-                    self.agent_notice(
-                        user,
-                        "agent-removed",
-                        f"agent {agent!r} is marked tobedeleted; link skipped",
-                    )
-                elif other is None and (delta or agent in self.rejected_keys):
-                    if agent in self.rejected_keys:
-                        why = "was rejected"
-                    elif agent in self.roleless:
-                        why = "has no role in this delta"
-                    else:
-                        why = "is not in this delta"
-                    if person.guardian:
-                        self.agent_notice(
-                            user,
-                            "agent-unverified",
-                            f"agent {agent!r} {why}, so its role is unchecked; "
-                            "the guardian's own link is kept",
-                        )
-                        found.setdefault(user.key, set()).add(agent)
-                        own.add(user.key)
-                        unseen.add(user.key)
-                    else:
-                        self.agent_notice(
-                            user,
-                            "agent-unverified",
-                            f"agent {agent!r} {why}; only a guardian's own row can carry "
-                            "the link here, so it is skipped (a full bundle brings it)",
-                        )
-                elif other is None:
-                    self.agent_notice(
-                        user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
-                    )
-                elif person.role is Role.PUPIL and other.guardian:
-                    found.setdefault(agent, set()).add(user.key)
-                    if complete and user.key not in other.user.agents:
-                        self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
-                elif person.guardian and other.role is Role.PUPIL:
-                    found.setdefault(user.key, set()).add(agent)
-                    own.add(user.key)
-                else:
-                    mine = "/".join(sorted(r.value for r in person.roles))
-                    theirs = "/".join(sorted(r.value for r in other.roles))
-                    self.agent_notice(
-                        user,
-                        "agent-role",
-                        f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
-                        "between a pupil and a guardian; skipped",
-                    )
+                self.agent_notice(person.user, "agent-removal-unseen", msg)
+            for agent in person.user.agents:
+                self.link(person, agent, people, leaving, linking)
+        partial = self.partial(people, linking) if self.delta else set()
+        return _Links(linking.found, frozenset(partial), frozenset(linking.unseen - partial))
+
+    def link(
+        self,
+        person: _Person,
+        agent: str,
+        people: Mapping[str, _Person],
+        leaving: Mapping[str, _User],
+        linking: _Linking,
+    ) -> None:
+        """Check one agent that *person*'s row names, and link the two when it holds."""
+        user = person.user
+        other = people.get(agent)
+        if agent == user.key:
+            self.agent_notice(user, "agent-role", "the user names itself as its own agent; skipped")
+        elif agent in leaving:
+            if person.guardian:
+                linking.own.add(user.key)
+            self.agent_notice(
+                user, "agent-removed", f"agent {agent!r} is marked tobedeleted; link skipped"
+            )
+        elif other is None and (self.delta or agent in self.rejected_keys):
+            self.unverified(person, agent, linking)
+        elif other is None:
+            self.agent_notice(
+                user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
+            )
+        elif person.role is Role.PUPIL and other.guardian:
+            linking.found.setdefault(agent, set()).add(user.key)
+            if self.agents_complete and user.key not in other.user.agents:
+                self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
+        elif person.guardian and other.role is Role.PUPIL:
+            linking.found.setdefault(user.key, set()).add(agent)
+            linking.own.add(user.key)
+        else:
+            mine = "/".join(sorted(r.value for r in person.roles))
+            theirs = "/".join(sorted(r.value for r in other.roles))
+            self.agent_notice(
+                user,
+                "agent-role",
+                f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
+                "between a pupil and a guardian; skipped",
+            )
+
+    def unverified(self, person: _Person, agent: str, linking: _Linking) -> None:
+        """An agent whose role cannot be checked: only a guardian's own row keeps the link."""
+        user = person.user
+        if agent in self.rejected_keys:
+            why = "was rejected"
+        elif agent in self.roleless:
+            why = "has no role in this delta"
+        else:
+            why = "is not in this delta"
+        if not person.guardian:
+            self.agent_notice(
+                user,
+                "agent-unverified",
+                f"agent {agent!r} {why}; only a guardian's own row can carry "
+                "the link here, so it is skipped (a full bundle brings it)",
+            )
+            return
+        self.agent_notice(
+            user,
+            "agent-unverified",
+            f"agent {agent!r} {why}, so its role is unchecked; the guardian's own link is kept",
+        )
+        linking.found.setdefault(user.key, set()).add(agent)
+        linking.own.add(user.key)
+        linking.unseen.add(user.key)
+
+    def partial(self, people: Mapping[str, _Person], linking: _Linking) -> set[str]:
+        """In a delta, the guardians whose links are kept as the book has them.
+
+        A guardian whose own row lists no pupil: with guardian_agents_complete
+        its list is complete (it is linked to what the delta links it to), and
+        without, its links are on pupil rows the delta need not hold.
+        """
         partial: set[str] = set()
-        if delta:
-            for key in sorted(people, key=lambda k: people[k].user.line):
-                person = people[key]
-                if not person.guardian or key in own:
-                    continue
-                if complete:
-                    # Its own list is complete: its links are that list and the pupil rows'.
-                    if not found.get(key):
-                        msg = (
-                            "the guardian's row lists no pupil and no pupil row of this delta "
-                            "names it: its list is read as complete (guardian_agents_complete="
-                            "True), so it is linked to no pupil; an export that writes links "
-                            "only on pupil rows needs guardian_agents_complete=False"
-                        )
-                        self.agent_notice(person.user, "agent-list-empty", msg)
-                    continue
-                partial.add(key)
-                msg = (
-                    "the guardian's row lists no pupil, and with guardian_agents_complete=False "
-                    "its links are read from pupil rows, which a delta need not hold: its "
-                    "relationships are kept as the book has them"
-                )
-                if found.get(key):
-                    msg += (
-                        "; the links on pupil rows of this delta reach only a guardian new to "
-                        "the book, and the next full bundle brings them to one it holds"
+        for key in sorted(people, key=lambda k: people[k].user.line):
+            person = people[key]
+            if not person.guardian or key in linking.own:
+                continue
+            if self.agents_complete:
+                # Its own list is complete: its links are that list and the pupil rows'.
+                if not linking.found.get(key):
+                    msg = (
+                        "the guardian's row lists no pupil and no pupil row of this delta "
+                        "names it: its list is read as complete (guardian_agents_complete="
+                        "True), so it is linked to no pupil; an export that writes links "
+                        "only on pupil rows needs guardian_agents_complete=False"
                     )
-                self.agent_notice(person.user, "agent-not-in-delta", msg)
-        return _Links(found, frozenset(partial), frozenset(unseen - partial))
+                    self.agent_notice(person.user, "agent-list-empty", msg)
+                continue
+            partial.add(key)
+            msg = (
+                "the guardian's row lists no pupil, and with guardian_agents_complete=False "
+                "its links are read from pupil rows, which a delta need not hold: its "
+                "relationships are kept as the book has them"
+            )
+            if linking.found.get(key):
+                msg += (
+                    "; the links on pupil rows of this delta reach only a guardian new to "
+                    "the book, and the next full bundle brings them to one it holds"
+                )
+            self.agent_notice(person.user, "agent-not-in-delta", msg)
+        return partial
 
     def one_sided(self, agent: str) -> str:
         """The agent-one-sided message: a pupil names a guardian whose row does not name it."""
@@ -1065,7 +1028,7 @@ class _Read:
             partly.add(key)
         for key, (chosen, rows) in self.role_changes.items():
             membership[key] = True if self.member(None, rows) else None
-            where[key] = (self.roles_file or _ROLES, chosen.line)
+            where[key] = (self.roles_file or ROLES, chosen.line)
             partly.add(key)
         kept = {k for k, m in membership.items() if m}
         pupils = {k for k in kept if k in people and people[k].role is Role.PUPIL}
@@ -1117,6 +1080,27 @@ class _Read:
             raise RejectedFileError(msg, self.errors, file=file)
 
     def run(self, source: str, extracted_at: datetime) -> Reading:
+        users_sheet, roles_sheet = self.open_sheets()
+        role_rows: dict[str, list[_RoleRow]] = {}
+        if roles_sheet is not None and roles_sheet.usable:
+            role_rows = self.roles(roles_sheet)
+        people, leaving = self.people(users_sheet, roles_sheet, role_rows)
+        self.reject_files_if_needed()
+        self.raise_if_errors()
+
+        links = self.links(people, leaving)
+        found = links.found
+        kept = {*people, *self.roleless, *self.role_changes}
+        removed = set(leaving)
+        if self.org is not None:
+            kept, removed, found = self.filter_org(people, links, leaving, role_rows)
+        records = tuple(
+            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
+        )
+        return self.reading(source, extracted_at, records, removed)
+
+    def open_sheets(self) -> tuple[_Sheet | None, _Sheet | None]:
+        """users.csv and roles.csv (None where unreadable or not in the bundle); checks the org."""
         v12 = _VERSIONS[self.manifest.version]
         required = ["sourcedId", "givenName", "familyName"]
         # A 1.2 delta without roles.csv changes no role: its users are read without one.
@@ -1124,55 +1108,63 @@ class _Read:
             required.append("role")
         if self.org is not None and not v12:
             required.append("orgSourcedIds")
-        users_sheet = self.sheet(_USERS, _USER_COLUMNS, required)
+        users_sheet = self.sheet(USERS, _USER_COLUMNS, required)
         roles_sheet = None
         if self.manifest.roles:
             roles_required = ["userSourcedId", "role"]
             if self.org is not None:
                 roles_required.append("orgSourcedId")
-            roles_sheet = self.sheet(_ROLES, _ROLE_COLUMNS, roles_required)
+            roles_sheet = self.sheet(ROLES, ROLE_COLUMNS, roles_required)
         orgs_sheet = None
         if self.org is not None and self.manifest.orgs:
-            orgs_sheet = self.sheet(_ORGS, _ORG_COLUMNS, ["sourcedId"])
+            orgs_sheet = self.sheet(ORGS, ORG_COLUMNS, ["sourcedId"])
         if orgs_sheet is not None and not orgs_sheet.usable:
             orgs_sheet = None
         self.check_org(orgs_sheet)
+        return users_sheet, roles_sheet
 
-        users: list[_User] = []
-        role_rows: dict[str, list[_RoleRow]] = {}
-        if roles_sheet is not None and roles_sheet.usable:
-            role_rows = self.roles(roles_sheet)
+    def people(
+        self,
+        users_sheet: _Sheet | None,
+        roles_sheet: _Sheet | None,
+        role_rows: Mapping[str, Sequence[_RoleRow]],
+    ) -> tuple[dict[str, _Person], dict[str, _User]]:
+        """The users read with their roles, and the users leaving, by key."""
         people: dict[str, _Person] = {}
         leaving: dict[str, _User] = {}
-        if users_sheet is not None and users_sheet.usable:
-            users = self.users(users_sheet)
-            roles_file = roles_sheet.file if roles_sheet is not None else None
-            self.roles_file = roles_file
-            # With roles.csv missing or broken every user would read as having no
-            # role: that one problem is already collected, so do not repeat it per row.
-            roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
-            for user in users:
-                if user.leaves:
-                    leaving[user.key] = user
-                    continue
-                if roles_broken:
-                    continue
-                if user.key in self.held:
-                    # Reading its role from the rows left would change it on a guess.
-                    msg = (
-                        f"a roles.csv row of this user (line {self.held[user.key]}) was "
-                        "rejected, so its role is unknown: the user is held back too"
-                    )
-                    self.reject(self.users_file, user.line, "role", msg, user.key)
-                    continue
-                person = self.person(user, role_rows.get(user.key, ()), roles_file)
-                if person is not None:
-                    people[user.key] = person
-            if roles_sheet is not None and roles_file is not None:
-                known = {u.key for u in users} | self.rejected_keys
-                for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
-                    self.role_only(key, role_rows[key], roles_file)
+        if users_sheet is None or not users_sheet.usable:
+            return people, leaving
+        users = self.users(users_sheet)
+        roles_file = roles_sheet.file if roles_sheet is not None else None
+        self.roles_file = roles_file
+        # With roles.csv missing or broken every user would read as having no
+        # role: that one problem is already collected, so do not repeat it per row.
+        roles_broken = self.manifest.roles and (roles_sheet is None or not roles_sheet.usable)
+        for user in users:
+            if user.leaves:
+                leaving[user.key] = user
+                continue
+            if roles_broken:
+                continue
+            if user.key in self.held:
+                # Reading its role from the rows left would change it on a guess.
+                msg = (
+                    f"a roles.csv row of this user (line {self.held[user.key]}) was "
+                    "rejected, so its role is unknown: the user is held back too"
+                )
+                self.reject(self.users_file, user.line, "role", msg, user.key)
+                continue
+            person = self.person(user, role_rows.get(user.key, ()), roles_file)
+            if person is not None:
+                people[user.key] = person
+        if roles_sheet is not None and roles_file is not None:
+            known = {u.key for u in users} | self.rejected_keys
+            for key in sorted(set(role_rows) - known, key=lambda k: role_rows[k][0].line):
+                self.role_only(key, role_rows[key], roles_file)
+        return people, leaving
 
+    def reject_files_if_needed(self) -> None:
+        """Collect every file that lost more rows than ``max_reject_fraction`` allows."""
         for file, problems in self.rejects.items():
             try:
                 reject_if_needed(
@@ -1183,18 +1175,11 @@ class _Read:
                 )
             except RejectedFileError as error:
                 self.errors.extend(error.problems)
-        self.raise_if_errors()
 
-        links = self.links(people, leaving)
-        found = links.found
-        kept = {*people, *self.roleless, *self.role_changes}
-        removed = set(leaving)
-        if self.org is not None:
-            kept, removed, found = self.filter_org(people, links, leaving, role_rows)
-
-        records = tuple(
-            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
-        )
+    def reading(
+        self, source: str, extracted_at: datetime, records: tuple[Record, ...], removed: set[str]
+    ) -> Reading:
+        """The snapshot of *records* and the notices, in file order then line."""
         rejected = sum(len({p.line for p in problems}) for problems in self.rejects.values())
         kind = self.manifest.kind
         for problems in self.rejects.values():
@@ -1356,206 +1341,3 @@ class OneRosterAdapter(MisExportAdapter):
             agents_complete=self._guardian_agents_complete,
         )
         return run.run(self._source, at)
-
-
-# -- writing ------------------------------------------------------------------------
-
-_ORG_ID: Final = "school"
-
-_FILES_11: Final = (
-    "academicSessions",
-    "categories",
-    "classes",
-    "classResources",
-    "courses",
-    "courseResources",
-    "demographics",
-    "enrollments",
-    "lineItems",
-    "orgs",
-    "resources",
-    "results",
-    "users",
-)
-_FILES_12: Final = (
-    "academicSessions",
-    "categories",
-    "classes",
-    "classResources",
-    "courses",
-    "courseResources",
-    "demographics",
-    "enrollments",
-    "lineItemLearningObjectiveIds",
-    "lineItems",
-    "lineItemScoreScales",
-    "orgs",
-    "resources",
-    "resultLearningObjectiveIds",
-    "results",
-    "resultScoreScales",
-    "roles",
-    "scoreScales",
-    "userProfiles",
-    "userResources",
-    "users",
-)
-_WRITTEN_ROLES: Final = {
-    Role.PUPIL: "student",
-    Role.GUARDIAN: "guardian",
-    Role.STAFF: "teacher",
-    # Not OneRoster roles: written as extension values, read back as OTHER.
-    Role.GOVERNOR: "ext:governor",
-    Role.OTHER: "ext:other",
-}
-
-
-def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
-def _stamp(at: datetime) -> str:
-    at = utc(at)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
-
-def write_bundle(
-    snapshot: Snapshot, directory: str | os.PathLike[str], *, version: str = "1.2"
-) -> None:
-    """Write *snapshot* as a OneRoster *version* ("1.1" or "1.2") bundle into *directory*.
-
-    A full snapshot becomes a bulk bundle, a delta a delta one whose removed
-    keys are users with status ``tobedeleted``. The bundle holds
-    ``manifest.csv``, ``users.csv``, ``orgs.csv`` (one org, ``school``) and
-    for 1.2 ``roles.csv``. Rows are sorted by key and the bytes are UTF-8 with
-    ``\\r\\n`` line ends, so one snapshot always gives the same files.
-
-    Values the format cannot carry are left out: phones other than the first
-    mobile and the first home one, emails after the first, an email's type
-    (read back as ``OTHER``), registration groups. A relationship (its pupil
-    a key of this snapshot's source) is written on both sides (the
-    guardian's and the pupil's ``agentSourcedIds``; the pupil's only when
-    the pupil is in the snapshot), so the bundle is read with the default
-    ``guardian_agents_complete=True``; in 1.2 a record that holds
-    relationships without being a guardian gets a secondary guardian role,
-    so that it reads back. Raises :class:`~sourcetruth.UsageError` for an
-    unknown version or keys that clash, :class:`~sourcetruth.AdapterError`
-    when writing fails.
-    """
-    if version not in ("1.1", "1.2"):
-        msg = f"write_bundle writes OneRoster 1.1 or 1.2, not {version!r}"
-        raise UsageError(msg)
-    keys = [r.key for r in snapshot.records]
-    if len(set(keys)) != len(keys):
-        msg = "two records of the snapshot share a key"
-        raise UsageError(msg)
-    if set(keys) & set(snapshot.removed):
-        msg = "the snapshot both changes and removes a key"
-        raise UsageError(msg)
-    if any(not k or k != k.strip() for k in [*keys, *snapshot.removed]):
-        msg = "a key is empty or has spaces around it, which a bundle cannot carry"
-        raise UsageError(msg)
-    v12 = version == "1.2"
-    delta = snapshot.kind is SnapshotKind.DELTA
-    mode = "delta" if delta else "bulk"
-    # Bulk files leave status and dateLastModified empty; delta files fill them.
-    stamp = _stamp(snapshot.extracted_at) if delta else ""
-    active = "active" if delta else ""
-
-    by_key = {r.key: r for r in snapshot.records}
-    agents: dict[str, set[str]] = {k: set() for k in by_key}
-    for record in snapshot.records:
-        for rel in record.data.relationships:
-            pupil = rel.pupil
-            agents[record.key].add(pupil)
-            if pupil in agents:
-                agents[pupil].add(record.key)
-
-    users_header = _USERS_12 if v12 else _USERS_11
-    users: list[tuple[str, dict[str, str]]] = []
-    roles: list[list[str]] = []
-    for key in sorted(by_key):
-        data = by_key[key].data
-        mobile = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
-        home = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
-        role = _WRITTEN_ROLES[data.role]
-        cells = {
-            "sourcedId": key,
-            "status": active,
-            "dateLastModified": stamp,
-            "enabledUser": "true",
-            "orgSourcedIds": _ORG_ID,
-            "role": role,
-            "username": key,
-            "givenName": data.given_name,
-            "familyName": data.family_name,
-            "email": data.emails[0].address if data.emails else "",
-            "sms": mobile,
-            "phone": home,
-            "agentSourcedIds": ",".join(sorted(agents[key])),
-            "grades": data.year_group if data.role is Role.PUPIL else "",
-            "primaryOrgSourcedId": _ORG_ID,
-        }
-        users.append((key, cells))
-        roles.append([f"{key}-primary", active, stamp, key, "primary", role, "", "", _ORG_ID, ""])
-        if data.relationships and data.role is not Role.GUARDIAN:
-            roles.append(
-                [
-                    f"{key}-guardian",
-                    active,
-                    stamp,
-                    key,
-                    "secondary",
-                    "guardian",
-                    "",
-                    "",
-                    _ORG_ID,
-                    "",
-                ]
-            )
-    for key in snapshot.removed:
-        users.append(
-            (
-                key,
-                {
-                    "sourcedId": key,
-                    "status": "tobedeleted",
-                    "dateLastModified": stamp,
-                    "enabledUser": "false",
-                },
-            )
-        )
-    users.sort(key=lambda item: item[0])
-
-    listed = _FILES_12 if v12 else _FILES_11
-    written = {"users", "orgs", "roles"} if v12 else {"users", "orgs"}
-    manifest = [
-        ["manifest.version", "1.0"],
-        ["oneroster.version", version],
-        *([f"file.{name}", mode if name in written else "absent"] for name in listed),
-        ["source.systemName", "sourcetruth"],
-        ["source.systemCode", snapshot.source],
-    ]
-    out = {
-        _MANIFEST: _csv(_MANIFEST_COLUMNS, manifest),
-        _USERS: _csv(
-            users_header, ([cells.get(c, "") for c in users_header] for _, cells in users)
-        ),
-        _ORGS: _csv(_ORG_COLUMNS, [[_ORG_ID, active, stamp, "School", "school", "", ""]]),
-    }
-    if v12:
-        out[_ROLES] = _csv(_ROLE_COLUMNS, roles)
-    target = Path(directory)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        for name in sorted(out):
-            (target / name).write_bytes(out[name])
-    except OSError as error:
-        msg = (
-            f"cannot write the OneRoster bundle to {os.fspath(target)!r}: {error.strerror or error}"
-        )
-        raise AdapterError(msg) from None

@@ -111,25 +111,31 @@ round trip and for tests.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from attrs import frozen
+from attrs import define, field, frozen
 
+from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources._mis import MisExportAdapter
+from sourcetruth.adapters.sources._sds_format import (
+    COLUMNS,
+    ORGS,
+    RELATIONSHIPS,
+    REQUIRED,
+    ROLES,
+    USERS,
+)
+from sourcetruth.adapters.sources._sds_writer import DEFAULT_ORG, write_files
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
 from sourcetruth.exceptions import (
     AdapterError,
     RejectedFileError,
     SourceDataError,
-    UsageError,
 )
 from sourcetruth.model import (
     ContactData,
@@ -151,48 +157,6 @@ COVERS: Final = frozenset(
     {"given_name", "family_name", "role", "phones", "emails", "relationships", "year_group"}
 )
 
-#: The org that :func:`write_files` puts every role in, unless told another.
-DEFAULT_ORG: Final = "school"
-
-ORGS: Final = "orgs.csv"
-USERS: Final = "users.csv"
-ROLES: Final = "roles.csv"
-RELATIONSHIPS: Final = "relationships.csv"
-
-# Every column of each file that the doc names, in the doc's order, and the
-# ones this adapter requires (the doc's required ones, plus those that carry a
-# covered field: see the module docstring).
-_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
-    ORGS: ("sourcedId", "name", "type", "parentSourcedId"),
-    USERS: (
-        "sourcedId",
-        "username",
-        "givenName",
-        "familyName",
-        "password",
-        "activeDirectoryMatchId",
-        "email",
-        "phone",
-        "sms",
-    ),
-    ROLES: (
-        "userSourcedId",
-        "orgSourcedId",
-        "role",
-        "sessionSourcedId",
-        "grade",
-        "isPrimary",
-        "roleStartDate",
-        "roleEndDate",
-    ),
-    RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
-}
-_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
-    ORGS: ("sourcedId", "name", "type"),
-    USERS: ("sourcedId", "username", "givenName", "familyName", "email", "phone", "sms"),
-    ROLES: ("userSourcedId", "orgSourcedId", "role", "grade"),
-    RELATIONSHIPS: ("userSourcedId", "relationshipUserSourcedId", "relationshipRole"),
-}
 # Why a missing file refuses the read (module docstring).
 _MISSING_WHY: Final[Mapping[str, str]] = {
     ORGS: "SDS requires it, so the export is incomplete",
@@ -256,15 +220,6 @@ _OTHER_LINKS: Final = frozenset({"aide", "doctor", "other", "child"})
 # Which role wins when a user's rows disagree and no isPrimary row decides.
 _PRECEDENCE: Final = (Role.PUPIL, Role.STAFF, Role.GUARDIAN, Role.OTHER)
 
-# What write_files puts in roles.csv for each role it can carry.
-_ROLE_VALUE: Final[Mapping[Role, str]] = {
-    Role.PUPIL: "student",
-    Role.STAFF: "staff",
-    Role.GUARDIAN: "guardian",
-    Role.OTHER: "other",
-}
-
-
 # -- reading ---------------------------------------------------------------------
 
 
@@ -297,6 +252,28 @@ class _Link:
     role: str
 
 
+#: Each user's role from roles.csv, and the row it came from.
+_Roles = Mapping[str, tuple[Role, _RoleRow | None]]
+
+
+def _role(roles: _Roles, key: str) -> Role | None:
+    """The role from roles.csv; None for a contact (no role row)."""
+    found = roles.get(key)
+    return None if found is None else found[0]
+
+
+@define
+class _Relations:
+    """The relationships.csv links read, and what a rejected row could have hidden."""
+
+    #: The pupils of each contact, in file order.
+    linked: defaultdict[str, list[str]] = field(factory=lambda: defaultdict(list))
+    #: Every user named as a contact, usable or not.
+    named: set[str] = field(factory=set)
+    #: Contacts linked to a user with no usable row.
+    touched_missing: set[str] = field(factory=set)
+
+
 class _File:
     """One file's table, its columns by canonical name, and what went wrong in it."""
 
@@ -307,10 +284,7 @@ class _File:
         self.row_problems: list[SourceDataError] = list(table.problems)
 
     def cell(self, row: Row, column: str) -> str:
-        index = self.columns.get(column)
-        if index is None or index >= len(row.cells):
-            return ""
-        return row.cells[index]
+        return cell(row.cells, self.columns.get(column))
 
     @property
     def total_rows(self) -> int:
@@ -397,12 +371,10 @@ class _Reader:
         names = {index: column for column, index in columns.items()}
         id_index = columns.get(_IDS[name][0])
         for row in table.rows:
-            for index, cell in enumerate(row.cells):
-                if index not in names or ("\n" not in cell and "\r" not in cell):
+            for index, text in enumerate(row.cells):
+                if index not in names or ("\n" not in text and "\r" not in text):
                     continue  # an unknown column is ignored, so its cells are not read
-                key = None
-                if id_index is not None and id_index < len(row.cells):
-                    key = row.cells[id_index].strip() or None
+                key = cell(row.cells, id_index).strip() or None
                 self.notices.append(
                     Notice(
                         "line-break",
@@ -418,7 +390,7 @@ class _Reader:
         if not table.header:
             self.problems.append(SourceDataError("the file is empty: it has no header", file=name))
             return None
-        known = {column.casefold(): column for column in _COLUMNS[name]}
+        known = {column.casefold(): column for column in COLUMNS[name]}
         columns: dict[str, int] = {}
         failed = False
         for index, raw in enumerate(table.header):
@@ -455,7 +427,7 @@ class _Reader:
                     )
                 )
             columns[canonical] = index
-        for column in _REQUIRED[name]:
+        for column in REQUIRED[name]:
             if column not in columns:
                 self.problems.append(
                     SourceDataError("a required column is missing", file=name, field=column)
@@ -692,29 +664,47 @@ class _Reader:
         )
 
     def read(self) -> Reading:
-        adapter = self.adapter
-        folder = adapter.path
-        if not folder.is_dir():
-            msg = f"no SDS folder at {folder}"
-            raise AdapterError(msg)
-        for name in (ORGS, USERS, ROLES, RELATIONSHIPS):
-            self._load(folder, name)
-
+        folder = self._load_files()
         orgs = self._orgs()
         users, duplicated = self._users()
         role_rows = self._roles()
         links = self._links()
         self._check_rejects()
+        scope = self._scope(orgs)
+        self._raise_if_problems(folder)
+        rows_by_user = self._rows_by_user(role_rows, users, duplicated, orgs)
+        roles = {key: self._role_of(key, rows) for key, rows in rows_by_user.items()}
+        relations = self._relations(links, users, roles)
+        kept = self._kept(users, roles, rows_by_user, relations.linked, scope)
+        held = self._held(kept, roles, relations)
+        records = [
+            Record(key, self._data(users[key], roles.get(key), relations.linked.get(key)))
+            for key in sorted(kept - held)
+        ]
+        return self._reading(records, held)
 
-        scope: set[str] | None = None
-        if adapter.org is not None:
-            if ORGS in self.files and adapter.org not in orgs:
-                self.problems.append(
-                    SourceDataError(
-                        "the org to read is not in the file", file=ORGS, field="sourcedId"
-                    )
-                )
-            scope = _below(adapter.org, orgs)
+    def _load_files(self) -> Path:
+        """Load the four files of the adapter's folder; the folder."""
+        folder = self.adapter.path
+        if not folder.is_dir():
+            msg = f"no SDS folder at {folder}"
+            raise AdapterError(msg)
+        for name in (ORGS, USERS, ROLES, RELATIONSHIPS):
+            self._load(folder, name)
+        return folder
+
+    def _scope(self, orgs: Mapping[str, str]) -> set[str] | None:
+        """The orgs the filter keeps (its org and those below it); None without a filter."""
+        org = self.adapter.org
+        if org is None:
+            return None
+        if ORGS in self.files and org not in orgs:
+            self.problems.append(
+                SourceDataError("the org to read is not in the file", file=ORGS, field="sourcedId")
+            )
+        return _below(org, orgs)
+
+    def _raise_if_problems(self, folder: Path) -> None:
         if self.problems:
             files = {p.file for p in self.problems}
             only = files.pop() if len(files) == 1 else None
@@ -724,7 +714,14 @@ class _Reader:
             )
             raise RejectedFileError(msg, self.problems, file=only)
 
-        # Roles, by user.
+    def _rows_by_user(
+        self,
+        role_rows: Sequence[_RoleRow],
+        users: Mapping[str, _User],
+        duplicated: set[str],
+        orgs: Mapping[str, str],
+    ) -> dict[str, list[_RoleRow]]:
+        """The role rows of each usable user; a row of any other user is skipped."""
         rows_by_user: dict[str, list[_RoleRow]] = defaultdict(list)
         for row in role_rows:
             if row.user not in users:
@@ -752,21 +749,15 @@ class _Reader:
                     )
                 )
             rows_by_user[row.user].append(row)
-        roles: dict[str, tuple[Role, _RoleRow | None]] = {
-            key: self._role_of(key, rows) for key, rows in rows_by_user.items()
-        }
+        return rows_by_user
 
-        def role(key: str) -> Role | None:
-            """The role from roles.csv; None for a contact (no role row)."""
-            found = roles.get(key)
-            return None if found is None else found[0]
-
-        # Relationships, on the contact, in file order.
-        linked: dict[str, list[str]] = defaultdict(list)
-        contacts_named: set[str] = set()  # every user named as a contact, usable or not
-        touched_missing: set[str] = set()  # contacts linked to a user with no usable row
+    def _relations(
+        self, links: Sequence[_Link], users: Mapping[str, _User], roles: _Roles
+    ) -> _Relations:
+        """The guardian links, on the contact, in file order; every other link is skipped."""
+        relations = _Relations()
         for link in links:
-            contacts_named.add(link.contact)
+            relations.named.add(link.contact)
             if link.pupil == link.contact:
                 self._link_notice(
                     "relationship-self",
@@ -775,84 +766,101 @@ class _Reader:
                     "relationshipUserSourcedId",
                     link.contact,
                 )
-                continue
-            missing = [
-                (column, key)
-                for column, key in (
-                    ("userSourcedId", link.pupil),
-                    ("relationshipUserSourcedId", link.contact),
-                )
-                if key not in users
-            ]
-            if missing:
-                for column, key in missing:
-                    self._link_notice(
-                        "relationship-missing-user",
-                        "a relationship to a user with no usable users.csv row; skipped",
-                        link,
-                        column,
-                        key,
-                    )
-                touched_missing.add(link.contact)
-                continue
-            kind = link.role.casefold()
-            if kind not in _GUARDIAN_LINKS:
-                known = kind in _OTHER_LINKS
-                self._link_notice(
-                    "relationship-not-guardian" if known else "unknown-relationship-role",
-                    "a relationship that is not a guardian's; no link made"
-                    if known
-                    else "a relationshipRole that SDS v2.1 does not define; no link made",
-                    link,
-                    "relationshipRole",
-                    link.contact,
-                )
-                continue
-            pupil_role, contact_role = role(link.pupil), role(link.contact)
-            if pupil_role is not Role.PUPIL:
-                if contact_role is Role.PUPIL:
-                    self._link_notice(
-                        "relationship-direction",
-                        "the relationship points the wrong way: the student is in "
-                        "relationshipUserSourcedId; skipped, not turned round",
-                        link,
-                        "relationshipUserSourcedId",
-                        link.contact,
-                    )
-                else:
-                    self._link_notice(
-                        "relationship-not-pupil",
-                        "userSourcedId of a relationship must be a student; skipped",
-                        link,
-                        "userSourcedId",
-                        link.pupil,
-                    )
-                continue
-            if contact_role is Role.PUPIL:
-                self._link_notice(
-                    "relationship-two-pupils",
-                    "a relationship between two students; skipped",
-                    link,
-                    "relationshipUserSourcedId",
-                    link.contact,
-                )
-                continue
-            if link.pupil in linked[link.contact]:
-                self._link_notice(
-                    "duplicate-relationship",
-                    "the same relationship appears again; the first was used",
-                    link,
-                    "userSourcedId",
-                    link.pupil,
-                )
-                continue
-            linked[link.contact].append(link.pupil)
+            elif self._missing_ends(link, users):
+                relations.touched_missing.add(link.contact)
+            elif self._usable(link, roles, relations.linked):
+                relations.linked[link.contact].append(link.pupil)
+        return relations
 
-        # Which users this read keeps.
+    def _missing_ends(self, link: _Link, users: Mapping[str, _User]) -> bool:
+        """Whether an end of *link* has no usable users.csv row (a notice for each)."""
+        missing = [
+            (column, key)
+            for column, key in (
+                ("userSourcedId", link.pupil),
+                ("relationshipUserSourcedId", link.contact),
+            )
+            if key not in users
+        ]
+        for column, key in missing:
+            self._link_notice(
+                "relationship-missing-user",
+                "a relationship to a user with no usable users.csv row; skipped",
+                link,
+                column,
+                key,
+            )
+        return bool(missing)
+
+    def _usable(self, link: _Link, roles: _Roles, linked: Mapping[str, list[str]]) -> bool:
+        """Whether *link* makes a relationship: a guardian's, from a pupil, not yet made."""
+        kind = link.role.casefold()
+        if kind not in _GUARDIAN_LINKS:
+            known = kind in _OTHER_LINKS
+            self._link_notice(
+                "relationship-not-guardian" if known else "unknown-relationship-role",
+                "a relationship that is not a guardian's; no link made"
+                if known
+                else "a relationshipRole that SDS v2.1 does not define; no link made",
+                link,
+                "relationshipRole",
+                link.contact,
+            )
+            return False
+        pupil_role, contact_role = _role(roles, link.pupil), _role(roles, link.contact)
+        if pupil_role is not Role.PUPIL and contact_role is Role.PUPIL:
+            self._link_notice(
+                "relationship-direction",
+                "the relationship points the wrong way: the student is in "
+                "relationshipUserSourcedId; skipped, not turned round",
+                link,
+                "relationshipUserSourcedId",
+                link.contact,
+            )
+            return False
+        if pupil_role is not Role.PUPIL:
+            self._link_notice(
+                "relationship-not-pupil",
+                "userSourcedId of a relationship must be a student; skipped",
+                link,
+                "userSourcedId",
+                link.pupil,
+            )
+            return False
+        if contact_role is Role.PUPIL:
+            self._link_notice(
+                "relationship-two-pupils",
+                "a relationship between two students; skipped",
+                link,
+                "relationshipUserSourcedId",
+                link.contact,
+            )
+            return False
+        if link.pupil in linked.get(link.contact, ()):
+            self._link_notice(
+                "duplicate-relationship",
+                "the same relationship appears again; the first was used",
+                link,
+                "userSourcedId",
+                link.pupil,
+            )
+            return False
+        return True
+
+    def _kept(
+        self,
+        users: Mapping[str, _User],
+        roles: _Roles,
+        rows_by_user: Mapping[str, Sequence[_RoleRow]],
+        linked: dict[str, list[str]],
+        scope: set[str] | None,
+    ) -> set[str]:
+        """The users this read keeps; drops from *linked* the pupils it does not keep."""
+
         def in_scope(key: str) -> bool:
             return scope is None or any(r.org in scope for r in rows_by_user.get(key, ()))
 
-        kept = {key for key in users if in_scope(key) and role(key) is not None}
+        kept = {key for key in users if in_scope(key) and _role(roles, key) is not None}
         for contact, pupils in list(linked.items()):
             inside = [p for p in pupils if p in kept]
             for pupil in pupils:
@@ -871,20 +879,17 @@ class _Reader:
                 kept.add(contact)
         if scope is None:
             kept.update(users)
+        return kept
 
-        # What a rejected row could have changed is held back (module docstring).
-        users_file, roles_file, links_file = (
-            self.files[USERS],
-            self.files[ROLES],
-            self.files[RELATIONSHIPS],
-        )
+    def _held(self, kept: set[str], roles: _Roles, relations: _Relations) -> set[str]:
+        """The kept users that a rejected row may have said something about (module docstring)."""
         held: set[str] = set()
-        if roles_file.rejected:
-            held |= {k for k in kept if role(k) is None or k in contacts_named}
-        if links_file.rejected:
-            held |= {k for k in kept if role(k) is not Role.PUPIL}
-        if users_file.rejected:
-            held |= touched_missing & kept
+        if self.files[ROLES].rejected:
+            held |= {k for k in kept if _role(roles, k) is None or k in relations.named}
+        if self.files[RELATIONSHIPS].rejected:
+            held |= {k for k in kept if _role(roles, k) is not Role.PUPIL}
+        if self.files[USERS].rejected:
+            held |= relations.touched_missing & kept
         for key in sorted(held):
             self.notices.append(
                 Notice(
@@ -893,11 +898,10 @@ class _Reader:
                     key=key,
                 )
             )
+        return held
 
-        records: list[Record] = []
-        for key in sorted(kept - held):
-            records.append(Record(key, self._data(users[key], roles.get(key), linked.get(key))))
-
+    def _reading(self, records: Sequence[Record], held: set[str]) -> Reading:
+        """The reading: a full snapshot, or a delta when rows were rejected or users held back."""
         rejected = sum(f.rejected for f in self.files.values())
         for file in self.files.values():
             for problem in file.row_problems:
@@ -921,7 +925,7 @@ class _Reader:
                 )
             )
         snapshot = Snapshot(
-            adapter.source,
+            self.adapter.source,
             self.extracted_at,
             tuple(records),
             SnapshotKind.DELTA if partial else SnapshotKind.FULL,
@@ -1025,120 +1029,3 @@ class SdsAdapter(MisExportAdapter):
         bytes, too many rejected rows) when the files cannot be used.
         """
         return _Reader(self, extracted_at).read()
-
-
-# -- writing ---------------------------------------------------------------------
-
-
-def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8")
-
-
-def _carry_problems(record: Record, pupils: set[str]) -> list[str]:
-    """Why *record* cannot be written so that reading it back gives it again."""
-    data = record.data
-    found: list[str] = []
-    if not record.key or record.key != record.key.strip():
-        found.append("its key is blank or has spaces around it")
-    if data.role not in _ROLE_VALUE:
-        found.append(f"SDS has no role for {data.role.value}")
-    kinds = [p.type for p in data.phones]
-    if any(k not in (PhoneType.MOBILE, PhoneType.HOME) for k in kinds):
-        found.append("SDS carries only a mobile (sms) and a home number (phone)")
-    if kinds.count(PhoneType.MOBILE) > 1 or kinds.count(PhoneType.HOME) > 1:
-        found.append("SDS carries one mobile and one home number at most")
-    if kinds == [PhoneType.HOME, PhoneType.MOBILE]:
-        found.append("SDS keeps no order: the mobile reads back before the home number")
-    if any(not p.number.strip() for p in data.phones):
-        found.append("a blank phone number reads back as none")
-    if len(data.emails) > 1:
-        found.append("SDS carries one email address")
-    expected = EmailType.WORK if data.role is Role.STAFF else EmailType.HOME
-    if any(e.type is not expected for e in data.emails):
-        found.append(f"an email read from SDS is {expected.value} for this role")
-    if any(not e.address.strip() for e in data.emails):
-        found.append("a blank email address reads back as none")
-    if data.year_group and data.role is not Role.PUPIL:
-        found.append("SDS gives a year group (grade) to pupils only")
-    if data.relationships and data.role is Role.PUPIL:
-        found.append("a pupil cannot be a guardian in SDS")
-    seen: set[str] = set()
-    for rel in data.relationships:
-        if rel != Relationship(rel.pupil):
-            found.append("SDS carries no priority, parental responsibility or message flag")
-        if rel.pupil not in pupils:
-            found.append("a relationship names a key that is not a pupil in the snapshot")
-        if rel.pupil in seen:
-            found.append("a relationship appears twice")
-        seen.add(rel.pupil)
-    return found
-
-
-def write_files(
-    snapshot: Snapshot, directory: str | os.PathLike[str], *, org: str = DEFAULT_ORG
-) -> None:
-    """Write *snapshot* as SDS v2.1 files (orgs, users, roles, relationships) in *directory*.
-
-    The bytes depend on the snapshot alone: UTF-8 without a byte-order mark,
-    CRLF line ends, users sorted by key. Every role sits in one org, *org*.
-    ``username`` is required by SDS and the model has none, so the key stands
-    in for it. A mobile is written to ``sms`` and a home number to ``phone``
-    (read back in that order). A guardian with links has no ``roles.csv`` row (an SDS
-    contact); one without links gets the role ``guardian`` so that it reads
-    back as one.
-
-    Reading the folder back gives an equal snapshot for every covered field;
-    registration groups, which SDS cannot hold and this adapter does not
-    cover, are not written. A value of a covered field that the format cannot
-    carry (a work phone, two emails, a governor, a link with a priority) is a
-    :class:`~sourcetruth.UsageError` naming the record and why, never a
-    silent loss. A delta is refused: SDS files are always the whole set.
-    """
-    if snapshot.kind is not SnapshotKind.FULL:
-        msg = "SDS v2.1 files hold the whole data set: write a full snapshot"
-        raise UsageError(msg)
-    if not org or org != org.strip():
-        msg = "org must be a non-blank id without surrounding spaces"
-        raise UsageError(msg)
-    records = sorted(snapshot.records, key=lambda r: r.key)
-    keys = [r.key for r in records]
-    if len(set(keys)) != len(keys):
-        msg = "the snapshot holds two records with one key"
-        raise UsageError(msg)
-    pupils = {r.key for r in records if r.data.role is Role.PUPIL}
-    problems = [f"record {r.key!r}: {why}" for r in records for why in _carry_problems(r, pupils)]
-    if problems:
-        msg = "SDS v2.1 cannot carry these values: " + "; ".join(problems)
-        raise UsageError(msg)
-
-    users: list[tuple[str, ...]] = []
-    roles: list[tuple[str, ...]] = []
-    links: list[tuple[str, ...]] = []
-    for record in records:
-        data = record.data
-        sms = next((p.number for p in data.phones if p.type is PhoneType.MOBILE), "")
-        phone = next((p.number for p in data.phones if p.type is PhoneType.HOME), "")
-        email = data.emails[0].address if data.emails else ""
-        users.append((record.key, record.key, data.given_name, data.family_name, email, phone, sms))
-        if data.role is not Role.GUARDIAN or not data.relationships:
-            roles.append((record.key, org, _ROLE_VALUE[data.role], data.year_group, "TRUE"))
-        links.extend((rel.pupil, record.key, "guardian") for rel in data.relationships)
-
-    files = {
-        ORGS: _csv(_REQUIRED[ORGS], [(org, org, "school")]),
-        USERS: _csv(_REQUIRED[USERS], users),
-        ROLES: _csv(("userSourcedId", "orgSourcedId", "role", "grade", "isPrimary"), roles),
-        RELATIONSHIPS: _csv(_REQUIRED[RELATIONSHIPS], links),
-    }
-    folder = Path(directory)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, content in files.items():
-            (folder / name).write_bytes(content)
-    except OSError as error:
-        msg = f"cannot write the SDS files in {folder}: {error.strerror or error}"
-        raise AdapterError(msg, retryable=True) from None

@@ -22,6 +22,12 @@ A mapping can be built in code or read from a TOML file::
     max_reject_fraction = 0.02
 
 When a file has no header, columns are named by their position, from ``"1"``.
+
+A mapping read from data (:meth:`CsvMapping.from_dict`, :meth:`CsvMapping.from_toml`)
+is read by the package's one converter and checked by the classes' own checks:
+nothing is coerced (``"yes"`` is not ``true``, ``"5"`` is not a number), a key
+the mapping does not know is an error, and a :class:`CsvMappingError` names
+each mistake by its key path (``phones[1].type``), never by the value found there.
 """
 
 from __future__ import annotations
@@ -32,17 +38,31 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import cattrs
+import attrs
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple as _tuple
+from sourcetruth.adapters._structure import (
+    CHARACTER,
+    REQUIRED,
+    Problem,
+    StructureError,
+    structure,
+)
+from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources.base import Notice, Reading
-from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, Row, read_table, reject_if_needed
+from sourcetruth.adapters.sources.text import (
+    DEFAULT_MAX_FIELD,
+    Row,
+    Table,
+    read_table,
+    reject_if_needed,
+)
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
 from sourcetruth.model import (
     ContactData,
@@ -63,6 +83,7 @@ __all__ = [
     "CsvFormat",
     "CsvImportAdapter",
     "CsvMapping",
+    "CsvMappingError",
     "EmailColumn",
     "PhoneColumn",
     "read_csv",
@@ -90,11 +111,15 @@ DEFAULT_ROLE_VALUES: Final[Mapping[str, Role]] = {
 _SPREADSHEET_NUMBER = re.compile(r"^\s*\d+([.,]\d+)?[eE][+-]?\d+\s*$|^\s*\d+[.,]0+\s*$")
 
 
+#: What a mapping file is told when it leaves out a column's name.
+_COLUMN_NAME: Final = {REQUIRED: "the name of the column"}
+
+
 @frozen
 class PhoneColumn:
     """A column of phone numbers and the type its numbers have."""
 
-    column: str
+    column: str = field(metadata=_COLUMN_NAME)
     type: PhoneType = PhoneType.MOBILE
 
 
@@ -102,22 +127,22 @@ class PhoneColumn:
 class EmailColumn:
     """A column of email addresses and the type its addresses have."""
 
-    column: str
+    column: str = field(metadata=_COLUMN_NAME)
     type: EmailType = EmailType.HOME
 
 
 _DELIMITERS: Final = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
-def _check_delimiter(_inst: object, _attr: object, value: str) -> None:
-    if value not in _DELIMITERS:
-        msg = f"the delimiter is one of {', '.join(_DELIMITERS.values())}"
+def _at_least_one(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        msg = f"{attr.name} must be a whole number, 1 or more"
         raise UsageError(msg)
 
 
-def _check_quote(_inst: object, _attr: object, value: str) -> None:
-    if len(value) != 1 or value in "\r\n" or value in _DELIMITERS:
-        msg = "the quote character is one character, neither a line break nor a delimiter"
+def _fraction(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value <= 1:
+        msg = f"{attr.name} must be from 0 to 1"
         raise UsageError(msg)
 
 
@@ -131,19 +156,21 @@ class CsvFormat:
     the whole file is (0 by default: one bad row rejects the file).
     """
 
-    delimiter: str = field(default=",", validator=_check_delimiter)
-    quotechar: str = field(default='"', validator=_check_quote)
+    delimiter: str = field(default=",", metadata={CHARACTER: True})
+    quotechar: str = field(default='"', metadata={CHARACTER: True})
     has_header: bool = True
     allow_cp1252: bool = False
-    max_field: int = DEFAULT_MAX_FIELD
-    max_reject_fraction: float = 0.0
+    max_field: int = field(default=DEFAULT_MAX_FIELD, validator=_at_least_one)
+    max_reject_fraction: float = field(default=0.0, validator=_fraction)
 
     def __attrs_post_init__(self) -> None:
-        if not 0 <= self.max_reject_fraction <= 1:
-            msg = "max_reject_fraction must be from 0 to 1"
+        # The dialect is checked as a whole, so a mapping file's mistake in it
+        # names the [format] table.
+        if self.delimiter not in _DELIMITERS:
+            msg = f"the delimiter is one of {', '.join(_DELIMITERS.values())}"
             raise UsageError(msg)
-        if self.max_field < 1:
-            msg = "max_field must be at least 1"
+        if len(self.quotechar) != 1 or self.quotechar in "\r\n" or self.quotechar in _DELIMITERS:
+            msg = "the quote character is one character, neither a line break nor a delimiter"
             raise UsageError(msg)
 
 
@@ -171,7 +198,9 @@ class CsvMapping:
     everywhere in the model.
     """
 
-    key: str
+    key: str = field(
+        metadata={REQUIRED: "the column that holds each row's stable key (an id, not a name)"}
+    )
     given_name: str | None = None
     family_name: str | None = None
     role: str | None = None
@@ -222,17 +251,16 @@ class CsvMapping:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<mapping>") -> CsvMapping:
-        """Build a mapping from plain data (parsed TOML or JSON); unknown keys are errors."""
+        """Build a mapping from plain data (parsed TOML or JSON).
+
+        Nothing is coerced and an unknown key is an error: a
+        :class:`CsvMappingError` that names *file* and, for each mistake, its
+        key path (like ``phones[1].type``), never the value found there.
+        """
         try:
-            return _MAPPING_CONVERTER.structure(dict(data), cls)
-        except (cattrs.BaseValidationError, UsageError, ValueError, TypeError) as error:
-            detail = (
-                "; ".join(cattrs.transform_error(error, format_exception=_say))
-                if isinstance(error, cattrs.BaseValidationError)
-                else str(error)
-            )
-            msg = f"{file}: not a valid CSV mapping: {detail}"
-            raise UsageError(msg) from None
+            return structure(data, cls)
+        except StructureError as error:
+            raise CsvMappingError(file, error.problems) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> CsvMapping:
@@ -250,20 +278,20 @@ class CsvMapping:
         return cls.from_dict(data, file=os.fspath(path))
 
 
-def _say(error: BaseException, _type: Any) -> str:
-    if isinstance(error, UsageError):
-        return str(error)
-    if isinstance(error, KeyError):
-        return "required"
-    return cattrs.v.format_exception(error, _type)
+class CsvMappingError(UsageError):
+    """A CSV mapping that cannot be used.
 
+    ``file`` names where it was read from; ``problems`` holds each mistake,
+    first the first found: its ``path``, the key in the file's words
+    (``format.delimiter``, ``phones[1].type``), and its ``message``, which
+    never holds the value found there.
+    """
 
-def _structure_role(value: Any, _type: Any) -> Role:
-    return Role(value) if not isinstance(value, Role) else value
-
-
-_MAPPING_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
-_MAPPING_CONVERTER.register_structure_hook(Role, _structure_role)
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file = file
+        self.problems = tuple(problems)
+        detail = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems)
+        super().__init__(f"{file}: not a valid CSV mapping: {detail}")
 
 
 class _Columns:
@@ -303,8 +331,7 @@ class _Columns:
         self.notices = notices
 
     def cell(self, row: Row, column: str) -> str:
-        index = self.positions[column]
-        return row.cells[index] if index < len(row.cells) else ""
+        return cell(row.cells, self.positions[column])
 
 
 def _role(value: str, mapping: CsvMapping, where: dict[str, Any], notices: list[Notice]) -> Role:
@@ -400,26 +427,8 @@ def read_csv(
         raise RejectedFileError(msg, problems, file=file)
     notices = list(columns.notices)
     problems = list(table.problems)
-    found: dict[str, list[tuple[int, ContactData]]] = {}
-    rows = len(table.rows) + table.rejected
-    for row in table.rows:
-        if not any(cell.strip() for cell in row.cells):
-            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
-            continue
-        outcome = _row_data(row, columns, mapping, notices)
-        if isinstance(outcome, list):
-            problems.extend(outcome)
-        else:
-            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
-    records: list[Record] = []
-    for key, seen in sorted(found.items()):
-        if len(seen) > 1:
-            lines = ", ".join(str(line) for line, _ in seen)
-            for line, _ in seen:
-                msg = f"this key is on several rows (lines {lines}); none of them is used"
-                problems.append(SourceDataError(msg, file=file, line=line, field=mapping.key))
-        else:
-            records.append(Record(key, seen[0][1]))
+    found, rows = _read_rows(table, columns, mapping, notices, problems)
+    records = _one_row_each(found, problems, file=file, column=mapping.key)
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
     reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
     rejected = len({p.line for p in problems})
@@ -438,6 +447,48 @@ def read_csv(
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
+
+
+def _read_rows(
+    table: Table,
+    columns: _Columns,
+    mapping: CsvMapping,
+    notices: list[Notice],
+    problems: list[SourceDataError],
+) -> tuple[dict[str, list[tuple[int, ContactData]]], int]:
+    """Each key's rows (line, data), and how many rows count towards the reject limit."""
+    found: dict[str, list[tuple[int, ContactData]]] = {}
+    rows = len(table.rows) + table.rejected
+    for row in table.rows:
+        if not any(cell.strip() for cell in row.cells):
+            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
+            continue
+        outcome = _row_data(row, columns, mapping, notices)
+        if isinstance(outcome, list):
+            problems.extend(outcome)
+        else:
+            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
+    return found, rows
+
+
+def _one_row_each(
+    found: Mapping[str, list[tuple[int, ContactData]]],
+    problems: list[SourceDataError],
+    *,
+    file: str,
+    column: str,
+) -> list[Record]:
+    """The records of keys on one row, by key; a key on several rows is a problem on each."""
+    records: list[Record] = []
+    for key, seen in sorted(found.items()):
+        if len(seen) > 1:
+            lines = ", ".join(str(line) for line, _ in seen)
+            for line, _ in seen:
+                msg = f"this key is on several rows (lines {lines}); none of them is used"
+                problems.append(SourceDataError(msg, file=file, line=line, field=column))
+        else:
+            records.append(Record(key, seen[0][1]))
+    return records
 
 
 class CsvImportAdapter:

@@ -185,6 +185,30 @@ def read_table(
     if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
         msg = "the delimiter and the quote character must be two different single characters"
         raise ValueError(msg)
+    text = _whole_text(data, file=file, allow_cp1252=allow_cp1252)
+    records = _records(text, file, delimiter, quotechar)
+    first = next(records, None)
+    if first is None:
+        return Table(file, (), (), ())
+    if has_header:
+        shape = _Shape(file, first.cells, first.cells, max_field)
+    else:
+        # Without a header, the first row sets the width every row must have.
+        records = itertools.chain((first,), records)
+        shape = _Shape(file, (), first.cells, max_field)
+    rows: list[Row] = []
+    problems: list[SourceDataError] = []
+    for row in records:
+        found = shape.problems(row)
+        if found:
+            problems.extend(found)
+        else:
+            rows.append(row)
+    return Table(file, shape.header, rows, problems)
+
+
+def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
+    """*data* as text, or a :class:`~sourcetruth.RejectedFileError` when it cannot be."""
     try:
         if isinstance(data, str):
             text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
@@ -200,56 +224,65 @@ def read_table(
         problem = SourceDataError(msg, file=file, line=1)
         msg_0 = f"{file}: unreadable"
         raise RejectedFileError(msg_0, [problem], file=file)
-    records = _records(text, file, delimiter, quotechar)
-    header: tuple[str, ...] = ()
-    first = next(records, None)
-    if first is None:
-        return Table(file, (), (), ())
-    if has_header:
-        header = first.cells
-        width_of = header
-    else:
-        # Without a header, the first row sets the width every row must have.
-        records = itertools.chain((first,), records)
-        width_of = first.cells
-    named = len(width_of)
-    while named and not width_of[named - 1].strip():
-        named -= 1
-    rows: list[Row] = []
-    problems: list[SourceDataError] = []
-    for row in records:
+    return text
+
+
+class _Shape:
+    """What every row of one table must be: its width, and cells that can be trusted.
+
+    ``header`` names the columns in problems (empty without a header row);
+    the width is that of *width_of*, the header or the first row, whose
+    empty cells at the end may be missing from a row.
+    """
+
+    def __init__(
+        self, file: str, header: tuple[str, ...], width_of: tuple[str, ...], max_field: int
+    ) -> None:
+        self.file = file
+        self.header = header
+        self.width = len(width_of)
+        self.max_field = max_field
+        named = len(width_of)
+        while named and not width_of[named - 1].strip():
+            named -= 1
+        self.named = named
+
+    def problems(self, row: Row) -> list[SourceDataError]:
+        """Why *row* cannot be used: nothing for a row that can."""
+        return [*self._width_problems(row), *self._cell_problems(row)]
+
+    def _problem(self, message: str, row: Row, index: int) -> SourceDataError:
+        column = _column_name(self.header, index)
+        return SourceDataError(message, file=self.file, line=row.line, field=column)
+
+    def _width_problems(self, row: Row) -> list[SourceDataError]:
         found: list[SourceDataError] = []
         width = len(row.cells)
-        if width < named:
-            msg = f"the row has {width} cells where the file has {named} columns"
-            column = _column_name(header, width)
-            found.append(SourceDataError(msg, file=file, line=row.line, field=column))
-        extra = [i for i in range(len(width_of), width) if row.cells[i].strip()]
+        msg = f"the row has {width} cells where the file has {self.named} columns"
+        if width < self.named:
+            found.append(self._problem(msg, row, width))
+        extra = [i for i in range(self.width, width) if row.cells[i].strip()]
         if extra:
-            msg = f"the row has {width} cells where the file has {named} columns"
-            column = _column_name(header, extra[0])
-            found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+            found.append(self._problem(msg, row, extra[0]))
+        return found
+
+    def _cell_problems(self, row: Row) -> list[SourceDataError]:
         cells = row.cells
         joined = "".join(cells)
         clean = "\x00" not in joined and "\ufeff" not in joined
-        if clean and (len(joined) <= max_field or max(map(len, cells)) <= max_field):
-            cells = ()  # the usual row: nothing to look at cell by cell
+        if clean and (len(joined) <= self.max_field or max(map(len, cells)) <= self.max_field):
+            return []  # the usual row: nothing to look at cell by cell
+        found: list[SourceDataError] = []
         for index, cell in enumerate(cells):
-            column = _column_name(header, index)
             if "\x00" in cell:
-                msg = "a NUL character"
-                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
+                found.append(self._problem("a NUL character", row, index))
             if "\ufeff" in cell:
                 msg = "a byte-order mark inside the file (were two files joined?)"
-                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
-            if len(cell) > max_field:
-                msg = f"a cell longer than {max_field} characters"
-                found.append(SourceDataError(msg, file=file, line=row.line, field=column))
-        if found:
-            problems.extend(found)
-        else:
-            rows.append(row)
-    return Table(file, header, rows, problems)
+                found.append(self._problem(msg, row, index))
+            if len(cell) > self.max_field:
+                msg = f"a cell longer than {self.max_field} characters"
+                found.append(self._problem(msg, row, index))
+        return found
 
 
 def reject_if_needed(

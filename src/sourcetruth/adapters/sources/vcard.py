@@ -128,7 +128,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import attrs
 from attrs import define, frozen
@@ -196,6 +196,16 @@ _BARE_PARAMETERS: Final = {
 _MOBILE_TYPES: Final = frozenset({"cell", "mobile", "iphone"})
 _SPOKEN_TYPES: Final = frozenset({"voice", "text", "msg", "video", "textphone"}) | _MOBILE_TYPES
 _NOT_A_PHONE_TYPES: Final = frozenset({"fax", "pager"})
+#: The TYPE values a TEL or an EMAIL is read by: the first row that any of them is in.
+_PHONE_TYPE_IN: Final = (
+    (_MOBILE_TYPES, PhoneType.MOBILE),
+    (frozenset({"home"}), PhoneType.HOME),
+    (frozenset({"work"}), PhoneType.WORK),
+)
+_EMAIL_TYPE_IN: Final = (
+    (frozenset({"home"}), EmailType.HOME),
+    (frozenset({"work"}), EmailType.WORK),
+)
 
 _PHONE_TYPE_OUT: Final = {
     PhoneType.MOBILE: "cell",
@@ -209,6 +219,14 @@ _EMAIL_TYPE_OUT: Final = {EmailType.HOME: "home", EmailType.WORK: "work", EmailT
 
 
 # -- reading -----------------------------------------------------------------
+
+
+E = TypeVar("E", PhoneType, EmailType)
+
+
+def _type_in(types: frozenset[str], table: Sequence[tuple[frozenset[str], E]], other: E) -> E:
+    """The type of the first row of *table* that *types* name; *other* when none does."""
+    return next((kind for words, kind in table if types & words), other)
 
 
 @frozen
@@ -762,6 +780,33 @@ def _component(text: str, version: str) -> str:
     return " ".join(v for v in (_unescape(v, version) for v in values) if v)
 
 
+#: The properties a card holds once: a repeat is ignored, with a notice.
+_ONCE: Final = frozenset({"UID", "N", _ROLE, _YEAR_GROUP, _REGISTRATION_GROUP})
+
+T = TypeVar("T")
+
+
+def _append(found: list[T], value: T | None) -> None:
+    if value is not None:
+        found.append(value)
+
+
+@define
+class _Found:
+    """What a card's properties gave so far, and the lines they were on."""
+
+    #: Where the UID and the FN were (the card's first line until they are found).
+    uid_line: int
+    display_line: int
+    uid: str | None = None
+    name: tuple[str, str] | None = None
+    display: str | None = None
+    phones: list[Phone] = attrs.Factory(list)
+    emails: list[Email] = attrs.Factory(list)
+    relationships: list[Relationship] = attrs.Factory(list)
+    singles: dict[str, str] = attrs.Factory(dict)
+
+
 class _CardReader:
     """Reads one card's properties into ContactData, collecting problems and notices."""
 
@@ -831,36 +876,12 @@ class _CardReader:
         return None if raw is None else _unescape(raw, self.version)
 
     def read(self) -> _Read | None:
-        props = self.card.properties
-        versions = [p for p in props if p.name == "VERSION"]
-        if not versions:
-            self.problems.append(
-                SourceDataError(
-                    "a card without VERSION", file=self.file, line=self.card.line, field="VERSION"
-                )
-            )
+        if not self.read_version():
             return None
-        version = versions[0].value.strip()
-        if version not in _READ_VERSIONS:
-            self.problem(
-                f"vCard version {_safe(version)} is not supported (2.1, 3.0 and 4.0 are)",
-                versions[0],
-            )
-            return None
-        self.version = version
-
-        uid: str | None = None
-        uid_line = self.card.line
-        name: tuple[str, str] | None = None
-        display: str | None = None
-        display_line = self.card.line
-        phones: list[Phone] = []
-        emails: list[Email] = []
-        relationships: list[Relationship] = []
-        singles: dict[str, str] = {}
+        found = _Found(uid_line=self.card.line, display_line=self.card.line)
         seen: set[str] = set()
-        for prop in props:
-            if prop.name in {"UID", "N", _ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
+        for prop in self.card.properties:
+            if prop.name in _ONCE:
                 if prop.name in seen:
                     self.notice(
                         "repeated-property",
@@ -870,51 +891,70 @@ class _CardReader:
                     )
                     continue
                 seen.add(prop.name)
-            if prop.name == "UID":
-                uid = self.uid(prop)
-                uid_line = prop.line
-            elif prop.name == "N":
-                name = self.name(prop)
-            elif prop.name == "FN" and display is None:
-                display = self.text(prop)
-                display_line = prop.line
-            elif prop.name == "TEL":
-                phone = self.phone(prop)
-                if phone is not None:
-                    phones.append(phone)
-            elif prop.name == "EMAIL":
-                email = self.email(prop)
-                if email is not None:
-                    emails.append(email)
-            elif prop.name in {"RELATED", _CHILD}:
-                relationship = self.relationship(prop)
-                if relationship is not None:
-                    relationships.append(relationship)
-            elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
-                value = self.text(prop)
-                if value is not None:
-                    singles[prop.name] = value
+            self.take(prop, found)
+        return _Read(self.card, found.uid, found.uid_line, self.data(found), tuple(self.notices))
 
-        family, given = name if name is not None else ("", "")
-        if not family and not given and display:
-            given = display
+    def read_version(self) -> bool:
+        """Whether the card says a version this reader knows (a problem when not)."""
+        versions = [p for p in self.card.properties if p.name == "VERSION"]
+        if not versions:
+            self.problems.append(
+                SourceDataError(
+                    "a card without VERSION", file=self.file, line=self.card.line, field="VERSION"
+                )
+            )
+            return False
+        version = versions[0].value.strip()
+        if version not in _READ_VERSIONS:
+            self.problem(
+                f"vCard version {_safe(version)} is not supported (2.1, 3.0 and 4.0 are)",
+                versions[0],
+            )
+            return False
+        self.version = version
+        return True
+
+    def take(self, prop: _Property, found: _Found) -> None:
+        """Read *prop* into *found*, if it is a property the model holds."""
+        if prop.name == "UID":
+            found.uid = self.uid(prop)
+            found.uid_line = prop.line
+        elif prop.name == "N":
+            found.name = self.name(prop)
+        elif prop.name == "FN" and found.display is None:
+            found.display = self.text(prop)
+            found.display_line = prop.line
+        elif prop.name == "TEL":
+            _append(found.phones, self.phone(prop))
+        elif prop.name == "EMAIL":
+            _append(found.emails, self.email(prop))
+        elif prop.name in {"RELATED", _CHILD}:
+            _append(found.relationships, self.relationship(prop))
+        elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
+            value = self.text(prop)
+            if value is not None:
+                found.singles[prop.name] = value
+
+    def data(self, found: _Found) -> ContactData:
+        family, given = found.name if found.name is not None else ("", "")
+        if not family and not given and found.display:
+            given = found.display
             self.notice(
                 "name-from-fn",
                 "no name in N: the whole display name (FN) was kept as the given name",
-                display_line,
+                found.display_line,
                 "FN",
             )
-        data = ContactData(
+        return ContactData(
             given_name=given,
             family_name=family,
-            role=self.role(singles.get(_ROLE), props),
-            phones=phones,
-            emails=emails,
-            relationships=relationships,
-            year_group=singles.get(_YEAR_GROUP, ""),
-            registration_group=singles.get(_REGISTRATION_GROUP, ""),
+            role=self.role(found.singles.get(_ROLE), self.card.properties),
+            phones=found.phones,
+            emails=found.emails,
+            relationships=found.relationships,
+            year_group=found.singles.get(_YEAR_GROUP, ""),
+            registration_group=found.singles.get(_REGISTRATION_GROUP, ""),
         )
-        return _Read(self.card, uid, uid_line, data, tuple(self.notices))
 
     def uid(self, prop: _Property) -> str | None:
         raw = self.raw(prop)
@@ -957,28 +997,13 @@ class _CardReader:
             number = raw[4:] if raw[:4].lower() == "tel:" else raw
         else:
             number = _unescape(raw, self.version)
-        if types & _MOBILE_TYPES:
-            kind = PhoneType.MOBILE
-        elif "home" in types:
-            kind = PhoneType.HOME
-        elif "work" in types:
-            kind = PhoneType.WORK
-        else:
-            kind = PhoneType.OTHER
-        return Phone(number, kind)
+        return Phone(number, _type_in(types, _PHONE_TYPE_IN, PhoneType.OTHER))
 
     def email(self, prop: _Property) -> Email | None:
         address = self.text(prop)
         if address is None:
             return None
-        types = prop.types
-        if "home" in types:
-            kind = EmailType.HOME
-        elif "work" in types:
-            kind = EmailType.WORK
-        else:
-            kind = EmailType.OTHER
-        return Email(address, kind)
+        return Email(address, _type_in(prop.types, _EMAIL_TYPE_IN, EmailType.OTHER))
 
     def relationship(self, prop: _Property) -> Relationship | None:
         ours = prop.name == _CHILD or any(p.startswith(_PREFIX) for p in prop.params)
@@ -1061,23 +1086,7 @@ def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) ->
     problems: list[SourceDataError] = []
     cards = _split_cards(_content_lines(data, file, allow_cp1252), file, problems)
     reads = [r for r in (_CardReader(c, file, problems).read() for c in cards) if r is not None]
-
-    # Keys: every UID once; then content-derived keys, made unique in file order.
-    taken: dict[str, int] = {}
-    for read in reads:
-        if read.uid is None:
-            continue
-        if read.uid in taken:
-            problems.append(
-                SourceDataError(
-                    f"a UID already used by the card at line {taken[read.uid]}",
-                    file=file,
-                    line=read.uid_line,
-                    field="UID",
-                )
-            )
-        else:
-            taken[read.uid] = read.card.line
+    taken = _uids(reads, file, problems)
     if problems:
         msg = f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied"
         raise RejectedFileError(
@@ -1093,27 +1102,52 @@ def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) ->
         )
     for read in reads:
         key = read.uid
-        extra: list[Notice] = []
+        extra: tuple[Notice, ...] = ()
         if key is None:
-            base = key = _derived_key(read.card)
-            count = 1
-            while key in taken:
-                count += 1
-                key = f"{base}-{count}"
-            taken[key] = read.card.line
-            extra.append(
-                Notice(
-                    "derived-key",
-                    "a card without UID: its key was derived from its content, "
-                    "so it changes when the card does",
-                    file=file,
-                    line=read.card.line,
-                    field="UID",
-                )
-            )
+            key, derived = _derive_key(read, taken, file)
+            extra = (derived,)
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
     return AddressBookReading(entries, notices)
+
+
+def _uids(reads: Sequence[_Read], file: str, problems: list[SourceDataError]) -> dict[str, int]:
+    """Every UID of the file and the line of its card; a problem for a UID used again."""
+    taken: dict[str, int] = {}
+    for read in reads:
+        if read.uid is None:
+            continue
+        if read.uid in taken:
+            problems.append(
+                SourceDataError(
+                    f"a UID already used by the card at line {taken[read.uid]}",
+                    file=file,
+                    line=read.uid_line,
+                    field="UID",
+                )
+            )
+        else:
+            taken[read.uid] = read.card.line
+    return taken
+
+
+def _derive_key(read: _Read, taken: dict[str, int], file: str) -> tuple[str, Notice]:
+    """A key for a card without UID, from its content, unique in file order; and the notice."""
+    base = key = _derived_key(read.card)
+    count = 1
+    while key in taken:
+        count += 1
+        key = f"{base}-{count}"
+    taken[key] = read.card.line
+    notice = Notice(
+        "derived-key",
+        "a card without UID: its key was derived from its content, "
+        "so it changes when the card does",
+        file=file,
+        line=read.card.line,
+        field="UID",
+    )
+    return key, notice
 
 
 # -- writing -----------------------------------------------------------------

@@ -12,11 +12,11 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.model import Book
@@ -110,27 +110,9 @@ class JsonStore:
             "journal": journal,
             "version": FORMAT_VERSION,
         }
-        # A temporary name of its own, so that two writers never share one.
-        handle, name = tempfile.mkstemp(
-            prefix=self.path.name + ".", suffix=".partial", dir=self.path.parent
-        )
-        partial = Path(name)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(document, out, sort_keys=True, ensure_ascii=False)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):  # the failure to report is the first one
-                partial.unlink(missing_ok=True)
-            raise
-        # The move itself must reach the disk for the commit to be durable.
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        text = json.dumps(document, sort_keys=True, ensure_ascii=False)
+        # Whole or not at all, durable once it returns (see adapters._files).
+        write_atomic(self.path, text.encode("utf-8"))
 
     def close(self) -> None:
         """Nothing to release: every operation opens and closes the file."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import re
@@ -35,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from sourcetruth.adapters._util import is_loopback
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -176,15 +176,6 @@ def _public_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{elided}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Never follow a redirect: urllib would turn the POST into a GET, or carry
     the Authorization header to another host. A 3xx comes back as an error."""
@@ -210,6 +201,65 @@ class _Planned:
 
 class _Unreadable(Exception):
     """The gateway's 2xx answer is not what the protocol promises."""
+
+
+def _gateway_url(url: str) -> urllib.parse.SplitResult:
+    """*url*'s parts, once it is an http(s) URL with a host, no spaces and no credentials."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = "the SMS gateway URL must be an http:// or https:// URL with a host"
+        raise UsageError(msg)
+    if re.search(r"[\x00-\x20\x7f]", url):
+        msg = "the SMS gateway URL must not contain spaces or control characters"
+        raise UsageError(msg)
+    if "@" in parts.netloc:
+        msg = "the SMS gateway URL must not carry credentials: pass username and password"
+        raise UsageError(msg)
+    return parts
+
+
+def _authorization(
+    auth: str, token: str | None, username: str | None, password: str | None
+) -> str | None:
+    """The Authorization header that *auth* asks for; None for ``"none"``."""
+    if auth == "bearer":
+        if not token:
+            msg = "bearer authentication needs a token"
+            raise UsageError(msg)
+        if not re.fullmatch(r"[!-~]+", token):
+            msg = "the bearer token has characters a header cannot carry"
+            raise UsageError(msg)
+        return f"Bearer {token}"
+    if auth == "basic":
+        if not username or password is None:
+            msg = "basic authentication needs a username and a password"
+            raise UsageError(msg)
+        if ":" in username:
+            msg = "a basic authentication username cannot contain ':'"
+            raise UsageError(msg)
+        pair = f"{username}:{password}".encode()
+        return f"Basic {base64.b64encode(pair).decode('ascii')}"
+    if auth == "none":
+        return None
+    msg = f"unknown SMS authentication {auth!r}: use bearer, basic or none"
+    raise UsageError(msg)
+
+
+def _field_names(renamed: Mapping[str, str]) -> dict[str, str]:
+    """Each of the request's fields and the name the gateway knows it by."""
+    names = dict(zip(_FIELDS, _FIELDS, strict=True))
+    for field, name in renamed.items():
+        if field not in names:
+            msg = f"unknown SMS field {field!r}: the fields are {', '.join(_FIELDS)}"
+            raise UsageError(msg)
+        if not name:
+            msg = f"the SMS field {field!r} needs a non-empty name"
+            raise UsageError(msg)
+        names[field] = name
+    if len(set(names.values())) != len(names):
+        msg = "two SMS fields renamed to the same name"
+        raise UsageError(msg)
+    return names
 
 
 class HttpSmsTransport:
@@ -260,16 +310,7 @@ class HttpSmsTransport:
         ssl_context: ssl.SSLContext | None = None,
         batch: bool = False,
     ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            msg = "the SMS gateway URL must be an http:// or https:// URL with a host"
-            raise UsageError(msg)
-        if re.search(r"[\x00-\x20\x7f]", url):
-            msg = "the SMS gateway URL must not contain spaces or control characters"
-            raise UsageError(msg)
-        if "@" in parts.netloc:
-            msg = "the SMS gateway URL must not carry credentials: pass username and password"
-            raise UsageError(msg)
+        parts = _gateway_url(url)
         if not (_SENDER.fullmatch(sender) or _E164.fullmatch(sender)):
             msg = "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
             raise UsageError(msg)
@@ -279,47 +320,14 @@ class HttpSmsTransport:
         if batch and format != "json":
             msg = "a batch of SMS is posted as JSON: format='form' cannot batch"
             raise UsageError(msg)
-        if auth == "bearer":
-            if not token:
-                msg = "bearer authentication needs a token"
-                raise UsageError(msg)
-            if not re.fullmatch(r"[!-~]+", token):
-                msg = "the bearer token has characters a header cannot carry"
-                raise UsageError(msg)
-            self._authorization: str | None = f"Bearer {token}"
-        elif auth == "basic":
-            if not username or password is None:
-                msg = "basic authentication needs a username and a password"
-                raise UsageError(msg)
-            if ":" in username:
-                msg = "a basic authentication username cannot contain ':'"
-                raise UsageError(msg)
-            pair = f"{username}:{password}".encode()
-            self._authorization = f"Basic {base64.b64encode(pair).decode('ascii')}"
-        elif auth == "none":
-            self._authorization = None
-        else:
-            msg = f"unknown SMS authentication {auth!r}: use bearer, basic or none"
-            raise UsageError(msg)
+        self._authorization = _authorization(auth, token, username, password)
         if not timeout > 0:
             msg = "the SMS gateway timeout must be more than 0 seconds"
             raise UsageError(msg)
         if max_segments < 1:
             msg = "max_segments must be at least 1"
             raise UsageError(msg)
-        names = dict(zip(_FIELDS, _FIELDS, strict=True))
-        for field, name in (field_names or {}).items():
-            if field not in names:
-                msg = f"unknown SMS field {field!r}: the fields are {', '.join(_FIELDS)}"
-                raise UsageError(msg)
-            if not name:
-                msg = f"the SMS field {field!r} needs a non-empty name"
-                raise UsageError(msg)
-            names[field] = name
-        if len(set(names.values())) != len(names):
-            msg = "two SMS fields renamed to the same name"
-            raise UsageError(msg)
-
+        self._names = _field_names(field_names or {})
         self._url = url
         self._public_url = _public_url(url)
         self._sender = sender
@@ -332,13 +340,12 @@ class HttpSmsTransport:
         self._secrets = tuple(s for s in secrets if s)
         self._timeout = timeout
         self._max_segments = max_segments
-        self._names = names
         self._batch = batch
         handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
         if ssl_context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
         self._opener = urllib.request.build_opener(*handlers)
-        if parts.scheme == "http" and auth != "none" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and auth != "none" and not is_loopback(parts.hostname or ""):
             _log.warning(
                 "SMS gateway %s is plain http: its credentials travel unencrypted",
                 self._public_url,

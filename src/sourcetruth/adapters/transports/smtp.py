@@ -32,7 +32,6 @@ credentials never appear in results, log lines or the ``repr``.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import smtplib
@@ -48,6 +47,7 @@ from typing import Literal
 
 from attrs import frozen
 
+from sourcetruth.adapters._util import is_loopback
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -70,20 +70,6 @@ _ENHANCED_STATUS = re.compile(rb"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether *host* names this machine: ``localhost``, 127.0.0.0/8 or ::1."""
-    name = host.strip().rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
 class _SessionFailure(Exception):
     """The session could not be opened: every envelope fails with *reason*."""
 
@@ -101,6 +87,35 @@ class _Outgoing:
     recipients: tuple[str, ...]
     message: EmailMessage
     message_id: str
+
+
+def _check_credentials(
+    host: str,
+    security: Security,
+    username: str | None,
+    password: str | None,
+    *,
+    allow_plain_auth: bool,
+) -> None:
+    """A :class:`UsageError` for credentials that cannot be used, or not safely without consent."""
+    if (username is None) != (password is None):
+        msg = "username and password go together: give both or neither"
+        raise UsageError(msg)
+    if (
+        security == "plain"
+        and username is not None
+        and not allow_plain_auth
+        and not is_loopback(host)
+    ):
+        msg = (
+            "security='plain' would send the password unencrypted: use 'starttls' or "
+            "'tls', or pass allow_plain_auth=True to accept that"
+        )
+        raise UsageError(msg)
+    if not ((username or "").isascii() and (password or "").isascii()):
+        # smtplib sends credentials as ASCII only.
+        msg = "username and password must be ASCII"
+        raise UsageError(msg)
 
 
 class SmtpTransport:
@@ -146,24 +161,7 @@ class SmtpTransport:
         if security not in _DEFAULT_PORTS:
             msg = f"security must be one of {', '.join(_DEFAULT_PORTS)}, not {security!r}"
             raise UsageError(msg)
-        if (username is None) != (password is None):
-            msg = "username and password go together: give both or neither"
-            raise UsageError(msg)
-        if (
-            security == "plain"
-            and username is not None
-            and not allow_plain_auth
-            and not _is_loopback(host)
-        ):
-            msg = (
-                "security='plain' would send the password unencrypted: use 'starttls' or "
-                "'tls', or pass allow_plain_auth=True to accept that"
-            )
-            raise UsageError(msg)
-        if not ((username or "").isascii() and (password or "").isascii()):
-            # smtplib sends credentials as ASCII only.
-            msg = "username and password must be ASCII"
-            raise UsageError(msg)
+        _check_credentials(host, security, username, password, allow_plain_auth=allow_plain_auth)
         if local_hostname is not None and not local_hostname.isascii():
             msg = "local_hostname must be ASCII"
             raise UsageError(msg)
