@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import sourcetruth
+from school import ROOT
 from sourcetruth._moved import MOVED
 
 PACKAGE = Path(sourcetruth.__file__).parent
@@ -128,3 +129,34 @@ class TestOldModulePaths:
         assert any(
             issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught
         )
+
+
+TEST_FILES = sorted([*(ROOT / "tests").rglob("test_*.py"), *(ROOT / "docs").glob("test_*.py")])
+
+
+def undocumented_tests(source: str) -> list[str]:
+    """The test functions of *source* that have no docstring."""
+    return [
+        node.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith("test")
+        and not ast.get_docstring(node)
+    ]
+
+
+class TestEveryTestSaysWhatItProves:
+    def test_the_test_files_are_found(self) -> None:
+        """The walk sees the test tree, adapters and command tests included."""
+        names = {p.name for p in TEST_FILES}
+        assert {"test_layout.py", "test_cli_send.py", "test_oneroster.py"} <= names
+
+    @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+    def test_every_test_has_a_docstring(self, path: Path) -> None:
+        """Each test function has a docstring saying what it proves."""
+        assert undocumented_tests(path.read_text(encoding="utf-8")) == []
+
+    def test_the_checker_finds_a_test_without_one(self) -> None:
+        """The check above can fail: a bare test is found, a documented one is not."""
+        source = 'def test_a():\n    pass\n\ndef test_b():\n    """B holds."""\n'
+        assert undocumented_tests(source) == ["test_a"]
