@@ -37,7 +37,7 @@ provenance, no normalisation):
    load, merge, commit with its journal entry). Baseline: ``sqlite3`` reads the
    same JSON rows and ``json.loads`` each, diffs tonight's dict with last
    night's, and writes the changed rows' JSON in one transaction (same
-   ``journal_mode=DELETE`` and ``synchronous=FULL``). Each run starts from
+   ``journal_mode=WAL`` and ``synchronous=FULL``). Each run starts from
    its own copy of the same file.
 
 Tonight's snapshots are fresh objects (a JSON round trip of the generator's
@@ -204,7 +204,7 @@ def bare_explain(
 def bare_store(path: Path, last: Mapping[str, ContactData], records: Iterable[Record]) -> int:
     """Load the same JSON rows, diff tonight with last night, write the changed rows."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     rows = {
         (s, k): json.loads(d) for s, k, d in db.execute("SELECT source, key, data FROM records")

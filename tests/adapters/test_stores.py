@@ -103,11 +103,12 @@ def book_bytes(store: Store) -> str:
 
 
 def copy_db(source: Path, target: Path) -> None:
-    """Copy an SQLite file together with its rollback journal, if one was left behind."""
+    """Copy an SQLite file with its WAL (or rollback journal), as a crash left them."""
     shutil.copyfile(source, target)
-    journal = source.with_name(source.name + "-journal")
-    if journal.exists():
-        shutil.copyfile(journal, target.with_name(target.name + "-journal"))
+    for suffix in ("-wal", "-journal"):
+        beside = source.with_name(source.name + suffix)
+        if beside.exists():
+            shutil.copyfile(beside, target.with_name(target.name + suffix))
 
 
 def integrity(path: Path) -> str:
@@ -723,6 +724,66 @@ except AdapterError as error:
 else:
     print("committed")
 """
+
+
+class TestSqliteReadersDoNotWait:
+    """WAL: a reader sees the last commit while a writer works, and opening writes nothing."""
+
+    @staticmethod
+    def synced(tmp_path: Path, policy: Policy) -> Path:
+        path = tmp_path / "book.sqlite"
+        store = SqliteStore(path)
+        apply(store, monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        store.close()
+        return path
+
+    def test_a_reader_opens_and_loads_while_a_writer_holds_the_file(
+        self, tmp_path: Path, policy: Policy
+    ) -> None:
+        """With another connection inside an exclusive write, a store opens and loads at once."""
+        path = self.synced(tmp_path, policy)
+        writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            writer.execute("BEGIN EXCLUSIVE")
+            writer.execute("INSERT OR REPLACE INTO meta VALUES ('seq', '99')")
+            other = sqlite3.connect(path, isolation_level=None, timeout=0)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # the writer really holds the file
+            other.close()
+            reader = SqliteStore(path)
+            try:
+                assert reader.load().seq == 1  # the last commit, not the write under way
+                assert len(reader.journal()) == 1
+            finally:
+                reader.close()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+
+    def test_opening_a_current_book_writes_nothing(self, tmp_path: Path, policy: Policy) -> None:
+        """Open, load and close a book of this schema: the file's bytes are as they were."""
+        path = self.synced(tmp_path, policy)
+        before = path.read_bytes()
+        store = SqliteStore(path)
+        store.load()
+        store.journal()
+        store.close()
+        assert path.read_bytes() == before
+
+    def test_a_file_in_the_old_journal_mode_is_moved_to_wal(
+        self, tmp_path: Path, policy: Policy
+    ) -> None:
+        """A book written with the rollback journal is put in WAL mode when next opened."""
+        path = self.synced(tmp_path, policy)
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.close()
+        SqliteStore(path).close()
+        db = sqlite3.connect(path)
+        try:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            db.close()
 
 
 class TestJsonAtomicReplace:

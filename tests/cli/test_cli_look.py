@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from cli_helpers import USER, Cli, guardian, iso, one_error_line, school, when
 
 
@@ -120,3 +122,22 @@ class TestLooking:
         assert "  registration_group  (empty)\n" in shown
         assert "from nowhere: no source holds a value for it\n" in shown
         assert "from no source" not in shown
+
+
+class TestReadingWhileASyncCommits:
+    def test_read_commands_answer_while_a_writer_holds_the_book(self, book: Cli) -> None:
+        """F10: with a write under way in another connection, reads answer the last commit."""
+        before = book.ok("contacts").out
+        writer = sqlite3.connect(book.folder / "book.sqlite", isolation_level=None, timeout=0)
+        try:
+            writer.execute("BEGIN EXCLUSIVE")
+            writer.execute("DELETE FROM contacts")
+            assert book.ok("contacts").out == before
+            book.ok("show", "mis:G1")
+            book.ok("explain", "mis:G1", "emails")
+            book.ok("recipients", "--year", "9", "--guardians")
+            book.ok("journal")
+            book.ok("report", "update-at-source")
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()

@@ -4,11 +4,13 @@ One row per record, contact, list of overrides, source's syncs and group, each
 holding that entity's JSON (the book's own converter), and a journal of runs,
 each run's field changes in rows of their own, one per contact; a commit writes only
 the rows the merge changed, found by identity (the merge shares every object
-it did not change), in one transaction. The file is opened with
-``synchronous=FULL`` and the rollback journal (``journal_mode=DELETE``): a
-commit that returned is on disk, and a crash at any point leaves the book
-entirely old or entirely new. The schema version is recorded; a file written
-by a newer version is refused, never half read.
+it did not change), in one transaction. The file is in WAL mode with
+``synchronous=FULL``: a commit that returned is on disk, a crash at any point
+leaves the book entirely old or entirely new, and a reader sees the last
+commit while a writer works, neither waiting for the other. Opening a book
+of this schema writes nothing and takes no lock another connection waits on.
+The schema version is recorded; a file written by a newer version is
+refused, never half read.
 """
 
 from __future__ import annotations
@@ -127,25 +129,12 @@ class SqliteStore:
             )
             raise SchemaVersionError(msg, file=self.path.name)
         try:
-            self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute("PRAGMA synchronous=FULL")
             # Freed pages are overwritten with zeros, so an erased value does
             # not linger in the file's free space (rule 13).
             self._db.execute("PRAGMA secure_delete=ON")
-            with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                if version is not None and version < SCHEMA_VERSION:
-                    # The tables above are all an upgrade needs: old runs read as they are.
-                    self._db.execute(
-                        "UPDATE meta SET value=? WHERE name='schema_version'",
-                        (str(SCHEMA_VERSION),),
-                    )
+            if version != SCHEMA_VERSION or self._journal_mode() != "wal":
+                self._prepare(version)
         except sqlite3.DatabaseError as error:
             self._db.close()
             msg = f"cannot open the book {self.path.name}: {error}"
@@ -153,6 +142,34 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({os.fspath(self.path)!r})"
+
+    def _journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+    def _prepare(self, version: int | None) -> None:
+        """Make a new file a book, upgrade an older one, and put either in WAL mode.
+
+        The only writes an open ever makes, and only when needed: a book of
+        this schema already in WAL mode is opened with no lock that a writer
+        or another reader would wait on.
+        """
+        # WAL: readers see the last commit while a writer works, and never wait
+        # for it (a read command during a long sync). The mode stays with the file.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            if version is not None and version < SCHEMA_VERSION:
+                # The tables above are all an upgrade needs: old runs read as they are.
+                self._db.execute(
+                    "UPDATE meta SET value=? WHERE name='schema_version'",
+                    (str(SCHEMA_VERSION),),
+                )
 
     def _schema_version(self) -> int | None:
         exists = self._db.execute(
@@ -253,13 +270,27 @@ class SqliteStore:
             msg = f"cannot write the book {self.path.name}: {error}"
             raise AdapterError(msg, retryable=True) from None
         if result.report.erased:
-            # Rebuild the file, so that no page anywhere still holds what was
-            # erased. The erasure is committed already (and secure_delete has
-            # zeroed the freed pages), so a busy file only postpones this.
-            try:
-                self._db.execute("VACUUM")
-            except sqlite3.DatabaseError as error:
-                _log.warning("could not rebuild %s after an erasure: %s", self.path.name, error)
+            self._forget()
+
+    def _forget(self) -> None:
+        """After an erasure, leave no page of the file or its WAL holding what was erased.
+
+        The erasure is committed already (and secure_delete has zeroed the
+        freed pages), so a busy file only postpones this: the old pages are
+        copied back from the WAL into the file and the WAL emptied, the file
+        rebuilt, and the WAL emptied again.
+        """
+        try:
+            self._checkpoint()
+            self._db.execute("VACUUM")
+            self._checkpoint()
+        except sqlite3.DatabaseError as error:
+            _log.warning("could not rebuild %s after an erasure: %s", self.path.name, error)
+
+    def _checkpoint(self) -> None:
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # a reader still holds an old snapshot: the WAL empties at a later commit
+            _log.warning("a reader kept %s's WAL from being emptied", self.path.name)
 
     def _journal(self, run: Run, count: list[int]) -> None:
         """Add *run* to the journal: its field changes in rows of their own, a row per contact.
