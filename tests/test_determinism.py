@@ -1,4 +1,4 @@
-"""Rule 7: merge is deterministic, and merge.py and model.py read no clock or environment.
+"""Rule 7: merge is deterministic, and no module of the core reads a clock or the environment.
 
 The subprocess tests build the same book under different ``PYTHONHASHSEED``
 values and with the records of each snapshot in different orders, and compare

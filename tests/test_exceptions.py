@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from datetime import UTC, datetime
+
 import pytest
 
 from school import full, london, mis_policy, school
@@ -11,12 +14,16 @@ from sourcetruth import (
     ConfirmationMismatchError,
     ConfirmSync,
     ConflictError,
+    EncodingError,
     GroupDefinition,
     Link,
+    MessageIdReusedError,
     NotInBookError,
     OutOfOrderError,
+    RejectedFileError,
     RemoveGroup,
     SetGroup,
+    SourceDataError,
     SourceTruthError,
     UnknownAdapterError,
     UnknownContactError,
@@ -109,3 +116,26 @@ class TestEdges:
         error = ConflictError("changed since loaded")
         assert isinstance(error, AdapterError)
         assert error.retryable is True
+
+
+WHEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+ERRORS = [
+    OutOfOrderError("the book has a later change", latest=WHEN),
+    MessageIdReusedError("id reused", message_id="trip", sent_at=WHEN),
+    EncodingError("not UTF-8", offset=3, file="users.csv"),
+    AdapterError("the server said no", retryable=True),
+    ConflictError("changed since loaded"),
+    SourceDataError("not a number", file="users.csv", line=2, field="phones", key="row-2"),
+    RejectedFileError("wrong header", [SourceDataError("missing", line=1)], file="users.csv"),
+    UnknownGroupError("no group named 'Governors'"),
+]
+
+
+class TestErrorsCrossProcesses:
+    @pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+    def test_an_error_pickles_whole(self, error: Exception) -> None:
+        """Every error comes back from pickle with its type, text and attributes (a worker's)."""
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert str(back) == str(error)
+        assert back.__dict__ == error.__dict__

@@ -135,7 +135,7 @@ class TestScenario3AddressBookGovernorChangesEmail:
         assert when_effective(policy, ADDRESS_BOOK, london(26, 18)) == london(26, 18)
 
 
-def _parent_governor_edits_email(policy: Policy) -> Book:
+def parent_governor_edits_email(policy: Policy) -> Book:
     book = governors_book(policy)
     book = sync(book, policy, 25, school())
     book = sync(book, policy, 26, school())
@@ -155,7 +155,7 @@ class TestScenario4ParentGovernorEditedOnlyLocally:
     def test_override_works_tonight_and_is_lost_at_friday_sync(self) -> None:
         """An MIS parent's email edited locally: used at 19:00, ended `lost` by Friday's sync."""
         policy = mis_policy()
-        book = _parent_governor_edits_email(policy)
+        book = parent_governor_edits_email(policy)
         evening = recipients(book, ("mis:GOV",), Channel.EMAIL, policy=policy, at=london(26, 19))
         assert evening.addresses == ("pg.new@parent.test",)
         assert evening.recipients[0].provenance[0].kind is ProvenanceKind.OVERRIDE
@@ -175,7 +175,7 @@ class TestScenario5ParentGovernorUpdatedAtSourceToo:
     def test_override_confirmed_and_new_address_stays(self) -> None:
         """The school also updated the MIS on Thursday: the override ends `confirmed`."""
         policy = mis_policy()
-        book = _parent_governor_edits_email(policy)
+        book = parent_governor_edits_email(policy)
         updated = guardian(
             "GOV", "P9b", mobile="07700 900103", email="pg.new@parent.test", given="Paula"
         )

@@ -47,9 +47,9 @@ from sourcetruth.testing import strategies as sts
 from test_scenarios import (
     YEAR_8_PARENTS,
     YEAR_9_PARENTS,
-    _parent_governor_edits_email,
     governors_book,
     monday_and_tuesday,
+    parent_governor_edits_email,
     sync,
 )
 
@@ -111,7 +111,7 @@ class TestScenarios:
 
     def test_4_a_local_edit_is_used_tonight_and_the_audit_says_it_was_an_override(self) -> None:
         """Thu 19:00 uses the address-book edit, and the audit says it was an override."""
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         message = Message("m4", "Minutes", "Attached", contacts=("mis:GOV",))
         audit, boxes = send_now(book, message, london(26, 19))
         assert [e.address for e in boxes[Channel.EMAIL].sent.values()] == ["pg.new@parent.test"]
@@ -444,7 +444,7 @@ class TestReviewedEdges:
 
     def test_an_override_is_not_a_later_change_at_the_source(self) -> None:
         """An edited email, then a sync that changes only the mobile: no later email change."""
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         message = Message("o", "Minutes", "x", contacts=("mis:GOV",))
         audit, _ = send_now(book, message, london(26, 19))
         friday = school(guardian("GOV", "P9b", mobile="07700 900555", email="pg.old@parent.test"))
@@ -465,7 +465,7 @@ class TestReviewedEdges:
 
     def test_scenario_4_friday_minutes_go_to_the_old_address(self) -> None:
         """After Friday's sync ends the override as lost, the minutes use the MIS address."""
-        book = sync(_parent_governor_edits_email(POLICY), POLICY, 27, school())
+        book = sync(parent_governor_edits_email(POLICY), POLICY, 27, school())
         message = Message("minutes", "Minutes", "Attached", contacts=("mis:GOV",))
         audit, boxes = send_now(book, message, london(27, 9))
         assert [e.address for e in boxes[Channel.EMAIL].sent.values()] == ["pg.old@parent.test"]

@@ -38,9 +38,9 @@ from sourcetruth.adapters.transports.smtp import SmtpTransport
 from test_scenarios import (
     YEAR_8_PARENTS,
     YEAR_9_PARENTS,
-    _parent_governor_edits_email,
     governors_book,
     monday_and_tuesday,
+    parent_governor_edits_email,
     sync,
 )
 
@@ -189,7 +189,7 @@ class TestOverRealServers:
     ) -> None:
         """At 19:00 Thursday the SMTP server gets the locally edited address."""
         box, _ = mailbox
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         at = london(26, 19)
         message = Message("s4", "Minutes", "Attached", contacts=("mis:GOV",))
         audit = send(

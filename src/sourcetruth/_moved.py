@@ -3,8 +3,9 @@
 Version 0.1 moved the edges into folders that say what they touch
 (``adapters/sources``, ``adapters/stores``, ``adapters/transports``, ``app``),
 and renamed the data manager's worklists (``reports`` to ``worklists``) so that
-"report" means what a merge did. (Names that left ``sourcetruth.merge`` for
-the core modules beside it are kept by ``merge``'s own ``__getattr__``.)
+"report" means what a merge did. Names that left a module that stayed
+(``sourcetruth.merge``, ``sourcetruth.model``) are kept there by
+:func:`moved_names`, a module ``__getattr__`` that warns the same way.
 Code written against the old paths (``from sourcetruth.adapters.oneroster
 import OneRosterAdapter``) keeps working: importing an old path gives the very
 module object of its new home, so classes and functions are identical and
@@ -18,11 +19,11 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "install", "moved_names"]
 
 #: Each old module path and its new home.
 MOVED: Final = {
@@ -85,3 +86,22 @@ def install() -> None:
     """Put the finder on :data:`sys.meta_path` once (the package's ``__init__`` calls it)."""
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.append(_Finder())
+
+
+def moved_names(module: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names that left *module*: each from its home, with a warning.
+
+    *homes* maps each moved name to the module that holds it now; any other
+    name is an ``AttributeError`` as usual.
+    """
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            msg = f"module {module!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+        msg = f"{module}.{name} has moved: import it from {home} (or from sourcetruth)"
+        warnings.warn(msg, DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), name)
+
+    return __getattr__

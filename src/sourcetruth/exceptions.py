@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 __all__ = [
     "AdapterError",
@@ -38,7 +39,22 @@ __all__ = [
 
 
 class SourceTruthError(Exception):
-    """Root of every error the library raises on purpose."""
+    """Root of every error the library raises on purpose.
+
+    Every one pickles whole, attributes included (an error raised in a worker
+    process reaches its caller as it was): it is rebuilt from its arguments
+    without calling ``__init__``, which for many takes keyword-only values.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An error of *cls* with *args*, its ``__init__`` not called (pickle sets the rest)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class UsageError(SourceTruthError, ValueError):

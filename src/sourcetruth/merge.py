@@ -11,20 +11,17 @@ Each kind of change is applied to a draft of the book by one function, found
 in one table (``_KINDS``): a source's sync (``sourcetruth._sync``), a
 person's edits (``sourcetruth._edits``) and who is who
 (``sourcetruth._identity``); what changed is read off the draft
-(``sourcetruth._changes``). The queries over a book live in
+(``sourcetruth._field_changes``). The queries over a book live in
 :mod:`sourcetruth.effective`, :mod:`sourcetruth.audience` and
 :mod:`sourcetruth.duplicates`, and the report in :mod:`sourcetruth.report`.
 """
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
-from sourcetruth._changes import applied, on_hold, unchanged
 from sourcetruth._draft import Draft, end_expired
 from sourcetruth._edits import (
     clear_override,
@@ -34,7 +31,9 @@ from sourcetruth._edits import (
     set_group,
     set_override,
 )
+from sourcetruth._field_changes import applied, on_hold, unchanged
 from sourcetruth._identity import erase, link, unlink
+from sourcetruth._moved import moved_names
 from sourcetruth._sync import confirm_sync, sync
 from sourcetruth.changes import (
     AddressBookRemove,
@@ -169,14 +168,4 @@ _MOVED: Final = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _MOVED.get(name)
-    if home is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    warnings.warn(
-        f"{__name__}.{name} has moved: import it from {home} (or from sourcetruth)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+__getattr__ = moved_names(__name__, _MOVED)

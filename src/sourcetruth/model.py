@@ -13,8 +13,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import importlib
-import warnings
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,6 +21,7 @@ import attrs
 from attrs import field, frozen
 from attrs.validators import deep_iterable, instance_of
 
+from sourcetruth._moved import moved_names
 from sourcetruth._util import to_frozenset, to_tuple
 from sourcetruth.exceptions import UsageError
 
@@ -643,29 +642,21 @@ def suppression_digest(secret: str, source: str, key: str) -> str:
 
 #: Names that moved to :mod:`sourcetruth.changes`; still importable from here
 #: for one release, with a warning.
-_MOVED: Final = frozenset(
-    {
-        "AddressBookRemove",
-        "AddressBookSave",
-        "ClearOverride",
-        "ConfirmSync",
-        "Erase",
-        "Link",
-        "RemoveGroup",
-        "SetGroup",
-        "SetOverride",
-        "Unlink",
-    }
+__getattr__ = moved_names(
+    __name__,
+    dict.fromkeys(
+        (
+            "AddressBookRemove",
+            "AddressBookSave",
+            "ClearOverride",
+            "ConfirmSync",
+            "Erase",
+            "Link",
+            "RemoveGroup",
+            "SetGroup",
+            "SetOverride",
+            "Unlink",
+        ),
+        "sourcetruth.changes",
+    ),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    warnings.warn(
-        f"{__name__}.{name} has moved: import it from sourcetruth.changes (or from sourcetruth)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module("sourcetruth.changes"), name)

@@ -1,11 +1,13 @@
-"""Adapters: the library's edges to files, feeds and (later) transports and stores.
+"""Adapters: the library's edges to files, feeds, servers and stores.
 
-The protocols live in :mod:`sourcetruth.adapters.sources.base`, discovery in
-:mod:`sourcetruth.adapters.registry`. Each built-in adapter is its own module,
-imported only when used: :mod:`~sourcetruth.adapters.sources.oneroster`,
-:mod:`~sourcetruth.adapters.sources.sds`, :mod:`~sourcetruth.adapters.sources.tabular` (generic
-CSV/TXT imports), :mod:`~sourcetruth.adapters.sources.vcard` and
-:mod:`~sourcetruth.adapters.sources.export`.
+Three kinds, a folder each: :mod:`~sourcetruth.adapters.sources` (readers of
+MIS exports, CSV/TXT imports and vCards, and the CSV export of the book),
+:mod:`~sourcetruth.adapters.stores` (SQLite, JSON) and
+:mod:`~sourcetruth.adapters.transports` (the outbox, SMTP, SMS over HTTP).
+Discovery, for every kind, is :mod:`sourcetruth.adapters.registry`. The
+source protocols are in :mod:`sourcetruth.adapters.sources.base` (re-exported
+here); the store and transport protocols are the core's,
+:mod:`sourcetruth.protocols`. Each built-in adapter is imported only when used.
 """
 
 from __future__ import annotations

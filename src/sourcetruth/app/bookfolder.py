@@ -51,7 +51,13 @@ from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
-from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
+from sourcetruth.exceptions import (
+    AdapterError,
+    SchemaVersionError,
+    SourceDataError,
+    UnknownAdapterError,
+    UsageError,
+)
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import DeliveryResult, Envelope, Message
@@ -554,9 +560,9 @@ def _adapter(kind: registry.AdapterKind, name: str, section: str) -> Any:
     """The factory of the *kind* adapter called *name*, which *section* asks for."""
     try:
         return registry.get(kind, name)
-    except LookupError as error:
+    except UnknownAdapterError as error:
         msg = f"{section}: {error}"
-        raise UsageError(msg) from None
+        raise UnknownAdapterError(msg) from None
 
 
 def _check_sources(settings: Settings, *, file: str) -> None:

@@ -77,7 +77,12 @@ from attrs.validators import optional
 from dateutil.rrule import rrulestr
 
 from sourcetruth.adapters._structure import Problem, StructureError, hint, structure
-from sourcetruth.exceptions import SourceDataError, SourceTruthError, UsageError
+from sourcetruth.exceptions import (
+    SourceDataError,
+    SourceTruthError,
+    UnknownAdapterError,
+    UsageError,
+)
 from sourcetruth.model import ADDRESS_BOOK, FIELDS, Channel, SourceKind, unknown_fields
 from sourcetruth.policy import DEFAULT_GUARD, DepartureGuard, Policy, Schedule, Source
 
@@ -395,7 +400,7 @@ def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
     assert kind in ("source", "transport")
     try:
         return registry.get(kind, name)  # type: ignore[arg-type]
-    except LookupError:
+    except UnknownAdapterError:
         known = registry.available(kind)  # type: ignore[arg-type]
         msg = (
             f"no {kind} adapter is called {name!r}{hint(name, known)}; "

@@ -21,6 +21,11 @@ from sourcetruth.adapters._files import write_atomic
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Channel
 
+# What the old path sourcetruth.adapters.transport (an alias of this module)
+# exported besides the outbox: still importable from there for one release.
+from sourcetruth.messages import DeliveryStatus as DeliveryStatus  # isort: skip
+from sourcetruth.protocols import Transport as Transport  # isort: skip
+
 __all__ = ["OutboxTransport"]
 
 

@@ -1,4 +1,4 @@
-"""Email over SMTP: a :class:`~sourcetruth.adapters.transports.outbox.Transport` for email.
+"""Email over SMTP: a :class:`~sourcetruth.protocols.Transport` for email.
 
 :class:`SmtpTransport` opens one SMTP session per :meth:`~SmtpTransport.send`
 call (plain, STARTTLS or implicit TLS, with optional authentication) and hands

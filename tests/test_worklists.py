@@ -13,7 +13,7 @@ from sourcetruth import (
     merge,
 )
 from sourcetruth.worklists import before_next_sync, data_quality, two_feeds, update_at_source
-from test_scenarios import READ_AHEAD, _parent_governor_edits_email, sync
+from test_scenarios import READ_AHEAD, parent_governor_edits_email, sync
 
 POLICY = mis_policy()
 
@@ -23,7 +23,7 @@ class TestUpdateAtSource:
 
     def test_an_edit_in_force_says_who_and_when_it_ends(self) -> None:
         """Thursday evening: the parent governor's email edit, by the office, ends Friday 02:00."""
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         report = update_at_source(book, policy=POLICY, at=london(26, 19))
         assert report.lost == ()
         (edit,) = report.in_force
@@ -33,7 +33,7 @@ class TestUpdateAtSource:
 
     def test_a_lost_edit_is_listed_after_the_sync(self) -> None:
         """Friday's sync ends the edit as lost: it moves to the list of things to fix."""
-        book = sync(_parent_governor_edits_email(POLICY), POLICY, 27, school())
+        book = sync(parent_governor_edits_email(POLICY), POLICY, 27, school())
         report = update_at_source(book, policy=POLICY, at=london(27, 9))
         assert report.in_force == ()
         assert [(e.override.contact_id, e.outcome) for e in report.lost] == [
@@ -48,7 +48,7 @@ class TestBeforeNextSync:
 
     def test_from_lifetimes_without_a_snapshot(self) -> None:
         """With no export at hand, the edits whose lifetime ends at that sync."""
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         ahead = before_next_sync(book, "mis", policy=POLICY, at=london(26, 19))
         assert ahead.at == london(27, 2)
         assert [o.contact_id for o in ahead.ending] == ["mis:GOV"]
@@ -56,7 +56,7 @@ class TestBeforeNextSync:
 
     def test_from_a_dry_run_of_the_export(self) -> None:
         """With tonight's export, each edit's outcome is known before the sync runs."""
-        book = _parent_governor_edits_email(POLICY)
+        book = parent_governor_edits_email(POLICY)
         updated = guardian("GOV", "P9b", mobile="07700 900103", email="pg.new@parent.test")
         export = full(london(27, 2) - READ_AHEAD, school(updated))
         ahead = before_next_sync(book, "mis", policy=POLICY, at=london(26, 23), snapshot=export)
