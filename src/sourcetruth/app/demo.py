@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.sending import send
+from sourcetruth.app.settings import STARTER
 from sourcetruth.audit import AuditRecord, why
 from sourcetruth.changes import AddressBookSave, Link, SetGroup
 from sourcetruth.effective import contact_at
@@ -54,35 +55,9 @@ __all__ = ["run"]
 
 LONDON: Final = ZoneInfo("Europe/London")
 
-#: The book's policy.toml: an MIS synced nightly from OneRoster bundles, and CSV imports.
-SETTINGS: Final = """\
-# The demo school's policy: an MIS that syncs nightly, and CSV imports.
-timezone = "Europe/London"
-region = "GB"
-precedence = ["mis", "import"]
-
-[guard]
-max_count = 500
-max_fraction = 0.2
-min_count = 5
-
-[sources.mis]
-kind = "mis"
-# What a OneRoster bundle carries (it has no registration group).
-covers = [
-    "given_name", "family_name", "role", "phones", "emails", "relationships", "year_group",
-]
-schedule = "FREQ=DAILY;BYHOUR=2;BYMINUTE=0"
-adapter = "oneroster"
-
-[sources.import]
-kind = "import"
-covers = ["given_name", "family_name", "phones", "emails"]
-adapter = "csv"
-mapping = "import-mapping.toml"
-
-# No [transports.*] table: messages go to the folder's outbox.
-"""
+#: The book's policy.toml: the starter policy (an MIS synced nightly from
+#: OneRoster bundles, and CSV imports), its import given the office's mapping.
+SETTINGS: Final = STARTER.replace('# mapping = "mapping.toml"', 'mapping = "import-mapping.toml"')
 
 #: How the office's CSV import is laid out (see sourcetruth.adapters.sources.tabular).
 MAPPING: Final = """\
