@@ -12,6 +12,7 @@ import argparse
 import ast
 import io
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from cli_helpers import Cli, Ran, guardian, one_error_line, school, when
 import sourcetruth.cli as cli_package
 from sourcetruth.adapters.sources.base import Notice
 from sourcetruth.cli._context import Context
+from sourcetruth.cli._errors import complaint
 from sourcetruth.cli._sources import notices
+from sourcetruth.exceptions import RejectedFileError, SourceDataError
 
 #: A given name that clears the screen, retitles the terminal, returns the cursor,
 #: reverses the text after it, then forges a line of ``contacts`` output.
@@ -196,3 +199,40 @@ class TestEveryLine:
             ("_progress", "__exit__"),
             ("_progress", "_run"),
         }
+
+
+#: A record key that is someone's email address: an id read from a file is personal data.
+SECRET_KEY = "jane.doe@home.test"
+
+
+class TestErrorLines:
+    def test_a_rejected_row_names_file_line_and_field_never_its_id(self, cli: Cli) -> None:
+        """F12: a bundle rejected for a row's status names file, line and field, not its id."""
+        cli.ok("init")
+        keyed = guardian(SECRET_KEY, "Jane", "Doe", "900111", "P1", email="jd@parent.test")
+        bundle = Path(cli.export("tue", [*school(), keyed]))
+        users = bundle / "users.csv"
+        text = users.read_text(encoding="utf-8")
+        users.write_text(text.replace(f"{SECRET_KEY},,", f"{SECRET_KEY},bogus,"), encoding="utf-8")
+        ran = cli.fails(3, "sync", "mis", os.fspath(bundle), "--at", when(24, 2),
+                        "--extracted-at", when(24, 1))  # fmt: skip
+        assert "(file users.csv, line 15, field status)" in ran.err
+        assert SECRET_KEY not in ran.err + ran.out
+        assert_safe(ran)
+
+    def test_a_snapshot_the_merge_refuses_names_no_record_key(self) -> None:
+        """F12: an error naming a record key read from a file prints its source, not the key."""
+        said = complaint(SourceDataError("two records share one key", source="mis", key=SECRET_KEY))
+        assert said == "two records share one key (source mis); --debug names the record"
+        group = RejectedFileError(
+            "users.csv: rows rejected",
+            [
+                SourceDataError(
+                    "bad status", file="users.csv", line=3, field="status", key=SECRET_KEY
+                )
+            ],
+        )
+        assert complaint(group).splitlines() == [
+            "users.csv: rows rejected",
+            "  - bad status (file users.csv, line 3, field status)",
+        ]

@@ -107,13 +107,29 @@ def _lines(error: BaseException) -> list[str]:
 
 
 def _text(error: BaseException) -> str:
-    """What an error says."""
+    """What an error says; of a source's data, where, but never a record's key."""
+    if isinstance(error, SourceDataError):
+        return _placed(error)
     text = str(error) or error.__class__.__name__
     if isinstance(error, OSError) and not isinstance(error, SourceTruthError):
         # A bare OSError reads "[Errno 2] No such file or directory: 'x'".
         where = error.filename if error.filename is not None else ""
         text = f"{error.strerror or text}{f': {where}' if where else ''}"
     return text
+
+
+def _placed(error: SourceDataError) -> str:
+    """A data error's reason and place (source, file, line, field), without its record's key.
+
+    The key is an id read from a file, which may be personal data (an import
+    keyed by email address; rule 13): file and line find the row, and with
+    neither, ``--debug`` shows the key.
+    """
+    where = SourceDataError(
+        error.reason, source=error.source, file=error.file, line=error.line, field=error.field
+    )
+    hint = "; --debug names the record" if error.key is not None and error.line is None else ""
+    return f"{where}{hint}"
 
 
 def _one_line(text: str) -> str:
