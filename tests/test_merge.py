@@ -262,6 +262,19 @@ def held_sync(policy: Policy) -> tuple[Book, Snapshot, str]:
     return book, snapshot, result.report.held.token
 
 
+def saved_after_hold(policy: Policy) -> tuple[Book, Snapshot, str]:
+    """The held sync of `held_sync`, then an unrelated address-book save at 02:30."""
+    book, snapshot, token = held_sync(policy)
+    saved = merge(
+        book,
+        AddressBookSave("address-book:cover", ContactData("Robin", "Hale")),
+        policy=policy,
+        at=london(24, 2, 30),
+        by="office",
+    ).book
+    return saved, snapshot, token
+
+
 class TestConfirmSync:
     def test_token_for_another_snapshot_is_a_usage_error(self) -> None:
         """A token binds to its snapshot: it cannot confirm a different one."""
@@ -314,16 +327,9 @@ class TestConfirmSync:
             merge(book, ConfirmSync(snapshot, token), policy=policy, at=london(24, 3), by="manager")
 
     def test_an_address_book_save_in_between_refuses_the_token(self) -> None:
-        """F13: an unrelated address-book save after the hold refuses the token; nothing departs."""
+        """F13: an unrelated address-book save after the hold refuses the token."""
         policy = guarded()
-        book, snapshot, token = held_sync(policy)
-        saved = merge(
-            book,
-            AddressBookSave("address-book:cover", ContactData("Robin", "Hale")),
-            policy=policy,
-            at=london(24, 2, 30),
-            by="office",
-        ).book
+        saved, snapshot, token = saved_after_hold(policy)
         with pytest.raises(ConfirmationMismatchError, match="changed since the sync was held"):
             merge(
                 saved, ConfirmSync(snapshot, token), policy=policy, at=london(24, 3), by="manager"
@@ -332,14 +338,7 @@ class TestConfirmSync:
     def test_a_hold_again_gives_a_token_for_the_book_as_it_now_is(self) -> None:
         """F13: after a change, syncing the same export again holds it with a token that applies."""
         policy = guarded()
-        book, snapshot, token = held_sync(policy)
-        saved = merge(
-            book,
-            AddressBookSave("address-book:cover", ContactData("Robin", "Hale")),
-            policy=policy,
-            at=london(24, 2, 30),
-            by="office",
-        ).book
+        saved, snapshot, token = saved_after_hold(policy)
         again = merge(saved, snapshot, policy=policy, at=london(24, 2, 40), by="nightly").report
         assert again.held is not None
         assert again.held.token != token
