@@ -21,6 +21,7 @@ from sourcetruth import (
     Book,
     Channel,
     ClearOverride,
+    ConfirmationMismatchError,
     ConfirmSync,
     ContactData,
     DepartureGuard,
@@ -261,6 +262,19 @@ def held_sync(policy: Policy) -> tuple[Book, Snapshot, str]:
     return book, snapshot, result.report.held.token
 
 
+def saved_after_hold(policy: Policy) -> tuple[Book, Snapshot, str]:
+    """The held sync of `held_sync`, then an unrelated address-book save at 02:30."""
+    book, snapshot, token = held_sync(policy)
+    saved = merge(
+        book,
+        AddressBookSave("address-book:cover", ContactData("Robin", "Hale")),
+        policy=policy,
+        at=london(24, 2, 30),
+        by="office",
+    ).book
+    return saved, snapshot, token
+
+
 class TestConfirmSync:
     def test_token_for_another_snapshot_is_a_usage_error(self) -> None:
         """A token binds to its snapshot: it cannot confirm a different one."""
@@ -297,8 +311,8 @@ class TestConfirmSync:
                 by="manager",
             )
 
-    def test_sync_of_another_source_leaves_the_token_valid(self) -> None:
-        """The token binds to the last sync of *that* source; an import in between is fine."""
+    def test_a_sync_of_another_source_in_between_refuses_the_token(self) -> None:
+        """F13: the token binds the book as it was held; an import applied since refuses it."""
         policy = guarded()
         book, snapshot, token = held_sync(policy)
         row = guardian("row-1", mobile="07700 900401", email="una@example.org", given="Una")
@@ -309,10 +323,38 @@ class TestConfirmSync:
             at=london(24, 2, 10),
             by="u",
         ).book
+        with pytest.raises(ConfirmationMismatchError):
+            merge(book, ConfirmSync(snapshot, token), policy=policy, at=london(24, 3), by="manager")
+
+    def test_an_address_book_save_in_between_refuses_the_token(self) -> None:
+        """F13: an unrelated address-book save after the hold refuses the token."""
+        policy = guarded()
+        saved, snapshot, token = saved_after_hold(policy)
+        with pytest.raises(ConfirmationMismatchError, match="changed since the sync was held"):
+            merge(
+                saved, ConfirmSync(snapshot, token), policy=policy, at=london(24, 3), by="manager"
+            )
+
+    def test_a_hold_again_gives_a_token_for_the_book_as_it_now_is(self) -> None:
+        """F13: after a change, syncing the same export again holds it with a token that applies."""
+        policy = guarded()
+        saved, snapshot, token = saved_after_hold(policy)
+        again = merge(saved, snapshot, policy=policy, at=london(24, 2, 40), by="nightly").report
+        assert again.held is not None
+        assert again.held.token != token
         result = merge(
-            book, ConfirmSync(snapshot, token), policy=policy, at=london(24, 3), by="manager"
+            saved,
+            ConfirmSync(snapshot, again.held.token),
+            policy=policy,
+            at=london(24, 3),
+            by="manager",
         )
-        assert result.report.status is Status.APPLIED
+        assert result.report.departed == ("mis:G8", "mis:G9")
+
+    def test_the_token_is_the_same_on_every_run(self) -> None:
+        """The token is a pure function of the snapshot and the book: two holds give one token."""
+        policy = guarded()
+        assert held_sync(policy)[2] == held_sync(policy)[2]
 
 
 class TestOverrideUntil:

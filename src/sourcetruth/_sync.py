@@ -30,6 +30,7 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.model import (
     KEPT_AT_SYNC,
+    Book,
     Record,
     RecordState,
     Snapshot,
@@ -52,7 +53,7 @@ def sync(draft: Draft, snapshot: Snapshot) -> Held | None:
 
 
 def confirm_sync(draft: Draft, change: ConfirmSync) -> Held | None:
-    """Apply a held snapshot, for that snapshot and that book only."""
+    """Apply a held snapshot, for that snapshot and the book as it was when held only."""
     return _apply(draft, change.snapshot, change.token)
 
 
@@ -73,7 +74,7 @@ def _apply(draft: Draft, snapshot: Snapshot, token: str | None) -> Held | None:
             msg = "a different snapshot with the same extraction time was already applied"
             raise StaleSnapshotError(msg, source=name)
         return None  # the same snapshot again: nothing to do (rule 5)
-    held = _guard(draft, snapshot, token, last, departing, population)
+    held = _guard(draft, snapshot, token, departing, population)
     if held is not None:
         return held
     draft.sync = draft.seq
@@ -195,8 +196,14 @@ def _departing(
     return departing, population
 
 
-def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
-    """Binds a confirmation to one snapshot's content and the book's last sync of it."""
+def _token(snapshot: Snapshot, book: Book) -> str:
+    """Binds a confirmation to one snapshot's content and to the book as it was when held.
+
+    The book is named by its ``seq``, which every change merged into it counts
+    (a sync of any source, an edit, a link, an erasure; a held sync is none):
+    once the book has changed, the departures the person checked may no longer
+    be the ones the sync would make.
+    """
     body = to_primitive(
         attrs.evolve(
             snapshot,
@@ -204,7 +211,7 @@ def _token(snapshot: Snapshot, last: SyncRecord | None) -> str:
             removed=sorted(snapshot.removed),
         )
     )
-    payload = json.dumps([body, None if last is None else last.seq], sort_keys=True)
+    payload = json.dumps([body, book.seq], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -212,13 +219,15 @@ def _guard(
     draft: Draft,
     snapshot: Snapshot,
     token: str | None,
-    last: SyncRecord | None,
     departing: list[str],
     population: int,
 ) -> Held | None:
     """The hold when too many would depart (rule 6), unless *token* confirms this snapshot."""
-    if token is not None and token != _token(snapshot, last):
-        msg = "this confirmation was given for another snapshot or an earlier book"
+    if token is not None and token != _token(snapshot, draft.old):
+        msg = (
+            "this confirmation was given for another snapshot, "
+            "or the book has changed since the sync was held"
+        )
         raise ConfirmationMismatchError(msg)
     guard = draft.policy.guard
     if token is not None or not guard.trips(len(departing), population):
@@ -230,7 +239,7 @@ def _guard(
     )
     states = draft.records.get(snapshot.source, {})
     who = tuple(sorted({states[k].contact_id for k in departing}))
-    return Held(reason, len(departing), population, _token(snapshot, last), who)
+    return Held(reason, len(departing), population, _token(snapshot, draft.old), who)
 
 
 def _write(

@@ -46,7 +46,9 @@ class ConfirmSync:
     """Apply a snapshot that the departure guard held, for that snapshot only.
 
     ``token`` is the one the held report gave; it binds the confirmation to
-    the snapshot's content and to the book's last sync of that source.
+    the snapshot's content and to the book as it was when the sync was held:
+    any change merged into the book since then refuses it
+    (:class:`~sourcetruth.ConfirmationMismatchError`).
     """
 
     snapshot: Snapshot

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 from cli_helpers import (
@@ -21,8 +23,11 @@ from cli_helpers import (
     when,
 )
 
+import sourcetruth.cli as cli_package
 from sourcetruth.cli import EXIT_CODES, main
 from sourcetruth.cli import _look as cli_look
+from sourcetruth.cli._errors import USAGE, code_of
+from sourcetruth.exceptions import UnknownContactError, UnknownGroupError, UnknownRecordError
 
 
 class TestErrors:
@@ -252,3 +257,76 @@ class TestCommandLineMistakes:
         timed = args[0] not in ("why", "when") and "--at" not in args
         ran = book.fails(2, *args, *(("--at", when(24, 9)) if timed else ()))
         assert "unexpected" not in one_error_line(ran)
+
+
+class TestTypedErrors:
+    @pytest.mark.parametrize("kind", [UnknownContactError, UnknownGroupError, UnknownRecordError])
+    def test_a_name_the_book_lacks_is_a_usage_error_by_its_type(self, kind: type) -> None:
+        """A not-found error is status 2 by its type, whatever its text says."""
+        assert code_of(kind("anything at all")) == USAGE
+        assert code_of(kind("")) == USAGE
+
+    def test_no_handler_reads_an_error_s_text(self) -> None:
+        """No `except ... as e` in cli/ compares or searches the text of what it caught.
+
+        The command tells errors apart by type and attributes (ERROR_CODES), never
+        by message: a message may change, or be another library's.
+        """
+        found = []
+        for path in sorted(Path(cli_package.__file__).parent.glob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for handler in ast.walk(tree):
+                if not isinstance(handler, ast.ExceptHandler) or handler.name is None:
+                    continue
+                found += [
+                    f"{path.name}:{node.lineno}"
+                    for statement in handler.body
+                    for node in ast.walk(statement)
+                    if _reads_text_of(node, handler.name)
+                ]
+        assert found == []
+
+
+#: The string methods that look into a text.
+_SEARCHES = {"startswith", "endswith", "find", "index", "count", "search", "match", "fullmatch"}
+#: An error's attributes that are text, not a typed answer.
+_TEXTS = {"args", "message", "reason", "strerror"}
+
+
+def _reads_text_of(node: ast.AST, name: str) -> bool:
+    """Whether *node* compares or searches text made of the caught error *name*.
+
+    A typed attribute (``error.latest``, ``error.code``) may be compared; the
+    error itself, ``str(error)`` and its text attributes may not.
+    """
+    if isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr not in _SEARCHES:
+            return False
+        operands = [node.func.value, *node.args]
+    else:
+        return False
+    return any(_text_of(operand, name) for operand in operands)
+
+
+def _text_of(node: ast.AST, name: str) -> bool:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.value.id == name and node.attr in _TEXTS
+    if isinstance(node, ast.Name):
+        return node.id == name
+    return any(_text_of(child, name) for child in ast.iter_child_nodes(node))
+
+
+def test_the_text_check_finds_what_it_looks_for() -> None:
+    """The check above flags text read off a caught error, and lets typed attributes be."""
+    flagged = (
+        "str(e).startswith('the book holds no')",
+        "'no contact' in str(e)",
+        "e.args[0] == 'x'",
+        "re.search('no', e.message)",
+    )
+    for text in flagged:
+        assert any(_reads_text_of(n, "e") for n in ast.walk(ast.parse(text))), text
+    for text in ("e.code == 2", "e.latest > at", "isinstance(e, OSError)"):
+        assert not any(_reads_text_of(n, "e") for n in ast.walk(ast.parse(text))), text

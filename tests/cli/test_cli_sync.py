@@ -11,6 +11,7 @@ from cli_helpers import (
     TRUNCATED,
     USER,
     Cli,
+    Ran,
     files_of,
     guardian,
     iso,
@@ -143,6 +144,21 @@ class TestSync:
         assert sorted(c["id"] for c in departed if c["departed"]) == sorted(
             f"mis:{k}" for k in gone
         )
+
+    def test_a_token_is_refused_once_the_book_changed(self, book: Cli) -> None:
+        """F13: an address-book add after a hold refuses the printed token; a new sync gives one."""
+        path = book.export("wed-truncated", school(**TRUNCATED))
+        args = ("sync", "mis", path, "--at", when(25, 2), "--extracted-at", when(25, 1, 30))
+        command = confirm_command(book.fails(4, *args))
+        book.ok("address-book", "add", "--given", "Robin", "--at", when(25, 2))
+        line = one_error_line(run_printed(book, command, expect=2))
+        assert "the book has changed since the sync was held" in line
+        assert line.endswith("run the sync again without --confirm for a new token")
+        departed = book.ok("contacts", "--departed", "--at", when(25, 9), "--json").json()
+        assert not any(c["departed"] for c in departed)
+        fresh = confirm_command(book.fails(4, *args[:3], "--at", when(25, 2, 10), *args[5:]))
+        assert fresh != command
+        assert "6 departed" in run_printed(book, fresh, expect=0).out
 
     def test_a_wrong_token_is_refused(self, book: Cli) -> None:
         """--confirm with a token of no held sync exits 2 and applies nothing."""
@@ -336,3 +352,19 @@ class TestSync:
         line = book.ok("journal", "--last", "1").out
         assert line.endswith("held      mis sync by office: 0 new, 0 field change(s), "
                              "6 would depart, 0 returned\n")  # fmt: skip
+
+
+def confirm_command(ran: Ran) -> list[str]:
+    """The words of the command a held sync printed to confirm it."""
+    lines = ran.out.splitlines()
+    return shlex.split(lines[lines.index("  Check the export. If it is right, apply it with:") + 1])
+
+
+def run_printed(book: Cli, words: list[str], *, expect: int) -> Ran:
+    """Run a printed ``sourcetruth ...`` command as it was printed; it ends with *expect*."""
+    assert words[0] == "sourcetruth"
+    out, err = io.StringIO(), io.StringIO()
+    code = main(words[1:], out=out, err=err, environ=book.environ)
+    ran = Ran(code, out.getvalue(), err.getvalue())
+    assert code == expect, (code, ran.out, ran.err)
+    return ran

@@ -48,9 +48,9 @@ def _init(ctx: Context) -> int:
             f"It uses the existing suppression key at {named or book.path / 'suppression.key'}."
         )
     for key in book.settings.plaintext_secrets:
-        ctx.err.write(
+        ctx.note(
             f"notice: {key} holds a secret in the file; name an environment variable with "
-            f"{key}_env instead\n"
+            f"{key}_env instead"
         )
     for how in book.settings.sources.values():
         if how.mapping is not None and not how.mapping.is_file():

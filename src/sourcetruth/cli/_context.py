@@ -15,7 +15,7 @@ from typing import Final, TextIO, TypeVar
 from sourcetruth.app.bookfolder import BookFolder
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._progress import Progress
-from sourcetruth.cli._render import Renderer, as_json
+from sourcetruth.cli._render import Renderer, as_json, printable
 from sourcetruth.exceptions import OutOfOrderError, UsageError
 from sourcetruth.merge import Change
 from sourcetruth.policy import Policy
@@ -76,14 +76,20 @@ class Context:
             self._book.close()
 
     def say(self, line: str = "") -> None:
-        self.out.write(line + "\n")
+        """A line of text output, control characters escaped (see ``printable``)."""
+        self.out.write(printable(line) + "\n")
+
+    def note(self, line: str) -> None:
+        """A line on stderr (a notice about an input), control characters escaped."""
+        self.err.write(printable(line) + "\n")
 
     def lines(self, lines: Sequence[str]) -> None:
         for line in lines:
             self.say(line)
 
     def json(self, value: object) -> None:
-        self.say(as_json(value))
+        """*value* as one JSON document: its line breaks are its own (see ``as_json``)."""
+        self.out.write(as_json(value) + "\n")
 
     def listing(self, found: Sequence[T], line: Callable[[T], str], total: str) -> int:
         """A list found: as JSON with ``--json``; else a line for each, then *total*."""
@@ -137,7 +143,7 @@ class Context:
         return by
 
     def progress(self, label: str, total: int | None = None) -> Progress:
-        return Progress(self.err, label, total=total)
+        return Progress(self.err, printable(label), total=total)
 
 
 @contextlib.contextmanager

@@ -42,8 +42,8 @@ def _erase(ctx: Context) -> int:
         )
     # An audit record that could not be read may still hold them: say so, never silently.
     for file in getattr(ctx.book, "unreadable_audits", ()):
-        ctx.err.write(
+        ctx.note(
             f"notice: {file}: the audit record cannot be read, so it may still hold "
-            f"{ctx.args.contact}: repair it and erase again, or delete it\n"
+            f"{ctx.args.contact}: repair it and erase again, or delete it"
         )
     return OK

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from sourcetruth.cli._render import printable
 from sourcetruth.exceptions import (
     AdapterError,
     SchemaVersionError,
     SourceDataError,
     SourceTruthError,
     UsageError,
-    format_errors,
 )
 
 __all__ = [
@@ -87,21 +87,51 @@ def code_of(error: BaseException) -> int:
 def complaint(error: BaseException) -> str:
     """What the program says of an error on stderr, after ``sourcetruth: ``.
 
-    A bug is one line that names only its type: its message may hold anything,
-    personal data included (``--debug`` shows it all).
+    One line; for a rejected file, a line for each problem. A bug is one line
+    that names only its type: its message may hold anything, personal data
+    included (``--debug`` shows it all). No line holds a control character
+    (see :func:`~sourcetruth.cli._render.printable`).
     """
     if code_of(error) == FAILED and not isinstance(error, SourceTruthError):
         return f"unexpected {error.__class__.__name__}; run again with --debug to see where"
-    return _one_line(error)
+    return "\n".join(printable(line) for line in _lines(error))
 
 
-def _one_line(error: BaseException) -> str:
-    """The error's message on one line; a rejected file's problems, one per line."""
+def _lines(error: BaseException) -> list[str]:
+    """The error's message on one line; a rejected file's problems after it, one per line."""
     if isinstance(error, BaseExceptionGroup):
-        return format_errors(error)
-    text = " ".join(str(error).split()) or error.__class__.__name__
+        return [_one_line(error.message)] + [
+            f"  - {_one_line(_text(problem))}" for problem in error.exceptions
+        ]
+    return [_one_line(_text(error))]
+
+
+def _text(error: BaseException) -> str:
+    """What an error says; of a source's data, where, but never a record's key."""
+    if isinstance(error, SourceDataError):
+        return _placed(error)
+    text = str(error) or error.__class__.__name__
     if isinstance(error, OSError) and not isinstance(error, SourceTruthError):
         # A bare OSError reads "[Errno 2] No such file or directory: 'x'".
         where = error.filename if error.filename is not None else ""
         text = f"{error.strerror or text}{f': {where}' if where else ''}"
     return text
+
+
+def _placed(error: SourceDataError) -> str:
+    """A data error's reason and place (source, file, line, field), without its record's key.
+
+    The key is an id read from a file, which may be personal data (an import
+    keyed by email address; rule 13): file and line find the row, and with
+    neither, ``--debug`` shows the key.
+    """
+    where = SourceDataError(
+        error.reason, source=error.source, file=error.file, line=error.line, field=error.field
+    )
+    hint = "; --debug names the record" if error.key is not None and error.line is None else ""
+    return f"{where}{hint}"
+
+
+def _one_line(text: str) -> str:
+    """*text* on one line: every run of white space, line breaks included, one space."""
+    return " ".join(text.split())

@@ -29,6 +29,7 @@ from sourcetruth.cli._errors import (
     complaint,
 )
 from sourcetruth.cli._options import Parser, Subcommands, add_global_options
+from sourcetruth.cli._render import printable
 
 __all__ = ["GROUPS", "main"]
 
@@ -93,7 +94,7 @@ def _parse(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> argparse.Nam
             out.flush()
             return done.code if isinstance(done.code, int) else OK
     except Exit as wrong:
-        err.write(f"sourcetruth: {wrong.message}\n")
+        _complain(err, printable(wrong.message))
         return wrong.code
     except BrokenPipeError:  # `sourcetruth --help | head -1`
         _silence(out)
@@ -114,18 +115,23 @@ def _run(ctx: Context) -> int:
         return PIPE_CLOSED
     except Exit as done:
         if done.message:
-            ctx.err.write(f"sourcetruth: {done.message}\n")
+            _complain(ctx.err, printable(done.message))
         return done.code
     except KeyboardInterrupt:
         if debug:
             raise
-        ctx.err.write("sourcetruth: interrupted\n")
+        _complain(ctx.err, "interrupted")
         return INTERRUPTED
     except Exception as error:
         if debug:
             raise
-        ctx.err.write(f"sourcetruth: {complaint(error)}\n")
+        _complain(ctx.err, complaint(error))
         return code_of(error)
+
+
+def _complain(err: TextIO, said: str) -> None:
+    """``sourcetruth: ...`` on stderr; *said* holds no control character but its line breaks."""
+    err.write(f"sourcetruth: {said}\n")
 
 
 def _user() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
@@ -31,11 +32,40 @@ from sourcetruth.model import (
 from sourcetruth.report import FieldChange, Report, Status
 from sourcetruth.serialise import converter
 
-__all__ = ["Renderer", "as_json", "primitive"]
+__all__ = ["Renderer", "as_json", "primitive", "printable"]
 
 #: Beyond this many lines of one kind (new contacts, field changes, departures, overrides
 #: ended, values kept raw, ...), a report says how many more (``--json`` has all).
 LIMIT = 40
+
+
+#: What a terminal acts on instead of showing: the C0 controls (ESC, CR, the line
+#: break, ...), DEL, the C1 controls, the Unicode bidi embeddings, overrides and
+#: isolates (U+202A-U+202E, U+2066-U+2069), and the line and paragraph separators.
+_BEYOND_C0: Final = "\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+_CONTROLS: Final = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+#: Those of them that ``json.dumps`` leaves as they are (it escapes the C0 controls).
+_CONTROLS_IN_JSON: Final = re.compile(f"[{_BEYOND_C0}]")
+
+
+def printable(text: str) -> str:
+    """*text* as the terminal may show it: each control character written as its escape.
+
+    Every line of text output passes through here (``Context.say``, the error
+    and notice lines), so a value from a file cannot clear the screen, retitle
+    the terminal, reorder what follows it or forge a line: ESC shows as
+    ``\\x1b``, a line break in a value as ``\\x0a``, a bidi override as
+    ``\\u202e``. The line breaks between lines are the program's own.
+    """
+    if _CONTROLS.search(text) is None:
+        return text
+    return _CONTROLS.sub(lambda m: _escape(m.group(), short=True), text)
+
+
+def _escape(char: str, *, short: bool) -> str:
+    """``\\x1b`` (*short*, for a code below 256) or ``\\u001b``: JSON knows only the second."""
+    code = ord(char)
+    return f"\\x{code:02x}" if short and code < 0x100 else f"\\u{code:04x}"
 
 
 def _make_converter() -> JsonConverter:
@@ -76,7 +106,15 @@ def primitive(value: object) -> Any:
 
 
 def as_json(value: object) -> str:
-    return json.dumps(primitive(value), indent=2, sort_keys=True, ensure_ascii=False)
+    """*value* as JSON: letters as themselves, every control and bidi character escaped.
+
+    ``json.dumps`` escapes the C0 controls; DEL, the C1 controls and the bidi
+    and separator characters are written as ``\\u`` escapes here (they occur
+    only inside strings), so the document reads back the same values and is
+    as safe on a terminal as the text output.
+    """
+    text = json.dumps(primitive(value), indent=2, sort_keys=True, ensure_ascii=False)
+    return _CONTROLS_IN_JSON.sub(lambda m: _escape(m.group(), short=False), text)
 
 
 class Renderer:

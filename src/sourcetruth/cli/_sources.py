@@ -65,4 +65,4 @@ def notices(ctx: Context, notices: Sequence[Notice]) -> None:
     for n in notices:
         where = ":".join(str(p) for p in (n.file, n.line) if p is not None)
         field = f" [{n.field}]" if n.field else ""
-        ctx.err.write(f"notice: {where}{field}: {n.message} ({n.code})\n")
+        ctx.note(f"notice: {where}{field}: {n.message} ({n.code})")
