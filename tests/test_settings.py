@@ -780,6 +780,42 @@ class TestPlaintextSecrets:
         assert caplog.records == []
 
 
+class TestAllowInsecure:
+    """F4: accepting credentials in clear is a flag written in the file, true or false."""
+
+    @staticmethod
+    def sms(extra: str) -> str:
+        return with_source(
+            "",
+            head=(
+                '[transports.sms]\nadapter = "sms-http"\nurl = "http://sms.example.org/send"\n'
+                f'sender = "School"\ntoken_env = "SMS_TOKEN"\n{extra}\n'
+            ),
+        )
+
+    @pytest.mark.parametrize("value", ["true", "false"])
+    def test_a_boolean_is_taken_and_passed_to_the_transport(self, value: str) -> None:
+        """F4: allow_insecure = true or false is an option of the SMS transport, passed as it is."""
+        parsed = parse(self.sms(f"allow_insecure = {value}"))
+        check_adapters(parsed, file=FILE)
+        options = parsed.transports[Channel.SMS].resolved({"SMS_TOKEN": "t"}, file=FILE)
+        assert options["allow_insecure"] is (value == "true")
+
+    @pytest.mark.parametrize("key", ["allow_insecure", "allow_plain_auth"])
+    @pytest.mark.parametrize("value", ['"true"', '"false"', "1", "0"])
+    def test_anything_but_a_boolean_is_refused_at_its_key(self, key: str, value: str) -> None:
+        """F4: "false" (text, so true to Python) or 1 is refused, naming the key, not the value."""
+        error = failure(self.sms(f"{key} = {value}"))
+        assert error.field == f"transports.sms.{key}"
+        assert value not in error.reason
+
+    @pytest.mark.parametrize("key", ["allow_insecure", "allow_plain_auth"])
+    def test_the_flag_never_comes_from_the_environment(self, key: str) -> None:
+        """F4: a variable's text would make any value true: the flag is written in the file."""
+        error = failure(self.sms(f'{key}_env = "INSECURE"'))
+        assert error.field == f"transports.sms.{key}_env"
+
+
 # --------------------------------------------------------------------------
 # The adapters a file names, and their options
 

@@ -16,7 +16,11 @@ on, so it is refused) and never end: a nightly sync does not stop, so
 ``COUNT`` and ``UNTIL`` are refused too. A transport option that holds a
 password or token in the file itself is accepted, with a warning in the log
 (naming the key, never the value), and listed in
-:attr:`Settings.plaintext_secrets`.
+:attr:`Settings.plaintext_secrets`. ``allow_insecure = true`` in a
+transport's table accepts credentials in clear to another machine (see the
+transports); it, and SMTP's older ``allow_plain_auth``, must be written in
+the file as ``true`` or ``false``: text, a number or a ``_env`` variable is
+refused.
 
 :func:`check_adapters` checks what only the installed adapters can tell: that
 every adapter named exists and takes every option given. A book folder runs
@@ -354,6 +358,8 @@ def _transport(channel: Channel, table: Mapping[str, Any], file: str) -> Transpo
         raise SourceDataError(msg, file=file, field=f"{where}.adapter")
     adapter = _read(options.pop("adapter"), str, file=file, path=f"{where}.adapter")
     for key, value in options.items():
+        if key.removesuffix("_env") in _FLAGS:
+            _flag(key, value, where=where, file=file)
         if not key.endswith("_env"):
             continue
         _read(value, str, file=file, path=f"{where}.{key}")  # the name of an environment variable
@@ -362,6 +368,20 @@ def _transport(channel: Channel, table: Mapping[str, Any], file: str) -> Transpo
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
             raise SourceDataError(msg, file=file, field=f"{where}.{key}")
     return TransportSettings(channel, adapter, options)
+
+
+#: Transport options that accept a risk (credentials in clear to another machine): written
+#: in the file as true or false, never read from the environment (any text there is true).
+_FLAGS: Final = frozenset({"allow_insecure", "allow_plain_auth"})
+
+
+def _flag(key: str, value: object, *, where: str, file: str) -> None:
+    """Check the transport option *key*, one of :data:`_FLAGS`: a boolean in the file itself."""
+    if key.endswith("_env"):
+        plain = key.removesuffix("_env")
+        msg = f"{plain} is written in the file itself, as true or false, not read from a variable"
+        raise SourceDataError(msg, file=file, field=f"{where}.{key}")
+    _read(value, bool, file=file, path=f"{where}.{key}")
 
 
 #: Option names that hold a secret: a password or token belongs in the environment.

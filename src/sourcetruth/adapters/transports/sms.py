@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sourcetruth.adapters._util import is_loopback
+from sourcetruth.adapters.transports._cleartext import refuse_cleartext
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -292,6 +292,13 @@ class HttpSmsTransport:
     then 8 to 15 digits, the first not 0); a message of more than
     *max_segments* parts is rejected before the gateway is asked. Redirects
     are not followed; *timeout* applies to each network operation.
+
+    A plain ``http://`` URL is refused (a :class:`UsageError`, before anything
+    is sent) unless its host is this machine (``localhost``, ``127.0.0.0/8``,
+    ``::1``) or *allow_insecure* is true: every request carries the gateway's
+    credentials (a token, a password, or a key in the URL), the numbers and
+    the texts. SMTP's ``security="plain"`` with a password is refused the
+    same way, under the same option.
     """
 
     def __init__(
@@ -309,8 +316,18 @@ class HttpSmsTransport:
         field_names: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         batch: bool = False,
+        allow_insecure: bool = False,
     ) -> None:
         parts = _gateway_url(url)
+        if parts.scheme == "http":
+            # Its token, password or key in the URL (auth="none") goes with every request.
+            refuse_cleartext(
+                parts.hostname or "",
+                what="the SMS gateway's credentials, numbers and texts (an http:// URL)",
+                fix="use an https:// URL",
+                shown_as=f"SMS gateway {_public_url(url)}",
+                allow_insecure=allow_insecure,
+            )
         if not (_SENDER.fullmatch(sender) or _E164.fullmatch(sender)):
             msg = "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
             raise UsageError(msg)
@@ -345,11 +362,6 @@ class HttpSmsTransport:
         if ssl_context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
         self._opener = urllib.request.build_opener(*handlers)
-        if parts.scheme == "http" and auth != "none" and not is_loopback(parts.hostname or ""):
-            _log.warning(
-                "SMS gateway %s is plain http: its credentials travel unencrypted",
-                self._public_url,
-            )
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,160 @@
+"""Safe under attack and accident: the findings of an adversarial test, each kept fixed.
+
+Each test names its finding (``F4: ...``). The threats: a hostile file or
+link planted in the book folder, a careless operator (plain ``http://``, a
+mapping path outside the folder), and ``kill -9`` in the middle of a write.
+Every test works on real files in ``tmp_path``; a server is a real one on
+127.0.0.1. docs/security.md lists what these tests keep.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from school import london
+from sourcetruth import (
+    AddressBookSave,
+    Channel,
+    ContactData,
+    Email,
+    Message,
+    Phone,
+    Role,
+    SendMode,
+    UsageError,
+)
+from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.messages import DeliveryStatus
+
+AT = london(23, 9)
+BY = "office"
+TOKEN = "tok-5b7e2c9d"
+
+MIS_ONLY = (
+    '[sources.mis]\nkind = "mis"\nadapter = "oneroster"\n'
+    'covers = ["given_name", "family_name", "role", "phones", "emails", "relationships",'
+    ' "year_group"]\n'
+)
+
+
+def governor(key: str, given: str, number: str, email: str) -> AddressBookSave:
+    """An address-book governor with a mobile number and an email."""
+    data = ContactData(
+        given, "Governor", Role.GOVERNOR, phones=(Phone(number),), emails=(Email(email),)
+    )
+    return AddressBookSave(f"address-book:{key}", data)
+
+
+LARS = governor("la", "Lars", "07700 900401", "lars@governors.test")
+MO = governor("mo", "Mo", "07700 900402", "mo@governors.test")
+
+
+def make(path: Path, settings: str = MIS_ONLY, **kwargs: Any) -> BookFolder:
+    """A new book folder with the two governors in its address book."""
+    kwargs.setdefault("environ", {})
+    folder = BookFolder.create(path, settings=settings, **kwargs)
+    folder.apply([LARS, MO], at=AT, by=BY)
+    return folder
+
+
+def to_governors(message_id: str, channels: tuple[Channel, ...]) -> Message:
+    """A message to both governors on *channels*."""
+    return Message(
+        message_id,
+        "Minutes",
+        "The minutes are attached.",
+        channels=channels,
+        mode=SendMode.EACH,
+        contacts=(LARS.contact_id, MO.contact_id),
+    )
+
+
+# --------------------------------------------------------------------------
+# F4: credentials in clear
+
+
+class Recorder:
+    """A real HTTP server on 127.0.0.1 that accepts every POST and keeps its headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                recorder.seen.append(dict(self.headers.items()))
+                answer = json.dumps({"id": "gw-1", "status": "accepted"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """A loopback server as every HTTP request's proxy: what would have left, it catches."""
+    running = Recorder()
+    for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", running.url)
+    yield running
+    running.close()
+
+
+def sms_gateway(url: str, extra: str = "") -> str:
+    """Settings sending SMS to the gateway at *url*, its token from SCHOOL_SMS_TOKEN."""
+    return (
+        MIS_ONLY
+        + f'[transports.sms]\nadapter = "sms-http"\nurl = "{url}"\nsender = "School"\n'
+        + f'token_env = "SCHOOL_SMS_TOKEN"\n{extra}'
+    )
+
+
+class TestCredentialsInClear:
+    def test_a_send_to_a_plain_http_gateway_elsewhere_sends_nothing(
+        self, tmp_path: Path, proxy: Recorder
+    ) -> None:
+        """F4: an http:// gateway off this machine in policy.toml: the send is refused, unsent."""
+        settings = sms_gateway("http://sms.example.org/send")
+        environ = {"SCHOOL_SMS_TOKEN": TOKEN}
+        with (
+            make(tmp_path / "book", settings, environ=environ) as folder,
+            pytest.raises(UsageError) as caught,
+        ):
+            folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
+        assert "allow_insecure" in str(caught.value)
+        assert TOKEN not in str(caught.value)
+        assert proxy.seen == []
+
+    def test_allow_insecure_in_the_settings_lets_it_go(
+        self, tmp_path: Path, proxy: Recorder
+    ) -> None:
+        """F4: allow_insecure = true in the transport's table accepts the risk; the texts go."""
+        settings = sms_gateway("http://sms.example.org/send", "allow_insecure = true\n")
+        environ = {"SCHOOL_SMS_TOKEN": TOKEN}
+        with make(tmp_path / "book", settings, environ=environ) as folder:
+            sent = folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
+        assert sent.record.count(DeliveryStatus.ACCEPTED) == 2
+        assert [h["Authorization"] for h in proxy.seen] == [f"Bearer {TOKEN}"] * 2
