@@ -28,6 +28,7 @@ from sourcetruth import (
     Phone,
     Role,
     SendMode,
+    SourceDataError,
     UsageError,
 )
 from sourcetruth.app.bookfolder import BookFolder
@@ -158,3 +159,23 @@ class TestCredentialsInClear:
             sent = folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
         assert sent.record.count(DeliveryStatus.ACCEPTED) == 2
         assert [h["Authorization"] for h in proxy.seen] == [f"Bearer {TOKEN}"] * 2
+
+
+# --------------------------------------------------------------------------
+# F17: paths in policy.toml stay in the book folder
+
+
+class TestPathsStayInTheFolder:
+    def test_an_outbox_folder_from_a_variable_is_refused_outside(self, tmp_path: Path) -> None:
+        """F17: an outbox folder named by a variable (folder_env) must be in the book folder too."""
+        settings = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder_env = "HELD"\n'
+        elsewhere = tmp_path / "elsewhere"
+        environ = {"HELD": str(elsewhere)}
+        with (
+            make(tmp_path / "book", settings, environ=environ) as folder,
+            pytest.raises(SourceDataError) as caught,
+        ):
+            folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
+        assert caught.value.field == "transports.sms.folder"
+        assert str(elsewhere) not in str(caught.value)
+        assert not elsewhere.exists()

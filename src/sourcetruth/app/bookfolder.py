@@ -48,7 +48,14 @@ from sourcetruth.adapters.sources.base import Reading, SourceAdapter
 from sourcetruth.adapters.transports.outbox import OutboxTransport
 from sourcetruth.app.dispatch import SentMessage, plan_send, send_planned
 from sourcetruth.app.sending import FileDeliveryLog
-from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
+from sourcetruth.app.settings import (
+    STARTER,
+    Settings,
+    check_adapters,
+    inside,
+    parse_settings,
+    read_mapping,
+)
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
@@ -418,11 +425,19 @@ class BookFolder:
                 continue
             section = f"[transports.{channel.value}] of {_SETTINGS}"
             factory = _adapter("transport", configured.adapter, section)
-            options = configured.resolved(self._environ, file=str(self.path / _SETTINGS))
+            file = str(self.path / _SETTINGS)
+            options = configured.resolved(self._environ, file=file)
             try:
                 if configured.adapter == "outbox":
-                    # The outbox is told its channel; its folder is the book's unless set.
-                    folder = self.path / options.pop("folder", outbox)
+                    # The outbox is told its channel; its folder is the book's unless set,
+                    # and inside the book folder if set (by a variable too).
+                    named = options.pop("folder", None)
+                    where = f"transports.{channel.value}.folder"
+                    folder = (
+                        outbox
+                        if named is None
+                        else inside(named, self.path, where=where, file=file)
+                    )
                     transport: Transport = _outbox(factory, channel, folder, **options)
                 else:
                     transport = factory(**options)
