@@ -9,7 +9,10 @@ Every test works on real files in ``tmp_path``; a server is a real one on
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +35,7 @@ from sourcetruth import (
     UsageError,
 )
 from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.cli import main
 from sourcetruth.messages import DeliveryStatus
 
 AT = london(23, 9)
@@ -179,3 +183,63 @@ class TestPathsStayInTheFolder:
         assert caught.value.field == "transports.sms.folder"
         assert str(elsewhere) not in str(caught.value)
         assert not elsewhere.exists()
+
+
+# --------------------------------------------------------------------------
+# The command, for sessions as an operator runs them
+
+
+class Command:
+    """The command on one book folder, with the environment a test gives it."""
+
+    def __init__(self, folder: Path, environ: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.environ = {"SOURCETRUTH_USER": BY, **(environ or {})}
+
+    def __call__(self, *args: str) -> str:
+        """Run the command; it must succeed. Its standard output."""
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["--book", os.fspath(self.folder), *args]
+        code = main(argv, out=out, err=err, environ=self.environ)
+        assert code == 0, (args, err.getvalue())
+        return out.getvalue()
+
+
+def add_governors(run: Command) -> None:
+    """The two governors, added to the address book as an operator would."""
+    for key, given, mobile, email in (
+        ("la", "Lars", "07700 900401", "lars@governors.test"),
+        ("mo", "Mo", "07700 900402", "mo@governors.test"),
+    ):
+        run(
+            "address-book", "add", "--key", key, "--given", given, "--family", "Governor",
+            "--role", "governor", "--mobile", mobile, "--email", email,
+            "--at", "2026-11-23T09:00",
+        )  # fmt: skip
+
+
+GOVERNORS = ("address-book:la", "address-book:mo")
+
+
+# --------------------------------------------------------------------------
+# F18: the audit's time is the command's time
+
+
+class TestSentAt:
+    def test_two_runs_at_the_same_time_give_the_same_bytes(self, tmp_path: Path) -> None:
+        """F18: two sends with the same --at give byte-identical audit records and --json."""
+        folder = tmp_path / "book"
+        runs: list[tuple[bytes, str]] = []
+        for _ in range(2):
+            shutil.rmtree(folder, ignore_errors=True)
+            run = Command(folder)
+            run("init")
+            add_governors(run)
+            shown = run(
+                "send", *GOVERNORS, "--id", "minutes", "--body", "The minutes are attached.",
+                "--deliver", "--json", "--at", "2026-11-23T10:00",
+            )  # fmt: skip
+            runs.append(((folder / "audit" / "minutes.json").read_bytes(), shown))
+        assert runs[0] == runs[1]
+        sent_at = json.loads(runs[0][1])["audit"]["sent_at"]
+        assert sent_at == "2026-11-23T10:00:00+00:00"
