@@ -203,8 +203,12 @@ class _Unreadable(Exception):
     """The gateway's 2xx answer is not what the protocol promises."""
 
 
-def _gateway_url(url: str) -> urllib.parse.SplitResult:
-    """*url*'s parts, once it is an http(s) URL with a host, no spaces and no credentials."""
+def _gateway_url(url: str, *, allow_insecure: bool) -> urllib.parse.SplitResult:
+    """*url*'s parts, once it is an http(s) URL with a host, no spaces and no credentials.
+
+    Plain http goes to this machine only, unless *allow_insecure*: every
+    request carries the token, the password or a key in the URL (``auth="none"``).
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         msg = "the SMS gateway URL must be an http:// or https:// URL with a host"
@@ -215,6 +219,14 @@ def _gateway_url(url: str) -> urllib.parse.SplitResult:
     if "@" in parts.netloc:
         msg = "the SMS gateway URL must not carry credentials: pass username and password"
         raise UsageError(msg)
+    if parts.scheme == "http":
+        refuse_cleartext(
+            parts.hostname or "",
+            what="the SMS gateway's credentials, numbers and texts (an http:// URL)",
+            fix="use an https:// URL",
+            shown_as=f"SMS gateway {_public_url(url)}",
+            allow_insecure=allow_insecure,
+        )
     return parts
 
 
@@ -318,16 +330,7 @@ class HttpSmsTransport:
         batch: bool = False,
         allow_insecure: bool = False,
     ) -> None:
-        parts = _gateway_url(url)
-        if parts.scheme == "http":
-            # Its token, password or key in the URL (auth="none") goes with every request.
-            refuse_cleartext(
-                parts.hostname or "",
-                what="the SMS gateway's credentials, numbers and texts (an http:// URL)",
-                fix="use an https:// URL",
-                shown_as=f"SMS gateway {_public_url(url)}",
-                allow_insecure=allow_insecure,
-            )
+        parts = _gateway_url(url, allow_insecure=allow_insecure)
         if not (_SENDER.fullmatch(sender) or _E164.fullmatch(sender)):
             msg = "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
             raise UsageError(msg)
