@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from school import london
+from school import full, london, school
 from sourcetruth import (
     AddressBookSave,
     Channel,
@@ -32,9 +33,13 @@ from sourcetruth import (
     Role,
     SendMode,
     SourceDataError,
+    SourceTruthError,
     UsageError,
 )
+from sourcetruth.adapters.sources.oneroster import write_bundle
+from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.cli import main
 from sourcetruth.messages import DeliveryStatus
 
@@ -243,3 +248,213 @@ class TestSentAt:
         assert runs[0] == runs[1]
         sent_at = json.loads(runs[0][1])["audit"]["sent_at"]
         assert sent_at == "2026-11-23T10:00:00+00:00"
+
+
+# --------------------------------------------------------------------------
+# F16: private modes, and no write through a planted link
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a plain open() or mkdir() makes what anyone can read."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """Every folder and file under *folder* (itself included, dotfiles too) and its mode."""
+    found = {".": stat.S_IMODE(folder.lstat().st_mode)}
+    for path in sorted(folder.rglob("*")):
+        found[str(path.relative_to(folder))] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def session(tmp_path: Path, store: str) -> Path:
+    """A realistic session: init, sync, address-book add, send, export, erase. The folder."""
+    folder = tmp_path / "schools" / "book"
+    bundle = tmp_path / "exports" / "mis"
+    write_bundle(full(london(23, 1), school()), bundle)
+    run = Command(folder)
+    run("init", "--store", store)
+    run("sync", "mis", os.fspath(bundle), "--at", "2026-11-23T02:00",
+        "--extracted-at", "2026-11-23T01:00")  # fmt: skip
+    add_governors(run)
+    run("send", *GOVERNORS, "mis:G9", "--id", "minutes", "--body", "The minutes.",
+        "--deliver", "--at", "2026-11-23T10:00")  # fmt: skip
+    run("export", os.fspath(folder / "export.csv"), "--at", "2026-11-23T10:00")
+    run("address-book", "export", os.fspath(folder / "governors.vcf"))
+    run("erase", "address-book:la", "--yes", "--at", "2026-11-23T11:00")
+    return folder
+
+
+@pytest.mark.usefixtures("umask_022")
+class TestPrivateModes:
+    @pytest.mark.parametrize("store", ["sqlite", "json"])
+    def test_after_a_session_every_folder_is_0700_and_every_file_0600(
+        self, tmp_path: Path, store: str
+    ) -> None:
+        """F16: init, sync, add, send, export, erase under umask 022: folders 0700, files 0600."""
+        folder = session(tmp_path, store)
+        found = modes(folder)
+        assert {"outbox", "audit", "deliveries.jsonl", "export.csv"} <= set(found)
+        if store == "json":
+            assert "book.json.lock" in found
+        wrong = {
+            name: oct(mode)
+            for name, mode in found.items()
+            if mode != (0o700 if (folder / name).is_dir() else 0o600)
+        }
+        assert wrong == {}
+        assert stat.S_IMODE((tmp_path / "schools").stat().st_mode) == 0o700  # made by init too
+
+    def test_an_outbox_the_settings_place_is_made_0700_all_the_way(self, tmp_path: Path) -> None:
+        """F16: an outbox folder set in policy.toml, and each folder made above it, is 0700."""
+        settings = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
+        with make(tmp_path / "book", settings) as folder:
+            folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
+        found = modes(tmp_path / "book")
+        assert found["held"] == found["held/sms"] == 0o700
+        assert {found[f"held/sms/{p.name}"] for p in (tmp_path / "book/held/sms").iterdir()} == {
+            0o600
+        }
+
+    def test_an_old_lock_file_readable_by_all_is_made_private(self, tmp_path: Path) -> None:
+        """F16: a book.json.lock an earlier version left 0644 is 0600 after the next commit."""
+        with make(tmp_path / "book", store="json") as folder:
+            lock = folder.path / "book.json.lock"
+            lock.chmod(0o644)
+            folder.apply(to_the_office(), at=london(23, 10), by=BY)
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+def to_the_office() -> AddressBookSave:
+    """One more address-book contact: a change to commit."""
+    return governor("of", "Olu", "07700 900409", "office@governors.test")
+
+
+VICTIM = b"the victim's own bytes\n"
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside the book folder that a planted link points at."""
+    path = tmp_path / "victim.txt"
+    path.write_bytes(VICTIM)
+    path.chmod(0o644)
+    return path
+
+
+def untouched(victim: Path) -> bool:
+    """Whether *victim* has its own bytes and mode still."""
+    return victim.read_bytes() == VICTIM and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+class TestPlantedLinks:
+    """F16: a link planted where the library writes never carries a write to its target."""
+
+    def test_the_json_stores_lock_file(self, tmp_path: Path, victim: Path) -> None:
+        """F16: a link at book.json.lock is refused with a typed error; its target is unchanged."""
+        with make(tmp_path / "book", store="json") as folder:
+            lock = folder.path / "book.json.lock"
+            lock.unlink()
+            lock.symlink_to(victim)
+            with pytest.raises(SourceTruthError):
+                folder.apply(to_the_office(), at=london(23, 10), by=BY)
+        assert untouched(victim)
+
+    def test_a_lock_file_link_to_nowhere_makes_nothing(self, tmp_path: Path) -> None:
+        """F16: a link at book.json.lock to a missing file does not create that file."""
+        target = tmp_path / "made-by-the-library"
+        (tmp_path / "book.json.lock").symlink_to(target)
+        with pytest.raises(SourceTruthError):
+            JsonStore(tmp_path / "book.json").commit(*_first_commit())
+        assert not target.exists()
+
+    def test_the_delivery_log(self, tmp_path: Path, victim: Path) -> None:
+        """F16: a link at deliveries.jsonl: the send is refused (typed) and nothing is appended."""
+        with make(tmp_path / "book") as folder:
+            (folder.path / "deliveries.jsonl").symlink_to(victim)
+            with pytest.raises(SourceTruthError):
+                folder.send_message(to_governors("m1", (Channel.EMAIL,)), sent_at=AT)
+        assert untouched(victim)
+        assert not (tmp_path / "book" / "outbox").exists()  # nothing was handed over
+
+    def test_the_delivery_log_read_and_rewritten(self, tmp_path: Path, victim: Path) -> None:
+        """F16: reading or rewriting (forget) a linked delivery log is refused, the target kept."""
+        (tmp_path / "deliveries.jsonl").symlink_to(victim)
+        log = FileDeliveryLog(tmp_path / "deliveries.jsonl")
+        with pytest.raises(SourceTruthError):
+            log.results()
+        with pytest.raises(SourceTruthError):
+            log.forget(["k-1"])
+        assert untouched(victim)
+
+    def test_an_audit_file(self, tmp_path: Path, victim: Path) -> None:
+        """F16: a link at the audit file a send is about to write is refused, the target kept."""
+        with make(tmp_path / "book") as folder:
+            (folder.path / "audit").mkdir(mode=0o700)
+            (folder.path / "audit" / "m1.json").symlink_to(victim)
+            with pytest.raises(SourceTruthError):
+                folder.send_message(to_governors("m1", (Channel.EMAIL,)), sent_at=AT)
+        assert untouched(victim)
+
+    @pytest.mark.parametrize("name", ["audit", "outbox", "outbox/email"])
+    def test_a_folder_of_the_books(self, tmp_path: Path, name: str) -> None:
+        """F16: a link in place of audit/ or an outbox folder is refused; nothing lands there."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        with make(tmp_path / "book") as folder:
+            (folder.path / name).parent.mkdir(exist_ok=True)
+            (folder.path / name).symlink_to(elsewhere, target_is_directory=True)
+            with pytest.raises(SourceTruthError):
+                folder.send_message(to_governors("m1", (Channel.EMAIL,)), sent_at=AT)
+        assert list(elsewhere.iterdir()) == []
+
+    def test_an_outbox_copy(self, tmp_path: Path, victim: Path) -> None:
+        """F16: a link at an outbox copy's name is replaced by the copy, never written through."""
+        with make(tmp_path / "book") as folder:
+            planned = folder.send_message(to_governors("m0", (Channel.EMAIL,)), sent_at=AT)
+            keys = [o.delivery.key for o in planned.record.outcomes]
+            shutil.rmtree(folder.path / "audit")
+            (folder.path / "deliveries.jsonl").unlink()
+            for key in keys:
+                (folder.path / "outbox" / "email" / f"{key}.json").unlink()
+                (folder.path / "outbox" / "email" / f"{key}.json").symlink_to(victim)
+            folder.send_message(to_governors("m0", (Channel.EMAIL,)), sent_at=AT)
+            copies = list((folder.path / "outbox" / "email").iterdir())
+        assert untouched(victim)
+        assert all(not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) == 0o600 for p in copies)
+
+    def test_the_settings_store_and_key_at_init(self, tmp_path: Path) -> None:
+        """F16: links to nowhere at policy.toml, the store or the key: init refuses, typed."""
+        for name in ("policy.toml", "book.sqlite", "suppression.key"):
+            folder = tmp_path / name
+            folder.mkdir()
+            target = tmp_path / f"made-for-{name}"
+            (folder / name).symlink_to(target)
+            with pytest.raises(SourceTruthError):
+                BookFolder.create(folder, settings=MIS_ONLY, environ={})
+            assert not target.exists(), name
+
+    def test_an_export(self, tmp_path: Path, victim: Path) -> None:
+        """F16: export --force over a link replaces the link, never the file it points at."""
+        folder = tmp_path / "book"
+        run = Command(folder)
+        run("init")
+        add_governors(run)
+        (tmp_path / "export.csv").symlink_to(victim)
+        run("export", os.fspath(tmp_path / "export.csv"), "--force", "--at", "2026-11-23T10:00")
+        assert untouched(victim)
+        assert b"Lars" in (tmp_path / "export.csv").read_bytes()
+
+
+def _first_commit() -> tuple[Any, Any, Any]:
+    """What a first commit of one address-book contact hands a store: before, result, run."""
+    from school import mis_policy
+    from sourcetruth import Book, merge
+    from sourcetruth.journal import run_of
+
+    change = to_the_office()
+    result = merge(Book(), change, policy=mis_policy(), at=AT, by=BY)
+    return Book(), result, run_of(Book(), [change], result.report, at=AT, by=BY)

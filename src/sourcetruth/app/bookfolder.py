@@ -25,7 +25,6 @@ temporary file beside it, flushed to disk, then renamed over it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +32,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -43,9 +42,14 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from sourcetruth.adapters import registry
-from sourcetruth.adapters._files import fsync_folder, write_atomic
+from sourcetruth.adapters._files import (
+    fsync_folder,
+    private_folder,
+    read_in_place,
+    refuse_links,
+    write_atomic,
+)
 from sourcetruth.adapters.sources.base import Reading, SourceAdapter
-from sourcetruth.adapters.transports.outbox import OutboxTransport
 from sourcetruth.app.dispatch import SentMessage, plan_send, send_planned
 from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import (
@@ -61,7 +65,7 @@ from sourcetruth.changes import Erase
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
-from sourcetruth.messages import DeliveryResult, Envelope, Message
+from sourcetruth.messages import Message
 from sourcetruth.model import Book, Channel
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store, Transport
@@ -132,13 +136,13 @@ class BookFolder:
             raise UsageError(msg)
         parsed = parse_settings(settings, file=_SETTINGS, base=folder)
         check_adapters(parsed, file=_SETTINGS)
-        if any((folder / name).exists() for name in (_SETTINGS, *_STORES.values())):
+        # lexists: a link at one of the names, even to nothing, is something there.
+        if any(os.path.lexists(folder / name) for name in (_SETTINGS, *_STORES.values())):
             msg = f"{folder} already holds a book; open it, or choose another folder"
             raise UsageError(msg)
         _check_sources(parsed, file=_SETTINGS)
         if not folder.exists():
-            folder.mkdir(parents=True, mode=0o700)
-            os.chmod(folder, 0o700)  # whatever the umask
+            private_folder(folder)  # 0700 whatever the umask, and each folder made above it
         book = cls(folder, environ)
         book.reused_key = _keep_or_make_key(book._key_file)
         _make_store_file(folder, store)
@@ -421,6 +425,7 @@ class BookFolder:
             configured = self.settings.transports.get(channel)
             outbox = self.path / "outbox" / channel.value
             if configured is None:
+                refuse_links(outbox, up_to=self.path)  # checked before anything is sent
                 made[channel] = _outbox(registry.get("transport", "outbox"), channel, outbox)
                 continue
             section = f"[transports.{channel.value}] of {_SETTINGS}"
@@ -438,6 +443,7 @@ class BookFolder:
                         if named is None
                         else inside(named, self.path, where=where, file=file)
                     )
+                    refuse_links(folder, up_to=self.path)
                     transport: Transport = _outbox(factory, channel, folder, **options)
                 else:
                     transport = factory(**options)
@@ -478,9 +484,11 @@ class BookFolder:
     def _read_audit(self, file: Path) -> AuditRecord | None:
         try:
             # surrogatepass: an id from a command line that was not UTF-8 (see save_audit).
-            text = file.read_text(encoding="utf-8", errors="surrogatepass")
+            text = read_in_place(file).decode("utf-8", errors="surrogatepass")
         except FileNotFoundError:
             return None
+        except AdapterError:  # a link in its place: never followed
+            raise
         except (OSError, UnicodeDecodeError) as error:
             msg = f"cannot read the audit record {file}: {error.__class__.__name__}"
             raise AdapterError(msg) from None
@@ -494,6 +502,7 @@ class BookFolder:
     def save_audit(self, record: AuditRecord) -> Path:
         """Keep *record* in ``audit/``, replacing an earlier record of the same message."""
         file = self._audit_file(record.message.id)
+        private_folder(file.parent)
         kept = self._read_audit(file)
         if kept is not None and kept.message.id != record.message.id:
             # Only a filesystem that ignores case can bring two ids to one file.
@@ -502,7 +511,6 @@ class BookFolder:
                 "send this one with another id"
             )
             raise UsageError(msg)
-        file.parent.mkdir(exist_ok=True, mode=0o700)
         self._write_audit(file, record)
         return file
 
@@ -540,7 +548,15 @@ def _keep_or_make_key(key_file: Path) -> bool:
     if key_file.exists():
         _log.info("using the existing suppression key at %s", key_file)
         return True
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        # O_EXCL: never through a link, not even one to a file that is not there.
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        msg = (
+            f"{key_file} is a link to a file that is not there: restore the suppression "
+            "key it pointed at, or remove the link"
+        )
+        raise AdapterError(msg) from None
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(secrets.token_hex(32) + "\n")
     return False
@@ -656,25 +672,8 @@ def _unname(copy: Path) -> None:
     _replace(copy, json.dumps(envelope, indent=2, sort_keys=True))
 
 
-class _OwnOutbox(OutboxTransport):
-    """The built-in outbox, its folder and copies readable by their owner only."""
-
-    def __init__(self, channel: Channel, folder: Path) -> None:
-        super().__init__(channel, folder)
-        self._own = folder
-
-    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]:
-        self._own.mkdir(parents=True, exist_ok=True, mode=0o700)
-        results = super().send(batch)
-        for envelope in batch:
-            with contextlib.suppress(OSError):
-                os.chmod(self._own / f"{envelope.key}.json", 0o600)
-        return results
-
-
 def _outbox(factory: Any, channel: Channel, folder: Path, **options: Any) -> Transport:
-    if factory is OutboxTransport and not options:
-        return _OwnOutbox(channel, folder)
+    """An outbox for *channel* writing to *folder* (its folders 0700, its copies 0600)."""
     made: Transport = factory(channel, folder, **options)
     return made
 

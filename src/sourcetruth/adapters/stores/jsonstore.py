@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._files import open_in_place, write_atomic
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.model import Book
@@ -73,13 +73,13 @@ class JsonStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the book's lock file: one writer at a time, across read, check and replace."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        with lock.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # Owner-only, and never through a link planted at its predictable name.
+        fd = open_in_place(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def commit(self, before: Book, result: MergeResult, run: Run) -> None:
         """Write ``result.book`` and *run* as a new file, then move it into place."""
