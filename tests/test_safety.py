@@ -13,7 +13,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from school import full, london, school
+from school import ROOT, full, london, school
 from sourcetruth import (
     AddressBookSave,
     Channel,
@@ -458,3 +461,82 @@ def _first_commit() -> tuple[Any, Any, Any]:
     change = to_the_office()
     result = merge(Book(), change, policy=mis_policy(), at=AT, by=BY)
     return Book(), result, run_of(Book(), [change], result.report, at=AT, by=BY)
+
+
+# --------------------------------------------------------------------------
+# F5: what a killed write leaves, and erasure
+
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
+
+#: A child that opens the book folder and kills itself (SIGKILL) at its first
+#: fsync: the moment a file's new bytes are whole in a temporary, before the rename.
+KILLED_MID_WRITE = """
+import os, signal, sys
+from school import london
+from sourcetruth import Channel, Message, SendMode
+from sourcetruth.app.bookfolder import BookFolder
+from test_safety import BY, GOVERNORS, to_governors, to_the_office
+
+folder = BookFolder.open(sys.argv[1], environ={})
+folder.load()
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[2] == "commit":
+    folder.apply(to_the_office(), at=london(23, 10), by=BY)
+else:
+    folder.send_message(to_governors("m1", (Channel.SMS, Channel.EMAIL)), sent_at=london(23, 10))
+"""
+
+#: Each thing the book knows of Lars: bytes no file of the folder may hold after his erasure.
+LARS_BYTES = (b"Lars", b"900401", b"lars@governors")
+
+
+def everything(folder: Path) -> dict[str, bytes]:
+    """Every file under *folder*, dotfiles and leftovers included, by name."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+class TestKilledThenErased:
+    @pytest.mark.parametrize(
+        ("store", "killed"), [("json", "commit"), ("json", "send"), ("sqlite", "send")]
+    )
+    def test_no_byte_of_the_person_is_left_anywhere(
+        self, tmp_path: Path, store: str, killed: str
+    ) -> None:
+        """F5: a child killed mid-write (commit or audit), then open and erase: no byte of them."""
+        with make(tmp_path / "book", store=store) as folder:
+            path = folder.path
+        child = subprocess.run(
+            [sys.executable, "-c", KILLED_MID_WRITE, str(path), killed],
+            env=CHILD_ENV,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        left = [name for name in everything(path) if name.endswith(".tmp")]
+        assert len(left) == 1  # the killed write's copy, holding Lars: so the check can fail
+        assert b"Lars" in (path / left[0]).read_bytes()
+        with BookFolder.open(path, environ={}) as folder:
+            folder.erase(LARS.contact_id, at=london(23, 11), by="dpo")
+        for name, data in everything(path).items():
+            for value in LARS_BYTES:
+                assert value not in data, (name, value)
+
+    def test_opening_the_folder_removes_a_killed_sends_copy(self, tmp_path: Path) -> None:
+        """F5: the book folder removes its own leftovers (audit, outbox, log) when it opens."""
+        with make(tmp_path / "book") as folder:
+            path = folder.path
+        subprocess.run(
+            [sys.executable, "-c", KILLED_MID_WRITE, str(path), "send"],
+            env=CHILD_ENV,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert [n for n in everything(path) if n.endswith(".tmp")] != []
+        BookFolder.open(path, environ={}).close()
+        assert [n for n in everything(path) if n.endswith(".tmp")] == []

@@ -1,4 +1,4 @@
-"""The library's own files: written whole, private, and never through a link.
+"""The library's own files: written whole, private, never through a link, and no leftovers.
 
 :func:`write_atomic` is the one way the library replaces a file. A temporary
 file is created exclusively in the target's own folder under a name nobody
@@ -7,6 +7,13 @@ followed, and two writers never share one), it is private before its first
 byte, it is flushed to disk, then renamed over the target (a link at the
 target is replaced, never written through) and the folder flushed, so the
 rename survives a power cut.
+
+A process killed between the temporary's first byte and the rename leaves
+the temporary behind, a whole copy of what it was writing (a book, an audit
+record). Its name says it is one (``.NAME.XXXXXXXX.tmp``), and
+:func:`sweep_temporaries` removes such leftovers. Every write holds a shared
+lock on its folder while its temporary exists, and a sweep removes nothing
+unless it holds that lock exclusively: it never takes a live writer's file.
 
 :func:`open_in_place` opens a file the library keeps where it is (a lock
 file, the delivery log): never through a link, and owner-only;
@@ -19,9 +26,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -33,8 +42,13 @@ __all__ = [
     "private_folder",
     "read_in_place",
     "refuse_links",
+    "sweep_temporaries",
     "write_atomic",
 ]
+
+#: The name of :func:`write_atomic`'s temporary for the file NAME: ``.NAME.`` then
+#: :func:`tempfile.mkstemp`'s eight random characters, then ``.tmp``.
+TEMPORARY: Final = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 _POSIX: Final = sys.platform != "win32"
 #: Flags POSIX has and Windows lacks (where the library cannot refuse a link this way).
@@ -53,6 +67,35 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path, *, exclusive: bool, wait: bool) -> Iterator[int | None]:
+    """*folder* open and locked (``flock``): its descriptor, or None if it could not be locked.
+
+    Shared for a writer, exclusive for a sweep. Not POSIX, or a folder or
+    filesystem that cannot be locked: None, and the caller decides.
+    """
+    if not _POSIX:
+        yield None
+        return
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        yield None
+        return
+    try:
+        operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, operation if wait else operation | fcntl.LOCK_NB)
+        except OSError:  # held by another (not waiting), or not lockable here
+            yield None
+            return
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace *path* with *data*: readers see the old file or the new one, never half.
 
@@ -61,20 +104,60 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     points at is left as it was. A failure removes the temporary file and
     raises the :class:`OSError`; the target is then as it was.
     """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder = path.parent
+    with _folder_lock(folder, exclusive=False, wait=True) as locked:
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            if mode != 0o600:  # mkstemp creates the file 0600 before anything is written
+                os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        if locked is not None:
+            os.fsync(locked)
+            return
+    fsync_folder(folder)
+
+
+def sweep_temporaries(folder: Path, *, of: str | None = None, wait: bool = False) -> int:
+    """Remove what killed writes left in *folder*: :func:`write_atomic`'s temporaries.
+
+    Only those of the file *of*, if given (else any); only regular files
+    (a link or a folder of that name is someone else's). Nothing is removed
+    unless the folder's lock is held exclusively, so no live writer's
+    temporary goes: without *wait*, a folder being written to is left for
+    next time. Returns how many were removed; a folder that is not there, or
+    cannot be read or locked, holds none that can be.
+    """
     try:
-        if mode != 0o600:  # mkstemp creates the file 0600 before anything is written
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    fsync_folder(path.parent)
+        names = [n for n in os.listdir(folder) if _is_temporary(n, of)]
+    except OSError:
+        return 0
+    if not names:
+        return 0
+    removed = 0
+    with _folder_lock(folder, exclusive=True, wait=wait) as locked:
+        if locked is None:
+            return 0
+        for name in names:
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(folder / name).st_mode):
+                    os.unlink(folder / name)
+                    removed += 1
+        if removed:
+            os.fsync(locked)
+    return removed
+
+
+def _is_temporary(name: str, of: str | None) -> bool:
+    found = TEMPORARY.fullmatch(name)
+    return found is not None and (of is None or found.group("target") == of)
 
 
 def open_in_place(path: Path, flags: int) -> int:

@@ -16,11 +16,15 @@ whose records were erased. A key already at that place is used as it is (a
 school may share one key across its books): :attr:`BookFolder.reused_key`
 says so.
 
-The files hold personal data: a folder that :meth:`BookFolder.create` makes
-is its owner's only (``0700``), and the files the folder writes (the store,
-the audit records, the delivery log, the outbox) are readable by their owner
+The files hold personal data: every folder the library makes is its
+owner's only (``0700``), and the files the folder writes (the store, the
+audit records, the delivery log, the outbox) are readable by their owner
 only (``0600``). Every file the folder rewrites is replaced whole: a
-temporary file beside it, flushed to disk, then renamed over it.
+temporary file beside it, flushed to disk, then renamed over it. What a
+write killed mid-way leaves (that temporary, a copy of what it was writing)
+is removed when the folder is next opened, and by an erasure, never while a
+live writer is writing it. A link planted where the folder writes is never
+written through: it is refused, or replaced.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from sourcetruth.adapters._files import (
     private_folder,
     read_in_place,
     refuse_links,
+    sweep_temporaries,
     write_atomic,
 )
 from sourcetruth.adapters.sources.base import Reading, SourceAdapter
@@ -160,7 +165,9 @@ class BookFolder:
         if not (folder / _SETTINGS).is_file():
             msg = f"{folder} is not a book folder (no {_SETTINGS}): run 'sourcetruth init' first"
             raise UsageError(msg)
-        return cls(folder, environ)
+        book = cls(folder, environ)
+        book._sweep(book._own_folders(), wait=False)
+        return book
 
     # -- settings and policy ----------------------------------------------------
 
@@ -281,7 +288,9 @@ class BookFolder:
         outbox (the folder's, and a folder a ``[transports.*]`` outbox names)
         loses the messages that went only to them and their name on shared
         ones. The sent records are cleaned first: should the commit then
-        fail, running the erasure again completes it.
+        fail, running the erasure again completes it. Last, what writes killed
+        mid-way left in the folder's own folders (copies of a book or an audit
+        that may hold them) is removed, once any write in progress is done.
 
         Returns the result and the audit files that were rewritten or
         deleted. An audit file that cannot be read is skipped, not a reason
@@ -294,7 +303,21 @@ class BookFolder:
         cleaned, unreadable = self._redact_sent(contacts | records)
         self.unreadable_audits = unreadable
         self._commit(before, batch, combined, at, by)
+        # A copy a killed write left may hold them: wait for live writes, then remove them all.
+        self._sweep([*self._own_folders(), *self._outbox_folders()], wait=True)
         return combined, cleaned
+
+    def _own_folders(self) -> list[Path]:
+        """The folder, ``audit/`` and each of ``outbox/``'s channel folders."""
+        own = self.path / "outbox"
+        channels = sorted(p for p in own.iterdir() if p.is_dir()) if own.is_dir() else []
+        return [self.path, self.path / "audit", *channels]
+
+    @staticmethod
+    def _sweep(folders: Iterable[Path], *, wait: bool) -> None:
+        """Remove what writes killed mid-way left in *folders* (see ``sweep_temporaries``)."""
+        for folder in dict.fromkeys(folders):
+            sweep_temporaries(folder, wait=wait)
 
     def _redact_sent(self, gone: frozenset[str]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
         """Take *gone* out of the sent records: the cleaned and the unreadable audit files."""
@@ -342,10 +365,7 @@ class BookFolder:
 
     def _outbox_folders(self) -> list[Path]:
         """Every folder an outbox of this book may have written to."""
-        folders: set[Path] = set()
-        own = self.path / "outbox"
-        if own.is_dir():
-            folders.update(p for p in own.iterdir() if p.is_dir())
+        folders: set[Path] = set(self._own_folders()[2:])
         for configured in self.settings.transports.values():
             if configured.adapter != "outbox":
                 continue
