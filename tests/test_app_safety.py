@@ -475,7 +475,7 @@ import os, signal, sys
 from school import london
 from sourcetruth import Channel, Message, SendMode
 from sourcetruth.app.bookfolder import BookFolder
-from test_safety import BY, GOVERNORS, to_governors, to_the_office
+from test_app_safety import BY, GOVERNORS, to_governors, to_the_office
 
 folder = BookFolder.open(sys.argv[1], environ={})
 folder.load()
