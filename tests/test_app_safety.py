@@ -17,9 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +43,11 @@ from sourcetruth.app.bookfolder import BookFolder
 from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.cli import main
 from sourcetruth.messages import DeliveryStatus
+from test_bookfolder import MIS_ONLY, OUTBOX_ELSEWHERE, Gateway, sms_settings
 
 AT = london(23, 9)
 BY = "office"
 TOKEN = "tok-5b7e2c9d"
-
-MIS_ONLY = (
-    '[sources.mis]\nkind = "mis"\nadapter = "oneroster"\n'
-    'covers = ["given_name", "family_name", "role", "phones", "emails", "relationships",'
-    ' "year_group"]\n'
-)
 
 
 def governor(key: str, given: str, number: str, email: str) -> AddressBookSave:
@@ -93,64 +86,23 @@ def to_governors(message_id: str, channels: tuple[Channel, ...]) -> Message:
 # F4: credentials in clear
 
 
-class Recorder:
-    """A real HTTP server on 127.0.0.1 that accepts every POST and keeps its headers."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, str]] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                recorder.seen.append(dict(self.headers.items()))
-                answer = json.dumps({"id": "gw-1", "status": "accepted"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
-    """A loopback server as every HTTP request's proxy: what would have left, it catches."""
-    running = Recorder()
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    """A loopback gateway as every HTTP request's proxy: what would have left, it catches."""
+    running = Gateway()
     for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("http_proxy", running.url)
+    monkeypatch.setenv("http_proxy", running.url.removesuffix("/send"))
     yield running
     running.close()
 
 
-def sms_gateway(url: str, extra: str = "") -> str:
-    """Settings sending SMS to the gateway at *url*, its token from SCHOOL_SMS_TOKEN."""
-    return (
-        MIS_ONLY
-        + f'[transports.sms]\nadapter = "sms-http"\nurl = "{url}"\nsender = "School"\n'
-        + f'token_env = "SCHOOL_SMS_TOKEN"\n{extra}'
-    )
-
-
 class TestCredentialsInClear:
     def test_a_send_to_a_plain_http_gateway_elsewhere_sends_nothing(
-        self, tmp_path: Path, proxy: Recorder
+        self, tmp_path: Path, proxy: Gateway
     ) -> None:
         """F4: an http:// gateway off this machine in policy.toml: the send is refused, unsent."""
-        settings = sms_gateway("http://sms.example.org/send")
+        settings = sms_settings("http://sms.example.org/send")
         environ = {"SCHOOL_SMS_TOKEN": TOKEN}
         with (
             make(tmp_path / "book", settings, environ=environ) as folder,
@@ -162,15 +114,15 @@ class TestCredentialsInClear:
         assert proxy.seen == []
 
     def test_allow_insecure_in_the_settings_lets_it_go(
-        self, tmp_path: Path, proxy: Recorder
+        self, tmp_path: Path, proxy: Gateway
     ) -> None:
         """F4: allow_insecure = true in the transport's table accepts the risk; the texts go."""
-        settings = sms_gateway("http://sms.example.org/send", "allow_insecure = true\n")
+        settings = sms_settings("http://sms.example.org/send", "allow_insecure = true\n")
         environ = {"SCHOOL_SMS_TOKEN": TOKEN}
         with make(tmp_path / "book", settings, environ=environ) as folder:
             sent = folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
         assert sent.record.count(DeliveryStatus.ACCEPTED) == 2
-        assert [h["Authorization"] for h in proxy.seen] == [f"Bearer {TOKEN}"] * 2
+        assert [h["Authorization"] for h, _ in proxy.seen] == [f"Bearer {TOKEN}"] * 2
 
 
 # --------------------------------------------------------------------------
@@ -313,8 +265,7 @@ class TestPrivateModes:
 
     def test_an_outbox_the_settings_place_is_made_0700_all_the_way(self, tmp_path: Path) -> None:
         """F16: an outbox folder set in policy.toml, and each folder made above it, is 0700."""
-        settings = MIS_ONLY + '[transports.sms]\nadapter = "outbox"\nfolder = "held/sms"\n'
-        with make(tmp_path / "book", settings) as folder:
+        with make(tmp_path / "book", OUTBOX_ELSEWHERE) as folder:
             folder.send_message(to_governors("m1", (Channel.SMS,)), sent_at=AT)
         found = modes(tmp_path / "book")
         assert found["held"] == found["held/sms"] == 0o700

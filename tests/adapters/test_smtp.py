@@ -279,6 +279,18 @@ PARENTS = [
 ]
 
 
+def plain_login(**options: Any) -> SmtpTransport:
+    """An SMTP transport logging in to another machine over plain SMTP."""
+    return SmtpTransport(
+        "smtp.school.test",
+        security="plain",
+        username=USER,
+        password=PASSWORD,
+        sender=SENDER,
+        **options,
+    )
+
+
 def statuses(results: list[DeliveryResult]) -> list[DeliveryStatus]:
     return [r.status for r in results]
 
@@ -779,13 +791,7 @@ class TestConfiguration:
         from sourcetruth.adapters.transports.sms import HttpSmsTransport
 
         with pytest.raises(UsageError) as smtp:
-            SmtpTransport(
-                "smtp.school.test",
-                security="plain",
-                username=USER,
-                password=PASSWORD,
-                sender=SENDER,
-            )
+            plain_login()
         with pytest.raises(UsageError) as sms:
             HttpSmsTransport("http://sms.school.test/send", sender="School", token=PASSWORD)
         tail = "pass allow_insecure=True"
@@ -796,25 +802,11 @@ class TestConfiguration:
     @pytest.mark.parametrize("option", ["allow_insecure", "allow_plain_auth"])
     def test_allow_insecure_and_its_old_name_both_accept_the_risk(self, option: str) -> None:
         """F4: allow_insecure=True, or allow_plain_auth=True as before, makes the transport."""
-        SmtpTransport(
-            "smtp.school.test",
-            security="plain",
-            username=USER,
-            password=PASSWORD,
-            sender=SENDER,
-            **{option: True},
-        )
+        plain_login(**{option: True})
 
     def test_plain_auth_allowed_when_asked(self) -> None:
         """allow_plain_auth=True accepts the risk for another host; TLS needs no such flag."""
-        SmtpTransport(
-            "smtp.school.test",
-            security="plain",
-            username=USER,
-            password=PASSWORD,
-            sender=SENDER,
-            allow_plain_auth=True,
-        )
+        plain_login(allow_plain_auth=True)
         secured: list[Any] = ["starttls", "tls"]
         for security in secured:
             SmtpTransport(

@@ -511,10 +511,11 @@ KILL_CHILD = """
 import sys
 from datetime import timedelta
 from school import full, guardian, london, mis_policy, school
+from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.adapters.stores.base import apply
 
-store = SqliteStore(sys.argv[1])
+store = {"sqlite": SqliteStore, "json": JsonStore}[sys.argv[2]](sys.argv[1])
 policy = mis_policy()
 for i in range(1, 100000):
     at = london(24, 2) + timedelta(minutes=i)
@@ -532,6 +533,32 @@ def loop_change(i: int) -> tuple[Snapshot, datetime]:
     return full(at - timedelta(minutes=1), records), at
 
 
+def kill_while_committing(path: Path, kind: str, rng: random.Random) -> None:
+    """Run KILL_CHILD's loop on the *kind* store at *path*; SIGKILL it at a random moment."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_CHILD, str(path), kind],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line == b"committing\n", child.stderr.read() if child.stderr else b""
+    time.sleep(rng.uniform(0.01, 0.25))
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+
+def replayed(seq: int, policy: Policy) -> Book:
+    """The book KILL_CHILD's loop holds at *seq*: Monday, then the loop's syncs, in memory."""
+    book = merge(Book(), monday(), policy=policy, at=MONDAY_AT, by="nightly").book
+    for i in range(1, seq):
+        change, at = loop_change(i)
+        book = merge(book, change, policy=policy, at=at, by="loop").book
+    return book
+
+
 class TestSqliteKilled:
     def test_sigkill_while_committing_leaves_a_whole_book(self, tmp_path: Path) -> None:
         """SIGKILL at random moments of a commit loop: a sound file holding one whole book."""
@@ -542,19 +569,7 @@ class TestSqliteKilled:
             store = SqliteStore(path)
             apply(store, monday(), policy=policy, at=MONDAY_AT, by="nightly")
             store.close()
-            child = subprocess.Popen(
-                [sys.executable, "-c", KILL_CHILD, str(path)],
-                env=CHILD_ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            assert line == b"committing\n", child.stderr.read() if child.stderr else b""
-            time.sleep(rng.uniform(0.01, 0.25))
-            child.send_signal(signal.SIGKILL)
-            child.communicate(timeout=30)
-            assert child.returncode == -signal.SIGKILL
+            kill_while_committing(path, "sqlite", rng)
             assert integrity(path) == "ok"
             store = SqliteStore(path)
             try:
@@ -564,33 +579,11 @@ class TestSqliteKilled:
                 store.close()
             assert loaded.seq >= 2  # Monday and at least the loop's first sync
             # Replay the loop in memory up to the book's seq: the bytes must match exactly.
-            book = Book()
-            book = merge(book, monday(), policy=policy, at=MONDAY_AT, by="nightly").book
-            for i in range(1, loaded.seq):
-                change, at = loop_change(i)
-                book = merge(book, change, policy=policy, at=at, by="loop").book
-            assert dumps(loaded) == dumps(book)
+            assert dumps(loaded) == dumps(replayed(loaded.seq, policy))
             assert len(journal) == loaded.seq
             last_change, _at = loop_change(loaded.seq - 1)
             assert journal[-1].input_hash == input_hash(last_change)
 
-
-JSON_KILL_CHILD = """
-import sys
-from datetime import timedelta
-from school import full, guardian, london, mis_policy, school
-from sourcetruth.adapters.stores.jsonstore import JsonStore
-from sourcetruth.adapters.stores.base import apply
-
-store = JsonStore(sys.argv[1])
-policy = mis_policy()
-for i in range(1, 100000):
-    at = london(24, 2) + timedelta(minutes=i)
-    records = school(guardian("G9", "P9", mobile=f"07700 9{i:05d}", given="Gita"))
-    apply(store, full(at - timedelta(minutes=1), records), policy=policy, at=at, by="loop")
-    if i == 1:
-        print("committing", flush=True)
-"""
 
 #: A child that commits Tuesday's sync and kills itself (SIGKILL) once the new
 #: book is whole in its temporary file, before the rename: the worst moment.
@@ -699,27 +692,11 @@ class TestJsonKilled:
             folder.mkdir()
             path = folder / "book.json"
             apply(JsonStore(path), monday(), policy=policy, at=MONDAY_AT, by="nightly")
-            child = subprocess.Popen(
-                [sys.executable, "-c", JSON_KILL_CHILD, str(path)],
-                env=CHILD_ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            assert line == b"committing\n", child.stderr.read() if child.stderr else b""
-            time.sleep(rng.uniform(0.01, 0.25))
-            child.send_signal(signal.SIGKILL)
-            child.communicate(timeout=30)
-            assert child.returncode == -signal.SIGKILL
+            kill_while_committing(path, "json", rng)
             store = JsonStore(path)
             assert leftovers(folder) == []
             loaded = store.load()
-            book = merge(Book(), monday(), policy=policy, at=MONDAY_AT, by="nightly").book
-            for i in range(1, loaded.seq):
-                change, at = loop_change(i)
-                book = merge(book, change, policy=policy, at=at, by="loop").book
-            assert dumps(loaded) == dumps(book)
+            assert dumps(loaded) == dumps(replayed(loaded.seq, policy))
             assert len(store.journal()) == loaded.seq
 
 
