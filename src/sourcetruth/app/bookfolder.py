@@ -309,9 +309,12 @@ class BookFolder:
 
     def _own_folders(self) -> list[Path]:
         """The folder, ``audit/`` and each of ``outbox/``'s channel folders."""
+        return [self.path, self.path / "audit", *self._own_outboxes()]
+
+    def _own_outboxes(self) -> list[Path]:
+        """The channel folders of the folder's own ``outbox/``."""
         own = self.path / "outbox"
-        channels = sorted(p for p in own.iterdir() if p.is_dir()) if own.is_dir() else []
-        return [self.path, self.path / "audit", *channels]
+        return sorted(p for p in own.iterdir() if p.is_dir()) if own.is_dir() else []
 
     @staticmethod
     def _sweep(folders: Iterable[Path], *, wait: bool) -> None:
@@ -365,7 +368,7 @@ class BookFolder:
 
     def _outbox_folders(self) -> list[Path]:
         """Every folder an outbox of this book may have written to."""
-        folders: set[Path] = set(self._own_folders()[2:])
+        folders: set[Path] = set(self._own_outboxes())
         for configured in self.settings.transports.values():
             if configured.adapter != "outbox":
                 continue
