@@ -575,6 +575,8 @@ def _keep_or_make_key(key_file: Path) -> bool:
         # O_EXCL: never through a link, not even one to a file that is not there.
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if key_file.exists():  # made meanwhile, by another init: a key there is used
+            return True
         msg = (
             f"{key_file} is a link to a file that is not there: restore the suppression "
             "key it pointed at, or remove the link"
