@@ -236,11 +236,50 @@ class TestDocumentedKeys:
         assert parse(text, base=tmp_path).sources["mis"].mapping == tmp_path / "maps/import.toml"
         assert parse(text).sources["mis"].mapping == Path("maps/import.toml")
 
-    def test_an_absolute_mapping_stays_where_it_is(self, tmp_path: Path) -> None:
-        """An absolute mapping path is kept as it is, whatever the base folder."""
-        elsewhere = tmp_path / "shared" / "mapping.toml"
-        text = with_source(f"mapping = {json.dumps(str(elsewhere))}")
-        assert parse(text, base=tmp_path / "book").sources["mis"].mapping == elsewhere
+    @pytest.mark.parametrize(
+        "mapping",
+        ["/etc/passwd", "../x", "../book-next-door/mapping.toml", "maps/../../x", "..", "./../x"],
+    )
+    @pytest.mark.parametrize("with_base", [True, False])
+    def test_a_mapping_outside_the_folder_is_refused(
+        self, tmp_path: Path, mapping: str, with_base: bool
+    ) -> None:
+        """F17: an absolute mapping, or one leading out of the book folder, names the key only."""
+        text = with_source(f"mapping = {json.dumps(mapping)}")
+        with pytest.raises(SourceDataError) as caught:
+            parse(text, base=tmp_path / "book" if with_base else None)
+        assert caught.value.field == "sources.mis.mapping"
+        assert mapping not in str(caught.value)
+        assert "book folder" in caught.value.reason
+
+    @pytest.mark.parametrize("folder", ["/tmp/outbox", "../outbox", "held/../../outbox"])
+    def test_an_outbox_folder_outside_the_book_folder_is_refused(
+        self, tmp_path: Path, folder: str
+    ) -> None:
+        """F17: an outbox's folder, documented as relative to the book folder, stays inside it."""
+        text = with_source(
+            "", head=f'[transports.sms]\nadapter = "outbox"\nfolder = {json.dumps(folder)}\n'
+        )
+        with pytest.raises(SourceDataError) as caught:
+            parse(text, base=tmp_path)
+        assert caught.value.field == "transports.sms.folder"
+        assert folder not in str(caught.value)
+
+    def test_a_link_out_of_the_folder_is_refused(self, tmp_path: Path) -> None:
+        """F17: a mapping reached through a link that leads out of the book folder is refused."""
+        book = tmp_path / "book"
+        book.mkdir()
+        (tmp_path / "elsewhere").mkdir()
+        (book / "maps").symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(SourceDataError) as caught:
+            parse(with_source('mapping = "maps/import.toml"'), base=book)
+        assert caught.value.field == "sources.mis.mapping"
+
+    @pytest.mark.parametrize("mapping", ["mapping.toml", "maps/import.toml", "maps/../m.toml"])
+    def test_a_mapping_inside_the_folder_is_taken(self, tmp_path: Path, mapping: str) -> None:
+        """F17: a path that stays inside the book folder is taken, relative to it."""
+        text = with_source(f"mapping = {json.dumps(mapping)}")
+        assert parse(text, base=tmp_path).sources["mis"].mapping == tmp_path / mapping
 
     def test_adapter_options_are_kept_as_written(self) -> None:
         """A source's adapter and options come through as written, with their TOML types."""
@@ -778,6 +817,42 @@ class TestPlaintextSecrets:
         with caplog.at_level("WARNING", logger="sourcetruth"):
             assert parse(text).plaintext_secrets == ()
         assert caplog.records == []
+
+
+class TestAllowInsecure:
+    """F4: accepting credentials in clear is a flag written in the file, true or false."""
+
+    @staticmethod
+    def sms(extra: str) -> str:
+        return with_source(
+            "",
+            head=(
+                '[transports.sms]\nadapter = "sms-http"\nurl = "http://sms.example.org/send"\n'
+                f'sender = "School"\ntoken_env = "SMS_TOKEN"\n{extra}\n'
+            ),
+        )
+
+    @pytest.mark.parametrize("value", ["true", "false"])
+    def test_a_boolean_is_taken_and_passed_to_the_transport(self, value: str) -> None:
+        """F4: allow_insecure = true or false is an option of the SMS transport, passed as it is."""
+        parsed = parse(self.sms(f"allow_insecure = {value}"))
+        check_adapters(parsed, file=FILE)
+        options = parsed.transports[Channel.SMS].resolved({"SMS_TOKEN": "t"}, file=FILE)
+        assert options["allow_insecure"] is (value == "true")
+
+    @pytest.mark.parametrize("key", ["allow_insecure", "allow_plain_auth"])
+    @pytest.mark.parametrize("value", ['"true"', '"false"', "1", "0"])
+    def test_anything_but_a_boolean_is_refused_at_its_key(self, key: str, value: str) -> None:
+        """F4: "false" (text, so true to Python) or 1 is refused, naming the key, not the value."""
+        error = failure(self.sms(f"{key} = {value}"))
+        assert error.field == f"transports.sms.{key}"
+        assert value not in error.reason
+
+    @pytest.mark.parametrize("key", ["allow_insecure", "allow_plain_auth"])
+    def test_the_flag_never_comes_from_the_environment(self, key: str) -> None:
+        """F4: a variable's text would make any value true: the flag is written in the file."""
+        error = failure(self.sms(f'{key}_env = "INSECURE"'))
+        assert error.field == f"transports.sms.{key}_env"
 
 
 # --------------------------------------------------------------------------

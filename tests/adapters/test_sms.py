@@ -416,7 +416,7 @@ class TestConstruction:
             transport = make(f"{host}/api/PATHKEY987/send", auth="none")
             gateway.script(Reply(503, b""))
             transport.send([sms()])
-            make("http://sms.example.com/api/PATHKEY987/send")
+            make("http://sms.example.com/api/PATHKEY987/send", allow_insecure=True)
         assert gateway.seen[0].path == "/api/PATHKEY987/send"
         assert repr(transport).startswith(f"HttpSmsTransport('{host}/...', ")
         logged = [r.getMessage() for r in caplog.records]
@@ -439,10 +439,27 @@ class TestConstruction:
         """Only scheme://host[:port] is shown, with /... when a path was dropped."""
         assert repr(make(url)).startswith(f"HttpSmsTransport({shown!r}, ")
 
-    def test_plain_http_with_credentials_warns(self, caplog: pytest.LogCaptureFixture) -> None:
-        """Credentials over plain http to a non-loopback host are logged as a warning."""
-        with caplog.at_level(logging.WARNING, logger=LOGGER):
-            make("http://sms.example.com/send?key=SECRETKEY123")
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {},
+            {"auth": "basic", "username": USERNAME, "password": PASSWORD},
+            {"auth": "none"},
+        ],
+    )
+    def test_plain_http_to_another_host_is_refused(self, options: dict[str, Any]) -> None:
+        """F4: plain http to a host that is not this machine is a UsageError, echoing no secret."""
+        with pytest.raises(UsageError) as caught:
+            make("http://sms.example.com/send?key=SECRETKEY123", **options)
+        shown = str(caught.value)
+        assert "allow_insecure" in shown
+        for secret in (TOKEN, USERNAME, PASSWORD, "SECRETKEY123"):
+            assert secret not in shown
+
+    def test_allowing_insecure_http_still_warns(self, caplog: pytest.LogCaptureFixture) -> None:
+        """F4: allow_insecure=True makes the transport, with a warning that names no secret."""
+        with caplog.at_level(logging.WARNING, logger="sourcetruth"):
+            make("http://sms.example.com/send?key=SECRETKEY123", allow_insecure=True)
         assert any("unencrypted" in r.getMessage() for r in caplog.records)
         assert all(TOKEN not in r.getMessage() for r in caplog.records)
         assert all("SECRETKEY123" not in r.getMessage() for r in caplog.records)
@@ -454,6 +471,39 @@ class TestConstruction:
         with caplog.at_level(logging.WARNING, logger=LOGGER):
             make(gateway)
         assert not caplog.records
+
+
+class TestNoCredentialsInClear:
+    """F4: a plain http gateway off this machine would carry the token in clear: refused."""
+
+    @pytest.fixture
+    def proxy(self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Gateway:
+        """The loopback gateway as the HTTP proxy: a request to any host would reach it."""
+        monkeypatch.setenv("http_proxy", gateway.url.removesuffix("/v1/sms"))
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        return gateway
+
+    def test_nothing_is_sent_when_refused(self, proxy: Gateway) -> None:
+        """F4: refused at construction, so not one request (and no token) leaves, retries or not."""
+
+        def try_to_send() -> None:
+            make("http://sms.example.com/send").send([sms(), sms("k-2", OTHER)])
+
+        with pytest.raises(UsageError):
+            try_to_send()
+        assert proxy.seen == []
+
+    def test_allowed_when_asked_it_goes(self, proxy: Gateway) -> None:
+        """F4: with allow_insecure=True the request goes: the refusal above is what stopped it."""
+        [result] = make("http://sms.example.com/send", allow_insecure=True).send([sms()])
+        assert result.status is ACCEPTED
+        assert [s.headers["authorization"] for s in proxy.seen] == [f"Bearer {TOKEN}"]
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.8.9.10"])
+    def test_loopback_stays_allowed(self, host: str) -> None:
+        """F4: a gateway on this machine over http is made: nothing crosses a network."""
+        make(f"http://{host}:8080/send")
 
 
 # --------------------------------------------------------------------------

@@ -279,6 +279,18 @@ PARENTS = [
 ]
 
 
+def plain_login(**options: Any) -> SmtpTransport:
+    """An SMTP transport logging in to another machine over plain SMTP."""
+    return SmtpTransport(
+        "smtp.school.test",
+        security="plain",
+        username=USER,
+        password=PASSWORD,
+        sender=SENDER,
+        **options,
+    )
+
+
 def statuses(results: list[DeliveryResult]) -> list[DeliveryStatus]:
     return [r.status for r in results]
 
@@ -763,7 +775,7 @@ class TestConfiguration:
         with pytest.raises(UsageError) as raised:
             SmtpTransport(host, security="plain", username=USER, password=PASSWORD, sender=SENDER)
         shown = str(raised.value)
-        assert "allow_plain_auth" in shown
+        assert "allow_insecure" in shown
         for value in (PASSWORD, USER, host):
             assert value not in shown
 
@@ -774,16 +786,27 @@ class TestConfiguration:
         """A relay on this machine may take a login without TLS: nothing crosses the network."""
         SmtpTransport(host, security="plain", username=USER, password=PASSWORD, sender=SENDER)
 
+    def test_both_transports_refuse_in_the_same_words(self) -> None:
+        """F4: SMTP and SMS refuse credentials in clear with one message and one option name."""
+        from sourcetruth.adapters.transports.sms import HttpSmsTransport
+
+        with pytest.raises(UsageError) as smtp:
+            plain_login()
+        with pytest.raises(UsageError) as sms:
+            HttpSmsTransport("http://sms.school.test/send", sender="School", token=PASSWORD)
+        tail = "pass allow_insecure=True"
+        assert tail in str(smtp.value)
+        assert tail in str(sms.value)
+        assert str(smtp.value).split(". ", 1)[1] == str(sms.value).split(". ", 1)[1]
+
+    @pytest.mark.parametrize("option", ["allow_insecure", "allow_plain_auth"])
+    def test_allow_insecure_and_its_old_name_both_accept_the_risk(self, option: str) -> None:
+        """F4: allow_insecure=True, or allow_plain_auth=True as before, makes the transport."""
+        plain_login(**{option: True})
+
     def test_plain_auth_allowed_when_asked(self) -> None:
         """allow_plain_auth=True accepts the risk for another host; TLS needs no such flag."""
-        SmtpTransport(
-            "smtp.school.test",
-            security="plain",
-            username=USER,
-            password=PASSWORD,
-            sender=SENDER,
-            allow_plain_auth=True,
-        )
+        plain_login(allow_plain_auth=True)
         secured: list[Any] = ["starttls", "tls"]
         for security in secured:
             SmtpTransport(

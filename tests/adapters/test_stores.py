@@ -2,8 +2,10 @@
 
 Every test uses real files in ``tmp_path``. The crash tests run a child Python
 that stops itself (``os._exit``) before a chosen SQL statement of a commit, or
-that the parent kills with SIGKILL while it commits, and then check that the
-file holds the book entirely as it was or entirely as the merge left it.
+that the parent kills with SIGKILL while it commits (or that kills itself
+with SIGKILL mid-write), and then check that the file holds the book entirely
+as it was or entirely as the merge left it, and that the JSON store's next
+open leaves no copy of a book behind.
 """
 
 from __future__ import annotations
@@ -509,10 +511,11 @@ KILL_CHILD = """
 import sys
 from datetime import timedelta
 from school import full, guardian, london, mis_policy, school
+from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.adapters.stores.base import apply
 
-store = SqliteStore(sys.argv[1])
+store = {"sqlite": SqliteStore, "json": JsonStore}[sys.argv[2]](sys.argv[1])
 policy = mis_policy()
 for i in range(1, 100000):
     at = london(24, 2) + timedelta(minutes=i)
@@ -530,6 +533,32 @@ def loop_change(i: int) -> tuple[Snapshot, datetime]:
     return full(at - timedelta(minutes=1), records), at
 
 
+def kill_while_committing(path: Path, kind: str, rng: random.Random) -> None:
+    """Run KILL_CHILD's loop on the *kind* store at *path*; SIGKILL it at a random moment."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_CHILD, str(path), kind],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line == b"committing\n", child.stderr.read() if child.stderr else b""
+    time.sleep(rng.uniform(0.01, 0.25))
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+
+def replayed(seq: int, policy: Policy) -> Book:
+    """The book KILL_CHILD's loop holds at *seq*: Monday, then the loop's syncs, in memory."""
+    book = merge(Book(), monday(), policy=policy, at=MONDAY_AT, by="nightly").book
+    for i in range(1, seq):
+        change, at = loop_change(i)
+        book = merge(book, change, policy=policy, at=at, by="loop").book
+    return book
+
+
 class TestSqliteKilled:
     def test_sigkill_while_committing_leaves_a_whole_book(self, tmp_path: Path) -> None:
         """SIGKILL at random moments of a commit loop: a sound file holding one whole book."""
@@ -540,19 +569,7 @@ class TestSqliteKilled:
             store = SqliteStore(path)
             apply(store, monday(), policy=policy, at=MONDAY_AT, by="nightly")
             store.close()
-            child = subprocess.Popen(
-                [sys.executable, "-c", KILL_CHILD, str(path)],
-                env=CHILD_ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            assert line == b"committing\n", child.stderr.read() if child.stderr else b""
-            time.sleep(rng.uniform(0.01, 0.25))
-            child.send_signal(signal.SIGKILL)
-            child.communicate(timeout=30)
-            assert child.returncode == -signal.SIGKILL
+            kill_while_committing(path, "sqlite", rng)
             assert integrity(path) == "ok"
             store = SqliteStore(path)
             try:
@@ -562,15 +579,125 @@ class TestSqliteKilled:
                 store.close()
             assert loaded.seq >= 2  # Monday and at least the loop's first sync
             # Replay the loop in memory up to the book's seq: the bytes must match exactly.
-            book = Book()
-            book = merge(book, monday(), policy=policy, at=MONDAY_AT, by="nightly").book
-            for i in range(1, loaded.seq):
-                change, at = loop_change(i)
-                book = merge(book, change, policy=policy, at=at, by="loop").book
-            assert dumps(loaded) == dumps(book)
+            assert dumps(loaded) == dumps(replayed(loaded.seq, policy))
             assert len(journal) == loaded.seq
             last_change, _at = loop_change(loaded.seq - 1)
             assert journal[-1].input_hash == input_hash(last_change)
+
+
+#: A child that commits Tuesday's sync and kills itself (SIGKILL) once the new
+#: book is whole in its temporary file, before the rename: the worst moment.
+JSON_KILLED_AT_FSYNC = """
+import os, signal, sys
+from pathlib import Path
+from school import mis_policy
+from sourcetruth import Snapshot, loads
+from sourcetruth.adapters.stores.jsonstore import JsonStore
+from sourcetruth.adapters.stores.base import apply
+
+path, change_file, at = sys.argv[1], sys.argv[2], sys.argv[3]
+change = loads(Path(change_file).read_text(encoding="utf-8"), Snapshot)
+store = JsonStore(path)
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+from datetime import datetime
+apply(store, change, policy=mis_policy(), at=datetime.fromisoformat(at), by="nightly")
+"""
+
+
+def leftovers(folder: Path) -> list[str]:
+    """The atomic writer's temporaries in *folder*: what a killed write leaves behind."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+class TestJsonKilled:
+    def kill_mid_write(self, path: Path, tmp_path: Path) -> None:
+        """Run JSON_KILLED_AT_FSYNC on the book at *path*: killed with Tuesday in its temporary."""
+        change_file = tmp_path / "tuesday.json"
+        change_file.write_text(dumps(tuesday()), encoding="utf-8")
+        child = subprocess.run(
+            [sys.executable, "-c", JSON_KILLED_AT_FSYNC, str(path), str(change_file),
+             TUESDAY_AT.isoformat()],
+            env=CHILD_ENV,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert child.returncode == -signal.SIGKILL, child.stderr
+
+    def test_a_killed_commits_temporary_is_removed_when_the_store_opens(
+        self, tmp_path: Path, policy: Policy
+    ) -> None:
+        """F5: killed after writing its temporary, before the rename: the next open removes it."""
+        path = tmp_path / "book.json"
+        apply(JsonStore(path), monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        old = path.read_bytes()
+        self.kill_mid_write(path, tmp_path)
+        (left,) = leftovers(tmp_path)  # a whole copy of the new book, so the check can fail
+        assert left.startswith(".book.json.")
+        assert b"Gita" in (tmp_path / left).read_bytes()
+        store = JsonStore(path)
+        assert leftovers(tmp_path) == []
+        assert path.read_bytes() == old
+        assert dumps(store.load()) == dumps(JsonStore(path).load())
+
+    def test_a_commit_removes_what_an_earlier_kill_left(
+        self, tmp_path: Path, policy: Policy
+    ) -> None:
+        """F5: a store opened before the kill removes the leftover at its next commit."""
+        path = tmp_path / "book.json"
+        store = JsonStore(path)
+        apply(store, monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        self.kill_mid_write(path, tmp_path)
+        assert len(leftovers(tmp_path)) == 1
+        apply(store, tuesday(), policy=policy, at=TUESDAY_AT, by="nightly")
+        assert leftovers(tmp_path) == []
+
+    def test_a_live_writers_temporary_is_never_taken(self, tmp_path: Path, policy: Policy) -> None:
+        """F5: while a writer holds the folder (mid-write) an open removes nothing; then it does."""
+        import fcntl
+
+        path = tmp_path / "book.json"
+        apply(JsonStore(path), monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        self.kill_mid_write(path, tmp_path)
+        writing = os.open(tmp_path, os.O_RDONLY)
+        try:
+            fcntl.flock(writing, fcntl.LOCK_SH)  # what write_atomic holds while it writes
+            JsonStore(path)
+            assert len(leftovers(tmp_path)) == 1
+        finally:
+            os.close(writing)
+        JsonStore(path)
+        assert leftovers(tmp_path) == []
+
+    def test_others_files_are_left_alone(self, tmp_path: Path, policy: Policy) -> None:
+        """F5: only the store's own leftovers go: another file's, a folder or a link stay."""
+        path = tmp_path / "book.json"
+        apply(JsonStore(path), monday(), policy=policy, at=MONDAY_AT, by="nightly")
+        (tmp_path / ".other.json.abcd1234.tmp").write_text("not the store's", encoding="utf-8")
+        (tmp_path / ".book.json.abcd1234.tmp").mkdir()
+        (tmp_path / ".book.json.efgh5678.tmp").symlink_to(tmp_path / "book.json")
+        (tmp_path / "book.json.tmp").write_text("not the writer's name", encoding="utf-8")
+        JsonStore(path)
+        assert leftovers(tmp_path) == sorted(
+            [".other.json.abcd1234.tmp", ".book.json.abcd1234.tmp", ".book.json.efgh5678.tmp",
+             "book.json.tmp"]
+        )  # fmt: skip
+
+    def test_sigkill_while_committing_leaves_a_whole_book_and_no_copy(self, tmp_path: Path) -> None:
+        """F5: SIGKILL at random moments of a commit loop: one whole book, no copy after opening."""
+        policy = mis_policy()
+        rng = random.Random(20261204)
+        for attempt in range(3):
+            folder = tmp_path / f"killed-{attempt}"
+            folder.mkdir()
+            path = folder / "book.json"
+            apply(JsonStore(path), monday(), policy=policy, at=MONDAY_AT, by="nightly")
+            kill_while_committing(path, "json", rng)
+            store = JsonStore(path)
+            assert leftovers(folder) == []
+            loaded = store.load()
+            assert dumps(loaded) == dumps(replayed(loaded.seq, policy))
+            assert len(store.journal()) == loaded.seq
 
 
 # -- 5. schema versions and unreadable files ------------------------------------------

@@ -16,16 +16,19 @@ whose records were erased. A key already at that place is used as it is (a
 school may share one key across its books): :attr:`BookFolder.reused_key`
 says so.
 
-The files hold personal data: a folder that :meth:`BookFolder.create` makes
-is its owner's only (``0700``), and the files the folder writes (the store,
-the audit records, the delivery log, the outbox) are readable by their owner
+The files hold personal data: every folder the library makes is its
+owner's only (``0700``), and the files the folder writes (the store, the
+audit records, the delivery log, the outbox) are readable by their owner
 only (``0600``). Every file the folder rewrites is replaced whole: a
-temporary file beside it, flushed to disk, then renamed over it.
+temporary file beside it, flushed to disk, then renamed over it. What a
+write killed mid-way leaves (that temporary, a copy of what it was writing)
+is removed when the folder is next opened, and by an erasure, never while a
+live writer is writing it. A link planted where the folder writes is never
+written through: it is refused, or replaced.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +36,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -43,12 +46,25 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from sourcetruth.adapters import registry
-from sourcetruth.adapters._files import fsync_folder, write_atomic
+from sourcetruth.adapters._files import (
+    fsync_folder,
+    private_folder,
+    read_in_place,
+    refuse_links,
+    sweep_temporaries,
+    write_atomic,
+)
 from sourcetruth.adapters.sources.base import Reading, SourceAdapter
-from sourcetruth.adapters.transports.outbox import OutboxTransport
 from sourcetruth.app.dispatch import SentMessage, plan_send, send_planned
 from sourcetruth.app.sending import FileDeliveryLog
-from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings, read_mapping
+from sourcetruth.app.settings import (
+    STARTER,
+    Settings,
+    check_adapters,
+    inside,
+    parse_settings,
+    read_mapping,
+)
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
 from sourcetruth.exceptions import (
@@ -60,7 +76,7 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
-from sourcetruth.messages import DeliveryResult, Envelope, Message
+from sourcetruth.messages import Message
 from sourcetruth.model import Book, Channel
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import Store, Transport
@@ -131,13 +147,13 @@ class BookFolder:
             raise UsageError(msg)
         parsed = parse_settings(settings, file=_SETTINGS, base=folder)
         check_adapters(parsed, file=_SETTINGS)
-        if any((folder / name).exists() for name in (_SETTINGS, *_STORES.values())):
+        # lexists: a link at one of the names, even to nothing, is something there.
+        if any(os.path.lexists(folder / name) for name in (_SETTINGS, *_STORES.values())):
             msg = f"{folder} already holds a book; open it, or choose another folder"
             raise UsageError(msg)
         _check_sources(parsed, file=_SETTINGS)
         if not folder.exists():
-            folder.mkdir(parents=True, mode=0o700)
-            os.chmod(folder, 0o700)  # whatever the umask
+            private_folder(folder)  # 0700 whatever the umask, and each folder made above it
         book = cls(folder, environ)
         book.reused_key = _keep_or_make_key(book._key_file)
         _make_store_file(folder, store)
@@ -155,7 +171,9 @@ class BookFolder:
         if not (folder / _SETTINGS).is_file():
             msg = f"{folder} is not a book folder (no {_SETTINGS}): run 'sourcetruth init' first"
             raise UsageError(msg)
-        return cls(folder, environ)
+        book = cls(folder, environ)
+        book._sweep(book._own_folders(), wait=False)
+        return book
 
     # -- settings and policy ----------------------------------------------------
 
@@ -276,7 +294,9 @@ class BookFolder:
         outbox (the folder's, and a folder a ``[transports.*]`` outbox names)
         loses the messages that went only to them and their name on shared
         ones. The sent records are cleaned first: should the commit then
-        fail, running the erasure again completes it.
+        fail, running the erasure again completes it. Last, what writes killed
+        mid-way left in the folder's own folders (copies of a book or an audit
+        that may hold them) is removed, once any write in progress is done.
 
         Returns the result and the audit files that were rewritten or
         deleted. An audit file that cannot be read is skipped, not a reason
@@ -289,7 +309,24 @@ class BookFolder:
         cleaned, unreadable = self._redact_sent(contacts | records)
         self.unreadable_audits = unreadable
         self._commit(before, batch, combined, at, by)
+        # A copy a killed write left may hold them: wait for live writes, then remove them all.
+        self._sweep([*self._own_folders(), *self._outbox_folders()], wait=True)
         return combined, cleaned
+
+    def _own_folders(self) -> list[Path]:
+        """The folder, ``audit/`` and each of ``outbox/``'s channel folders."""
+        return [self.path, self.path / "audit", *self._own_outboxes()]
+
+    def _own_outboxes(self) -> list[Path]:
+        """The channel folders of the folder's own ``outbox/``."""
+        own = self.path / "outbox"
+        return sorted(p for p in own.iterdir() if p.is_dir()) if own.is_dir() else []
+
+    @staticmethod
+    def _sweep(folders: Iterable[Path], *, wait: bool) -> None:
+        """Remove what writes killed mid-way left in *folders* (see ``sweep_temporaries``)."""
+        for folder in dict.fromkeys(folders):
+            sweep_temporaries(folder, wait=wait)
 
     def _redact_sent(self, gone: frozenset[str]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
         """Take *gone* out of the sent records: the cleaned and the unreadable audit files."""
@@ -337,10 +374,7 @@ class BookFolder:
 
     def _outbox_folders(self) -> list[Path]:
         """Every folder an outbox of this book may have written to."""
-        folders: set[Path] = set()
-        own = self.path / "outbox"
-        if own.is_dir():
-            folders.update(p for p in own.iterdir() if p.is_dir())
+        folders: set[Path] = set(self._own_outboxes())
         for configured in self.settings.transports.values():
             if configured.adapter != "outbox":
                 continue
@@ -420,15 +454,25 @@ class BookFolder:
             configured = self.settings.transports.get(channel)
             outbox = self.path / "outbox" / channel.value
             if configured is None:
+                refuse_links(outbox, up_to=self.path)  # checked before anything is sent
                 made[channel] = _outbox(registry.get("transport", "outbox"), channel, outbox)
                 continue
             section = f"[transports.{channel.value}] of {_SETTINGS}"
             factory = _adapter("transport", configured.adapter, section)
-            options = configured.resolved(self._environ, file=str(self.path / _SETTINGS))
+            file = str(self.path / _SETTINGS)
+            options = configured.resolved(self._environ, file=file)
             try:
                 if configured.adapter == "outbox":
-                    # The outbox is told its channel; its folder is the book's unless set.
-                    folder = self.path / options.pop("folder", outbox)
+                    # The outbox is told its channel; its folder is the book's unless set,
+                    # and inside the book folder if set (by a variable too).
+                    named = options.pop("folder", None)
+                    where = f"transports.{channel.value}.folder"
+                    folder = (
+                        outbox
+                        if named is None
+                        else inside(named, self.path, where=where, file=file)
+                    )
+                    refuse_links(folder, up_to=self.path)
                     transport: Transport = _outbox(factory, channel, folder, **options)
                 else:
                     transport = factory(**options)
@@ -469,9 +513,11 @@ class BookFolder:
     def _read_audit(self, file: Path) -> AuditRecord | None:
         try:
             # surrogatepass: an id from a command line that was not UTF-8 (see save_audit).
-            text = file.read_text(encoding="utf-8", errors="surrogatepass")
+            text = read_in_place(file).decode("utf-8", errors="surrogatepass")
         except FileNotFoundError:
             return None
+        except AdapterError:  # a link in its place: never followed
+            raise
         except (OSError, UnicodeDecodeError) as error:
             msg = f"cannot read the audit record {file}: {error.__class__.__name__}"
             raise AdapterError(msg) from None
@@ -485,6 +531,7 @@ class BookFolder:
     def save_audit(self, record: AuditRecord) -> Path:
         """Keep *record* in ``audit/``, replacing an earlier record of the same message."""
         file = self._audit_file(record.message.id)
+        private_folder(file.parent)
         kept = self._read_audit(file)
         if kept is not None and kept.message.id != record.message.id:
             # Only a filesystem that ignores case can bring two ids to one file.
@@ -493,7 +540,6 @@ class BookFolder:
                 "send this one with another id"
             )
             raise UsageError(msg)
-        file.parent.mkdir(exist_ok=True, mode=0o700)
         self._write_audit(file, record)
         return file
 
@@ -531,7 +577,17 @@ def _keep_or_make_key(key_file: Path) -> bool:
     if key_file.exists():
         _log.info("using the existing suppression key at %s", key_file)
         return True
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        # O_EXCL: never through a link, not even one to a file that is not there.
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if key_file.exists():  # made meanwhile, by another init: a key there is used
+            return True
+        msg = (
+            f"{key_file} is a link to a file that is not there: restore the suppression "
+            "key it pointed at, or remove the link"
+        )
+        raise AdapterError(msg) from None
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(secrets.token_hex(32) + "\n")
     return False
@@ -647,25 +703,8 @@ def _unname(copy: Path) -> None:
     _replace(copy, json.dumps(envelope, indent=2, sort_keys=True))
 
 
-class _OwnOutbox(OutboxTransport):
-    """The built-in outbox, its folder and copies readable by their owner only."""
-
-    def __init__(self, channel: Channel, folder: Path) -> None:
-        super().__init__(channel, folder)
-        self._own = folder
-
-    def send(self, batch: Sequence[Envelope]) -> list[DeliveryResult]:
-        self._own.mkdir(parents=True, exist_ok=True, mode=0o700)
-        results = super().send(batch)
-        for envelope in batch:
-            with contextlib.suppress(OSError):
-                os.chmod(self._own / f"{envelope.key}.json", 0o600)
-        return results
-
-
 def _outbox(factory: Any, channel: Channel, folder: Path, **options: Any) -> Transport:
-    if factory is OutboxTransport and not options:
-        return _OwnOutbox(channel, folder)
+    """An outbox for *channel* writing to *folder* (its folders 0700, its copies 0600)."""
     made: Transport = factory(channel, folder, **options)
     return made
 

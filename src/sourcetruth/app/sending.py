@@ -29,7 +29,7 @@ from typing import BinaryIO, Final
 
 import attrs
 
-from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._files import open_in_place, read_in_place, write_atomic
 from sourcetruth.audit import AuditRecord, Outcome
 from sourcetruth.exceptions import AdapterError, UsageError
 from sourcetruth.messages import Delivery, DeliveryResult, DeliveryStatus, Plan
@@ -89,9 +89,11 @@ class FileDeliveryLog:
     Lines hold keys and results only: no address or message text, so the log
     holds nothing personal beyond what the audit record holds. A line cut
     short by a crash is ignored when the file is read back. The file is made
-    readable by its owner only. :meth:`forget` takes keys out of it (for an
-    erasure): a delivery key is a hash of the message id and the address, so
-    with the id it confirms a guessed address.
+    readable by its owner only, and is never read or written through a link
+    (one in its place is an :class:`~sourcetruth.exceptions.AdapterError`).
+    :meth:`forget` takes keys out of it (for an erasure): a delivery key is a
+    hash of the message id and the address, so with the id it confirms a
+    guessed address.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -103,12 +105,13 @@ class FileDeliveryLog:
     def _open(self) -> BinaryIO:
         """The log, open for appending and locked: the file at the path now, made if need be."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            # Owner-only, and never through a link planted at its predictable name.
+            fd = open_in_place(self.path, os.O_RDWR | os.O_APPEND)
             handle = os.fdopen(fd, "a+b")
             try:
                 _lock(handle)
                 # forget() may have put a new file in its place while this one waited.
-                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                if os.path.samestat(os.fstat(fd), os.lstat(self.path)):
                     return handle
             except FileNotFoundError:
                 pass
@@ -131,6 +134,8 @@ class FileDeliveryLog:
                 out.write(text.encode("utf-8"))
                 out.flush()
                 os.fsync(out.fileno())
+        except AdapterError:  # a link in its place, say: it says so itself
+            raise
         except OSError as error:
             msg = f"cannot write the delivery log {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None
@@ -144,7 +149,7 @@ class FileDeliveryLog:
         wait for the rewrite and then append to the new file.
         """
         gone = frozenset(keys)
-        if not gone or not self.path.exists():
+        if not gone or not os.path.lexists(self.path):
             return 0
         try:
             with self._open() as current:
@@ -163,16 +168,25 @@ class FileDeliveryLog:
                     kept.append(raw + b"\n")
                 if dropped:
                     write_atomic(self.path, b"".join(kept))
+        except AdapterError:
+            raise
         except OSError as error:
             msg = f"cannot rewrite the delivery log {self.path.name}: {error.strerror}"
             raise AdapterError(msg, retryable=True) from None
         return dropped
 
     def _lines(self) -> list[dict[str, object]]:
-        if not self.path.exists():
+        try:
+            data = read_in_place(self.path)
+        except FileNotFoundError:
             return []
+        except AdapterError:
+            raise
+        except OSError as error:
+            msg = f"cannot read the delivery log {self.path.name}: {error.strerror}"
+            raise AdapterError(msg, retryable=True) from None
         found = []
-        for text in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for text in data.decode("utf-8", errors="replace").splitlines():
             try:
                 line = json.loads(text)
             except json.JSONDecodeError:

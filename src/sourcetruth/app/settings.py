@@ -16,12 +16,19 @@ on, so it is refused) and never end: a nightly sync does not stop, so
 ``COUNT`` and ``UNTIL`` are refused too. A transport option that holds a
 password or token in the file itself is accepted, with a warning in the log
 (naming the key, never the value), and listed in
-:attr:`Settings.plaintext_secrets`.
+:attr:`Settings.plaintext_secrets`. ``allow_insecure = true`` in a
+transport's table accepts credentials in clear to another machine (see the
+transports); it, and SMTP's older ``allow_plain_auth``, must be written in
+the file as ``true`` or ``false``: text, a number or a ``_env`` variable is
+refused.
 
 :func:`check_adapters` checks what only the installed adapters can tell: that
 every adapter named exists and takes every option given. A book folder runs
 it whenever it reads the file. :func:`read_mapping` reads a CSV mapping file,
-and names the file and the key of any mistake in it.
+and names the file and the key of any mistake in it. A source's ``mapping``
+is a path relative to the book folder that stays inside it: an absolute path,
+or one that leads out of the folder (by ``..`` or through a link), is refused
+at its key.
 
 .. code-block:: toml
 
@@ -47,7 +54,7 @@ and names the file and the key of any mistake in it.
     kind = "import"
     covers = ["given_name", "family_name", "phones", "emails"]
     adapter = "csv"
-    mapping = "mapping.toml"     # the CSV column mapping, relative to this file
+    mapping = "mapping.toml"     # the CSV column mapping: in the book folder, relative to it
 
     [transports.email]
     adapter = "smtp"
@@ -95,6 +102,7 @@ __all__ = [
     "SourceSettings",
     "TransportSettings",
     "check_adapters",
+    "inside",
     "parse_settings",
     "read_mapping",
 ]
@@ -299,17 +307,44 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
             name,
             table.adapter,
             table.options,
-            None if table.mapping is None else (base or Path(".")) / table.mapping,
+            None
+            if table.mapping is None
+            else inside(table.mapping, base, where=f"sources.{name}.mapping", file=file),
         )
         for name, table in written.sources.items()
     }
     policy = _policy(written, sources, file)
     transports = {
-        channel: _transport(channel, options, file)
+        channel: _transport(channel, options, file, base)
         for channel, options in written.transports.items()
     }
     secrets = [where for transport in transports.values() for where in _plaintext(transport)]
     return Settings(policy, written.timezone, readers, transports, tuple(secrets))
+
+
+def inside(written: str, base: Path | None, *, where: str, file: str) -> Path:
+    """The path *written* at the key *where*: relative to the book folder *base*, inside it.
+
+    An absolute path, one whose ``..`` climbs out, or (given *base*) one
+    that a link leads out of the folder, is a :class:`SourceDataError`
+    naming *file* and the key, never the path (it may be anything: a file of
+    another school, ``/etc/passwd``). Without *base*, the path as written.
+    """
+    relative = Path(written)
+    climbs = os.path.normpath(written).split(os.sep)[0] == os.pardir
+    if "\x00" in written or relative.is_absolute() or relative.drive or climbs:
+        msg = "must be a path relative to the book folder, and stay inside it"
+        raise SourceDataError(msg, file=file, field=where)
+    if base is None:
+        return relative
+    try:
+        inside = (base / relative).resolve().is_relative_to(base.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        inside = False
+    if not inside:
+        msg = "leads out of the book folder through a link: keep it inside the folder"
+        raise SourceDataError(msg, file=file, field=where)
+    return base / relative
 
 
 def _source(name: str, table: _SourceTable, zone: str, file: str) -> Source:
@@ -351,14 +386,22 @@ def _policy(written: _File, sources: list[Source], file: str) -> Policy:
         raise SourceDataError(str(error), file=file, field="precedence") from None
 
 
-def _transport(channel: Channel, table: Mapping[str, Any], file: str) -> TransportSettings:
+def _transport(
+    channel: Channel, table: Mapping[str, Any], file: str, base: Path | None
+) -> TransportSettings:
     where = f"transports.{channel.value}"
     options = dict(table)
     if "adapter" not in options:
         msg = "is required"
         raise SourceDataError(msg, file=file, field=f"{where}.adapter")
     adapter = _read(options.pop("adapter"), str, file=file, path=f"{where}.adapter")
+    if adapter == "outbox" and "folder" in options:
+        # Like a mapping, an outbox's folder is in the book folder: it holds personal data.
+        folder = _read(options["folder"], str, file=file, path=f"{where}.folder")
+        inside(folder, base, where=f"{where}.folder", file=file)
     for key, value in options.items():
+        if key.removesuffix("_env") in _FLAGS:
+            _flag(key, value, where=where, file=file)
         if not key.endswith("_env"):
             continue
         _read(value, str, file=file, path=f"{where}.{key}")  # the name of an environment variable
@@ -367,6 +410,20 @@ def _transport(channel: Channel, table: Mapping[str, Any], file: str) -> Transpo
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
             raise SourceDataError(msg, file=file, field=f"{where}.{key}")
     return TransportSettings(channel, adapter, options)
+
+
+#: Transport options that accept a risk (credentials in clear to another machine): written
+#: in the file as true or false, never read from the environment (any text there is true).
+_FLAGS: Final = frozenset({"allow_insecure", "allow_plain_auth"})
+
+
+def _flag(key: str, value: object, *, where: str, file: str) -> None:
+    """Check the transport option *key*, one of :data:`_FLAGS`: a boolean in the file itself."""
+    if key.endswith("_env"):
+        plain = key.removesuffix("_env")
+        msg = f"{plain} is written in the file itself, as true or false, not read from a variable"
+        raise SourceDataError(msg, file=file, field=f"{where}.{key}")
+    _read(value, bool, file=file, path=f"{where}.{key}")
 
 
 #: Option names that hold a secret: a password or token belongs in the environment.

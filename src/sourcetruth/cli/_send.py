@@ -92,7 +92,7 @@ def _send(ctx: Context) -> int:
         return _dry_run(ctx, planned)
     todo = len(planned.plan.deliveries) - planned.delivered_before
     with ctx.progress("sending", total=todo) as progress:
-        sent = send_planned(folder, planned, sent_at=ctx.now, settled=lambda _: progress.advance())
+        sent = send_planned(folder, planned, sent_at=ctx.at, settled=lambda _: progress.advance())
     _say_sent(ctx, sent, planned.delivered_before)
     _refuse_undelivered(ctx.args.id, sent.record)
     return OK

@@ -4,6 +4,12 @@ The whole book and its journal are one document in the book's own versioned
 format (:func:`sourcetruth.dumps`). A commit writes a new file beside the old
 one, flushes it to disk and moves it into place, so a reader or a crash sees
 the old file or the new one, never half of either.
+
+A commit killed before the move leaves its new file behind, a whole copy of
+a book. The store removes such leftovers when it is opened and at each
+commit, never while a live writer is writing one (see
+:func:`~sourcetruth.adapters._files.sweep_temporaries`), so an erasure leaves
+no copy of the person either.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._files import open_in_place, sweep_temporaries, write_atomic
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.model import Book
@@ -34,6 +40,8 @@ class JsonStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        # What a commit killed mid-write left: a whole copy of a book, maybe of an erased person.
+        sweep_temporaries(self.path.parent, of=self.path.name)
 
     def __repr__(self) -> str:
         return f"JsonStore({os.fspath(self.path)!r})"
@@ -73,13 +81,13 @@ class JsonStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the book's lock file: one writer at a time, across read, check and replace."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        with lock.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # Owner-only, and never through a link planted at its predictable name.
+        fd = open_in_place(self.path.with_name(self.path.name + ".lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def commit(self, before: Book, result: MergeResult, run: Run) -> None:
         """Write ``result.book`` and *run* as a new file, then move it into place."""
@@ -93,6 +101,8 @@ class JsonStore:
             raise AdapterError(msg, retryable=True) from None
 
     def _commit(self, before: Book, result: MergeResult, run: Run) -> None:
+        # Under the store's lock no other commit is writing: what is there was left by a kill.
+        sweep_temporaries(self.path.parent, of=self.path.name, wait=True)
         stored, journal = self._read()
         if stored.seq != before.seq:
             msg = "the book was changed by another run since it was loaded"

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._files import private_folder, write_atomic
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Channel
 
@@ -34,8 +34,10 @@ class OutboxTransport:
 
     In memory by default; with *folder*, each envelope is also written there
     as a JSON file named by its key, so a developer can read what would have
-    gone out. It honours idempotency keys: an envelope whose key it already
-    holds is accepted again and not kept twice.
+    gone out: owner-only (``0600``), in a folder made owner-only (``0700``,
+    and each folder made above it), never written through a link. It honours
+    idempotency keys: an envelope whose key it already holds is accepted
+    again and not kept twice.
     """
 
     def __init__(self, channel: Channel, folder: str | os.PathLike[str] | None = None) -> None:
@@ -65,7 +67,7 @@ class OutboxTransport:
 
     def _write(self, envelope: Envelope) -> None:
         assert self._folder is not None
-        self._folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self._folder)
         body = {
             "key": envelope.key,
             "channel": envelope.channel.value,

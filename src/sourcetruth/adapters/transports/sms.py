@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sourcetruth.adapters._util import is_loopback
+from sourcetruth.adapters.transports._cleartext import refuse_cleartext
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -203,8 +203,12 @@ class _Unreadable(Exception):
     """The gateway's 2xx answer is not what the protocol promises."""
 
 
-def _gateway_url(url: str) -> urllib.parse.SplitResult:
-    """*url*'s parts, once it is an http(s) URL with a host, no spaces and no credentials."""
+def _gateway_url(url: str, *, allow_insecure: bool) -> urllib.parse.SplitResult:
+    """*url*'s parts, once it is an http(s) URL with a host, no spaces and no credentials.
+
+    Plain http goes to this machine only, unless *allow_insecure*: every
+    request carries the token, the password or a key in the URL (``auth="none"``).
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         msg = "the SMS gateway URL must be an http:// or https:// URL with a host"
@@ -215,6 +219,14 @@ def _gateway_url(url: str) -> urllib.parse.SplitResult:
     if "@" in parts.netloc:
         msg = "the SMS gateway URL must not carry credentials: pass username and password"
         raise UsageError(msg)
+    if parts.scheme == "http":
+        refuse_cleartext(
+            parts.hostname or "",
+            what="the SMS gateway's credentials, numbers and texts (an http:// URL)",
+            fix="use an https:// URL",
+            shown_as=f"SMS gateway {_public_url(url)}",
+            allow_insecure=allow_insecure,
+        )
     return parts
 
 
@@ -292,6 +304,13 @@ class HttpSmsTransport:
     then 8 to 15 digits, the first not 0); a message of more than
     *max_segments* parts is rejected before the gateway is asked. Redirects
     are not followed; *timeout* applies to each network operation.
+
+    A plain ``http://`` URL is refused (a :class:`UsageError`, before anything
+    is sent) unless its host is this machine (``localhost``, ``127.0.0.0/8``,
+    ``::1``) or *allow_insecure* is true: every request carries the gateway's
+    credentials (a token, a password, or a key in the URL), the numbers and
+    the texts. SMTP's ``security="plain"`` with a password is refused the
+    same way, under the same option.
     """
 
     def __init__(
@@ -309,8 +328,9 @@ class HttpSmsTransport:
         field_names: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         batch: bool = False,
+        allow_insecure: bool = False,
     ) -> None:
-        parts = _gateway_url(url)
+        parts = _gateway_url(url, allow_insecure=allow_insecure)
         if not (_SENDER.fullmatch(sender) or _E164.fullmatch(sender)):
             msg = "the SMS sender must be an E.164 number or 1 to 11 letters, digits and spaces"
             raise UsageError(msg)
@@ -345,11 +365,6 @@ class HttpSmsTransport:
         if ssl_context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
         self._opener = urllib.request.build_opener(*handlers)
-        if parts.scheme == "http" and auth != "none" and not is_loopback(parts.hostname or ""):
-            _log.warning(
-                "SMS gateway %s is plain http: its credentials travel unencrypted",
-                self._public_url,
-            )
 
     def __repr__(self) -> str:
         return (

@@ -47,7 +47,7 @@ from typing import Literal
 
 from attrs import frozen
 
-from sourcetruth.adapters._util import is_loopback
+from sourcetruth.adapters.transports._cleartext import refuse_cleartext
 from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import DeliveryResult, DeliveryStatus, Envelope
 from sourcetruth.model import Channel
@@ -95,23 +95,20 @@ def _check_credentials(
     username: str | None,
     password: str | None,
     *,
-    allow_plain_auth: bool,
+    allow_insecure: bool,
 ) -> None:
     """A :class:`UsageError` for credentials that cannot be used, or not safely without consent."""
     if (username is None) != (password is None):
         msg = "username and password go together: give both or neither"
         raise UsageError(msg)
-    if (
-        security == "plain"
-        and username is not None
-        and not allow_plain_auth
-        and not is_loopback(host)
-    ):
-        msg = (
-            "security='plain' would send the password unencrypted: use 'starttls' or "
-            "'tls', or pass allow_plain_auth=True to accept that"
+    if security == "plain" and username is not None:
+        refuse_cleartext(
+            host,
+            what="the password (security='plain')",
+            fix="use security='starttls' or 'tls'",
+            shown_as=f"smtp {host}",
+            allow_insecure=allow_insecure,
         )
-        raise UsageError(msg)
     if not ((username or "").isascii() and (password or "").isascii()):
         # smtplib sends credentials as ASCII only.
         msg = "username and password must be ASCII"
@@ -136,8 +133,9 @@ class SmtpTransport:
     With ``security="plain"`` a password would cross the network in clear, so
     *username* and *password* are refused (a :class:`UsageError`) unless *host*
     is a loopback address (``localhost``, ``127.0.0.0/8`` or ``::1``: a relay on
-    the same machine) or the caller passes ``allow_plain_auth=True`` to accept
-    the risk knowingly.
+    the same machine) or the caller passes ``allow_insecure=True`` to accept
+    the risk knowingly (the SMS transport's option for the same thing;
+    ``allow_plain_auth=True``, its earlier name, still works).
     """
 
     def __init__(
@@ -156,12 +154,14 @@ class SmtpTransport:
         local_hostname: str | None = None,
         max_recipients: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        allow_insecure: bool = False,
         allow_plain_auth: bool = False,
     ) -> None:
         if security not in _DEFAULT_PORTS:
             msg = f"security must be one of {', '.join(_DEFAULT_PORTS)}, not {security!r}"
             raise UsageError(msg)
-        _check_credentials(host, security, username, password, allow_plain_auth=allow_plain_auth)
+        insecure = allow_insecure is True or allow_plain_auth is True
+        _check_credentials(host, security, username, password, allow_insecure=insecure)
         if local_hostname is not None and not local_hostname.isascii():
             msg = "local_hostname must be ASCII"
             raise UsageError(msg)
