@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 __all__ = [
+    "LISTED_PROBLEMS",
     "AdapterError",
     "ConfirmationMismatchError",
     "ConflictError",
@@ -35,6 +36,10 @@ __all__ = [
     "UsageError",
     "format_errors",
 ]
+
+#: How many of a rejected file's problems its text lists (its notes,
+#: :func:`format_errors`, the command's message); the rest are counted.
+LISTED_PROBLEMS = 20
 
 
 class SourceTruthError(Exception):

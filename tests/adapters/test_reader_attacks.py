@@ -1,0 +1,198 @@
+"""The tabular readers under attack and accident: damaged headers, planted values, huge files.
+
+Findings of an adversarial test, each named in its tests' docstrings:
+
+- F6: a damaged header line (merged with the first row, or replaced by one)
+  made errors and notices name a column by a header cell, which is then
+  someone's data. No header cell, cell or id read from a file is quoted:
+  columns are named by the field they map to or by position.
+- F12: ``agent-missing`` (and the other link notices) quoted the ids of
+  ``agentSourcedIds``, which are phone numbers once columns shift.
+- F14: a rejected file listed every problem in its text, and the command
+  printed them all: the list is capped, with a count of the rest.
+
+Every value planted in a file below holds a marker (``PLANT``) that must never
+appear in an error, a note or a notice. Numbers are Ofcom drama numbers and
+addresses are at ``.test`` domains.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sourcetruth.adapters import Reading
+from sourcetruth.adapters.sources.oneroster import OneRosterAdapter
+from sourcetruth.adapters.sources.sds import SdsAdapter
+from sourcetruth.adapters.sources.tabular import CsvMapping, PhoneColumn, read_csv
+from sourcetruth.exceptions import (
+    RejectedFileError,
+    SourceDataError,
+    SourceTruthError,
+    format_errors,
+)
+
+AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+PLANT = "PLANT"
+
+MAPPING = CsvMapping(
+    key="Id", given_name="First name", family_name="Surname", phones=(PhoneColumn("Mobile"),)
+)
+
+OR_USERS = (
+    "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+    "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password"
+)
+OR_MANIFEST = (
+    "propertyName,value\r\nmanifest.version,1.0\r\noneroster.version,{version}\r\n"
+    "file.users,bulk\r\nfile.orgs,absent\r\n"
+)
+
+SDS_ORGS = "sourcedId,name,type,parentSourcedId\r\noak,Oak Academy,school,\r\n"
+SDS_USERS = (
+    "sourcedId,username,givenName,familyName,password,activeDirectoryMatchId,email,phone,sms"
+)
+SDS_ROLES = "userSourcedId,orgSourcedId,role,sessionSourcedId,grade,isPrimary"
+SDS_LINKS = "userSourcedId,relationshipUserSourcedId,relationshipRole"
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def said(error: BaseException) -> str:
+    """Every text an error shows: its message, its formatted problems, its notes, its parts."""
+    parts = [str(error), format_errors(error), *getattr(error, "__notes__", ())]
+    if isinstance(error, BaseExceptionGroup):
+        parts.extend(said(inner) for inner in error.exceptions)
+    if isinstance(error, SourceDataError):
+        parts.extend(str(v) for v in (error.reason, error.field, error.key) if v is not None)
+    return "\n".join(parts)
+
+
+def noticed(reading: Reading) -> str:
+    """Every text a reading's notices show, attributes included."""
+    return "\n".join(
+        f"{n}|{n.message}|{n.field}|{n.key}|{n.file}|{n.code}" for n in reading.notices
+    )
+
+
+def outcome(read: object) -> str:
+    """What a read says: its notices' text, or its error's (only typed errors may escape)."""
+    try:
+        reading = read()  # type: ignore[operator]
+    except SourceTruthError as error:
+        return said(error)
+    return noticed(reading)
+
+
+def csv_read(text: str | bytes, mapping: CsvMapping = MAPPING) -> Reading:
+    return read_csv(text, mapping, file="parents.csv", source="import", extracted_at=AT)
+
+
+def rows(header: str, *lines: Iterable[str]) -> str:
+    """A CSV file's text: *header* as written, then each row, quoted where needed."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerows(lines)
+    return header + "\r\n" + out.getvalue()
+
+
+def oneroster(folder: Path, users: str, *, version: str = "1.1") -> OneRosterAdapter:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.csv").write_text(OR_MANIFEST.format(version=version), encoding="utf-8")
+    (folder / "users.csv").write_text(users, encoding="utf-8")
+    return OneRosterAdapter(folder)
+
+
+def or_user(key: str, role: str, **cells: str) -> list[str]:
+    """A users.csv row of OR_USERS's columns."""
+    values = {"sourcedId": key, "role": role, "givenName": "Ann", "familyName": "Able", **cells}
+    return [values.get(column, "") for column in OR_USERS.split(",")]
+
+
+def sds(folder: Path, users: str, roles: str | None = None, links: str | None = None) -> SdsAdapter:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "orgs.csv": SDS_ORGS,
+        "users.csv": users,
+        "roles.csv": roles if roles is not None else SDS_ROLES + "\r\n",
+        "relationships.csv": links if links is not None else SDS_LINKS + "\r\n",
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return SdsAdapter(folder)
+
+
+def sds_user(key: str, given: str = "Ann") -> list[str]:
+    return [key, f"{key.lower()}@oak.test", given, "Able", "", "", "", "", "07700 900101"]
+
+
+# -- F6: the generic CSV import ----------------------------------------------------------
+
+
+class TestF6CsvImport:
+    def test_a_header_merged_with_the_first_row_is_not_quoted(self) -> None:
+        """F6: a header line run into the first row names no column by one of that row's cells."""
+        text = rows(
+            f"Id,First name,Surname,MobileK1,Gita{PLANT},Okafor{PLANT},07700 900123",
+            ["K2", "Hugh", "Byrne", "07700 900124"],
+        )
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text)
+        assert PLANT not in said(caught.value)
+        fields = {p.field for p in caught.value.problems}
+        assert "column 5" in fields  # the short row is named by position
+
+    def test_a_header_replaced_by_a_row_is_not_quoted(self) -> None:
+        """F6: a header that is a row of data is never quoted, whatever goes wrong under it."""
+        header = f"K0,Gita{PLANT},Okafor{PLANT},07700 900{PLANT}"
+        text = rows(header, ["K1", "Hugh", "Byrne"], ["K2", "Ines", "Moreau", "07700 900125", "x"])
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text)
+        assert PLANT not in said(caught.value)
+
+    def test_a_wide_row_is_named_by_position(self) -> None:
+        """F6: a row with more cells than the header names the extra column by position."""
+        text = rows("Id,First name,Surname,Mobile", ["K1", "Ann", "Able", "", f"x{PLANT}"])
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text)
+        (problem,) = caught.value.problems
+        assert problem.field == "column 5"
+
+    def test_a_short_row_is_named_by_the_mapped_column(self) -> None:
+        """F6: a short row whose first missing cell is a mapped column names that column."""
+        text = rows("Id,First name,Surname,Mobile", ["K1", "Ann", "Able"])
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text)
+        (problem,) = caught.value.problems
+        assert problem.field == "Mobile"
+
+    def test_a_duplicated_unmapped_header_is_named_by_position(self) -> None:
+        """F6: two unmapped columns with the same header cell give a notice naming positions."""
+        text = rows(
+            f"Id,First name,Surname,Mobile,Gita{PLANT},Gita{PLANT}",
+            ["K1", "Ann", "Able", "07700 900101", "", ""],
+        )
+        reading = csv_read(text)
+        (notice,) = reading.notices
+        assert notice.code == "duplicate-header"
+        assert notice.field == "column 5"
+        assert PLANT not in noticed(reading)
+
+    def test_a_key_column_of_emails_is_never_quoted(self) -> None:
+        """F6: rows keyed by a value (an email) are named by line in errors, never by key."""
+        mapping = CsvMapping(key="Email", given_name="Name", phones=(PhoneColumn("Mobile"),))
+        text = rows(
+            "Email,Name,Mobile",
+            [f"a{PLANT}@parent.test", "Ann", "4.47700900101E+11"],
+            [f"a{PLANT}@parent.test", "Bob", "07700 900102"],
+        )
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text, mapping)
+        assert PLANT not in said(caught.value)
+        assert {p.key for p in caught.value.problems} == {None}
