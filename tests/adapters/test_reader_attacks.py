@@ -196,3 +196,91 @@ class TestF6CsvImport:
             csv_read(text, mapping)
         assert PLANT not in said(caught.value)
         assert {p.key for p in caught.value.problems} == {None}
+
+
+# -- F6 and F12: OneRoster -------------------------------------------------------------
+
+
+class TestF6OneRoster:
+    def test_an_unknown_header_cell_is_named_by_position(self, tmp_path: Path) -> None:
+        """F6: a header cell the reader does not know is named by position, never quoted."""
+        users = rows(
+            OR_USERS + f",Gita{PLANT}",
+            [*or_user("P1", "student"), ""],
+        )
+        reading = oneroster(tmp_path, users).read(extracted_at=AT)
+        unknown = [n for n in reading.notices if n.code == "header-unknown"]
+        assert [n.field for n in unknown] == ["column 19"]
+        assert PLANT not in noticed(reading)
+
+    def test_a_header_in_another_case_is_named_by_its_column(self, tmp_path: Path) -> None:
+        """F6: header drift names the column the reader took it for, not the cell as written."""
+        users = rows(
+            OR_USERS.replace("givenName", "GIVENNAME").replace("password", "passWORD"),
+            or_user("P1", "student"),
+        )
+        reading = oneroster(tmp_path, users).read(extracted_at=AT)
+        drift = [n for n in reading.notices if n.code == "header-drift"]
+        assert [n.field for n in drift] == ["givenName", "password"]
+        assert all("GIVENNAME" not in str(n) and "passWORD" not in str(n) for n in drift)
+
+    def test_a_short_row_under_a_damaged_header_is_named_by_position(self, tmp_path: Path) -> None:
+        """F6: a row short of a header that is someone's data names the column by position."""
+        header = OR_USERS + f",Gita{PLANT},07700 900{PLANT}"
+        users = rows(header, or_user("P1", "student"))
+        with pytest.raises(RejectedFileError) as caught:
+            oneroster(tmp_path, users).read(extracted_at=AT)
+        assert PLANT not in said(caught.value)
+        assert [p.field for p in caught.value.problems] == ["column 19"]
+
+    def test_a_row_is_named_by_line_never_by_its_sourced_id(self, tmp_path: Path) -> None:
+        """F6: a rejected row's sourcedId (a phone number once columns shift) is never quoted."""
+        users = rows(OR_USERS, or_user(f"07700 900{PLANT}", "student", status="gone"))
+        with pytest.raises(RejectedFileError) as caught:
+            oneroster(tmp_path, users).read(extracted_at=AT)
+        assert PLANT not in said(caught.value)
+        assert [(p.line, p.field, p.key) for p in caught.value.problems] == [(2, "status", None)]
+
+    def test_notices_name_rows_by_line_never_by_key(self, tmp_path: Path) -> None:
+        """F6: notices about a user (an unknown role, a date) name its line, never its key."""
+        users = rows(
+            OR_USERS,
+            or_user(f"K{PLANT}", f"wizard{PLANT}", dateLastModified=f"1/5/2026{PLANT}"),
+        )
+        reading = oneroster(tmp_path, users).read(extracted_at=AT)
+        assert {n.code for n in reading.notices} >= {"role-unknown", "date-format"}
+        assert PLANT not in noticed(reading)
+
+    def test_an_unknown_version_is_not_quoted(self, tmp_path: Path) -> None:
+        """F6: a manifest's version value is never quoted in the error it causes."""
+        users = rows(OR_USERS, or_user("P1", "student"))
+        with pytest.raises(SourceDataError) as caught:
+            oneroster(tmp_path, users, version=f"9{PLANT}").read(extracted_at=AT)
+        assert PLANT not in said(caught.value)
+
+
+class TestF12OneRosterAgents:
+    def test_agent_missing_does_not_quote_the_id(self, tmp_path: Path) -> None:
+        """F12: an agent not in the bundle (a phone number once columns shift) is not quoted."""
+        users = rows(
+            OR_USERS,
+            or_user("P1", "student", agentSourcedIds=f"07700 900{PLANT}"),
+        )
+        reading = oneroster(tmp_path, users).read(extracted_at=AT)
+        assert [n.code for n in reading.notices] == ["agent-missing"]
+        assert PLANT not in noticed(reading)
+
+    def test_no_link_notice_quotes_an_agent(self, tmp_path: Path) -> None:
+        """F12: link notices (self, removed, role, one-sided) never quote an agent's id."""
+        users = rows(
+            OR_USERS,
+            or_user(f"P{PLANT}", "student", agentSourcedIds=f"P{PLANT},G{PLANT},T{PLANT}"),
+            or_user(f"G{PLANT}", "parent"),
+            or_user(f"T{PLANT}", "teacher"),
+            or_user(f"X{PLANT}", "parent", status="tobedeleted", agentSourcedIds=f"P{PLANT}"),
+            or_user(f"Q{PLANT}", "student", agentSourcedIds=f"X{PLANT}"),
+        )
+        reading = oneroster(tmp_path, users).read(extracted_at=AT)
+        codes = {n.code for n in reading.notices}
+        assert codes >= {"agent-role", "agent-one-sided", "agent-removed"}
+        assert PLANT not in noticed(reading)
