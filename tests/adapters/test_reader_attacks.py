@@ -284,3 +284,96 @@ class TestF12OneRosterAgents:
         codes = {n.code for n in reading.notices}
         assert codes >= {"agent-role", "agent-one-sided", "agent-removed"}
         assert PLANT not in noticed(reading)
+
+
+# -- F6: School Data Sync ---------------------------------------------------------------
+
+
+class TestF6Sds:
+    def test_a_header_in_another_case_is_named_by_its_column(self, tmp_path: Path) -> None:
+        """F6: a header read case-blind is named by the column it was read as, not as written."""
+        users = rows(SDS_USERS.replace("givenName", "GIVENname"), sds_user("S1"))
+        roles = rows(SDS_ROLES, ["S1", "oak", "teacher", "", "", ""])
+        reading = sds(tmp_path, users, roles).read(extracted_at=AT)
+        case = [n for n in reading.notices if n.code == "header-case"]
+        assert [n.field for n in case] == ["givenName"]
+        assert "GIVENname" not in noticed(reading)
+
+    def test_a_short_row_under_a_damaged_header_is_named_by_position(self, tmp_path: Path) -> None:
+        """F6: a row short of a header that is someone's data names the column by position."""
+        users = rows(SDS_USERS + f",Gita{PLANT}", sds_user("S1"))
+        with pytest.raises(RejectedFileError) as caught:
+            sds(tmp_path, users).read(extracted_at=AT)
+        assert PLANT not in said(caught.value)
+        assert [p.field for p in caught.value.problems] == ["column 10"]
+
+    def test_a_duplicated_id_is_named_by_line(self, tmp_path: Path) -> None:
+        """F6: a sourcedId on two rows (an email once columns shift) is not quoted."""
+        key = f"a{PLANT}@parent.test"
+        users = rows(SDS_USERS, sds_user(key), sds_user(key, "Bob"))
+        with pytest.raises(RejectedFileError) as caught:
+            sds(tmp_path, users).read(extracted_at=AT)
+        assert PLANT not in said(caught.value)
+        assert {p.key for p in caught.value.problems} == {None}
+
+    def test_notices_name_rows_by_line_never_by_key(self, tmp_path: Path) -> None:
+        """F6: notices about users, roles and links name lines and columns, never ids."""
+        users = rows(
+            SDS_USERS,
+            sds_user(f" P{PLANT} "),
+            sds_user(f"G{PLANT}"),
+            sds_user(f"C{PLANT}"),
+            sds_user(f"S{PLANT}"),
+        )
+        roles = rows(
+            SDS_ROLES,
+            [f"P{PLANT}", "oak", "student", "", "9", "maybe"],
+            [f"P{PLANT}", "oak", "teacher", "", "8", ""],
+            [f"S{PLANT}", "oak", f"wizard{PLANT}", "", "", ""],
+            [f"Z{PLANT}", "oak", "teacher", "", "", ""],
+        )
+        links = rows(
+            SDS_LINKS,
+            [f"P{PLANT}", f"G{PLANT}", "parent"],
+            [f"P{PLANT}", f"G{PLANT}", "parent"],
+            [f"P{PLANT}", f"P{PLANT}", "parent"],
+            [f"G{PLANT}", f"P{PLANT}", "parent"],
+            [f"P{PLANT}", f"M{PLANT}", "parent"],
+            [f"P{PLANT}", f"C{PLANT}", f"uncle{PLANT}"],
+        )
+        reading = sds(tmp_path, users, roles, links).read(extracted_at=AT)
+        assert len({n.code for n in reading.notices}) >= 8
+        assert PLANT not in noticed(reading)
+        assert {n.key for n in reading.notices} == {None}
+
+    def test_notices_once_named_by_id_name_a_line(self, tmp_path: Path) -> None:
+        """F6: held-back, role-conflict and relationship-outside-org name a file and line."""
+        orgs = SDS_ORGS + "elm,Elm Primary,school,\r\n"
+        users = rows(
+            SDS_USERS,
+            sds_user(f"P{PLANT}"),
+            sds_user(f"E{PLANT}"),
+            sds_user(f"G{PLANT}"),
+            [f"X{PLANT}", "x@oak.test"],
+        )
+        roles = rows(
+            SDS_ROLES,
+            [f"P{PLANT}", "oak", "teacher", "", "", ""],
+            [f"P{PLANT}", "oak", "student", "", "9", "TRUE"],
+            [f"E{PLANT}", "elm", "student", "", "5", ""],
+        )
+        links = rows(
+            SDS_LINKS,
+            [f"P{PLANT}", f"G{PLANT}", "parent"],
+            [f"E{PLANT}", f"G{PLANT}", "parent"],
+            [f"X{PLANT}", f"G{PLANT}", "parent"],
+        )
+        sds(tmp_path, users, roles, links)
+        (tmp_path / "orgs.csv").write_text(orgs, encoding="utf-8")
+        adapter = SdsAdapter(tmp_path, org="oak", max_reject_fraction=0.5)
+        reading = adapter.read(extracted_at=AT)
+        where = {n.code: (n.file, n.line) for n in reading.notices}
+        assert where["role-conflict"] == ("roles.csv", 3)
+        assert where["relationship-outside-org"] == ("relationships.csv", 3)
+        assert where["held-back"] == ("users.csv", 4)
+        assert PLANT not in noticed(reading)

@@ -149,10 +149,11 @@ and field, never the value. Neither errors nor notices quote what a file
 holds: not a row's ``sourcedId`` (rows are named by line; a key is a phone
 number once columns shift), not an agent's id (named by its place in
 ``agentSourcedIds``), not a header cell (a column is named as it was read,
-or by position: a header line run into the first row is someone's data). A missing required column (``sourcedId``,
-``givenName``, ``familyName``, and ``role`` when the role comes from
-``users.csv``) is such a problem. Rejected rows (broken rows, a missing or
-duplicated ``sourcedId``, an unknown status, no role) count towards
+or by position: a header line run into the first row is someone's data). A
+missing required column (``sourcedId``, ``givenName``, ``familyName``, and
+``role`` when the role comes from ``users.csv``) is such a problem. Rejected
+rows (broken rows, a missing or duplicated ``sourcedId``, an unknown status,
+no role) count towards
 ``max_reject_fraction`` per file; under the limit, the readable rows come back
 as a DELTA snapshot (a rejected row is never read as a departure), with
 ``Reading.rejected`` set and ``row-rejected``/``rows-rejected`` notices. A
