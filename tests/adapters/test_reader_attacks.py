@@ -31,6 +31,7 @@ from sourcetruth.adapters.sources.oneroster import OneRosterAdapter
 from sourcetruth.adapters.sources.sds import SdsAdapter
 from sourcetruth.adapters.sources.tabular import CsvMapping, PhoneColumn, read_csv
 from sourcetruth.exceptions import (
+    LISTED_PROBLEMS,
     RejectedFileError,
     SourceDataError,
     SourceTruthError,
@@ -377,3 +378,55 @@ class TestF6Sds:
         assert where["relationship-outside-org"] == ("relationships.csv", 3)
         assert where["held-back"] == ("users.csv", 4)
         assert PLANT not in noticed(reading)
+
+
+# -- F14: a rejected file with many problems ------------------------------------------------
+
+
+def many_problems(count: int) -> RejectedFileError:
+    problems = [
+        SourceDataError("a row with no key", file="big.csv", line=n + 2, field="Id")
+        for n in range(count)
+    ]
+    return RejectedFileError("big.csv: every row rejected", problems, file="big.csv")
+
+
+class TestF14LongProblemLists:
+    def test_the_notes_list_the_first_problems_and_count_the_rest(self) -> None:
+        """F14: the notes list the first LISTED_PROBLEMS problems, then a line counting the rest."""
+        error = many_problems(1000)
+        notes = error.__notes__
+        assert len(notes) == LISTED_PROBLEMS + 1
+        assert notes[-1] == f"... and {1000 - LISTED_PROBLEMS} more problems"
+        assert len(error.exceptions) == 1000
+        assert len(error.problems) == 1000
+
+    def test_format_errors_lists_the_first_problems_and_counts_the_rest(self) -> None:
+        """F14: format_errors gives the message, the first problems and a count of the rest."""
+        lines = format_errors(many_problems(1000)).splitlines()
+        assert len(lines) == 1 + LISTED_PROBLEMS + 1
+        assert lines[-1] == f"  ... and {1000 - LISTED_PROBLEMS} more problems"
+
+    def test_the_text_does_not_grow_with_the_problems(self) -> None:
+        """F14: the text of 100,000 problems is no longer than that of LISTED_PROBLEMS + 1."""
+        small, large = many_problems(LISTED_PROBLEMS + 1), many_problems(100_000)
+        for show in (format_errors, lambda e: "\n".join(e.__notes__), str):
+            assert len(show(large)) <= len(show(small)) + 10
+
+    def test_a_short_list_is_shown_whole(self) -> None:
+        """F14: up to LISTED_PROBLEMS problems are all listed, with no count line."""
+        error = many_problems(LISTED_PROBLEMS)
+        assert len(error.__notes__) == LISTED_PROBLEMS
+        assert "more problem" not in format_errors(error)
+
+    def test_one_more_problem_is_counted_in_the_singular(self) -> None:
+        """F14: one problem past the cap reads "1 more problem"."""
+        assert many_problems(LISTED_PROBLEMS + 1).__notes__[-1] == "... and 1 more problem"
+
+    def test_a_csv_with_many_bad_rows(self) -> None:
+        """F14: reading a CSV of 5,000 bad rows keeps every problem but shows only the first."""
+        text = rows("Id,First name,Surname,Mobile", *(["", "Ann"] for _ in range(5000)))
+        with pytest.raises(RejectedFileError) as caught:
+            csv_read(text)
+        assert len(caught.value.problems) == 5000
+        assert len(format_errors(caught.value).splitlines()) == LISTED_PROBLEMS + 2

@@ -96,7 +96,11 @@ def complaint(error: BaseException) -> str:
 
 
 def _one_line(error: BaseException) -> str:
-    """The error's message on one line; a rejected file's problems, one per line."""
+    """The error's message on one line; a rejected file's problems, one per line.
+
+    A long list stops after :data:`~sourcetruth.exceptions.LISTED_PROBLEMS`
+    problems with a line counting the rest (:func:`format_errors`).
+    """
     if isinstance(error, BaseExceptionGroup):
         return format_errors(error)
     text = " ".join(str(error).split()) or error.__class__.__name__
