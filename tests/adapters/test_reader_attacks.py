@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sourcetruth.adapters import Reading
+from sourcetruth.adapters.sources._oneroster_format import ORG_COLUMNS, ROLE_COLUMNS, USERS_12
 from sourcetruth.adapters.sources.oneroster import OneRosterAdapter
 from sourcetruth.adapters.sources.sds import SdsAdapter
-from sourcetruth.adapters.sources.tabular import CsvMapping, PhoneColumn, read_csv
+from sourcetruth.adapters.sources.tabular import (
+    CsvFormat,
+    CsvMapping,
+    EmailColumn,
+    PhoneColumn,
+    read_csv,
+)
 from sourcetruth.exceptions import (
     LISTED_PROBLEMS,
     RejectedFileError,
@@ -37,6 +48,7 @@ from sourcetruth.exceptions import (
     SourceTruthError,
     format_errors,
 )
+from sourcetruth.model import PhoneType
 
 AT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 PLANT = "PLANT"
@@ -430,3 +442,265 @@ class TestF14LongProblemLists:
             csv_read(text)
         assert len(caught.value.problems) == 5000
         assert len(format_errors(caught.value).splitlines()) == LISTED_PROBLEMS + 2
+
+
+# -- fuzz: planted values in damaged files ---------------------------------------------------
+
+#: Bounded and repeatable: CI runs the same examples every time.
+FUZZ = settings(
+    max_examples=120,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+#: What breaks a line of CSV: delimiters, quotes, line ends, NULs, byte-order marks.
+SPECIALS = ',;|\t"\r\n\x00\ufeff'
+#: Ids that rows name each other by (agents, relationships): each a planted value.
+IDS = (*(f"{PLANT}-{n}" for n in range(4)), f"07700 900{PLANT}")
+DAMAGES = ("merge", "replace", "nul", "quote", "cr", "lf", "bom", "cut", "wide", "short")
+
+
+def planted() -> st.SearchStrategy[str]:
+    """A cell (or header cell) holding the marker, and perhaps something that breaks CSV."""
+    return st.text(alphabet="aZ9 @+.é" + SPECIALS, max_size=5).map(lambda s: f"{PLANT}{s}")
+
+
+def either(*values: str) -> st.SearchStrategy[str]:
+    """One of *values* (words the reader knows), or a planted value."""
+    return st.one_of(st.sampled_from(values), planted())
+
+
+def id_list(separator: str) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(IDS), max_size=3).map(separator.join)
+
+
+@st.composite
+def damaged(
+    draw: st.DrawFn,
+    header: list[str] | None,
+    rows: list[list[str]],
+    *,
+    delimiter: str = ",",
+) -> bytes:
+    """*header* and *rows* as CSV, then broken: lines merged or cut, stray bytes, odd ends."""
+    rows = [list(row) for row in rows]
+    for row in rows:
+        change = draw(st.sampled_from((0, 0, 0, -1, 1)))
+        if change < 0 and row:
+            row.pop()
+        elif change > 0:
+            row.append(draw(planted()))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerows(([header] if header is not None else []) + rows)
+    text = out.getvalue()
+    for damage in draw(st.lists(st.sampled_from(DAMAGES), max_size=3)):
+        text = _damage(draw, damage, text, delimiter)
+    encoding = draw(st.sampled_from(("utf-8", "utf-8", "utf-8-sig", "utf-16", "cp1252")))
+    return text.encode(encoding, errors="replace")
+
+
+def _damage(draw: st.DrawFn, damage: str, text: str, delimiter: str) -> str:
+    at = draw(st.integers(0, len(text)))
+    first, _, rest = text.partition("\r\n")
+    if damage == "merge":  # the header line run into the first row
+        return first + rest
+    if damage == "replace":  # the header line replaced by the first row
+        return rest.partition("\r\n")[0] + "\r\n" + rest if rest else text
+    if damage in ("wide", "short"):  # a header cell more (planted) or fewer
+        cells = first.split(delimiter)
+        cells = [*cells, draw(planted())] if damage == "wide" else cells[:-1]
+        return delimiter.join(cells) + "\r\n" + rest
+    if damage in ("cr", "lf"):
+        return text.replace("\r\n", "\r" if damage == "cr" else "\n")
+    if damage == "cut":
+        return text[:at]
+    stray = {"nul": "\x00", "quote": '"', "bom": "\ufeff"}[damage]
+    return text[:at] + stray + text[at:]
+
+
+@st.composite
+def table(
+    draw: st.DrawFn,
+    columns: Iterable[str],
+    values: dict[str, st.SearchStrategy[str]],
+    *,
+    rows: int = 5,
+    delimiter: str = ",",
+) -> bytes:
+    """A file of *columns* (shuffled, some dropped, renamed, planted) with rows of *values*."""
+    columns = list(draw(st.permutations(list(columns))))
+    dropped = draw(st.sets(st.sampled_from(columns), max_size=2))
+    header: list[str] = []
+    kinds: list[str] = []
+    for column in columns:
+        if column in dropped:
+            continue
+        how = draw(st.sampled_from(("same", "same", "same", "upper", "spaced", "planted")))
+        cell = {"upper": column.upper(), "spaced": f" {column} "}.get(how, column)
+        header.append(draw(planted()) if how == "planted" else cell)
+        kinds.append("" if how == "planted" else column)
+    body = [
+        [draw(values.get(kind, planted())) for kind in kinds]
+        for _ in range(draw(st.integers(1, rows)))
+    ]
+    return draw(damaged(header, body, delimiter=delimiter))
+
+
+def _csv(header: list[str], lines: list[list[str]]) -> bytes:
+    return rows(",".join(header), *lines).encode("utf-8")
+
+
+def assert_quiet(read: object) -> None:
+    """The read ends in a reading or a typed error, and neither quotes a planted value."""
+    said_ = outcome(read)
+    assert PLANT not in said_, said_
+
+
+OR_VALUES: dict[str, st.SearchStrategy[str]] = {
+    "sourcedId": st.sampled_from(IDS),
+    "userSourcedId": st.sampled_from(IDS),
+    "status": either("", "active", "tobedeleted", "inactive"),
+    "role": either("student", "parent", "guardian", "teacher", "aide"),
+    "roleType": either("primary", "secondary", ""),
+    "agentSourcedIds": st.one_of(id_list(","), planted()),
+    "orgSourcedIds": either("org-a", "org-a,org-b", ""),
+    "orgSourcedId": either("org-a", "org-b"),
+    "primaryOrgSourcedId": either("org-a", ""),
+    "dateLastModified": either("2026-11-01", "1/05/2023", ""),
+}
+
+
+class TestFuzzOneRoster:
+    @FUZZ
+    @given(data=st.data())
+    def test_a_damaged_bundle_never_quotes_what_it_holds(self, data: st.DataObject) -> None:
+        """F6, F12: planted headers, cells and ids in damaged files never reach a message."""
+        version = data.draw(either("1.1", "1.2"))
+        users = USERS_12 if version == "1.2" else OR_USERS.split(",")
+        manifest = [
+            ["manifest.version", "1.0"],
+            ["oneroster.version", version],
+            ["file.users", data.draw(either("bulk", "delta"))],
+            ["file.roles", data.draw(st.sampled_from(("bulk", "delta", "absent")))],
+            ["file.orgs", data.draw(st.sampled_from(("bulk", "absent")))],
+        ]
+        files = {
+            "manifest.csv": data.draw(
+                st.one_of(
+                    st.just(_csv(["propertyName", "value"], manifest)),
+                    damaged(["propertyName", "value"], manifest),
+                )
+            ),
+            "users.csv": data.draw(table(users, OR_VALUES)),
+            "roles.csv": data.draw(table(ROLE_COLUMNS, OR_VALUES)),
+            "orgs.csv": data.draw(table(ORG_COLUMNS, {"sourcedId": either("org-a", "org-b")})),
+        }
+        options = {
+            "org": data.draw(st.sampled_from((None, "org-a"))),
+            "allow_cp1252": data.draw(st.booleans()),
+            "max_reject_fraction": data.draw(st.sampled_from((0.0, 0.5, 1.0))),
+            "guardian_agents_complete": data.draw(st.booleans()),
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in files.items():
+                (Path(folder) / name).write_bytes(content)
+            adapter = OneRosterAdapter(folder, **options)  # type: ignore[arg-type]
+            assert_quiet(lambda: adapter.read(extracted_at=AT))
+
+
+SDS_VALUES: dict[str, st.SearchStrategy[str]] = {
+    "sourcedId": st.sampled_from(IDS),
+    "userSourcedId": st.sampled_from(IDS),
+    "relationshipUserSourcedId": st.sampled_from(IDS),
+    "orgSourcedId": either("oak", "elm"),
+    "role": either("student", "teacher", "parent", "alumni", "other"),
+    "isPrimary": either("TRUE", "FALSE", ""),
+    "relationshipRole": either("parent", "guardian", "relative", "aide"),
+}
+
+
+class TestFuzzSds:
+    @FUZZ
+    @given(data=st.data())
+    def test_damaged_files_never_quote_what_they_hold(self, data: st.DataObject) -> None:
+        """F6: planted headers, cells and ids in damaged SDS files never reach a message."""
+        org_values = {
+            "sourcedId": either("oak", "elm"),
+            "parentSourcedId": either("", "oak"),
+            "type": either("school"),
+        }
+        files = {
+            "orgs.csv": data.draw(table(SDS_ORGS.split("\r\n")[0].split(","), org_values)),
+            "users.csv": data.draw(table(SDS_USERS.split(","), SDS_VALUES)),
+            "roles.csv": data.draw(table(SDS_ROLES.split(","), SDS_VALUES)),
+            "relationships.csv": data.draw(table(SDS_LINKS.split(","), SDS_VALUES)),
+        }
+        options = {
+            "org": data.draw(st.sampled_from((None, "oak"))),
+            "allow_cp1252": data.draw(st.booleans()),
+            "max_reject_fraction": data.draw(st.sampled_from((0.0, 0.5, 1.0))),
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in files.items():
+                (Path(folder) / name).write_bytes(content)
+            adapter = SdsAdapter(folder, **options)  # type: ignore[arg-type]
+            assert_quiet(lambda: adapter.read(extracted_at=AT))
+
+
+FUZZ_MAPPING = CsvMapping(
+    key="Id",
+    given_name="First name",
+    family_name="Surname",
+    role="Type",
+    phones=(PhoneColumn("Mobile"), PhoneColumn("Home", PhoneType.HOME)),
+    emails=(EmailColumn("Email"),),
+    year_group="Year",
+    guardian_of="Children",
+)
+#: FUZZ_MAPPING for a file without a header: its columns by position, in its order.
+BY_POSITION = CsvMapping(
+    key="1",
+    given_name="2",
+    family_name="3",
+    role="4",
+    year_group="5",
+    phones=(PhoneColumn("6"), PhoneColumn("7", PhoneType.HOME)),
+    emails=(EmailColumn("8"),),
+    guardian_of="9",
+)
+CSV_VALUES: dict[str, st.SearchStrategy[str]] = {
+    "Id": st.sampled_from(IDS),
+    "Type": either("pupil", "parent", "staff", ""),
+    "Mobile": either("07700 900101", "4.47700900101E+11", "7700900101.0", ""),
+    "Children": st.one_of(id_list(";"), planted()),
+}
+
+
+class TestFuzzCsvImport:
+    @FUZZ
+    @given(data=st.data())
+    def test_a_damaged_file_never_quotes_what_it_holds(self, data: st.DataObject) -> None:
+        """F6: planted headers, cells and keys in a damaged CSV import never reach a message."""
+        fmt = CsvFormat(
+            delimiter=data.draw(st.sampled_from((",", ";", "\t"))),
+            has_header=data.draw(st.booleans()),
+            allow_cp1252=data.draw(st.booleans()),
+            max_reject_fraction=data.draw(st.sampled_from((0.0, 0.5, 1.0))),
+        )
+        columns = list(FUZZ_MAPPING.columns())
+        if fmt.has_header:
+            content = data.draw(table(columns, CSV_VALUES, delimiter=fmt.delimiter))
+            mapping = attrs.evolve(FUZZ_MAPPING, format=fmt)
+        else:
+            # By position: the mapping's columns are 1, 2, ... in the mapping's order.
+            rows = [
+                [data.draw(CSV_VALUES.get(column, planted())) for column in columns]
+                for _ in range(data.draw(st.integers(1, 5)))
+            ]
+            content = data.draw(damaged(None, rows, delimiter=fmt.delimiter))
+            mapping = attrs.evolve(BY_POSITION, format=fmt)
+        assert_quiet(
+            lambda: read_csv(content, mapping, file="x.csv", source="import", extracted_at=AT)
+        )
