@@ -176,6 +176,7 @@ staff member with relationships with a ``role-secondary-guardian`` notice.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import zipfile
@@ -240,6 +241,7 @@ _WANTED: Final = (MANIFEST, USERS, ROLES, ORGS)
 
 # No real bundle comes near this; it stops a zip bomb before it fills memory.
 _MAX_FILE_BYTES: Final = 256 * 1024 * 1024
+_CHUNK_BYTES: Final = 1024 * 1024
 
 # Whether a version keeps roles in roles.csv (1.2) or in users.csv (1.0, 1.1).
 _VERSIONS: Final = {"1.0": False, "1.1": False, "1.2": True}
@@ -292,11 +294,18 @@ _FILE_ORDER: Final = {name: rank for rank, name in enumerate(_WANTED)}
 
 
 def _read_capped(stream: IO[bytes], name: str) -> bytes:
-    data = stream.read(_MAX_FILE_BYTES + 1)
-    if len(data) > _MAX_FILE_BYTES:
-        msg = f"the file is larger than {_MAX_FILE_BYTES} bytes"
-        raise SourceDataError(msg, file=name)
-    return data
+    """The stream's bytes, read a chunk at a time up to the cap.
+
+    Never ``read(cap + 1)``: that allocates the whole cap (256 MB) up front
+    for every file, however small.
+    """
+    out = io.BytesIO()
+    while chunk := stream.read(_CHUNK_BYTES):
+        out.write(chunk)
+        if out.tell() > _MAX_FILE_BYTES:
+            msg = f"the file is larger than {_MAX_FILE_BYTES} bytes"
+            raise SourceDataError(msg, file=name)
+    return out.getvalue()
 
 
 def _add(found: dict[str, tuple[str, bytes]], name: str, data: bytes) -> None:

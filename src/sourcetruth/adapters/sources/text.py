@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -131,15 +130,45 @@ class Table:
         return len({p.line for p in self.problems})
 
 
+# A line and its end, as a file opened with newline="" gives them to the csv
+# module: a line ends at \r\n, \r or \n, and a last line may have no end.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """*text*'s lines with their ends, one at a time.
+
+    Not :class:`io.StringIO`, which holds a copy of the whole text at four
+    bytes a character: a 20 MB file would cost 80 MB more.
+    """
+    for line in _LINE.finditer(text):
+        yield line.group()
+
+
+# Cells that repeat down a column (a status, a role, an org, a year) are kept
+# once, not once per row: a short cell is looked up among the first distinct
+# short cells seen. Bounded, so a file of unique ids cannot grow the table.
+_SHARED_LENGTH = 16
+_SHARED_CELLS = 4096
+
+
+def _shared(cells: list[str], seen: dict[str, str]) -> list[str]:
+    """*cells*, each short one replaced by an equal string seen before (one object for both)."""
+    if len(seen) < _SHARED_CELLS:
+        return [seen.setdefault(c, c) if len(c) <= _SHARED_LENGTH else c for c in cells]
+    return [seen.get(c, c) for c in cells]
+
+
 def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[Row]:
     reader = csv.reader(
-        io.StringIO(text, newline=""),
+        _lines(text),
         delimiter=delimiter,
         quotechar=quotechar,
         doublequote=True,
         strict=True,
     )
     last_line = 0
+    seen: dict[str, str] = {}
     while True:
         try:
             cells = next(reader)
@@ -158,7 +187,7 @@ def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[R
             ) from None
         start, last_line = last_line + 1, reader.line_num
         if cells:
-            yield Row(start, cells)
+            yield Row(start, _shared(cells, seen))
 
 
 def by_position(index: int) -> str:
@@ -236,8 +265,8 @@ def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
     except EncodingError as error:
         msg_0 = f"{file}: unreadable"
         raise RejectedFileError(msg_0, [error], file=file) from None
-    first_line = text.split("\n", 1)[0]
-    if "\x00" in first_line:
+    end = text.find("\n")
+    if "\x00" in (text if end < 0 else text[:end]):
         # Text of two or four bytes a character, read one byte at a time.
         msg = "NUL characters in the first line: is the file UTF-16 or UTF-32 without a BOM?"
         problem = SourceDataError(msg, file=file, line=1)
