@@ -11,11 +11,12 @@ SourceTruthError`` catches everything the library raises on purpose.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "LISTED_PROBLEMS",
     "AdapterError",
     "ConfirmationMismatchError",
     "ConflictError",
@@ -35,7 +36,13 @@ __all__ = [
     "UnknownRecordError",
     "UsageError",
     "format_errors",
+    "listed",
 ]
+
+#: How many of a rejected file's problems its text lists (its notes,
+#: :func:`format_errors`, the command's message); one more line counts the rest.
+#: A file of 100,000 bad rows says so in a screenful, not in 100,000 lines.
+LISTED_PROBLEMS = 20
 
 
 class SourceTruthError(Exception):
@@ -193,9 +200,11 @@ class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):
 
     Raised when a file cannot be read at all, or when more of its rows were
     rejected than its reader allows: nothing from it is applied. Each problem
-    is a :class:`SourceDataError` naming file, line and field, and is also
-    attached as a note, so a plain traceback lists them all.
-    :func:`format_errors` gives the same list as readable text.
+    is a :class:`SourceDataError` naming file, line and field. ``exceptions``
+    (and :attr:`problems`) hold them all; the first :data:`LISTED_PROBLEMS`
+    are also attached as notes, so a plain traceback lists them, and one more
+    note counts the rest. :func:`format_errors` gives the same list as
+    readable text.
     """
 
     file: str | None
@@ -211,8 +220,8 @@ class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):
         self, message: str, exceptions: Sequence[SourceDataError], *, file: str | None = None
     ) -> None:
         super().__init__(message, exceptions)
-        for problem in exceptions:
-            self.add_note(str(problem))
+        for note in listed(exceptions):
+            self.add_note(note)
 
     @property
     def problems(self) -> tuple[SourceDataError, ...]:
@@ -229,9 +238,26 @@ class RejectedFileError(ExceptionGroup[SourceDataError], SourceTruthError):
         return RejectedFileError(self.message, excs, file=self.file)
 
 
+def listed(
+    problems: Sequence[BaseException], text: Callable[[BaseException], str] = str
+) -> list[str]:
+    """The *text* of the first :data:`LISTED_PROBLEMS` problems, then a line counting the rest."""
+    lines = [text(problem) for problem in problems[:LISTED_PROBLEMS]]
+    rest = len(problems) - LISTED_PROBLEMS
+    if rest > 0:
+        lines.append(f"... and {rest} more problem{'s' if rest != 1 else ''}")
+    return lines
+
+
 def format_errors(error: BaseException) -> str:
-    """One line per problem: an error's message, then each problem of a group, indented."""
-    lines = [str(error) if not isinstance(error, BaseExceptionGroup) else error.message]
-    if isinstance(error, BaseExceptionGroup):
-        lines.extend(f"  - {problem}" for problem in error.exceptions)
+    """An error's message, then each problem of a group, indented, one per line.
+
+    A group lists its first :data:`LISTED_PROBLEMS` problems and counts the
+    rest on one more line; ``error.exceptions`` still holds them all.
+    """
+    if not isinstance(error, BaseExceptionGroup):
+        return str(error)
+    lines = [error.message]
+    for index, line in enumerate(listed(error.exceptions)):
+        lines.append(f"  - {line}" if index < LISTED_PROBLEMS else f"  {line}")
     return "\n".join(lines)

@@ -187,11 +187,13 @@ def by_key(reading: Reading) -> dict[str, ContactData]:
     return {r.key: r.data for r in reading.snapshot.records}
 
 
-def codes(
-    reading: Reading, code: str
-) -> list[tuple[str | None, int | None, str | None, str | None]]:
-    """(file, line, field, key) of every notice with *code*, in the reading's order."""
-    return [(n.file, n.line, n.field, n.key) for n in reading.notices if n.code == code]
+def codes(reading: Reading, code: str) -> list[tuple[str | None, int | None, str | None]]:
+    """(file, line, field) of every notice with *code*, in the reading's order.
+
+    Notices name rows by line, never by key (a key may be a value once columns shift).
+    """
+    assert all(n.key is None for n in reading.notices)
+    return [(n.file, n.line, n.field) for n in reading.notices if n.code == code]
 
 
 # -- the real corpus -----------------------------------------------------------------------
@@ -221,10 +223,10 @@ class TestCorpusOneRoster11:
         """Three students and one teacher name a teacher as agent: four agent-role notices."""
         reading = read(corpus("Test_full_data_set"))
         assert codes(reading, "agent-role") == [
-            ("users.csv", 3, "agentSourcedIds", "usr-222-66778899"),
-            ("users.csv", 5, "agentSourcedIds", "usr-222-987654"),
-            ("users.csv", 6, "agentSourcedIds", "usr-222-1234561232"),
-            ("users.csv", 7, "agentSourcedIds", "usr-222-567891"),
+            ("users.csv", 3, "agentSourcedIds"),
+            ("users.csv", 5, "agentSourcedIds"),
+            ("users.csv", 6, "agentSourcedIds"),
+            ("users.csv", 7, "agentSourcedIds"),
         ]
         assert [n.code for n in reading.notices] == ["agent-role"] * 4
         assert reading.rejected == 0
@@ -273,24 +275,25 @@ class TestCorpusOneRoster12:
         assert reading.notices == ()
 
     def test_misspelt_headers_are_header_drift(self) -> None:
-        """prefferedGivenName & co in users.csv, dataLastModified in roles.csv."""
+        """prefferedGivenName & co in users.csv, dataLastModified in roles.csv: named as read."""
         reading = read(corpus("v1p2_full_dataset"))
         assert codes(reading, "header-drift") == [
-            ("users.csv", 1, "prefferedGivenName", None),
-            ("users.csv", 1, "prefferedMiddleName", None),
-            ("users.csv", 1, "prefferedFamilyName", None),
-            ("roles.csv", 1, "dataLastModified", None),
+            ("users.csv", 1, "preferredGivenName"),
+            ("users.csv", 1, "preferredMiddleName"),
+            ("users.csv", 1, "preferredFamilyName"),
+            ("roles.csv", 1, "dateLastModified"),
         ]
+        assert all("misspelling" in n.message for n in reading.notices if n.code == "header-drift")
 
     def test_day_first_dates_are_date_format_notices(self) -> None:
         """1/05/2023 and 15/06/2023 are reported, never parsed; Mary's empty date is not."""
         reading = read(corpus("v1p2_full_dataset"))
         assert codes(reading, "date-format") == [
-            ("users.csv", 2, "dateLastModified", "usr-222-123456"),
-            ("users.csv", 4, "dateLastModified", "usr-222-1234561"),
-            ("users.csv", 5, "dateLastModified", "usr-222-987654"),
-            ("users.csv", 6, "dateLastModified", "usr-222-1234561232"),
-            ("users.csv", 7, "dateLastModified", "usr-222-567891"),
+            ("users.csv", 2, "dateLastModified"),
+            ("users.csv", 4, "dateLastModified"),
+            ("users.csv", 5, "dateLastModified"),
+            ("users.csv", 6, "dateLastModified"),
+            ("users.csv", 7, "dateLastModified"),
         ]
         assert all("2023" not in n.message for n in reading.notices)
 
@@ -303,7 +306,7 @@ class TestCorpusOneRoster12:
         assert records["usr-222-66778899"].role is Role.PUPIL
         # Thomas has only a secondary role: it is used, and said so.
         assert codes(reading, "role-primary") == [
-            ("roles.csv", 4, "roleType", "usr-222-1234561"),
+            ("roles.csv", 4, "roleType"),
         ]
 
     def test_teacher_with_a_secondary_guardian_role_gets_the_pupils_links(self) -> None:
@@ -311,18 +314,16 @@ class TestCorpusOneRoster12:
         reading = read(corpus("v1p2_full_dataset"))
         john = by_key(reading)["usr-222-123456"]
         assert john.role is Role.STAFF
-        assert codes(reading, "role-secondary-guardian") == [
-            ("roles.csv", 8, "role", "usr-222-123456")
-        ]
+        assert codes(reading, "role-secondary-guardian") == [("roles.csv", 8, "role")]
         assert john.relationships == (
             Relationship("usr-222-1234561232"),
             Relationship("usr-222-66778899"),
         )
         # Thomas (staff) naming Mary, Jim (teacher) naming John, Anna naming Jim (teacher).
         assert codes(reading, "agent-role") == [
-            ("users.csv", 4, "agentSourcedIds", "usr-222-1234561"),
-            ("users.csv", 5, "agentSourcedIds", "usr-222-987654"),
-            ("users.csv", 7, "agentSourcedIds", "usr-222-567891"),
+            ("users.csv", 4, "agentSourcedIds"),
+            ("users.csv", 5, "agentSourcedIds"),
+            ("users.csv", 7, "agentSourcedIds"),
         ]
 
     def test_trailing_empty_header_columns_are_tolerated(self) -> None:
@@ -455,7 +456,7 @@ class TestStatus:
         )
         reading = read(path)
         assert reading.snapshot.removed == ("P2",)
-        assert codes(reading, "status-inactive") == [("users.csv", 3, "status", "P2")]
+        assert codes(reading, "status-inactive") == [("users.csv", 3, "status")]
 
     def test_tobedeleted_in_a_full_bundle_departs(self, tmp_path: Path) -> None:
         """In a bulk bundle the user is simply left out of the full snapshot."""
@@ -472,7 +473,7 @@ class TestStatus:
         reading = read(family_11(tmp_path))
         assert reading.snapshot.kind is SnapshotKind.FULL
         assert reading.snapshot.records == ()
-        assert codes(reading, "empty-snapshot") == [("users.csv", None, None, None)]
+        assert codes(reading, "empty-snapshot") == [("users.csv", None, None)]
 
 
 class TestLinks:
@@ -493,7 +494,7 @@ class TestLinks:
         assert records["P1"].year_group == "9"
         # P2's link is on its own row only: kept, and said, since a delta may not see it.
         assert [n.code for n in reading.notices] == ["agent-one-sided"]
-        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds", "P2")]
+        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds")]
 
     def test_wrong_roles_and_missing_agents_are_skipped(self, tmp_path: Path) -> None:
         """Pupil->pupil, parent->teacher and an unknown id are notices, not links."""
@@ -507,10 +508,10 @@ class TestLinks:
         reading = read(path)
         assert all(not d.relationships for d in by_key(reading).values())
         assert codes(reading, "agent-role") == [
-            ("users.csv", 2, "agentSourcedIds", "G1"),
-            ("users.csv", 3, "agentSourcedIds", "P1"),
+            ("users.csv", 2, "agentSourcedIds"),
+            ("users.csv", 3, "agentSourcedIds"),
         ]
-        assert codes(reading, "agent-missing") == [("users.csv", 4, "agentSourcedIds", "P2")]
+        assert codes(reading, "agent-missing") == [("users.csv", 4, "agentSourcedIds")]
 
     def test_a_guardians_link_to_a_pupil_outside_a_delta_is_kept(self, tmp_path: Path) -> None:
         """In a delta an agent may be unchanged and absent: the guardian keeps its link."""
@@ -525,8 +526,8 @@ class TestLinks:
         assert records["G1"].relationships == (Relationship("P9"),)
         assert records["P1"].relationships == ()
         assert codes(reading, "agent-unverified") == [
-            ("users.csv", 2, "agentSourcedIds", "G1"),
-            ("users.csv", 3, "agentSourcedIds", "P1"),
+            ("users.csv", 2, "agentSourcedIds"),
+            ("users.csv", 3, "agentSourcedIds"),
         ]
 
     def test_a_link_to_a_leaving_user_is_skipped(self, tmp_path: Path) -> None:
@@ -538,14 +539,14 @@ class TestLinks:
         )
         reading = read(path)
         assert by_key(reading)["G1"].relationships == ()
-        assert codes(reading, "agent-removed") == [("users.csv", 2, "agentSourcedIds", "G1")]
+        assert codes(reading, "agent-removed") == [("users.csv", 2, "agentSourcedIds")]
 
     def test_unknown_role_is_other(self, tmp_path: Path) -> None:
         """A role outside OneRoster's list is OTHER with a role-unknown notice."""
         path = family_11(tmp_path, user("X1", "ext:caretaker"))
         reading = read(path)
         assert by_key(reading)["X1"].role is Role.OTHER
-        assert codes(reading, "role-unknown") == [("users.csv", 2, "role", "X1")]
+        assert codes(reading, "role-unknown") == [("users.csv", 2, "role")]
 
 
 class TestRoles12:
@@ -572,7 +573,7 @@ class TestRoles12:
             "G1": Role.GUARDIAN,
             "P1": Role.STAFF,
         }
-        assert codes(reading, "role-user-missing") == [("roles.csv", 3, "userSourcedId", "X9")]
+        assert codes(reading, "role-user-missing") == [("roles.csv", 3, "userSourcedId")]
 
 
 class TestOrgFilter:
@@ -659,7 +660,7 @@ class TestHeaders:
     """Header drift: case, unknown columns, missing required columns."""
 
     def test_header_case_is_drift_not_an_error(self, tmp_path: Path) -> None:
-        """SOURCEDID and givenname are read, each with a header-drift notice."""
+        """SOURCEDID and GIVENNAME are read, each with a header-drift notice naming the column."""
         header = [h.upper() if h in ("sourcedId", "givenName") else h for h in USERS_11]
         text = table(
             header, {"SOURCEDID": "P1", "role": "student", "GIVENNAME": "Zoe", "familyName": "Z"}
@@ -668,19 +669,19 @@ class TestHeaders:
         reading = read(path)
         assert by_key(reading)["P1"].given_name == "Zoe"
         assert codes(reading, "header-drift") == [
-            ("users.csv", 1, "SOURCEDID", None),
-            ("users.csv", 1, "GIVENNAME", None),
+            ("users.csv", 1, "sourcedId"),
+            ("users.csv", 1, "givenName"),
         ]
 
     def test_unknown_columns_are_reported(self, tmp_path: Path) -> None:
-        """An extra column is ignored with a notice; metadata.* extensions are silent."""
+        """An extra column is ignored with a notice naming its position; metadata.* are silent."""
         header = [*USERS_11, "favouriteColour", "metadata.house"]
         text = table(
             header, user("P1", "student", favouriteColour="teal", **{"metadata.house": "Red"})
         )
         path = bundle(tmp_path, {"manifest.csv": manifest(), "users.csv": text})
         reading = read(path)
-        assert codes(reading, "header-unknown") == [("users.csv", 1, "favouriteColour", None)]
+        assert codes(reading, "header-unknown") == [("users.csv", 1, "column 19")]
         assert len(reading.snapshot.records) == 1
 
     def test_a_missing_required_column_names_file_and_column(self, tmp_path: Path) -> None:
@@ -778,9 +779,9 @@ class TestErrors:
             read(path)
         (error,) = info.value.exceptions
         assert isinstance(error, SourceDataError)
-        assert (error.file, error.line, error.field, error.key) == ("users.csv", 2, "status", "P1")
+        assert (error.file, error.line, error.field, error.key) == ("users.csv", 2, "status", None)
         text = format_errors(info.value) + str(error) + "".join(info.value.__notes__)
-        for value in ("Zebedee", "Quartermaine", "900123", "zq@example.org", "gone"):
+        for value in ("Zebedee", "Quartermaine", "900123", "zq@example.org", "gone", "P1"):
             assert value not in text
 
     def test_a_duplicated_key_rejects_both_rows(self, tmp_path: Path) -> None:
@@ -820,7 +821,7 @@ class TestRejects:
         assert reading.snapshot.kind is SnapshotKind.DELTA
         assert [r.key for r in reading.snapshot.records] == [f"P{i}" for i in range(10) if i != 4]
         assert reading.snapshot.removed == ()
-        assert codes(reading, "row-rejected") == [("users.csv", 6, "username", None)]
+        assert codes(reading, "row-rejected") == [("users.csv", 6, "username")]
         assert len(codes(reading, "rows-rejected")) == 1
 
     def test_over_the_limit_the_bundle_is_rejected(self, tmp_path: Path) -> None:
@@ -939,8 +940,8 @@ class TestDeltaLinks:
         path = self.full(tmp_path)
         reading = read(path)
         assert codes(reading, "agent-one-sided") == [
-            ("users.csv", 2, "agentSourcedIds", "P1"),
-            ("users.csv", 3, "agentSourcedIds", "P2"),
+            ("users.csv", 2, "agentSourcedIds"),
+            ("users.csv", 3, "agentSourcedIds"),
         ]
         notices = [n for n in reading.notices if n.code == "agent-one-sided"]
         assert all("guardian_agents_complete=False" in n.message for n in notices)
@@ -956,7 +957,7 @@ class TestDeltaLinks:
         (record,) = reading.snapshot.records
         assert record.fields == WHOLE_BUT_LINKS
         assert record.data.phones == (Phone("07700 900199"),)
-        assert codes(reading, "agent-not-in-delta") == [("users.csv", 2, "agentSourcedIds", "G1")]
+        assert codes(reading, "agent-not-in-delta") == [("users.csv", 2, "agentSourcedIds")]
         after = merged(self.full(tmp_path), delta, **INCOMPLETE)
         assert after["G1"].relationships == (Relationship("P1"), Relationship("P2"))
         assert after["G1"].phones == (Phone("07700 900199"),)
@@ -971,7 +972,7 @@ class TestDeltaLinks:
         (record,) = reading.snapshot.records
         assert record.fields is None
         assert record.data.relationships == ()
-        assert codes(reading, "agent-list-empty") == [("users.csv", 2, "agentSourcedIds", "G1")]
+        assert codes(reading, "agent-list-empty") == [("users.csv", 2, "agentSourcedIds")]
         assert "guardian_agents_complete=False" in reading.notices[0].message
         after = merged(self.full(tmp_path), delta)
         assert after["G1"].relationships == ()
@@ -996,7 +997,7 @@ class TestDeltaLinks:
         )
         reading = read(delta)
         assert {r.key: r.fields for r in reading.snapshot.records}["G1"] is None
-        assert codes(reading, "agent-list-empty") == [("users.csv", 2, "agentSourcedIds", "G1")]
+        assert codes(reading, "agent-list-empty") == [("users.csv", 2, "agentSourcedIds")]
         after = merged(full, delta)
         assert after["G1"].relationships == ()
         assert after["G1"].role is Role.GUARDIAN
@@ -1021,7 +1022,7 @@ class TestDeltaLinks:
         records = {r.key: r for r in reading.snapshot.records}
         assert records["G1"].fields is None
         assert records["G1"].data.relationships == (Relationship("P1"),)
-        assert codes(reading, "agent-one-sided") == [("users.csv", 3, "agentSourcedIds", "P1")]
+        assert codes(reading, "agent-one-sided") == [("users.csv", 3, "agentSourcedIds")]
         assert not codes(reading, "agent-list-empty")
 
     def test_a_new_guardian_gets_the_links_on_pupil_rows(self, tmp_path: Path) -> None:
@@ -1042,7 +1043,7 @@ class TestDeltaLinks:
         """P2 stops naming G1, whose row is not in the delta: the link stays, with a notice."""
         delta = family_11(tmp_path, user("P2", "student", grades="7"), users="delta")
         reading = read(delta, **INCOMPLETE)
-        assert codes(reading, "agent-removal-unseen") == [("users.csv", 2, "agentSourcedIds", "P2")]
+        assert codes(reading, "agent-removal-unseen") == [("users.csv", 2, "agentSourcedIds")]
         assert "full bundle" in reading.notices[0].message
         # The documented limitation: nothing is guessed, the next full bundle removes it.
         after = merged(self.full(tmp_path), delta, **INCOMPLETE)
@@ -1079,7 +1080,7 @@ class TestDeltaLinks:
         )
         reading = read(path)
         assert by_key(reading)["G1"].relationships == (Relationship("P1"), Relationship("P2"))
-        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds", "P2")]
+        assert codes(reading, "agent-one-sided") == [("users.csv", 4, "agentSourcedIds")]
 
 
 class TestDeltaRoles12:
@@ -1120,8 +1121,8 @@ class TestDeltaRoles12:
         }
         assert records["P1"].fields == {"given_name", "family_name", "phones", "emails"}
         assert codes(reading, "role-not-in-delta") == [
-            ("users.csv", 2, "role", "G1"),
-            ("users.csv", 3, "role", "P1"),
+            ("users.csv", 2, "role"),
+            ("users.csv", 3, "role"),
         ]
         assert all("year group" in n.message for n in reading.notices)
         assert reading.rejected == 0
@@ -1159,7 +1160,7 @@ class TestDeltaRoles12:
         (record,) = reading.snapshot.records
         assert (record.key, record.data.role) == ("G1", Role.STAFF)
         assert record.fields == {"role", "year_group"}
-        assert codes(reading, "role-only") == [("roles.csv", 2, "role", "G1")]
+        assert codes(reading, "role-only") == [("roles.csv", 2, "role")]
         assert not codes(reading, "role-user-missing")
         after = merged(self.full(tmp_path), delta)
         assert after["G1"].role is Role.STAFF
@@ -1172,7 +1173,7 @@ class TestDeltaRoles12:
             read(path)
         (error,) = info.value.exceptions
         assert isinstance(error, SourceDataError)
-        assert (error.file, error.line, error.field, error.key) == ("users.csv", 3, "role", "G1")
+        assert (error.file, error.line, error.field, error.key) == ("users.csv", 3, "role", None)
 
     def test_every_role_being_deleted_rejects_an_active_user(self, tmp_path: Path) -> None:
         """Full: the user has no role left but is not leaving; a delta keeps the old role."""
@@ -1182,7 +1183,7 @@ class TestDeltaRoles12:
             read(family_12(tmp_path, rows, [role12("P1", "student"), ended]))
         (error,) = info.value.exceptions
         assert isinstance(error, SourceDataError)
-        assert (error.line, error.field, error.key) == (3, "status", "G1")
+        assert (error.line, error.field, error.key) == (3, "status", None)
         assert "mark the user tobedeleted too" in error.reason
         reading = read(family_12(tmp_path, [user12("G1")], [ended], mode="delta", name="d"))
         (record,) = reading.snapshot.records
@@ -1212,8 +1213,8 @@ class TestRoleRejects:
         assert reading.rejected == 2
         assert reading.snapshot.kind is SnapshotKind.DELTA
         assert codes(reading, "row-rejected") == [
-            ("users.csv", 4, "role", "T1"),
-            ("roles.csv", 4, "status", "T1"),
+            ("users.csv", 4, "role"),
+            ("roles.csv", 4, "status"),
         ]
 
     def test_the_held_user_counts_towards_the_limit(self, tmp_path: Path) -> None:
@@ -1253,7 +1254,7 @@ class TestOrgFilterDelta:
         path = family_11(tmp_path, user("P1", "student"), user("P2", "student", orgSourcedIds=""))
         reading = read(path, org="org-a")
         assert sorted(by_key(reading)) == ["P1"]
-        assert codes(reading, "org-unknown") == [("users.csv", 3, None, "P2")]
+        assert codes(reading, "org-unknown") == [("users.csv", 3, None)]
 
     def test_a_guardian_outside_the_org_with_unseen_links_stays(self, tmp_path: Path) -> None:
         """Incomplete agents: G1 (org-b) lists no pupil, yet may guard org-a's: not removed."""
@@ -1261,7 +1262,7 @@ class TestOrgFilterDelta:
         reading = read(path, org="org-a", **INCOMPLETE)
         assert reading.snapshot.records == ()
         assert reading.snapshot.removed == ()
-        assert codes(reading, "org-link-unknown") == [("users.csv", 2, None, "G1")]
+        assert codes(reading, "org-link-unknown") == [("users.csv", 2, None)]
 
     def test_a_guardian_outside_the_org_listing_no_pupil_leaves_it(self, tmp_path: Path) -> None:
         """By default G1's empty list is complete: it guards no pupil of org-a, so it leaves."""
@@ -1280,7 +1281,7 @@ class TestOrgFilterDelta:
         )
         reading = read(path, org="org-a")
         assert reading.snapshot.removed == ()
-        assert codes(reading, "org-link-unknown") == [("users.csv", 2, None, "G1")]
+        assert codes(reading, "org-link-unknown") == [("users.csv", 2, None)]
 
     def test_a_12_user_without_role_rows_is_placed_only_by_its_primary_org(
         self, tmp_path: Path
@@ -1295,7 +1296,7 @@ class TestOrgFilterDelta:
         reading = read(path, org="org-a")
         assert [r.key for r in reading.snapshot.records] == ["A1"]
         assert reading.snapshot.removed == ()
-        assert codes(reading, "org-unknown") == [("users.csv", 3, None, "B1")]
+        assert codes(reading, "org-unknown") == [("users.csv", 3, None)]
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -1351,7 +1352,10 @@ class TestWriteBundle:
             "mis", AT, snapshot.records, kind, tuple(sorted(snapshot.removed))
         )
         # The staff parent is the one notice: it holds links while it stays staff.
-        assert [(n.code, n.key) for n in reading.notices] == [("role-secondary-guardian", "S1")]
+        (notice,) = reading.notices
+        assert (notice.code, notice.file) == ("role-secondary-guardian", "roles.csv")
+        roles = (tmp_path / "out" / "roles.csv").read_text(encoding="utf-8").splitlines()
+        assert ",S1," in roles[(notice.line or 0) - 1]  # named by line: S1's guardian role
 
     @pytest.mark.parametrize("kind", [SnapshotKind.FULL, SnapshotKind.DELTA])
     def test_round_trip_11(self, kind: SnapshotKind, tmp_path: Path) -> None:
@@ -1648,9 +1652,7 @@ class TestNightAfterNight:
                 assert seen == expected, f"night {night}"
                 continue
             # P2's row no longer names G1: the delta cannot unlink G1, and says so.
-            assert codes(reading, "agent-removal-unseen") == [
-                ("users.csv", 2, "agentSourcedIds", "P2")
-            ]
+            assert codes(reading, "agent-removal-unseen") == [("users.csv", 2, "agentSourcedIds")]
             assert expected["mis:G1"][0].relationships == (Relationship("P1"),)
             assert seen["mis:G1"][0].relationships == (Relationship("P1"), Relationship("P2"))
             assert {k: v for k, v in seen.items() if k != "mis:G1"} == {

@@ -236,7 +236,7 @@ class TestSync:
         assert "import sync 2: applied; 1 new" in ran.out
         # A tolerated oddity is a notice on stderr, never silent and never an error.
         (notice,) = ran.err_lines
-        assert notice.startswith("notice: parents.csv:1 [Notes]: ")
+        assert notice.startswith("notice: parents.csv:1 [column 6]: ")
         assert notice.endswith("(duplicate-header)")
         shown = book.show("import:C1", when(24, 11))
         assert shown["data"]["given_name"] == "Xanthe"

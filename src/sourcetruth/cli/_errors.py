@@ -7,11 +7,13 @@ from typing import Final
 
 from sourcetruth.cli._render import printable
 from sourcetruth.exceptions import (
+    LISTED_PROBLEMS,
     AdapterError,
     SchemaVersionError,
     SourceDataError,
     SourceTruthError,
     UsageError,
+    listed,
 )
 
 __all__ = [
@@ -98,10 +100,15 @@ def complaint(error: BaseException) -> str:
 
 
 def _lines(error: BaseException) -> list[str]:
-    """The error's message on one line; a rejected file's problems after it, one per line."""
+    """The error's message on one line; a rejected file's problems after it, one per line.
+
+    A long list stops after :data:`~sourcetruth.exceptions.LISTED_PROBLEMS`
+    problems with a line counting the rest.
+    """
     if isinstance(error, BaseExceptionGroup):
+        problems = listed(error.exceptions, lambda problem: _one_line(_text(problem)))
         return [_one_line(error.message)] + [
-            f"  - {_one_line(_text(problem))}" for problem in error.exceptions
+            f"  - {line}" if n < LISTED_PROBLEMS else f"  {line}" for n, line in enumerate(problems)
         ]
     return [_one_line(_text(error))]
 

@@ -40,7 +40,12 @@ class Notice:
 
     ``code`` is a stable, machine-readable kebab-case word (``header-drift``,
     ``agent-direction``, ``unnormalised-phone``); ``message`` says it for a
-    person. Like errors, a notice names where, never the personal value.
+    person. Like errors, a notice names where, never the personal value,
+    nor anything else read from the input that may be one: the built-in
+    readers name a row by ``file`` and ``line`` (never by its ``key``: a file
+    may be keyed by email, and a damaged one has phone numbers where its ids
+    were) and a column by the field it was read as, or by position
+    (``column 3``), never by its header cell.
     """
 
     code: str

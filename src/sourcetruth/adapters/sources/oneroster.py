@@ -145,10 +145,15 @@ Errors
 
 Every problem found in the bundle's files is raised together as one
 :class:`~sourcetruth.RejectedFileError` whose problems each name file, line
-and field, never the value. A missing required column (``sourcedId``,
-``givenName``, ``familyName``, and ``role`` when the role comes from
-``users.csv``) is such a problem. Rejected rows (broken rows, a missing or
-duplicated ``sourcedId``, an unknown status, no role) count towards
+and field, never the value. Neither errors nor notices quote what a file
+holds: not a row's ``sourcedId`` (rows are named by line; a key is a phone
+number once columns shift), not an agent's id (named by its place in
+``agentSourcedIds``), not a header cell (a column is named as it was read,
+or by position: a header line run into the first row is someone's data). A
+missing required column (``sourcedId``, ``givenName``, ``familyName``, and
+``role`` when the role comes from ``users.csv``) is such a problem. Rejected
+rows (broken rows, a missing or duplicated ``sourcedId``, an unknown status,
+no role) count towards
 ``max_reject_fraction`` per file; under the limit, the readable rows come back
 as a DELTA snapshot (a rejected row is never read as a departure), with
 ``Reading.rejected`` set and ``row-rejected``/``rows-rejected`` notices. A
@@ -171,6 +176,7 @@ staff member with relationships with a ``role-secondary-guardian`` notice.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import zipfile
@@ -197,7 +203,13 @@ from sourcetruth.adapters.sources._oneroster_format import (
 )
 from sourcetruth.adapters.sources._oneroster_writer import write_bundle
 from sourcetruth.adapters.sources.base import Notice, Reading
-from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.adapters.sources.text import (
+    Row,
+    Table,
+    by_position,
+    read_table,
+    reject_if_needed,
+)
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -229,6 +241,7 @@ _WANTED: Final = (MANIFEST, USERS, ROLES, ORGS)
 
 # No real bundle comes near this; it stops a zip bomb before it fills memory.
 _MAX_FILE_BYTES: Final = 256 * 1024 * 1024
+_CHUNK_BYTES: Final = 1024 * 1024
 
 # Whether a version keeps roles in roles.csv (1.2) or in users.csv (1.0, 1.1).
 _VERSIONS: Final = {"1.0": False, "1.1": False, "1.2": True}
@@ -281,11 +294,18 @@ _FILE_ORDER: Final = {name: rank for rank, name in enumerate(_WANTED)}
 
 
 def _read_capped(stream: IO[bytes], name: str) -> bytes:
-    data = stream.read(_MAX_FILE_BYTES + 1)
-    if len(data) > _MAX_FILE_BYTES:
-        msg = f"the file is larger than {_MAX_FILE_BYTES} bytes"
-        raise SourceDataError(msg, file=name)
-    return data
+    """The stream's bytes, read a chunk at a time up to the cap.
+
+    Never ``read(cap + 1)``: that allocates the whole cap (256 MB) up front
+    for every file, however small.
+    """
+    out = io.BytesIO()
+    while chunk := stream.read(_CHUNK_BYTES):
+        out.write(chunk)
+        if out.tell() > _MAX_FILE_BYTES:
+            msg = f"the file is larger than {_MAX_FILE_BYTES} bytes"
+            raise SourceDataError(msg, file=name)
+    return out.getvalue()
 
 
 def _add(found: dict[str, tuple[str, bytes]], name: str, data: bytes) -> None:
@@ -389,7 +409,12 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
         msg = "the bundle has no manifest.csv"
         raise SourceDataError(msg, file=MANIFEST)
     name, data = files[MANIFEST]
-    table = read_table(data, file=name, allow_cp1252=allow_cp1252)
+    table = read_table(
+        data,
+        file=name,
+        allow_cp1252=allow_cp1252,
+        column_name=lambda header: _canonical(header, MANIFEST_COLUMNS)[0],
+    )
     if table.problems:
         msg_0 = f"{name}: unreadable rows"
         raise RejectedFileError(msg_0, list(table.problems), file=name)
@@ -411,8 +436,7 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
     version, line = props.get("oneroster.version", ("", 1))
     version = version.strip()
     if version not in _VERSIONS:
-        shown = f" {version!r}" if version else ""
-        msg = f"unknown oneroster.version{shown}; this reader knows 1.0, 1.1 and 1.2"
+        msg = "unknown oneroster.version; this reader knows 1.0, 1.1 and 1.2"
         raise SourceDataError(msg, file=name, line=line, field="oneroster.version")
     users = _file_mode(props, "users", name)
     if users == "absent":
@@ -518,6 +542,18 @@ class _Links:
     unseen: frozenset[str]
 
 
+def _canonical(header: str, known: Sequence[str]) -> tuple[str | None, bool]:
+    """The known column a header cell names (case and spaces aside), and whether it is misspelt."""
+    folded = header.strip().casefold()
+    for name in known:
+        if name.casefold() == folded:
+            return name, False
+    misspelt = _MISSPELT.get(folded)
+    if misspelt is not None and misspelt in known:
+        return misspelt, True
+    return None, False
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
 
@@ -578,15 +614,16 @@ class _Read:
         file: str | None,
         line: int | None = None,
         field: str | None = None,
-        key: str | None = None,
     ) -> None:
-        self.notices.append(Notice(code, message, file, line, field, key))
+        """Note something tolerated: named by file, line and column, never by a key or value."""
+        self.notices.append(Notice(code, message, file, line, field))
 
     def reject(
         self, file: str, line: int, field: str | None, message: str, key: str | None = None
     ) -> None:
+        """Reject a row, named by line (its *key*, a value in some files, is only remembered)."""
         self.rejects.setdefault(file, []).append(
-            SourceDataError(message, file=file, line=line, field=field, key=key)
+            SourceDataError(message, file=file, line=line, field=field)
         )
         if key:
             self.rejected_keys.add(key)
@@ -600,7 +637,12 @@ class _Read:
             return None
         actual, data = self.files[name]
         try:
-            table = read_table(data, file=actual, allow_cp1252=self.allow_cp1252)
+            table = read_table(
+                data,
+                file=actual,
+                allow_cp1252=self.allow_cp1252,
+                column_name=lambda header: _canonical(header, known)[0],
+            )
         except EncodingError as error:
             self.errors.append(error)
             return None
@@ -615,7 +657,12 @@ class _Read:
     def columns(
         self, file: str, header: Sequence[str], known: Sequence[str], required: Sequence[str]
     ) -> tuple[dict[str, int], bool]:
-        by_folded = {name.casefold(): name for name in known}
+        """Where each known column is, and whether the file can be read.
+
+        A header cell is never quoted (a header line run into the first row
+        is someone's data): a column is named by the one it is read as, or
+        by position.
+        """
         last_named = max((i for i, h in enumerate(header) if h.strip()), default=-1)
         found: dict[str, int] = {}
         usable = True
@@ -625,23 +672,19 @@ class _Read:
                 # Trailing empty header cells are what spreadsheets add; one in the
                 # middle hides a column.
                 if index < last_named:
-                    msg = f"column {index + 1} has no header name; it is ignored"
-                    self.notice("header-unknown", msg, file, 1, f"column {index + 1}")
+                    msg = f"{by_position(index)} has no header name; it is ignored"
+                    self.notice("header-unknown", msg, file, 1, by_position(index))
                 continue
-            folded = name.casefold()
-            canonical = by_folded.get(folded)
-            if canonical is None and _MISSPELT.get(folded) in known:
-                canonical = _MISSPELT[folded]
-                msg = f"header {name!r} read as {canonical!r} (a known misspelling)"
-                self.notice("header-drift", msg, file, 1, name)
-            elif canonical is not None and name != canonical:
-                msg = f"header {name!r} read as {canonical!r}"
-                self.notice("header-drift", msg, file, 1, name)
+            canonical, misspelt = _canonical(name, known)
             if canonical is None:
-                if not folded.startswith("metadata."):  # the spec's extension columns
-                    msg = f"unknown column {name!r} is ignored"
-                    self.notice("header-unknown", msg, file, 1, name)
+                if not name.casefold().startswith("metadata."):  # the spec's extension columns
+                    msg = f"{by_position(index)} has a header this reader does not know; ignored"
+                    self.notice("header-unknown", msg, file, 1, by_position(index))
                 continue
+            if name != canonical:
+                why = "a known misspelling" if misspelt else "differently written"
+                msg = f"the header of {by_position(index)} is read as {canonical} ({why})"
+                self.notice("header-drift", msg, file, 1, canonical)
             if canonical in found:
                 msg = "two columns have this name"
                 self.errors.append(SourceDataError(msg, file=file, line=1, field=canonical))
@@ -664,14 +707,14 @@ class _Read:
             return None
         if value == "inactive":
             msg = "status inactive (OneRoster 1.0) is read as tobedeleted"
-            self.notice("status-inactive", msg, sheet.file, row.line, "status", key)
+            self.notice("status-inactive", msg, sheet.file, row.line, "status")
         return _STATUSES[value]
 
-    def check_date(self, sheet: _Sheet, row: Row, key: str) -> None:
+    def check_date(self, sheet: _Sheet, row: Row) -> None:
         value = sheet.get(row, "dateLastModified").strip()
         if value and not _is_iso(value):
             msg = "dateLastModified is not an ISO 8601 date; it was not read"
-            self.notice("date-format", msg, sheet.file, row.line, "dateLastModified", key)
+            self.notice("date-format", msg, sheet.file, row.line, "dateLastModified")
 
     def users(self, sheet: _Sheet) -> list[_User]:
         read: list[_User] = []
@@ -687,7 +730,7 @@ class _Read:
             leaves = self.status(sheet, row, key)
             if leaves is None:
                 continue
-            self.check_date(sheet, row, key)
+            self.check_date(sheet, row)
             read.append(
                 _User(
                     line=row.line,
@@ -712,11 +755,11 @@ class _Read:
                 self.reject(sheet.file, user.line, "sourcedId", msg, user.key)
         return [u for u in read if counts[u.key] == 1]
 
-    def map_role(self, value: str, file: str, line: int, key: str) -> Role:
+    def map_role(self, value: str, file: str, line: int) -> Role:
         role = _ROLE_NAMES.get(value.casefold())
         if role is None:
             msg = "a role this reader does not know is read as other"
-            self.notice("role-unknown", msg, file, line, "role", key)
+            self.notice("role-unknown", msg, file, line, "role")
             return Role.OTHER
         return role
 
@@ -736,12 +779,12 @@ class _Read:
                 self.reject(sheet.file, row.line, "role", "the row has no role", user)
                 self.held.setdefault(user, row.line)
                 continue
-            self.check_date(sheet, row, user)
+            self.check_date(sheet, row)
             kind = sheet.get(row, "roleType").strip().casefold()
             if kind not in ("", "primary", "secondary"):
                 msg = "roleType must be primary or secondary; read as secondary"
-                self.notice("role-type", msg, sheet.file, row.line, "roleType", user)
-            role = Role.OTHER if ended else self.map_role(text, sheet.file, row.line, user)
+                self.notice("role-type", msg, sheet.file, row.line, "roleType")
+            role = Role.OTHER if ended else self.map_role(text, sheet.file, row.line)
             by_user.setdefault(user, []).append(
                 _RoleRow(
                     line=row.line,
@@ -754,7 +797,7 @@ class _Read:
             )
         return by_user
 
-    def choose(self, role_rows: Sequence[_RoleRow], key: str, roles_file: str) -> _RoleRow | None:
+    def choose(self, role_rows: Sequence[_RoleRow], roles_file: str) -> _RoleRow | None:
         """The row that gives the user's role; None when none can.
 
         In a delta only a primary row will do: the user's primary role may be
@@ -766,12 +809,12 @@ class _Read:
             chosen = primaries[0]
             if len({r.role for r in primaries}) > 1:
                 msg = "the user has primary roles that disagree; the first is used"
-                self.notice("role-conflict", msg, roles_file, chosen.line, "role", key)
+                self.notice("role-conflict", msg, roles_file, chosen.line, "role")
             return chosen
         if not rows or self.delta:
             return None
         msg = "the user has no primary role; the first of its roles is used"
-        self.notice("role-primary", msg, roles_file, rows[0].line, "roleType", key)
+        self.notice("role-primary", msg, roles_file, rows[0].line, "roleType")
         return rows[0]
 
     def person(
@@ -779,7 +822,7 @@ class _Read:
     ) -> _Person | None:
         """The user with its role; None when it has none (rejected, or roleless in a delta)."""
         if role_rows and roles_file is not None:
-            chosen = self.choose(role_rows, user.key, roles_file)
+            chosen = self.choose(role_rows, roles_file)
             if chosen is not None:
                 rows = [r for r in role_rows if not r.ended]
                 roles = frozenset(r.role for r in rows)
@@ -790,7 +833,7 @@ class _Read:
                         "guardian role: its pupils' links are its relationships while it "
                         f"stays {chosen.role.value}"
                     )
-                    self.notice("role-secondary-guardian", msg, roles_file, line, "role", user.key)
+                    self.notice("role-secondary-guardian", msg, roles_file, line, "role")
                 return _Person(user, chosen.role, roles, roles_file, chosen.line)
             if not self.delta:
                 # Every row is tobedeleted: the user keeps no role but is not leaving.
@@ -798,7 +841,7 @@ class _Read:
                 self.reject(self.users_file, user.line, "status", msg, user.key)
                 return None
         if user.role:
-            role = self.map_role(user.role, self.users_file, user.line, user.key)
+            role = self.map_role(user.role, self.users_file, user.line)
             return _Person(user, role, frozenset({role}), self.users_file, user.line)
         if self.delta and _VERSIONS[self.manifest.version]:
             self.roleless[user.key] = user
@@ -808,14 +851,14 @@ class _Read:
                 "relationships), are kept as the book has them; a change to its year group or "
                 "its links needs a full bundle, or the user's role rows in the delta"
             )
-            self.notice("role-not-in-delta", msg, self.users_file, user.line, "role", user.key)
+            self.notice("role-not-in-delta", msg, self.users_file, user.line, "role")
             return None
         self.reject(self.users_file, user.line, "role", "the user has no role", user.key)
         return None
 
     def role_only(self, key: str, role_rows: Sequence[_RoleRow], roles_file: str) -> bool:
         """In a delta, a role change for a user users.csv does not hold: True when it is read."""
-        chosen = self.choose(role_rows, key, roles_file) if self.delta else None
+        chosen = self.choose(role_rows, roles_file) if self.delta else None
         line = role_rows[0].line
         if chosen is None:
             msg = (
@@ -824,20 +867,20 @@ class _Read:
                 else "a role change without a current primary role, for a user that "
                 "users.csv does not hold, is ignored"
             )
-            self.notice("role-user-missing", msg, roles_file, line, "userSourcedId", key)
+            self.notice("role-user-missing", msg, roles_file, line, "userSourcedId")
             return False
         self.role_changes[key] = (chosen, tuple(role_rows))
         msg = (
             "the delta changes only this user's role: the role is applied, the fields the "
             "role alone settles with it, and the rest is kept as the book has it"
         )
-        self.notice("role-only", msg, roles_file, chosen.line, "role", key)
+        self.notice("role-only", msg, roles_file, chosen.line, "role")
         return True
 
     # -- links
 
     def agent_notice(self, user: _User, code: str, message: str) -> None:
-        self.notice(code, message, self.users_file, user.line, "agentSourcedIds", user.key)
+        self.notice(code, message, self.users_file, user.line, "agentSourcedIds")
 
     def links(self, people: Mapping[str, _Person], leaving: Mapping[str, _User]) -> _Links:
         """The relationships, as guardian key -> pupil keys, each checked and given once."""
@@ -868,24 +911,22 @@ class _Read:
         """Check one agent that *person*'s row names, and link the two when it holds."""
         user = person.user
         other = people.get(agent)
+        # Named by its place in the list: an id is a value once columns shift.
+        named = f"agent {user.agents.index(agent) + 1} of agentSourcedIds"
         if agent == user.key:
             self.agent_notice(user, "agent-role", "the user names itself as its own agent; skipped")
         elif agent in leaving:
             if person.guardian:
                 linking.own.add(user.key)
-            self.agent_notice(
-                user, "agent-removed", f"agent {agent!r} is marked tobedeleted; link skipped"
-            )
+            self.agent_notice(user, "agent-removed", f"{named} is marked tobedeleted; link skipped")
         elif other is None and (self.delta or agent in self.rejected_keys):
-            self.unverified(person, agent, linking)
+            self.unverified(person, agent, named, linking)
         elif other is None:
-            self.agent_notice(
-                user, "agent-missing", f"agent {agent!r} is not in the bundle; link skipped"
-            )
+            self.agent_notice(user, "agent-missing", f"{named} is not in the bundle; link skipped")
         elif person.role is Role.PUPIL and other.guardian:
             linking.found.setdefault(agent, set()).add(user.key)
             if self.agents_complete and user.key not in other.user.agents:
-                self.agent_notice(user, "agent-one-sided", self.one_sided(agent))
+                self.agent_notice(user, "agent-one-sided", self.one_sided(named))
         elif person.guardian and other.role is Role.PUPIL:
             linking.found.setdefault(user.key, set()).add(agent)
             linking.own.add(user.key)
@@ -895,11 +936,11 @@ class _Read:
             self.agent_notice(
                 user,
                 "agent-role",
-                f"a link between a {mine} and agent {agent!r}, a {theirs}, is not "
+                f"a link between a {mine} and {named}, a {theirs}, is not "
                 "between a pupil and a guardian; skipped",
             )
 
-    def unverified(self, person: _Person, agent: str, linking: _Linking) -> None:
+    def unverified(self, person: _Person, agent: str, named: str, linking: _Linking) -> None:
         """An agent whose role cannot be checked: only a guardian's own row keeps the link."""
         user = person.user
         if agent in self.rejected_keys:
@@ -912,14 +953,14 @@ class _Read:
             self.agent_notice(
                 user,
                 "agent-unverified",
-                f"agent {agent!r} {why}; only a guardian's own row can carry "
+                f"{named} {why}; only a guardian's own row can carry "
                 "the link here, so it is skipped (a full bundle brings it)",
             )
             return
         self.agent_notice(
             user,
             "agent-unverified",
-            f"agent {agent!r} {why}, so its role is unchecked; the guardian's own link is kept",
+            f"{named} {why}, so its role is unchecked; the guardian's own link is kept",
         )
         linking.found.setdefault(user.key, set()).add(agent)
         linking.own.add(user.key)
@@ -962,18 +1003,18 @@ class _Read:
             self.agent_notice(person.user, "agent-not-in-delta", msg)
         return partial
 
-    def one_sided(self, agent: str) -> str:
+    def one_sided(self, named: str) -> str:
         """The agent-one-sided message: a pupil names a guardian whose row does not name it."""
         if not self.delta:
             return (
-                f"the link to agent {agent!r} is written only on this pupil's row, not on the "
+                f"the link to {named} is written only on this pupil's row, not on the "
                 "guardian's: OneRoster lists all of a guardian's children on its own row, and "
                 "a delta read that way (guardian_agents_complete=True) unlinks them when it "
                 "holds the guardian's row without this one; an export that writes links only "
                 "on pupil rows needs guardian_agents_complete=False for its deltas"
             )
         return (
-            f"the link to agent {agent!r} is on this pupil's row but not on the guardian's, "
+            f"the link to {named} is on this pupil's row but not on the guardian's, "
             "whose list is read as complete (guardian_agents_complete=True): it is applied, "
             "but a delta holding the guardian's row without this one would unlink them; an "
             "export that writes links only on pupil rows needs guardian_agents_complete=False"
@@ -1003,7 +1044,7 @@ class _Read:
             raise SourceDataError(msg, file=self.manifest.file, field="file.orgs")
         ids = {sheet.get(row, "sourcedId").strip() for row in sheet.table.rows}
         if self.org not in ids:
-            msg = f"no org has sourcedId {self.org!r}"
+            msg = "no org has the sourcedId the org filter names"
             raise SourceDataError(msg, file=sheet.file, field="sourcedId")
 
     def filter_org(
@@ -1047,13 +1088,13 @@ class _Read:
                     "this delta holds only part of the user's orgs, none of them the "
                     "filter's org: whether it is still in the org is unknown, so it is left out"
                 )
-                self.notice("org-unknown", msg, file, line, None, key)
+                self.notice("org-unknown", msg, file, line)
             elif membership[key] is None:
                 msg = (
                     "nothing read here says which orgs this user belongs to, so the org "
                     "filter leaves it out"
                 )
-                self.notice("org-unknown", msg, file, line, None, key)
+                self.notice("org-unknown", msg, file, line)
             elif not self.delta:
                 continue  # a full bundle: the user simply departs from this org's snapshot
             elif people[key].guardian and (key in links.partial or key in links.unseen):
@@ -1062,7 +1103,7 @@ class _Read:
                     "whether it is still a guardian of the org's pupils is unknown, so it "
                     "is left out"
                 )
-                self.notice("org-link-unknown", msg, file, line, None, key)
+                self.notice("org-link-unknown", msg, file, line)
             else:
                 removed.add(key)  # in the delta, and no longer in the org: it leaves the org
         return kept, removed, found
@@ -1190,7 +1231,6 @@ class _Read:
                     problem.file,
                     problem.line,
                     problem.field,
-                    problem.key,
                 )
         if rejected:
             msg = (

@@ -95,6 +95,10 @@ Choices where the doc is silent or where this library needs more
   year group. SDS has no registration group, so it is not covered.
 - **Ids** (``sourcedId`` and the id columns) are trimmed of surrounding
   whitespace, with an ``id-whitespace`` notice.
+- **Errors and notices quote nothing a file holds**: a row is named by file
+  and line, never by an id (a ``sourcedId`` is an email or a phone number
+  once columns shift); a column by the name it was read as, or by position
+  (a header line run into the first row is someone's data).
 - **The org filter** keeps users with a role in that org or in an org below
   it (by ``parentSourcedId``), and contacts linked to a kept pupil.
 - **Rejected rows**: a row that cannot be trusted is rejected; if a file
@@ -112,7 +116,7 @@ round trip and for tests.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -131,7 +135,13 @@ from sourcetruth.adapters.sources._sds_format import (
 )
 from sourcetruth.adapters.sources._sds_writer import DEFAULT_ORG, write_files
 from sourcetruth.adapters.sources.base import Notice, Reading
-from sourcetruth.adapters.sources.text import Row, Table, read_table, reject_if_needed
+from sourcetruth.adapters.sources.text import (
+    Row,
+    Table,
+    by_position,
+    read_table,
+    reject_if_needed,
+)
 from sourcetruth.exceptions import (
     AdapterError,
     RejectedFileError,
@@ -268,6 +278,8 @@ class _Relations:
 
     #: The pupils of each contact, in file order.
     linked: defaultdict[str, list[str]] = field(factory=lambda: defaultdict(list))
+    #: The line of each link, by (contact, pupil): notices name lines, never ids.
+    lines: dict[tuple[str, str], int] = field(factory=dict)
     #: Every user named as a contact, usable or not.
     named: set[str] = field(factory=set)
     #: Contacts linked to a user with no usable row.
@@ -350,7 +362,12 @@ class _Reader:
             msg = f"cannot read {path}: {error.strerror or error}"
             raise AdapterError(msg, retryable=True) from None
         try:
-            table = read_table(data, file=name, allow_cp1252=self.adapter.allow_cp1252)
+            table = read_table(
+                data,
+                file=name,
+                allow_cp1252=self.adapter.allow_cp1252,
+                column_name=_known(name),
+            )
         except RejectedFileError as error:
             self.problems.extend(error.problems)
             return
@@ -369,12 +386,10 @@ class _Reader:
     def _line_breaks(self, name: str, table: Table, columns: Mapping[str, int]) -> None:
         """A ``line-break`` notice for each cell that holds one (SDS forbids them)."""
         names = {index: column for column, index in columns.items()}
-        id_index = columns.get(_IDS[name][0])
         for row in table.rows:
             for index, text in enumerate(row.cells):
                 if index not in names or ("\n" not in text and "\r" not in text):
                     continue  # an unknown column is ignored, so its cells are not read
-                key = cell(row.cells, id_index).strip() or None
                 self.notices.append(
                     Notice(
                         "line-break",
@@ -382,7 +397,6 @@ class _Reader:
                         file=name,
                         line=row.line,
                         field=names[index],
-                        key=key,
                     )
                 )
 
@@ -390,14 +404,14 @@ class _Reader:
         if not table.header:
             self.problems.append(SourceDataError("the file is empty: it has no header", file=name))
             return None
-        known = {column.casefold(): column for column in COLUMNS[name]}
+        known = _known(name)
         columns: dict[str, int] = {}
         failed = False
         for index, raw in enumerate(table.header):
             header = raw.strip()
             if not header:
                 continue
-            canonical = known.get(header.casefold())
+            canonical = known(header)
             if canonical is None:
                 # The header is not named: in a file without a header row it
                 # would be someone's data.
@@ -407,7 +421,7 @@ class _Reader:
                         "a column that SDS v2.1 does not define was ignored",
                         file=name,
                         line=1,
-                        field=f"column {index + 1}",
+                        field=by_position(index),
                     )
                 )
                 continue
@@ -420,7 +434,8 @@ class _Reader:
                 self.notices.append(
                     Notice(
                         "header-case",
-                        f"the header '{header}' was read as '{canonical}'",
+                        # Named as read: a header cell is never quoted (it may be data).
+                        f"the header of {by_position(index)} is {canonical} in another case",
                         file=name,
                         line=1,
                         field=canonical,
@@ -448,7 +463,6 @@ class _Reader:
                     file=file.name,
                     line=row.line,
                     field=column,
-                    key=value,
                 )
             )
         return value
@@ -487,7 +501,6 @@ class _Reader:
                         file=ORGS,
                         line=row.line,
                         field="sourcedId",
-                        key=key,
                     )
                 )
                 continue
@@ -531,7 +544,6 @@ class _Reader:
                         file=USERS,
                         line=user.line,
                         field="sourcedId",
-                        key=key,
                     )
                 )
         return users, duplicated
@@ -557,7 +569,6 @@ class _Reader:
                         file=ROLES,
                         line=row.line,
                         field="isPrimary",
-                        key=ids["userSourcedId"],
                     )
                 )
             found.append(
@@ -607,8 +618,8 @@ class _Reader:
 
     # -- meaning
 
-    def _role_of(self, key: str, rows: Sequence[_RoleRow]) -> tuple[Role, _RoleRow | None]:
-        """The role that *rows* give user *key*, and the row it came from."""
+    def _role_of(self, rows: Sequence[_RoleRow]) -> tuple[Role, _RoleRow | None]:
+        """The role that a user's *rows* give it, and the row it came from."""
         kinds: list[tuple[Role, _RoleRow]] = []
         for row in rows:
             mapped = _ROLE_MAP.get(row.role.casefold())
@@ -620,31 +631,31 @@ class _Reader:
                         file=ROLES,
                         line=row.line,
                         field="role",
-                        key=key,
                     )
                 )
                 mapped = Role.OTHER
             kinds.append((mapped, row))
         distinct = {role for role, _ in kinds}
+        primaries = {role for role, row in kinds if row.primary}
         if len(distinct) == 1:
             role = kinds[0][0]
+        elif len(primaries) == 1:
+            role = next(iter(primaries))
         else:
-            primaries = {role for role, row in kinds if row.primary}
-            if len(primaries) == 1:
-                role = primaries.pop()
-            else:
-                role = next(r for r in _PRECEDENCE if r in distinct)
+            role = next(r for r in _PRECEDENCE if r in distinct)
+        chosen = [row for r, row in kinds if r is role]
+        preferred = [row for row in chosen if row.primary] or chosen
+        if len(distinct) > 1:
+            # Named by the line of the row whose role was used, never by the user's id.
             self.notices.append(
                 Notice(
                     "role-conflict",
                     f"the user has roles of different kinds; read as {role.value}",
                     file=ROLES,
+                    line=preferred[0].line,
                     field="role",
-                    key=key,
                 )
             )
-        chosen = [row for r, row in kinds if r is role]
-        preferred = [row for row in chosen if row.primary] or chosen
         if role is Role.PUPIL and len({row.grade for row in chosen}) > 1:
             self.notices.append(
                 Notice(
@@ -653,15 +664,12 @@ class _Reader:
                     file=ROLES,
                     line=preferred[0].line,
                     field="grade",
-                    key=key,
                 )
             )
         return role, preferred[0]
 
-    def _link_notice(self, code: str, message: str, link: _Link, field: str, key: str) -> None:
-        self.notices.append(
-            Notice(code, message, file=RELATIONSHIPS, line=link.line, field=field, key=key)
-        )
+    def _link_notice(self, code: str, message: str, link: _Link, field: str) -> None:
+        self.notices.append(Notice(code, message, file=RELATIONSHIPS, line=link.line, field=field))
 
     def read(self) -> Reading:
         folder = self._load_files()
@@ -673,10 +681,10 @@ class _Reader:
         scope = self._scope(orgs)
         self._raise_if_problems(folder)
         rows_by_user = self._rows_by_user(role_rows, users, duplicated, orgs)
-        roles = {key: self._role_of(key, rows) for key, rows in rows_by_user.items()}
+        roles = {key: self._role_of(rows) for key, rows in rows_by_user.items()}
         relations = self._relations(links, users, roles)
-        kept = self._kept(users, roles, rows_by_user, relations.linked, scope)
-        held = self._held(kept, roles, relations)
+        kept = self._kept(users, roles, rows_by_user, relations, scope)
+        held = self._held(kept, roles, relations, users)
         records = [
             Record(key, self._data(users[key], roles.get(key), relations.linked.get(key)))
             for key in sorted(kept - held)
@@ -733,7 +741,6 @@ class _Reader:
                         file=ROLES,
                         line=row.line,
                         field="userSourcedId",
-                        key=row.user,
                     )
                 )
                 continue
@@ -745,7 +752,6 @@ class _Reader:
                         file=ROLES,
                         line=row.line,
                         field="orgSourcedId",
-                        key=row.user,
                     )
                 )
             rows_by_user[row.user].append(row)
@@ -764,31 +770,30 @@ class _Reader:
                     "a user related to itself; skipped",
                     link,
                     "relationshipUserSourcedId",
-                    link.contact,
                 )
             elif self._missing_ends(link, users):
                 relations.touched_missing.add(link.contact)
             elif self._usable(link, roles, relations.linked):
                 relations.linked[link.contact].append(link.pupil)
+                relations.lines[link.contact, link.pupil] = link.line
         return relations
 
     def _missing_ends(self, link: _Link, users: Mapping[str, _User]) -> bool:
         """Whether an end of *link* has no usable users.csv row (a notice for each)."""
         missing = [
-            (column, key)
+            column
             for column, key in (
                 ("userSourcedId", link.pupil),
                 ("relationshipUserSourcedId", link.contact),
             )
             if key not in users
         ]
-        for column, key in missing:
+        for column in missing:
             self._link_notice(
                 "relationship-missing-user",
                 "a relationship to a user with no usable users.csv row; skipped",
                 link,
                 column,
-                key,
             )
         return bool(missing)
 
@@ -804,7 +809,6 @@ class _Reader:
                 else "a relationshipRole that SDS v2.1 does not define; no link made",
                 link,
                 "relationshipRole",
-                link.contact,
             )
             return False
         pupil_role, contact_role = _role(roles, link.pupil), _role(roles, link.contact)
@@ -815,7 +819,6 @@ class _Reader:
                 "relationshipUserSourcedId; skipped, not turned round",
                 link,
                 "relationshipUserSourcedId",
-                link.contact,
             )
             return False
         if pupil_role is not Role.PUPIL:
@@ -824,7 +827,6 @@ class _Reader:
                 "userSourcedId of a relationship must be a student; skipped",
                 link,
                 "userSourcedId",
-                link.pupil,
             )
             return False
         if contact_role is Role.PUPIL:
@@ -833,7 +835,6 @@ class _Reader:
                 "a relationship between two students; skipped",
                 link,
                 "relationshipUserSourcedId",
-                link.contact,
             )
             return False
         if link.pupil in linked.get(link.contact, ()):
@@ -842,7 +843,6 @@ class _Reader:
                 "the same relationship appears again; the first was used",
                 link,
                 "userSourcedId",
-                link.pupil,
             )
             return False
         return True
@@ -852,10 +852,11 @@ class _Reader:
         users: Mapping[str, _User],
         roles: _Roles,
         rows_by_user: Mapping[str, Sequence[_RoleRow]],
-        linked: dict[str, list[str]],
+        relations: _Relations,
         scope: set[str] | None,
     ) -> set[str]:
-        """The users this read keeps; drops from *linked* the pupils it does not keep."""
+        """The users this read keeps; drops from the links the pupils it does not keep."""
+        linked = relations.linked
 
         def in_scope(key: str) -> bool:
             return scope is None or any(r.org in scope for r in rows_by_user.get(key, ()))
@@ -870,8 +871,8 @@ class _Reader:
                             "relationship-outside-org",
                             "a link to a pupil outside the org that was read; dropped",
                             file=RELATIONSHIPS,
+                            line=relations.lines[contact, pupil],
                             field="userSourcedId",
-                            key=pupil,
                         )
                     )
             linked[contact] = inside
@@ -881,7 +882,9 @@ class _Reader:
             kept.update(users)
         return kept
 
-    def _held(self, kept: set[str], roles: _Roles, relations: _Relations) -> set[str]:
+    def _held(
+        self, kept: set[str], roles: _Roles, relations: _Relations, users: Mapping[str, _User]
+    ) -> set[str]:
         """The kept users that a rejected row may have said something about (module docstring)."""
         held: set[str] = set()
         if self.files[ROLES].rejected:
@@ -890,12 +893,13 @@ class _Reader:
             held |= {k for k in kept if _role(roles, k) is not Role.PUPIL}
         if self.files[USERS].rejected:
             held |= relations.touched_missing & kept
-        for key in sorted(held):
+        for key in sorted(held, key=lambda k: users[k].line):
             self.notices.append(
                 Notice(
                     "held-back",
                     "left out of this delta: a rejected row may have said something about it",
-                    key=key,
+                    file=USERS,
+                    line=users[key].line,
                 )
             )
         return held
@@ -912,7 +916,6 @@ class _Reader:
                         file=problem.file,
                         line=problem.line,
                         field=problem.field,
-                        key=problem.key,
                     )
                 )
         partial = bool(rejected or held)
@@ -944,7 +947,6 @@ class _Reader:
                         "a user with no role and no usable relationship; read as 'other'",
                         file=USERS,
                         line=user.line,
-                        key=user.key,
                     )
                 )
             grade = ""
@@ -971,6 +973,16 @@ class _Reader:
             relationships=tuple(Relationship(p) for p in pupils or ()),
             year_group=grade,
         )
+
+
+def _known(name: str) -> Callable[[str], str | None]:
+    """The column of file *name* that a header cell names, matched case-blind; None if none."""
+    known = {column.casefold(): column for column in COLUMNS[name]}
+
+    def column(header: str) -> str | None:
+        return known.get(header.strip().casefold())
+
+    return column
 
 
 def _is_cp1252(data: bytes) -> bool:

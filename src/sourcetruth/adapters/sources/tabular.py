@@ -37,8 +37,7 @@ import io
 import os
 import re
 import tomllib
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -60,6 +59,7 @@ from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
     Row,
     Table,
+    by_position,
     read_table,
     reject_if_needed,
 )
@@ -305,14 +305,28 @@ class _Columns:
         mapped = mapping.columns()
         if mapping.format.has_header:
             names = [h.strip() for h in header]
-            counts = Counter(n for n in names if n)
-            for name, count in sorted(counts.items()):
-                if count > 1 and name in mapped:
-                    msg = f"the header names this mapped column {count} times"
+            at: dict[str, list[int]] = {}
+            for index, name in enumerate(names):
+                if name:
+                    at.setdefault(name, []).append(index)
+            # A header cell is named only when the mapping names it: otherwise it
+            # may be someone's data (a header line run into the first row).
+            for name, indexes in at.items():
+                if len(indexes) > 1 and name in mapped:
+                    msg = f"the header names this mapped column {len(indexes)} times"
                     problems.append(SourceDataError(msg, file=file, line=1, field=name))
-                elif count > 1:
-                    msg = f"the header names this unmapped column {count} times; ignored"
-                    notices.append(Notice("duplicate-header", msg, file=file, line=1, field=name))
+                elif len(indexes) > 1:
+                    places = ", ".join(str(i + 1) for i in indexes)
+                    msg = f"columns {places} have the same header and are not mapped; ignored"
+                    notices.append(
+                        Notice(
+                            "duplicate-header",
+                            msg,
+                            file=file,
+                            line=1,
+                            field=by_position(indexes[0]),
+                        )
+                    )
             for index, name in enumerate(names):
                 self.positions.setdefault(name, index)
         else:
@@ -419,6 +433,7 @@ def read_csv(
         has_header=fmt.has_header,
         allow_cp1252=fmt.allow_cp1252,
         max_field=fmt.max_field,
+        column_name=_mapped_name(mapping),
     )
     columns = _Columns(mapping, table.header, file)
     if columns.problems:
@@ -447,6 +462,16 @@ def read_csv(
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
+
+
+def _mapped_name(mapping: CsvMapping) -> Callable[[str], str | None]:
+    """A column's name in problems: its name in *mapping*, or None for a column it does not map."""
+    mapped = mapping.columns()
+
+    def name(header: str) -> str | None:
+        return header.strip() if header.strip() in mapped else None
+
+    return name
 
 
 def _read_rows(

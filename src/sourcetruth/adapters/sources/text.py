@@ -17,16 +17,18 @@ through here, so they share one set of rules:
 - **Problems are collected**, each naming file, line and column (never the
   value): a row with a problem is rejected and reading goes on, so a file's
   problems are reported together.
+- **A header cell is never quoted**: a header line run into the first row,
+  or replaced by one, is someone's data. A column is named by the field the
+  reader maps it to (its ``column_name``), else by position (``column 3``).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from attrs import field, frozen
 
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_MAX_FIELD",
     "Row",
     "Table",
+    "by_position",
     "decode",
     "looks_like_utf8",
     "read_table",
@@ -127,15 +130,45 @@ class Table:
         return len({p.line for p in self.problems})
 
 
+# A line and its end, as a file opened with newline="" gives them to the csv
+# module: a line ends at \r\n, \r or \n, and a last line may have no end.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """*text*'s lines with their ends, one at a time.
+
+    Not :class:`io.StringIO`, which holds a copy of the whole text at four
+    bytes a character: a 20 MB file would cost 80 MB more.
+    """
+    for line in _LINE.finditer(text):
+        yield line.group()
+
+
+# Cells that repeat down a column (a status, a role, an org, a year) are kept
+# once, not once per row: a short cell is looked up among the first distinct
+# short cells seen. Bounded, so a file of unique ids cannot grow the table.
+_SHARED_LENGTH = 16
+_SHARED_CELLS = 4096
+
+
+def _shared(cells: list[str], seen: dict[str, str]) -> list[str]:
+    """*cells*, each short one replaced by an equal string seen before (one object for both)."""
+    if len(seen) < _SHARED_CELLS:
+        return [seen.setdefault(c, c) if len(c) <= _SHARED_LENGTH else c for c in cells]
+    return [seen.get(c, c) for c in cells]
+
+
 def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[Row]:
     reader = csv.reader(
-        io.StringIO(text, newline=""),
+        _lines(text),
         delimiter=delimiter,
         quotechar=quotechar,
         doublequote=True,
         strict=True,
     )
     last_line = 0
+    seen: dict[str, str] = {}
     while True:
         try:
             cells = next(reader)
@@ -154,12 +187,11 @@ def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[R
             ) from None
         start, last_line = last_line + 1, reader.line_num
         if cells:
-            yield Row(start, cells)
+            yield Row(start, _shared(cells, seen))
 
 
-def _column_name(header: Sequence[str], index: int) -> str:
-    if header and index < len(header) and header[index].strip():
-        return header[index].strip()
+def by_position(index: int) -> str:
+    """How a column is named when no field is known for it: ``column 3`` for index 2."""
     return f"column {index + 1}"
 
 
@@ -172,6 +204,7 @@ def read_table(
     has_header: bool = True,
     allow_cp1252: bool = False,
     max_field: int = DEFAULT_MAX_FIELD,
+    column_name: Callable[[str], str | None] | None = None,
 ) -> Table:
     """Split *data* into rows of text cells, rejecting rows that cannot be trusted.
 
@@ -181,6 +214,10 @@ def read_table(
     last column are tolerated, since spreadsheet programs add them.
     File-wide problems (an :class:`~sourcetruth.EncodingError`, broken
     quoting) raise :class:`~sourcetruth.RejectedFileError` at once.
+
+    A problem names its column by *column_name* of the column's header cell:
+    the reader's own name for the column (a field it maps), or None, and
+    then by position. The header cell itself is never used: it may be data.
     """
     if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
         msg = "the delimiter and the quote character must be two different single characters"
@@ -191,11 +228,12 @@ def read_table(
     if first is None:
         return Table(file, (), (), ())
     if has_header:
-        shape = _Shape(file, first.cells, first.cells, max_field)
+        names = _known_columns(first.cells, column_name)
+        shape = _Shape(file, first.cells, names, max_field)
     else:
         # Without a header, the first row sets the width every row must have.
         records = itertools.chain((first,), records)
-        shape = _Shape(file, (), first.cells, max_field)
+        shape = _Shape(file, first.cells, {}, max_field)
     rows: list[Row] = []
     problems: list[SourceDataError] = []
     for row in records:
@@ -204,7 +242,17 @@ def read_table(
             problems.extend(found)
         else:
             rows.append(row)
-    return Table(file, shape.header, rows, problems)
+    return Table(file, first.cells if has_header else (), rows, problems)
+
+
+def _known_columns(
+    header: Sequence[str], column_name: Callable[[str], str | None] | None
+) -> dict[int, str]:
+    """The reader's names of the header's columns, by position (the ones it knows)."""
+    if column_name is None:
+        return {}
+    found = ((index, column_name(cell)) for index, cell in enumerate(header))
+    return {index: name for index, name in found if name}
 
 
 def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
@@ -217,8 +265,8 @@ def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
     except EncodingError as error:
         msg_0 = f"{file}: unreadable"
         raise RejectedFileError(msg_0, [error], file=file) from None
-    first_line = text.split("\n", 1)[0]
-    if "\x00" in first_line:
+    end = text.find("\n")
+    if "\x00" in (text if end < 0 else text[:end]):
         # Text of two or four bytes a character, read one byte at a time.
         msg = "NUL characters in the first line: is the file UTF-16 or UTF-32 without a BOM?"
         problem = SourceDataError(msg, file=file, line=1)
@@ -230,16 +278,17 @@ def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
 class _Shape:
     """What every row of one table must be: its width, and cells that can be trusted.
 
-    ``header`` names the columns in problems (empty without a header row);
-    the width is that of *width_of*, the header or the first row, whose
-    empty cells at the end may be missing from a row.
+    The width is that of *width_of*, the header or the first row, whose
+    empty cells at the end may be missing from a row; *names* names the
+    columns the reader knows in problems, by position (the others are named
+    by position alone).
     """
 
     def __init__(
-        self, file: str, header: tuple[str, ...], width_of: tuple[str, ...], max_field: int
+        self, file: str, width_of: tuple[str, ...], names: dict[int, str], max_field: int
     ) -> None:
         self.file = file
-        self.header = header
+        self.names = names
         self.width = len(width_of)
         self.max_field = max_field
         named = len(width_of)
@@ -252,7 +301,7 @@ class _Shape:
         return [*self._width_problems(row), *self._cell_problems(row)]
 
     def _problem(self, message: str, row: Row, index: int) -> SourceDataError:
-        column = _column_name(self.header, index)
+        column = self.names.get(index) or by_position(index)
         return SourceDataError(message, file=self.file, line=row.line, field=column)
 
     def _width_problems(self, row: Row) -> list[SourceDataError]:
