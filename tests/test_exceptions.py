@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ from sourcetruth import (
     OutOfOrderError,
     RejectedFileError,
     RemoveGroup,
+    SchemaVersionError,
     SetGroup,
     SourceDataError,
     SourceTruthError,
@@ -31,6 +33,8 @@ from sourcetruth import (
     UnknownRecordError,
     UsageError,
     contact_at,
+    dumps,
+    loads,
     merge,
     recipients,
 )
@@ -139,3 +143,33 @@ class TestErrorsCrossProcesses:
         assert type(back) is type(error)
         assert str(back) == str(error)
         assert back.__dict__ == error.__dict__
+
+
+class TestADocumentIsNeverQuoted:
+    MARK = "Zq7Marker"
+
+    def tampered(self, **changes: object) -> str:
+        document = json.loads(dumps(Book()))
+        document.update(changes)
+        return json.dumps(document)
+
+    def test_an_unknown_version_is_not_quoted(self) -> None:
+        """F12: a book or audit file's version field is never echoed, whatever it holds."""
+        with pytest.raises(SchemaVersionError) as caught:
+            loads(self.tampered(version=self.MARK), Book)
+        assert self.MARK not in str(caught.value)
+
+    def test_another_type_is_not_quoted(self) -> None:
+        """F12: the document's type field is never echoed."""
+        with pytest.raises(SourceDataError) as caught:
+            loads(self.tampered(type=self.MARK), Book)
+        assert self.MARK not in str(caught.value)
+
+    def test_a_malformed_document_names_paths_without_its_keys(self) -> None:
+        """A malformed book names the failing paths, but not the keys in them (a contact id)."""
+        data = json.loads(dumps(Book()))["data"]
+        data["contacts"] = {f"gita.{self.MARK}@parent.test": {"bogus": 1}}
+        with pytest.raises(SourceDataError) as caught:
+            loads(self.tampered(data=data), Book)
+        assert "data.contacts[...]" in str(caught.value)
+        assert self.MARK not in str(caught.value)

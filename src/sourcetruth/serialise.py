@@ -10,6 +10,7 @@ the run, the machine or ``PYTHONHASHSEED``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -76,20 +77,28 @@ def loads(text: str | bytes, cls: type[T]) -> T:
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         msg = f"not a {FORMAT} document"
         raise SourceDataError(msg)
+    # Nothing read from the document is quoted: a file can hold anything.
     version = envelope.get("version")
     if type(version) is not int or version > FORMAT_VERSION:
+        written = f"format version {version}" if type(version) is int else "an unknown version"
         msg = (
-            f"written by format version {version!r}; this library reads up to "
-            f"{FORMAT_VERSION}: upgrade sourcetruth"
+            f"written by {written}; this library reads up to {FORMAT_VERSION}: upgrade sourcetruth"
         )
         raise SchemaVersionError(msg)
     if envelope.get("type") != cls.__name__:
-        msg = f"holds a {envelope.get('type')!r}, not a {cls.__name__!r}"
+        msg = f"holds another kind of document, not a {cls.__name__}"
         raise SourceDataError(msg)
     try:
         return converter.structure(envelope["data"], cls)
     except Exception as exc:
-        # cattrs names the paths that failed, never the values found there.
-        problems = "; ".join(transform_error(exc, path="data"))
+        # cattrs names the paths that failed, never the values found there; a
+        # path's keys are the document's (a contact id may be an address), so
+        # they are left out too.
+        paths = transform_error(exc, path="data")
+        problems = "; ".join(_KEY.sub("[...]", path) for path in paths)
         msg = f"malformed {cls.__name__}: {problems}"
         raise SourceDataError(msg) from None
+
+
+#: A mapping key in a cattrs error path: ``['mis:G9']`` or ``["x"]``.
+_KEY: Final = re.compile(r"""\[(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]""")
