@@ -29,3 +29,22 @@ class TestManyBadRows:
         assert rest == f"  ... and {ROWS - LISTED_PROBLEMS} more problems"
         assert "Xanthe" not in ran.err
         assert files_of(book.folder) == before
+
+    def test_many_rows_rejected_within_the_limit_print_a_screenful_of_notices(
+        self, book: Cli
+    ) -> None:
+        """F14: rows a mapping allows to reject are notices, listed up to the cap, then counted."""
+        book.enable_import()
+        mapping = book.folder / "mapping.toml"
+        text = mapping.read_text(encoding="utf-8") + "[format]\nmax_reject_fraction = 1.0\n"
+        mapping.write_text(text, encoding="utf-8")
+        good = "G1,Gita,Shah,07700 900101,gita@parent.test\n"
+        bad = "".join(f"C{n},Xanthe\n" for n in range(1_000))
+        path = book.csv("parents.csv", "Id,First name,Surname,Mobile,Email\n" + good + bad)
+        ran = book.ok("sync", "import", path, "--at", when(24, 10), "--extracted-at", when(24, 9))
+        notices = [line for line in ran.err_lines if line.startswith("notice: ")]
+        assert len(notices) == LISTED_PROBLEMS + 1
+        assert notices[0].startswith("notice: parents.csv: 1000 rows rejected")
+        # That summary, then one notice per rejected row.
+        assert notices[-1] == f"notice: ... and {1_001 - LISTED_PROBLEMS} more notices"
+        assert "Xanthe" not in ran.err

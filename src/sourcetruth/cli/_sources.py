@@ -11,7 +11,7 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._files import newest_mtime
-from sourcetruth.exceptions import AdapterError, SourceDataError, UsageError
+from sourcetruth.exceptions import LISTED_PROBLEMS, AdapterError, SourceDataError, UsageError
 from sourcetruth.model import ADDRESS_BOOK, SourceKind
 
 __all__ = ["extracted_at", "notices", "read", "reading_input", "synced_source"]
@@ -61,8 +61,15 @@ def read(ctx: Context, source: str, path: Path, extracted_at: datetime) -> Readi
 
 
 def notices(ctx: Context, notices: Sequence[Notice]) -> None:
-    """Each notice of a reading, one line on stderr: where, which field, what, its code."""
-    for n in notices:
+    """A reading's notices, a line each on stderr (where, which field, what, its code).
+
+    A long list stops after :data:`~sourcetruth.exceptions.LISTED_PROBLEMS`
+    notices with a line counting the rest, as a rejected file's problems do.
+    """
+    for n in notices[:LISTED_PROBLEMS]:
         where = ":".join(str(p) for p in (n.file, n.line) if p is not None)
         field = f" [{n.field}]" if n.field else ""
         ctx.note(f"notice: {where}{field}: {n.message} ({n.code})")
+    rest = len(notices) - LISTED_PROBLEMS
+    if rest > 0:
+        ctx.note(f"notice: ... and {rest} more notice{'s' if rest != 1 else ''}")
