@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final, TextIO
 from zoneinfo import ZoneInfo
 
+from sourcetruth.adapters._files import private_folder, write_atomic
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.sending import send
@@ -282,8 +283,8 @@ def run(
     folder, so that it never makes or reuses a school's.
     """
     path = _empty_folder(folder)
-    (path / "exports").mkdir(parents=True, exist_ok=True)
-    (path / "import-mapping.toml").write_text(MAPPING, encoding="utf-8")
+    private_folder(path / "exports")
+    write_atomic(path / "import-mapping.toml", MAPPING.encode("utf-8"))
     own = dict(os.environ if environ is None else environ)
     own.pop(KEY_FILE_VARIABLE, None)
     made = BookFolder.create(path, settings=SETTINGS, environ=own)
@@ -452,7 +453,7 @@ def _scenario_7(s: _Story) -> None:
     book = s.book
     s.say("\n7. A CSV import carries Gita Shah too.")
     upload = s.exports / "import-2026-11-27.csv"
-    upload.write_text(IMPORT_CSV, encoding="utf-8", newline="")
+    write_atomic(upload, IMPORT_CSV.encode("utf-8"))
     _written_at(upload, _t(27, 11))
     reading = book.read_source("import", upload, extracted_at=_t(27, 11))
     report = s.apply(reading.snapshot, _t(27, 11), "upload")

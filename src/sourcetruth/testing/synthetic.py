@@ -62,6 +62,7 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple as _tuple
+from sourcetruth.adapters._files import write_atomic
 from sourcetruth.adapters.sources.oneroster import COVERS, write_bundle
 from sourcetruth.adapters.sources.tabular import CsvMapping, EmailColumn, PhoneColumn
 from sourcetruth.adapters.sources.tabular import write_csv as _write_csv
@@ -455,5 +456,5 @@ def write_csv(school: School, path: Path) -> CsvMapping:
     )
     guardians = [r for r in school.records if r.data.role is Role.GUARDIAN]
     text = _write_csv(Snapshot(school.source, _NO_TIME, guardians), mapping)
-    Path(path).write_text(text, encoding="utf-8", newline="")
+    write_atomic(Path(path), text.encode("utf-8"))
     return mapping

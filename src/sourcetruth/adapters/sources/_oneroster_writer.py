@@ -14,6 +14,7 @@ from typing import Final
 
 from attrs import frozen
 
+from sourcetruth.adapters._files import private_folder, write_atomic
 from sourcetruth.adapters._util import csv_bytes
 from sourcetruth.adapters.sources._oneroster_format import (
     MANIFEST,
@@ -244,9 +245,9 @@ def _role_cells(key: str, kind: str, role: str, stamp: _Stamp) -> list[str]:
 
 def _write(target: Path, files: Mapping[str, bytes]) -> None:
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        private_folder(target)
         for name in sorted(files):
-            (target / name).write_bytes(files[name])
+            write_atomic(target / name, files[name])
     except OSError as error:
         msg = (
             f"cannot write the OneRoster bundle to {os.fspath(target)!r}: {error.strerror or error}"

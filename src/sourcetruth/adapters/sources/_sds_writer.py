@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from sourcetruth.adapters._files import private_folder, write_atomic
 from sourcetruth.adapters._util import csv_bytes
 from sourcetruth.adapters.sources._sds_format import ORGS, RELATIONSHIPS, REQUIRED, ROLES, USERS
 from sourcetruth.exceptions import AdapterError, UsageError
@@ -167,9 +168,9 @@ def _files(records: Sequence[Record], org: str) -> dict[str, bytes]:
 
 def _write(folder: Path, files: Mapping[str, bytes]) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         for name, content in files.items():
-            (folder / name).write_bytes(content)
+            write_atomic(folder / name, content)
     except OSError as error:
         msg = f"cannot write the SDS files in {folder}: {error.strerror or error}"
         raise AdapterError(msg, retryable=True) from None
