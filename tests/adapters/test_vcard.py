@@ -519,20 +519,23 @@ class TestUnfolding:
         assert data.emails == (Email("zofia@parent.test", EmailType.OTHER),)
 
     def test_quoted_printable_line_breaks_and_stray_carriage_returns(self) -> None:
-        """QP's =0D=0A is a newline; a bare CR in a value we read is kept and reported."""
+        """QP's =0D=0A is a newline; a bare CR before a property ends the line, and one
+        before other text in a value we read is kept and reported."""
         text = card(
             "2.1",
             "UID:a1",
             "N;ENCODING=QUOTED-PRINTABLE:Okafor;Nina=0D=0AAda",
             "X-SOURCETRUTH-YEAR-GROUP:9\rTEL:07700 900123",
+            "X-SOURCETRUTH-REGISTRATION-GROUP:9\r9B",
         ).replace("\r\n", "\n")
         reading = parse_vcards(text, file="f.vcf")
         data = only(reading).data
         assert data.given_name == "Nina\nAda"
-        assert data.year_group == "9\rTEL:07700 900123"
-        assert data.phones == ()
+        assert data.year_group == "9"
+        assert data.phones == (Phone("07700 900123", PhoneType.OTHER),)
+        assert data.registration_group == "9\r9B"
         assert [(n.code, n.line, n.field) for n in reading.notices] == [
-            ("carriage-return", 5, "X-SOURCETRUTH-YEAR-GROUP")
+            ("carriage-return", 7, "X-SOURCETRUTH-REGISTRATION-GROUP")
         ]
 
     def test_malformed_quoted_printable_is_kept_with_a_notice(self) -> None:
@@ -898,19 +901,21 @@ class TestCharset:
         ("charset", "reason"),
         [
             ("X-NOT-A-CHARSET", "unknown charset"),
-            ("base64", "unknown charset"),
-            ("UTF-16", "is not a charset a vCard line"),
-            ("UTF-8", "not valid 'UTF-8'"),
-            ("ascii", "not valid 'ascii'"),
+            ("base64", "no text charset"),
+            ("UTF-16", "no text charset"),
+            ("UTF-8", "not valid text in the charset"),
+            ("ascii", "not valid text in the charset"),
         ],
     )
     def test_bytes_that_cannot_be_read_in_their_charset(self, charset: str, reason: str) -> None:
-        """An error in the card, naming the line and property, when the property is used."""
+        """An error in the card, naming the line and property (never the charset), when the
+        property is used."""
         data = card("2.1", "UID:a1", f"N;CHARSET={charset}:Mor\xe9au;Zofia").encode("latin-1")
         problems = rejected(data)
         assert [(type(p), p.line, p.field) for p in problems] == [(SourceDataError, 4, "N")]
         assert reason in str(problems[0])
         assert_not_shown(data, "Mor")
+        assert_not_shown(data, charset)
 
     def test_an_unread_property_in_an_unknown_charset_is_ignored(self) -> None:
         """As with quoted-printable, only the properties we use are decoded."""

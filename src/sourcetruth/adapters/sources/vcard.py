@@ -25,20 +25,36 @@ guessed silently.
   own ``CHARSET`` does not count) mixes two encodings, say two exports
   joined, and is refused rather than read as mojibake.
   Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
-  line where their property starts, the property and the byte offset.
+  line where their property starts, the property (see **Errors**) and the
+  byte offset.
 - ``CHARSET`` on a raw 8-bit value (not quoted-printable nor base64; vCard
   2.1, and some 3.0 exporters) is honoured: that value's bytes, and only
-  they, are read in the charset it names, in any version. A charset Python
-  does not know, one that does not write ASCII as ASCII (UTF-16), or bytes
-  not valid in it, is an error in the card, but only for a property we use,
-  as with quoted-printable. A value of ASCII only reads alike in every such
-  charset, so its ``CHARSET`` is not looked at. Text given as ``str``, and
-  a UTF-16 file, are already decoded, so there ``CHARSET`` is ignored.
-- Physical lines end with CRLF, LF or CR. A file that holds any LF ends its
-  lines at LF only (with any CRs just before it): a stray CR inside a value,
-  which Thunderbird writes, then stays part of the value, and ``CR CR LF``
-  (a CRLF file whose line ends were converted once more) is one line end.
-  A file with no LF at all ends its lines at CR.
+  they, are read in the charset it names, in any version. Only the text
+  charsets vCard producers write are honoured (:data:`_CHARSETS`: UTF-8,
+  US-ASCII, ISO-8859-x, Windows-125x, Shift_JIS, EUC-JP, ISO-2022-JP,
+  GB2312, GBK, GB18030, Big5, EUC-KR, KOI8-R and KOI8-U), by any alias
+  Python knows for them: the name is looked up with :func:`codecs.lookup`
+  and the codec's own name decides. Any other name (unknown, or a Python
+  codec that is no text charset: UTF-16, utf-7, punycode, unicode_escape,
+  base64, a name holding a NUL), or bytes not valid in the charset, is an
+  error in the card, but only for a property we use, as with
+  quoted-printable. A value of ASCII only (no ESC, which ISO-2022-JP
+  shifts with) reads alike in every charset allowed, so its ``CHARSET`` is
+  not looked at. Text given as ``str``, and a UTF-16 file, are already
+  decoded, so there ``CHARSET`` is ignored.
+- Physical lines end with CRLF, LF or CR (RFC 6350 3.2 says CRLF; many
+  exporters write LF; old Macs wrote CR). A file that holds any LF ends its
+  lines at LF, with any CRs just before it (``CR CR LF``, a CRLF file whose
+  line ends were converted once more, is one line end). A CR that is not
+  before an LF (a lone CR) is either an old Mac line end or text that a
+  program put in a value (Thunderbird writes a CR typed into a field). It
+  is read as a line end when what follows it starts a content line (a name,
+  maybe parameters, then a colon, before the next line break) or ends the
+  file, so ``UID:gov-1<CR>FN:Aoife Moreau`` is two properties; before any
+  other text it is text of the value. A value we read that keeps a CR is
+  reported (``carriage-return``), and a ``UID`` that keeps one is an error:
+  the text after it could be anything, and a key is shown wherever its
+  record is. A file with no LF at all ends its lines at every CR.
 - Unfolding: a line that starts with a space or a tab continues the one
   before, less that one character (all three versions; vCard 2.1's RFC 822
   folding would keep it, but no exporter we know relies on that). A
@@ -52,8 +68,8 @@ guessed silently.
   ignored. RFC 6868 caret escapes are not decoded: no parameter we read can
   hold one.
 - ``ENCODING=QUOTED-PRINTABLE`` values are decoded to bytes and then read in
-  their ``CHARSET`` (UTF-8 when none is given); an unknown charset, or bytes
-  that are not valid in it, is an error in that card. Only the properties we
+  their ``CHARSET`` (UTF-8 when none is given); a charset not allowed (as
+  above), or bytes that are not valid in it, is an error in that card. Only the properties we
   use are decoded, so a broken ``ORG`` or ``NOTE`` does not reject a file.
   An ``=`` not followed by two hex digits is kept as written, with a
   ``quoted-printable`` notice naming the line and property: the value is
@@ -99,15 +115,28 @@ guessed silently.
   Either is read in any version. Any other ``RELATED`` (a client's
   ``TYPE=parent``, a spouse) is ignored with a ``foreign-related`` notice.
 
+**Size**: a property we read whose value, as written (before it is
+decoded or unescaped), is longer than ``max_field`` characters
+(:data:`~sourcetruth.adapters.sources.text.DEFAULT_MAX_FIELD` unless told,
+as for the other readers) is an error; so are parameters longer than that,
+on any property (none has such parameters, photos included), checked
+before they are split. Values we do not read (a photo, a note) are never
+decoded, so they may be long. Reading costs memory linear in the file,
+with a small factor, whatever its lines look like (millions of
+quoted-printable soft line breaks are joined many at a time, not one by
+one).
+
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
 is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
-undecodable bytes, an unknown charset, a value that cannot be read in its
-``CHARSET``, a ``UID`` repeated in the file and a malformed relationship of
-ours are each a :class:`~sourcetruth.SourceDataError` naming file, line
+undecodable bytes, an unknown or disallowed charset, a value that cannot be
+read in its ``CHARSET``, a value or parameters over the size limit, a ``UID``
+holding a CR, a ``UID`` repeated in the file and a malformed relationship
+of ours are each a :class:`~sourcetruth.SourceDataError` naming file, line
 (the physical line where the card or property starts, folds counted) and
-field (the property name), never the value. Undecodable bytes stop the
-read at once; every other problem of the file is collected and raised
-together as one
+field (the property name, when it is one of the standards' or ours: any
+other name is text of the file too), never a value, a version or a charset
+read from the file. Undecodable bytes stop the read at once; every other
+problem of the file is collected and raised together as one
 :class:`~sourcetruth.RejectedFileError`: a file with any error gives no
 entries at all.
 
@@ -120,22 +149,23 @@ back as ``\\n``.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import hashlib
 import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import attrs
 from attrs import define, frozen
 
 from sourcetruth.adapters._files import write_atomic
 from sourcetruth.adapters.sources.base import AddressBookReading, Notice
-from sourcetruth.adapters.sources.text import decode, looks_like_utf8
+from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, decode, looks_like_utf8
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -175,11 +205,44 @@ _MESSAGES: Final = "X-SOURCETRUTH-RECEIVES-MESSAGES"
 # A property name, optionally after a group. RFC 6350 allows letters, digits
 # and '-'; '_' is tolerated because some exporters write it.
 _NAME: Final = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_-]+)")
-_HEX2: Final = re.compile(r"[0-9A-Fa-f]{2}")
-_BASE64_LINE: Final = re.compile(r"[A-Za-z0-9+/]+=*")
 _INTEGER: Final = re.compile(r"-?[0-9]+")
-# Text safe to show in a message: a version number or a charset name.
-_SAFE_TOKEN: Final = re.compile(r"[A-Za-z0-9._-]{1,40}")
+
+#: The property names of RFC 6350, RFC 2426 and vCard 2.1: shown as the field of
+#: an error or notice. Any other name (X- or unknown, ours aside) is not shown.
+_KNOWN_PROPERTIES: Final = frozenset(
+    {
+        *("BEGIN", "END", "VERSION", "SOURCE", "KIND", "XML", "FN", "N", "NICKNAME", "PHOTO"),
+        *("BDAY", "ANNIVERSARY", "GENDER", "ADR", "LABEL", "TEL", "EMAIL", "IMPP", "LANG"),
+        *("TZ", "GEO", "TITLE", "ROLE", "LOGO", "ORG", "MEMBER", "RELATED", "CATEGORIES"),
+        *("NOTE", "PRODID", "REV", "SOUND", "UID", "CLIENTPIDMAP", "URL", "KEY", "FBURL"),
+        *("CALADRURI", "CALURI", "NAME", "PROFILE", "MAILER", "AGENT", "SORT-STRING", "CLASS"),
+    }
+)
+
+#: The charsets a CHARSET parameter may name: those vCard producers write, by the
+#: normalised name of Python's codec for them (``codecs.lookup(name).name``), so
+#: that every alias of one is accepted and no other codec is (punycode, utf-7 or
+#: unicode_escape decode bytes too, but they are not charsets text is written in).
+_CHARSETS: Final = frozenset(
+    {
+        "utf-8",
+        "ascii",
+        *(f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+        *(f"cp{n}" for n in range(1250, 1259)),  # Windows-1250 to 1258
+        "shift_jis",
+        "euc_jp",
+        "iso2022_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "euc_kr",
+        "koi8-r",
+        "koi8-u",
+    }
+)
+#: What a charset's name may be made of; any other is not even looked up.
+_CHARSET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}")
 
 # vCard 2.1 bare parameters that are not types.
 _BARE_PARAMETERS: Final = {
@@ -231,15 +294,33 @@ def _type_in(types: frozenset[str], table: Sequence[tuple[frozenset[str], E]], o
 
 @frozen
 class _Property:
-    """One content line: ``[group.]name[;params]:value``, with its first line number."""
+    """One content line: ``[group.]name[;params]:value``, with its first line number.
+
+    The value stays inside the line until it is used: most values never are,
+    and a photo may be most of the file.
+    """
 
     line: int
     name: str
     params: dict[str, tuple[str, ...]]
-    value: str
+    #: The whole content line, and the index where its value starts.
+    text: str = attrs.field(repr=False)
+    start: int
     #: Why the value's bytes could not be read in its CHARSET; reported only
     #: when the property is used, like a broken quoted-printable value.
     problem: str | None = None
+
+    @property
+    def value(self) -> str:
+        return self.text[self.start :]
+
+    @property
+    def value_size(self) -> int:
+        return len(self.text) - self.start
+
+    def value_is(self, word: str) -> bool:
+        """Whether the value is *word*, case-blind, blanks around it aside (a long one is not)."""
+        return self.value_size <= len(word) + 32 and self.value.strip().upper() == word
 
     def param(self, name: str) -> tuple[str, ...]:
         return self.params.get(name, ())
@@ -280,17 +361,25 @@ class _ValueProblem(Exception):
     """A property's value cannot be read; becomes a SourceDataError for its card."""
 
 
+def _field(name: str) -> str | None:
+    """*name* when it is a property name of the standards (or ours), to show as the field.
+
+    Any other name is text of the file like a value, so it is not shown.
+    """
+    return name if name in _KNOWN_PROPERTIES or name.startswith(_PREFIX) else None
+
+
 # The name at the start of a content line, to say which property bad bytes are in.
-_HEAD: Final = re.compile(r"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)[;:]")
+_HEAD: Final = re.compile(rb"(?:[A-Za-z0-9_-]+\.)?([A-Za-z0-9_-]+)[;:]")
 
 
-def _undecodable(file: str, line: int, head: str, reason: str, offset: int) -> RejectedFileError:
+def _undecodable(file: str, line: int, head: bytes, reason: str, offset: int) -> RejectedFileError:
     """The error for bytes that are not text: where they are, and which property, never them."""
     located = EncodingError(f"line {line}: {reason}", offset=offset, file=file)
     located.line = line
     name = _HEAD.match(head)
     if name:
-        located.field = name.group(1).upper()
+        located.field = _field(name.group(1).decode("ascii").upper())
     return RejectedFileError(
         f"{file}: not text in an allowed encoding; nothing from it was applied",
         [located],
@@ -311,121 +400,293 @@ def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
         line = data.count(end, 0, error.offset) + 1
         start = data.rfind(end, 0, error.offset) + 1
         reason = str(error).split(" at byte ", 1)[0]
-        head = data[start : start + 200].decode("latin-1")
-        raise _undecodable(file, line, head, reason, error.offset) from None
+        raise _undecodable(file, line, data[start : start + 200], reason, error.offset) from None
 
 
-_LF_END: Final = re.compile(r"\r*\n")
-_CR_END: Final = re.compile(r"\r")
+# -- physical and content lines ----------------------------------------------
+#
+# Bytes become physical lines, physical lines become content lines (unfolded,
+# still bytes, so that a fold may split a UTF-8 sequence), content lines become
+# text. Each step walks the input once and copies it a bounded number of times,
+# so that memory stays linear in the file whatever its lines look like:
+# millions of soft line breaks, or one line of the whole file.
+
+_LF_END: Final = re.compile(rb"\r*\n|\r+")
+#: What starts a content line: a name (maybe grouped), maybe parameters, then a
+#: colon, before the next line break. A lone CR ends a line only before this.
+_LINE_START: Final = re.compile(rb"(?:[A-Za-z0-9_-]+\.)?[A-Za-z0-9_-]+(?:;[^\r\n:]*)?:")
+_BLANK: Final = re.compile(rb"[ \t]*")
+_BASE64_LINE: Final = re.compile(rb"[A-Za-z0-9+/]+=*")
+#: The first line end from some point that is not a quoted-printable soft line
+#: break (``=LF``, ``=CRLF``, ``=CR CR LF``), or a CR that is not in one: where
+#: a run of lines that each end in "=" stops (in a file with LFs, and in one of
+#: CRs only). Fixed-width look-arounds only, so that a run of CRs costs linear time.
+_HARD_END_LF: Final = re.compile(rb"\r(?!\r?\n)|(?<!=)(?<!=\r)\r|(?<!=)(?<!=\r)(?<!=\r\r)\n")
+_HARD_END_CR: Final = re.compile(rb"(?<!=)\r")
+#: A run of soft-broken lines is joined this many bytes at a time.
+_CHUNK: Final = 1 << 20
 
 
-def _physical_lines(text: str) -> list[tuple[int, str]]:
-    """The physical lines of *text*, each with the offset it starts at."""
-    end = _LF_END if "\n" in text else _CR_END
-    found: list[tuple[int, str]] = []
-    start = 0
-    for match in end.finditer(text):
-        found.append((start, text[start : match.start()]))
-        start = match.end()
-    found.append((start, text[start:]))
-    return found
+def _line_end(data: bytes, pos: int, lf: bool) -> tuple[int, int]:
+    """Where the physical line at *pos* ends, and where the next one starts.
+
+    In a file with LFs a line ends at ``CR* LF``, or at CRs without an LF
+    when a content line starts after them (or the file ends); any other CR
+    is text. In a file without LF each CR ends a line.
+    """
+    size = len(data)
+    if not lf:
+        end = data.find(b"\r", pos)
+        return (end, end + 1) if end >= 0 else (size, size + 1)
+    while (found := _LF_END.search(data, pos)) is not None:
+        after = found.end()
+        if data[after - 1] == 0x0A or after == size or _LINE_START.match(data, after):
+            return found.start(), after
+        pos = after  # CRs inside a line: text
+    return size, size + 1
 
 
-def _declares(head_and_value: str, encoding: frozenset[str]) -> bool:
-    """Whether a content line's parameters name one of *encoding* (cheap, before parsing)."""
-    colon = _find_colon(head_and_value)
-    head = head_and_value if colon < 0 else head_and_value[:colon]
-    if ";" not in head:
-        return False
-    for segment in _split_outside_quotes(head, ";")[1:]:
-        name, eq, value = segment.partition("=")
-        values = value if eq else name
-        if eq and name.strip().upper() != "ENCODING":
+def _soft_run_end(data: bytes, pos: int, lf: bool) -> int:
+    """Where the physical lines from *pos* that each end in a soft line break
+    (``=LF``, ``=CRLF``, ``=CR CR LF``, or ``=CR`` in a file of CRs) stop; *pos*
+    when none does."""
+    hard = (_HARD_END_LF if lf else _HARD_END_CR).search(data, pos)
+    stop = len(data) if hard is None else hard.start()
+    last = data.rfind(b"\n" if lf else b"\r", pos, stop)
+    return last + 1 if last >= 0 else pos
+
+
+class _Pieces(Protocol):
+    """What :func:`_unfold` says of each content line: where it starts, and its pieces."""
+
+    def begin(self, line: int, offset: int) -> None: ...
+
+    def piece(self, start: int, end: int) -> None: ...
+
+    def unsoft(self) -> None:
+        """Drop the ``=`` the content so far ends with: a soft line break."""
+
+    def soft_broken(self, start: int, end: int, newline: bytes) -> None:
+        """Add lines that each end in ``=`` and *newline*, as :meth:`unsoft` then
+        :meth:`piece` one by one would (only when :func:`_unfold` joins runs)."""
+
+    def end(self) -> None: ...
+
+
+def _declares(data: bytes, start: int, end: int, max_head: int) -> tuple[bool, bool]:
+    """Whether the content line ``data[start:end]`` says its value is quoted-printable,
+    base64 (nothing when its parameters are over *max_head*: it is refused anyway)."""
+    head = _head_of(data, start, end, max_head)
+    encodings = _encodings(head) if len(head) <= max_head else set()
+    return bool(encodings & _QP), bool(encodings & _BASE64)
+
+
+def _unfold(data: bytes, start: int, sink: _Pieces, max_head: int, *, runs: bool = True) -> None:
+    """Split ``data[start:]`` into physical lines and join them into content lines
+    (the module docstring says how), telling *sink* each one and its pieces.
+
+    With *runs*, lines that each end a quoted-printable soft line break are
+    joined many at a time (:meth:`_Pieces.soft_broken`), not one by one. The
+    parameters of a line longer than *max_head* are not read.
+    """
+    lf = data.find(b"\n", start) >= 0
+    newline = b"\n" if lf else b"\r"
+    pos, number, size = start, 0, len(data)
+    is_open = quoted_printable = base64 = soft = False
+    while pos <= size:
+        stop, after = _line_end(data, pos, lf)
+        number += 1
+        if soft:
+            sink.unsoft()
+            sink.piece(pos, stop)
+        elif is_open and data[pos : pos + 1] in (b" ", b"\t"):
+            sink.piece(pos + 1, stop)
+        elif _BLANK.fullmatch(data, pos, stop):
+            if is_open:
+                sink.end()
+            is_open = False
+            pos = after
             continue
-        if any(v.strip().strip('"').upper() in encoding for v in values.split(",")):
-            return True
-    return False
+        elif is_open and base64 and _BASE64_LINE.fullmatch(data, pos, stop):
+            sink.piece(pos, stop)
+        else:
+            if is_open:
+                sink.end()
+            sink.begin(number, pos)
+            sink.piece(pos, stop)
+            is_open = True
+            quoted_printable, base64 = _declares(data, pos, stop, max_head)
+        soft = quoted_printable and stop > pos and data[stop - 1] == ord("=")
+        if soft and runs:
+            run = _soft_run_end(data, after, lf)
+            if run > after:
+                sink.soft_broken(after, run, newline)
+                number += data.count(newline, after, run)
+                after = run
+        pos = after
+    if is_open:
+        sink.end()
+
+
+#: What a content line is handed on as: its bytes, joined from its pieces.
+_Take = Callable[[int, int, bytes | bytearray], None]
+
+
+class _Assembler:
+    """Joins each content line's pieces into bytes and hands them to *take*
+    with the line and input offset it starts at."""
+
+    def __init__(self, data: bytes, take: _Take) -> None:
+        self.data = data
+        self.view = memoryview(data)
+        self.take = take
+        self.line = self.offset = 0
+        self.span: tuple[int, int] | None = None  # while the line is one piece
+        self.joined: bytearray | None = None  # once it is more
+
+    def begin(self, line: int, offset: int) -> None:
+        self.line, self.offset = line, offset
+        self.span = self.joined = None
+
+    def _joined(self) -> bytearray:
+        if self.joined is None:
+            start, end = self.span or (0, 0)
+            self.joined = bytearray(self.view[start:end])
+            self.span = None
+        return self.joined
+
+    def piece(self, start: int, end: int) -> None:
+        if self.joined is None and self.span is None:
+            self.span = (start, end)
+        else:
+            self._joined().extend(self.view[start:end])
+
+    def unsoft(self) -> None:
+        if self.joined is not None:
+            del self.joined[-1:]
+        elif self.span is not None:
+            self.span = (self.span[0], max(self.span[0], self.span[1] - 1))
+
+    def soft_broken(self, start: int, end: int, newline: bytes) -> None:
+        self.unsoft()
+        joined = self._joined()
+        while start < end:
+            stop = min(end, start + _CHUNK)
+            if stop < end:  # a whole number of lines
+                cut = self.data.rfind(newline, start, stop)
+                stop = cut + 1 if cut >= 0 else self.data.find(newline, stop, end) + 1
+            chunk = self.data[start:stop]
+            if newline == b"\n":
+                chunk = chunk.replace(b"\r", b"")  # every CR of a run is in its line ends
+            joined += chunk.replace(b"=" + newline, b"")
+            start = stop
+        joined += b"="  # the last line's, for the next unsoft()
+
+    def end(self) -> None:
+        if self.joined is not None:
+            content: bytes | bytearray = self.joined
+        else:
+            start, end = self.span or (0, 0)
+            content = self.data[start:end]
+        self.span = self.joined = None
+        self.take(self.line, self.offset, content)
+
+
+class _Located(Exception):
+    """:class:`_Locator` found the input offset it looks for."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+class _Locator:
+    """Finds the input offset of byte *index* of the content line starting on *line*."""
+
+    def __init__(self, line: int, index: int) -> None:
+        self.target, self.index = line, index
+        self.active = False
+        self.size = 0
+        self.last: tuple[int, int] | None = None  # the last piece: where in the line, in input
+
+    def begin(self, line: int, offset: int) -> None:
+        self.active, self.size, self.last = line == self.target, 0, None
+
+    def _settle(self) -> None:
+        """Raise _Located when the index is in the last piece, now that its size is final."""
+        if self.last is not None and self.last[0] <= self.index < self.size:
+            raise _Located(self.last[1] + self.index - self.last[0])
+
+    def piece(self, start: int, end: int) -> None:
+        if self.active:
+            self._settle()
+            self.last = (self.size, start)
+            self.size += end - start
+
+    def unsoft(self) -> None:
+        if self.active:
+            self.size -= 1
+
+    def soft_broken(self, start: int, end: int, newline: bytes) -> None:
+        msg = "the locator reads line by line: unfold it with runs=False"
+        raise NotImplementedError(msg)
+
+    def end(self) -> None:
+        if self.active:
+            self._settle()
+
+
+def _locate(data: bytes, start: int, max_head: int, line: int, index: int) -> int:
+    """The input offset of byte *index* of the content line that starts on *line*."""
+    try:
+        _unfold(data, start, _Locator(line, index), max_head, runs=False)
+    except _Located as found:
+        return found.offset
+    return start
 
 
 _QP: Final = frozenset({"QUOTED-PRINTABLE"})
 _BASE64: Final = frozenset({"B", "BASE64"})
 
-
-@frozen
-class _Logical:
-    """One unfolded content line: the physical line it starts on, its text, and
-    where each of its physical pieces starts (index in *text*, offset in the input)."""
-
-    line: int
-    text: str
-    pieces: tuple[tuple[int, int], ...]
-
-    def offset(self, index: int) -> int:
-        """The input offset of ``text[index]``."""
-        start, offset = self.pieces[0]
-        for piece_start, piece_offset in self.pieces:
-            if piece_start > index:
-                break
-            start, offset = piece_start, piece_offset
-        return offset + index - start
-
-
-def _logical_lines(text: str) -> list[_Logical]:
-    """Unfold physical lines into content lines, each with the line it starts on.
-
-    *text* is either decoded text or bytes read as Latin-1 (one character
-    per byte), so that unfolding can join the halves of a UTF-8 sequence.
-    """
-    found: list[_Logical] = []
-    parts: list[str] = []
-    pieces: list[tuple[int, int]] = []
-    size = 0
-    start = 0
-    quoted_printable = base64 = False
-
-    def add(piece: str, offset: int) -> None:
-        nonlocal size
-        pieces.append((size, offset))
-        parts.append(piece)
-        size += len(piece)
-
-    def finish() -> None:
-        nonlocal size
-        if parts:
-            found.append(_Logical(start, "".join(parts), tuple(pieces)))
-            parts.clear()
-            pieces.clear()
-            size = 0
-
-    for number, (offset, line) in enumerate(_physical_lines(text), 1):
-        if parts and quoted_printable and parts[-1].endswith("="):
-            parts[-1] = parts[-1][:-1]
-            size -= 1
-            add(line, offset)
-            continue
-        if parts and line[:1] in (" ", "\t"):
-            add(line[1:], offset + 1)
-            continue
-        if not line.strip(" \t"):
-            finish()
-            continue
-        if parts and base64 and _BASE64_LINE.fullmatch(line):
-            add(line, offset)
-            continue
-        finish()
-        start = number
-        add(line, offset)
-        quoted_printable = _declares(line, _QP)
-        base64 = _declares(line, _BASE64)
-    finish()
-    return found
-
-
 # A content line ready to parse: its first line, its text, and a CHARSET problem.
 _Content = tuple[int, str, str | None]
 
-# Text that every charset a vCard line can be in writes as ASCII does.
-_ASCII_PROBE: Final = "BEGIN:VCARD;=,\\ \tAz09"
+#: Bytes that make a value read otherwise in its CHARSET than as ASCII: 8-bit
+#: bytes, and ESC, which switches ISO-2022-JP to other letters.
+_NOT_ASCII: Final = re.compile(rb"[\x80-\xff\x1b]")
+
+
+class _Undecodable(Exception):
+    """A content line holds bytes that are not text: its first line, where, its start."""
+
+    def __init__(self, line: int, index: int, head: bytes) -> None:
+        super().__init__(line, index)
+        self.line, self.index, self.head = line, index, head
+
+
+def _head_of(data: bytes | bytearray, start: int, end: int, limit: int) -> str:
+    """The name and parameters of the content line ``data[start:end]`` (all of it
+    without a colon), read as Latin-1, one character a byte; when longer than
+    *limit*, maybe another text longer than it (see :func:`_find_colon`)."""
+    colon = data.find(b":", start, end)
+    if colon >= 0 and data.find(b'"', start, colon) < 0:
+        return data[start:colon].decode("latin-1")
+    line = str(memoryview(data)[start:end], "latin-1")
+    colon = _find_colon(line, limit)
+    return line if colon < 0 else line[:colon]
+
+
+def _encodings(head: str) -> set[str]:
+    """The encodings a content line's name and parameters name, bare (2.1) or not."""
+    found: set[str] = set()
+    if ";" not in head:
+        return found
+    for segment in _split_outside_quotes(head, ";")[1:]:
+        name, eq, value = segment.partition("=")
+        if eq and name.strip().upper() != "ENCODING":
+            continue
+        found.update(v.strip().strip('"').upper() for v in (value if eq else name).split(","))
+    return found
 
 
 def _charset_param(head: str) -> str | None:
@@ -437,80 +698,102 @@ def _charset_param(head: str) -> str | None:
     return None
 
 
-def _charset_problem(charset: str) -> str | None:
-    """Why raw bytes of a value cannot be read in *charset*, or None when they can."""
-    try:
-        codecs.lookup(charset)
-        compatible = _ASCII_PROBE.encode(charset) == _ASCII_PROBE.encode("ascii")
-    except LookupError:
-        # lookup() fails for unknown names; encode() for bytes-to-bytes codecs.
-        return f"text in an unknown charset {_safe(charset)}"
-    except UnicodeError:
-        compatible = False
-    if not compatible:
-        return f"{_safe(charset)} is not a charset a vCard line can be written in"
-    return None
-
-
-def _in_own_charset(logical: _Logical) -> tuple[int, str, str | None] | None:
-    """A raw 8-bit value that names its CHARSET, read in it: (where the value
-    starts, its text, why it could not be read). None for any other line.
-
-    *logical* is bytes read as Latin-1.
-    """
-    text = logical.text
-    colon = _find_colon(text)
-    if colon < 0 or text[colon + 1 :].isascii():
-        return None  # ASCII reads alike in every charset we accept
-    charset = _charset_param(text[:colon])
-    if charset is None or _declares(text, _QP | _BASE64):
-        return None
-    raw = text[colon + 1 :].encode("latin-1")
-    problem = _charset_problem(charset)
-    if problem is None:
+def _codec(charset: str) -> str:
+    """Python's codec for a CHARSET parameter; _ValueProblem unless it is a charset
+    of :data:`_CHARSETS`. The charset's name is never shown."""
+    name = None
+    if _CHARSET_NAME.fullmatch(charset):
         try:
-            return colon + 1, raw.decode(charset), None
-        except UnicodeDecodeError:
-            problem = f"bytes that are not valid {_safe(charset)} text"
-    # The card is rejected if it uses this property; the text is never shown.
-    return colon + 1, raw.decode("utf-8", "replace"), problem
+            name = codecs.lookup(charset).name
+        except (LookupError, ValueError):
+            name = None
+    if name is None:
+        msg = "a CHARSET parameter that names an unknown charset"
+        raise _ValueProblem(msg)
+    if name not in _CHARSETS:
+        msg = "a CHARSET parameter that names no text charset vCards are written in"
+        raise _ValueProblem(msg)
+    return name
+
+
+def _own_charset(raw: bytes | bytearray, max_head: int) -> tuple[int, str] | None:
+    """Where a raw 8-bit value that names its CHARSET starts, and that charset;
+    None for any other content line (ASCII reads alike in every charset allowed),
+    and for one whose parameters are over *max_head* (it is refused anyway)."""
+    if _NOT_ASCII.search(raw) is None:
+        return None
+    head = _head_of(raw, 0, len(raw), max_head)
+    start = len(head) + 1
+    if start > len(raw) or len(head) > max_head or _NOT_ASCII.search(raw, start) is None:
+        return None
+    charset = _charset_param(head)
+    if charset is None or _encodings(head) & (_QP | _BASE64):
+        return None
+    return start, charset
+
+
+def _in_charset(raw: bytes | bytearray, charset: str) -> tuple[str, str | None]:
+    """A raw value read in *charset*, and why it could not be (then it is never shown)."""
+    try:
+        return raw.decode(_codec(charset)), None
+    except _ValueProblem as problem:
+        reason = str(problem)
+    except UnicodeDecodeError:
+        reason = "bytes that are not valid text in the charset its CHARSET parameter names"
+    # The card is rejected if it uses this property.
+    return raw.decode("utf-8", "replace"), reason
+
+
+def _decoded(
+    line: int, raw: bytes | bytearray, encoding: str, errors: str, max_head: int | None
+) -> _Content:
+    """A content line's bytes as text in *encoding*; with *max_head* (bytes not yet
+    text), a raw value that names its CHARSET is read in that."""
+    split = None if max_head is None else _own_charset(raw, max_head)
+    end = len(raw) if split is None else split[0]
+    try:
+        head = (raw if split is None else raw[:end]).decode(encoding, errors)
+    except UnicodeDecodeError as error:
+        raise _Undecodable(line, error.start, bytes(raw[:200])) from None
+    if split is None:
+        return line, head, None
+    value, problem = _in_charset(raw[end:], split[1])
+    return line, head + value, problem
 
 
 def _decode_lines(
-    lines: Sequence[_Logical],
-    own: Sequence[tuple[int, str, str | None] | None],
-    encoding: str,
-) -> list[_Content] | tuple[_Logical, int]:
-    """*lines* decoded in *encoding*, each value with a CHARSET of its own in that;
-    else the line that failed and where in it."""
+    data: bytes, start: int, encoding: str, errors: str, max_head: int, *, charsets: bool
+) -> list[_Content]:
+    """Every content line of ``data[start:]`` as text (see :func:`_decoded`);
+    :class:`_Undecodable` for the first that cannot be."""
     found: list[_Content] = []
-    for logical, value in zip(lines, own, strict=True):
-        end = len(logical.text) if value is None else value[0]
-        try:
-            head = logical.text[:end].encode("latin-1").decode(encoding)
-        except UnicodeDecodeError as error:
-            return logical, error.start
-        if value is None:
-            found.append((logical.line, head, None))
-        else:
-            found.append((logical.line, head + value[1], value[2]))
+    own = max_head if charsets else None
+
+    def take(line: int, offset: int, raw: bytes | bytearray) -> None:
+        found.append(_decoded(line, raw, encoding, errors, own))
+
+    _unfold(data, start, _Assembler(data, take), max_head)
     return found
 
 
-def _mixes_utf8(
-    lines: Sequence[_Logical], own: Sequence[tuple[int, str, str | None] | None]
-) -> bool:
-    """Whether the unfolded *lines* hold UTF-8 sequences of accented text, as
-    :func:`~sourcetruth.adapters.sources.text.looks_like_utf8` sees them, outside the
-    values that name their own CHARSET (those are read in it, not "mixed")."""
-    for logical, value in zip(lines, own, strict=True):
-        end = len(logical.text) if value is None else value[0]
-        if looks_like_utf8(logical.text[:end].encode("latin-1")):
-            return True
-    return False
+def _mixes_utf8(data: bytes, start: int, max_head: int) -> bool:
+    """Whether the content lines of ``data[start:]`` hold UTF-8 sequences of accented
+    text, as :func:`~sourcetruth.adapters.sources.text.looks_like_utf8` sees them,
+    outside the values that name their own CHARSET (those are read in it, not "mixed")."""
+    mixed = False
+
+    def take(line: int, offset: int, raw: bytes | bytearray) -> None:
+        nonlocal mixed
+        split = _own_charset(raw, max_head)
+        mixed = mixed or looks_like_utf8(bytes(raw if split is None else raw[: split[0]]))
+
+    _unfold(data, start, _Assembler(data, take), max_head)
+    return mixed
 
 
-def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Content]:
+def _content_lines(
+    data: bytes | str, file: str, allow_cp1252: bool, max_head: int
+) -> list[_Content]:
     """The unfolded content lines of *data*, as text.
 
     Bytes without a UTF-16 byte-order mark are unfolded before they are
@@ -520,64 +803,77 @@ def _content_lines(data: bytes | str, file: str, allow_cp1252: bool) -> list[_Co
     except a raw value that names its own CHARSET (module docstring).
     """
     if isinstance(data, str) or data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return [(lg.line, lg.text, None) for lg in _logical_lines(_text(data, file, allow_cp1252))]
+        # Already text, so CHARSET says nothing more; unfolded as UTF-8, which
+        # keeps the lone surrogates text given as str may hold.
+        text = _text(data, file, allow_cp1252).encode("utf-8", "surrogatepass")
+        return _decode_lines(text, 0, "utf-8", "surrogatepass", max_head, charsets=False)
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    lines = _logical_lines(data[skip:].decode("latin-1"))
-    own = [_in_own_charset(logical) for logical in lines]
-    found = _decode_lines(lines, own, "utf-8")
-    if isinstance(found, list):
-        return found
+    try:
+        return _decode_lines(data, skip, "utf-8", "strict", max_head, charsets=True)
+    except _Undecodable as undecodable:
+        failed = undecodable
     if skip:
         reason = "not valid utf-8 after its byte-order mark"
     elif not allow_cp1252:
         reason = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
-    elif _mixes_utf8(lines, own):
+    elif _mixes_utf8(data, skip, max_head):
         # As decode(): part UTF-8, part not (two exports joined): reading it
         # all as cp1252 would turn every UTF-8 name into mojibake.
         reason = "the file mixes UTF-8 with another encoding"
     else:
         # As decode(): a file that is not UTF-8 is cp1252 as a whole.
-        found = _decode_lines(lines, own, "cp1252")
-        if isinstance(found, list):
-            return found
+        try:
+            return _decode_lines(data, skip, "cp1252", "strict", max_head, charsets=True)
+        except _Undecodable as undecodable:
+            failed = undecodable
         reason = "neither UTF-8 nor cp1252"
-    logical, index = found
-    offset = skip + logical.offset(index)
-    raise _undecodable(file, logical.line, logical.text[:200], reason, offset)
+    offset = _locate(data, skip, max_head, failed.line, failed.index)
+    raise _undecodable(file, failed.line, failed.head, reason, offset)
 
 
-def _find_colon(text: str) -> int:
-    """The colon that ends a content line's name and parameters (quotes respected)."""
+def _find_colon(text: str, limit: int) -> int:
+    """The colon that ends a content line's name and parameters, outside quotes;
+    the first colon when there is none outside them or a quote is left open.
+
+    Past *limit* characters it stops looking and gives a colon past them: a
+    line with parameters that long is refused whichever colon ends them.
+    """
     colon = text.find(":")
     quote = text.find('"')
-    if colon < 0 or quote < 0 or colon < quote:
-        return colon  # no quoted parameter before the first colon: the usual line
-    quoted = False
-    for index, char in enumerate(text):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            return index
-    # An unbalanced quote in a parameter: fall back to the first colon.
-    return text.find(":")
+    while colon >= 0 and 0 <= quote < colon:
+        if quote > limit:
+            return colon
+        close = text.find('"', quote + 1)
+        if close < 0:
+            return text.find(":")
+        if colon < close:
+            colon = text.find(":", close + 1)
+        quote = text.find('"', close + 1)
+    return colon if colon >= 0 else text.find(":")
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """*text* split at each *separator* outside double quotes (kept in the pieces); an
+    unclosed quote runs to the end."""
     if '"' not in text:
         return text.split(separator)
     pieces: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-            current.append(char)
-        elif char == separator and not quoted:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    pieces.append("".join(current))
+    start = 0
+    cut = text.find(separator)
+    quote = text.find('"')
+    while cut >= 0:
+        if 0 <= quote < cut:
+            close = text.find('"', quote + 1)
+            if close < 0:
+                break
+            if cut < close:
+                cut = text.find(separator, close + 1)
+            quote = text.find('"', close + 1)
+            continue
+        pieces.append(text[start:cut])
+        start = cut + 1
+        cut = text.find(separator, start)
+    pieces.append(text[start:])
     return pieces
 
 
@@ -589,15 +885,23 @@ def _unquote(value: str) -> str:
 
 
 def _parse_property(
-    line: int, text: str, file: str, problem: str | None = None
+    line: int, text: str, file: str, max_head: int, problem: str | None = None
 ) -> _Property | SourceDataError:
-    colon = _find_colon(text)
+    colon = _find_colon(text, max_head)
     if colon < 0:
         return SourceDataError(
             "a line that is not name[;parameters]:value (no colon)", file=file, line=line
         )
-    head, value = text[:colon], text[colon + 1 :]
-    segments = _split_outside_quotes(head, ";")
+    if colon > max_head:
+        # Before they are split: no property has parameters this long, photos included.
+        named = _NAME.match(text)
+        return SourceDataError(
+            f"parameters longer than {max_head} characters",
+            file=file,
+            line=line,
+            field=_field(named.group(2).upper()) if named else None,
+        )
+    segments = _split_outside_quotes(text[:colon], ";")
     match = _NAME.fullmatch(segments[0])
     if match is None:
         return SourceDataError(
@@ -622,25 +926,30 @@ def _parse_property(
             values = [t for v in values for t in v.split(",")]
         params.setdefault(name, []).extend(values)
     return _Property(
-        line, match.group(2).upper(), {k: tuple(v) for k, v in params.items()}, value, problem
+        line,
+        match.group(2).upper(),
+        {k: tuple(v) for k, v in params.items()},
+        text,
+        colon + 1,
+        problem,
     )
 
 
 def _split_cards(
-    lines: Sequence[_Content], file: str, problems: list[SourceDataError]
+    lines: Sequence[_Content], file: str, max_head: int, problems: list[SourceDataError]
 ) -> list[_Card]:
     cards: list[_Card] = []
     card: _Card | None = None
     for number, text, charset_problem in lines:
-        prop = _parse_property(number, text, file, charset_problem)
+        prop = _parse_property(number, text, file, max_head, charset_problem)
         if isinstance(prop, SourceDataError):
             problems.append(prop)
             continue
-        is_vcard = prop.value.strip().upper() == "VCARD"
+        is_vcard = prop.value_is("VCARD")
         if prop.name == "BEGIN" and is_vcard:
             if card is not None:
                 last = card.properties[-1] if card.properties else None
-                if card.nested or (last and last.name == "AGENT" and not last.value.strip()):
+                if card.nested or (last and last.name == "AGENT" and last.value_is("")):
                     # A 2.1 AGENT's own card: skipped with the AGENT.
                     card.nested += 1
                     card.lines.append(text)
@@ -672,7 +981,7 @@ def _split_cards(
                     "a property outside BEGIN:VCARD ... END:VCARD",
                     file=file,
                     line=number,
-                    field=prop.name,
+                    field=_field(prop.name),
                 )
             )
             continue
@@ -690,9 +999,8 @@ def _no_end(card: _Card, file: str) -> SourceDataError:
     )
 
 
-def _safe(text: str) -> str:
-    """*text* when it is a short token (a version, a charset), else a placeholder."""
-    return repr(text) if _SAFE_TOKEN.fullmatch(text) else "(not shown)"
+_QP_ESCAPE: Final = re.compile(r"=([0-9A-Fa-f]{2})?")
+_QP_MALFORMED: Final = re.compile(r"=(?![0-9A-Fa-f]{2})")
 
 
 def _quoted_printable(value: str, charset: str) -> tuple[str, bool]:
@@ -701,73 +1009,67 @@ def _quoted_printable(value: str, charset: str) -> tuple[str, bool]:
     Also says whether an ``=`` was not an escape (not followed by two hex
     digits): it is kept as written.
     """
-    try:
-        codecs.lookup(charset)
-    except LookupError:
-        msg = f"quoted-printable text in an unknown charset {_safe(charset)}"
-        raise _ValueProblem(msg) from None
+    codec = _codec(charset)
+    if value.isascii() and _QP_MALFORMED.search(value) is None:
+        # Every "=" is an escape and every other character ASCII, which every
+        # charset allowed writes as itself: binascii decodes exactly that.
+        try:
+            return binascii.a2b_qp(value).decode(codec), False
+        except UnicodeError:
+            msg = "quoted-printable bytes that are not valid text in its charset"
+            raise _ValueProblem(msg) from None
     raw = bytearray()
-    index = 0
     malformed = False
+    done = 0
     try:
-        while index < len(value):
-            char = value[index]
-            if char == "=":
-                if _HEX2.fullmatch(value, index + 1, index + 3):
-                    raw.append(int(value[index + 1 : index + 3], 16))
-                    index += 3
-                    continue
+        for escape in _QP_ESCAPE.finditer(value):
+            raw += value[done : escape.start()].encode(codec)
+            digits = escape.group(1)
+            if digits is None:
                 malformed = True
-            raw += char.encode(charset)
-            index += 1
-        return bytes(raw).decode(charset), malformed
-    except LookupError:
-        # codecs.lookup() also finds bytes-to-bytes codecs such as "base64".
-        msg_0 = f"{_safe(charset)} is not a text charset"
-        raise _ValueProblem(msg_0) from None
+                raw += b"="
+            else:
+                raw.append(int(digits, 16))
+            done = escape.end()
+        raw += value[done:].encode(codec)
+        return raw.decode(codec), malformed
     except UnicodeError:
-        msg_0 = f"quoted-printable bytes that are not valid {_safe(charset)} text"
-        raise _ValueProblem(msg_0) from None
+        msg = "quoted-printable bytes that are not valid text in its charset"
+        raise _ValueProblem(msg) from None
+
+
+_ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPE_21: Final = re.compile(r"\\([;,\\])")
+
+
+def _unescaped(escape: re.Match[str]) -> str:
+    char = escape.group(1)
+    return "\n" if char in "nN" else char
 
 
 def _unescape(text: str, version: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            following = text[index + 1]
-            if version != "2.1":
-                out.append("\n" if following in "nN" else following)
-                index += 2
-                continue
-            if following in ";,\\":
-                out.append(following)
-                index += 2
-                continue
-        out.append(char)
-        index += 1
-    return "".join(out)
+    if "\\" not in text:
+        return text
+    if version == "2.1":
+        return _ESCAPE_21.sub(r"\1", text)
+    return _ESCAPE.sub(_unescaped, text)
+
+
+_ESCAPE_OR: Final = {sep: re.compile(r"\\.|" + sep, re.DOTALL) for sep in ";,"}
 
 
 def _split_escaped(text: str, separator: str) -> list[str]:
-    """Split on *separator* where no backslash escapes it; escapes stay in the pieces."""
+    """Split on *separator* (``;`` or ``,``) where no backslash escapes it; escapes stay
+    in the pieces."""
+    if "\\" not in text:
+        return text.split(separator)
     pieces: list[str] = []
-    current: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            current.append(text[index : index + 2])
-            index += 2
-            continue
-        if char == separator:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        index += 1
-    pieces.append("".join(current))
+    start = 0
+    for found in _ESCAPE_OR[separator].finditer(text):
+        if found.group() == separator:
+            pieces.append(text[start : found.start()])
+            start = found.end()
+    pieces.append(text[start:])
     return pieces
 
 
@@ -810,10 +1112,13 @@ class _Found:
 class _CardReader:
     """Reads one card's properties into ContactData, collecting problems and notices."""
 
-    def __init__(self, card: _Card, file: str, problems: list[SourceDataError]) -> None:
+    def __init__(
+        self, card: _Card, file: str, problems: list[SourceDataError], max_field: int
+    ) -> None:
         self.card = card
         self.file = file
         self.problems = problems
+        self.max_field = max_field
         self.notices: list[Notice] = []
         self.version = ""
 
@@ -827,6 +1132,8 @@ class _CardReader:
 
     def raw(self, prop: _Property) -> str | None:
         """The property's text after its transfer encoding; None when skipped or broken."""
+        if not self.fits(prop):
+            return None
         if prop.problem is not None:
             self.problem(prop.problem, prop)
             return None
@@ -871,6 +1178,14 @@ class _CardReader:
             )
         return value
 
+    def fits(self, prop: _Property) -> bool:
+        """Whether *prop*'s value, as written, is within max_field (a problem when not):
+        checked before it is decoded. (Parameters are checked as lines are parsed.)"""
+        if prop.value_size > self.max_field:
+            self.problem(f"a value longer than {self.max_field} characters", prop)
+            return False
+        return True
+
     def text(self, prop: _Property) -> str | None:
         raw = self.raw(prop)
         return None if raw is None else _unescape(raw, self.version)
@@ -904,11 +1219,11 @@ class _CardReader:
                 )
             )
             return False
-        version = versions[0].value.strip()
+        version = versions[0].value.strip() if versions[0].value_size <= 32 else ""
         if version not in _READ_VERSIONS:
+            # Never the version itself: it is text of the file like any value.
             self.problem(
-                f"vCard version {_safe(version)} is not supported (2.1, 3.0 and 4.0 are)",
-                versions[0],
+                "the card's vCard version is not supported (2.1, 3.0 and 4.0 are)", versions[0]
             )
             return False
         self.version = version
@@ -967,6 +1282,11 @@ class _CardReader:
             value = _unescape(raw, self.version)
         if value_type != "text" and value[:9].lower() == "urn:uuid:":
             value = value[9:]
+        if "\r" in value:
+            # A CR before text that is not a property: the text after it may be
+            # anything (a name), and a key is shown wherever its record is.
+            self.problem("a UID with a carriage return in it", prop)
+            return None
         return value or None
 
     def name(self, prop: _Property) -> tuple[str, str] | None:
@@ -1070,22 +1390,41 @@ class _CardReader:
 
 
 def _derived_key(card: _Card) -> str:
-    text = "\n".join(line.rstrip(" \t") for line in card.lines)
-    return "derived-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """``derived-`` and 16 hex digits of the SHA-256 of the card's lines, joined by LF."""
+    digest = hashlib.sha256()
+    for index, line in enumerate(card.lines):
+        if index:
+            digest.update(b"\n")
+        digest.update(line.rstrip(" \t").encode("utf-8", "surrogatepass"))
+    return "derived-" + digest.hexdigest()[:16]
 
 
-def parse_vcards(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> AddressBookReading:
+def parse_vcards(
+    data: bytes | str,
+    *,
+    file: str,
+    allow_cp1252: bool = False,
+    max_field: int = DEFAULT_MAX_FIELD,
+) -> AddressBookReading:
     """Every card of a vCard 2.1, 3.0 or 4.0 file, each as a ``Record(key, ContactData)``.
 
     *file* names the file in errors and notices. Bytes are unfolded before
-    they are decoded (see the module docstring). Raises
-    :class:`~sourcetruth.RejectedFileError` with every problem of the file
-    when there is any: no entry of a rejected file is returned. A file with
-    no cards gives no entries and a ``no-cards`` notice.
+    they are decoded (see the module docstring). A property the reader uses
+    whose value or parameters, as written, are longer than *max_field*
+    characters is an error. Raises :class:`~sourcetruth.RejectedFileError`
+    with every problem of the file when there is any: no entry of a rejected
+    file is returned. A file with no cards gives no entries and a
+    ``no-cards`` notice.
     """
+    _check_max_field(max_field)
     problems: list[SourceDataError] = []
-    cards = _split_cards(_content_lines(data, file, allow_cp1252), file, problems)
-    reads = [r for r in (_CardReader(c, file, problems).read() for c in cards) if r is not None]
+    lines = _content_lines(data, file, allow_cp1252, max_field)
+    cards = _split_cards(lines, file, max_field, problems)
+    reads = [
+        r
+        for r in (_CardReader(c, file, problems, max_field).read() for c in cards)
+        if r is not None
+    ]
     taken = _uids(reads, file, problems)
     if problems:
         msg = f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied"
@@ -1226,6 +1565,12 @@ def _card_lines(record: Record, version: str) -> list[str]:
     return lines
 
 
+def _check_max_field(max_field: int) -> None:
+    if isinstance(max_field, bool) or not isinstance(max_field, int) or max_field < 1:
+        msg = "max_field must be a whole number of characters, at least 1"
+        raise UsageError(msg)
+
+
 def _check_version(version: str) -> None:
     if version not in _WRITE_VERSIONS:
         msg = f"vCard {version!r} cannot be written; versions are {', '.join(_WRITE_VERSIONS)}"
@@ -1274,18 +1619,26 @@ class VCardAdapter:
     """The address book as one vCard file: read every card, write them all back.
 
     Implements :class:`~sourcetruth.adapters.AddressBookAdapter`. Reading
-    accepts 2.1, 3.0 and 4.0; writing uses *version* (3.0 or 4.0) and
+    accepts 2.1, 3.0 and 4.0, refusing a value we read longer than
+    *max_field* characters (as the other readers); writing uses *version* (3.0 or 4.0) and
     replaces the file atomically, so a reader sees the old file or the new
     one, never half of either.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, version: str = "4.0", allow_cp1252: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        version: str = "4.0",
+        allow_cp1252: bool = False,
+        max_field: int = DEFAULT_MAX_FIELD,
     ) -> None:
         _check_version(version)
+        _check_max_field(max_field)
         self._path = Path(path)
         self._version = version
         self._allow_cp1252 = allow_cp1252
+        self._max_field = max_field
 
     def __repr__(self) -> str:
         return f"VCardAdapter({str(self._path)!r})"
@@ -1304,7 +1657,12 @@ class VCardAdapter:
         except OSError as error:
             msg = f"{self._path}: cannot read ({error.strerror})"
             raise AdapterError(msg) from None
-        return parse_vcards(data, file=str(self._path), allow_cp1252=self._allow_cp1252)
+        return parse_vcards(
+            data,
+            file=str(self._path),
+            allow_cp1252=self._allow_cp1252,
+            max_field=self._max_field,
+        )
 
     def write_entries(self, entries: Iterable[Record]) -> None:
         """Write *entries* as the whole book: a temporary file in the same folder, then a rename.
