@@ -1,14 +1,18 @@
 """Run one command in a fresh process and keep its wall time and peak memory.
 
-Shared by the end-to-end benchmarks. The peak is the child's own ``ru_maxrss``,
-read with :func:`os.wait4` when it exits, so each run is measured apart from
-every other child of the benchmark (``RUSAGE_CHILDREN`` would give the
-largest child so far).
+Shared by the end-to-end benchmarks. The peak is the child's own maximum
+resident set size. A child's ``ru_maxrss`` starts at the size of the process
+that forked it (Linux records the forked image's peak when it execs), so a
+benchmark holding hundreds of MiB would raise every small command's peak to
+its own. The child is therefore started by GNU ``time`` where it is
+installed, whose own few MiB are the floor; elsewhere the peak is read with
+:func:`os.wait4` and is floored by this process's size.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,10 +23,11 @@ from typing import IO, Any
 
 #: ``ru_maxrss`` is in KiB on Linux and in bytes on macOS.
 _RSS_UNIT = 1 if sys.platform == "darwin" else 1024
+_KEPT_OUTPUT = 64 * 1024
 
 
 class Ran:
-    """One finished child: its exit status, wall seconds, peak RSS (MiB) and output."""
+    """One finished child: its exit status, wall seconds, peak RSS (MiB) and output's end."""
 
     def __init__(self, code: int, wall_s: float, peak_mib: float, out: str, err: str) -> None:
         self.code = code
@@ -36,6 +41,19 @@ class Ran:
         return lines[-1] if lines else f"exit {self.code}"
 
 
+def _gnu_time() -> str | None:
+    found = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+    if found is None:
+        return None
+    probe = subprocess.run(
+        [found, "-f", "%M", "-o", os.devnull, "true"], capture_output=True, check=False
+    )
+    return found if probe.returncode == 0 else None
+
+
+GNU_TIME = _gnu_time()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -43,19 +61,30 @@ def run(
     keep_output: bool = True,
 ) -> Ran:
     """Start *argv*, wait for it, and measure it from the start to the exit."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(mode="r", encoding="utf-8") as peak,
+    ):
         stdout: IO[bytes] | int = out if keep_output else subprocess.DEVNULL
+        timed = [GNU_TIME, "-f", "%M", "-o", peak.name, *argv] if GNU_TIME else list(argv)
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=stdout, stderr=err, env=dict(environ or os.environ))
+        child = subprocess.Popen(timed, stdout=stdout, stderr=err, env=dict(environ or os.environ))
         _pid, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
+        peak_mib = usage.ru_maxrss * _RSS_UNIT / 2**20
+        if GNU_TIME:
+            lines = peak.read().split()
+            peak_mib = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else float("nan")
+        # Only the end of the output is kept: what a command says it did is on its last line,
+        # and a dry run to every guardian prints a line per delivery.
+        out.seek(max(0, out.seek(0, os.SEEK_END) - _KEPT_OUTPUT))
         err.seek(0)
         return Ran(
             child.returncode,
             wall,
-            usage.ru_maxrss * _RSS_UNIT / 2**20,
+            peak_mib,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
         )
