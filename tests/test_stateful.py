@@ -13,9 +13,12 @@ instant already visited never changes (only an erasure may rewrite history).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -60,6 +63,8 @@ from sourcetruth import (
     normalise_phone,
     recipients,
 )
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.journal import run_of
 from sourcetruth.merge import Change
 from sourcetruth.testing import strategies as sts
 
@@ -727,3 +732,38 @@ BookMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestBook = BookMachine.TestCase
+
+
+class SqliteBookMachine(BookMachine):
+    """The same machine, each merge committed to an SQLite store and the book loaded back.
+
+    The book it goes on with is the one the store loads, which reads its
+    rows lazily from the file: every invariant is checked against it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="sourcetruth-stateful-"))
+        self.store = SqliteStore(self.folder / "book.sqlite")
+
+    def apply(self, change: Change, at: datetime, by: str = "machine") -> MergeResult:
+        before = self.book
+        result = super().apply(change, at, by)
+        self.store.commit(before, result, run_of(before, (change,), result.report, at=at, by=by))
+        loaded = self.store.load()
+        assert dumps(loaded) == dumps(result.book)
+        self.book = loaded
+        return result
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+SqliteBookMachine.TestCase.settings = settings(
+    max_examples=15,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestBookInSqlite = SqliteBookMachine.TestCase

@@ -1,8 +1,9 @@
 """The draft: a copy-on-write working copy of a book for one merge (package-private).
 
 :func:`~sourcetruth.merge` applies a change to a :class:`Draft` of the book,
-never to the book itself: the draft copies a source's records, the contacts,
-the overrides only when the change touches them, and notes as it goes what
+never to the book itself: the draft lays an :class:`~sourcetruth._overlay.Overlay` over each of
+the book's maps, so it writes only what the change touches and copies
+nothing, and it notes as it goes what
 the report will say (contacts created and affected, overrides set, ended and
 kept, values kept raw, possible duplicates). A change that raises leaves the
 book as it was; :meth:`Draft.book` is the new book.
@@ -20,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from sourcetruth._overlay import Overlay, settled
 from sourcetruth.effective import comparable, version_at
 from sourcetruth.exceptions import UnknownRecordError
 from sourcetruth.model import (
@@ -53,11 +55,10 @@ class Draft:
         self.by = by
         self.seq = book.seq + 1
         self.records: dict[str, Mapping[str, RecordState]] = dict(book.records)
-        self._copied: dict[str, dict[str, RecordState]] = {}
-        self.contacts: Mapping[str, ContactEntry] = book.contacts
-        self._contacts_copied = False
-        self.overrides: dict[str, tuple[Override, ...]] = dict(book.overrides)
-        self.ended: dict[str, tuple[EndedOverride, ...]] = dict(book.ended_overrides)
+        self._copied: dict[str, Overlay[str, RecordState]] = {}
+        self.contacts: Overlay[str, ContactEntry] = Overlay(book.contacts)
+        self.overrides: Overlay[str, tuple[Override, ...]] = Overlay(book.overrides)
+        self.ended: Overlay[str, tuple[EndedOverride, ...]] = Overlay(book.ended_overrides)
         self.syncs = dict(book.syncs)
         self.groups = dict(book.groups)
         self.affected: set[str] = set()
@@ -80,9 +81,10 @@ class Draft:
         """Drop the working copy of a source that no longer holds any record."""
         self._copied.pop(source, None)
 
-    def states(self, source: str) -> dict[str, RecordState]:
+    def states(self, source: str) -> Overlay[str, RecordState]:
+        """The source's records, to write to."""
         if source not in self._copied:
-            self._copied[source] = dict(self.records.get(source, {}))
+            self._copied[source] = Overlay(self.records.get(source, {}))
             self.records[source] = self._copied[source]
         return self._copied[source]
 
@@ -129,24 +131,38 @@ class Draft:
         return state
 
     def put_contact(self, entry: ContactEntry) -> None:
-        if not self._contacts_copied:
-            self.contacts = dict(self.contacts)
-            self._contacts_copied = True
-        assert isinstance(self.contacts, dict)
         self.contacts[entry.id] = entry
 
     def drop_contact(self, cid: str) -> None:
-        self.put_contact(self.contacts[cid])  # ensures the copy
-        assert isinstance(self.contacts, dict)
         del self.contacts[cid]
 
     def book(self) -> Book:
-        """The book as the draft stands: the merge's result, or for queries within it."""
+        """The book as the draft stands: the merge's result, or for queries within it.
+
+        The draft's overlays are sealed into the book, and the draft goes on
+        writing over them: the book never changes after it is made.
+        """
+        records: dict[str, Mapping[str, RecordState]] = {}
+        for source, states in list(self.records.items()):
+            records[source] = settled(states)
+            if source in self._copied:
+                self._copied[source] = Overlay(records[source])
+                self.records[source] = self._copied[source]
+        contacts, overrides, ended = (
+            settled(self.contacts),
+            settled(self.overrides),
+            settled(self.ended),
+        )
+        self.contacts, self.overrides, self.ended = (
+            Overlay(contacts),
+            Overlay(overrides),
+            Overlay(ended),
+        )
         return Book(
-            records=self.records,
-            contacts=self.contacts,
-            overrides={k: v for k, v in self.overrides.items() if v},
-            ended_overrides=self.ended,
+            records=records,
+            contacts=contacts,
+            overrides=overrides,
+            ended_overrides=ended,
             syncs=self.syncs,
             groups=self.groups,
             seq=self.seq,
@@ -162,7 +178,11 @@ class Draft:
     ) -> None:
         """End *override* in this merge, or as of *expired_at* when its time ran out."""
         cid = override.contact_id
-        self.overrides[cid] = tuple(o for o in self.overrides.get(cid, ()) if o is not override)
+        left = tuple(o for o in self.overrides.get(cid, ()) if o is not override)
+        if left:
+            self.overrides[cid] = left
+        elif cid in self.overrides:
+            del self.overrides[cid]  # a book lists only the contacts with overrides in force
         if expired_at is None:
             ended = EndedOverride(override, self.at, outcome, self.by, self.sync)
         else:

@@ -15,6 +15,7 @@ from datetime import datetime
 import attrs
 from attrs import frozen
 
+from sourcetruth._overlay import changed_keys
 from sourcetruth.changes import Erase
 from sourcetruth.merge import Change
 from sourcetruth.model import Book, record_id, utc
@@ -44,12 +45,12 @@ class Run:
 
 def erased_by(before: Book, after: Book) -> tuple[frozenset[str], frozenset[str]]:
     """The contact ids and record ids an erasure took out of the book (rule 13)."""
-    contacts = frozenset(before.contacts) - frozenset(after.contacts)
+    # Only the keys the merge touched are looked at: a book may read its rows lazily.
+    contacts = frozenset(changed_keys(before.contacts, after.contacts)[1])
     records = frozenset(
         record_id(source, key)
         for source, states in before.records.items()
-        for key in states
-        if key not in after.records.get(source, {})
+        for key in changed_keys(states, after.records.get(source, {}))[1]
     )
     return contacts, records
 

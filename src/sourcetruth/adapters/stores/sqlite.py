@@ -1,16 +1,21 @@
 """The book in SQLite (the standard library's ``sqlite3``): the embedded default store.
 
-One row per record, contact, list of overrides, source's syncs and group, each
-holding that entity's JSON (the book's own converter), and a journal of runs,
-each run's field changes in rows of their own, one per contact; a commit writes only
-the rows the merge changed, found by identity (the merge shares every object
-it did not change), in one transaction. The file is in WAL mode with
-``synchronous=FULL``: a commit that returned is on disk, a crash at any point
-leaves the book entirely old or entirely new, and a reader sees the last
-commit while a writer works, neither waiting for the other. Opening a book
-of this schema writes nothing and takes no lock another connection waits on.
-The schema version is recorded; a file written by a newer version is
-refused, never half read.
+One row per record (with the digest of its current data), contact, list of
+overrides, source's syncs and group, each holding that entity's JSON (the
+book's own converter), and a journal of runs, each run's field changes in
+rows of their own, one per contact (a contact the run created from one
+record: a short entry that stands for them). A loaded book reads its rows
+when asked for, all from one snapshot of the file (see
+:mod:`~sourcetruth.adapters.stores._sqlite_rows`): showing one contact of a
+million reads that contact's rows. A commit writes only the rows the merge
+changed, found from the overlays the merge laid over the loaded book, in
+one transaction. The file is in WAL mode with ``synchronous=FULL``: a
+commit that returned is on disk, a crash at any point leaves the book
+entirely old or entirely new, and a reader sees the last commit while a
+writer works, neither waiting for the other. Opening a book of this schema
+writes nothing and takes no lock another connection waits on. The schema
+version is recorded; an older file is upgraded when opened, and a file
+written by a newer version is refused, never half read.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import json
 import logging
 import os
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
@@ -29,6 +35,10 @@ from typing import Any, Final
 
 import attrs
 
+from sourcetruth._created import Created, compact, expand
+from sourcetruth._digest import record_digest
+from sourcetruth._overlay import changed_keys, root_of
+from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table, structure_row
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.model import (
@@ -50,12 +60,16 @@ _log = logging.getLogger(__name__)
 #: Bumped whenever the tables change incompatibly. 2: a run's field changes
 #: moved to ``run_changes``, a row per contact; a file of schema 1 is upgraded
 #: when opened (its runs keep their changes inline, and read the same).
-SCHEMA_VERSION: Final = 2
+#: 3: ``records.digest``, and a created contact's changes in ``run_changes``
+#: as one short entry (a JSON object; a list of changes is still read as it
+#: is); a file of schema 1 or 2 is upgraded when opened.
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, key)
+    source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, digest TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (source, key)
 );
 CREATE TABLE IF NOT EXISTS contacts (id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -74,6 +88,7 @@ CREATE TABLE IF NOT EXISTS run_changes (
     n INTEGER NOT NULL, i INTEGER NOT NULL, contact_id TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (n, i)
 );
+CREATE INDEX IF NOT EXISTS run_changes_by_contact ON run_changes (contact_id);
 """
 
 # The book's flat maps: attribute, table, key column, and the type of one value.
@@ -92,15 +107,6 @@ def _json(value: object) -> str:
     )
 
 
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """Keys to write (new or replaced) and keys to delete, by object identity."""
-    if old is new:
-        return [], []
-    write = [k for k, v in new.items() if old.get(k) is not v]
-    gone = [k for k in old if k not in new]
-    return write, gone
-
-
 class SqliteStore:
     """A book and its journal in one SQLite file.
 
@@ -113,6 +119,8 @@ class SqliteStore:
     ) -> None:
         self.path = Path(path)
         self._hook = statement_hook
+        #: The snapshots of the books loaded from here and still held somewhere.
+        self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Read the version before changing anything: a newer book is
@@ -157,6 +165,15 @@ class SqliteStore:
         # for it (a read command during a long sync). The mode stays with the file.
         self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction():
+            # Another process may have upgraded the file while this one waited for the lock.
+            version = self._schema_version()
+            if version is not None and version < 3:
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+                if "digest" not in columns:
+                    self._db.execute(
+                        "ALTER TABLE records ADD COLUMN digest TEXT NOT NULL DEFAULT ''"
+                    )
+                self._fill_digests()
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -165,11 +182,30 @@ class SqliteStore:
                 (str(SCHEMA_VERSION),),
             )
             if version is not None and version < SCHEMA_VERSION:
-                # The tables above are all an upgrade needs: old runs read as they are.
+                # Old runs read as they are: their changes are lists, never short entries.
                 self._db.execute(
                     "UPDATE meta SET value=? WHERE name='schema_version'",
                     (str(SCHEMA_VERSION),),
                 )
+
+    def _fill_digests(self) -> None:
+        """Give every record of an older file its digest (part of the upgrade's transaction)."""
+        last = ("", "")
+        while True:
+            rows = self._db.execute(
+                "SELECT source, key, data FROM records WHERE (source, key) > (?, ?) "
+                "ORDER BY source, key LIMIT 2048",
+                last,
+            ).fetchall()
+            if not rows:
+                return
+            for source, key, data in rows:
+                state = structure_row(data, RecordState)
+                self._db.execute(
+                    "UPDATE records SET digest=? WHERE source=? AND key=?",
+                    (record_digest(state.current.data), source, key),
+                )
+            last = (rows[-1][0], rows[-1][1])
 
     def _schema_version(self) -> int | None:
         exists = self._db.execute(
@@ -199,6 +235,7 @@ class SqliteStore:
             raise
 
     def close(self) -> None:
+        """Close the file. A book loaded from it stays readable: its snapshot closes with it."""
         self._db.close()
 
     def _meta(self, name: str) -> str | None:
@@ -206,42 +243,28 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     def load(self) -> Book:
-        """The book as the last commit left it (an empty book for a new file)."""
+        """The book as the last commit left it (an empty book for a new file).
+
+        Its records, contacts and overrides are read from the file when asked
+        for, each row once, all as of this commit (one snapshot of the file,
+        held until the book is dropped); the rest is read now.
+        """
         try:
-            with self._transaction("DEFERRED"):  # one snapshot of the file: never a torn book
-                return self._load()
-        except (sqlite3.DatabaseError, ValueError, TypeError) as error:
+            snapshot = Snapshot(self.path)
+        except sqlite3.DatabaseError as error:
+            msg = f"cannot open the book {self.path.name}: {error}"
+            raise AdapterError(msg) from None
+        try:
+            book = _load(snapshot)
+        except (ValueError, TypeError) as error:
+            snapshot.close()
             msg = f"the book in {self.path.name} cannot be read: {type(error).__name__}"
             raise SourceDataError(msg, file=self.path.name) from None
-
-    def _load(self) -> Book:
-        records: dict[str, dict[str, RecordState]] = {}
-        for source, key, data in self._db.execute(
-            "SELECT source, key, data FROM records ORDER BY source, key"
-        ):
-            state = converter.structure(json.loads(data), RecordState)
-            records.setdefault(source, {})[key] = state
-        maps: dict[str, dict[str, Any]] = {}
-        for attribute, table, column, kind in _MAPS:
-            rows = self._db.execute(f"SELECT {column}, data FROM {table} ORDER BY {column}")
-            maps[attribute] = {k: converter.structure(json.loads(d), kind) for k, d in rows}
-        suppressed = frozenset(
-            d for (d,) in self._db.execute("SELECT digest FROM suppressed ORDER BY digest")
-        )
-        seq = self._meta("seq")
-        updated = self._meta("updated_at")
-        return Book(
-            records=records,
-            contacts=maps["contacts"],
-            overrides=maps["overrides"],
-            ended_overrides=maps["ended_overrides"],
-            syncs=maps["syncs"],
-            groups=maps["groups"],
-            seq=0 if seq is None else int(seq),
-            updated_at=datetime.fromisoformat(updated) if updated else None,
-            suppressed=suppressed,
-            suppression_check=self._meta("suppression_check") or "",
-        )
+        except BaseException:
+            snapshot.close()
+            raise
+        self._snapshots.add(snapshot)
+        return book
 
     def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
         count[0] += 1
@@ -250,9 +273,19 @@ class SqliteStore:
         return self._db.execute(sql, args)
 
     def commit(self, before: Book, result: MergeResult, run: Run) -> None:
-        """Write ``result.book`` in place of *before*, and *run*, in one transaction."""
+        """Write ``result.book`` in place of *before*, and *run*, in one transaction.
+
+        Afterwards *before*, ``result.book`` and every book made from *before*
+        read the file as this commit left it: each row the merge changed was
+        read (and kept) through *before* first, so they answer as they did.
+        After an erasure, the other books loaded from this store are closed,
+        so that no old snapshot still holds the person: reading one raises
+        :class:`~sourcetruth.exceptions.ConflictError`.
+        """
         after = result.book
         count = [0]
+        mine = _snapshots_of(before)
+        moves: list[tuple[Table[Any], list[str], list[str]]] = []
         try:
             with self._transaction():
                 stored = self._meta("seq")
@@ -260,17 +293,26 @@ class SqliteStore:
                     msg = "the book was changed by another run since it was loaded"
                     raise ConflictError(msg)
                 if after is not before:
-                    self._write(before, after, count)
+                    moves = self._write(before, after, count)
                 if result.report.erased:
                     gone = erased_by(before, after)
                     self._redact_journal(*gone, count)
                     run = redact(run, *gone)  # the erasing run names nobody either
-                self._journal(run, count)
+                self._journal(run, count, after)
         except sqlite3.DatabaseError as error:
             msg = f"cannot write the book {self.path.name}: {error}"
             raise AdapterError(msg, retryable=True) from None
-        if result.report.erased:
-            self._forget()
+        with ExitStack() as moving:
+            for snapshot in mine:
+                moving.enter_context(snapshot.moved_to(after.seq))
+            for table, added, removed in moves:
+                table.moved(added, removed)
+            if result.report.erased:
+                # A reader's snapshot keeps old pages in use: the others end here.
+                for snapshot in list(self._snapshots):
+                    if snapshot not in mine:
+                        snapshot.close("stale")
+                self._forget()
 
     def _forget(self) -> None:
         """After an erasure, leave no page of the file or its WAL holding what was erased.
@@ -292,13 +334,16 @@ class SqliteStore:
         if busy:  # a reader still holds an old snapshot: the WAL empties at a later commit
             _log.warning("a reader kept %s's WAL from being emptied", self.path.name)
 
-    def _journal(self, run: Run, count: list[int]) -> None:
+    def _journal(self, run: Run, count: list[int], after: Book) -> None:
         """Add *run* to the journal: its field changes in rows of their own, a row per contact.
 
         A report's changes grow with the book (an initial sync of a million
         contacts holds about five million), past what one SQLite value may
         hold; a row per contact also lets an erasure delete the person's rows.
+        A contact the run created from one record is one short entry
+        (:class:`~sourcetruth._created.Created`) read back from *after*'s rows.
         """
+        created = frozenset(run.report.created)
         bare = attrs.evolve(run, report=attrs.evolve(run.report, changes=()))
         cursor = self._execute(
             count,
@@ -307,11 +352,13 @@ class SqliteStore:
         )
         n = cursor.lastrowid
         by_contact = groupby(run.report.changes, key=attrgetter("contact_id"))
-        for i, (contact_id, changes) in enumerate(by_contact):
+        for i, (contact_id, group) in enumerate(by_contact):
+            changes = tuple(group)
+            short = compact(contact_id, changes, created, after) if created else None
             self._execute(
                 count,
                 "INSERT INTO run_changes VALUES (?, ?, ?, ?)",
-                (n, i, contact_id, _json(tuple(changes))),
+                (n, i, contact_id, _json(changes if short is None else short)),
             )
 
     def _redact_journal(
@@ -326,23 +373,36 @@ class SqliteStore:
             if kept is not run:
                 self._execute(count, "UPDATE runs SET data=? WHERE n=?", (_json(kept), n))
 
-    def _write(self, before: Book, after: Book, count: list[int]) -> None:
+    def _write(
+        self, before: Book, after: Book, count: list[int]
+    ) -> list[tuple[Table[Any], list[str], list[str]]]:
+        """Write the rows that differ; for each table *before* reads, the keys added and removed."""
+        moves: list[tuple[Table[Any], list[str], list[str]]] = []
+
+        def moved(old: Mapping[str, Any], write: list[str], gone: list[str]) -> None:
+            root = root_of(old)
+            if isinstance(root, Table) and (write or gone):
+                moves.append((root, [k for k in write if k not in old], gone))
+
         for source in sorted(set(before.records) | set(after.records)):
             old = before.records.get(source, {})
             new = after.records.get(source, {})
-            write, gone = _changed(old, new)
+            write, gone = changed_keys(old, new)
+            moved(old, write, gone)
             for key in write:
+                state = new[key]
                 self._execute(
                     count,
-                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                    (source, key, _json(new[key])),
+                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
+                    (source, key, _json(state), record_digest(state.current.data)),
                 )
             for key in gone:
                 self._execute(count, "DELETE FROM records WHERE source=? AND key=?", (source, key))
         for attribute, table, column, _kind in _MAPS:
             old_map = getattr(before, attribute)
             new_map = getattr(after, attribute)
-            write, gone = _changed(old_map, new_map)
+            write, gone = changed_keys(old_map, new_map)
+            moved(old_map, write, gone)
             for key in write:
                 self._execute(
                     count,
@@ -364,19 +424,95 @@ class SqliteStore:
         )
         for name, value in meta:
             self._execute(count, "INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        return moves
 
     def journal(self) -> tuple[Run, ...]:
-        """Every run committed, oldest first."""
-        changes: dict[int, list[FieldChange]] = {}
-        for n, data in self._db.execute("SELECT n, data FROM run_changes ORDER BY n, i"):
-            changes.setdefault(n, []).extend(
-                converter.structure(json.loads(data), tuple[FieldChange, ...])
-            )
-        runs = []
-        for n, data in self._db.execute("SELECT n, data FROM runs ORDER BY n"):
-            run = converter.structure(json.loads(data), Run)
-            if n in changes:  # a run of schema 1 holds its changes inline, and has no rows
-                report = attrs.evolve(run.report, changes=(*run.report.changes, *changes[n]))
-                run = attrs.evolve(run, report=report)
-            runs.append(run)
-        return tuple(runs)
+        """Every run committed, oldest first (read from one snapshot of the file)."""
+        try:
+            snapshot = Snapshot(self.path)
+        except sqlite3.DatabaseError as error:
+            msg = f"cannot open the book {self.path.name}: {error}"
+            raise AdapterError(msg) from None
+        try:
+            return _journal_of(snapshot)
+        except (ValueError, TypeError) as error:
+            msg = f"the journal in {self.path.name} cannot be read: {type(error).__name__}"
+            raise SourceDataError(msg, file=self.path.name) from None
+        finally:
+            snapshot.close()
+
+
+#: The sources that hold records, one index step each (not a scan of every record).
+_SOURCES: Final = """
+WITH RECURSIVE s(source) AS (
+    SELECT min(source) FROM records
+    UNION ALL
+    SELECT (SELECT min(source) FROM records WHERE source > s.source) FROM s
+    WHERE s.source IS NOT NULL
+)
+SELECT source FROM s WHERE source IS NOT NULL
+"""
+
+
+def _load(snapshot: Snapshot) -> Book:
+    """The book *snapshot* holds: its big maps read lazily, the rest now."""
+    meta = dict(snapshot.rows("SELECT name, value FROM meta"))
+    records: dict[str, Mapping[str, RecordState]] = {
+        source: Table(snapshot, "records", "key", RecordState, "source=?", (source,))
+        for (source,) in snapshot.rows(_SOURCES)
+    }
+    small: dict[str, dict[str, Any]] = {}
+    for attribute, table, column, kind in _MAPS[3:]:
+        rows = snapshot.rows(f"SELECT {column}, data FROM {table} ORDER BY {column}")
+        small[attribute] = {k: structure_row(d, kind) for k, d in rows}
+    suppressed = frozenset(
+        d for (d,) in snapshot.rows("SELECT digest FROM suppressed ORDER BY digest")
+    )
+    seq = meta.get("seq")
+    updated = meta.get("updated_at")
+    return Book(
+        records=records,
+        contacts=Table(snapshot, "contacts", "id", ContactEntry),
+        overrides=Table(snapshot, "overrides", "contact_id", tuple[Override, ...]),
+        ended_overrides=Table(snapshot, "ended_overrides", "contact_id", tuple[EndedOverride, ...]),
+        syncs=small["syncs"],
+        groups=small["groups"],
+        seq=0 if seq is None else int(seq),
+        updated_at=datetime.fromisoformat(updated) if updated else None,
+        suppressed=suppressed,
+        suppression_check=meta.get("suppression_check") or "",
+    )
+
+
+def _snapshots_of(book: Book) -> set[Snapshot]:
+    """The snapshots *book*'s maps read from (one, for a book loaded from a store)."""
+    maps: list[Mapping[str, Any]] = [
+        *book.records.values(),
+        book.contacts,
+        book.overrides,
+        book.ended_overrides,
+    ]
+    return {root.snapshot for root in map(root_of, maps) if isinstance(root, Table)}
+
+
+def _journal_of(snapshot: Snapshot) -> tuple[Run, ...]:
+    """Every run *snapshot* holds, a created contact's short entry read back as its changes."""
+    book: Book | None = None
+    changes: dict[int, list[FieldChange]] = {}
+    for n, contact_id, data in snapshot.rows(
+        "SELECT n, contact_id, data FROM run_changes ORDER BY n, i"
+    ):
+        if data.startswith("{"):
+            book = book or _load(snapshot)
+            found = expand(structure_row(data, Created), contact_id, book)
+        else:
+            found = structure_row(data, tuple[FieldChange, ...])
+        changes.setdefault(n, []).extend(found)
+    runs = []
+    for n, data in snapshot.rows("SELECT n, data FROM runs ORDER BY n"):
+        run = structure_row(data, Run)
+        if n in changes:  # a run of schema 1 holds its changes inline, and has no rows
+            report = attrs.evolve(run.report, changes=(*run.report.changes, *changes[n]))
+            run = attrs.evolve(run, report=report)
+        runs.append(run)
+    return tuple(runs)

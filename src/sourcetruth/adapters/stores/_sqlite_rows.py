@@ -1,0 +1,264 @@
+"""A loaded SQLite book's rows, read when asked for, all from one snapshot of the file.
+
+:class:`Snapshot` is one read transaction on its own read-only connection:
+in WAL mode it keeps seeing the book as of one commit, whatever another
+connection or process commits meanwhile, and never takes the write lock.
+:class:`Table` is a read-only mapping over one table (or one source's
+records) of that snapshot: a key looked up reads and structures that row
+only, and keeps it; iterating reads the keys (or the rows, for the items) a
+page at a time, in key order; ``len`` counts.
+
+A snapshot's connection is closed when nothing holds the book any more (a
+weak finalizer: a book outlives the store it was loaded from, as a value
+should), or when an erasure must empty the write-ahead log; a read after
+that raises a typed error, never a ``sqlite3`` one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+import threading
+import weakref
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from contextlib import contextmanager
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from sourcetruth._overlay import StreamedItems, StreamedValues
+from sourcetruth.exceptions import AdapterError, ConflictError, SourceDataError
+from sourcetruth.serialise import converter
+
+__all__ = ["Snapshot", "Table", "structure_row"]
+
+V = TypeVar("V")
+
+#: Rows read per query while iterating: a page, so no cursor stays open between reads.
+PAGE: Final = 2048
+
+_ABSENT: Final = object()
+
+
+def structure_row(text: str, kind: Any) -> Any:
+    """One stored row's JSON as the model object *kind* (every lazy read comes through here)."""
+    return converter.structure(json.loads(text), kind)
+
+
+class Snapshot:
+    """One read transaction on the file at *path*: the book as of one commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        # check_same_thread off: a book may be read from any thread; the lock serialises.
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False
+        )
+        self._finalizer = weakref.finalize(self, self._db.close)
+        # Never a write through here. Not opened read-only (mode=ro): a book may
+        # outlive its store, and the last connection to close empties the WAL.
+        self._db.execute("PRAGMA query_only=ON")
+        self._lock = threading.RLock()
+        self._why_closed = ""
+        self._db.execute("BEGIN")
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one query, read in this snapshot."""
+        with self._lock:
+            db = self._open()
+            try:
+                return db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as error:
+                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+                raise SourceDataError(msg, file=self.name) from None
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        found = self.rows(sql, args)
+        return found[0] if found else None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            if self._why_closed == "stale":
+                msg = (
+                    f"this book was loaded from {self.name} before a later change that "
+                    "it cannot see (an erasure, or another run): load it again"
+                )
+                raise ConflictError(msg)
+            msg = f"the store of this book ({self.name}) was closed: open it and load again"
+            raise AdapterError(msg)
+        return self._db
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def close(self, why: str = "closed") -> None:
+        """End the snapshot; a read after it raises (``why``: "closed" or "stale")."""
+        with self._lock:
+            if self._db is not None:
+                self._finalizer()
+                self._db = None
+                self._why_closed = why
+
+    @contextmanager
+    def moved_to(self, seq: int) -> Iterator[None]:
+        """Let go of the file while the body runs, then read it again as of merge *seq*.
+
+        For the store's own commit: the caller's book asked nothing of the
+        file that the merge changed without keeping it, so the same book
+        reads the same values from the new commit. If another run has
+        committed meanwhile, the snapshot is closed as stale.
+        """
+        with self._lock:
+            db = self._db
+            if db is None:
+                yield
+                return
+            db.execute("ROLLBACK")
+            try:
+                yield
+            finally:
+                try:
+                    db.execute("BEGIN")
+                    row = db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
+                    now = 0 if row is None else int(row[0])
+                except (sqlite3.DatabaseError, ValueError):
+                    now = -1
+                if now != seq:
+                    self.close("stale")
+
+
+class Table(Mapping[str, V]):
+    """One table of a :class:`Snapshot` (or one source's records), read a row at a time.
+
+    *where* selects the rows (``source=?`` for records, with *args*);
+    *column* is the key column; each row's ``data`` is structured as *kind*.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        table: str,
+        column: str,
+        kind: Any,
+        where: str = "1",
+        args: tuple[Any, ...] = (),
+    ) -> None:
+        self.snapshot = snapshot
+        self._kind = kind
+        self._args = args
+        self._one = f"SELECT data FROM {table} WHERE {where} AND {column}=?"
+        self._first_keys = f"SELECT {column} FROM {table} WHERE {where} ORDER BY {column} LIMIT ?"
+        self._next_keys = (
+            f"SELECT {column} FROM {table} WHERE {where} AND {column}>? ORDER BY {column} LIMIT ?"
+        )
+        self._first_items = (
+            f"SELECT {column}, data FROM {table} WHERE {where} ORDER BY {column} LIMIT ?"
+        )
+        self._next_items = (
+            f"SELECT {column}, data FROM {table} WHERE {where} AND {column}>? "
+            f"ORDER BY {column} LIMIT ?"
+        )
+        self._count = f"SELECT count(*) FROM {table} WHERE {where}"
+        self._cache: dict[str, Any] = {}
+        self._length: int | None = None
+        # Once the snapshot has moved on to a later commit (see Snapshot.moved_to):
+        # the keys it holds that this table did not, and those this table held that it lost.
+        self._hidden: set[str] = set()
+        self._extra: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<rows of {self.snapshot.name}: {len(self._cache)} read>"
+
+    def __reduce__(self) -> Any:
+        msg = "a book loaded from SQLite reads its file: copy it with dict() or dumps() to send it"
+        raise TypeError(msg)
+
+    def _structured(self, key: str, text: str) -> V:
+        try:
+            value = structure_row(text, self._kind)
+        except (ValueError, TypeError) as error:
+            name = self.snapshot.name
+            msg = f"the book in {name} cannot be read: {type(error).__name__}"
+            raise SourceDataError(msg, file=name) from None
+        kept: V = self._cache.setdefault(key, value)  # two threads: the first read wins
+        return kept
+
+    def moved(self, added: list[str], removed: list[str]) -> None:
+        """The snapshot moves on past a commit that *added* and *removed* these keys.
+
+        The table still answers as loaded: its values of the keys the commit
+        changed are kept already, and its keys are the snapshot's corrected by these.
+        """
+        for key in added:
+            if key in self._extra:
+                self._extra.discard(key)
+            else:
+                self._hidden.add(key)
+        for key in removed:
+            if key in self._hidden:
+                self._hidden.discard(key)
+            else:
+                self._extra.add(key)
+
+    def __getitem__(self, key: str) -> V:
+        found = self._cache.get(key, _ABSENT)
+        if found is _ABSENT:
+            if not isinstance(key, str) or key in self._hidden:
+                raise KeyError(key)
+            row = self.snapshot.one(self._one, (*self._args, key))
+            if row is None:
+                self._cache.setdefault(key, None)
+                raise KeyError(key)
+            return self._structured(key, row[0])
+        if found is None:  # known absent: no stored row is null
+            raise KeyError(key)
+        value: V = found
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        if self._length is None:
+            stored = int(self.snapshot.one(self._count, self._args)[0])
+            self._length = stored - len(self._hidden) + len(self._extra)
+        return self._length
+
+    def _pages(self, first: str, following: str) -> Iterator[Any]:
+        rows = self.snapshot.rows(first, (*self._args, PAGE))
+        while rows:
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            rows = self.snapshot.rows(following, (*self._args, rows[-1][0], PAGE))
+
+    def __iter__(self) -> Iterator[str]:
+        stored = (key for (key,) in self._pages(self._first_keys, self._next_keys))
+        for key in heapq.merge(stored, sorted(self._extra)):
+            if key not in self._hidden:
+                yield key
+
+    def iter_items(self) -> Iterator[tuple[str, V]]:
+        """Every row, in key order, each structured once (kept ones are not read again)."""
+        stored = self._pages(self._first_items, self._next_items)
+        extra = ((key, None) for key in sorted(self._extra))
+        for key, text in heapq.merge(stored, extra, key=itemgetter(0)):
+            if key in self._hidden:
+                continue
+            found = self._cache.get(key, _ABSENT)
+            if found is _ABSENT or found is None:
+                yield key, self._structured(key, text)
+            else:
+                yield key, found
+
+    def items(self) -> ItemsView[str, V]:
+        return StreamedItems(self)
+
+    def values(self) -> ValuesView[V]:
+        return StreamedValues(self)

@@ -1,0 +1,429 @@
+"""A book loaded from SQLite reads only the rows it is asked for, all from one snapshot.
+
+Rows are counted where every lazy read structures one (``structure_row``),
+never timed. The upgrade test opens a copy of a book written by the library
+of schema 2 (``tests/data/schema2.sqlite``, made by ``make_schema2_book.py``
+beside it) and checks every answer against what that library gave.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+
+from school import ROOT
+from sourcetruth import (
+    FIELDS,
+    Book,
+    ContactData,
+    Erase,
+    Phone,
+    Policy,
+    SetOverride,
+    Source,
+    SourceKind,
+    Status,
+    contact_at,
+    dumps,
+    explain,
+    merge,
+)
+from sourcetruth._digest import record_digest
+from sourcetruth.adapters.stores import _sqlite_rows
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.adapters.stores.sqlite import SCHEMA_VERSION, SqliteStore
+from sourcetruth.exceptions import ConflictError
+from sourcetruth.journal import run_of
+from sourcetruth.model import RecordState
+from sourcetruth.testing import strategies as sts
+from sourcetruth.testing.synthetic import policy as synthetic_policy
+from sourcetruth.testing.synthetic import school as synthetic_school
+
+DATA = ROOT / "tests" / "data"
+AT = datetime.fromisoformat("2026-11-23T02:00:00+00:00")
+POLICY = synthetic_policy()
+
+
+@pytest.fixture
+def structured(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The kinds of the rows a lazy book structures, one entry per row, as the test runs."""
+    seen: list[object] = []
+    real = _sqlite_rows.structure_row
+
+    def counting(text: str, kind: object) -> object:
+        seen.append(kind)
+        return real(text, kind)
+
+    monkeypatch.setattr(_sqlite_rows, "structure_row", counting)
+    return seen
+
+
+def book_of(path: Path, contacts: int) -> list[str]:
+    """A synced book of *contacts* MIS records at *path*; its contact ids, sorted."""
+    store = SqliteStore(path)
+    try:
+        snapshot = synthetic_school(contacts, seed=5).snapshot(AT - timedelta(minutes=5))
+        result = apply(store, snapshot, policy=POLICY, at=AT, by="nightly")
+        return sorted(result.report.created)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, list[str]]]:
+    """Books of 60 and 2,000 contacts, made once: copy one before changing it."""
+    folder = tmp_path_factory.mktemp("books")
+    return {n: (folder / f"{n}.db", book_of(folder / f"{n}.db", n)) for n in (60, 2_000)}
+
+
+def copied(books: dict[int, tuple[Path, list[str]]], n: int, tmp_path: Path) -> Path:
+    """A copy of the book of *n* contacts in *tmp_path*."""
+    target = tmp_path / f"{n}.db"
+    shutil.copyfile(books[n][0], target)
+    return target
+
+
+@pytest.fixture
+def opened() -> Iterator[list[SqliteStore]]:
+    """Stores a test opened; each is closed when the test ends."""
+    stores: list[SqliteStore] = []
+    yield stores
+    for store in stores:
+        store.close()
+
+
+class TestReadsOnlyWhatIsAsked:
+    @pytest.mark.parametrize("n", [60, 2_000])
+    def test_showing_one_contact_structures_a_few_rows(
+        self,
+        n: int,
+        books: dict[int, tuple[Path, list[str]]],
+        structured: list[object],
+        opened: list[SqliteStore],
+    ) -> None:
+        """show and explain of one contact structure the same handful of rows at 60 and 2,000."""
+        store = SqliteStore(books[n][0])
+        opened.append(store)
+        book = store.load()
+        assert structured == []  # loading reads no record, contact or override
+        cid = books[n][1][len(books[n][1]) // 2]
+        contact = contact_at(book, cid, policy=POLICY, at=AT)
+        for field in FIELDS:
+            explain(book, cid, field, policy=POLICY, at=AT)
+        assert contact.id == cid
+        assert len(structured) <= 4, structured  # its contact and its record, whatever n
+
+    def test_len_and_keys_read_no_value(
+        self, books: dict[int, tuple[Path, list[str]]], structured: list[object]
+    ) -> None:
+        """len counts and iteration reads keys: nothing is structured, and keys come sorted."""
+        store = SqliteStore(books[2_000][0])
+        try:
+            book = store.load()
+            assert len(book.contacts) == 2_000
+            assert list(book.contacts) == books[2_000][1]
+            assert len(book.records["mis"]) == 2_000
+        finally:
+            store.close()
+        assert structured == []
+
+    def test_an_override_set_and_committed_structures_a_few_rows(
+        self,
+        books: dict[int, tuple[Path, list[str]]],
+        structured: list[object],
+        tmp_path: Path,
+    ) -> None:
+        """merge(SetOverride) + commit on a lazy book of 2,000 reads and writes a few rows."""
+        path = copied(books, 2_000, tmp_path)
+        cid = next(c for c in books[2_000][1] if c.startswith("mis:"))
+        statements: list[int] = []
+        store = SqliteStore(path, statement_hook=statements.append)
+        try:
+            before = store.load()
+            at = AT + timedelta(hours=8)
+            change = SetOverride(cid, "given_name", ContactData(given_name="Edited"))
+            result = merge(before, change, policy=POLICY, at=at, by="office")
+            assert result.report.status is Status.APPLIED
+            store.commit(before, result, run_of(before, (change,), result.report, at=at, by="o"))
+            assert len(structured) <= 8, structured
+            assert len(statements) <= 6, statements  # the override, meta, the run
+            again = SqliteStore(path)
+            try:
+                shown = contact_at(again.load(), cid, policy=POLICY, at=at)
+            finally:
+                again.close()
+        finally:
+            store.close()
+        assert shown.data.given_name == "Edited"
+
+
+class TestOneSnapshot:
+    def test_a_loaded_book_keeps_its_commit_while_another_store_commits(
+        self, books: dict[int, tuple[Path, list[str]]], tmp_path: Path
+    ) -> None:
+        """Another store's commit is not seen by a book loaded before it, key read or not."""
+        path = copied(books, 60, tmp_path)
+        cid = books[60][1][0]
+        reader = SqliteStore(path)
+        writer = SqliteStore(path)
+        try:
+            old = reader.load()
+            at = AT + timedelta(hours=8)
+            change = SetOverride(cid, "given_name", ContactData(given_name="Later"))
+            apply(writer, change, policy=POLICY, at=at, by="office")
+            # Nothing of cid was read before the commit: the old values all the same.
+            assert cid not in old.overrides
+            assert contact_at(old, cid, policy=POLICY, at=at).data.given_name != "Later"
+            assert old.seq == 1
+            fresh = reader.load()
+            assert contact_at(fresh, cid, policy=POLICY, at=at).data.given_name == "Later"
+        finally:
+            reader.close()
+            writer.close()
+
+    def test_after_a_commit_the_books_before_and_after_answer_as_they_did(
+        self, books: dict[int, tuple[Path, list[str]]], tmp_path: Path
+    ) -> None:
+        """The committed book, the result and a dry run from the same load stay right."""
+        path = copied(books, 60, tmp_path)
+        ids = books[60][1]
+        store = SqliteStore(path)
+        try:
+            before = store.load()
+            at = AT + timedelta(hours=8)
+            edit = SetOverride(ids[0], "given_name", ContactData(given_name="Edited"))
+            other = SetOverride(ids[1], "given_name", ContactData(given_name="Dry"))
+            dry = merge(before, other, policy=POLICY, at=at, by="office").book
+            result = apply_to(store, before, edit, at)
+            fresh = store.load()
+            assert dumps(result.book) == dumps(fresh)
+            assert contact_at(before, ids[0], policy=POLICY, at=at).data.given_name != "Edited"
+            assert ids[0] not in before.overrides
+            # Its keys too: the override the commit added is not among them.
+            assert list(before.overrides) == []
+            assert len(before.overrides) == 0
+            assert list(result.book.overrides) == [ids[0]]
+            assert contact_at(dry, ids[1], policy=POLICY, at=at).data.given_name == "Dry"
+            assert contact_at(dry, ids[0], policy=POLICY, at=at).data.given_name != "Edited"
+            # The next merge and commit go on from the result, as a nightly loop does.
+            again = SetOverride(ids[2], "given_name", ContactData(given_name="Next"))
+            later = apply_to(store, result.book, again, at + timedelta(minutes=1))
+            assert dumps(later.book) == dumps(store.load())
+        finally:
+            store.close()
+
+
+def apply_to(store: SqliteStore, before: Book, change: SetOverride, at: datetime) -> object:
+    """Merge *change* into *before* and commit it to *store*; the result."""
+    result = merge(before, change, policy=POLICY, at=at, by="office")
+    store.commit(before, result, run_of(before, (change,), result.report, at=at, by="office"))
+    return result
+
+
+class TestClosing:
+    def test_a_book_outlives_its_store(self, books: dict[int, tuple[Path, list[str]]]) -> None:
+        """A book read after its store closed still answers (a book is a value)."""
+        store = SqliteStore(books[60][0])
+        book = store.load()
+        store.close()
+        assert contact_at(book, books[60][1][0], policy=POLICY, at=AT).id == books[60][1][0]
+
+    def test_a_dropped_book_lets_go_of_its_connection(
+        self, books: dict[int, tuple[Path, list[str]]]
+    ) -> None:
+        """Many loads hold no connection once their books are dropped."""
+        store = SqliteStore(books[60][0])
+        try:
+            for _ in range(50):
+                contact_at(store.load(), books[60][1][0], policy=POLICY, at=AT)
+            assert len(store._snapshots) == 0
+        finally:
+            store.close()
+
+    def test_the_last_connection_to_close_empties_the_wal(self, tmp_path: Path) -> None:
+        """A book that outlives its store leaves no write-ahead log once it is dropped."""
+        path = tmp_path / "book.db"
+        book_of(path, 20)
+        store = SqliteStore(path)
+        book = store.load()
+        store.close()
+        assert len(book.contacts) > 0
+        del book
+        assert not path.with_name(path.name + "-wal").exists()
+
+    def test_a_snapshot_closed_by_an_erasure_raises_a_typed_error(
+        self, books: dict[int, tuple[Path, list[str]]], tmp_path: Path
+    ) -> None:
+        """Reading a book whose snapshot an erasure closed is a ConflictError, not sqlite3's."""
+        path = copied(books, 60, tmp_path)
+        store = SqliteStore(path)
+        try:
+            older = store.load()
+            apply(
+                store, Erase(books[60][1][0]), policy=erasing(), at=AT + timedelta(hours=9), by="d"
+            )
+            with pytest.raises(ConflictError, match="load it again"):
+                list(older.contacts)
+        finally:
+            store.close()
+
+
+class TestErasure:
+    def test_no_old_snapshot_serves_the_erased(
+        self,
+        books: dict[int, tuple[Path, list[str]]],
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """An erasure closes the other books loaded from the store, and empties the WAL."""
+        path = copied(books, 60, tmp_path)
+        cid = books[60][1][3]
+        store = SqliteStore(path)
+        try:
+            older = store.load()
+            policy = erasing()
+            with caplog.at_level(logging.WARNING):
+                result = apply(store, Erase(cid), policy=policy, at=AT + timedelta(hours=9), by="d")
+            assert not caplog.records  # no snapshot of ours kept the WAL from emptying
+            with pytest.raises(ConflictError):
+                contact_at(older, cid, policy=POLICY, at=AT)
+            assert cid not in store.load().contacts
+            assert cid not in result.book.contacts
+            assert dumps(result.book) == dumps(store.load())
+        finally:
+            store.close()
+        wal = path.with_name(path.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+
+
+def erasing() -> Policy:
+    """The synthetic policy with a suppression key, as an erasure needs."""
+    return Policy(sources=POLICY.sources, suppression_key="a secret kept elsewhere")
+
+
+class TestCompactJournal:
+    def test_an_initial_syncs_journal_reads_as_the_report(self, tmp_path: Path) -> None:
+        """A created contact's changes are one short row, read back equal to the report's."""
+        path = tmp_path / "book.db"
+        store = SqliteStore(path)
+        try:
+            snapshot = synthetic_school(300, seed=2).snapshot(AT - timedelta(minutes=5))
+            result = apply(store, snapshot, policy=POLICY, at=AT, by="nightly")
+            assert store.journal()[0].report == result.report
+        finally:
+            store.close()
+        db = sqlite3.connect(path)
+        try:
+            rows = db.execute("SELECT data FROM run_changes").fetchall()
+        finally:
+            db.close()
+        assert len(rows) == 300
+        assert all(data.startswith("{") and len(data) < 200 for (data,) in rows)
+
+
+class TestDigest:
+    def test_the_digest_is_canonical(self) -> None:
+        """Equal data, equal digest; other data, another; departed has one of its own."""
+        data = ContactData("Gita", phones=(Phone("07700 900101"),))
+        assert record_digest(data) == record_digest(
+            ContactData("Gita", phones=(Phone("07700 900101"),))
+        )
+        assert record_digest(data) != record_digest(ContactData("Gita"))
+        assert record_digest(None) != record_digest(ContactData())
+        assert len(record_digest(data)) == 64
+
+    @given(sts.contact_data())
+    def test_equal_data_has_equal_digests(self, data: ContactData) -> None:
+        """Data rebuilt from its serialised form digests the same (no order, no hash seed)."""
+        from sourcetruth.serialise import converter
+
+        again = converter.structure(converter.unstructure(data), ContactData)
+        assert record_digest(again) == record_digest(data)
+
+    def test_each_record_row_holds_its_current_digest(
+        self, books: dict[int, tuple[Path, list[str]]]
+    ) -> None:
+        """Every records row's digest is that of its current version's data."""
+        db = sqlite3.connect(books[60][0])
+        try:
+            rows = db.execute("SELECT data, digest FROM records").fetchall()
+        finally:
+            db.close()
+        for data, digest in rows:
+            state = _sqlite_rows.structure_row(data, RecordState)
+            assert digest == record_digest(state.current.data)
+
+
+class TestUpgradeFromSchema2:
+    def test_a_book_written_by_schema_2_reads_as_it_did(self, tmp_path: Path) -> None:
+        """Every contact, explanation and run of the old file is what the old library said."""
+        path = tmp_path / "old.sqlite"
+        shutil.copyfile(DATA / "schema2.sqlite", path)
+        expected = json.loads((DATA / "schema2.json").read_text(encoding="utf-8"))
+        policy = Policy(
+            sources=(
+                Source("mis", SourceKind.MIS),
+                Source("import", SourceKind.IMPORT, covers=frozenset({"given_name", "phones"})),
+            )
+        )
+        store = SqliteStore(path)
+        try:
+            book = store.load()
+            assert plain(book) == expected["book"]
+            for name, answer in expected["contacts"].items():
+                cid, when = name.split(" ")
+                at = datetime.fromisoformat(when)
+                if answer is None:
+                    with pytest.raises(LookupError):
+                        contact_at(book, cid, policy=policy, at=at)
+                else:
+                    assert plain(contact_at(book, cid, policy=policy, at=at)) == answer, name
+            for name, answer in expected["explain"].items():
+                cid, when, field = name.split(" ")
+                told = explain(book, cid, field, policy=policy, at=datetime.fromisoformat(when))
+                assert plain(told) == answer, name
+            assert [plain(run) for run in store.journal()] == expected["journal"]
+        finally:
+            store.close()
+        db = sqlite3.connect(path)
+        try:
+            version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            rows = db.execute("SELECT data, digest FROM records").fetchall()
+        finally:
+            db.close()
+        assert version == (str(SCHEMA_VERSION),)
+        for data, digest in rows:
+            state = _sqlite_rows.structure_row(data, RecordState)
+            assert digest == record_digest(state.current.data)
+
+    def test_an_upgraded_book_takes_merges_and_journals_them(self, tmp_path: Path) -> None:
+        """After the upgrade the book takes a new run; the old runs read as before."""
+        path = tmp_path / "old.sqlite"
+        shutil.copyfile(DATA / "schema2.sqlite", path)
+        expected = json.loads((DATA / "schema2.json").read_text(encoding="utf-8"))
+        policy = Policy(
+            sources=(Source("mis", SourceKind.MIS), Source("import", SourceKind.IMPORT))
+        )
+        store = SqliteStore(path)
+        try:
+            change = SetOverride("mis:P1", "given_name", ContactData(given_name="Ada-Mae"))
+            at = datetime.fromisoformat("2026-11-25T13:00:00+00:00")
+            apply(store, change, policy=policy, at=at, by="office")
+            journal = store.journal()
+        finally:
+            store.close()
+        assert [plain(run) for run in journal[:-1]] == expected["journal"]
+        assert journal[-1].status == "applied"
+
+
+def plain(value: object) -> object:
+    """*value* as JSON data, as the fixture keeps it."""
+    return json.loads(dumps(value))
