@@ -230,9 +230,12 @@ def _shared(cells: list[str], seen: dict[str, str]) -> list[str]:
 
 
 def _records(
-    pieces: Iterator[str], file: str, delimiter: str, quotechar: str
+    pieces: Iterator[str], file: str, delimiter: str, quotechar: str, *, share: bool
 ) -> Iterator[tuple[int, list[str]]]:
-    """Each record of the text and the line it starts on, blank lines left out."""
+    """Each record of the text and the line it starts on, blank lines left out.
+
+    With *share*, short cells that repeat are one object (see :func:`_shared`).
+    """
     # A StringIO splits lines as a file opened with newline="" does (at \r\n,
     # \r or \n, ends kept), in C; one piece at a time, never the whole text.
     lines = itertools.chain.from_iterable(io.StringIO(piece, newline="") for piece in pieces)
@@ -245,25 +248,22 @@ def _records(
     )
     last_line = 0
     seen: dict[str, str] = {}
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            # The reader cannot resynchronise after broken quoting, so the
-            # whole file is unusable; say where it broke.
-            reason = "a cell longer than any field could be" if "limit" in str(error) else error
-            msg = f"cannot split the file into cells: {reason}"
-            msg_0 = f"{file}: unreadable"
-            raise RejectedFileError(
-                msg_0,
-                [SourceDataError(msg, file=file, line=reader.line_num)],
-                file=file,
-            ) from None
-        start, last_line = last_line + 1, reader.line_num
-        if cells:
-            yield start, _shared(cells, seen)
+    try:
+        for cells in reader:
+            start, last_line = last_line + 1, reader.line_num
+            if cells:
+                yield start, _shared(cells, seen) if share else cells
+    except csv.Error as error:
+        # The reader cannot resynchronise after broken quoting, so the
+        # whole file is unusable; say where it broke.
+        reason = "a cell longer than any field could be" if "limit" in str(error) else error
+        msg = f"cannot split the file into cells: {reason}"
+        msg_0 = f"{file}: unreadable"
+        raise RejectedFileError(
+            msg_0,
+            [SourceDataError(msg, file=file, line=reader.line_num)],
+            file=file,
+        ) from None
 
 
 def by_position(index: int) -> str:
@@ -316,18 +316,21 @@ def open_table(
     allow_cp1252: bool = False,
     max_field: int = DEFAULT_MAX_FIELD,
     column_name: Callable[[str], str | None] | None = None,
+    share: bool = True,
 ) -> TableStream:
     """:func:`read_table` as a stream: the header now, each row as it is split.
 
     File-wide problems found before the first row (the encoding, NULs in the
     first line) raise at once; broken quoting raises
     :class:`~sourcetruth.RejectedFileError` when the rows reach it.
+    *share* keeps short cells that repeat down the file as one object; a
+    reader that keeps only some columns can share those itself, for less.
     """
     if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
         msg = "the delimiter and the quote character must be two different single characters"
         raise ValueError(msg)
     pieces = _checked_pieces(data, file=file, allow_cp1252=allow_cp1252)
-    records = _records(pieces, file, delimiter, quotechar)
+    records = _records(pieces, file, delimiter, quotechar, share=share)
     first = next(records, None)
     if first is None:
         return TableStream(file, (), iter(()), _Shape(file, (), {}, max_field))
