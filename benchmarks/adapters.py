@@ -1,7 +1,8 @@
 """How much reading a source costs over bare splitting of the same bytes.
 
 Run from the repository: ``python benchmarks/adapters.py [contacts] [runs]``,
-or ``python benchmarks/adapters.py --files 100000,1000000`` for the large files.
+or ``python benchmarks/adapters.py 0 RUNS --files 100000,1000000`` for the large files
+(the contacts argument is then unused).
 
 For each built-in format it writes one synthetic school (fictional values:
 Ofcom drama numbers, ``.test`` addresses) with the format's own writer, then
