@@ -190,7 +190,6 @@ from attrs import define, field, frozen
 
 from sourcetruth import _build as build
 from sourcetruth.adapters._util import cell
-from sourcetruth.adapters.sources._gc import collector_paused
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources._oneroster_format import (
     MANIFEST,
@@ -1404,5 +1403,4 @@ class OneRosterAdapter(MisExportAdapter):
             max_reject_fraction=self._max_reject_fraction,
             agents_complete=self._guardian_agents_complete,
         )
-        with collector_paused():
-            return run.run(self._source, at)
+        return run.run(self._source, at)

@@ -55,7 +55,6 @@ from sourcetruth.adapters._structure import (
     StructureError,
     structure,
 )
-from sourcetruth.adapters.sources._gc import collector_paused
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
@@ -586,8 +585,7 @@ def read_csv(
         raise RejectedFileError(msg, [*columns.problems, *stream.problems], file=file)
     notices = list(columns.notices)
     problems: list[SourceDataError] = []
-    with collector_paused():
-        records, lines, rows = _RowReader(mapping, columns, notices).read(stream, problems)
+    records, lines, rows = _RowReader(mapping, columns, notices).read(stream, problems)
     problems[:0] = stream.problems
     records = _one_row_each(records, lines, problems, file=file, column=mapping.key)
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
