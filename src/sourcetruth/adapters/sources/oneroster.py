@@ -188,6 +188,7 @@ from typing import IO, Final
 
 from attrs import define, field, frozen
 
+from sourcetruth import _build as build
 from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources._oneroster_format import (
@@ -204,9 +205,8 @@ from sourcetruth.adapters.sources._oneroster_format import (
 from sourcetruth.adapters.sources._oneroster_writer import write_bundle
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
-    Row,
-    Table,
     by_position,
+    open_table,
     read_table,
     reject_if_needed,
 )
@@ -218,12 +218,10 @@ from sourcetruth.exceptions import (
 )
 from sourcetruth.model import (
     ContactData,
-    Email,
     EmailType,
     Phone,
     PhoneType,
     Record,
-    Relationship,
     Role,
     Snapshot,
     SnapshotKind,
@@ -286,6 +284,10 @@ _MISSPELT: Final = {
 }
 
 _NOT_DIGIT = re.compile(r"\D")
+
+# A column's distinct cells are read once each up to this many: the values
+# that repeat (orgs, grades, a household's agents) are found early.
+_CACHED_CELLS: Final = 1 << 16
 
 _FILE_ORDER: Final = {name: rank for rank, name in enumerate(_WANTED)}
 
@@ -456,16 +458,25 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
 
 
 @frozen
+class _Rows:
+    """A file's usable rows, each (line, cells): what a Table holds, without an object per row."""
+
+    rows: list[tuple[int, list[str]]]
+
+
+@frozen
 class _Sheet:
     """A table and where its known columns are."""
 
     file: str
-    table: Table
+    table: _Rows
     columns: Mapping[str, int]
     usable: bool
 
-    def get(self, row: Row, column: str) -> str:
-        return cell(row.cells, self.columns.get(column))
+    def get(self, row: tuple[int, list[str]], column: str) -> str:
+        at = self.columns.get(column)
+        cells = row[1]
+        return cells[at] if at is not None and at < len(cells) else ""
 
     def has(self, column: str) -> bool:
         return column in self.columns
@@ -558,6 +569,16 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
 
 
+class _Split(dict[str, tuple[str, ...]]):
+    """:func:`_split` of one column's cells, each distinct cell split once (up to a bound)."""
+
+    def __missing__(self, value: str) -> tuple[str, ...]:
+        found = _split(value)
+        if len(self) < _CACHED_CELLS:
+            self[value] = found
+        return found
+
+
 def _digits(value: str) -> str:
     return _NOT_DIGIT.sub("", value)
 
@@ -637,21 +658,24 @@ class _Read:
             return None
         actual, data = self.files[name]
         try:
-            table = read_table(
+            stream = open_table(
                 data,
                 file=actual,
                 allow_cp1252=self.allow_cp1252,
                 column_name=lambda header: _canonical(header, known)[0],
             )
+            # Split whole before any row is read, so that broken quoting is the
+            # file's one problem, found with the other files' problems.
+            table = _Rows(list(stream))
         except EncodingError as error:
             self.errors.append(error)
             return None
         except RejectedFileError as error:
             self.errors.extend(error.problems)
             return None
-        columns, usable = self.columns(actual, table.header, known, required)
-        self.rejects[actual] = list(table.problems)
-        self.row_counts[actual] = len(table.rows) + table.rejected
+        columns, usable = self.columns(actual, stream.header, known, required)
+        self.rejects[actual] = list(stream.problems)
+        self.row_counts[actual] = stream.rows + stream.rejected
         return _Sheet(actual, table, columns, usable)
 
     def columns(
@@ -698,33 +722,34 @@ class _Read:
                 usable = False
         return found, usable
 
-    def status(self, sheet: _Sheet, row: Row, key: str) -> bool | None:
+    def status(self, sheet: _Sheet, row: tuple[int, list[str]], key: str) -> bool | None:
         """Whether the row's record leaves; None when the status is unknown (rejected)."""
         value = sheet.get(row, "status").strip().casefold()
         if value not in _STATUSES:
             msg = "status must be empty, active or tobedeleted"
-            self.reject(sheet.file, row.line, "status", msg, key)
+            self.reject(sheet.file, row[0], "status", msg, key)
             return None
         if value == "inactive":
             msg = "status inactive (OneRoster 1.0) is read as tobedeleted"
-            self.notice("status-inactive", msg, sheet.file, row.line, "status")
+            self.notice("status-inactive", msg, sheet.file, row[0], "status")
         return _STATUSES[value]
 
-    def check_date(self, sheet: _Sheet, row: Row) -> None:
+    def check_date(self, sheet: _Sheet, row: tuple[int, list[str]]) -> None:
         value = sheet.get(row, "dateLastModified").strip()
         if value and not _is_iso(value):
             msg = "dateLastModified is not an ISO 8601 date; it was not read"
-            self.notice("date-format", msg, sheet.file, row.line, "dateLastModified")
+            self.notice("date-format", msg, sheet.file, row[0], "dateLastModified")
 
     def users(self, sheet: _Sheet) -> list[_User]:
         read: list[_User] = []
         # Counted over every row with a key, rejected or not: a second row for a
         # key makes both doubtful even when one of them is broken.
         counts: Counter[str] = Counter()
+        agents, orgs = _Split(), _Split()
         for row in sheet.table.rows:
             key = sheet.get(row, "sourcedId").strip()
             if not key:
-                self.reject(sheet.file, row.line, "sourcedId", "the row has no sourcedId")
+                self.reject(sheet.file, row[0], "sourcedId", "the row has no sourcedId")
                 continue
             counts[key] += 1
             leaves = self.status(sheet, row, key)
@@ -733,7 +758,7 @@ class _Read:
             self.check_date(sheet, row)
             read.append(
                 _User(
-                    line=row.line,
+                    line=row[0],
                     key=key,
                     leaves=leaves,
                     given=sheet.get(row, "givenName"),
@@ -742,9 +767,9 @@ class _Read:
                     email=sheet.get(row, "email"),
                     sms=sheet.get(row, "sms"),
                     phone=sheet.get(row, "phone"),
-                    agents=_split(sheet.get(row, "agentSourcedIds")),
+                    agents=agents[sheet.get(row, "agentSourcedIds")],
                     grades=sheet.get(row, "grades"),
-                    orgs=_split(sheet.get(row, "orgSourcedIds")),
+                    orgs=orgs[sheet.get(row, "orgSourcedIds")],
                     primary_org=sheet.get(row, "primaryOrgSourcedId").strip(),
                 )
             )
@@ -768,26 +793,26 @@ class _Read:
         for row in sheet.table.rows:
             user = sheet.get(row, "userSourcedId").strip()
             if not user:
-                self.reject(sheet.file, row.line, "userSourcedId", "the row names no user")
+                self.reject(sheet.file, row[0], "userSourcedId", "the row names no user")
                 continue
             ended = self.status(sheet, row, user)
             if ended is None:
-                self.held.setdefault(user, row.line)
+                self.held.setdefault(user, row[0])
                 continue
             text = sheet.get(row, "role").strip()
             if not text:
-                self.reject(sheet.file, row.line, "role", "the row has no role", user)
-                self.held.setdefault(user, row.line)
+                self.reject(sheet.file, row[0], "role", "the row has no role", user)
+                self.held.setdefault(user, row[0])
                 continue
             self.check_date(sheet, row)
             kind = sheet.get(row, "roleType").strip().casefold()
             if kind not in ("", "primary", "secondary"):
                 msg = "roleType must be primary or secondary; read as secondary"
-                self.notice("role-type", msg, sheet.file, row.line, "roleType")
-            role = Role.OTHER if ended else self.map_role(text, sheet.file, row.line)
+                self.notice("role-type", msg, sheet.file, row[0], "roleType")
+            role = Role.OTHER if ended else self.map_role(text, sheet.file, row[0])
             by_user.setdefault(user, []).append(
                 _RoleRow(
-                    line=row.line,
+                    line=row[0],
                     user=user,
                     primary=kind == "primary",
                     role=role,
@@ -1271,20 +1296,20 @@ class _Read:
             # A pupil holds no relationships and only a pupil has a year group; the
             # rest (a staff member's secondary guardian role) needs the user's row.
             settled = {"role", "relationships" if changed is Role.PUPIL else "year_group"}
-            return Record(key, ContactData(role=changed), fields=settled)
+            return Record(key, ContactData(role=changed), fields=settled)  # rare: checked
         user = person.user if person is not None else self.roleless[key]
         role = person.role if person is not None else None
         phones: list[Phone] = []
         if user.sms.strip():
-            phones.append(Phone(user.sms, PhoneType.MOBILE))
+            phones.append(build.phone(user.sms, PhoneType.MOBILE))
         if user.phone.strip():
             same = _digits(user.sms) == _digits(user.phone) and (
                 _digits(user.phone) or user.sms.strip() == user.phone.strip()
             )
             if not (phones and same):
-                phones.append(Phone(user.phone, PhoneType.HOME))
+                phones.append(build.phone(user.phone, PhoneType.HOME))
         # The one email column says nothing of whose address it is: never guessed from the role.
-        emails = (Email(user.email, EmailType.OTHER),) if user.email.strip() else ()
+        emails = (build.email(user.email, EmailType.OTHER),) if user.email.strip() else ()
         grades = _split(user.grades)
         unknown: set[str] = set()
         if role is None:
@@ -1293,19 +1318,17 @@ class _Read:
             unknown |= {"year_group"} if grades else set()
         elif key in links.partial:
             unknown = {"relationships"}
-        return Record(
-            key,
-            ContactData(
-                given_name=user.given,
-                family_name=user.family,
-                role=Role.OTHER if role is None else role,
-                phones=phones,
-                emails=emails,
-                relationships=tuple(Relationship(p) for p in sorted(pupils)),
-                year_group=grades[0] if grades and role is Role.PUPIL else "",
-            ),
-            fields=COVERS - unknown if unknown else None,
+        data = build.contact_data(
+            user.given,
+            user.family,
+            Role.OTHER if role is None else role,
+            tuple(phones),
+            emails,
+            tuple(build.relationship(p) for p in sorted(pupils)),
+            grades[0] if grades and role is Role.PUPIL else "",
+            "",
         )
+        return build.record(key, data, COVERS - unknown if unknown else None)
 
 
 # -- the adapter -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ import io
 import os
 import re
 import tomllib
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Any, Final
 import attrs
 from attrs import field, frozen
 
+from sourcetruth import _build as build
 from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.adapters._structure import (
     CHARACTER,
@@ -53,22 +55,18 @@ from sourcetruth.adapters._structure import (
     StructureError,
     structure,
 )
-from sourcetruth.adapters._util import cell
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
-    Row,
-    Table,
+    TableStream,
     by_position,
-    read_table,
+    open_table,
     reject_if_needed,
 )
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
 from sourcetruth.model import (
-    ContactData,
     Email,
     EmailType,
-    Phone,
     PhoneType,
     Record,
     Relationship,
@@ -344,68 +342,209 @@ class _Columns:
         self.problems = problems
         self.notices = notices
 
-    def cell(self, row: Row, column: str) -> str:
-        return cell(row.cells, self.positions[column])
+
+#: What a phone cell that a spreadsheet turned into a number reads as.
+_SPREADSHEET: Final = object()
+_SPREADSHEET_MESSAGE: Final = (
+    "a phone number a spreadsheet turned into a number (its leading 0 "
+    "or last digits are gone); export the column as text"
+)
+#: What a role cell that the mapping does not name reads as.
+_UNKNOWN_ROLE: Final = object()
+
+# A column's distinct cells are checked once each and the outcome kept, up to
+# this many per column: the values that repeat (roles, year groups, a
+# household's landline) are found early, and a column of unique values cannot
+# grow the cache without bound.
+_CACHED_CELLS: Final = 1 << 16
 
 
-def _role(value: str, mapping: CsvMapping, where: dict[str, Any], notices: list[Notice]) -> Role:
-    if not value.strip():
-        return mapping.default_role
-    found = mapping.role_values.get(value.strip().casefold())
-    if found is None:
-        msg = "a role value the mapping does not name; read as other"
-        notices.append(Notice("unknown-role", msg, **where))
-        return Role.OTHER
-    return found
+class _CellCache(dict[str, Any]):
+    """One column's cells and what each reads as, computed once per distinct cell."""
+
+    def __init__(self, read: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.read = read
+
+    def __missing__(self, raw: str) -> Any:
+        found = self.read(raw)
+        if len(self) < _CACHED_CELLS:
+            self[raw] = found
+        return found
 
 
-def _row_data(
-    row: Row,
-    columns: _Columns,
-    mapping: CsvMapping,
-    notices: list[Notice],
-) -> tuple[str, ContactData] | list[SourceDataError]:
-    file = columns.file
-    key = columns.cell(row, mapping.key).strip()
-    if not key:
-        return [SourceDataError("a row with no key", file=file, line=row.line, field=mapping.key)]
-    problems: list[SourceDataError] = []
+def _phones_of(spec: PhoneColumn) -> _CellCache:
+    """A phone column's cache: a cell's phones as a tuple, or _SPREADSHEET."""
 
-    def text(column: str | None) -> str:
-        return "" if column is None else columns.cell(row, column).strip()
-
-    phones: list[Phone] = []
-    for spec in mapping.phones:
-        value = text(spec.column)
+    def read(raw: str) -> Any:
+        value = raw.strip()
         if _SPREADSHEET_NUMBER.match(value):
-            msg = (
-                "a phone number a spreadsheet turned into a number (its leading 0 "
-                "or last digits are gone); export the column as text"
+            return _SPREADSHEET
+        return (build.phone(value, spec.type),) if value else ()
+
+    return _CellCache(read)
+
+
+def _emails_of(spec: EmailColumn) -> _CellCache:
+    """An email column's cache: a cell's emails as a tuple."""
+
+    def read(raw: str) -> tuple[Email, ...]:
+        value = raw.strip()
+        return (build.email(value, spec.type),) if value else ()
+
+    return _CellCache(read)
+
+
+def _roles_of(mapping: CsvMapping) -> _CellCache:
+    """The role column's cache: a cell's role, or _UNKNOWN_ROLE."""
+
+    def read(raw: str) -> Any:
+        value = raw.strip()
+        if not value:
+            return mapping.default_role
+        return mapping.role_values.get(value.casefold(), _UNKNOWN_ROLE)
+
+    return _CellCache(read)
+
+
+def _pupils_of(mapping: CsvMapping) -> _CellCache:
+    """The guardian_of column's cache: a cell's relationships, each pupil once, in order."""
+    separator = mapping.list_separator
+
+    def read(raw: str) -> tuple[Relationship, ...]:
+        pupils = dict.fromkeys(p.strip() for p in raw.split(separator) if p.strip())
+        return tuple(build.relationship(pupil) for pupil in pupils)
+
+    return _CellCache(read)
+
+
+def _joined(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The parts' values in order, each once (equal values are one)."""
+    found = [part for part in parts if part]
+    if len(found) <= 1:
+        return found[0] if found else ()
+    if len(found) == 2 and len(found[0]) == 1 and len(found[1]) == 1:
+        # Two columns of one value each, the usual case: the values' types (the
+        # columns') tell them apart before their text is compared.
+        first, second = found[0][0], found[1][0]
+        if first is second or (first.type is second.type and first == second):
+            return found[0]
+        return found[0] + found[1]
+    return tuple(dict.fromkeys(value for part in found for value in part))
+
+
+class _RowReader:
+    """Reads one file's rows into records, with what the mapping says resolved to positions once."""
+
+    def __init__(self, mapping: CsvMapping, columns: _Columns, notices: list[Notice]) -> None:
+        at = columns.positions
+        self.file = columns.file
+        self.mapping = mapping
+        self.notices = notices
+        self.key_column = mapping.key
+        self.key_at = at[mapping.key]
+
+        def place(column: str | None) -> int | None:
+            return None if column is None else at[column]
+
+        self.given_at = place(mapping.given_name)
+        self.family_at = place(mapping.family_name)
+        self.year_at = place(mapping.year_group)
+        self.registration_at = place(mapping.registration_group)
+        self.role_at = place(mapping.role)
+        self.pupils_at = place(mapping.guardian_of)
+        self.phones = [(at[s.column], s.column, _phones_of(s)) for s in mapping.phones]
+        self.emails = [(at[s.column], _emails_of(s)) for s in mapping.emails]
+        self.roles = _roles_of(mapping)
+        # Names and groups repeat down a column: each distinct one is kept once.
+        self.given = _CellCache(str.strip)
+        self.family = _CellCache(str.strip)
+        self.year = _CellCache(str.strip)
+        self.registration = _CellCache(str.strip)
+        self.pupils = _pupils_of(mapping)
+        # A short row (a file without a header, whose first row is narrower than
+        # a mapped position) reads its missing cells as empty.
+        self.width = 1 + max(
+            i
+            for i in (
+                self.key_at,
+                self.given_at,
+                self.family_at,
+                self.year_at,
+                self.registration_at,
+                self.role_at,
+                self.pupils_at,
+                *(i for i, _, _ in self.phones),
+                *(i for i, _ in self.emails),
             )
-            problems.append(SourceDataError(msg, file=file, line=row.line, field=spec.column))
-        elif value:
-            phones.append(Phone(value, spec.type))
-    emails = [Email(text(spec.column), spec.type) for spec in mapping.emails if text(spec.column)]
-    relationships: list[Relationship] = []
-    if mapping.guardian_of is not None:
-        pupils = text(mapping.guardian_of).split(mapping.list_separator)
-        for pupil in dict.fromkeys(p.strip() for p in pupils if p.strip()):
-            relationships.append(Relationship(pupil))
-    if problems:
-        return problems
-    where: dict[str, Any] = {"file": file, "line": row.line, "field": mapping.role}
-    role = _role(text(mapping.role), mapping, where, notices) if mapping.role else None
-    data = ContactData(
-        given_name=text(mapping.given_name),
-        family_name=text(mapping.family_name),
-        role=role if role is not None else mapping.default_role,
-        phones=tuple(dict.fromkeys(phones)),
-        emails=tuple(dict.fromkeys(emails)),
-        relationships=tuple(relationships),
-        year_group=text(mapping.year_group),
-        registration_group=text(mapping.registration_group),
-    )
-    return key, data
+            if i is not None
+        )
+
+    def read(
+        self, stream: TableStream, problems: list[SourceDataError]
+    ) -> tuple[list[Record], array[int], int]:
+        """The records of the rows, the line of each, and how many rows count towards the limit."""
+        records: list[Record] = []
+        lines = array("l")  # eight bytes a row, where a list of ints costs 36
+        blank = 0
+        record = self.record
+        for line, cells in stream:
+            if len(cells) < self.width:
+                cells.extend([""] * (self.width - len(cells)))
+            built = record(line, cells, problems)
+            if built is None:
+                if not cells[self.key_at].strip() and not any(map(str.strip, cells)):
+                    blank += 1  # a row of empty cells is a blank line a spreadsheet wrote
+                    problems.pop()
+            else:
+                records.append(built)
+                lines.append(line)
+        return records, lines, stream.rows + stream.rejected - blank
+
+    def record(self, line: int, cells: list[str], problems: list[SourceDataError]) -> Record | None:
+        """The row's record, or None with the row's problems added to *problems*."""
+        key = cells[self.key_at].strip()
+        if not key:
+            problems.append(
+                SourceDataError(
+                    "a row with no key", file=self.file, line=line, field=self.key_column
+                )
+            )
+            return None
+        phones = [cache[cells[at]] for at, _, cache in self.phones]
+        if _SPREADSHEET in phones:
+            for (_, column, _), found in zip(self.phones, phones, strict=True):
+                if found is _SPREADSHEET:
+                    problems.append(
+                        SourceDataError(
+                            _SPREADSHEET_MESSAGE, file=self.file, line=line, field=column
+                        )
+                    )
+            return None
+        role = self.mapping.default_role
+        if self.role_at is not None:
+            role = self.roles[cells[self.role_at]]
+            if role is _UNKNOWN_ROLE:
+                msg = "a role value the mapping does not name; read as other"
+                self.notices.append(
+                    Notice("unknown-role", msg, file=self.file, line=line, field=self.mapping.role)
+                )
+                role = Role.OTHER
+        at = self.given_at
+        given = "" if at is None else self.given[cells[at]]
+        at = self.family_at
+        family = "" if at is None else self.family[cells[at]]
+        at = self.year_at
+        year = "" if at is None else self.year[cells[at]]
+        at = self.registration_at
+        registration = "" if at is None else self.registration[cells[at]]
+        at = self.pupils_at
+        relationships = () if at is None else self.pupils[cells[at]]
+        emails = _joined([cache[cells[at]] for at, cache in self.emails])
+        data = build.contact_data(
+            given, family, role, _joined(phones), emails, relationships, year, registration
+        )
+        return build.record(key, data)
 
 
 def read_csv(
@@ -425,7 +564,7 @@ def read_csv(
     never read as a departure) and the reading counts what it rejected.
     """
     fmt = mapping.format
-    table = read_table(
+    stream = open_table(
         data,
         file=file,
         delimiter=fmt.delimiter,
@@ -434,16 +573,21 @@ def read_csv(
         allow_cp1252=fmt.allow_cp1252,
         max_field=fmt.max_field,
         column_name=_mapped_name(mapping),
+        share=False,  # the row reader shares the cells it keeps, column by column
     )
-    columns = _Columns(mapping, table.header, file)
+    columns = _Columns(mapping, stream.header, file)
     if columns.problems:
-        problems = [*columns.problems, *table.problems]
+        # The rows' own problems are reported with the header's, as before the
+        # rows were read one at a time.
+        for _ in stream:
+            pass
         msg = f"{file}: the header does not fit the mapping; nothing from this file was applied"
-        raise RejectedFileError(msg, problems, file=file)
+        raise RejectedFileError(msg, [*columns.problems, *stream.problems], file=file)
     notices = list(columns.notices)
-    problems = list(table.problems)
-    found, rows = _read_rows(table, columns, mapping, notices, problems)
-    records = _one_row_each(found, problems, file=file, column=mapping.key)
+    problems: list[SourceDataError] = []
+    records, lines, rows = _RowReader(mapping, columns, notices).read(stream, problems)
+    problems[:0] = stream.problems
+    records = _one_row_each(records, lines, problems, file=file, column=mapping.key)
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
     reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
     rejected = len({p.line for p in problems})
@@ -474,46 +618,38 @@ def _mapped_name(mapping: CsvMapping) -> Callable[[str], str | None]:
     return name
 
 
-def _read_rows(
-    table: Table,
-    columns: _Columns,
-    mapping: CsvMapping,
-    notices: list[Notice],
-    problems: list[SourceDataError],
-) -> tuple[dict[str, list[tuple[int, ContactData]]], int]:
-    """Each key's rows (line, data), and how many rows count towards the reject limit."""
-    found: dict[str, list[tuple[int, ContactData]]] = {}
-    rows = len(table.rows) + table.rejected
-    for row in table.rows:
-        if not any(cell.strip() for cell in row.cells):
-            rows -= 1  # a row of empty cells is a blank line a spreadsheet wrote
-            continue
-        outcome = _row_data(row, columns, mapping, notices)
-        if isinstance(outcome, list):
-            problems.extend(outcome)
-        else:
-            found.setdefault(outcome[0], []).append((row.line, outcome[1]))
-    return found, rows
-
-
 def _one_row_each(
-    found: Mapping[str, list[tuple[int, ContactData]]],
+    records: list[Record],
+    lines: array[int],
     problems: list[SourceDataError],
     *,
     file: str,
     column: str,
 ) -> list[Record]:
     """The records of keys on one row, by key; a key on several rows is a problem on each."""
-    records: list[Record] = []
-    for key, seen in sorted(found.items()):
-        if len(seen) > 1:
-            lines = ", ".join(str(line) for line, _ in seen)
-            for line, _ in seen:
-                msg = f"this key is on several rows (lines {lines}); none of them is used"
-                problems.append(SourceDataError(msg, file=file, line=line, field=column))
+    keys = [r.key for r in records]
+    if all(map(str.__lt__, keys, keys[1:])):
+        return records  # in key order already, as most exports are: each key once
+    # A stable sort: the rows of one key stay in file order.
+    order = sorted(range(len(records)), key=keys.__getitem__)
+    del keys
+    kept: list[Record] = []
+    start = 0
+    while start < len(order):
+        key = records[order[start]].key
+        end = start + 1
+        while end < len(order) and records[order[end]].key == key:
+            end += 1
+        if end - start == 1:
+            kept.append(records[order[start]])
         else:
-            records.append(Record(key, seen[0][1]))
-    return records
+            seen = [lines[i] for i in order[start:end]]
+            listed = ", ".join(str(line) for line in seen)
+            for line in seen:
+                msg = f"this key is on several rows (lines {listed}); none of them is used"
+                problems.append(SourceDataError(msg, file=file, line=line, field=column))
+        start = end
+    return kept
 
 
 class CsvImportAdapter:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -39,11 +40,14 @@ __all__ = [
     "DEFAULT_MAX_FIELD",
     "Row",
     "Table",
+    "TableStream",
     "by_position",
     "decode",
     "looks_like_utf8",
+    "open_table",
     "read_table",
     "reject_if_needed",
+    "text_pieces",
 ]
 
 #: The longest cell accepted, in characters: far above any name, number or
@@ -130,19 +134,85 @@ class Table:
         return len({p.line for p in self.problems})
 
 
-# A line and its end, as a file opened with newline="" gives them to the csv
-# module: a line ends at \r\n, \r or \n, and a last line may have no end.
-_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+# Text is split into pieces of about this many characters (bytes, before
+# decoding), each ending at a line end: never the whole file's text at once.
+_PIECE = 1 << 20
 
 
-def _lines(text: str) -> Iterator[str]:
-    """*text*'s lines with their ends, one at a time.
+def _piece_ends(data: bytes | str, start: int) -> Iterator[tuple[int, int]]:
+    """Where *data*'s pieces begin and end, from *start*: each ends after a newline, or at the end.
 
-    Not :class:`io.StringIO`, which holds a copy of the whole text at four
-    bytes a character: a 20 MB file would cost 80 MB more.
+    A newline byte is never part of a longer UTF-8 or cp1252 character, so
+    the pieces of those encodings decode one by one exactly as the whole does.
     """
-    for line in _LINE.finditer(text):
-        yield line.group()
+    newline = "\n" if isinstance(data, str) else b"\n"
+    size = len(data)
+    while start < size:
+        end = data.find(newline, start + _PIECE)  # type: ignore[arg-type]
+        end = size if end < 0 else end + 1
+        yield start, end
+        start = end
+
+
+def _first_error(data: bytes, start: int, encoding: str) -> int | None:
+    """The offset of the first byte of *data* (from *start*) that *encoding* cannot decode."""
+    if encoding != "cp1252" and data.isascii():
+        return None
+    view = memoryview(data)
+    for begin, end in _piece_ends(data, start):
+        try:
+            str(view[begin:end], encoding)
+        except UnicodeDecodeError as error:
+            return begin + error.start
+    return None
+
+
+def _encoding(data: bytes, *, file: str, allow_cp1252: bool) -> tuple[str, int]:
+    """How :func:`decode` reads *data*, and where its text starts, without decoding it whole.
+
+    Raises the :class:`~sourcetruth.EncodingError` that :func:`decode` raises.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            if encoding != "utf-8":
+                return encoding, len(bom)  # read whole: a newline byte may be half a character
+            offset = _first_error(data, len(bom), encoding)
+            if offset is not None:
+                msg = f"not valid {encoding} after its byte-order mark"
+                raise EncodingError(msg, offset=offset, file=file)
+            return encoding, len(bom)
+    offset = _first_error(data, 0, "utf-8")
+    if offset is None:
+        return "utf-8", 0
+    if not allow_cp1252:
+        msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
+        raise EncodingError(msg, offset=offset, file=file)
+    if looks_like_utf8(data):
+        msg = "the file mixes UTF-8 with another encoding"
+        raise EncodingError(msg, offset=offset, file=file)
+    offset = _first_error(data, 0, "cp1252")
+    if offset is not None:
+        msg = "neither UTF-8 nor cp1252"
+        raise EncodingError(msg, offset=offset, file=file)
+    return "cp1252", 0
+
+
+def text_pieces(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> Iterator[str]:
+    """*data* as text, in pieces that each end at a line end: :func:`decode`, a piece at a time.
+
+    The encoding is settled (and a file that has none is refused, with the
+    error :func:`decode` gives) before the first piece, so that a reader
+    never builds rows from a file it then refuses to decode.
+    """
+    if isinstance(data, str):
+        text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
+        return (text[begin:end] for begin, end in _piece_ends(text, 0))
+    encoding, start = _encoding(data, file=file, allow_cp1252=allow_cp1252)
+    if encoding not in ("utf-8", "cp1252"):
+        text = decode(data, file=file, allow_cp1252=allow_cp1252)
+        return (text[begin:end] for begin, end in _piece_ends(text, 0))
+    view = memoryview(data)
+    return (str(view[begin:end], encoding) for begin, end in _piece_ends(data, start))
 
 
 # Cells that repeat down a column (a status, a role, an org, a year) are kept
@@ -159,9 +229,18 @@ def _shared(cells: list[str], seen: dict[str, str]) -> list[str]:
     return [seen.get(c, c) for c in cells]
 
 
-def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[Row]:
+def _records(
+    pieces: Iterator[str], file: str, delimiter: str, quotechar: str, *, share: bool
+) -> Iterator[tuple[int, list[str]]]:
+    """Each record of the text and the line it starts on, blank lines left out.
+
+    With *share*, short cells that repeat are one object (see :func:`_shared`).
+    """
+    # A StringIO splits lines as a file opened with newline="" does (at \r\n,
+    # \r or \n, ends kept), in C; one piece at a time, never the whole text.
+    lines = itertools.chain.from_iterable(io.StringIO(piece, newline="") for piece in pieces)
     reader = csv.reader(
-        _lines(text),
+        lines,
         delimiter=delimiter,
         quotechar=quotechar,
         doublequote=True,
@@ -169,30 +248,99 @@ def _records(text: str, file: str, delimiter: str, quotechar: str) -> Iterator[R
     )
     last_line = 0
     seen: dict[str, str] = {}
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            # The reader cannot resynchronise after broken quoting, so the
-            # whole file is unusable; say where it broke.
-            reason = "a cell longer than any field could be" if "limit" in str(error) else error
-            msg = f"cannot split the file into cells: {reason}"
-            msg_0 = f"{file}: unreadable"
-            raise RejectedFileError(
-                msg_0,
-                [SourceDataError(msg, file=file, line=reader.line_num)],
-                file=file,
-            ) from None
-        start, last_line = last_line + 1, reader.line_num
-        if cells:
-            yield Row(start, _shared(cells, seen))
+    try:
+        for cells in reader:
+            start, last_line = last_line + 1, reader.line_num
+            if cells:
+                yield start, _shared(cells, seen) if share else cells
+    except csv.Error as error:
+        # The reader cannot resynchronise after broken quoting, so the
+        # whole file is unusable; say where it broke.
+        reason = "a cell longer than any field could be" if "limit" in str(error) else error
+        msg = f"cannot split the file into cells: {reason}"
+        msg_0 = f"{file}: unreadable"
+        raise RejectedFileError(
+            msg_0,
+            [SourceDataError(msg, file=file, line=reader.line_num)],
+            file=file,
+        ) from None
 
 
 def by_position(index: int) -> str:
     """How a column is named when no field is known for it: ``column 3`` for index 2."""
     return f"column {index + 1}"
+
+
+class TableStream:
+    """A file's header, then its usable rows one at a time: a :class:`Table` never held whole.
+
+    Iterate it once for ``(line, cells)`` of each row that can be used;
+    ``problems`` grows as rows are rejected, and ``rows`` and ``rejected``
+    count what has been read so far, so read them after the rows.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        header: tuple[str, ...],
+        records: Iterator[tuple[int, list[str]]],
+        shape: _Shape,
+    ) -> None:
+        self.file = file
+        self.header = header
+        self.problems: list[SourceDataError] = []
+        self.rows = 0
+        self.rejected = 0
+        self._records = records
+        self._shape = shape
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        fits = self._shape.fits
+        problems = self._shape.problems
+        for line, cells in self._records:
+            if fits(cells):
+                self.rows += 1
+                yield line, cells
+            else:
+                self.rejected += 1
+                self.problems.extend(problems(line, cells))
+
+
+def open_table(
+    data: bytes | str,
+    *,
+    file: str,
+    delimiter: str = ",",
+    quotechar: str = '"',
+    has_header: bool = True,
+    allow_cp1252: bool = False,
+    max_field: int = DEFAULT_MAX_FIELD,
+    column_name: Callable[[str], str | None] | None = None,
+    share: bool = True,
+) -> TableStream:
+    """:func:`read_table` as a stream: the header now, each row as it is split.
+
+    File-wide problems found before the first row (the encoding, NULs in the
+    first line) raise at once; broken quoting raises
+    :class:`~sourcetruth.RejectedFileError` when the rows reach it.
+    *share* keeps short cells that repeat down the file as one object; a
+    reader that keeps only some columns can share those itself, for less.
+    """
+    if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
+        msg = "the delimiter and the quote character must be two different single characters"
+        raise ValueError(msg)
+    pieces = _checked_pieces(data, file=file, allow_cp1252=allow_cp1252)
+    records = _records(pieces, file, delimiter, quotechar, share=share)
+    first = next(records, None)
+    if first is None:
+        return TableStream(file, (), iter(()), _Shape(file, (), {}, max_field))
+    header = tuple(first[1])
+    if has_header:
+        shape = _Shape(file, header, _known_columns(header, column_name), max_field)
+        return TableStream(file, header, records, shape)
+    # Without a header, the first row sets the width every row must have.
+    shape = _Shape(file, header, {}, max_field)
+    return TableStream(file, (), itertools.chain((first,), records), shape)
 
 
 def read_table(
@@ -219,30 +367,18 @@ def read_table(
     the reader's own name for the column (a field it maps), or None, and
     then by position. The header cell itself is never used: it may be data.
     """
-    if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
-        msg = "the delimiter and the quote character must be two different single characters"
-        raise ValueError(msg)
-    text = _whole_text(data, file=file, allow_cp1252=allow_cp1252)
-    records = _records(text, file, delimiter, quotechar)
-    first = next(records, None)
-    if first is None:
-        return Table(file, (), (), ())
-    if has_header:
-        names = _known_columns(first.cells, column_name)
-        shape = _Shape(file, first.cells, names, max_field)
-    else:
-        # Without a header, the first row sets the width every row must have.
-        records = itertools.chain((first,), records)
-        shape = _Shape(file, first.cells, {}, max_field)
-    rows: list[Row] = []
-    problems: list[SourceDataError] = []
-    for row in records:
-        found = shape.problems(row)
-        if found:
-            problems.extend(found)
-        else:
-            rows.append(row)
-    return Table(file, first.cells if has_header else (), rows, problems)
+    stream = open_table(
+        data,
+        file=file,
+        delimiter=delimiter,
+        quotechar=quotechar,
+        has_header=has_header,
+        allow_cp1252=allow_cp1252,
+        max_field=max_field,
+        column_name=column_name,
+    )
+    rows = [Row(line, cells) for line, cells in stream]
+    return Table(file, stream.header, rows, stream.problems)
 
 
 def _known_columns(
@@ -255,24 +391,22 @@ def _known_columns(
     return {index: name for index, name in found if name}
 
 
-def _whole_text(data: bytes | str, *, file: str, allow_cp1252: bool) -> str:
-    """*data* as text, or a :class:`~sourcetruth.RejectedFileError` when it cannot be."""
+def _checked_pieces(data: bytes | str, *, file: str, allow_cp1252: bool) -> Iterator[str]:
+    """*data*'s text pieces, or a :class:`~sourcetruth.RejectedFileError` when it cannot be read."""
     try:
-        if isinstance(data, str):
-            text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
-        else:
-            text = decode(data, file=file, allow_cp1252=allow_cp1252)
+        pieces = text_pieces(data, file=file, allow_cp1252=allow_cp1252)
     except EncodingError as error:
         msg_0 = f"{file}: unreadable"
         raise RejectedFileError(msg_0, [error], file=file) from None
-    end = text.find("\n")
-    if "\x00" in (text if end < 0 else text[:end]):
+    first = next(pieces, "")
+    end = first.find("\n")
+    if "\x00" in (first if end < 0 else first[:end]):
         # Text of two or four bytes a character, read one byte at a time.
         msg = "NUL characters in the first line: is the file UTF-16 or UTF-32 without a BOM?"
         problem = SourceDataError(msg, file=file, line=1)
         msg_0 = f"{file}: unreadable"
         raise RejectedFileError(msg_0, [problem], file=file)
-    return text
+    return itertools.chain((first,), pieces)
 
 
 class _Shape:
@@ -296,41 +430,46 @@ class _Shape:
             named -= 1
         self.named = named
 
-    def problems(self, row: Row) -> list[SourceDataError]:
-        """Why *row* cannot be used: nothing for a row that can."""
-        return [*self._width_problems(row), *self._cell_problems(row)]
+    def fits(self, cells: list[str]) -> bool:
+        """Whether *cells* is a usable row: the question asked of every row, so asked quickly."""
+        width = len(cells)
+        if width < self.named or (width > self.width and any(map(str.strip, cells[self.width :]))):
+            return False
+        if max(map(len, cells)) > self.max_field:
+            return False
+        joined = "".join(cells)
+        return "\x00" not in joined and "\ufeff" not in joined
 
-    def _problem(self, message: str, row: Row, index: int) -> SourceDataError:
+    def problems(self, line: int, cells: list[str]) -> list[SourceDataError]:
+        """Why *cells* cannot be used: nothing for a row that can."""
+        return [*self._width_problems(line, cells), *self._cell_problems(line, cells)]
+
+    def _problem(self, message: str, line: int, index: int) -> SourceDataError:
         column = self.names.get(index) or by_position(index)
-        return SourceDataError(message, file=self.file, line=row.line, field=column)
+        return SourceDataError(message, file=self.file, line=line, field=column)
 
-    def _width_problems(self, row: Row) -> list[SourceDataError]:
+    def _width_problems(self, line: int, cells: list[str]) -> list[SourceDataError]:
         found: list[SourceDataError] = []
-        width = len(row.cells)
+        width = len(cells)
         msg = f"the row has {width} cells where the file has {self.named} columns"
         if width < self.named:
-            found.append(self._problem(msg, row, width))
-        extra = [i for i in range(self.width, width) if row.cells[i].strip()]
+            found.append(self._problem(msg, line, width))
+        extra = [i for i in range(self.width, width) if cells[i].strip()]
         if extra:
-            found.append(self._problem(msg, row, extra[0]))
+            found.append(self._problem(msg, line, extra[0]))
         return found
 
-    def _cell_problems(self, row: Row) -> list[SourceDataError]:
-        cells = row.cells
-        joined = "".join(cells)
-        clean = "\x00" not in joined and "\ufeff" not in joined
-        if clean and (len(joined) <= self.max_field or max(map(len, cells)) <= self.max_field):
-            return []  # the usual row: nothing to look at cell by cell
+    def _cell_problems(self, line: int, cells: list[str]) -> list[SourceDataError]:
         found: list[SourceDataError] = []
         for index, cell in enumerate(cells):
             if "\x00" in cell:
-                found.append(self._problem("a NUL character", row, index))
+                found.append(self._problem("a NUL character", line, index))
             if "\ufeff" in cell:
                 msg = "a byte-order mark inside the file (were two files joined?)"
-                found.append(self._problem(msg, row, index))
+                found.append(self._problem(msg, line, index))
             if len(cell) > self.max_field:
                 msg = f"a cell longer than {self.max_field} characters"
-                found.append(self._problem(msg, row, index))
+                found.append(self._problem(msg, line, index))
         return found
 
 
