@@ -199,6 +199,28 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+_set = object.__setattr__
+
+
+def _delivery(
+    key: str,
+    channel: Channel,
+    address: str,
+    contact_ids: tuple[str, ...],
+    provenance: tuple[Provenance, ...],
+    name: str,
+) -> Delivery:
+    """A Delivery of values already checked and already tuples: a plan makes one per address."""
+    made: Delivery = object.__new__(Delivery)
+    _set(made, "key", key)
+    _set(made, "channel", channel)
+    _set(made, "address", address)
+    _set(made, "contact_ids", contact_ids)
+    _set(made, "provenance", provenance)
+    _set(made, "name", name)
+    return made
+
+
 def _audience(message: Message, effective: EffectiveCache) -> set[str]:
     """Every contact id the audience names at *at*, departed and unknown ones included."""
     everyone: set[str] = set()
@@ -235,11 +257,11 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
         found = resolve(frozenset(waiting), channel, effective)
         reached: set[str] = set()
         for recipient in found.recipients:
-            contact = effective.one(recipient.contact_ids[0])
-            data = contact.data if contact is not None else ContactData()
+            entry = effective.entry(recipient.contact_ids[0])
+            data = entry.data if entry is not None else ContactData()
             name = f"{data.given_name} {data.family_name}".strip()
             deliveries.append(
-                Delivery(
+                _delivery(
                     delivery_key(message.id, channel, recipient.address),
                     channel,
                     recipient.address,
