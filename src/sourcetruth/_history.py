@@ -38,6 +38,7 @@ __all__ = [
     "Origin",
     "Resolved",
     "SourceOrigin",
+    "SyncsAt",
     "last_data",
     "origin_provenance",
     "overrides_at",
@@ -162,14 +163,19 @@ def record_provenance(
     return _version_provenance(state.source, state.key, version, sync)
 
 
+def _latest_sync(book: Book, source: str, at: datetime, before: int | None) -> SyncRecord | None:
+    """The latest sync of *source* at *at*, before merge *before* if it is given."""
+    syncs = book.syncs.get(source, ())
+    if before is not None:
+        syncs = syncs[: bisect_left(syncs, before, key=lambda s: s.seq)]
+    return at_or_before(syncs, at, lambda s: s.applied_at)
+
+
 def _reading_sync(
     book: Book, source: str, version: RecordVersion, at: datetime, before: int | None
 ) -> SyncRecord | None:
     """The latest sync of *source* at *at* (before merge *before*) that read *version* again."""
-    syncs = book.syncs.get(source, ())
-    if before is not None:
-        syncs = syncs[: bisect_left(syncs, before, key=lambda s: s.seq)]
-    sync = at_or_before(syncs, at, lambda s: s.applied_at)
+    sync = _latest_sync(book, source, at, before)
     if sync is not None and sync.seq < version.sync:
         return None  # no sync read this version again: the merge that applied it is named
     return sync
@@ -209,13 +215,31 @@ def override_provenance(override: Override) -> Provenance:
 DEFAULT_PROVENANCE: Final = Provenance(ProvenanceKind.DEFAULT)
 
 
-def origin_provenance(book: Book, origin: Origin, at: datetime) -> Provenance:
-    """The provenance, as of *at*, of a value that came from *origin*."""
+#: The latest sync of a source (before a merge) at one time, by (source, merge), for one reader.
+SyncsAt = dict[tuple[str, int | None], SyncRecord | None]
+
+
+def origin_provenance(
+    book: Book, origin: Origin, at: datetime, syncs_at: SyncsAt | None = None
+) -> Provenance:
+    """The provenance, as of *at*, of a value that came from *origin*.
+
+    *syncs_at* keeps, across the calls of one reader at one time, the
+    latest sync of each source that it looked up.
+    """
     if origin is None:
         return DEFAULT_PROVENANCE
     if isinstance(origin, SourceOrigin):
         source, key, version, before = origin
-        sync = _reading_sync(book, source, version, at, before)
+        if syncs_at is None:
+            sync = _reading_sync(book, source, version, at, before)
+        else:
+            if (source, before) in syncs_at:
+                sync = syncs_at[source, before]
+            else:
+                sync = syncs_at[source, before] = _latest_sync(book, source, at, before)
+            if sync is not None and sync.seq < version.sync:
+                sync = None
         return _version_provenance(source, key, version, sync)
     return override_provenance(origin)
 

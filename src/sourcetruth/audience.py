@@ -23,11 +23,14 @@ from typing import Final, TypeAlias
 import attrs
 from attrs import frozen
 
+from sourcetruth._history import SyncsAt, origin_provenance
+from sourcetruth._layered import plain
 from sourcetruth._util import at_or_before
 from sourcetruth.effective import resolve_id
 from sourcetruth.exceptions import UnknownGroupError
 from sourcetruth.model import (
     ADDRESS_FIELDS,
+    FIELDS,
     Book,
     Channel,
     Contact,
@@ -51,6 +54,7 @@ __all__ = [
     "Recipients",
     "Unreachable",
     "named",
+    "reached",
     "recipients",
     "resolve",
     "usable_address",
@@ -143,30 +147,27 @@ def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
     return version.group
 
 
-def _matches(entry: CurrentContact, rule: Rule, *, pupil: bool) -> bool:
-    role = entry.data.role
-    if pupil:
-        if role is not Role.PUPIL:
-            return False
-    elif rule.roles and role not in rule.roles:
-        return False
-    if rule.year_groups and entry.year_group not in rule.year_groups:
-        return False
-    groups = rule.registration_groups
-    return not (groups and entry.registration_group not in groups)
-
-
 def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
-    live = [(cid, e) for cid, e in everyone.items() if e.departed_at is None]
+    # The hot loop of planning: one pass over every contact, no call per contact.
+    roles = frozenset({Role.PUPIL}) if rule.guardians_of else rule.roles
+    years, groups = rule.year_groups, rule.registration_groups
+    matching = [
+        (cid, e)
+        for cid, e in everyone.items()
+        if e.departed_at is None
+        and (not roles or e.data.role in roles)
+        and (not years or e.year_group in years)
+        and (not groups or e.registration_group in groups)
+    ]
     if not rule.guardians_of:
-        return {cid for cid, e in live if _matches(e, rule, pupil=False)}
+        return {cid for cid, _ in matching}
     # A guardian names a pupil by its key in the source the relationships came
     # from; match it against the records each chosen pupil had at that time.
-    pupil_records = {rid for _, e in live if _matches(e, rule, pupil=True) for rid in e.records}
+    pupil_records = {rid for _, e in matching for rid in e.records}
     chosen = set()
-    for cid, entry in live:
+    for cid, entry in everyone.items():
         source = entry.relationships_source
-        if source is None:
+        if source is None or entry.departed_at is not None:
             continue
         for rel in entry.data.relationships:
             if not rel.receives_messages:
@@ -193,6 +194,9 @@ class EffectiveCache:
     def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
         self.book, self.policy, self.at = book, policy, at
         self._current = view_is_current(book, policy, at)
+        self._view: Mapping[str, CurrentContact] = plain(book.view) if self._current else {}
+        #: The latest sync of each source at the time, as provenance names it.
+        self.syncs_at: SyncsAt = {}
         self._entries: dict[str, CurrentContact | None] = {}
         self._everyone: Mapping[str, CurrentContact] | None = None
         self._one: dict[str, Contact | None] = {}
@@ -201,7 +205,7 @@ class EffectiveCache:
     def entry(self, contact_id: str) -> CurrentContact | None:
         """The contact *contact_id* at the time, as a view entry; None if it did not exist then."""
         if self._current:
-            found: CurrentContact | None = self.book.view.get(contact_id)
+            found = self._view.get(contact_id)
             if found is None or found.valid_until is None or self.at < found.valid_until:
                 return found
         if contact_id not in self._entries:
@@ -212,7 +216,7 @@ class EffectiveCache:
         """Every contact that existed at the time, as view entries, by id (in no set order)."""
         if self._everyone is None:
             if self._current:
-                view: Mapping[str, CurrentContact] = self.book.view
+                view = self._view
                 at = self.at
                 expired = [
                     cid
@@ -236,7 +240,7 @@ class EffectiveCache:
 
     def provenance(self, entry: CurrentContact, field_name: str) -> Provenance:
         """Where *entry*'s value of *field_name* came from, as of the time."""
-        return entry.provenance(self.book, field_name, self.at)
+        return entry.provenance(self.book, field_name, self.at, self.syncs_at)
 
     def one(self, contact_id: str) -> Contact | None:
         """The contact *contact_id* at the time, None if it did not exist then."""
@@ -327,37 +331,59 @@ def _recipient(
     return made
 
 
-def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
-    """:func:`recipients`, with the contacts taken from (and kept in) *effective*."""
-    at = effective.at
-    chosen, unreachable = named(audience, effective)
-    field_name = ADDRESS_FIELDS[channel]
+#: Everyone one address reaches: the address, their ids, the provenance of the address for each,
+#: and the first of them.
+Reached = tuple[str, tuple[str, ...], tuple[Provenance, ...], CurrentContact]
+
+
+def reached(
+    chosen: set[str], channel: Channel, effective: EffectiveCache
+) -> tuple[list[Reached], list[Unreachable]]:
+    """Everyone of the present contacts *chosen* that *channel* reaches, by address; and the rest.
+
+    Addresses come in the order of their first contact's id.
+    """
+    book, at = effective.book, effective.at
+    unreachable: list[Unreachable] = []
     by_address: dict[str, list[CurrentContact]] = {}
+    entry_of = effective.entry
     for cid in sorted(chosen):
-        entry = effective.entry(cid)
-        assert entry is not None  # named() chose it among those present
+        entry = entry_of(cid)
+        assert entry is not None  # chosen among those present
         address, reason = _entry_address(entry, channel)
         if address is None:
             unreachable.append(Unreachable(cid, reason))
+            continue
+        found_for = by_address.get(address)
+        if found_for is None:
+            by_address[address] = [entry]
         else:
-            found_for = by_address.get(address)
-            if found_for is None:
-                by_address[address] = [entry]
-            else:
-                found_for.append(entry)
+            found_for.append(entry)
     # Provenance only for what is returned: the address field of each contact reached.
-    provenance = effective.provenance
-    found = tuple(
-        _recipient(
-            channel,
+    index = FIELDS.index(ADDRESS_FIELDS[channel])
+    syncs = effective.syncs_at
+    found = [
+        (
             address,
             tuple(e.id for e in entries),
-            tuple(provenance(e, field_name) for e in entries),
+            tuple(origin_provenance(book, e.origins[index], at, syncs) for e in entries),
+            entries[0],
         )
-        for address, entries in sorted(by_address.items(), key=lambda item: item[1][0].id)
-    )
+        for address, entries in by_address.items()
+    ]
+    return found, unreachable
+
+
+def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
+    """:func:`recipients`, with the contacts taken from (and kept in) *effective*."""
+    chosen, unreachable = named(audience, effective)
+    found, more = reached(chosen, channel, effective)
+    unreachable += more
     return Recipients(
-        channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))
+        channel,
+        effective.at,
+        tuple(_recipient(channel, address, ids, prov) for address, ids, prov, _ in found),
+        tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason))),
     )
 
 

@@ -45,6 +45,7 @@ from sourcetruth._history import (
     Origin,
     Resolved,
     SourceOrigin,
+    SyncsAt,
     origin_provenance,
     resolve_history,
 )
@@ -116,9 +117,15 @@ class CurrentContact:
         """The record version or override the value of *field_name* came from (None: default)."""
         return self.origins[_INDEX[field_name]]
 
-    def provenance(self, book: Book, field_name: str, at: datetime) -> Provenance:
-        """Where the value of *field_name* came from, as of *at*, in *book* (which holds this)."""
-        return origin_provenance(book, self.origins[_INDEX[field_name]], at)
+    def provenance(
+        self, book: Book, field_name: str, at: datetime, syncs_at: SyncsAt | None = None
+    ) -> Provenance:
+        """Where the value of *field_name* came from, as of *at*, in *book* (which holds this).
+
+        A reader asking about many contacts at one time passes one *syncs_at*
+        dict to all its calls, which then look each source's syncs up once.
+        """
+        return origin_provenance(book, self.origins[_INDEX[field_name]], at, syncs_at)
 
     def contact(self, book: Book, at: datetime) -> Contact:
         """This entry as the :class:`~sourcetruth.Contact` at *at*, with every provenance."""
