@@ -66,7 +66,9 @@ from sourcetruth.policy import Policy
 
 __all__ = [
     "CurrentContact",
+    "build_view",
     "current_entry",
+    "entry_holds",
     "view_basis",
     "view_is_current",
 ]
