@@ -87,10 +87,11 @@ class CurrentContact:
     ``year_group`` and ``registration_group`` are stripped, as rules compare
     them; ``relationships_source`` is the source the relationships came from
     (the pupils they name are keys in it); ``records`` are the ids of the
-    records that make up the contact. ``origins`` holds, per field of
-    :data:`~sourcetruth.FIELDS` in order, the record version or override its
-    value came from. ``overrides`` are those in force; ``valid_until`` is
-    the earliest ``until`` among them, from which this entry no longer holds.
+    records that make up the contact, in the order they joined it.
+    ``origins`` holds, per field of :data:`~sourcetruth.FIELDS` in order,
+    the record version or override its value came from. ``overrides`` are
+    those in force; ``valid_until`` is the earliest ``until`` among them,
+    from which this entry no longer holds.
     """
 
     id: str
@@ -102,7 +103,7 @@ class CurrentContact:
     year_group: str = field(repr=False)
     registration_group: str = field(repr=False)
     relationships_source: str | None = field(repr=False)
-    records: frozenset[str] = field(repr=False)
+    records: tuple[str, ...] = field(repr=False)
     overrides: tuple[Override, ...] = field(repr=False)
     departed_at: datetime | None = None
     valid_until: datetime | None = None
@@ -287,11 +288,11 @@ def _entry(
     )
 
 
-def _records(book: Book, contact_id: str, at: datetime) -> frozenset[str]:
+def _records(book: Book, contact_id: str, at: datetime) -> tuple[str, ...]:
     entry = book.contacts.get(contact_id)
     if entry is None:
-        return frozenset()
-    return frozenset(m.record for m in entry.members if m.active_at(at))
+        return ()
+    return tuple(m.record for m in entry.members if m.active_at(at))
 
 
 def current_entry(
@@ -343,7 +344,7 @@ def fresh_entry(
         year_group=data.year_group.strip(),
         registration_group=data.registration_group.strip(),
         relationships_source=state.source if "relationships" in covers else None,
-        records=frozenset((rid,)),
+        records=(rid,),
         overrides=(),
         departed_at=None,
         valid_until=None,
