@@ -18,6 +18,7 @@ from sourcetruth.changes import (
     ConfirmSync,
     Erase,
     Link,
+    RefreshView,
     RemoveGroup,
     SetGroup,
     SetOverride,
@@ -112,6 +113,7 @@ from sourcetruth.report import (
 )
 from sourcetruth.schedule import next_sync, when_effective
 from sourcetruth.serialise import FORMAT_VERSION, dumps, loads
+from sourcetruth.view import CurrentContact, view_basis
 
 if TYPE_CHECKING:
     from sourcetruth.app.sending import FileDeliveryLog, MemoryDeliveryLog, send
@@ -162,6 +164,7 @@ __all__ = [
     "Contact",
     "ContactData",
     "ContactEntry",
+    "CurrentContact",
     "Delivery",
     "DeliveryResult",
     "DeliveryStatus",
@@ -206,6 +209,7 @@ __all__ = [
     "RecordState",
     "RecordVersion",
     "Redirect",
+    "RefreshView",
     "RejectedFileError",
     "Relationship",
     "RemoveGroup",
@@ -253,6 +257,7 @@ __all__ = [
     "recipients",
     "record_id",
     "send",
+    "view_basis",
     "when_effective",
     "why",
 ]

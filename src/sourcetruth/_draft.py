@@ -38,9 +38,10 @@ from sourcetruth.model import (
     record_id,
     split_record_id,
 )
-from sourcetruth.normalise import normalise_email, normalise_phone
+from sourcetruth.normalise import Normalised
 from sourcetruth.policy import Policy
 from sourcetruth.report import PossibleDuplicate, Unnormalised
+from sourcetruth.view import Checked, check_addresses
 
 __all__ = ["Draft", "end_expired", "outcome"]
 
@@ -74,6 +75,7 @@ class Draft:
         self.suppressed = book.suppressed
         self.suppression_check = book.suppression_check
         self.skipped = 0
+        self.checked: Checked = {}  # addresses normalised in this merge, for the view
 
     # records and contacts
 
@@ -200,8 +202,12 @@ class Draft:
     # values kept raw
 
     def check_values(self, rid: str, data: ContactData) -> None:
-        """Report each phone and email of *data*, record *rid*, that does not normalise."""
-        self.unnormalised.extend(_problems(rid, data, self.policy.default_region))
+        """Report each phone and email of *data*, record *rid*, that does not normalise.
+
+        What normalises is noted for the current view, so that it is not normalised twice.
+        """
+        phones, emails = check_addresses(self.checked, data, self.policy.default_region)
+        self.unnormalised.extend(_problems(rid, phones, emails))
 
     # the outcome
 
@@ -254,12 +260,12 @@ def end_expired(draft: Draft) -> None:
                 draft.end_override(override, outcome(override, data, region), expired_at=until)
 
 
-def _problems(rid: str, data: ContactData, region: str) -> Iterator[Unnormalised]:
-    for i, phone in enumerate(data.phones):
-        checked = normalise_phone(phone.number, region)
+def _problems(
+    rid: str, phones: tuple[Normalised, ...], emails: tuple[Normalised, ...]
+) -> Iterator[Unnormalised]:
+    for i, checked in enumerate(phones):
         if checked.problem is not None:
             yield Unnormalised(rid, "phones", i, checked.problem)
-    for i, email in enumerate(data.emails):
-        checked = normalise_email(email.address)
+    for i, checked in enumerate(emails):
         if checked.problem is not None:
             yield Unnormalised(rid, "emails", i, checked.problem)

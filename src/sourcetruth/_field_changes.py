@@ -8,6 +8,10 @@ and after, and a contact that left or came back is a departure or a return.
 A contact the merge created from one record (every contact of an initial
 sync) takes its changes straight from that record. The report adds what the
 draft noted as it went.
+
+The same pass keeps the book's current view (:mod:`sourcetruth.view`): the
+entry of each contact the merge touched is recomputed, and the effective
+contact after the merge is read off it; the one before, off the old entry.
 """
 
 from __future__ import annotations
@@ -15,11 +19,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
+import attrs
+
 from sourcetruth._draft import Draft
+from sourcetruth._layered import updated
 from sourcetruth.effective import comparable, effective_contact, source_provenance
 from sourcetruth.model import FIELDS, Book, Contact, ContactData, Role, split_record_id
 from sourcetruth.policy import Policy
 from sourcetruth.report import FieldChange, Held, MergeResult, Report, Status
+from sourcetruth.view import (
+    Checked,
+    CurrentContact,
+    build_view,
+    current_entry,
+    entry_holds,
+    fresh_entry,
+    view_basis,
+    view_is_current,
+)
 
 __all__ = ["applied", "on_hold", "unchanged"]
 
@@ -38,10 +55,28 @@ def unchanged(draft: Draft, kind: str) -> MergeResult:
     return MergeResult(draft.old, report)
 
 
-def applied(draft: Draft, kind: str) -> MergeResult:
-    """The new book, and the report of everything the change did to it."""
+def applied(draft: Draft, kind: str, *, refresh: bool = False) -> MergeResult:
+    """The new book, and the report of everything the change did to it.
+
+    The new book's current view is the old one with the entries of the
+    contacts this merge touched recomputed, when the old one was computed
+    under the same basis (or the book was empty); with *refresh*, the whole
+    view rebuilt. Otherwise the new book has no view.
+    """
     new_book = draft.book()
-    changes, departed, returned = _compare(draft, new_book)
+    old, policy = draft.old, draft.policy
+    basis = view_basis(policy)
+    keep = old.view_basis == basis or (old.seq == 0 and not old.contacts)
+    upkeep: dict[str, CurrentContact | None] | None = {} if keep and not refresh else None
+    changes, departed, returned = _compare(draft, new_book, upkeep)
+    if refresh:
+        new_book = attrs.evolve(new_book, view=build_view(new_book, policy), view_basis=basis)
+    elif upkeep is not None:
+        if draft.erased:
+            # An erasure may take linked contacts with it: no entry may outlive its contact.
+            upkeep.update((cid, None) for cid in old.view if cid not in new_book.contacts)
+        start = old.view if old.view_basis == basis else {}
+        new_book = attrs.evolve(new_book, view=updated(start, upkeep), view_basis=basis)
     report = Report(
         Status.APPLIED,
         kind,
@@ -64,8 +99,14 @@ def applied(draft: Draft, kind: str) -> MergeResult:
     return MergeResult(new_book, report)
 
 
-def _compare(draft: Draft, new_book: Book) -> tuple[list[FieldChange], list[str], list[str]]:
-    """The field changes, departures and returns of the contacts the draft affected."""
+def _compare(
+    draft: Draft, new_book: Book, upkeep: dict[str, CurrentContact | None] | None
+) -> tuple[list[FieldChange], list[str], list[str]]:
+    """The field changes, departures and returns of the contacts the draft affected.
+
+    With *upkeep*, each affected contact's new view entry is put there, and
+    the effective contact after the merge is read off it.
+    """
     book, policy, at = draft.old, draft.policy, draft.at
     region = policy.default_region
     changes: list[FieldChange] = []
@@ -73,14 +114,30 @@ def _compare(draft: Draft, new_book: Book) -> tuple[list[FieldChange], list[str]
     returned: list[str] = []
     created = set(draft.created)
     shared: dict[tuple[str, Any], ContactData] = {}
+    old_view = view_is_current(book, policy, at)
+    same_basis = bool(book.view_basis) and book.view_basis == view_basis(policy)
     for cid in sorted(draft.affected - set(draft.erased)):
         if cid in created and cid not in book.contacts:
-            fresh = _created(new_book, cid, policy, shared)
+            fresh = _created(new_book, cid, policy, shared, draft.checked)
             if fresh is not None:
-                changes.extend(fresh)
+                changes.extend(fresh[0])
+                if upkeep is not None:
+                    upkeep[cid] = fresh[1]
                 continue
-        before = effective_contact(book, cid, policy, at) if cid in book.contacts else None
-        after = effective_contact(new_book, cid, policy, at)
+        previous = book.view.get(cid) if same_basis else None
+        before: Contact | None
+        if old_view and (previous is None or entry_holds(previous, at)):
+            before = None if previous is None else previous.contact(book, at)
+        else:
+            before = effective_contact(book, cid, policy, at) if cid in book.contacts else None
+        if upkeep is None:
+            after = effective_contact(new_book, cid, policy, at)
+        else:
+            entry = current_entry(
+                new_book, cid, policy, at, checked=draft.checked, previous=previous
+            )
+            upkeep[cid] = entry
+            after = None if entry is None else entry.contact(new_book, at)
         changes.extend(_diff(before, after, region, shared))
         if after is not None and after.departed and (before is None or not before.departed):
             departed.append(cid)
@@ -144,15 +201,19 @@ _REPEATING: Final = frozenset(
 
 
 def _created(
-    book: Book, contact_id: str, policy: Policy, shared: dict[tuple[str, Any], ContactData]
-) -> list[FieldChange] | None:
-    """What :func:`_diff` gives for a contact this merge created from one record.
+    book: Book,
+    contact_id: str,
+    policy: Policy,
+    shared: dict[tuple[str, Any], ContactData],
+    checked: Checked,
+) -> tuple[list[FieldChange], CurrentContact] | None:
+    """What :func:`_diff` gives for a contact this merge created from one record, and its entry.
 
     An initial sync creates every contact of a school, so this path matters.
     A contact of one record with one version, and no link or override, is
-    that record's covered values with one provenance: its changes come
-    straight from the record, with no effective contact to build. None for
-    any other contact.
+    that record's covered values with one provenance: its changes and its
+    view entry come straight from the record, with no effective contact to
+    build. None for any other contact.
     """
     entry = book.contacts[contact_id]
     if (
@@ -166,7 +227,12 @@ def _created(
     state = book.records[source][key]
     version = state.versions[0]
     data = version.data
-    if len(state.versions) != 1 or data is None or version.applied_at != book.updated_at:
+    if (
+        len(state.versions) != 1
+        or data is None
+        or version.applied_at != book.updated_at
+        or state.id != contact_id
+    ):
         return None
     provenance = source_provenance(book, state, version, version.applied_at)
     covers = policy.source(source).covers
@@ -178,7 +244,7 @@ def _created(
         changes.append(
             FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
         )
-    return changes
+    return changes, fresh_entry(state, version, policy, checked)
 
 
 def _is_empty(name: str, value: Any) -> bool:

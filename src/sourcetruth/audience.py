@@ -9,7 +9,9 @@ with why.
 
 :func:`recipients` answers one question; the message planner asks many about
 one time, so it shares an :class:`EffectiveCache` across :func:`named` and
-:func:`resolve`.
+:func:`resolve`. Both read the book's current view for a time it answers
+for, with addresses already normalised, and build the provenance of the
+address of each contact reached, and of nothing else.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from typing import Final, TypeAlias
 import attrs
 from attrs import frozen
 
+from sourcetruth._history import SyncsAt, origin_provenance
+from sourcetruth._layered import plain
 from sourcetruth._util import at_or_before
-from sourcetruth.effective import effective_contact, resolve_id
+from sourcetruth.effective import resolve_id
 from sourcetruth.exceptions import UnknownGroupError
 from sourcetruth.model import (
     ADDRESS_FIELDS,
+    FIELDS,
     Book,
     Channel,
     Contact,
@@ -40,6 +45,7 @@ from sourcetruth.model import (
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
+from sourcetruth.view import CurrentContact, current_entry, view_is_current
 
 __all__ = [
     "Audience",
@@ -48,6 +54,7 @@ __all__ = [
     "Recipients",
     "Unreachable",
     "named",
+    "reached",
     "recipients",
     "resolve",
     "usable_address",
@@ -140,39 +147,29 @@ def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
     return version.group
 
 
-def _matches(contact: Contact, rule: Rule, *, pupil: bool) -> bool:
-    data = contact.data
-    if pupil:
-        if data.role is not Role.PUPIL:
-            return False
-    elif rule.roles and data.role not in rule.roles:
-        return False
-    if rule.year_groups and data.year_group.strip() not in rule.year_groups:
-        return False
-    return not (
-        rule.registration_groups and data.registration_group.strip() not in rule.registration_groups
-    )
-
-
-def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetime) -> set[str]:
-    live = {cid: c for cid, c in everyone.items() if not c.departed}
+def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
+    # The hot loop of planning: one pass over every contact, no call per contact.
+    roles = frozenset({Role.PUPIL}) if rule.guardians_of else rule.roles
+    years, groups = rule.year_groups, rule.registration_groups
+    matching = [
+        (cid, e)
+        for cid, e in everyone.items()
+        if e.departed_at is None
+        and (not roles or e.data.role in roles)
+        and (not years or e.year_group in years)
+        and (not groups or e.registration_group in groups)
+    ]
     if not rule.guardians_of:
-        return {cid for cid, c in live.items() if _matches(c, rule, pupil=False)}
+        return {cid for cid, _ in matching}
     # A guardian names a pupil by its key in the source the relationships came
     # from; match it against the records each chosen pupil had at that time.
-    pupil_records = {
-        m.record
-        for cid, c in live.items()
-        if _matches(c, rule, pupil=True)
-        for m in book.contacts[cid].members
-        if m.active_at(at)
-    }
+    pupil_records = {rid for _, e in matching for rid in e.records}
     chosen = set()
-    for cid, contact in live.items():
-        source = contact.provenance["relationships"].source
-        if source is None:
+    for cid, entry in everyone.items():
+        source = entry.relationships_source
+        if source is None or entry.departed_at is not None:
             continue
-        for rel in contact.data.relationships:
+        for rel in entry.data.relationships:
             if not rel.receives_messages:
                 continue
             if rule.max_priority is not None and rel.priority > rule.max_priority:
@@ -187,17 +184,69 @@ def _select(book: Book, rule: Rule, everyone: Mapping[str, Contact], at: datetim
 
 
 class EffectiveCache:
-    """Effective contacts of one book at one time, each computed once however often asked for."""
+    """Contacts of one book at one time, each computed once however often asked for.
+
+    For a time the book's current view answers (:mod:`sourcetruth.view`),
+    its entries are read as they are; for any other, each contact asked for
+    is read from history, once.
+    """
 
     def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
         self.book, self.policy, self.at = book, policy, at
+        self._current = view_is_current(book, policy, at)
+        self._view: Mapping[str, CurrentContact] = plain(book.view) if self._current else {}
+        #: The latest sync of each source at the time, as provenance names it.
+        self.syncs_at: SyncsAt = {}
+        self._entries: dict[str, CurrentContact | None] = {}
+        self._everyone: Mapping[str, CurrentContact] | None = None
         self._one: dict[str, Contact | None] = {}
         self._all: dict[str, Contact] | None = None
+
+    def entry(self, contact_id: str) -> CurrentContact | None:
+        """The contact *contact_id* at the time, as a view entry; None if it did not exist then."""
+        if self._current:
+            found = self._view.get(contact_id)
+            if found is None or found.valid_until is None or self.at < found.valid_until:
+                return found
+        if contact_id not in self._entries:
+            self._entries[contact_id] = current_entry(self.book, contact_id, self.policy, self.at)
+        return self._entries[contact_id]
+
+    def entries(self) -> Mapping[str, CurrentContact]:
+        """Every contact that existed at the time, as view entries, by id (in no set order)."""
+        if self._everyone is None:
+            if self._current:
+                view = self._view
+                at = self.at
+                expired = [
+                    cid
+                    for cid, e in view.items()
+                    if e.valid_until is not None and at >= e.valid_until
+                ]
+                if expired:
+                    everyone = dict(view)
+                    for cid in expired:
+                        entry = self.entry(cid)
+                        if entry is None:
+                            del everyone[cid]
+                        else:
+                            everyone[cid] = entry
+                    view = everyone
+                self._everyone = view
+            else:
+                found = ((cid, self.entry(cid)) for cid in sorted(self.book.contacts))
+                self._everyone = {cid: e for cid, e in found if e is not None}
+        return self._everyone
+
+    def provenance(self, entry: CurrentContact, field_name: str) -> Provenance:
+        """Where *entry*'s value of *field_name* came from, as of the time."""
+        return entry.provenance(self.book, field_name, self.at, self.syncs_at)
 
     def one(self, contact_id: str) -> Contact | None:
         """The contact *contact_id* at the time, None if it did not exist then."""
         if contact_id not in self._one:
-            self._one[contact_id] = effective_contact(self.book, contact_id, self.policy, self.at)
+            entry = self.entry(contact_id)
+            self._one[contact_id] = None if entry is None else entry.contact(self.book, self.at)
         return self._one[contact_id]
 
     def all(self) -> dict[str, Contact]:
@@ -227,12 +276,12 @@ def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list
     book, at = effective.book, effective.at
     group = _group(book, audience, at)
     chosen = {resolve_id(book, cid, at) for cid in group.members}
-    everyone: dict[str, Contact]
+    everyone: Mapping[str, CurrentContact]
     if group.rule is not None:
-        everyone = effective.all()
+        everyone = effective.entries()
     else:  # static members only: no need to look at anyone else
-        found_members = ((cid, effective.one(cid)) for cid in chosen)
-        everyone = {cid: c for cid, c in found_members if c is not None}
+        found_members = ((cid, effective.entry(cid)) for cid in chosen)
+        everyone = {cid: e for cid, e in found_members if e is not None}
     unreachable = [
         Unreachable(cid, "not in the book at that time") for cid in chosen if cid not in everyone
     ]
@@ -240,35 +289,101 @@ def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list
     unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
     chosen = {cid for cid in chosen if not everyone[cid].departed}
     if group.rule is not None:
-        chosen |= _select(book, group.rule, everyone, at)
+        chosen |= _select(group.rule, everyone)
     return chosen, unreachable
 
 
-def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
-    """:func:`recipients`, with the effective contacts taken from (and kept in) *effective*."""
-    at, policy = effective.at, effective.policy
-    chosen, unreachable = named(audience, effective)
-    field_name = ADDRESS_FIELDS[channel]
-    by_address: dict[str, list[Contact]] = {}
+def _entry_address(entry: CurrentContact, channel: Channel) -> tuple[str | None, str]:
+    """:func:`usable_address` of an entry, from the addresses it holds normalised."""
+    if channel is Channel.EMAIL:
+        if not entry.emails:
+            return None, "no email address"
+        for value in entry.emails:
+            if value is not None:
+                return value, ""
+        return None, "email address does not normalise"
+    mobiles = [
+        value
+        for phone, value in zip(entry.data.phones, entry.phones, strict=True)
+        if phone.type is PhoneType.MOBILE
+    ]
+    if not mobiles:
+        return None, "no mobile number"
+    for value in mobiles:
+        if value is not None:
+            return value, ""
+    return None, "mobile number does not normalise"
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _recipient(
+    channel: Channel, address: str, ids: tuple[str, ...], provenance: tuple[Provenance, ...]
+) -> Recipient:
+    """A Recipient of values already checked: a plan makes one per address."""
+    made: Recipient = _new(Recipient)
+    _set(made, "channel", channel)
+    _set(made, "address", address)
+    _set(made, "contact_ids", ids)
+    _set(made, "provenance", provenance)
+    return made
+
+
+#: Everyone one address reaches: the address, their ids, the provenance of the address for each,
+#: and the first of them.
+Reached = tuple[str, tuple[str, ...], tuple[Provenance, ...], CurrentContact]
+
+
+def reached(
+    chosen: set[str], channel: Channel, effective: EffectiveCache
+) -> tuple[list[Reached], list[Unreachable]]:
+    """Everyone of the present contacts *chosen* that *channel* reaches, by address; and the rest.
+
+    Addresses come in the order of their first contact's id.
+    """
+    book, at = effective.book, effective.at
+    unreachable: list[Unreachable] = []
+    by_address: dict[str, list[CurrentContact]] = {}
+    entry_of = effective.entry
     for cid in sorted(chosen):
-        contact = effective.one(cid)
-        assert contact is not None  # named() chose it among those present
-        address, reason = usable_address(contact.data, channel, policy.default_region)
+        entry = entry_of(cid)
+        assert entry is not None  # chosen among those present
+        address, reason = _entry_address(entry, channel)
         if address is None:
             unreachable.append(Unreachable(cid, reason))
+            continue
+        found_for = by_address.get(address)
+        if found_for is None:
+            by_address[address] = [entry]
         else:
-            by_address.setdefault(address, []).append(contact)
-    found = tuple(
-        Recipient(
-            channel,
+            found_for.append(entry)
+    # Provenance only for what is returned: the address field of each contact reached.
+    index = FIELDS.index(ADDRESS_FIELDS[channel])
+    syncs = effective.syncs_at
+    found = [
+        (
             address,
-            tuple(c.id for c in contacts),
-            tuple(c.provenance[field_name] for c in contacts),
+            tuple(e.id for e in entries),
+            tuple(origin_provenance(book, e.origins[index], at, syncs) for e in entries),
+            entries[0],
         )
-        for address, contacts in sorted(by_address.items(), key=lambda item: item[1][0].id)
-    )
+        for address, entries in by_address.items()
+    ]
+    return found, unreachable
+
+
+def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
+    """:func:`recipients`, with the contacts taken from (and kept in) *effective*."""
+    chosen, unreachable = named(audience, effective)
+    found, more = reached(chosen, channel, effective)
+    unreachable += more
     return Recipients(
-        channel, at, found, tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason)))
+        channel,
+        effective.at,
+        tuple(_recipient(channel, address, ids, prov) for address, ids, prov, _ in found),
+        tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason))),
     )
 
 

@@ -4,7 +4,8 @@ A source's :class:`~sourcetruth.model.Snapshot` is the one change that comes
 from outside; everything here is a person's doing: a save or a removal in the
 address book (rule 2), an override of a source's field and its end (rule 3),
 a group, a link or an unlink of two records (rule 12), an erasure (rule 13),
-and the confirmation of a sync that the departure guard held (rule 6).
+the confirmation of a sync that the departure guard held (rule 6), and the
+rebuilding of the book's current view.
 ``merge`` keeps one table from each of these types to the function that
 applies it.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "ConfirmSync",
     "Erase",
     "Link",
+    "RefreshView",
     "RemoveGroup",
     "SetGroup",
     "SetOverride",
@@ -146,3 +148,15 @@ class Erase:
 
     contact_id: str
     suppress: bool = True
+
+
+@frozen
+class RefreshView:
+    """Rebuild the book's current view from its history, under the policy merged with.
+
+    A merge keeps the view only under the basis it was computed with (see
+    :func:`~sourcetruth.view.view_basis`): after a change of policy, or a
+    new release of ``phonenumbers`` or ``email-validator``, readers answer
+    from history until this change re-derives every entry, once. It changes
+    no contact: its report has no field changes.
+    """

@@ -9,19 +9,31 @@ version in one place, :func:`record_provenance`). :func:`explain` adds the
 overrides that touched a field and the later change the time asked about did
 not yet include. :func:`comparable` is the form in which values are compared.
 
-The merge, the audiences and the worklists read contacts through here.
+For a time at or after the book's last merge, :func:`contact_at` and
+:func:`contacts_at` read the current view that the merge keeps
+(:mod:`sourcetruth.view`) where it holds, and history otherwise: the same
+answer either way. The merge, the audiences and the worklists read contacts
+through here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import attrs
 from attrs import frozen
 
-from sourcetruth._util import at_or_before
+from sourcetruth._history import (
+    last_data,
+    origin_provenance,
+    record_provenance,
+    resolve_history,
+    resolve_id,
+    source_provenance,
+    version_at,
+)
 from sourcetruth.exceptions import UnknownContactError
 from sourcetruth.model import (
     FIELDS,
@@ -31,17 +43,13 @@ from sourcetruth.model import (
     EndedOverride,
     Override,
     Provenance,
-    ProvenanceKind,
-    RecordState,
-    RecordVersion,
-    SyncRecord,
     check_fields,
     data_from,
-    split_record_id,
     utc,
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
+from sourcetruth.view import entry_holds, view_is_current
 
 __all__ = [
     "Explanation",
@@ -77,214 +85,56 @@ def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
     return value
 
 
-# -- a record's history ----------------------------------------------------------------
-
-
-def version_at(state: RecordState, at: datetime) -> RecordVersion | None:
-    """The version of a record in force at *at*: None before the record arrived."""
-    return at_or_before(state.versions, at, lambda v: v.applied_at)
-
-
-def last_data(state: RecordState, upto: RecordVersion) -> RecordVersion | None:
-    """The last version holding data up to (and including) version *upto*."""
-    for v in reversed(state.versions[: state.versions.index(upto) + 1]):
-        if v.data is not None:
-            return v
-    return None
-
-
-def resolve_id(book: Book, contact_id: str, at: datetime | None = None) -> str:
-    """Follow links: a contact linked into another answers as that one.
-
-    At a time *at*, the links in force then; without one, those in force now.
-    """
-    seen = set()
-    entry = book.contacts.get(contact_id)
-    while entry is not None and contact_id not in seen:
-        seen.add(contact_id)
-        target = next((r.into for r in entry.redirects if r.active_at(at)), None)
-        if target is None:
-            break
-        contact_id = target
-        entry = book.contacts.get(contact_id)
-    return contact_id
-
-
-# -- provenance ------------------------------------------------------------------------
-
-
-def record_provenance(
-    state: RecordState, version: RecordVersion, sync: SyncRecord | None = None
-) -> Provenance:
-    """Where *version* of a record came from: the one place such a provenance is built.
-
-    ``since`` is when the version was applied; the read it names is *sync*
-    (a later sync of the source that read the record again), or without one
-    the merge that applied the version.
-    """
-    if sync is None:
-        read_at, applied_at, seq, by = (
-            version.extracted_at,
-            version.applied_at,
-            version.sync,
-            version.by,
-        )
-    else:
-        read_at, applied_at, seq, by = sync.extracted_at, sync.applied_at, sync.seq, sync.by
-    return Provenance(
-        ProvenanceKind.SOURCE,
-        state.source,
-        state.key,
-        since=version.applied_at,
-        read_at=read_at,
-        applied_at=applied_at,
-        sync=seq,
-        by=by,
-    )
-
-
-def source_provenance(
-    book: Book,
-    state: RecordState,
-    version: RecordVersion,
-    at: datetime,
-    before: int | None = None,
-) -> Provenance:
-    """Where *version*'s data came from, as of *at*.
-
-    The latest sync of the source at *at* read the record again, so it is the
-    one named; for a departed record (*before* = the departing merge) it is the
-    last sync before it left.
-    """
-    syncs = book.syncs.get(state.source, ())
-    if before is not None:
-        syncs = tuple(s for s in syncs if s.seq < before)
-    sync = at_or_before(syncs, at, lambda s: s.applied_at)
-    if sync is not None and sync.seq < version.sync:
-        sync = None  # no sync read this version again: the merge that applied it is named
-    return record_provenance(state, version, sync)
-
-
-def _override_provenance(override: Override) -> Provenance:
-    return Provenance(
-        ProvenanceKind.OVERRIDE,
-        override.source,
-        split_record_id(override.record)[1],
-        since=override.set_at,
-        applied_at=override.set_at,
-        by=override.set_by,
-    )
-
-
-_DEFAULT: Final = Provenance(ProvenanceKind.DEFAULT)
-
-
 # -- the effective contact ---------------------------------------------------------------
-
-#: A record of a contact and its version at the time asked about.
-_Present = tuple[RecordState, RecordVersion]
-
-
-def _present(book: Book, contact_id: str, policy: Policy, at: datetime) -> list[_Present]:
-    """The records that make up the contact at *at*, with their versions then, home first."""
-    entry = book.contacts.get(contact_id)
-    if entry is None:
-        return []
-    present: list[_Present] = []
-    for m in entry.members:
-        if not m.active_at(at):
-            continue
-        source, key = split_record_id(m.record)
-        state = book.records.get(source, {}).get(key)
-        if state is None:  # erased (rule 13)
-            continue
-        version = version_at(state, at)
-        if version is not None:
-            present.append((state, version))
-    # Among local records (one may arrive with a link), the contact's own comes first.
-    if len(present) > 1:
-        present.sort(key=lambda sv: (policy.rank(sv[0].source), sv[0].key != contact_id))
-    return present
-
-
-def _covered(
-    book: Book, present: list[_Present], policy: Policy, at: datetime
-) -> tuple[dict[str, ContactData], dict[str, Provenance], int]:
-    """Each covered field's winning record data and its provenance (rule 1).
-
-    Returns the data each field takes its value from, the provenance of each,
-    and how many records' data supply values.
-    """
-    home_state = present[0][0]
-    parts: dict[str, ContactData] = {}
-    provenance: dict[str, Provenance] = {}
-    taken: list[ContactData] = []  # the data the values come from, one entry each
-    for state, version in present:
-        if version.data is not None:
-            data = version.data
-            prov = source_provenance(book, state, version, at)
-        else:
-            # The home owns what it covers, even when it left (rule 1), with
-            # its last known values; a departed lower source stops filling.
-            held = last_data(state, version) if state is home_state else None
-            if held is None or held.data is None:
-                continue
-            data = held.data
-            prov = source_provenance(book, state, held, at, before=version.sync)
-        for name in policy.source(state.source).covers:
-            if name not in parts:
-                parts[name] = data
-                provenance[name] = prov
-                if not taken or taken[-1] is not data:
-                    taken.append(data)
-    return parts, provenance, len(taken)
-
-
-def _overrides_at(book: Book, contact_id: str, at: datetime) -> list[Override]:
-    if contact_id not in book.overrides and contact_id not in book.ended_overrides:
-        return []  # most contacts: never edited
-    found = [o for o in book.overrides.get(contact_id, ()) if o.active_at(at)]
-    found += [
-        e.override
-        for e in book.ended_overrides.get(contact_id, ())
-        if e.override.active_at(at) and at < e.ended_at
-    ]
-    return sorted(found, key=lambda o: (o.set_at, o.field))
 
 
 def effective_contact(book: Book, contact_id: str, policy: Policy, at: datetime) -> Contact | None:
-    """The contact *contact_id* at *at* (a UTC time), or None if it did not exist then.
+    """The contact *contact_id* at *at* (a UTC time), read from history; None if it did not exist.
 
     Links are not followed: :func:`contact_at` does that.
     """
-    present = _present(book, contact_id, policy, at)
-    if not present:
+    resolved = resolve_history(book, contact_id, policy, at)
+    if resolved is None:
         return None
-    parts, provenance, sources = _covered(book, present, policy, at)
-    active = _overrides_at(book, contact_id, at)
-    for o in active:
-        parts[o.field] = o.value
-        provenance[o.field] = _override_provenance(o)
-    home_state, home_version = present[0]
+    home_state, home_version, parts, origins, sources, active = resolved
     departed = home_version.data is None
     # Most contacts take every field from their home record: that record's
     # data is then the effective data, with no copy to make.
     whole = sources == 1 and len(parts) == len(FIELDS) and not active
+    made: dict[int, Provenance] = {}
+    provenance = {}
+    for name in FIELDS:
+        origin = origins.get(name)
+        found = made.get(id(origin))
+        if found is None:
+            found = made[id(origin)] = origin_provenance(book, origin, at)
+        provenance[name] = found
     return Contact(
         id=contact_id,
         home=home_state.id,
         data=parts[FIELDS[0]] if whole else data_from(parts),
-        provenance={name: provenance.get(name, _DEFAULT) for name in FIELDS},
+        provenance=provenance,
         departed=departed,
         departed_at=home_version.applied_at if departed else None,
         overrides=tuple(active),
     )
 
 
+def _current(book: Book, contact_id: str, policy: Policy, at: datetime) -> Contact | None:
+    """:func:`effective_contact`, from the current view when it answers for *at*."""
+    if view_is_current(book, policy, at):
+        entry = book.view.get(contact_id)
+        if entry is None:
+            return None
+        if entry_holds(entry, at):
+            return entry.contact(book, at)  # type: ignore[no-any-return]
+    return effective_contact(book, contact_id, policy, at)
+
+
 def contact_at(book: Book, contact_id: str, *, policy: Policy, at: datetime) -> Contact:
     """The effective contact at *at*, past or present (links followed)."""
     at = utc(at)
-    contact = effective_contact(book, resolve_id(book, contact_id, at), policy, at)
+    contact = _current(book, resolve_id(book, contact_id, at), policy, at)
     if contact is None:
         msg = f"the book holds no contact {contact_id!r} at that time"
         raise UnknownContactError(msg)
@@ -295,7 +145,7 @@ def contacts_at(book: Book, *, policy: Policy, at: datetime) -> Iterator[Contact
     """Every contact that exists at *at*, departed ones included, by id."""
     at = utc(at)
     for cid in sorted(book.contacts):
-        contact = effective_contact(book, cid, policy, at)
+        contact = _current(book, cid, policy, at)
         if contact is not None:
             yield contact
 

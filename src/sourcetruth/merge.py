@@ -11,7 +11,8 @@ Each kind of change is applied to a draft of the book by one function, found
 in one table (``_KINDS``): a source's sync (``sourcetruth._sync``), a
 person's edits (``sourcetruth._edits``) and who is who
 (``sourcetruth._identity``); what changed is read off the draft
-(``sourcetruth._field_changes``). The queries over a book live in
+(``sourcetruth._field_changes``), which also keeps the book's current view
+(:mod:`sourcetruth.view`). The queries over a book live in
 :mod:`sourcetruth.effective`, :mod:`sourcetruth.audience` and
 :mod:`sourcetruth.duplicates`, and the report in :mod:`sourcetruth.report`.
 """
@@ -42,6 +43,7 @@ from sourcetruth.changes import (
     ConfirmSync,
     Erase,
     Link,
+    RefreshView,
     RemoveGroup,
     SetGroup,
     SetOverride,
@@ -68,6 +70,7 @@ Change: TypeAlias = (
     | Link
     | Unlink
     | Erase
+    | RefreshView
 )
 
 
@@ -94,6 +97,7 @@ _KINDS: Final[Mapping[type, _Kind]] = {
     Link: _Kind("link", link),
     Unlink: _Kind("unlink", unlink),
     Erase: _Kind("erase", erase),
+    RefreshView: _Kind("refresh-view", lambda _draft, _change: None),
 }
 
 
@@ -131,9 +135,10 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     if draft.source is not None and draft.sync is None:
         return unchanged(draft, kind.name)  # the same snapshot again (rule 5)
     end_expired(draft)
-    if not draft.changed():
+    refresh = isinstance(change, RefreshView)
+    if not (refresh or draft.changed()):
         return unchanged(draft, kind.name)
-    return applied(draft, kind.name)
+    return applied(draft, kind.name, refresh=refresh)
 
 
 def dry_run(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) -> Report:

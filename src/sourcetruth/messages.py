@@ -21,9 +21,9 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple
-from sourcetruth.audience import Audience, EffectiveCache, Unreachable, named, resolve
+from sourcetruth.audience import Audience, EffectiveCache, Unreachable, named, reached
 from sourcetruth.exceptions import UsageError
-from sourcetruth.model import Book, Channel, ContactData, Provenance, Rule, utc
+from sourcetruth.model import Book, Channel, Provenance, Rule, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -199,17 +199,40 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _audience(message: Message, effective: EffectiveCache) -> set[str]:
-    """Every contact id the audience names at *at*, departed and unknown ones included."""
-    everyone: set[str] = set()
+_set = object.__setattr__
+
+
+def _delivery(
+    key: str,
+    channel: Channel,
+    address: str,
+    contact_ids: tuple[str, ...],
+    provenance: tuple[Provenance, ...],
+    name: str,
+) -> Delivery:
+    """A Delivery of values already checked and already tuples: a plan makes one per address."""
+    made: Delivery = object.__new__(Delivery)
+    _set(made, "key", key)
+    _set(made, "channel", channel)
+    _set(made, "address", address)
+    _set(made, "contact_ids", contact_ids)
+    _set(made, "provenance", provenance)
+    _set(made, "name", name)
+    return made
+
+
+def _audience(message: Message, effective: EffectiveCache) -> tuple[set[str], list[Unreachable]]:
+    """Who the audience names and is present at the time, and who it names but is not, once each."""
+    present: set[str] = set()
+    absent: dict[str, Unreachable] = {}
     parts: list[Audience] = [*message.groups, *message.rules]
     if message.contacts:
         parts.append(frozenset(message.contacts))
     for part in parts:
-        present, absent = named(part, effective)
-        everyone |= present
-        everyone.update(u.contact_id for u in absent)
-    return everyone
+        found, missing = named(part, effective)
+        present |= found
+        absent.update((u.contact_id, u) for u in missing)
+    return present, list(absent.values())
 
 
 def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
@@ -225,37 +248,35 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
     # One plan asks for the same people several times (audience, each channel,
     # names): each effective contact is computed once.
     effective = EffectiveCache(book, policy, at)
-    waiting = _audience(message, effective)
+    waiting, absent = _audience(message, effective)
     deliveries: list[Delivery] = []
     unreachable: list[tuple[Channel, Unreachable]] = []
-    gone: set[str] = set()
     for channel in message.channels:
-        if not waiting:
+        if not (waiting or absent):
             break
-        found = resolve(frozenset(waiting), channel, effective)
-        reached: set[str] = set()
-        for recipient in found.recipients:
-            contact = effective.one(recipient.contact_ids[0])
-            data = contact.data if contact is not None else ContactData()
+        found, missing = reached(waiting, channel, effective)
+        # Who is departed or unknown is said once, on the first channel tried.
+        missing += absent
+        absent = []
+        missing.sort(key=lambda u: (u.contact_id, u.reason))
+        reached_now: set[str] = set()
+        for address, ids, provenance, first in found:
+            data = first.data
             name = f"{data.given_name} {data.family_name}".strip()
             deliveries.append(
-                Delivery(
-                    delivery_key(message.id, channel, recipient.address),
+                _delivery(
+                    delivery_key(message.id, channel, address),
                     channel,
-                    recipient.address,
-                    recipient.contact_ids,
-                    recipient.provenance,
+                    address,
+                    ids,
+                    provenance,
                     name,
                 )
             )
-            reached.update(recipient.contact_ids)
-        for missing in found.unreachable:
-            if missing.reason in ("departed", "not in the book at that time"):
-                gone.add(missing.contact_id)
-            unreachable.append((channel, missing))
+            reached_now.update(ids)
+        unreachable += [(channel, u) for u in missing]
         if message.mode is SendMode.FIRST:
-            waiting -= reached
-        waiting -= gone
+            waiting -= reached_now
     fallbacks: list[tuple[Channel, Unreachable]] = []
     if message.mode is SendMode.FIRST:
         # Someone reached on a later channel was not unreachable after all,

@@ -581,6 +581,11 @@ class Book:
     maps source name to its applied syncs, oldest first; ``groups`` maps a
     group name to its versions. ``seq`` counts the merges applied and
     ``updated_at`` is the time of the last: merges go forward in time.
+
+    ``view`` maps contact id to :class:`~sourcetruth.CurrentContact`: the
+    current view that :func:`~sourcetruth.merge` keeps, computed under the
+    policy and normalisers that ``view_basis`` names (empty: no view). It is
+    derived from the rest, so it takes no part in comparing books.
     """
 
     records: Mapping[str, Mapping[str, RecordState]] = field(factory=dict, repr=False)
@@ -593,6 +598,8 @@ class Book:
     updated_at: datetime | None = field(default=None, converter=utc_or_none)
     suppressed: frozenset[str] = field(default=frozenset(), converter=to_frozenset, repr=False)
     suppression_check: str = field(default="", repr=False)
+    view: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+    view_basis: str = field(default="", repr=False, eq=False)
 
 
 @frozen

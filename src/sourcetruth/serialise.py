@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from cattrs import Converter, transform_error
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from sourcetruth.exceptions import SchemaVersionError, SourceDataError
-from sourcetruth.model import utc
+from sourcetruth.model import Book, utc
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "converter", "dumps", "loads"]
 
@@ -44,6 +45,18 @@ def _make_converter() -> JsonConverter:
     conv.register_unstructure_hook_factory(is_frozenset, sorted_items)
     conv.register_unstructure_hook(datetime, lambda value: utc(value).isoformat())
     conv.register_structure_hook(datetime, lambda value, _: utc(datetime.fromisoformat(value)))
+    # A book's current view is derived from its history, under a policy the
+    # document does not hold: it is left out, and a book read back has none.
+    omit = override(omit=True)
+    conv.register_unstructure_hook(
+        Book,
+        make_dict_unstructure_fn(
+            Book, conv, _cattrs_omit_if_default=True, view=omit, view_basis=omit
+        ),
+    )
+    conv.register_structure_hook(
+        Book, make_dict_structure_fn(Book, conv, view=omit, view_basis=omit)
+    )
     return conv
 
 

@@ -21,9 +21,8 @@ from datetime import datetime
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple
-from sourcetruth.audience import usable_address
+from sourcetruth.audience import EffectiveCache, usable_address
 from sourcetruth.duplicates import possible_duplicates
-from sourcetruth.effective import contacts_at
 from sourcetruth.merge import dry_run
 from sourcetruth.model import (
     KEPT_AT_SYNC,
@@ -182,21 +181,21 @@ def data_quality(book: Book, *, policy: Policy, at: datetime) -> tuple[DataProbl
     """Problems in the effective data at *at*, by contact then kind."""
     at = utc(at)
     region = policy.default_region
-    present = {c.id: c for c in contacts_at(book, policy=policy, at=at) if not c.departed}
+    # The current view holds each address normalised: only those that failed are read again.
+    everyone = EffectiveCache(book, policy, at).entries()
+    present = {cid: e for cid, e in everyone.items() if not e.departed}
     found: list[DataProblem] = []
-    for contact_id, contact in sorted(present.items()):
-        data = contact.data
-        for index, phone in enumerate(data.phones):
-            checked = normalise_phone(phone.number, region)
-            if not checked.ok:
-                detail = f"phone {index + 1}: {checked.problem}"
+    for contact_id, entry in sorted(present.items()):
+        data = entry.data
+        for index, (phone, value) in enumerate(zip(data.phones, entry.phones, strict=True)):
+            if value is None:
+                detail = f"phone {index + 1}: {normalise_phone(phone.number, region).problem}"
                 found.append(DataProblem(contact_id, "unnormalised", "phones", detail))
-        for index, email in enumerate(data.emails):
-            checked = normalise_email(email.address)
-            if not checked.ok:
-                detail = f"email {index + 1}: {checked.problem}"
+        for index, (email, value) in enumerate(zip(data.emails, entry.emails, strict=True)):
+            if value is None:
+                detail = f"email {index + 1}: {normalise_email(email.address).problem}"
                 found.append(DataProblem(contact_id, "unnormalised", "emails", detail))
-        source = contact.provenance["relationships"].source
+        source = entry.relationships_source
         for relationship in data.relationships:
             pupil = relationship.pupil if source is None else f"{source}:{relationship.pupil}"
             target = present.get(pupil)
