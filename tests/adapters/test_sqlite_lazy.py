@@ -154,7 +154,7 @@ class TestReadsOnlyWhatIsAsked:
             assert result.report.status is Status.APPLIED
             store.commit(before, result, run_of(before, (change,), result.report, at=at, by="o"))
             assert len(structured) <= 8, structured
-            assert len(statements) <= 6, statements  # the override, meta, the run
+            assert len(statements) <= 10, statements  # override, view row and links, meta, run
             again = SqliteStore(path)
             try:
                 shown = contact_at(again.load(), cid, policy=POLICY, at=at)
