@@ -120,6 +120,9 @@ class SqliteStore:
     commit with its number (from 1): a crash test makes it stop the process.
     """
 
+    #: A loaded book has the current view the last commit left (see :mod:`._sqlite_view`).
+    keeps_view: Final = True
+
     def __init__(
         self, path: str | os.PathLike[str], *, statement_hook: Callable[[int], None] | None = None
     ) -> None:
