@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sourcetruth._overlay import MAX_DEPTH, Overlay, changed_keys, settled
+from sourcetruth._overlay import MAX_DEPTH, Overlay, changed_keys, root_of, settled
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 #: An operation on a mapping: set a key to a value, or delete a key (if present).
@@ -100,3 +102,20 @@ class TestOverlay:
             current = settled(overlay)
             assert current._depth <= MAX_DEPTH  # type: ignore[attr-defined]
         assert len(current) == 1 + 5 * MAX_DEPTH  # type: ignore[arg-type]
+
+    def test_a_long_run_of_small_merges_over_a_dict_folds_into_a_new_root(self) -> None:
+        """Changes over a dict root become a new dict once they pass sqrt(n); the old stays."""
+        base = {f"k{i}": i for i in range(10_000)}
+        current: Any = base
+        books = []
+        for i in range(600):
+            overlay: Overlay[str, int] = Overlay(current)
+            overlay[f"k{i}"] = -i
+            current = settled(overlay)
+            books.append(current)
+        assert root_of(current) is not base  # folded into a new dict along the way
+        assert len(current._writes) + len(current._deleted) <= 600  # type: ignore[attr-defined]
+        assert dict(current.items()) == {**base, **{f"k{i}": -i for i in range(600)}}
+        assert books[10]["k11"] == 11  # earlier books unchanged
+        assert books[10]["k10"] == -10
+        assert base["k1"] == 1

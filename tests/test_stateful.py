@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,12 @@ from sourcetruth import (
     normalise_phone,
     recipients,
 )
+from sourcetruth._history import SourceOrigin
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.journal import run_of
 from sourcetruth.merge import Change
 from sourcetruth.testing import strategies as sts
+from sourcetruth.view import CurrentContact, build_view, view_basis
 
 LONDON = sts.LONDON
 MIS_KEYS = sts.record_keys(prefix="M", count=10)
@@ -734,6 +737,20 @@ BookMachine.TestCase.settings = settings(
 TestBook = BookMachine.TestCase
 
 
+def stamped(view: Mapping[str, CurrentContact]) -> dict[str, CurrentContact]:
+    """*view* with each origin's record version reduced to its stamp, as a store keeps it."""
+    kept = {}
+    for cid, entry in view.items():
+        origins = tuple(
+            o._replace(version=attrs.evolve(o.version, data=None))
+            if isinstance(o, SourceOrigin)
+            else o
+            for o in entry.origins
+        )
+        kept[cid] = attrs.evolve(entry, origins=origins)
+    return kept
+
+
 class SqliteBookMachine(BookMachine):
     """The same machine, each merge committed to an SQLite store and the book loaded back.
 
@@ -752,8 +769,35 @@ class SqliteBookMachine(BookMachine):
         self.store.commit(before, result, run_of(before, (change,), result.report, at=at, by=by))
         loaded = self.store.load()
         assert dumps(loaded) == dumps(result.book)
+        assert loaded.view_basis == result.book.view_basis
+        if loaded.view_basis:
+            # The stored view is the one merge kept, and what history says now.
+            assert loaded.view_basis == view_basis(self.policy)
+            assert stamped(loaded.view) == stamped(result.book.view)
+            assert stamped(loaded.view) == stamped(build_view(loaded, self.policy))
+        else:
+            assert not loaded.view
         self.book = loaded
         return result
+
+    @invariant()
+    def an_erased_person_has_no_row_of_the_view(self) -> None:
+        """Right after an erasure, the file's view names none of the erased contacts."""
+        if not self.erased_ids:
+            return
+        db = sqlite3.connect(self.folder / "book.sqlite")
+        try:
+            ids = sorted(self.erased_ids)
+            marks = ",".join("?" * len(ids))
+            for table in ("current", "current_links"):
+                found = db.execute(
+                    f"SELECT contact_id FROM {table} WHERE contact_id IN ({marks})", ids
+                ).fetchall()
+                assert not found, (table, found)
+            rows = " ".join(text for (text,) in db.execute("SELECT data FROM current"))
+        finally:
+            db.close()
+        assert not sorted(v for v in self.erased_values if json.dumps(v)[1:-1] in rows)
 
     def teardown(self) -> None:
         self.store.close()

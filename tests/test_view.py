@@ -66,7 +66,6 @@ from sourcetruth import (
     recipients,
     view_basis,
 )
-from sourcetruth._layered import Layered, plain, updated
 from sourcetruth.merge import Change
 from sourcetruth.testing import strategies as sts
 from sourcetruth.view import _history_only, build_view, view_is_current
@@ -442,47 +441,3 @@ class TestStaleViews:
         assert contact_at(back, "mis:G1", policy=policy, at=START) == contact_at(
             book, "mis:G1", policy=policy, at=START
         )
-
-
-class TestLayeredMapping:
-    """The view's copy-on-write mapping: a merge's update never changes the mapping it updates."""
-
-    @settings(max_examples=200, deadline=None)
-    @given(
-        st.lists(
-            st.dictionaries(
-                st.sampled_from([f"k{i}" for i in range(40)]),
-                st.none() | st.integers(0, 9),
-                max_size=30,
-            ),
-            max_size=30,
-        )
-    )
-    def test_updates_read_as_a_dict_and_leave_the_old_mapping_alone(
-        self, batches: list[dict[str, int | None]]
-    ) -> None:
-        """Each update reads as the same updates of a dict would; every earlier mapping stays."""
-        current: Any = {}
-        model: dict[str, int] = {}
-        history: list[tuple[Any, dict[str, int]]] = []
-        for batch in batches:
-            current = updated(current, batch)
-            model = {k: v for k, v in {**model, **batch}.items() if v is not None}
-            history.append((current, model))
-        for mapping, expected in history:
-            assert dict(mapping.items()) == expected
-            assert len(mapping) == len(expected)
-            assert sorted(mapping) == sorted(expected)
-            assert dict(plain(mapping)) == expected
-            for key in [f"k{i}" for i in range(40)]:
-                assert (key in mapping) == (key in expected)
-                assert mapping.get(key) == expected.get(key)
-
-    def test_a_small_update_shares_the_base(self) -> None:
-        """One change over a large mapping is a layer over it, not a copy of it."""
-        base = updated({}, {f"k{i}": i for i in range(10_000)})
-        one = updated(base, {"k1": -1})
-        assert isinstance(one, Layered)
-        assert plain(base) is plain(updated(base, {}))
-        assert one["k1"] == -1
-        assert base["k1"] == 1

@@ -22,7 +22,7 @@ from typing import Any, Final
 import attrs
 
 from sourcetruth._draft import Draft
-from sourcetruth._layered import updated
+from sourcetruth._overlay import Overlay, settled
 from sourcetruth.effective import comparable, effective_contact, source_provenance
 from sourcetruth.model import FIELDS, Book, Contact, ContactData, Role, split_record_id
 from sourcetruth.policy import Policy
@@ -75,8 +75,14 @@ def applied(draft: Draft, kind: str, *, refresh: bool = False) -> MergeResult:
         if draft.erased:
             # An erasure may take linked contacts with it: no entry may outlive its contact.
             upkeep.update((cid, None) for cid in old.view if cid not in new_book.contacts)
-        start = old.view if old.view_basis == basis else {}
-        new_book = attrs.evolve(new_book, view=updated(start, upkeep), view_basis=basis)
+        # An empty view (a new file's table) is not looked up key by key: start from a dict.
+        view = Overlay(old.view if old.view_basis == basis and old.view else {})
+        for cid, entry in upkeep.items():
+            if entry is not None:
+                view[cid] = entry
+            elif cid in view:
+                del view[cid]
+        new_book = attrs.evolve(new_book, view=settled(view), view_basis=basis)
     report = Report(
         Status.APPLIED,
         kind,

@@ -25,6 +25,11 @@ V = TypeVar("V")
 #: sealed, so a read never walks a long chain (a book merged many times in memory).
 MAX_DEPTH: Final = 16
 
+#: A fold over a root that is a dict of n keys makes a new dict root once the
+#: changes outnumber both this and the square root of n: a long run of merges
+#: in memory then costs about sqrt(n) per merge, and a read stays two probes.
+_SMALL: Final = 256
+
 _MISSING: Final = object()
 
 
@@ -144,6 +149,13 @@ class Overlay(MutableMapping[K, V]):
             for key, value in overlay._writes.items():
                 folded[key] = value
         folded._sealed = True
+        root = self._root
+        changes = len(folded._writes) + len(folded._deleted)
+        if type(root) is dict and changes > _SMALL and changes * changes > len(root):
+            # Only a dict root: a lazy one (a store's table) is never read whole.
+            flat: Overlay[K, V] = Overlay(dict(folded.iter_items()))
+            flat._sealed = True
+            return flat
         return folded
 
 

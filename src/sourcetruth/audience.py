@@ -24,7 +24,6 @@ import attrs
 from attrs import frozen
 
 from sourcetruth._history import SyncsAt, origin_provenance
-from sourcetruth._layered import plain
 from sourcetruth._util import at_or_before
 from sourcetruth.effective import resolve_id
 from sourcetruth.exceptions import UnknownGroupError
@@ -194,7 +193,7 @@ class EffectiveCache:
     def __init__(self, book: Book, policy: Policy, at: datetime) -> None:
         self.book, self.policy, self.at = book, policy, at
         self._current = view_is_current(book, policy, at)
-        self._view: Mapping[str, CurrentContact] = plain(book.view) if self._current else {}
+        self._view: Mapping[str, CurrentContact] = book.view if self._current else {}
         #: The latest sync of each source at the time, as provenance names it.
         self.syncs_at: SyncsAt = {}
         self._entries: dict[str, CurrentContact | None] = {}

@@ -27,6 +27,7 @@ from sourcetruth import (
     Erase,
     Phone,
     Policy,
+    RefreshView,
     SetOverride,
     Source,
     SourceKind,
@@ -46,6 +47,7 @@ from sourcetruth.model import RecordState
 from sourcetruth.testing import strategies as sts
 from sourcetruth.testing.synthetic import policy as synthetic_policy
 from sourcetruth.testing.synthetic import school as synthetic_school
+from sourcetruth.view import _history_only, build_view, view_basis
 
 DATA = ROOT / "tests" / "data"
 AT = datetime.fromisoformat("2026-11-23T02:00:00+00:00")
@@ -154,7 +156,7 @@ class TestReadsOnlyWhatIsAsked:
             assert result.report.status is Status.APPLIED
             store.commit(before, result, run_of(before, (change,), result.report, at=at, by="o"))
             assert len(structured) <= 8, structured
-            assert len(statements) <= 6, statements  # the override, meta, the run
+            assert len(statements) <= 10, statements  # override, view row and links, meta, run
             again = SqliteStore(path)
             try:
                 shown = contact_at(again.load(), cid, policy=POLICY, at=at)
@@ -422,6 +424,37 @@ class TestUpgradeFromSchema2:
             store.close()
         assert [plain(run) for run in journal[:-1]] == expected["journal"]
         assert journal[-1].status == "applied"
+
+    def test_an_upgraded_book_has_no_view_until_refreshed(self, tmp_path: Path) -> None:
+        """The old file opens with no view; RefreshView builds it; every answer is unchanged."""
+        path = tmp_path / "old.sqlite"
+        shutil.copyfile(DATA / "schema2.sqlite", path)
+        expected = json.loads((DATA / "schema2.json").read_text(encoding="utf-8"))
+        policy = Policy(
+            sources=(
+                Source("mis", SourceKind.MIS),
+                Source("import", SourceKind.IMPORT, covers=frozenset({"given_name", "phones"})),
+            )
+        )
+        store = SqliteStore(path)
+        try:
+            book = store.load()
+            assert book.view_basis == ""
+            assert not book.view
+            at = datetime.fromisoformat("2026-11-25T13:00:00+00:00")
+            result = apply(store, RefreshView(), policy=policy, at=at, by="office")
+            assert result.report.status is Status.APPLIED
+            again = store.load()
+            assert again.view_basis == view_basis(policy)
+            assert sorted(again.view) == sorted(build_view(again, policy))
+            for cid in sorted(again.contacts):
+                with _history_only():
+                    history = contact_at(again, cid, policy=policy, at=at)
+                assert contact_at(again, cid, policy=policy, at=at) == history, cid
+            for part in ("contacts", "records"):  # the history as it was: no row changed
+                assert plain(again)["data"][part] == expected["book"]["data"][part]  # type: ignore[index]
+        finally:
+            store.close()
 
 
 def plain(value: object) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 
 from cli_helpers import Cli, files_of, iso, one_error_line, school, when
@@ -206,3 +207,30 @@ class TestTheSuppressionKey:
         assert "the suppression key's folder" in line
         assert os.fspath(key.parent) in line
         assert not cli.folder.exists()
+
+
+class TestRefreshView:
+    def test_a_book_without_a_view_says_so_and_refresh_view_builds_it(self, cli: Cli) -> None:
+        """A book whose view is gone lists the same contacts with one notice; refresh-view
+        rebuilds the view (journalled), and the notice goes."""
+        cli.ok("init")
+        cli.sync(cli.export("tue"), 24)
+        listed = cli.ok("contacts", "--at", when(24, 9), "--json")
+        assert listed.err == ""
+        db = sqlite3.connect(cli.folder / "book.sqlite")
+        try:  # as a file upgraded from an older schema holds it: no view
+            with db:
+                db.execute("DELETE FROM current")
+                db.execute("DELETE FROM current_links")
+                db.execute("UPDATE meta SET value='' WHERE name='view_basis'")
+        finally:
+            db.close()
+        slow = cli.ok("contacts", "--at", when(24, 9), "--json")
+        assert slow.json() == listed.json()
+        assert slow.err.count("sourcetruth book refresh-view") == 1
+        done = cli.ok("book", "refresh-view", "--at", when(24, 10))
+        assert "Rebuilt the book's current view" in done.out
+        assert cli.journal()[-1]["status"] == "applied"
+        again = cli.ok("contacts", "--at", when(24, 11), "--json")
+        assert again.err == ""
+        assert again.json() == listed.json()

@@ -248,6 +248,11 @@ class BookFolder:
     def load(self) -> Book:
         return self.store.load()
 
+    @property
+    def keeps_view(self) -> bool:
+        """Whether the store keeps the book's current view (a loaded book may have it)."""
+        return bool(getattr(self.store, "keeps_view", False))
+
     def journal(self) -> tuple[Run, ...]:
         return self.store.journal()
 

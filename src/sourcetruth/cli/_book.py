@@ -8,10 +8,11 @@ from typing import Any
 
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings
-from sourcetruth.cli._context import Context
+from sourcetruth.changes import RefreshView
+from sourcetruth.cli._context import Context, after_change, apply
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._files import reason
-from sourcetruth.cli._options import Subcommands, add_command, count
+from sourcetruth.cli._options import Subcommands, add_actions, add_command, count
 from sourcetruth.exceptions import UsageError
 from sourcetruth.model import Channel, SourceKind
 from sourcetruth.schedule import next_sync
@@ -20,7 +21,7 @@ __all__ = ["register"]
 
 
 def register(commands: Subcommands) -> None:
-    """``init``, ``policy`` and ``journal``."""
+    """``init``, ``policy``, ``journal`` and ``book refresh-view``."""
     sub = add_command(commands, "init", _init, "create a book folder", json_option=False, at=False)
     sub.add_argument("--policy", help="a policy.toml to start from (default: a starter policy)")
     sub.add_argument("--store", choices=("sqlite", "json"), default="sqlite")
@@ -28,6 +29,13 @@ def register(commands: Subcommands) -> None:
     add_command(commands, "policy", _policy, "show the book's policy")
     sub = add_command(commands, "journal", _journal, "list the runs merged into the book", at=False)
     sub.add_argument("--last", type=count, metavar="N", help="only the last N runs")
+    actions = add_actions(commands, "book", "look after the book itself")
+    add_command(
+        actions,
+        "refresh-view",
+        _refresh_view,
+        "rebuild the book's current view from its history, under the policy",
+    )
 
 
 def _init(ctx: Context) -> int:
@@ -172,3 +180,9 @@ def _journal(ctx: Context) -> int:
             f"{ctx.render.counts(r)}"
         )
     return OK
+
+
+def _refresh_view(ctx: Context) -> int:
+    # A change like any other: journalled, at --at, refused before the book's latest.
+    result = apply(ctx, RefreshView())
+    return after_change(ctx, result.report, "Rebuilt the book's current view from its history.")

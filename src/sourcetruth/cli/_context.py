@@ -18,12 +18,21 @@ from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json, printable
 from sourcetruth.exceptions import OutOfOrderError, UsageError
 from sourcetruth.merge import Change
+from sourcetruth.model import Book
 from sourcetruth.policy import Policy
 from sourcetruth.report import MergeResult, Report, Status
+from sourcetruth.view import view_basis
 
-__all__ = ["AHEAD", "Context", "after_change", "apply", "forward"]
+__all__ = ["AHEAD", "NO_VIEW", "Context", "after_change", "apply", "forward"]
 
 T = TypeVar("T")
+
+#: Said once by a command that reads the present of a book whose store keeps no usable view.
+NO_VIEW: Final = (
+    "notice: the book's current view is missing or was made under another policy or "
+    "normaliser version: answers come from history and are slower; run "
+    "`sourcetruth book refresh-view`"
+)
 
 #: How far after the clock a change may be made: a mistyped year (2062 for 2026)
 #: would otherwise lock the book, which refuses a change made before its latest.
@@ -55,6 +64,24 @@ class Context:
         if self._book is None:
             self._book = BookFolder.open(self.args.book, environ=self.environ)
         return self._book
+
+    def viewed(self) -> Book:
+        """The book, for a command that reads its present from the current view.
+
+        When the store keeps a view and this book's is missing or of another
+        basis (a file upgraded from an older schema, a policy changed since),
+        the answers come from history, the same but slower: say so, once.
+        """
+        book = self.book.load()
+        if (
+            self.book.keeps_view
+            and book.updated_at is not None
+            and self.at >= book.updated_at
+            and book.view_basis != view_basis(self.policy)
+            and book.contacts
+        ):
+            self.note(NO_VIEW)
+        return book
 
     @property
     def zone(self) -> tzinfo:

@@ -43,7 +43,7 @@ def _contacts(ctx: Context) -> int:
     needle = (ctx.args.search or "").strip().casefold()
     found = [
         c
-        for c in contacts_at(ctx.book.load(), policy=ctx.policy, at=ctx.at)
+        for c in contacts_at(ctx.viewed(), policy=ctx.policy, at=ctx.at)
         if (ctx.args.departed or not c.departed)
         and (ctx.args.role is None or c.data.role.value == ctx.args.role)
         and (

@@ -48,7 +48,7 @@ def register(commands: Subcommands) -> None:
 
 
 def _update_at_source(ctx: Context) -> int:
-    book, policy, at = ctx.book.load(), ctx.policy, ctx.at
+    book, policy, at = ctx.viewed(), ctx.policy, ctx.at
     since = ctx.time(ctx.args.since, "--since") if ctx.args.since else None
     found = update_at_source(book, policy=policy, at=at, since=since)
     if ctx.args.json:
@@ -65,7 +65,7 @@ def _update_at_source(ctx: Context) -> int:
 
 
 def _before_next_sync(ctx: Context) -> int:
-    book, policy, at = ctx.book.load(), ctx.policy, ctx.at
+    book, policy, at = ctx.viewed(), ctx.policy, ctx.at
     source = synced_source(ctx, ctx.args.source)
     snapshot = _snapshot(ctx, source)
     if snapshot is not None:
@@ -109,7 +109,7 @@ def _two_feeds(ctx: Context) -> int:
 
 
 def _data_quality(ctx: Context) -> int:
-    problems = data_quality(ctx.book.load(), policy=ctx.policy, at=ctx.at)
+    problems = data_quality(ctx.viewed(), policy=ctx.policy, at=ctx.at)
     return ctx.listing(
         problems,
         lambda p: f"  {p.contact_id} {p.field}: {p.kind}: {p.detail}",

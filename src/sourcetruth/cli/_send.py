@@ -59,7 +59,7 @@ def register(commands: Subcommands) -> None:
 def _recipients(ctx: Context) -> int:
     require_audience(ctx.args)
     told = message(ctx, message_id="recipients", subject="", body="")
-    book = ctx.book.load()
+    book = ctx.viewed()
     check_ids(book, told.contacts)
     planned = plan(book, told, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
@@ -76,7 +76,7 @@ def _recipients(ctx: Context) -> int:
 def _send(ctx: Context) -> int:
     outgoing = _outgoing(ctx)
     folder = ctx.book
-    book = folder.load()
+    book = ctx.viewed()
     check_ids(book, outgoing.contacts)
     # Sending again resumes the message as it was planned, unless told another time.
     at = None if ctx.args.at is None else ctx.at

@@ -39,6 +39,7 @@ from sourcetruth._created import Created, compact, expand
 from sourcetruth._digest import record_digest
 from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table, structure_row
+from sourcetruth.adapters.stores._sqlite_view import VIEW_SCHEMA, ViewTable, write_view
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
 from sourcetruth.model import (
@@ -63,9 +64,12 @@ _log = logging.getLogger(__name__)
 #: 3: ``records.digest``, and a created contact's changes in ``run_changes``
 #: as one short entry (a JSON object; a list of changes is still read as it
 #: is); a file of schema 1 or 2 is upgraded when opened.
-SCHEMA_VERSION: Final = 3
+#: 4: the current view (``current``, ``current_links``, ``meta.view_basis``);
+#: an older file is upgraded with no view, which ``RefreshView`` builds.
+SCHEMA_VERSION: Final = 4
 
-_SCHEMA: Final = """
+_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, digest TEXT NOT NULL DEFAULT '',
@@ -90,6 +94,8 @@ CREATE TABLE IF NOT EXISTS run_changes (
 );
 CREATE INDEX IF NOT EXISTS run_changes_by_contact ON run_changes (contact_id);
 """
+    + VIEW_SCHEMA
+)
 
 # The book's flat maps: attribute, table, key column, and the type of one value.
 _MAPS: Final[tuple[tuple[str, str, str, Any], ...]] = (
@@ -113,6 +119,9 @@ class SqliteStore:
     *statement_hook*, for tests, is called before each SQL statement of a
     commit with its number (from 1): a crash test makes it stop the process.
     """
+
+    #: A loaded book has the current view the last commit left (see :mod:`._sqlite_view`).
+    keeps_view: Final = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, statement_hook: Callable[[int], None] | None = None
@@ -285,7 +294,7 @@ class SqliteStore:
         after = result.book
         count = [0]
         mine = _snapshots_of(before)
-        moves: list[tuple[Table[Any], list[str], list[str]]] = []
+        moves: list[Callable[[], None]] = []
         try:
             with self._transaction():
                 stored = self._meta("seq")
@@ -305,8 +314,8 @@ class SqliteStore:
         with ExitStack() as moving:
             for snapshot in mine:
                 moving.enter_context(snapshot.moved_to(after.seq))
-            for table, added, removed in moves:
-                table.moved(added, removed)
+            for move in moves:
+                move()
             if result.report.erased:
                 # A reader's snapshot keeps old pages in use: the others end here.
                 for snapshot in list(self._snapshots):
@@ -373,16 +382,15 @@ class SqliteStore:
             if kept is not run:
                 self._execute(count, "UPDATE runs SET data=? WHERE n=?", (_json(kept), n))
 
-    def _write(
-        self, before: Book, after: Book, count: list[int]
-    ) -> list[tuple[Table[Any], list[str], list[str]]]:
-        """Write the rows that differ; for each table *before* reads, the keys added and removed."""
-        moves: list[tuple[Table[Any], list[str], list[str]]] = []
+    def _write(self, before: Book, after: Book, count: list[int]) -> list[Callable[[], None]]:
+        """Write the rows that differ; what tells each table *before* reads how its rows moved."""
+        moves: list[Callable[[], None]] = []
 
         def moved(old: Mapping[str, Any], write: list[str], gone: list[str]) -> None:
             root = root_of(old)
             if isinstance(root, Table) and (write or gone):
-                moves.append((root, [k for k in write if k not in old], gone))
+                added = [k for k in write if k not in old]
+                moves.append(lambda: root.moved(added, gone))
 
         for source in sorted(set(before.records) | set(after.records)):
             old = before.records.get(source, {})
@@ -411,6 +419,13 @@ class SqliteStore:
                 )
             for key in gone:
                 self._execute(count, f"DELETE FROM {table} WHERE {column}=?", (key,))
+        viewed = write_view(lambda sql, args: self._execute(count, sql, args), before, after)
+        old_view = root_of(before.view)
+        if viewed is not None:
+            moved(before.view, *viewed)
+        elif isinstance(old_view, ViewTable):
+            keys = list(after.view)
+            moves.append(lambda: old_view.rewritten(keys))
         if after.suppressed is not before.suppressed:
             for digest in sorted(after.suppressed - before.suppressed):
                 self._execute(count, "INSERT OR IGNORE INTO suppressed VALUES (?)", (digest,))
@@ -470,6 +485,7 @@ def _load(snapshot: Snapshot) -> Book:
     )
     seq = meta.get("seq")
     updated = meta.get("updated_at")
+    basis = meta.get("view_basis") or ""
     return Book(
         records=records,
         contacts=Table(snapshot, "contacts", "id", ContactEntry),
@@ -481,6 +497,8 @@ def _load(snapshot: Snapshot) -> Book:
         updated_at=datetime.fromisoformat(updated) if updated else None,
         suppressed=suppressed,
         suppression_check=meta.get("suppression_check") or "",
+        view=ViewTable(snapshot) if basis else {},
+        view_basis=basis,
     )
 
 
@@ -491,6 +509,7 @@ def _snapshots_of(book: Book) -> set[Snapshot]:
         book.contacts,
         book.overrides,
         book.ended_overrides,
+        book.view,
     ]
     return {root.snapshot for root in map(root_of, maps) if isinstance(root, Table)}
 

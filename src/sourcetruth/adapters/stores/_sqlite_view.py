@@ -1,0 +1,423 @@
+"""The current view in SQLite: one row per contact, indexed by what rules select on.
+
+A loaded book's view (:class:`ViewTable`) reads the ``current`` table of the
+book's snapshot lazily, like the other maps, and decodes each row by hand
+(:func:`decode`) rather than through the converter: planning a message to
+every guardian of a large school decodes hundreds of thousands of entries.
+A row is a JSON list (:func:`encode`); a field's origin keeps the stamp of
+its record version (when it was applied and read, by which merge and whom),
+which is all a provenance needs, and not the version's data.
+
+The table has the columns rules select on (``role``, ``year_group`` and
+``registration_group``, stripped as the view holds them, each indexed), and
+``current_links`` names, per relationship of a guardian, the pupil's source
+and key: "parents of year 9" reads the year 9 pupils by index, then the
+guardians whose links name them. :meth:`ViewTable.select` and
+:meth:`ViewTable.naming` give candidate ids; the reader checks each entry as
+it would in a scan, so both ways give the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from sourcetruth._history import SourceOrigin
+from sourcetruth._overlay import changed_keys, root_of
+from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table
+from sourcetruth.exceptions import ConflictError, SourceDataError
+from sourcetruth.model import (
+    Book,
+    ContactData,
+    Email,
+    EmailType,
+    Override,
+    Phone,
+    PhoneType,
+    RecordVersion,
+    Relationship,
+    Role,
+)
+from sourcetruth.serialise import converter
+from sourcetruth.view import CurrentContact
+
+__all__ = ["VIEW_SCHEMA", "ViewTable", "decode", "encode", "write_view"]
+
+VIEW_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS current (
+    contact_id TEXT PRIMARY KEY,
+    departed INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    year_group TEXT NOT NULL,
+    registration_group TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS current_by_role ON current (role);
+CREATE INDEX IF NOT EXISTS current_by_year_group ON current (year_group);
+CREATE INDEX IF NOT EXISTS current_by_registration_group ON current (registration_group);
+CREATE INDEX IF NOT EXISTS current_expiring ON current (expires) WHERE expires;
+CREATE TABLE IF NOT EXISTS current_links (
+    source TEXT NOT NULL, pupil TEXT NOT NULL, contact_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS current_links_by_pupil ON current_links (source, pupil);
+CREATE INDEX IF NOT EXISTS current_links_by_contact ON current_links (contact_id);
+"""
+
+_ROLES: Final = {r.value: r for r in Role}
+_PHONE_TYPES: Final = {t.value: t for t in PhoneType}
+_EMAIL_TYPES: Final = {t.value: t for t in EmailType}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _origins(entry: CurrentContact) -> tuple[list[Any], list[int]]:
+    """The distinct origins of *entry* (a source's stamp, or an override by index), per field."""
+    distinct: list[Any] = []
+    seen: dict[int, int] = {}
+    fields: list[int] = []
+    for origin in entry.origins:
+        if origin is None:
+            fields.append(-1)
+            continue
+        found = seen.get(id(origin))
+        if found is None:
+            if isinstance(origin, SourceOrigin):
+                v = origin.version
+                made: Any = [
+                    origin.source,
+                    origin.key,
+                    v.applied_at.isoformat(),
+                    v.extracted_at.isoformat(),
+                    v.sync,
+                    v.by,
+                    origin.before,
+                ]
+            else:
+                made = entry.overrides.index(origin)
+            found = seen[id(origin)] = len(distinct)
+            distinct.append(made)
+        fields.append(found)
+    return distinct, fields
+
+
+def encode(entry: CurrentContact) -> str:
+    """*entry* as the ``data`` of its row: a JSON list (see :func:`decode`)."""
+    data = entry.data
+    distinct, fields = _origins(entry)
+    row = [
+        entry.home,
+        data.given_name,
+        data.family_name,
+        data.role.value,
+        [[p.number, p.type.value] for p in data.phones],
+        [[e.address, e.type.value] for e in data.emails],
+        [
+            [r.pupil, r.priority, r.parental_responsibility, r.receives_messages]
+            for r in data.relationships
+        ],
+        data.year_group,
+        data.registration_group,
+        list(entry.phones),
+        list(entry.emails),
+        entry.relationships_source,
+        list(entry.records),
+        converter.unstructure(entry.overrides) if entry.overrides else 0,
+        distinct,
+        fields,
+        _time(entry.departed_at),
+        _time(entry.valid_until),
+    ]
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+
+
+def _phone(number: str, kind: str) -> Phone:
+    made: Phone = _new(Phone)
+    _set(made, "number", number)
+    _set(made, "type", _PHONE_TYPES[kind])
+    return made
+
+
+def _email(address: str, kind: str) -> Email:
+    made: Email = _new(Email)
+    _set(made, "address", address)
+    _set(made, "type", _EMAIL_TYPES[kind])
+    return made
+
+
+def _relationship(pupil: str, priority: int, responsible: bool, receives: bool) -> Relationship:
+    made: Relationship = _new(Relationship)
+    _set(made, "pupil", pupil)
+    _set(made, "priority", priority)
+    _set(made, "parental_responsibility", responsible)
+    _set(made, "receives_messages", receives)
+    return made
+
+
+def _stamp(applied: str, extracted: str, sync: int, by: str) -> RecordVersion:
+    """A record version's stamp: what a provenance names, without the version's data."""
+    made: RecordVersion = _new(RecordVersion)
+    _set(made, "data", None)
+    _set(made, "applied_at", datetime.fromisoformat(applied))
+    _set(made, "extracted_at", datetime.fromisoformat(extracted))
+    _set(made, "sync", sync)
+    _set(made, "by", by)
+    return made
+
+
+_fromiso = datetime.fromisoformat
+
+
+def decode(contact_id: str, text: str) -> CurrentContact:
+    """The entry *text* encodes (the validators ran when its values were first made)."""
+    (
+        home,
+        given,
+        family,
+        role,
+        phones,
+        emails,
+        relationships,
+        year_group,
+        registration_group,
+        normal_phones,
+        normal_emails,
+        relationships_source,
+        records,
+        overrides_raw,
+        distinct,
+        fields,
+        departed_at,
+        valid_until,
+    ) = json.loads(text)
+    data: ContactData = _new(ContactData)
+    _set(data, "given_name", given)
+    _set(data, "family_name", family)
+    _set(data, "role", _ROLES[role])
+    _set(data, "phones", tuple([_phone(*p) for p in phones]) if phones else ())
+    _set(data, "emails", tuple([_email(*e) for e in emails]) if emails else ())
+    _set(data, "relationships", tuple([_relationship(*r) for r in relationships]))
+    _set(data, "year_group", year_group)
+    _set(data, "registration_group", registration_group)
+    overrides: tuple[Override, ...] = (
+        converter.structure(overrides_raw, tuple[Override, ...]) if overrides_raw else ()
+    )
+    made = [
+        overrides[o]
+        if isinstance(o, int)
+        else SourceOrigin(o[0], o[1], _stamp(o[2], o[3], o[4], o[5]), o[6])
+        for o in distinct
+    ]
+    entry: CurrentContact = _new(CurrentContact)
+    _set(entry, "id", contact_id)
+    _set(entry, "home", home)
+    _set(entry, "data", data)
+    _set(entry, "origins", tuple([None if i < 0 else made[i] for i in fields]))
+    _set(entry, "phones", tuple(normal_phones))
+    _set(entry, "emails", tuple(normal_emails))
+    _set(entry, "year_group", year_group.strip())
+    _set(entry, "registration_group", registration_group.strip())
+    _set(entry, "relationships_source", relationships_source)
+    _set(entry, "records", tuple(records))
+    _set(entry, "overrides", overrides)
+    _set(entry, "departed_at", None if departed_at is None else _fromiso(departed_at))
+    _set(entry, "valid_until", None if valid_until is None else _fromiso(valid_until))
+    return entry
+
+
+#: Pupils looked up per query when finding the guardians who name them.
+_CHUNK: Final = 400
+
+
+class ViewTable(Table[CurrentContact]):
+    """The ``current`` table of a snapshot: the book's view, read and decoded a row at a time."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot, "current", "contact_id", CurrentContact)
+        self._stale = False
+
+    def rewritten(self, keys: Iterable[str]) -> None:
+        """A commit rewrote the table (now holding *keys*): this one must not read the new rows.
+
+        An empty table stays empty (the new keys are hidden from it); any
+        other reads only what it kept, and raises on anything else.
+        """
+        if len(self) == 0:
+            self.moved(list(keys), [])
+        else:
+            self._stale = True
+
+    def _check(self) -> None:
+        if self._stale:
+            msg = (
+                f"this book's view was loaded from {self.snapshot.name} before a later "
+                "change rebuilt it: load it again"
+            )
+            raise ConflictError(msg)
+
+    def __getitem__(self, key: str) -> CurrentContact:
+        found: CurrentContact | None = self._cache.get(key)
+        if found is not None:
+            return found
+        self._check()
+        return super().__getitem__(key)
+
+    def __len__(self) -> int:
+        if self._length is None:
+            self._check()
+        return super().__len__()
+
+    def __iter__(self) -> Iterator[str]:
+        self._check()
+        return super().__iter__()
+
+    def iter_items(self) -> Iterator[tuple[str, CurrentContact]]:
+        self._check()
+        return super().iter_items()
+
+    def _structured(self, key: str, text: str) -> CurrentContact:
+        try:
+            value = decode(key, text)
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            name = self.snapshot.name
+            msg = f"the book in {name} cannot be read: {type(error).__name__}"
+            raise SourceDataError(msg, file=name) from None
+        kept: CurrentContact = self._cache.setdefault(key, value)
+        return kept
+
+    def _decoded(self, rows: Iterable[tuple[str, str]]) -> dict[str, CurrentContact]:
+        found = {}
+        for key, text in rows:
+            if key in self._hidden:
+                continue
+            kept = self._cache.get(key)
+            found[key] = kept if kept is not None else self._structured(key, text)
+        return found
+
+    def select(
+        self,
+        roles: Iterable[Role],
+        year_groups: Iterable[str],
+        registration_groups: Iterable[str],
+    ) -> dict[str, CurrentContact]:
+        """The present entries whose role, year and registration group are among those given.
+
+        An empty collection matches anything; by the columns' indexes, not a
+        scan. With every entry whose time runs out (which a reader must
+        check again): the caller tests each as a scan would.
+        """
+        self._check()
+        where = ["departed=0"]
+        args: list[Any] = []
+        for column, values in (
+            ("role", sorted(r.value for r in roles)),
+            ("year_group", sorted(year_groups)),
+            ("registration_group", sorted(registration_groups)),
+        ):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args.extend(values)
+        sql = (
+            f"SELECT contact_id, data FROM current WHERE ({' AND '.join(where)}) "
+            "UNION SELECT contact_id, data FROM current WHERE expires"
+        )
+        return self._decoded(self.snapshot.rows(sql, tuple(args))) | self._extras()
+
+    def naming(self, pupils: Iterable[tuple[str, str]]) -> dict[str, CurrentContact]:
+        """The entries whose relationships name one of *pupils* (source, key), and the expiring."""
+        self._check()
+        pairs = sorted(set(pupils))
+        ids: set[str] = set()
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start : start + _CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            args = tuple(part for pair in chunk for part in pair)
+            ids.update(
+                cid
+                for (cid,) in self.snapshot.rows(
+                    "SELECT DISTINCT contact_id FROM current_links "
+                    f"WHERE (source, pupil) IN (VALUES {values})",
+                    args,
+                )
+            )
+        found = {cid: entry for cid in sorted(ids) if (entry := self.get(cid)) is not None}
+        expiring = self.snapshot.rows("SELECT contact_id, data FROM current WHERE expires")
+        return found | self._decoded(expiring) | self._extras()
+
+    def _extras(self) -> dict[str, CurrentContact]:
+        # After a commit moved the snapshot on, rows it added are not this book's:
+        # nothing to add back, as the table keeps every value it answered already.
+        return {key: self[key] for key in sorted(self._extra)}
+
+
+def _row(cid: str, entry: CurrentContact) -> tuple[Any, ...]:
+    return (
+        cid,
+        int(entry.departed_at is not None),
+        entry.data.role.value,
+        entry.year_group,
+        entry.registration_group,
+        int(entry.valid_until is not None),
+        encode(entry),
+    )
+
+
+def _links(cid: str, entry: CurrentContact) -> list[tuple[str, str, str]]:
+    source = entry.relationships_source
+    if source is None:
+        return []
+    return sorted({(source, r.pupil, cid) for r in entry.data.relationships})
+
+
+Execute = Callable[[str, tuple[Any, ...]], Any]
+
+
+def write_view(execute: Execute, before: Book, after: Book) -> tuple[list[str], list[str]] | None:
+    """Write *after*'s view over *before*'s; the keys written and deleted, or None if rewritten.
+
+    The rows of the entries that changed, when the view was kept (the same
+    basis, made from *before*'s by overlays); else the whole table again,
+    or nothing when *after* has no view.
+    """
+    old, new = before.view, after.view
+    if (
+        before.view_basis
+        and before.view_basis == after.view_basis
+        and root_of(old) is root_of(new)
+        and isinstance(root_of(new), ViewTable)
+    ):
+        write, gone = changed_keys(old, new)
+        for cid in gone:
+            execute("DELETE FROM current WHERE contact_id=?", (cid,))
+            execute("DELETE FROM current_links WHERE contact_id=?", (cid,))
+        for cid in write:
+            entry = new[cid]
+            execute("INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, ?, ?, ?)", _row(cid, entry))
+            execute("DELETE FROM current_links WHERE contact_id=?", (cid,))
+            for link in _links(cid, entry):
+                execute("INSERT INTO current_links VALUES (?, ?, ?)", link)
+        return write, gone
+    if before.view_basis:
+        execute("DELETE FROM current", ())
+        execute("DELETE FROM current_links", ())
+    basis = after.view_basis
+    if basis:
+        for cid, entry in _sorted_items(new):
+            execute("INSERT INTO current VALUES (?, ?, ?, ?, ?, ?, ?)", _row(cid, entry))
+            for link in _links(cid, entry):
+                execute("INSERT INTO current_links VALUES (?, ?, ?)", link)
+    execute("INSERT OR REPLACE INTO meta VALUES ('view_basis', ?)", (basis,))
+    return None
+
+
+def _sorted_items(view: Mapping[str, CurrentContact]) -> list[tuple[str, CurrentContact]]:
+    iter_items = getattr(view, "iter_items", None)
+    items = list(iter_items() if iter_items is not None else view.items())
+    items.sort(key=lambda item: item[0])
+    return items
