@@ -121,15 +121,22 @@ decoded or unescaped), is longer than ``max_field`` characters
 as for the other readers) is an error; so are parameters longer than that,
 on any property (none has such parameters, photos included), checked
 before they are split. Values we do not read (a photo, a note) are never
-decoded, so they may be long. Reading costs memory linear in the file,
-with a small factor, whatever its lines look like (millions of
-quoted-printable soft line breaks are joined many at a time, not one by
-one).
+decoded, so they may be long. A card holding more than ``max_per_card``
+properties of one name that we read (:data:`DEFAULT_MAX_PER_CARD`, 100,
+unless told: a hundred phone numbers, email addresses, relationships...)
+is an error naming the first one over, and the rest of that name are not
+kept. Reading costs memory linear in the file, with a small factor,
+whatever its lines look like: millions of quoted-printable soft line
+breaks are joined many at a time, not one by one; cards are read one at a
+time, each as its ``END`` arrives; a property we do not read is dropped as
+soon as its line is parsed, so millions of notes or ``X-`` properties cost
+nothing held.
 
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
 is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
 undecodable bytes, an unknown or disallowed charset, a value that cannot be
-read in its ``CHARSET``, a value or parameters over the size limit, a ``UID``
+read in its ``CHARSET``, a value or parameters over the size limit, more
+properties of one name in a card than the limit, a ``UID``
 holding a CR, a ``UID`` repeated in the file and a malformed relationship
 of ours are each a :class:`~sourcetruth.SourceDataError` naming file, line
 (the physical line where the card or property starts, folds counted) and
@@ -1521,7 +1528,9 @@ def parse_vcards(
     *file* names the file in errors and notices. Bytes are unfolded before
     they are decoded (see the module docstring). A property the reader uses
     whose value or parameters, as written, are longer than *max_field*
-    characters is an error. Raises :class:`~sourcetruth.RejectedFileError`
+    characters is an error, and so is a card holding more than
+    *max_per_card* properties of one name that the reader uses (TEL,
+    EMAIL, RELATED...). Raises :class:`~sourcetruth.RejectedFileError`
     with every problem of the file when there is any: no entry of a rejected
     file is returned. A file with no cards gives no entries and a
     ``no-cards`` notice.
@@ -1541,6 +1550,7 @@ def parse_vcards(
             file=file,
         )
     reads, taken = book.reads, book.taken
+    suffixes: dict[str, int] = {}
     del book
     entries: list[Record] = []
     notices: list[Notice] = []
@@ -1555,21 +1565,30 @@ def parse_vcards(
         key = read.uid
         extra: tuple[Notice, ...] = ()
         if key is None:
-            key, derived = _derive_key(read, taken, file)
+            key, derived = _derive_key(read, taken, suffixes, file)
             extra = (derived,)
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
     return AddressBookReading(entries, notices)
 
 
-def _derive_key(read: _Read, taken: dict[str, int], file: str) -> tuple[str, Notice]:
-    """A key for a card without UID, from its content, unique in file order; and the notice."""
+def _derive_key(
+    read: _Read, taken: dict[str, int], suffixes: dict[str, int], file: str
+) -> tuple[str, Notice]:
+    """A key for a card without UID, from its content, unique in file order; and the notice.
+
+    *suffixes* holds the last suffix tried for each derived key, so that many
+    identical cards cost linear time: every key before it is taken.
+    """
     base = key = read.derived or ""
-    count = 1
+    count = suffixes.get(base, 1)
+    if count > 1:
+        key = f"{base}-{count}"
     while key in taken:
         count += 1
         key = f"{base}-{count}"
     taken[key] = read.line
+    suffixes[base] = count
     notice = Notice(
         "derived-key",
         "a card without UID: its key was derived from its content, "
@@ -1601,9 +1620,10 @@ class VCardAdapter:
 
     Implements :class:`~sourcetruth.adapters.AddressBookAdapter`. Reading
     accepts 2.1, 3.0 and 4.0, refusing a value we read longer than
-    *max_field* characters (as the other readers); writing uses *version* (3.0 or 4.0) and
-    replaces the file atomically, so a reader sees the old file or the new
-    one, never half of either.
+    *max_field* characters (as the other readers) and a card holding more
+    than *max_per_card* properties of one name we read; writing uses
+    *version* (3.0 or 4.0) and replaces the file atomically, so a reader
+    sees the old file or the new one, never half of either.
     """
 
     def __init__(
