@@ -121,15 +121,22 @@ decoded or unescaped), is longer than ``max_field`` characters
 as for the other readers) is an error; so are parameters longer than that,
 on any property (none has such parameters, photos included), checked
 before they are split. Values we do not read (a photo, a note) are never
-decoded, so they may be long. Reading costs memory linear in the file,
-with a small factor, whatever its lines look like (millions of
-quoted-printable soft line breaks are joined many at a time, not one by
-one).
+decoded, so they may be long. A card holding more than ``max_per_card``
+properties of one name that we read (:data:`DEFAULT_MAX_PER_CARD`, 100,
+unless told: a hundred phone numbers, email addresses, relationships...)
+is an error naming the first one over, and the rest of that name are not
+kept. Reading costs memory linear in the file, with a small factor,
+whatever its lines look like: millions of quoted-printable soft line
+breaks are joined many at a time, not one by one; cards are read one at a
+time, each as its ``END`` arrives; a property we do not read is dropped as
+soon as its line is parsed, so millions of notes or ``X-`` properties cost
+nothing held.
 
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
 is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
 undecodable bytes, an unknown or disallowed charset, a value that cannot be
-read in its ``CHARSET``, a value or parameters over the size limit, a ``UID``
+read in its ``CHARSET``, a value or parameters over the size limit, more
+properties of one name in a card than the limit, a ``UID``
 holding a CR, a ``UID`` repeated in the file and a malformed relationship
 of ours are each a :class:`~sourcetruth.SourceDataError` naming file, line
 (the physical line where the card or property starts, folds counted) and
@@ -208,7 +215,7 @@ from sourcetruth.model import (
     Role,
 )
 
-__all__ = ["VCardAdapter", "format_vcards", "parse_vcards"]
+__all__ = ["DEFAULT_MAX_PER_CARD", "VCardAdapter", "format_vcards", "parse_vcards"]
 
 #: The versions read (those written are the writer's).
 _READ_VERSIONS: Final = frozenset({"2.1", "3.0", "4.0"})
@@ -320,10 +327,6 @@ class _Property:
     def value_size(self) -> int:
         return len(self.text) - self.start
 
-    def value_is(self, word: str) -> bool:
-        """Whether the value is *word*, case-blind, blanks around it aside (a long one is not)."""
-        return self.value_size <= len(word) + 32 and self.value.strip().upper() == word
-
     def param(self, name: str) -> tuple[str, ...]:
         return self.params.get(name, ())
 
@@ -342,19 +345,36 @@ class _Property:
 
 @define
 class _Card:
+    """A card while its lines arrive: the properties the reader uses, and a digest of
+    every line (for a key when it has no UID), never the lines themselves."""
+
     line: int
+    digest: hashlib._Hash = attrs.field(factory=hashlib.sha256, repr=False)
+    hashed: bool = False
     properties: list[_Property] = attrs.Factory(list)
-    lines: list[str] = attrs.Factory(list)
+    #: How many properties of each name the reader uses the card held so far.
+    counts: dict[str, int] = attrs.Factory(dict)
     nested: int = 0
+    #: Whether the last property was a 2.1 AGENT without a value: its card follows.
+    after_agent: bool = False
+
+    def hash(self, text: str) -> None:
+        """Add a line to the digest: the lines joined by LF, each less trailing blanks."""
+        if self.hashed:
+            self.digest.update(b"\n")
+        self.hashed = True
+        self.digest.update(text.rstrip(" \t").encode("utf-8", "surrogatepass"))
 
 
 @frozen
 class _Read:
     """A card read into data, before keys are settled across the file."""
 
-    card: _Card
+    line: int
     uid: str | None
     uid_line: int
+    #: ``derived-`` and the card's digest, when it has no UID.
+    derived: str | None
     data: ContactData
     notices: tuple[Notice, ...]
 
@@ -763,19 +783,34 @@ def _decoded(
     return line, head + value, problem
 
 
+class _Lines(Protocol):
+    """What takes each content line as text, as it is read (none is held)."""
+
+    def content(self, line: int, text: str, problem: str | None) -> None: ...
+
+
+L = TypeVar("L", bound=_Lines)
+
+
 def _decode_lines(
-    data: bytes, start: int, encoding: str, errors: str, max_head: int, *, charsets: bool
-) -> list[_Content]:
-    """Every content line of ``data[start:]`` as text (see :func:`_decoded`);
+    data: bytes,
+    start: int,
+    encoding: str,
+    errors: str,
+    max_head: int,
+    sink: L,
+    *,
+    charsets: bool,
+) -> L:
+    """Hand *sink* every content line of ``data[start:]`` as text (see :func:`_decoded`);
     :class:`_Undecodable` for the first that cannot be."""
-    found: list[_Content] = []
     own = max_head if charsets else None
 
     def take(line: int, offset: int, raw: bytes | bytearray) -> None:
-        found.append(_decoded(line, raw, encoding, errors, own))
+        sink.content(*_decoded(line, raw, encoding, errors, own))
 
     _unfold(data, start, _Assembler(data, take), max_head)
-    return found
+    return sink
 
 
 def _mixes_utf8(data: bytes, start: int, max_head: int) -> bool:
@@ -794,9 +829,10 @@ def _mixes_utf8(data: bytes, start: int, max_head: int) -> bool:
 
 
 def _content_lines(
-    data: bytes | str, file: str, allow_cp1252: bool, max_head: int
-) -> list[_Content]:
-    """The unfolded content lines of *data*, as text.
+    data: bytes | str, file: str, allow_cp1252: bool, max_head: int, new_sink: Callable[[], L]
+) -> L:
+    """Hand the unfolded content lines of *data*, as text, one by one to a sink
+    from *new_sink* (a new one when the file is read again in another encoding).
 
     Bytes without a UTF-16 byte-order mark are unfolded before they are
     decoded, so a fold may split a UTF-8 sequence (RFC 6350 3.2); each
@@ -808,10 +844,12 @@ def _content_lines(
         # Already text, so CHARSET says nothing more; unfolded as UTF-8, which
         # keeps the lone surrogates text given as str may hold.
         text = _text(data, file, allow_cp1252).encode("utf-8", "surrogatepass")
-        return _decode_lines(text, 0, "utf-8", "surrogatepass", max_head, charsets=False)
+        return _decode_lines(
+            text, 0, "utf-8", "surrogatepass", max_head, new_sink(), charsets=False
+        )
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return _decode_lines(data, skip, "utf-8", "strict", max_head, charsets=True)
+        return _decode_lines(data, skip, "utf-8", "strict", max_head, new_sink(), charsets=True)
     except _Undecodable as undecodable:
         failed = undecodable
     if skip:
@@ -825,7 +863,9 @@ def _content_lines(
     else:
         # As decode(): a file that is not UTF-8 is cp1252 as a whole.
         try:
-            return _decode_lines(data, skip, "cp1252", "strict", max_head, charsets=True)
+            return _decode_lines(
+                data, skip, "cp1252", "strict", max_head, new_sink(), charsets=True
+            )
         except _Undecodable as undecodable:
             failed = undecodable
         reason = "neither UTF-8 nor cp1252"
@@ -886,9 +926,11 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _parse_property(
-    line: int, text: str, file: str, max_head: int, problem: str | None = None
-) -> _Property | SourceDataError:
+def _parse_head(
+    line: int, text: str, file: str, max_head: int
+) -> tuple[str, int] | SourceDataError:
+    """The name of the content line *text*, upper case, and where its colon is; or
+    why it is not ``name[;params]:value``."""
     colon = _find_colon(text, max_head)
     if colon < 0:
         return SourceDataError(
@@ -903,96 +945,170 @@ def _parse_property(
             line=line,
             field=_field(named.group(2).upper()) if named else None,
         )
-    segments = _split_outside_quotes(text[:colon], ";")
-    match = _NAME.fullmatch(segments[0])
+    # A name holds no quote, so the first ";" ends it whatever quotes follow.
+    semicolon = text.find(";", 0, colon)
+    match = _NAME.fullmatch(text, 0, semicolon if semicolon >= 0 else colon)
     if match is None:
         return SourceDataError(
             "a line that is not name[;parameters]:value (no property name before the colon)",
             file=file,
             line=line,
         )
+    return match.group(2).upper(), colon
+
+
+def _parse_property(line: int, name: str, text: str, colon: int, problem: str | None) -> _Property:
+    """The property of the content line *text*, whose name and colon :func:`_parse_head` found."""
     params: dict[str, list[str]] = {}
-    for segment in segments[1:]:
+    for segment in _split_outside_quotes(text[:colon], ";")[1:]:
         if not segment.strip():
             continue
-        name, eq, raw = segment.partition("=")
-        name = name.strip().upper()
+        param, eq, raw = segment.partition("=")
+        param = param.strip().upper()
         if eq:
             values = [_unquote(v) for v in _split_outside_quotes(raw, ",")]
         else:
             # vCard 2.1 (and careless 3.0): a bare value names its parameter.
-            values = [name]
-            name = _BARE_PARAMETERS.get(name, "TYPE")
-        if name == "TYPE":
+            values = [param]
+            param = _BARE_PARAMETERS.get(param, "TYPE")
+        if param == "TYPE":
             # TYPE="cell,voice" arrives as one quoted value.
             values = [t for v in values for t in v.split(",")]
-        params.setdefault(name, []).extend(values)
-    return _Property(
-        line,
-        match.group(2).upper(),
-        {k: tuple(v) for k, v in params.items()},
-        text,
-        colon + 1,
-        problem,
-    )
+        params.setdefault(param, []).extend(values)
+    return _Property(line, name, {k: tuple(v) for k, v in params.items()}, text, colon + 1, problem)
 
 
-def _split_cards(
-    lines: Sequence[_Content], file: str, max_head: int, problems: list[SourceDataError]
-) -> list[_Card]:
-    cards: list[_Card] = []
-    card: _Card | None = None
-    for number, text, charset_problem in lines:
-        prop = _parse_property(number, text, file, max_head, charset_problem)
-        if isinstance(prop, SourceDataError):
-            problems.append(prop)
-            continue
-        is_vcard = prop.value_is("VCARD")
-        if prop.name == "BEGIN" and is_vcard:
-            if card is not None:
-                last = card.properties[-1] if card.properties else None
-                if card.nested or (last and last.name == "AGENT" and last.value_is("")):
-                    # A 2.1 AGENT's own card: skipped with the AGENT.
-                    card.nested += 1
-                    card.lines.append(text)
-                    continue
-                problems.append(_no_end(card, file))
-            card = _Card(number, lines=[text])
-            continue
-        if prop.name == "END" and is_vcard:
-            if card is None:
-                problems.append(
-                    SourceDataError(
-                        "END:VCARD without a BEGIN:VCARD before it",
-                        file=file,
-                        line=number,
-                        field="END",
-                    )
-                )
-            elif card.nested:
-                card.nested -= 1
-                card.lines.append(text)
-            else:
-                card.lines.append(text)
-                cards.append(card)
-                card = None
-            continue
+def _value_is(text: str, start: int, word: str) -> bool:
+    """Whether ``text[start:]`` is *word*, case-blind, blanks around it aside (never a
+    long one)."""
+    return len(text) - start <= len(word) + 32 and text[start:].strip().upper() == word
+
+
+#: The properties the reader uses. Any other is dropped once its line is parsed:
+#: a card may hold millions of notes, and holding them would cost many times the file.
+_USED: Final = frozenset(
+    {"VERSION", "UID", "N", "FN", "TEL", "EMAIL", "RELATED", _CHILD}
+    | {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}
+)
+#: The most properties of one name the reader uses (TEL, EMAIL, RELATED...) a card may
+#: hold: far more than any person has, few enough that a card is never large in memory.
+DEFAULT_MAX_PER_CARD: Final = 100
+
+
+class _Book:
+    """The cards of a file, built as its content lines arrive (:class:`_Lines`): each
+    card is read into data at its ``END``, and only that data is kept."""
+
+    def __init__(self, file: str, max_field: int, max_per_card: int) -> None:
+        self.file = file
+        self.max_field = max_field
+        self.max_per_card = max_per_card
+        #: Problems in the order they are reported: those of lines and cards in
+        #: line order, then those found reading cards, then repeated UIDs.
+        self.line_problems: list[SourceDataError] = []
+        self.card_problems: list[SourceDataError] = []
+        self.uid_problems: list[SourceDataError] = []
+        self.reads: list[_Read] = []
+        #: Every UID read so far and the line of its card.
+        self.taken: dict[str, int] = {}
+        self.card: _Card | None = None
+
+    @property
+    def problems(self) -> list[SourceDataError]:
+        return [*self.line_problems, *self.card_problems, *self.uid_problems]
+
+    def content(self, line: int, text: str, problem: str | None) -> None:
+        head = _parse_head(line, text, self.file, self.max_field)
+        if isinstance(head, SourceDataError):
+            self.line_problems.append(head)
+            return
+        name, colon = head
+        if name in ("BEGIN", "END") and _value_is(text, colon + 1, "VCARD"):
+            (self.begin if name == "BEGIN" else self.end)(line, text)
+            return
+        card = self.card
         if card is None:
-            problems.append(
+            self.line_problems.append(
                 SourceDataError(
                     "a property outside BEGIN:VCARD ... END:VCARD",
-                    file=file,
-                    line=number,
-                    field=_field(prop.name),
+                    file=self.file,
+                    line=line,
+                    field=_field(name),
                 )
             )
-            continue
-        card.lines.append(text)
-        if not card.nested:
-            card.properties.append(prop)
-    if card is not None:
-        problems.append(_no_end(card, file))
-    return cards
+            return
+        card.hash(text)
+        if card.nested:
+            return
+        card.after_agent = name == "AGENT" and _value_is(text, colon + 1, "")
+        if name not in _USED:
+            return
+        count = card.counts[name] = card.counts.get(name, 0) + 1
+        if count <= self.max_per_card:
+            card.properties.append(_parse_property(line, name, text, colon, problem))
+        elif count == self.max_per_card + 1:
+            self.line_problems.append(
+                SourceDataError(
+                    f"the card that starts at line {card.line} holds more than "
+                    f"{self.max_per_card} {name} properties",
+                    file=self.file,
+                    line=line,
+                    field=name,
+                )
+            )
+
+    def begin(self, line: int, text: str) -> None:
+        card = self.card
+        if card is not None:
+            if card.nested or card.after_agent:
+                # A 2.1 AGENT's own card: skipped with the AGENT.
+                card.nested += 1
+                card.hash(text)
+                return
+            self.line_problems.append(_no_end(card, self.file))
+        self.card = _Card(line)
+        self.card.hash(text)
+
+    def end(self, line: int, text: str) -> None:
+        card = self.card
+        if card is None:
+            self.line_problems.append(
+                SourceDataError(
+                    "END:VCARD without a BEGIN:VCARD before it",
+                    file=self.file,
+                    line=line,
+                    field="END",
+                )
+            )
+            return
+        card.hash(text)
+        if card.nested:
+            card.nested -= 1
+            return
+        self.card = None
+        read = _CardReader(card, self.file, self.card_problems, self.max_field).read()
+        if read is None:
+            return
+        self.reads.append(read)
+        if read.uid is None:
+            return
+        if read.uid in self.taken:
+            self.uid_problems.append(
+                SourceDataError(
+                    f"a UID already used by the card at line {self.taken[read.uid]}",
+                    file=self.file,
+                    line=read.uid_line,
+                    field="UID",
+                )
+            )
+        else:
+            self.taken[read.uid] = read.line
+
+    def close(self) -> None:
+        """The file ended: a card still open has no END."""
+        if self.card is not None:
+            self.line_problems.append(_no_end(self.card, self.file))
+            self.card = None
 
 
 def _no_end(card: _Card, file: str) -> SourceDataError:
@@ -1209,7 +1325,15 @@ class _CardReader:
                     continue
                 seen.add(prop.name)
             self.take(prop, found)
-        return _Read(self.card, found.uid, found.uid_line, self.data(found), tuple(self.notices))
+        derived = None if found.uid is not None else "derived-" + self.card.digest.hexdigest()[:16]
+        return _Read(
+            self.card.line,
+            found.uid,
+            found.uid_line,
+            derived,
+            self.data(found),
+            tuple(self.notices),
+        )
 
     def read_version(self) -> bool:
         """Whether the card says a version this reader knows (a problem when not)."""
@@ -1391,43 +1515,33 @@ class _CardReader:
             return Role.OTHER
 
 
-def _derived_key(card: _Card) -> str:
-    """``derived-`` and 16 hex digits of the SHA-256 of the card's lines, joined by LF."""
-    digest = hashlib.sha256()
-    for index, line in enumerate(card.lines):
-        if index:
-            digest.update(b"\n")
-        digest.update(line.rstrip(" \t").encode("utf-8", "surrogatepass"))
-    return "derived-" + digest.hexdigest()[:16]
-
-
 def parse_vcards(
     data: bytes | str,
     *,
     file: str,
     allow_cp1252: bool = False,
     max_field: int = DEFAULT_MAX_FIELD,
+    max_per_card: int = DEFAULT_MAX_PER_CARD,
 ) -> AddressBookReading:
     """Every card of a vCard 2.1, 3.0 or 4.0 file, each as a ``Record(key, ContactData)``.
 
     *file* names the file in errors and notices. Bytes are unfolded before
     they are decoded (see the module docstring). A property the reader uses
     whose value or parameters, as written, are longer than *max_field*
-    characters is an error. Raises :class:`~sourcetruth.RejectedFileError`
+    characters is an error, and so is a card holding more than
+    *max_per_card* properties of one name that the reader uses (TEL,
+    EMAIL, RELATED...). Raises :class:`~sourcetruth.RejectedFileError`
     with every problem of the file when there is any: no entry of a rejected
     file is returned. A file with no cards gives no entries and a
     ``no-cards`` notice.
     """
     _check_max_field(max_field)
-    problems: list[SourceDataError] = []
-    lines = _content_lines(data, file, allow_cp1252, max_field)
-    cards = _split_cards(lines, file, max_field, problems)
-    reads = [
-        r
-        for r in (_CardReader(c, file, problems, max_field).read() for c in cards)
-        if r is not None
-    ]
-    taken = _uids(reads, file, problems)
+    _check_max_per_card(max_per_card)
+    book = _content_lines(
+        data, file, allow_cp1252, max_field, lambda: _Book(file, max_field, max_per_card)
+    )
+    book.close()
+    problems = book.problems
     if problems:
         msg = f"{file}: {len(problems)} problem(s) in the vCard file; nothing from it was applied"
         raise RejectedFileError(
@@ -1435,57 +1549,52 @@ def parse_vcards(
             problems,
             file=file,
         )
+    reads, taken = book.reads, book.taken
+    suffixes: dict[str, int] = {}
+    del book
     entries: list[Record] = []
     notices: list[Notice] = []
     if not reads:
         notices.append(
             Notice("no-cards", "the file holds no cards: the address book is empty", file=file)
         )
-    for read in reads:
+    # Each card's read is let go once its record is made: the notices are copied.
+    reads.reverse()
+    while reads:
+        read = reads.pop()
         key = read.uid
         extra: tuple[Notice, ...] = ()
         if key is None:
-            key, derived = _derive_key(read, taken, file)
+            key, derived = _derive_key(read, taken, suffixes, file)
             extra = (derived,)
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
     return AddressBookReading(entries, notices)
 
 
-def _uids(reads: Sequence[_Read], file: str, problems: list[SourceDataError]) -> dict[str, int]:
-    """Every UID of the file and the line of its card; a problem for a UID used again."""
-    taken: dict[str, int] = {}
-    for read in reads:
-        if read.uid is None:
-            continue
-        if read.uid in taken:
-            problems.append(
-                SourceDataError(
-                    f"a UID already used by the card at line {taken[read.uid]}",
-                    file=file,
-                    line=read.uid_line,
-                    field="UID",
-                )
-            )
-        else:
-            taken[read.uid] = read.card.line
-    return taken
+def _derive_key(
+    read: _Read, taken: dict[str, int], suffixes: dict[str, int], file: str
+) -> tuple[str, Notice]:
+    """A key for a card without UID, from its content, unique in file order; and the notice.
 
-
-def _derive_key(read: _Read, taken: dict[str, int], file: str) -> tuple[str, Notice]:
-    """A key for a card without UID, from its content, unique in file order; and the notice."""
-    base = key = _derived_key(read.card)
-    count = 1
+    *suffixes* holds the last suffix tried for each derived key, so that many
+    identical cards cost linear time: every key before it is taken.
+    """
+    base = key = read.derived or ""
+    count = suffixes.get(base, 1)
+    if count > 1:
+        key = f"{base}-{count}"
     while key in taken:
         count += 1
         key = f"{base}-{count}"
-    taken[key] = read.card.line
+    taken[key] = read.line
+    suffixes[base] = count
     notice = Notice(
         "derived-key",
         "a card without UID: its key was derived from its content, "
         "so it changes when the card does",
         file=file,
-        line=read.card.line,
+        line=read.line,
         field="UID",
     )
     return key, notice
@@ -1497,6 +1606,12 @@ def _check_max_field(max_field: int) -> None:
         raise UsageError(msg)
 
 
+def _check_max_per_card(max_per_card: int) -> None:
+    if isinstance(max_per_card, bool) or not isinstance(max_per_card, int) or max_per_card < 1:
+        msg = "max_per_card must be a whole number of properties, at least 1"
+        raise UsageError(msg)
+
+
 # -- the adapter -------------------------------------------------------------
 
 
@@ -1505,9 +1620,10 @@ class VCardAdapter:
 
     Implements :class:`~sourcetruth.adapters.AddressBookAdapter`. Reading
     accepts 2.1, 3.0 and 4.0, refusing a value we read longer than
-    *max_field* characters (as the other readers); writing uses *version* (3.0 or 4.0) and
-    replaces the file atomically, so a reader sees the old file or the new
-    one, never half of either.
+    *max_field* characters (as the other readers) and a card holding more
+    than *max_per_card* properties of one name we read; writing uses
+    *version* (3.0 or 4.0) and replaces the file atomically, so a reader
+    sees the old file or the new one, never half of either.
     """
 
     def __init__(
@@ -1517,13 +1633,16 @@ class VCardAdapter:
         version: str = "4.0",
         allow_cp1252: bool = False,
         max_field: int = DEFAULT_MAX_FIELD,
+        max_per_card: int = DEFAULT_MAX_PER_CARD,
     ) -> None:
         check_version(version)
         _check_max_field(max_field)
+        _check_max_per_card(max_per_card)
         self._path = Path(path)
         self._version = version
         self._allow_cp1252 = allow_cp1252
         self._max_field = max_field
+        self._max_per_card = max_per_card
 
     def __repr__(self) -> str:
         return f"VCardAdapter({str(self._path)!r})"
@@ -1547,6 +1666,7 @@ class VCardAdapter:
             file=str(self._path),
             allow_cp1252=self._allow_cp1252,
             max_field=self._max_field,
+            max_per_card=self._max_per_card,
         )
 
     def write_entries(self, entries: Iterable[Record]) -> None:
