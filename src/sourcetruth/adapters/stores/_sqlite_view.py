@@ -43,7 +43,16 @@ from sourcetruth.model import (
 from sourcetruth.serialise import converter
 from sourcetruth.view import CurrentContact
 
-__all__ = ["VIEW_SCHEMA", "ViewTable", "decode", "encode", "write_view"]
+__all__ = [
+    "EXPIRING_SQL",
+    "VIEW_SCHEMA",
+    "ViewTable",
+    "decode",
+    "encode",
+    "naming_sql",
+    "selection_sql",
+    "write_view",
+]
 
 VIEW_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS current (
@@ -234,6 +243,39 @@ def decode(contact_id: str, text: str) -> CurrentContact:
 #: Pupils looked up per query when finding the guardians who name them.
 _CHUNK: Final = 400
 
+#: The rows whose entry holds only until an override's ``until``.
+EXPIRING_SQL: Final = "SELECT contact_id, data FROM current WHERE expires"
+
+
+def selection_sql(
+    roles: Iterable[Role], year_groups: Iterable[str], registration_groups: Iterable[str]
+) -> tuple[str, tuple[str, ...]]:
+    """The query of :meth:`ViewTable.select`, and its arguments."""
+    where = ["departed=0"]
+    args: list[str] = []
+    for column, values in (
+        ("role", sorted({r.value for r in roles})),
+        ("year_group", sorted(set(year_groups))),
+        ("registration_group", sorted(set(registration_groups))),
+    ):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+    return f"SELECT contact_id, data FROM current WHERE {' AND '.join(where)}", tuple(args)
+
+
+def naming_sql(pupils: int) -> str:
+    """The query of :meth:`ViewTable.naming` for one source and *pupils* keys in it.
+
+    One source a query: SQLite searches ``current_links_by_pupil`` for
+    ``source=? AND pupil IN (...)``, where a row value ``IN (VALUES ...)`` scans.
+    """
+    keys = ",".join("?" * pupils)
+    return (
+        "SELECT contact_id, data FROM current WHERE contact_id IN ("
+        f"SELECT contact_id FROM current_links WHERE source=? AND pupil IN ({keys}))"
+    )
+
 
 class ViewTable(Table[CurrentContact]):
     """The ``current`` table of a snapshot: the book's view, read and decoded a row at a time."""
@@ -308,47 +350,33 @@ class ViewTable(Table[CurrentContact]):
     ) -> dict[str, CurrentContact]:
         """The present entries whose role, year and registration group are among those given.
 
-        An empty collection matches anything; by the columns' indexes, not a
-        scan. With every entry whose time runs out (which a reader must
+        An empty collection matches anything; read by the columns' indexes,
+        not a scan. With every entry whose time runs out (which a reader must
         check again): the caller tests each as a scan would.
         """
         self._check()
-        where = ["departed=0"]
-        args: list[Any] = []
-        for column, values in (
-            ("role", sorted(r.value for r in roles)),
-            ("year_group", sorted(year_groups)),
-            ("registration_group", sorted(registration_groups)),
-        ):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                args.extend(values)
-        sql = (
-            f"SELECT contact_id, data FROM current WHERE ({' AND '.join(where)}) "
-            "UNION SELECT contact_id, data FROM current WHERE expires"
-        )
-        return self._decoded(self.snapshot.rows(sql, tuple(args))) | self._extras()
+        sql, args = selection_sql(roles, year_groups, registration_groups)
+        found = self._decoded(self.snapshot.rows(sql, args))
+        return found | self._expiring() | self._extras()
 
     def naming(self, pupils: Iterable[tuple[str, str]]) -> dict[str, CurrentContact]:
         """The entries whose relationships name one of *pupils* (source, key), and the expiring."""
         self._check()
-        pairs = sorted(set(pupils))
-        ids: set[str] = set()
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            args = tuple(part for pair in chunk for part in pair)
-            ids.update(
-                cid
-                for (cid,) in self.snapshot.rows(
-                    "SELECT DISTINCT contact_id FROM current_links "
-                    f"WHERE (source, pupil) IN (VALUES {values})",
-                    args,
-                )
-            )
-        found = {cid: entry for cid in sorted(ids) if (entry := self.get(cid)) is not None}
-        expiring = self.snapshot.rows("SELECT contact_id, data FROM current WHERE expires")
-        return found | self._decoded(expiring) | self._extras()
+        by_source: dict[str, set[str]] = {}
+        for source, key in pupils:
+            by_source.setdefault(source, set()).add(key)
+        found: dict[str, CurrentContact] = {}
+        for source, keys in sorted(by_source.items()):
+            ordered = sorted(keys)
+            for start in range(0, len(ordered), _CHUNK):
+                chunk = ordered[start : start + _CHUNK]
+                sql = naming_sql(len(chunk))
+                found |= self._decoded(self.snapshot.rows(sql, (source, *chunk)))
+        return found | self._expiring() | self._extras()
+
+    def _expiring(self) -> dict[str, CurrentContact]:
+        # By the partial index on expires: a handful of rows, whatever the book's size.
+        return self._decoded(self.snapshot.rows(EXPIRING_SQL))
 
     def _extras(self) -> dict[str, CurrentContact]:
         # After a commit moved the snapshot on, rows it added are not this book's:
