@@ -60,9 +60,9 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = _sqlite_view.decode
 
-    def counting(contact_id: str, text: str) -> Any:
+    def counting(contact_id: str, text: str, stamps: Any = None) -> Any:
         seen.append(contact_id)
-        return real(contact_id, text)
+        return real(contact_id, text, stamps)
 
     monkeypatch.setattr(_sqlite_view, "decode", counting)
     return seen

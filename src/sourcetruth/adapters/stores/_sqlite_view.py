@@ -169,22 +169,38 @@ def _relationship(pupil: str, priority: int, responsible: bool, receives: bool) 
     return made
 
 
-def _stamp(applied: str, extracted: str, sync: int, by: str) -> RecordVersion:
+#: Stamps already made, by their values (see :func:`decode`).
+Stamps = dict[tuple[str, str, int, str], RecordVersion]
+
+
+def _stamp(stamps: Stamps, applied: str, extracted: str, sync: int, by: str) -> RecordVersion:
     """A record version's stamp: what a provenance names, without the version's data."""
+    key = (applied, extracted, sync, by)
+    found = stamps.get(key)
+    if found is not None:
+        return found
     made: RecordVersion = _new(RecordVersion)
     _set(made, "data", None)
     _set(made, "applied_at", datetime.fromisoformat(applied))
     _set(made, "extracted_at", datetime.fromisoformat(extracted))
     _set(made, "sync", sync)
     _set(made, "by", by)
+    stamps[key] = made
     return made
 
 
 _fromiso = datetime.fromisoformat
 
 
-def decode(contact_id: str, text: str) -> CurrentContact:
-    """The entry *text* encodes (the validators ran when its values were first made)."""
+def decode(contact_id: str, text: str, stamps: Stamps | None = None) -> CurrentContact:
+    """The entry *text* encodes (the validators ran when its values were first made).
+
+    *stamps* holds the stamps decoded before, to share: the entries one sync
+    made all name its one stamp, and a frozen value may be shared, so a read
+    of many entries parses each distinct stamp's times once.
+    """
+    if stamps is None:
+        stamps = {}
     (
         home,
         given,
@@ -220,7 +236,7 @@ def decode(contact_id: str, text: str) -> CurrentContact:
     made = [
         overrides[o]
         if isinstance(o, int)
-        else SourceOrigin(o[0], o[1], _stamp(o[2], o[3], o[4], o[5]), o[6])
+        else SourceOrigin(o[0], o[1], _stamp(stamps, o[2], o[3], o[4], o[5]), o[6])
         for o in distinct
     ]
     entry: CurrentContact = _new(CurrentContact)
@@ -283,6 +299,7 @@ class ViewTable(Table[CurrentContact]):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot, "current", "contact_id", CurrentContact)
         self._stale = False
+        self._stamps: Stamps = {}
 
     def rewritten(self, keys: Iterable[str]) -> None:
         """A commit rewrote the table (now holding *keys*): this one must not read the new rows.
@@ -325,7 +342,7 @@ class ViewTable(Table[CurrentContact]):
 
     def _structured(self, key: str, text: str) -> CurrentContact:
         try:
-            value = decode(key, text)
+            value = decode(key, text, self._stamps)
         except (ValueError, TypeError, KeyError, IndexError) as error:
             name = self.snapshot.name
             msg = f"the book in {name} cannot be read: {type(error).__name__}"
