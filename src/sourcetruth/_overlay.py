@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any, Final, TypeVar
 
-__all__ = ["Overlay", "StreamedItems", "StreamedValues", "changed_keys", "root_of", "settled"]
+__all__ = [
+    "Overlay",
+    "StreamedItems",
+    "StreamedValues",
+    "changed_keys",
+    "root_of",
+    "settled",
+    "touched_keys",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -178,6 +186,15 @@ def _chain(mapping: Mapping[K, V]) -> Iterator[Overlay[K, V]]:
 def root_of(mapping: Mapping[K, V]) -> Mapping[K, V]:
     """The mapping under every overlay of *mapping* (*mapping* itself if it is none)."""
     return mapping._root if isinstance(mapping, Overlay) else mapping
+
+
+def touched_keys(mapping: Mapping[K, V]) -> set[K]:
+    """Every key the overlays of *mapping* wrote or deleted (none if it is no overlay)."""
+    keys: set[K] = set()
+    for overlay in _chain(mapping):
+        keys.update(overlay._writes)
+        keys.update(overlay._deleted)
+    return keys
 
 
 def _items(mapping: Mapping[K, V]) -> Iterator[tuple[K, V]]:

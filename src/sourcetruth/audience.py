@@ -40,11 +40,18 @@ from sourcetruth.model import (
     Role,
     Rule,
     record_id,
+    split_record_id,
     utc,
 )
 from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
-from sourcetruth.view import CurrentContact, current_entry, view_is_current
+from sourcetruth.view import (
+    CurrentContact,
+    ViewIndex,
+    current_entry,
+    view_index,
+    view_is_current,
+)
 
 __all__ = [
     "Audience",
@@ -146,25 +153,36 @@ def _group_at(book: Book, name: str, at: datetime) -> GroupDefinition:
     return version.group
 
 
-def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
-    # The hot loop of planning: one pass over every contact, no call per contact.
+def _selectors(rule: Rule) -> tuple[frozenset[Role], frozenset[str], frozenset[str]]:
+    """The roles, year groups and registration groups of the contacts *rule* starts from."""
     roles = frozenset({Role.PUPIL}) if rule.guardians_of else rule.roles
-    years, groups = rule.year_groups, rule.registration_groups
-    matching = [
+    return roles, rule.year_groups, rule.registration_groups
+
+
+def _matching(
+    rule: Rule, entries: Mapping[str, CurrentContact]
+) -> list[tuple[str, CurrentContact]]:
+    """The present *entries* that *rule*'s selectors match (the pupils, for "guardians of")."""
+    # The hot loop of planning: one pass, no call per contact.
+    roles, years, groups = _selectors(rule)
+    return [
         (cid, e)
-        for cid, e in everyone.items()
+        for cid, e in entries.items()
         if e.departed_at is None
         and (not roles or e.data.role in roles)
         and (not years or e.year_group in years)
         and (not groups or e.registration_group in groups)
     ]
-    if not rule.guardians_of:
-        return {cid for cid, _ in matching}
+
+
+def _guardians(
+    rule: Rule, pupil_records: set[str], entries: Mapping[str, CurrentContact]
+) -> set[str]:
+    """The present *entries* whose relationships name one of *pupil_records*, as *rule* allows."""
     # A guardian names a pupil by its key in the source the relationships came
     # from; match it against the records each chosen pupil had at that time.
-    pupil_records = {rid for _, e in matching for rid in e.records}
     chosen = set()
-    for cid, entry in everyone.items():
+    for cid, entry in entries.items():
         source = entry.relationships_source
         if source is None or entry.departed_at is not None:
             continue
@@ -177,6 +195,29 @@ def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
                 chosen.add(cid)
                 break
     return chosen
+
+
+def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
+    """Who *rule* selects among *everyone*, read whole."""
+    matching = _matching(rule, everyone)
+    if not rule.guardians_of:
+        return {cid for cid, _ in matching}
+    return _guardians(rule, {rid for _, e in matching for rid in e.records}, everyone)
+
+
+def _select_by_index(rule: Rule, effective: EffectiveCache, index: ViewIndex) -> set[str]:
+    """:func:`_select`, reading only the entries *index* gives, each checked as a scan would."""
+    matching = _matching(rule, effective.held(index.select(*_selectors(rule))))
+    if not rule.guardians_of:
+        return {cid for cid, _ in matching}
+    pupil_records = {rid for _, e in matching for rid in e.records}
+    named_by = index.naming(split_record_id(rid) for rid in sorted(pupil_records))
+    return _guardians(rule, pupil_records, effective.held(named_by))
+
+
+def _selects(rule: Rule) -> bool:
+    """Whether *rule* selects by something (else it names every present contact: a scan)."""
+    return bool(rule.guardians_of or rule.roles or rule.year_groups or rule.registration_groups)
 
 
 # -- resolving -------------------------------------------------------------------------
@@ -194,6 +235,8 @@ class EffectiveCache:
         self.book, self.policy, self.at = book, policy, at
         self._current = view_is_current(book, policy, at)
         self._view: Mapping[str, CurrentContact] = book.view if self._current else {}
+        #: Where the view can find what a rule selects without a scan (a store's indexes).
+        self.index: ViewIndex | None = view_index(self._view) if self._current else None
         #: The latest sync of each source at the time, as provenance names it.
         self.syncs_at: SyncsAt = {}
         self._entries: dict[str, CurrentContact | None] = {}
@@ -237,6 +280,18 @@ class EffectiveCache:
                 self._everyone = {cid: e for cid, e in found if e is not None}
         return self._everyone
 
+    def held(self, candidates: Mapping[str, CurrentContact]) -> dict[str, CurrentContact]:
+        """*candidates*, entries of the view, as they are at the time (as :meth:`entries` has them).
+
+        An entry past its ``valid_until`` is answered from history, as a scan answers it.
+        """
+        found = {}
+        for cid in candidates:
+            entry = self.entry(cid)
+            if entry is not None:
+                found[cid] = entry
+        return found
+
     def provenance(self, entry: CurrentContact, field_name: str) -> Provenance:
         """Where *entry*'s value of *field_name* came from, as of the time."""
         return entry.provenance(self.book, field_name, self.at, self.syncs_at)
@@ -271,14 +326,20 @@ def _group(book: Book, audience: Audience, at: datetime) -> GroupDefinition:
 
 
 def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list[Unreachable]]:
-    """Who *audience* names and is present at the time, and who it names but is not."""
+    """Who *audience* names and is present at the time, and who it names but is not.
+
+    A rule reads the view's index where it has one and the rule selects by
+    something; else every contact.
+    """
     book, at = effective.book, effective.at
     group = _group(book, audience, at)
     chosen = {resolve_id(book, cid, at) for cid in group.members}
-    everyone: Mapping[str, CurrentContact]
-    if group.rule is not None:
-        everyone = effective.entries()
-    else:  # static members only: no need to look at anyone else
+    rule = group.rule
+    index = effective.index
+    if rule is not None and (index is None or not _selects(rule)):
+        index = None
+        everyone: Mapping[str, CurrentContact] = effective.entries()
+    else:  # static members only, or a rule the index answers: no need to look at anyone else
         found_members = ((cid, effective.entry(cid)) for cid in chosen)
         everyone = {cid: e for cid, e in found_members if e is not None}
     unreachable = [
@@ -287,8 +348,11 @@ def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list
     chosen &= everyone.keys()
     unreachable += [Unreachable(cid, "departed") for cid in chosen if everyone[cid].departed]
     chosen = {cid for cid in chosen if not everyone[cid].departed}
-    if group.rule is not None:
-        chosen |= _select(group.rule, everyone)
+    if rule is not None:
+        if index is None:
+            chosen |= _select(rule, everyone)
+        else:
+            chosen |= _select_by_index(rule, effective, index)
     return chosen, unreachable
 
 

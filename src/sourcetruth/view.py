@@ -30,12 +30,12 @@ sync of its source at the time asked about, exactly as history does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import email_validator
 import phonenumbers
@@ -49,6 +49,7 @@ from sourcetruth._history import (
     origin_provenance,
     resolve_history,
 )
+from sourcetruth._overlay import Overlay, root_of, touched_keys
 from sourcetruth.model import (
     FIELDS,
     Book,
@@ -66,10 +67,12 @@ from sourcetruth.policy import Policy
 
 __all__ = [
     "CurrentContact",
+    "ViewIndex",
     "build_view",
     "current_entry",
     "entry_holds",
     "view_basis",
+    "view_index",
     "view_is_current",
 ]
 
@@ -148,6 +151,70 @@ class CurrentContact:
             departed_at=self.departed_at,
             overrides=self.overrides,
         )
+
+
+# -- selecting by index ----------------------------------------------------------------
+
+
+@runtime_checkable
+class ViewIndex(Protocol):
+    """A view that finds the entries a rule may select without reading the others.
+
+    A store's view offers it (the embedded store answers from its indexes);
+    an in-memory view does not, and is scanned. Both methods may answer more
+    than asked, never less: a reader checks every entry given exactly as a
+    scan would, so the answer is the scan's. Each also gives every entry
+    with a ``valid_until``, whose answer a reader takes from history.
+    """
+
+    def select(
+        self,
+        roles: Iterable[Role],
+        year_groups: Iterable[str],
+        registration_groups: Iterable[str],
+    ) -> Mapping[str, CurrentContact]:
+        """The present entries whose role, year and registration group are among those given.
+
+        An empty collection matches anything.
+        """
+
+    def naming(self, pupils: Iterable[tuple[str, str]]) -> Mapping[str, CurrentContact]:
+        """The entries whose relationships name one of *pupils* (source, key)."""
+
+
+class _OverlaidIndex:
+    """The index of an overlaid view: its root's answers, less what the overlays deleted,
+    with every entry they wrote (each checked by the reader like any other)."""
+
+    def __init__(self, view: Overlay[str, CurrentContact], root: ViewIndex) -> None:
+        self._view, self._root = view, root
+        self._touched = touched_keys(view)
+
+    def _over(self, found: Iterable[str]) -> dict[str, CurrentContact]:
+        view = self._view
+        keys = set(found) | self._touched
+        return {key: view[key] for key in sorted(keys) if key in view}
+
+    def select(
+        self,
+        roles: Iterable[Role],
+        year_groups: Iterable[str],
+        registration_groups: Iterable[str],
+    ) -> Mapping[str, CurrentContact]:
+        return self._over(self._root.select(roles, year_groups, registration_groups))
+
+    def naming(self, pupils: Iterable[tuple[str, str]]) -> Mapping[str, CurrentContact]:
+        return self._over(self._root.naming(pupils))
+
+
+def view_index(view: Mapping[str, CurrentContact]) -> ViewIndex | None:
+    """*view* as a :class:`ViewIndex`, if it (or the view its overlays stand on) is one."""
+    if isinstance(view, ViewIndex):
+        return view
+    root = root_of(view)
+    if isinstance(view, Overlay) and isinstance(root, ViewIndex):
+        return _OverlaidIndex(view, root)
+    return None
 
 
 # -- the basis -------------------------------------------------------------------------

@@ -43,7 +43,16 @@ from sourcetruth.model import (
 from sourcetruth.serialise import converter
 from sourcetruth.view import CurrentContact
 
-__all__ = ["VIEW_SCHEMA", "ViewTable", "decode", "encode", "write_view"]
+__all__ = [
+    "EXPIRING_SQL",
+    "VIEW_SCHEMA",
+    "ViewTable",
+    "decode",
+    "encode",
+    "naming_sql",
+    "selection_sql",
+    "write_view",
+]
 
 VIEW_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS current (
@@ -160,22 +169,38 @@ def _relationship(pupil: str, priority: int, responsible: bool, receives: bool) 
     return made
 
 
-def _stamp(applied: str, extracted: str, sync: int, by: str) -> RecordVersion:
+#: Stamps already made, by their values (see :func:`decode`).
+Stamps = dict[tuple[str, str, int, str], RecordVersion]
+
+
+def _stamp(stamps: Stamps, applied: str, extracted: str, sync: int, by: str) -> RecordVersion:
     """A record version's stamp: what a provenance names, without the version's data."""
+    key = (applied, extracted, sync, by)
+    found = stamps.get(key)
+    if found is not None:
+        return found
     made: RecordVersion = _new(RecordVersion)
     _set(made, "data", None)
     _set(made, "applied_at", datetime.fromisoformat(applied))
     _set(made, "extracted_at", datetime.fromisoformat(extracted))
     _set(made, "sync", sync)
     _set(made, "by", by)
+    stamps[key] = made
     return made
 
 
 _fromiso = datetime.fromisoformat
 
 
-def decode(contact_id: str, text: str) -> CurrentContact:
-    """The entry *text* encodes (the validators ran when its values were first made)."""
+def decode(contact_id: str, text: str, stamps: Stamps | None = None) -> CurrentContact:
+    """The entry *text* encodes (the validators ran when its values were first made).
+
+    *stamps* holds the stamps decoded before, to share: the entries one sync
+    made all name its one stamp, and a frozen value may be shared, so a read
+    of many entries parses each distinct stamp's times once.
+    """
+    if stamps is None:
+        stamps = {}
     (
         home,
         given,
@@ -211,7 +236,7 @@ def decode(contact_id: str, text: str) -> CurrentContact:
     made = [
         overrides[o]
         if isinstance(o, int)
-        else SourceOrigin(o[0], o[1], _stamp(o[2], o[3], o[4], o[5]), o[6])
+        else SourceOrigin(o[0], o[1], _stamp(stamps, o[2], o[3], o[4], o[5]), o[6])
         for o in distinct
     ]
     entry: CurrentContact = _new(CurrentContact)
@@ -234,6 +259,39 @@ def decode(contact_id: str, text: str) -> CurrentContact:
 #: Pupils looked up per query when finding the guardians who name them.
 _CHUNK: Final = 400
 
+#: The rows whose entry holds only until an override's ``until``.
+EXPIRING_SQL: Final = "SELECT contact_id, data FROM current WHERE expires"
+
+
+def selection_sql(
+    roles: Iterable[Role], year_groups: Iterable[str], registration_groups: Iterable[str]
+) -> tuple[str, tuple[str, ...]]:
+    """The query of :meth:`ViewTable.select`, and its arguments."""
+    where = ["departed=0"]
+    args: list[str] = []
+    for column, values in (
+        ("role", sorted({r.value for r in roles})),
+        ("year_group", sorted(set(year_groups))),
+        ("registration_group", sorted(set(registration_groups))),
+    ):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+    return f"SELECT contact_id, data FROM current WHERE {' AND '.join(where)}", tuple(args)
+
+
+def naming_sql(pupils: int) -> str:
+    """The query of :meth:`ViewTable.naming` for one source and *pupils* keys in it.
+
+    One source a query: SQLite searches ``current_links_by_pupil`` for
+    ``source=? AND pupil IN (...)``, where a row value ``IN (VALUES ...)`` scans.
+    """
+    keys = ",".join("?" * pupils)
+    return (
+        "SELECT contact_id, data FROM current WHERE contact_id IN ("
+        f"SELECT contact_id FROM current_links WHERE source=? AND pupil IN ({keys}))"
+    )
+
 
 class ViewTable(Table[CurrentContact]):
     """The ``current`` table of a snapshot: the book's view, read and decoded a row at a time."""
@@ -241,6 +299,7 @@ class ViewTable(Table[CurrentContact]):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot, "current", "contact_id", CurrentContact)
         self._stale = False
+        self._stamps: Stamps = {}
 
     def rewritten(self, keys: Iterable[str]) -> None:
         """A commit rewrote the table (now holding *keys*): this one must not read the new rows.
@@ -283,7 +342,7 @@ class ViewTable(Table[CurrentContact]):
 
     def _structured(self, key: str, text: str) -> CurrentContact:
         try:
-            value = decode(key, text)
+            value = decode(key, text, self._stamps)
         except (ValueError, TypeError, KeyError, IndexError) as error:
             name = self.snapshot.name
             msg = f"the book in {name} cannot be read: {type(error).__name__}"
@@ -308,47 +367,33 @@ class ViewTable(Table[CurrentContact]):
     ) -> dict[str, CurrentContact]:
         """The present entries whose role, year and registration group are among those given.
 
-        An empty collection matches anything; by the columns' indexes, not a
-        scan. With every entry whose time runs out (which a reader must
+        An empty collection matches anything; read by the columns' indexes,
+        not a scan. With every entry whose time runs out (which a reader must
         check again): the caller tests each as a scan would.
         """
         self._check()
-        where = ["departed=0"]
-        args: list[Any] = []
-        for column, values in (
-            ("role", sorted(r.value for r in roles)),
-            ("year_group", sorted(year_groups)),
-            ("registration_group", sorted(registration_groups)),
-        ):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                args.extend(values)
-        sql = (
-            f"SELECT contact_id, data FROM current WHERE ({' AND '.join(where)}) "
-            "UNION SELECT contact_id, data FROM current WHERE expires"
-        )
-        return self._decoded(self.snapshot.rows(sql, tuple(args))) | self._extras()
+        sql, args = selection_sql(roles, year_groups, registration_groups)
+        found = self._decoded(self.snapshot.rows(sql, args))
+        return found | self._expiring() | self._extras()
 
     def naming(self, pupils: Iterable[tuple[str, str]]) -> dict[str, CurrentContact]:
         """The entries whose relationships name one of *pupils* (source, key), and the expiring."""
         self._check()
-        pairs = sorted(set(pupils))
-        ids: set[str] = set()
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            values = ",".join("(?,?)" for _ in chunk)
-            args = tuple(part for pair in chunk for part in pair)
-            ids.update(
-                cid
-                for (cid,) in self.snapshot.rows(
-                    "SELECT DISTINCT contact_id FROM current_links "
-                    f"WHERE (source, pupil) IN (VALUES {values})",
-                    args,
-                )
-            )
-        found = {cid: entry for cid in sorted(ids) if (entry := self.get(cid)) is not None}
-        expiring = self.snapshot.rows("SELECT contact_id, data FROM current WHERE expires")
-        return found | self._decoded(expiring) | self._extras()
+        by_source: dict[str, set[str]] = {}
+        for source, key in pupils:
+            by_source.setdefault(source, set()).add(key)
+        found: dict[str, CurrentContact] = {}
+        for source, keys in sorted(by_source.items()):
+            ordered = sorted(keys)
+            for start in range(0, len(ordered), _CHUNK):
+                chunk = ordered[start : start + _CHUNK]
+                sql = naming_sql(len(chunk))
+                found |= self._decoded(self.snapshot.rows(sql, (source, *chunk)))
+        return found | self._expiring() | self._extras()
+
+    def _expiring(self) -> dict[str, CurrentContact]:
+        # By the partial index on expires: a handful of rows, whatever the book's size.
+        return self._decoded(self.snapshot.rows(EXPIRING_SQL))
 
     def _extras(self) -> dict[str, CurrentContact]:
         # After a commit moved the snapshot on, rows it added are not this book's:
