@@ -396,13 +396,41 @@ class TestUpgradeFromSchema2:
         db = sqlite3.connect(path)
         try:
             version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-            rows = db.execute("SELECT data, digest FROM records").fetchall()
+            rows = db.execute("SELECT data, digest, name FROM records").fetchall()
         finally:
             db.close()
         assert version == (str(SCHEMA_VERSION),)
-        for data, digest in rows:
+        for data, digest, name in rows:
             state = _sqlite_rows.structure_row(data, RecordState)
             assert digest == record_digest(state.current.data)
+            assert name == name_key(state.current.data)
+
+    def test_a_file_without_the_name_column_is_filled_on_open(
+        self, books: dict[int, tuple[Path, list[str]]], tmp_path: Path
+    ) -> None:
+        """A schema 3 file written before records.name (its digests older) gets both anew."""
+        path = copied(books, 60, tmp_path)
+        db = sqlite3.connect(path)
+        try:
+            db.execute("DROP INDEX records_by_name")
+            db.execute("ALTER TABLE records DROP COLUMN name")
+            db.execute("UPDATE records SET digest=?", ("0" * 64,))
+            db.commit()
+        finally:
+            db.close()
+        SqliteStore(path).close()
+        db = sqlite3.connect(path)
+        try:
+            rows = db.execute("SELECT data, digest, name FROM records").fetchall()
+        finally:
+            db.close()
+        assert rows
+        for data, digest, name in rows:
+            state = _sqlite_rows.structure_row(data, RecordState)
+            assert (digest, name) == (
+                record_digest(state.current.data),
+                name_key(state.current.data),
+            )
 
     def test_an_upgraded_book_takes_merges_and_journals_them(self, tmp_path: Path) -> None:
         """After the upgrade the book takes a new run; the old runs read as before."""

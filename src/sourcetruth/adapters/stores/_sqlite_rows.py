@@ -270,9 +270,6 @@ class Table(Mapping[str, V]):
 #: Names asked for per query (well under SQLite's limit on a statement's parameters).
 _NAMES_PER_QUERY: Final = 500
 
-#: The length of a digest of :func:`~sourcetruth._digest.record_digest`; any other is stale.
-_DIGEST_LENGTH: Final = len(record_digest(None))
-
 
 class RecordTable(Table[Any]):
     """One source's records, which also answer from their indexed columns without reading rows.
@@ -292,9 +289,6 @@ class RecordTable(Table[Any]):
         found: dict[str, str] = dict(
             self.snapshot.rows("SELECT key, digest FROM records WHERE source=?", self._args)
         )
-        stale = [k for k, d in found.items() if len(d) != _DIGEST_LENGTH]
-        for key in stale:  # not written by this version: read the row once
-            found[key] = record_digest(self[key].current.data)
         if self._moved:
             self._as_loaded(found, lambda value: record_digest(value.current.data))
         return found
