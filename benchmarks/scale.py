@@ -213,7 +213,10 @@ def bare_store(path: Path, last: Mapping[str, ContactData], records: Iterable[Re
     db.execute("BEGIN IMMEDIATE")
     for key in [*new, *(k for k, _ in changed)]:
         text = json.dumps(converter.unstructure(tonight[key]), sort_keys=True)
-        db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", ("mis", key, text))
+        db.execute(
+            "INSERT OR REPLACE INTO records (source, key, data) VALUES (?, ?, ?)",
+            ("mis", key, text),
+        )
     for key in left:
         db.execute("UPDATE records SET data=? WHERE source=? AND key=?", ("null", "mis", key))
     db.execute("COMMIT")

@@ -66,7 +66,7 @@ from sourcetruth import (
 )
 from sourcetruth._history import SourceOrigin
 from sourcetruth.adapters.stores.sqlite import SqliteStore
-from sourcetruth.journal import run_of
+from sourcetruth.journal import Run, erased_by, redact, run_of
 from sourcetruth.merge import Change
 from sourcetruth.testing import strategies as sts
 from sourcetruth.view import CurrentContact, build_view, view_basis
@@ -811,3 +811,93 @@ SqliteBookMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestBookInSqlite = SqliteBookMachine.TestCase
+
+
+class TwinBookMachine(SqliteBookMachine):
+    """The SQLite machine with a twin in memory: every change goes to both, and both say the same.
+
+    The book in SQLite is read lazily, so a full snapshot is compared with it
+    by the stored digests and possible duplicates are found by its name
+    index; the twin is a plain book, compared record by record. Every report,
+    journal entry, book and contact must be identical. One step in three goes
+    on with the committed result rather than a fresh load, so the merge also
+    meets overlays over a table whose snapshot has moved past the commit.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.twin = Book()
+        self.journal: list[Run] = []
+        self.steps = 0
+
+    def apply(self, change: Change, at: datetime, by: str = "machine") -> MergeResult:
+        before = self.twin
+        try:
+            expected = merge(before, change, policy=self.policy, at=at, by=by)
+        except Exception as refused:
+            self.refuses_too(change, at, by, refused)
+            raise
+        result = super().apply(change, at, by)
+        assert dumps(result.report) == dumps(expected.report)
+        assert dumps(result.book) == dumps(expected.book)
+        run = run_of(before, (change,), expected.report, at=at, by=by)
+        self.journal.append(run)
+        if expected.report.erased:  # the store's journal names nobody erased, as it must
+            gone = erased_by(before, expected.book)
+            self.journal = [redact(each, *gone) for each in self.journal]
+        assert [dumps(each) for each in self.store.journal()] == [dumps(r) for r in self.journal]
+        self.twin = expected.book
+        self.steps += 1
+        if self.steps % 3 == 0:
+            self.book = result.book
+        return result
+
+    def refuses_too(self, change: Change, at: datetime, by: str, refused: Exception) -> None:
+        """The book in SQLite refuses *change* as its twin did, with the same error."""
+        error: Exception | None = None
+        try:
+            super().apply(change, at, by)
+        except Exception as raised:
+            error = raised
+        assert error is not None, "the book in SQLite took a change its twin refused"
+        assert (type(error), str(error)) == (type(refused), str(refused))
+
+    @rule(data=st.data(), minutes=st.integers(1, 240))
+    def partial_delta(self, data: st.DataObject, minutes: int) -> None:
+        """A delta whose records carry some fields only, the rest kept from the book."""
+        read = later(self.now, minutes)
+        keys = data.draw(st.lists(MIS_KEYS, min_size=1, max_size=3, unique=True))
+        records = tuple(
+            Record(
+                key,
+                data.draw(sts.contact_data()),
+                fields=data.draw(st.sets(st.sampled_from(FIELDS), min_size=1)),
+            )
+            for key in sorted(keys)
+        )
+        snap = Snapshot("mis", read, records, SnapshotKind.DELTA)
+        result = self.apply(snap, later(read, 1), "delta")
+        if result.report.status is Status.APPLIED:
+            states = self.book.records.get("mis", {})
+            for key in keys:
+                if key in states:  # else erased, so kept out (rule 13)
+                    whole = states[key].current.data
+                    assert whole is not None
+                    self.mis[key] = Record(key, whole)
+            self.last_applied = snap
+
+    @invariant()
+    def every_contact_is_its_twins(self) -> None:
+        """Every contact, present or departed, reads as its twin's does now."""
+        lazy = contacts_at(self.book, policy=self.policy, at=self.now)
+        twin = contacts_at(self.twin, policy=self.policy, at=self.now)
+        assert [dumps(c) for c in lazy] == [dumps(c) for c in twin]
+
+
+TwinBookMachine.TestCase.settings = settings(
+    max_examples=12,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestBookInSqliteAndItsTwin = TwinBookMachine.TestCase

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
+from sourcetruth._digest import DEPARTED, record_digest
 from sourcetruth._draft import Draft, outcome
+from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.changes import ConfirmSync
 from sourcetruth.duplicates import duplicates_among
 from sourcetruth.exceptions import (
@@ -60,15 +62,14 @@ def confirm_sync(draft: Draft, change: ConfirmSync) -> Held | None:
 def _apply(draft: Draft, snapshot: Snapshot, token: str | None) -> Held | None:
     draft.source = name = snapshot.source
     last, keys = _check(draft, snapshot)
-    records = _unsuppressed(draft, snapshot)
     states = draft.records.get(name, {})
+    # A delta costs what it holds: its records' rows are read whatever the store.
+    digests = _stored_digests(states) if snapshot.kind is SnapshotKind.FULL else None
+    records = _unsuppressed(draft, snapshot, states if digests is None else digests)
     if any(r.fields is not None for r in records):
         records = _complete(records, states)
-    # The hot path: an unchanged record costs one comparison of raw values.
-    changed = [
-        r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data
-    ]
-    departing, population = _departing(snapshot, keys, states, last)
+    changed = _changed(records, states, digests)
+    departing, population = _departing(snapshot, keys, states, last, digests)
     if last is not None and snapshot.extracted_at == last.extracted_at:
         if changed or departing:
             msg = "a different snapshot with the same extraction time was already applied"
@@ -125,8 +126,11 @@ def _first_repeated(records: tuple[Record, ...]) -> str:
     return ""
 
 
-def _unsuppressed(draft: Draft, snapshot: Snapshot) -> tuple[Record, ...]:
-    """The snapshot's records less those of erased people (rule 13), who are counted."""
+def _unsuppressed(draft: Draft, snapshot: Snapshot, known: Collection[str]) -> tuple[Record, ...]:
+    """The snapshot's records less those of erased people (rule 13), who are counted.
+
+    *known*: the keys of the source's records in the book, departed ones too.
+    """
     records = snapshot.records
     if not draft.suppressed:
         return records
@@ -140,7 +144,6 @@ def _unsuppressed(draft: Draft, snapshot: Snapshot) -> tuple[Record, ...]:
     # An erased record left the book, so only keys the book lacks can be
     # suppressed: the records of everyone present cost no hash.
     name = snapshot.source
-    known = draft.records.get(name, {})
     kept = tuple(
         r
         for r in records
@@ -171,15 +174,77 @@ def _complete(records: tuple[Record, ...], states: Mapping[str, RecordState]) ->
     return tuple(whole)
 
 
+def _stored_digests(states: Mapping[str, RecordState]) -> dict[str, str] | None:
+    """Each record's key and current digest, when the store under *states* keeps them.
+
+    A store's table of records may offer ``digests()`` (one query, no row
+    structured); the records the merge has written over it since it was
+    loaded are digested here. None for a book in memory: comparing its
+    records costs no more than digesting them.
+    """
+    root = root_of(states)
+    stored: Callable[[], dict[str, str]] | None = getattr(root, "digests", None)
+    if stored is None:
+        return None
+    found = stored()
+    if states is not root:
+        write, gone = changed_keys(root, states)
+        for key in write:
+            found[key] = record_digest(states[key].current.data)
+        for key in gone:
+            found.pop(key, None)
+    return found
+
+
+def _changed(
+    records: tuple[Record, ...],
+    states: Mapping[str, RecordState],
+    digests: Mapping[str, str] | None,
+) -> list[Record]:
+    """The records that are new, or whose data differs from their current version's (raw values).
+
+    With *digests*, a record whose digest is the stored one is unchanged
+    without its row being read; any other is compared as without them, so a
+    digest never decides that data differ.
+    """
+    if digests is None:
+        # An unchanged record costs one comparison of raw values.
+        return [
+            r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data
+        ]
+    changed = []
+    for record in records:
+        stored = digests.get(record.key)
+        if stored is None:
+            changed.append(record)
+            continue
+        try:
+            if record_digest(record.data) == stored:
+                continue
+        except AttributeError:  # a value not of its field's type: compared below
+            pass
+        if states[record.key].versions[-1].data != record.data:
+            changed.append(record)
+    return changed
+
+
 def _departing(
     snapshot: Snapshot,
     keys: set[str],
     states: Mapping[str, RecordState],
     last: SyncRecord | None,
+    digests: Mapping[str, str] | None,
 ) -> tuple[list[str], int]:
     """The keys of present records the snapshot makes depart, sorted, and how many are present."""
     population = 0
-    if snapshot.kind is SnapshotKind.FULL:
+    if snapshot.kind is SnapshotKind.FULL and digests is not None:
+        departing = []
+        for key, digest in digests.items():
+            if digest != DEPARTED:
+                population += 1
+                if key not in keys:
+                    departing.append(key)
+    elif snapshot.kind is SnapshotKind.FULL:
         departing = []
         for key, state in states.items():
             if state.versions[-1].data is not None:

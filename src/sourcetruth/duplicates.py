@@ -11,9 +11,11 @@ records are one person.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
+from sourcetruth._digest import name_key
+from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.effective import comparable, resolve_id
 from sourcetruth.model import Book, ContactData, RecordState, SourceKind
 from sourcetruth.policy import Policy
@@ -23,10 +25,6 @@ __all__ = ["duplicates_among", "possible_duplicates"]
 
 #: Why two records are reported as one person.
 _REASONS: Final = ("same name", "shared phone or email")
-
-
-def _name(data: ContactData) -> tuple[str, str]:
-    return data.given_name.strip().casefold(), data.family_name.strip().casefold()
 
 
 def _identity(data: ContactData, region: str) -> set[str]:
@@ -43,20 +41,43 @@ def _feeds(policy: Policy) -> dict[str, SourceKind]:
 
 def _by_name(
     book: Book, feeds: dict[str, SourceKind], candidates: list[RecordState]
-) -> dict[tuple[str, str], list[RecordState]]:
-    """The present records of the feeds a candidate may meet, by name.
+) -> dict[str, list[RecordState]]:
+    """The present records of each feed named as a candidate of another kind is, by name.
 
     Names first: they cost nothing, while phones and emails must be
     normalised; only records whose name meets one in another feed need that.
     """
-    index: dict[tuple[str, str], list[RecordState]] = {}
+    index: dict[str, list[RecordState]] = {}
     for source, kind in feeds.items():
-        if {feeds[c.source] for c in candidates} == {kind}:
+        wanted = {name_key(c.current.data) for c in candidates if feeds[c.source] is not kind}
+        wanted.discard("")
+        if not wanted:
             continue
-        for state in book.records.get(source, {}).values():
-            if state.current.data is not None:
-                index.setdefault(_name(state.current.data), []).append(state)
+        for state in _named(book.records.get(source, {}), wanted):
+            name = name_key(state.current.data)
+            if name in wanted:
+                index.setdefault(name, []).append(state)
     return index
+
+
+def _named(states: Mapping[str, RecordState], names: set[str]) -> Iterable[RecordState]:
+    """The records of *states* that may bear one of *names* (and maybe others).
+
+    A store's table of records may offer ``keys_named(names)`` from an
+    index, so that a night's few candidates read a few rows, not the feed;
+    the records the merge has written over it since it was loaded are added.
+    A book in memory gives every record.
+    """
+    root = root_of(states)
+    lookup: Callable[[set[str]], set[str]] | None = getattr(root, "keys_named", None)
+    if lookup is None:
+        return states.values()
+    keys = lookup(names)
+    if states is not root:
+        write, gone = changed_keys(root, states)
+        keys.update(write)
+        keys.difference_update(gone)
+    return [states[key] for key in sorted(keys)]
 
 
 def duplicates_among(
@@ -72,8 +93,8 @@ def duplicates_among(
     found = []
     for cand in candidates:
         assert cand.current.data is not None
-        name = _name(cand.current.data)
-        if not any(name) or name not in index:
+        name = name_key(cand.current.data)
+        if name not in index:
             continue
         values = _identity(cand.current.data, region)
         for other in index[name]:

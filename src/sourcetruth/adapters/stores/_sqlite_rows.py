@@ -21,17 +21,18 @@ import json
 import sqlite3
 import threading
 import weakref
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from sourcetruth._digest import name_key, record_digest
 from sourcetruth._overlay import StreamedItems, StreamedValues
 from sourcetruth.exceptions import AdapterError, ConflictError, SourceDataError
 from sourcetruth.serialise import converter
 
-__all__ = ["Snapshot", "Table", "structure_row"]
+__all__ = ["RecordTable", "Snapshot", "Table", "structure_row"]
 
 V = TypeVar("V")
 
@@ -167,6 +168,7 @@ class Table(Mapping[str, V]):
         # the keys it holds that this table did not, and those this table held that it lost.
         self._hidden: set[str] = set()
         self._extra: set[str] = set()
+        self._moved = False
 
     def __repr__(self) -> str:
         return f"<rows of {self.snapshot.name}: {len(self._cache)} read>"
@@ -191,6 +193,7 @@ class Table(Mapping[str, V]):
         The table still answers as loaded: its values of the keys the commit
         changed are kept already, and its keys are the snapshot's corrected by these.
         """
+        self._moved = True
         for key in added:
             if key in self._extra:
                 self._extra.discard(key)
@@ -262,3 +265,62 @@ class Table(Mapping[str, V]):
 
     def values(self) -> ValuesView[V]:
         return StreamedValues(self)
+
+
+#: Names asked for per query (well under SQLite's limit on a statement's parameters).
+_NAMES_PER_QUERY: Final = 500
+
+
+class RecordTable(Table[Any]):
+    """One source's records, which also answer from their indexed columns without reading rows.
+
+    The store keeps beside each row the digest of its current data and its
+    name key (:mod:`~sourcetruth._digest`): :meth:`digests` and
+    :meth:`keys_named` read those columns, and a sync reads the rows of the
+    records whose digest differs only. After the snapshot has moved on past
+    a commit, both answer for the table as loaded (from the rows it kept).
+    """
+
+    def __init__(self, snapshot: Snapshot, kind: Any, source: str) -> None:
+        super().__init__(snapshot, "records", "key", kind, "source=?", (source,))
+
+    def digests(self) -> dict[str, str]:
+        """Every record's key, and the digest of its current data (departed ones included)."""
+        found: dict[str, str] = dict(
+            self.snapshot.rows("SELECT key, digest FROM records WHERE source=?", self._args)
+        )
+        if self._moved:
+            self._as_loaded(found, lambda value: record_digest(value.current.data))
+        return found
+
+    def keys_named(self, names: set[str]) -> set[str]:
+        """The keys of the records whose current name key is one of *names*, and maybe others.
+
+        A caller reads the records and checks their names: after the snapshot
+        has moved on, every key the table kept is among these.
+        """
+        wanted = sorted(names)
+        keys: set[str] = set()
+        for start in range(0, len(wanted), _NAMES_PER_QUERY):
+            chunk = wanted[start : start + _NAMES_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = self.snapshot.rows(
+                f"SELECT key FROM records WHERE source=? AND name!='' AND name IN ({marks})",
+                (*self._args, *chunk),
+            )
+            keys.update(key for (key,) in rows)
+        if self._moved:
+            found = dict.fromkeys(keys, "")
+            self._as_loaded(found, lambda value: name_key(value.current.data))
+            keys = set(found)
+        return keys
+
+    def _as_loaded(self, found: dict[str, str], value_of: Callable[[Any], str]) -> None:
+        """Correct *found*, read from the moved snapshot, to the table as loaded."""
+        for key in self._hidden:
+            found.pop(key, None)
+        for key, value in list(self._cache.items()):
+            if value is None:
+                found.pop(key, None)
+            else:
+                found[key] = value_of(value)

@@ -1,6 +1,7 @@
 """The book in SQLite (the standard library's ``sqlite3``): the embedded default store.
 
-One row per record (with the digest of its current data), contact, list of
+One row per record (with the digest of its current data and its name, so
+a sync reads only the rows that changed), contact, list of
 overrides, source's syncs and group, each holding that entity's JSON (the
 book's own converter), and a journal of runs, each run's field changes in
 rows of their own, one per contact (a contact the run created from one
@@ -36,9 +37,9 @@ from typing import Any, Final
 import attrs
 
 from sourcetruth._created import Created, compact, expand
-from sourcetruth._digest import record_digest
+from sourcetruth._digest import name_key, record_digest
 from sourcetruth._overlay import changed_keys, root_of
-from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table, structure_row
+from sourcetruth.adapters.stores._sqlite_rows import RecordTable, Snapshot, Table, structure_row
 from sourcetruth.adapters.stores._sqlite_view import VIEW_SCHEMA, ViewTable, write_view
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
@@ -61,9 +62,10 @@ _log = logging.getLogger(__name__)
 #: Bumped whenever the tables change incompatibly. 2: a run's field changes
 #: moved to ``run_changes``, a row per contact; a file of schema 1 is upgraded
 #: when opened (its runs keep their changes inline, and read the same).
-#: 3: ``records.digest``, and a created contact's changes in ``run_changes``
-#: as one short entry (a JSON object; a list of changes is still read as it
-#: is); a file of schema 1 or 2 is upgraded when opened.
+#: 3: ``records.digest`` and ``records.name`` (indexed), and a created
+#: contact's changes in ``run_changes`` as one short entry (a JSON object; a
+#: list of changes is still read as it is); a file of schema 1 or 2 is
+#: upgraded when opened.
 #: 4: the current view (``current``, ``current_links``, ``meta.view_basis``);
 #: an older file is upgraded with no view, which ``RefreshView`` builds.
 SCHEMA_VERSION: Final = 4
@@ -73,8 +75,10 @@ _SCHEMA: Final = (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, digest TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (source, key)
 );
+CREATE INDEX IF NOT EXISTS records_by_name ON records (source, name) WHERE name != '';
 CREATE TABLE IF NOT EXISTS contacts (id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ended_overrides (contact_id TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -96,6 +100,12 @@ CREATE INDEX IF NOT EXISTS run_changes_by_contact ON run_changes (contact_id);
 """
     + VIEW_SCHEMA
 )
+
+#: What the records table keeps beside each row's data, for reads that need not
+#: structure it: the digest of its current data, and its name as possible
+#: duplicates compare it (:mod:`sourcetruth._digest`). Filled on open for a
+#: file without them.
+_RECORD_COLUMNS: Final = ("digest", "name")
 
 # The book's flat maps: attribute, table, key column, and the type of one value.
 _MAPS: Final[tuple[tuple[str, str, str, Any], ...]] = (
@@ -150,7 +160,11 @@ class SqliteStore:
             # Freed pages are overwritten with zeros, so an erased value does
             # not linger in the file's free space (rule 13).
             self._db.execute("PRAGMA secure_delete=ON")
-            if version != SCHEMA_VERSION or self._journal_mode() != "wal":
+            if (
+                version != SCHEMA_VERSION
+                or self._journal_mode() != "wal"
+                or not self._has_record_columns()
+            ):
                 self._prepare(version)
         except sqlite3.DatabaseError as error:
             self._db.close()
@@ -176,12 +190,13 @@ class SqliteStore:
         with self._transaction():
             # Another process may have upgraded the file while this one waited for the lock.
             version = self._schema_version()
-            if version is not None and version < 3:
+            if version is not None and not self._has_record_columns():
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
-                if "digest" not in columns:
-                    self._db.execute(
-                        "ALTER TABLE records ADD COLUMN digest TEXT NOT NULL DEFAULT ''"
-                    )
+                for column in _RECORD_COLUMNS:
+                    if column not in columns:
+                        self._db.execute(
+                            f"ALTER TABLE records ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+                        )
                 self._fill_digests()
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -197,8 +212,13 @@ class SqliteStore:
                     (str(SCHEMA_VERSION),),
                 )
 
+    def _has_record_columns(self) -> bool:
+        """Whether the records table has every column this version keeps beside a row's data."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        return not columns or all(column in columns for column in _RECORD_COLUMNS)
+
     def _fill_digests(self) -> None:
-        """Give every record of an older file its digest (part of the upgrade's transaction)."""
+        """Give every record of an older file its digest and name (in the upgrade's transaction)."""
         last = ("", "")
         while True:
             rows = self._db.execute(
@@ -210,9 +230,10 @@ class SqliteStore:
                 return
             for source, key, data in rows:
                 state = structure_row(data, RecordState)
+                data = state.current.data
                 self._db.execute(
-                    "UPDATE records SET digest=? WHERE source=? AND key=?",
-                    (record_digest(state.current.data), source, key),
+                    "UPDATE records SET digest=?, name=? WHERE source=? AND key=?",
+                    (record_digest(data), name_key(data), source, key),
                 )
             last = (rows[-1][0], rows[-1][1])
 
@@ -399,10 +420,12 @@ class SqliteStore:
             moved(old, write, gone)
             for key in write:
                 state = new[key]
+                data = state.current.data
                 self._execute(
                     count,
-                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
-                    (source, key, _json(state), record_digest(state.current.data)),
+                    "INSERT OR REPLACE INTO records (source, key, data, digest, name) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (source, key, _json(state), record_digest(data), name_key(data)),
                 )
             for key in gone:
                 self._execute(count, "DELETE FROM records WHERE source=? AND key=?", (source, key))
@@ -473,8 +496,7 @@ def _load(snapshot: Snapshot) -> Book:
     """The book *snapshot* holds: its big maps read lazily, the rest now."""
     meta = dict(snapshot.rows("SELECT name, value FROM meta"))
     records: dict[str, Mapping[str, RecordState]] = {
-        source: Table(snapshot, "records", "key", RecordState, "source=?", (source,))
-        for (source,) in snapshot.rows(_SOURCES)
+        source: RecordTable(snapshot, RecordState, source) for (source,) in snapshot.rows(_SOURCES)
     }
     small: dict[str, dict[str, Any]] = {}
     for attribute, table, column, kind in _MAPS[3:]:
