@@ -15,10 +15,11 @@ from datetime import datetime
 import attrs
 from attrs import frozen
 
+from sourcetruth._digest import record_digest
 from sourcetruth._overlay import changed_keys
 from sourcetruth.changes import Erase
 from sourcetruth.merge import Change
-from sourcetruth.model import Book, record_id, utc
+from sourcetruth.model import Book, Snapshot, record_id, utc
 from sourcetruth.report import Report, without
 from sourcetruth.serialise import dumps
 
@@ -67,8 +68,33 @@ def redact(run: Run, contacts: frozenset[str], records: frozenset[str]) -> Run:
 
 
 def input_hash(change: Change) -> str:
-    """The SHA-256 of a change's canonical serialised form."""
+    """The SHA-256 of a change's canonical form.
+
+    A snapshot is hashed as it streams, record by record (its header, then
+    each record's key, fields and data digest, in the snapshot's order), never
+    by serialising the whole of it: a million records would make a text of
+    gigabytes. Any other change is small, and hashed as it serialises.
+    """
+    if isinstance(change, Snapshot):
+        return _snapshot_hash(change)
     return hashlib.sha256(dumps(change).encode("utf-8")).hexdigest()
+
+
+def _snapshot_hash(snapshot: Snapshot) -> str:
+    hashed = hashlib.sha256()
+    header = (
+        "snapshot",
+        snapshot.source,
+        snapshot.kind.value,
+        snapshot.extracted_at.isoformat(),
+        snapshot.removed,
+    )
+    hashed.update(ascii(header).encode("ascii"))
+    for record in snapshot.records:
+        fields = None if record.fields is None else sorted(record.fields)
+        line = ascii((record.key, fields, record_digest(record.data)))
+        hashed.update(line.encode("ascii"))
+    return hashed.hexdigest()
 
 
 def run_of(
