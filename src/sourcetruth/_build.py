@@ -17,6 +17,7 @@ text, the enum members, tuples of the model's own classes, and for
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 from sourcetruth.model import (
@@ -25,6 +26,8 @@ from sourcetruth.model import (
     EmailType,
     Phone,
     PhoneType,
+    Provenance,
+    ProvenanceKind,
     Record,
     Relationship,
     Role,
@@ -33,6 +36,7 @@ from sourcetruth.model import (
 __all__ = ["contact_data", "email", "phone", "record", "relationship"]
 
 _new = object.__new__
+_put = object.__setattr__
 
 
 def _setter(cls: type, name: str) -> Any:
@@ -117,3 +121,30 @@ def record(key: str, data: ContactData, fields: frozenset[str] | None = None) ->
     _data(value, data)
     _fields(value, fields)
     return value
+
+
+def provenance(
+    kind: ProvenanceKind,
+    source: str | None,
+    key: str | None,
+    since: datetime | None,
+    read_at: datetime | None,
+    applied_at: datetime | None,
+    sync: int | None,
+    by: str | None,
+) -> Provenance:
+    """``Provenance(...)`` from times the model already holds in UTC, without its converters.
+
+    The current view and history build one per field asked about, and a plan
+    one per contact reached.
+    """
+    made: Provenance = _new(Provenance)
+    _put(made, "kind", kind)
+    _put(made, "source", source)
+    _put(made, "record_key", key)
+    _put(made, "since", since)
+    _put(made, "read_at", read_at)
+    _put(made, "applied_at", applied_at)
+    _put(made, "sync", sync)
+    _put(made, "by", by)
+    return made

@@ -19,6 +19,7 @@ from bisect import bisect_left
 from datetime import datetime
 from typing import Final, NamedTuple, TypeAlias
 
+from sourcetruth._build import provenance as _provenance
 from sourcetruth._util import at_or_before
 from sourcetruth.model import (
     Book,
@@ -98,31 +99,6 @@ def resolve_id(book: Book, contact_id: str, at: datetime | None = None) -> str:
 
 
 # -- provenance ------------------------------------------------------------------------
-
-_set = object.__setattr__
-
-
-def _provenance(
-    kind: ProvenanceKind,
-    source: str | None,
-    key: str | None,
-    since: datetime | None,
-    read_at: datetime | None,
-    applied_at: datetime | None,
-    sync: int | None,
-    by: str | None,
-) -> Provenance:
-    """A Provenance from values the model already holds in UTC: its converters would only cost."""
-    made: Provenance = object.__new__(Provenance)
-    _set(made, "kind", kind)
-    _set(made, "source", source)
-    _set(made, "record_key", key)
-    _set(made, "since", since)
-    _set(made, "read_at", read_at)
-    _set(made, "applied_at", applied_at)
-    _set(made, "sync", sync)
-    _set(made, "by", by)
-    return made
 
 
 def _version_provenance(
