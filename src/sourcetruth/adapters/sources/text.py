@@ -3,11 +3,13 @@
 Every tabular adapter (OneRoster, School Data Sync, the generic import) reads
 through here, so they share one set of rules:
 
-- **Decoding**: a byte-order mark decides (UTF-8, UTF-16 LE or BE); without
-  one the bytes must be strict UTF-8, or cp1252 when the caller allows it.
-  Anything else is an :class:`~sourcetruth.EncodingError` with the byte
-  offset. Latin-1 is never a fallback: it decodes every byte string, so it
-  would store mojibake instead of failing.
+- **Decoding**: a byte-order mark decides (UTF-8, UTF-16, UTF-32); without
+  one the bytes must be strict UTF-8, UTF-16 (known by its NUL bytes), or
+  cp1252 when the caller allows it and it reads as typed text. Anything else
+  is an :class:`~sourcetruth.EncodingError` with the byte offset and the
+  encoding the file most likely is (:mod:`._encoding`). Latin-1 is never a
+  fallback: it decodes every byte string, so it would store mojibake
+  instead of failing.
 - **Splitting**: the delimiter and quote character are given, never sniffed;
   quoting is strict: text after a closing quote, or a quoted cell still open
   at the end of the file, is an error, not a guess (a quote inside an
@@ -24,16 +26,15 @@ through here, so they share one set of rules:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import itertools
-import re
 from collections.abc import Callable, Iterator, Sequence
 
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple as _tuple
+from sourcetruth.adapters.sources._encoding import looks_like_utf8, settle
 from sourcetruth.exceptions import EncodingError, RejectedFileError, SourceDataError
 
 __all__ = [
@@ -54,57 +55,11 @@ __all__ = [
 #: address, far below what would let one bad file exhaust memory.
 DEFAULT_MAX_FIELD = 4096
 
-# The csv module's own limit is process-wide; we never change it and check our
-# own, lower bound per cell instead.
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-
-# What accented Latin text looks like in UTF-8: a lead byte C3 or C5 (the
-# Latin-1 and Latin Extended-A letters) followed by a continuation byte, or E2
-# 80 xx (curly quotes, dashes). In genuine cp1252 text these pairs are rare:
-# "Ã" or "Å" followed by a symbol, or "â€" followed by punctuation.
-_UTF8_ACCENTED = re.compile(rb"[\xc3\xc5][\x80-\xbf]|\xe2\x80[\x80-\xbf]")
-
-
-def looks_like_utf8(data: bytes) -> bool:
-    """Whether *data* holds accented letters or punctuation encoded as UTF-8.
-
-    For a file that is not valid UTF-8 as a whole: if it also looks like
-    UTF-8 in places, it mixes two encodings and no single reading is safe.
-    """
-    return _UTF8_ACCENTED.search(data) is not None
-
 
 def decode(data: bytes, *, file: str, allow_cp1252: bool = False) -> str:
-    """Decode *data* by its byte-order mark, else as strict UTF-8 (or cp1252 if allowed)."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(encoding)
-            except UnicodeDecodeError as error:
-                msg = f"not valid {encoding} after its byte-order mark"
-                raise EncodingError(msg, offset=len(bom) + error.start, file=file) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if not allow_cp1252:
-            msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
-            raise EncodingError(msg, offset=error.start, file=file) from None
-        if looks_like_utf8(data):
-            # Part UTF-8, part something else (two files joined, a row pasted
-            # in): reading it all as cp1252 would turn every UTF-8 name into
-            # mojibake, so neither reading is safe.
-            msg = "the file mixes UTF-8 with another encoding"
-            raise EncodingError(msg, offset=error.start, file=file) from None
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as error:
-        msg = "neither UTF-8 nor cp1252"
-        raise EncodingError(msg, offset=error.start, file=file) from None
+    """*data* as text, by the rules of :func:`~sourcetruth.adapters.sources._encoding.settle`."""
+    encoding, start = settle(data, file=file, allow_cp1252=allow_cp1252)
+    return str(memoryview(data)[start:], encoding)
 
 
 @frozen
@@ -154,49 +109,6 @@ def _piece_ends(data: bytes | str, start: int) -> Iterator[tuple[int, int]]:
         start = end
 
 
-def _first_error(data: bytes, start: int, encoding: str) -> int | None:
-    """The offset of the first byte of *data* (from *start*) that *encoding* cannot decode."""
-    if encoding != "cp1252" and data.isascii():
-        return None
-    view = memoryview(data)
-    for begin, end in _piece_ends(data, start):
-        try:
-            str(view[begin:end], encoding)
-        except UnicodeDecodeError as error:
-            return begin + error.start
-    return None
-
-
-def _encoding(data: bytes, *, file: str, allow_cp1252: bool) -> tuple[str, int]:
-    """How :func:`decode` reads *data*, and where its text starts, without decoding it whole.
-
-    Raises the :class:`~sourcetruth.EncodingError` that :func:`decode` raises.
-    """
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            if encoding != "utf-8":
-                return encoding, len(bom)  # read whole: a newline byte may be half a character
-            offset = _first_error(data, len(bom), encoding)
-            if offset is not None:
-                msg = f"not valid {encoding} after its byte-order mark"
-                raise EncodingError(msg, offset=offset, file=file)
-            return encoding, len(bom)
-    offset = _first_error(data, 0, "utf-8")
-    if offset is None:
-        return "utf-8", 0
-    if not allow_cp1252:
-        msg = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
-        raise EncodingError(msg, offset=offset, file=file)
-    if looks_like_utf8(data):
-        msg = "the file mixes UTF-8 with another encoding"
-        raise EncodingError(msg, offset=offset, file=file)
-    offset = _first_error(data, 0, "cp1252")
-    if offset is not None:
-        msg = "neither UTF-8 nor cp1252"
-        raise EncodingError(msg, offset=offset, file=file)
-    return "cp1252", 0
-
-
 def text_pieces(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> Iterator[str]:
     """*data* as text, in pieces that each end at a line end: :func:`decode`, a piece at a time.
 
@@ -207,9 +119,10 @@ def text_pieces(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> 
     if isinstance(data, str):
         text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
         return (text[begin:end] for begin, end in _piece_ends(text, 0))
-    encoding, start = _encoding(data, file=file, allow_cp1252=allow_cp1252)
+    encoding, start = settle(data, file=file, allow_cp1252=allow_cp1252)
     if encoding not in ("utf-8", "cp1252"):
-        text = decode(data, file=file, allow_cp1252=allow_cp1252)
+        # Read whole: a newline byte may be half of a wider character.
+        text = str(memoryview(data)[start:], encoding)
         return (text[begin:end] for begin, end in _piece_ends(text, 0))
     view = memoryview(data)
     return (str(view[begin:end], encoding) for begin, end in _piece_ends(data, start))
