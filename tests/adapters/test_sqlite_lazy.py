@@ -167,6 +167,41 @@ class TestReadsOnlyWhatIsAsked:
         assert shown.data.given_name == "Edited"
 
 
+    def test_an_edit_counts_no_table(
+        self,
+        books: dict[int, tuple[Path, list[str]]],
+        monkeypatch: pytest.MonkeyPatch,
+        opened: list[SqliteStore],
+    ) -> None:
+        """merge(SetOverride) on a lazy book counts no rows of the view, contacts or records.
+
+        Asking whether the view is empty once counted all of it (a scan of a
+        million rows for one edit); one row answers that. (The overrides are
+        still read whole, to end those that ran out: a table of edits, not
+        of people.)
+        """
+        counted: list[str] = []
+        real = _sqlite_rows.Table.__len__
+
+        def counting(table: _sqlite_rows.Table[object]) -> int:
+            counted.append(table._count)
+            return real(table)
+
+        monkeypatch.setattr(_sqlite_rows.Table, "__len__", counting)
+        store = SqliteStore(books[2_000][0])
+        opened.append(store)
+        book = store.load()
+        cid = next(c for c in books[2_000][1] if c.startswith("mis:"))
+        change = SetOverride(cid, "given_name", ContactData(given_name="Edited"))
+        result = merge(book, change, policy=POLICY, at=AT + timedelta(hours=8), by="office")
+        assert result.report.status is Status.APPLIED
+        assert [c for c in counted if "overrides" not in c] == []
+        assert book.view
+        assert book.contacts
+        assert book.records["mis"]
+        assert [c for c in counted if "overrides" not in c] == []
+
+
 class TestOneSnapshot:
     def test_a_loaded_book_keeps_its_commit_while_another_store_commits(
         self, books: dict[int, tuple[Path, list[str]]], tmp_path: Path

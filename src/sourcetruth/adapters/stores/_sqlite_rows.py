@@ -162,6 +162,7 @@ class Table(Mapping[str, V]):
             f"ORDER BY {column} LIMIT ?"
         )
         self._count = f"SELECT count(*) FROM {table} WHERE {where}"
+        self._any = f"SELECT 1 FROM {table} WHERE {where} LIMIT 1"
         self._cache: dict[str, Any] = {}
         self._length: int | None = None
         # Once the snapshot has moved on to a later commit (see Snapshot.moved_to):
@@ -232,6 +233,12 @@ class Table(Mapping[str, V]):
             stored = int(self.snapshot.one(self._count, self._args)[0])
             self._length = stored - len(self._hidden) + len(self._extra)
         return self._length
+
+    def __bool__(self) -> bool:
+        # Mapping's truth would count every row: one row answers, at any size.
+        if self._length is not None or self._hidden:
+            return len(self) > 0
+        return bool(self._extra) or self.snapshot.one(self._any, self._args) is not None
 
     def _pages(self, first: str, following: str) -> Iterator[Any]:
         rows = self.snapshot.rows(first, (*self._args, PAGE))

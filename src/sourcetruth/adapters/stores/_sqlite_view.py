@@ -332,6 +332,10 @@ class ViewTable(Table[CurrentContact]):
             self._check()
         return super().__len__()
 
+    def __bool__(self) -> bool:
+        self._check()
+        return super().__bool__()
+
     def __iter__(self) -> Iterator[str]:
         self._check()
         return super().__iter__()
