@@ -15,13 +15,13 @@ ends overrides through the draft.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 
-from sourcetruth._overlay import Overlay, settled
+from sourcetruth._overlay import Overlay, root_of, settled, touched_keys
 from sourcetruth.effective import comparable, version_at
 from sourcetruth.exceptions import UnknownRecordError
 from sourcetruth.model import (
@@ -251,13 +251,27 @@ def _untyped(value: tuple[tuple[Any, str], ...]) -> tuple[str, ...]:
 def end_expired(draft: Draft) -> None:
     """End the overrides whose ``until`` has passed, as of that time, judged by the source then."""
     region = draft.policy.default_region
-    for cid in sorted(draft.overrides):
+    for cid in _may_expire(draft.overrides):
         for override in draft.overrides[cid]:
             until = override.until
             if until is not None and until <= draft.at:
                 version = version_at(draft.state(override.record), until)
                 data = None if version is None else version.data
                 draft.end_override(override, outcome(override, data, region), expired_at=until)
+
+
+def _may_expire(overrides: Mapping[str, tuple[Override, ...]]) -> list[str]:
+    """The contacts whose overrides may hold an ``until``, in order: all, unless the store says.
+
+    A store's table of overrides may offer ``with_until()`` (the embedded
+    store finds them inside its rows); the keys this merge wrote are added,
+    as the store has not seen them.
+    """
+    with_until: Callable[[], set[str]] | None = getattr(root_of(overrides), "with_until", None)
+    if with_until is None:
+        return sorted(overrides)
+    candidates = with_until() | touched_keys(overrides)
+    return sorted(cid for cid in candidates if cid in overrides)
 
 
 def _problems(

@@ -39,7 +39,13 @@ import attrs
 from sourcetruth._created import Created, compact, expand
 from sourcetruth._digest import name_key, record_digest
 from sourcetruth._overlay import changed_keys, root_of
-from sourcetruth.adapters.stores._sqlite_rows import RecordTable, Snapshot, Table, structure_row
+from sourcetruth.adapters.stores._sqlite_rows import (
+    OverrideTable,
+    RecordTable,
+    Snapshot,
+    Table,
+    structure_row,
+)
 from sourcetruth.adapters.stores._sqlite_view import VIEW_SCHEMA, ViewTable, write_view
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
 from sourcetruth.journal import Run, erased_by, redact
@@ -511,7 +517,7 @@ def _load(snapshot: Snapshot) -> Book:
     return Book(
         records=records,
         contacts=Table(snapshot, "contacts", "id", ContactEntry),
-        overrides=Table(snapshot, "overrides", "contact_id", tuple[Override, ...]),
+        overrides=OverrideTable(snapshot, tuple[Override, ...]),
         ended_overrides=Table(snapshot, "ended_overrides", "contact_id", tuple[EndedOverride, ...]),
         syncs=small["syncs"],
         groups=small["groups"],
