@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from school import full, guardian, london, mis_policy, school
 from sourcetruth import Book, Phone, Policy, Source, SourceKind, merge, normalise_phone
+from sourcetruth.adapters.sources.export import export_csv
 from sourcetruth.app.settings import parse_settings
 from sourcetruth.exceptions import SourceDataError, UsageError
 from sourcetruth.normalise import DRAMA_RANGES, is_drama_number
@@ -126,6 +127,18 @@ class TestSourceRegion:
         ]
         assert result.book.view["us-club:C1"].phones == ("+16035550123",)
         assert result.book.view["mis:G1"].phones == (None,)
+
+    def test_the_export_and_the_report_read_the_source_region(self) -> None:
+        """The CSV export writes the import's number in E.164; reformatting it is no change."""
+        policy = self._policy()
+        at = london(23, 2)
+        club = full(at, [guardian("C1", mobile="6035550123")], source="us-club")
+        book = merge(Book(), club, policy=policy, at=at, by="n").book
+        assert "+16035550123" in export_csv(book, policy=policy, at=london(23, 9))
+        later = london(24, 2)
+        again = full(later, [guardian("C1", mobile="(603) 555-0123")], source="us-club")
+        result = merge(book, again, policy=policy, at=later, by="n")
+        assert result.report.changes == ()
 
     def test_a_region_that_is_not_one_is_refused(self) -> None:
         """A source or policy region must be a phone region code."""
