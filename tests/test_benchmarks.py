@@ -98,3 +98,14 @@ class TestResyncPeer:
             assert "library/polars" in found["ratios"]
         else:
             assert "polars is not installed" in done.stdout
+
+
+class TestPhonesBenchmark:
+    """benchmarks/phones.py times normalise_phone against the bare parse and format."""
+
+    def test_both_sets_are_measured(self) -> None:
+        """Each set prints a line with both medians and their ratio."""
+        done = script("phones.py", "--count", "50", "--runs", "1")
+        lines = done.stdout.splitlines()
+        assert [line.split()[0] for line in lines] == ["drama", "mobiles"]
+        assert all("ratio" in line for line in lines)

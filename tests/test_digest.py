@@ -27,6 +27,7 @@ from sourcetruth import (
     Role,
 )
 from sourcetruth._digest import DEPARTED, name_key, record_digest
+from sourcetruth._names import same_data
 from sourcetruth.serialise import converter
 
 texts = st.text(max_size=6)
@@ -92,7 +93,7 @@ class TestDigest:
     ) -> None:
         """Data that differ in one field, whichever, have different digests."""
         changed = attrs.evolve(data, **{field: getattr(other, field)})
-        assume(changed != data)
+        assume(not same_data(changed, data))  # names in another Unicode form are the same
         assert record_digest(changed) != record_digest(data)
 
     @given(any_data)

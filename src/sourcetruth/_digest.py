@@ -8,14 +8,16 @@ a canonical text of the data: every field in the order of
 :data:`~sourcetruth.model.FIELDS`, enums by value, written with
 :func:`ascii` (every non-ASCII character escaped, so the text does not
 depend on the Unicode tables of the Python that wrote it, nor on
-``PYTHONHASHSEED``). Two equal values of the declared types give one
+``PYTHONHASHSEED``); names are taken in Unicode NFC, as they compare
+(:mod:`sourcetruth._names`). Two equal values of the declared types give one
 digest, and a digest equal to another says the data are equal; a value of
 another type (``True`` for a priority of 1) may give another digest for
 equal data, which costs a comparison, never a wrong answer (the sync
 compares the data whenever digests differ).
 
 :func:`name_key` is a record's name as possible duplicates compare it (rule
-12), so a store can find the records of one name by an index.
+12), in NFC and case-folded, so a store can find the records of one name by
+an index.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
+from sourcetruth._names import name_text
 from sourcetruth.model import ContactData
 
 __all__ = ["DEPARTED", "name_key", "record_digest"]
@@ -35,8 +38,8 @@ def _canonical(data: ContactData | None) -> str:
         return "None"
     return ascii(
         (
-            data.given_name,
-            data.family_name,
+            name_text(data.given_name),
+            name_text(data.family_name),
             data.role.value,
             [(p.number, p.type.value) for p in data.phones],
             [(e.address, e.type.value) for e in data.emails],
@@ -66,7 +69,8 @@ def name_key(data: ContactData | None) -> str:
     """*data*'s name, trimmed and case-folded, as one text ("" when departed or nameless)."""
     if data is None:
         return ""
-    given, family = data.given_name.strip().casefold(), data.family_name.strip().casefold()
+    given = name_text(name_text(data.given_name).strip().casefold())
+    family = name_text(name_text(data.family_name).strip().casefold())
     if not (given or family):
         return ""
     return ascii((given, family))

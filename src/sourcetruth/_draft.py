@@ -206,7 +206,8 @@ class Draft:
 
         What normalises is noted for the current view, so that it is not normalised twice.
         """
-        phones, emails = check_addresses(self.checked, data, self.policy.default_region)
+        region = self.policy.region_of(split_record_id(rid)[0])
+        phones, emails = check_addresses(self.checked, data, region)
         self.unnormalised.extend(_problems(rid, phones, emails))
 
     # the outcome

@@ -114,7 +114,6 @@ def _compare(
     the effective contact after the merge is read off it.
     """
     book, policy, at = draft.old, draft.policy, draft.at
-    region = policy.default_region
     changes: list[FieldChange] = []
     departed: list[str] = []
     returned: list[str] = []
@@ -144,6 +143,7 @@ def _compare(
             )
             upkeep[cid] = entry
             after = None if entry is None else entry.contact(new_book, at)
+        region = policy.region_of(None if after is None else after.provenance["phones"].source)
         changes.extend(_diff(before, after, region, shared))
         if after is not None and after.departed and (before is None or not before.departed):
             departed.append(cid)

@@ -20,6 +20,7 @@ import attrs
 
 from sourcetruth._digest import DEPARTED, record_digest
 from sourcetruth._draft import Draft, outcome
+from sourcetruth._names import same_data
 from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.changes import ConfirmSync
 from sourcetruth.duplicates import duplicates_among
@@ -201,7 +202,10 @@ def _changed(
     states: Mapping[str, RecordState],
     digests: Mapping[str, str] | None,
 ) -> list[Record]:
-    """The records that are new, or whose data differs from their current version's (raw values).
+    """The records that are new, or whose data differs from their current version's.
+
+    Values compare raw, but for names, which compare in NFC (a name sent in
+    another Unicode form is no change, and the book keeps the form it has).
 
     With *digests*, a record whose digest is the stored one is unchanged
     without its row being read; any other is compared as without them, so a
@@ -210,7 +214,9 @@ def _changed(
     if digests is None:
         # An unchanged record costs one comparison of raw values.
         return [
-            r for r in records if (s := states.get(r.key)) is None or s.versions[-1].data != r.data
+            r
+            for r in records
+            if (s := states.get(r.key)) is None or not same_data(s.versions[-1].data, r.data)
         ]
     changed = []
     for record in records:
@@ -223,7 +229,7 @@ def _changed(
                 continue
         except AttributeError:  # a value not of its field's type: compared below
             pass
-        if states[record.key].versions[-1].data != record.data:
+        if not same_data(states[record.key].versions[-1].data, record.data):
             changed.append(record)
     return changed
 

@@ -209,7 +209,7 @@ def why(
             told = explain(book, contact_id, field_name, policy=policy, at=audit.planned_at)
             events = told.overrides
             later, later_value = _later_change(
-                book, provenance, channel, audit.planned_at, policy.default_region
+                book, provenance, channel, audit.planned_at, policy.region_of(provenance.source)
             )
         return Why(
             contact_id,

@@ -85,7 +85,6 @@ def duplicates_among(
 ) -> list[PossibleDuplicate]:
     """Records among *records* that match a record of a feed of another kind."""
     feeds = _feeds(policy)
-    region = policy.default_region
     candidates = [s for s in records if s.source in feeds and s.current.data is not None]
     if not candidates:
         return []
@@ -96,14 +95,14 @@ def duplicates_among(
         name = name_key(cand.current.data)
         if name not in index:
             continue
-        values = _identity(cand.current.data, region)
+        values = _identity(cand.current.data, policy.region_of(cand.source))
         for other in index[name]:
             if feeds[other.source] == feeds[cand.source]:
                 continue
             if resolve_id(book, other.contact_id) == resolve_id(book, cand.contact_id):
                 continue
             assert other.current.data is not None
-            if values & _identity(other.current.data, region):
+            if values & _identity(other.current.data, policy.region_of(other.source)):
                 a, b = sorted((cand.id, other.id))
                 found.append(PossibleDuplicate(a, b, _REASONS))
     return sorted(set(found), key=lambda d: (d.record, d.other))

@@ -34,6 +34,7 @@ from sourcetruth._history import (
     source_provenance,
     version_at,
 )
+from sourcetruth._names import NAME_FIELDS, name_text
 from sourcetruth.exceptions import UnknownContactError
 from sourcetruth.model import (
     FIELDS,
@@ -72,7 +73,8 @@ def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
 
     Phone numbers compare in E.164 and email addresses with the domain
     case-folded and trimmed, each with its type and in order; a value that
-    does not normalise compares by its trimmed raw text.
+    does not normalise compares by its trimmed raw text. Names compare
+    trimmed, in Unicode NFC.
     """
     if field_name == "phones":
         return tuple(
@@ -80,6 +82,8 @@ def comparable(field_name: str, value: Any, region: str = "GB") -> Any:
         )
     if field_name == "emails":
         return tuple((e.type, normalise_email(e.address).comparable(e.address)) for e in value)
+    if field_name in NAME_FIELDS:
+        return name_text(value.strip())
     if isinstance(value, str):
         return value.strip()
     return value

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Final
 
 import attrs
+import phonenumbers
 from attrs import field, frozen
 
 from sourcetruth._util import to_frozenset, to_tuple
@@ -25,6 +26,7 @@ __all__ = [
     "Policy",
     "Schedule",
     "Source",
+    "check_region",
 ]
 
 
@@ -44,9 +46,27 @@ class Schedule:
     timezone: str = "Europe/London"
 
 
+def check_region(value: str) -> None:
+    """Raise :class:`~sourcetruth.UsageError` unless *value* is a phone region code."""
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        # Any other value would leave every number written without +country unnormalised.
+        msg = "region is not a region code for phone numbers (two capital letters, like GB)"
+        raise UsageError(msg)
+
+
+def _check_region(_inst: object, _attr: object, value: str | None) -> None:
+    if value is not None:
+        check_region(value)
+
+
 @frozen
 class Source:
-    """A named origin of contact data and the fields it covers."""
+    """A named origin of contact data and the fields it covers.
+
+    ``region`` is the phone region its numbers written without a country code
+    are read in, for a feed from another country; None: the policy's
+    ``default_region``.
+    """
 
     name: str
     kind: SourceKind
@@ -54,6 +74,7 @@ class Source:
         default=frozenset(FIELDS), converter=to_frozenset, validator=_check_fields
     )
     schedule: Schedule | None = None
+    region: str | None = field(default=None, validator=_check_region, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         check_source_name(self.name)
@@ -107,6 +128,9 @@ _ADDRESS_BOOK_SOURCE: Final = Source(ADDRESS_BOOK, SourceKind.ADDRESS_BOOK)
 class Policy:
     """The sources, their precedence, the guard and the phone region.
 
+    ``default_region`` reads the numbers of every source that sets no
+    ``region`` of its own.
+
     ``precedence`` names sources from strongest to weakest; sources left out
     follow in the order given in ``sources``. The address book is always a
     source, covering every field, and always the weakest: it owns its own
@@ -117,7 +141,7 @@ class Policy:
     sources: tuple[Source, ...] = field(converter=to_tuple)
     precedence: tuple[str, ...] = field(default=(), converter=to_tuple)
     guard: DepartureGuard = DEFAULT_GUARD
-    default_region: str = "GB"
+    default_region: str = field(default="GB", validator=_check_region)
     #: The secret of the keyed hashes that keep erased people out (rule 13).
     #: Keep it outside the book's store, so the store alone cannot tell whose
     #: records were erased.
@@ -184,3 +208,10 @@ class Policy:
 
     def scheduled(self, name: str) -> Schedule | None:
         return self.source(name).schedule
+
+    def region_of(self, source: str | None) -> str:
+        """The phone region the numbers of *source* are read in (None: the default)."""
+        if source is None:
+            return self.default_region
+        region = self._by_name[source].region if source in self._by_name else None
+        return self.default_region if region is None else region

@@ -62,7 +62,7 @@ from sourcetruth.model import (
     Role,
     data_from,
 )
-from sourcetruth.normalise import Normalised, normalise_email, normalise_phone
+from sourcetruth.normalise import PHONE_RULES, Normalised, normalise_email, normalise_phone
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -224,18 +224,23 @@ def view_index(view: Mapping[str, CurrentContact]) -> ViewIndex | None:
 def view_basis(policy: Policy) -> str:
     """What a view computed under *policy* depends on, as a short digest.
 
-    The sources' order and what each covers (which value wins), the default
-    region (how phone numbers normalise) and the versions of
-    ``phonenumbers`` and ``email-validator``. Two policies with the same
-    basis give the same view.
+    The sources' order and what each covers (which value wins), the regions
+    (how phone numbers normalise), the phone rules of this library and the
+    versions of ``phonenumbers`` and ``email-validator``. Two policies with
+    the same basis give the same view.
     """
     parts = [
         "view 1",
         policy.default_region,
+        PHONE_RULES,
         phonenumbers.__version__,
         email_validator.__version__,
     ]
-    parts += [f"{name}={','.join(sorted(policy.source(name).covers))}" for name in policy.order]
+    parts += [
+        f"{name}={','.join(sorted(policy.source(name).covers))}"
+        + ("" if policy.source(name).region is None else f" region={policy.source(name).region}")
+        for name in policy.order
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
@@ -308,6 +313,17 @@ def _phone_value(region: str) -> Any:
     return lambda phone: normalise_phone(phone.number, region).value
 
 
+def _phones_in(
+    entry: CurrentContact, region: str, policy: Policy
+) -> tuple[tuple[Any, ...], tuple[str | None, ...]] | None:
+    """*entry*'s phones normalised, if in *region*: the same numbers from a feed of another
+    country's source may read otherwise."""
+    origin = entry.origin("phones")
+    if policy.region_of(None if origin is None else origin.source) != region:
+        return None
+    return entry.data.phones, entry.phones
+
+
 def _email_value(email: Any) -> str | None:
     return normalise_email(email.address).value
 
@@ -325,7 +341,8 @@ def _entry(
     whole = sources == 1 and len(parts) == len(FIELDS) and not active
     data = parts[FIELDS[0]] if whole else data_from(parts)
     departed = home_version.data is None
-    region = policy.default_region
+    phones_from = origins.get("phones")
+    region = policy.region_of(None if phones_from is None else phones_from.source)
     rel = origins.get("relationships")
     until = [o.until for o in active if o.until is not None]
     return CurrentContact(
@@ -335,7 +352,7 @@ def _entry(
         origins=tuple(origins.get(name) for name in FIELDS),
         phones=_normalised(
             data.phones,
-            None if previous is None else (previous.data.phones, previous.phones),
+            None if previous is None else _phones_in(previous, region, policy),
             checked,
             _phone_value(region),
         ),
@@ -399,7 +416,7 @@ def fresh_entry(
     origin = SourceOrigin(state.source, state.key, version, None)
     if len(covers) < len(FIELDS):
         data = data_from(dict.fromkeys(covers, data))
-    region = policy.default_region
+    region = policy.region_of(state.source)
     rid = state.id
     return CurrentContact(
         id=rid,

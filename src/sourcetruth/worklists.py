@@ -15,7 +15,8 @@ None of them reads a clock: the time is an argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from attrs import field, frozen
@@ -40,6 +41,7 @@ from sourcetruth.normalise import normalise_email, normalise_phone
 from sourcetruth.policy import Policy
 from sourcetruth.report import PossibleDuplicate
 from sourcetruth.schedule import next_sync
+from sourcetruth.view import CurrentContact
 
 __all__ = [
     "DataProblem",
@@ -47,6 +49,7 @@ __all__ = [
     "NextSyncEnds",
     "UpdateAtSource",
     "before_next_sync",
+    "count_by_source",
     "data_quality",
     "two_feeds",
     "update_at_source",
@@ -169,32 +172,46 @@ def two_feeds(book: Book, *, policy: Policy) -> tuple[PossibleDuplicate, ...]:
 class DataProblem:
     """One thing wrong with the data: ``kind`` is ``unnormalised``, ``dangling-link``
     or ``unreachable``; ``field`` names the field; ``detail`` says what, never the value.
+    ``source`` is the source the field's value came from (None: no source's).
     """
 
     contact_id: str
     kind: str
     field: str
     detail: str
+    source: str | None = None
+
+
+def count_by_source(
+    problems: Iterable[DataProblem], *, kind: str = "unnormalised", field: str = "phones"
+) -> dict[str, int]:
+    """How many of *problems* of *kind* in *field* came from each source, by source name.
+
+    With the defaults: the phone numbers each source sent that are not valid.
+    """
+    counted = Counter(p.source or "(none)" for p in problems if p.kind == kind and p.field == field)
+    return dict(sorted(counted.items()))
 
 
 def data_quality(book: Book, *, policy: Policy, at: datetime) -> tuple[DataProblem, ...]:
     """Problems in the effective data at *at*, by contact then kind."""
     at = utc(at)
-    region = policy.default_region
     # The current view holds each address normalised: only those that failed are read again.
     everyone = EffectiveCache(book, policy, at).entries()
     present = {cid: e for cid, e in everyone.items() if not e.departed}
     found: list[DataProblem] = []
     for contact_id, entry in sorted(present.items()):
         data = entry.data
+        phones_from, emails_from = _source_of(entry, "phones"), _source_of(entry, "emails")
+        region = policy.region_of(phones_from)
         for index, (phone, value) in enumerate(zip(data.phones, entry.phones, strict=True)):
             if value is None:
                 detail = f"phone {index + 1}: {normalise_phone(phone.number, region).problem}"
-                found.append(DataProblem(contact_id, "unnormalised", "phones", detail))
+                found.append(DataProblem(contact_id, "unnormalised", "phones", detail, phones_from))
         for index, (email, value) in enumerate(zip(data.emails, entry.emails, strict=True)):
             if value is None:
                 detail = f"email {index + 1}: {normalise_email(email.address).problem}"
-                found.append(DataProblem(contact_id, "unnormalised", "emails", detail))
+                found.append(DataProblem(contact_id, "unnormalised", "emails", detail, emails_from))
         source = entry.relationships_source
         for relationship in data.relationships:
             pupil = relationship.pupil if source is None else f"{source}:{relationship.pupil}"
@@ -206,5 +223,10 @@ def data_quality(book: Book, *, policy: Policy, at: datetime) -> tuple[DataProbl
             usable_address(data, channel, region)[0] for channel in Channel
         ):
             detail = "no usable mobile number and no usable email address"
-            found.append(DataProblem(contact_id, "unreachable", "phones", detail))
+            found.append(DataProblem(contact_id, "unreachable", "phones", detail, phones_from))
     return tuple(found)
+
+
+def _source_of(entry: CurrentContact, field_name: str) -> str | None:
+    origin = entry.origin(field_name)
+    return None if origin is None else origin.source

@@ -158,6 +158,20 @@ class TestPolicy:
         assert imports["next_sync"] is None
         assert local["kind"] == "address-book"
         assert shown["transports"] == {"email": "outbox", "sms": "outbox"}
+        assert mis["region"] is None  # the policy's region reads its numbers
+
+    def test_a_source_region_is_shown(self, cli: Cli) -> None:
+        """A source with a phone region of its own shows it, in text and JSON."""
+        cli.ok("init")
+        policy = cli.folder / "policy.toml"
+        text = policy.read_text(encoding="utf-8")
+        policy.write_text(
+            text.replace("[sources.import]\n", '[sources.import]\nregion = "US"\n'),
+            encoding="utf-8",
+        )
+        shown = cli.ok("policy", "--at", when(24, 12, 30), "--json").json()
+        assert [s["region"] for s in shown["sources"]] == [None, "US", None]
+        assert "; phone region US)" in cli.ok("policy", "--at", when(24, 12, 30)).out
 
     def test_when_a_change_shows(self, cli: Cli) -> None:
         """when: an MIS change shows at the next 02:00 sync, an address-book one at once."""

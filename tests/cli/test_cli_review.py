@@ -69,6 +69,16 @@ class TestReports:
         assert ("mis:G5", "unnormalised") in kinds
         assert "0770 09" not in ran.err
 
+    def test_data_quality_counts_invalid_numbers_by_source(self, cli: Cli) -> None:
+        """A number possible in length but not valid is counted under its source."""
+        cli.ok("init")
+        odd = school(G5=guardian("G5", "Mina", "Patel", "", "P5", mobile="0306 999012", email=""))
+        cli.sync(cli.export("tue", odd), 24)
+        ran = cli.ok("report", "data-quality", "--at", when(24, 9))
+        assert "  mis:G5 phones: unnormalised: phone 1: not a valid number in region GB" in ran.out
+        assert ran.out.rstrip().endswith("Phone numbers that are not valid, by source: mis 1.")
+        assert "999012" not in ran.out + ran.err
+
     def test_a_clean_book_has_no_problems(self, book: Cli) -> None:
         """A clean book's data-quality report is 0 problem(s)."""
         assert book.ok("report", "data-quality", "--at", when(24, 9)).out == "0 problem(s).\n"

@@ -11,7 +11,37 @@ import io
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-__all__ = ["cell", "csv_bytes", "csv_text", "is_loopback"]
+from sourcetruth.model import Phone, PhoneType
+
+__all__ = ["cell", "csv_bytes", "csv_text", "is_loopback", "one_phone_per_number"]
+
+
+def _number_key(number: str) -> str:
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return digits or number.strip()
+
+
+def one_phone_per_number(phones: Sequence[Phone]) -> tuple[Phone, ...]:
+    """*phones* with each number once: the same number under two types is one phone.
+
+    A number is the same when its digits are (or, with none, its trimmed
+    text). The phone keeps the place and the text of its first appearance;
+    its type is ``MOBILE`` when any appearance is (a number given for SMS is
+    one a message can reach), else the first's.
+    """
+    if len(phones) < 2:
+        return tuple(phones)
+    kept: dict[str, Phone] = {}
+    for phone in phones:
+        key = _number_key(phone.number)
+        first = kept.get(key)
+        if first is None:
+            kept[key] = phone
+        elif phone.type is PhoneType.MOBILE and first.type is not PhoneType.MOBILE:
+            kept[key] = Phone(first.number, PhoneType.MOBILE)
+    if len(kept) == len(phones):
+        return tuple(phones)
+    return tuple(kept.values())
 
 
 def cell(cells: Sequence[str], index: int | None) -> str:

@@ -55,6 +55,7 @@ at its key.
     covers = ["given_name", "family_name", "phones", "emails"]
     adapter = "csv"
     mapping = "mapping.toml"     # the CSV column mapping: in the book folder, relative to it
+    region = "IE"                # optional: this source's numbers without +country are Irish
 
     [transports.email]
     adapter = "smtp"
@@ -256,6 +257,7 @@ class _SourceTable:
     adapter: str | None = None
     options: dict[str, Any] = field(factory=dict)
     mapping: str | None = None
+    region: str | None = field(default=None, validator=optional(_phone_region))
 
 
 _LONDON: Final = ZoneInfo("Europe/London")
@@ -358,7 +360,7 @@ def _source(name: str, table: _SourceTable, zone: str, file: str) -> Source:
         raise SourceDataError(msg, file=file, field=f"{where}.kind")
     schedule = None if table.schedule is None else Schedule(table.schedule, zone)
     try:
-        return Source(name, SourceKind(table.kind), table.covers, schedule)
+        return Source(name, SourceKind(table.kind), table.covers, schedule, region=table.region)
     except SourceTruthError as error:  # the source's own checks, like a bad name
         raise SourceDataError(str(error), file=file, field=where) from None
 

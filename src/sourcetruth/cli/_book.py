@@ -113,6 +113,7 @@ def _sources(ctx: Context, settings: Settings) -> list[dict[str, Any]]:
                 "covers": sorted(source.covers),
                 "schedule": None if schedule is None else schedule.rule,
                 "adapter": how.adapter if how else None,
+                "region": source.region,
                 "next_sync": None if schedule is None else next_sync(schedule, ctx.at).isoformat(),
             }
         )
@@ -157,7 +158,8 @@ def _policy_text(
             upcoming = ctx.render.time(datetime.fromisoformat(s["next_sync"]))
             when = f"syncs {s['schedule']}, next {upcoming}"
         reader = f"read with {s['adapter']}" if s["adapter"] else "no adapter set"
-        ctx.say(f"  {s['name']} ({s['kind']}; {when}; {reader})")
+        region = f"; phone region {s['region']}" if s["region"] else ""
+        ctx.say(f"  {s['name']} ({s['kind']}; {when}; {reader}{region})")
         ctx.say(f"    covers {', '.join(s['covers'])}")
     guard = policy.guard
     ctx.say(

@@ -9,7 +9,13 @@ from sourcetruth.cli._options import Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import extracted_at, notices, read, synced_source
 from sourcetruth.exceptions import UsageError
 from sourcetruth.model import Snapshot
-from sourcetruth.worklists import before_next_sync, data_quality, two_feeds, update_at_source
+from sourcetruth.worklists import (
+    before_next_sync,
+    count_by_source,
+    data_quality,
+    two_feeds,
+    update_at_source,
+)
 
 __all__ = ["register"]
 
@@ -110,10 +116,13 @@ def _two_feeds(ctx: Context) -> int:
 
 def _data_quality(ctx: Context) -> int:
     problems = data_quality(ctx.viewed(), policy=ctx.policy, at=ctx.at)
+    invalid = count_by_source(problems)
+    total = f"{len(problems)} problem(s)."
+    if invalid:
+        by_source = ", ".join(f"{source} {count}" for source, count in invalid.items())
+        total += f" Phone numbers that are not valid, by source: {by_source}."
     return ctx.listing(
-        problems,
-        lambda p: f"  {p.contact_id} {p.field}: {p.kind}: {p.detail}",
-        f"{len(problems)} problem(s).",
+        problems, lambda p: f"  {p.contact_id} {p.field}: {p.kind}: {p.detail}", total
     )
 
 

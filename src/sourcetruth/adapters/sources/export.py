@@ -124,7 +124,7 @@ def export_csv(book: Book, *, policy: Policy, at: datetime, include_departed: bo
     Departed contacts are left out unless *include_departed*.
     """
     rows = (
-        _row(contact, policy.default_region)
+        _row(contact, policy.region_of(contact.provenance["phones"].source))
         for contact in contacts_at(book, policy=policy, at=at)
         if include_departed or not contact.departed
     )

@@ -123,7 +123,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 
-from sourcetruth.adapters._util import cell
+from sourcetruth.adapters._util import cell, one_phone_per_number
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources._sds_format import (
     COLUMNS,
@@ -966,7 +966,7 @@ class _Reader:
             given_name=user.given_name,
             family_name=user.family_name,
             role=role,
-            phones=phones,
+            phones=one_phone_per_number(phones),
             emails=emails,
             # By the pupil's key, not its record id: Relationship's own rule,
             # and how the merge and the test strategies match guardians to pupils.

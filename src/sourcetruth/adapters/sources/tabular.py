@@ -55,6 +55,7 @@ from sourcetruth.adapters._structure import (
     StructureError,
     structure,
 )
+from sourcetruth.adapters._util import one_phone_per_number
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     DEFAULT_MAX_FIELD,
@@ -542,7 +543,14 @@ class _RowReader:
         relationships = () if at is None else self.pupils[cells[at]]
         emails = _joined([cache[cells[at]] for at, cache in self.emails])
         data = build.contact_data(
-            given, family, role, _joined(phones), emails, relationships, year, registration
+            given,
+            family,
+            role,
+            one_phone_per_number(_joined(phones)),
+            emails,
+            relationships,
+            year,
+            registration,
         )
         return build.record(key, data)
 

@@ -170,6 +170,7 @@ import attrs
 from attrs import define, frozen
 
 from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters._util import one_phone_per_number
 from sourcetruth.adapters.sources._vcard_format import (
     CHILD as _CHILD,
 )
@@ -1390,7 +1391,7 @@ class _CardReader:
             given_name=given,
             family_name=family,
             role=self.role(found.singles.get(_ROLE), self.card.properties),
-            phones=found.phones,
+            phones=one_phone_per_number(found.phones),
             emails=found.emails,
             relationships=found.relationships,
             year_group=found.singles.get(_YEAR_GROUP, ""),
