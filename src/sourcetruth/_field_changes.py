@@ -17,10 +17,12 @@ contact after the merge is read off it; the one before, off the old entry.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any, Final
 
 import attrs
 
+from sourcetruth import _build as build
 from sourcetruth._draft import Draft
 from sourcetruth._overlay import Overlay, settled
 from sourcetruth.effective import comparable, effective_contact, source_provenance
@@ -189,18 +191,19 @@ def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactDat
     Roles, year and registration groups and names recur across a school,
     and a report of an initial sync holds one per contact and field.
     """
-    value = data.get(name)
-    if name not in _REPEATING or not isinstance(value, str | Role):
-        return data.only((name,))
+    value = getattr(data, name)
+    if name not in _REPEATING or not isinstance(value, _SHARED_TYPES):
+        return build.only(data, name)
     key = (name, value)
     found = shared.get(key)
     if found is None:
-        found = shared[key] = data.only((name,))
+        found = shared[key] = build.only(data, name)
     return found
 
 
 #: The text fields, which compare trimmed: whitespace alone is empty.
 _TEXT: Final = frozenset(n for n in FIELDS if isinstance(ContactData().get(n), str))
+_SHARED_TYPES: Final = (str, Role)
 _REPEATING: Final = frozenset(
     {"given_name", "family_name", "role", "year_group", "registration_group"}
 )
@@ -241,16 +244,21 @@ def _created(
     ):
         return None
     provenance = source_provenance(book, state, version, version.applied_at)
-    covers = policy.source(source).covers
     changes = []
-    for name in FIELDS:
-        new = data.get(name)
-        if name not in covers or _is_empty(name, new):
+    for name in _covered(policy, source):
+        if _is_empty(name, getattr(data, name)):
             continue
         changes.append(
-            FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
+            build.field_change(contact_id, name, None, _only(data, name, shared), None, provenance)
         )
     return changes, fresh_entry(state, version, policy, checked)
+
+
+@lru_cache(maxsize=64)
+def _covered(policy: Policy, source: str) -> tuple[str, ...]:
+    """The fields *source* covers under *policy*, in the order of FIELDS."""
+    covers = policy.source(source).covers
+    return tuple(name for name in FIELDS if name in covers)
 
 
 def _is_empty(name: str, value: Any) -> bool:

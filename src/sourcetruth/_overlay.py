@@ -80,6 +80,16 @@ class Overlay(MutableMapping[K, V]):
             raise KeyError(key)
         return self._base[key]
 
+    def get(self, key: K, default: Any = None) -> Any:
+        # A miss is the common case while a merge fills an empty book: answered
+        # without raising and catching KeyError twice, as Mapping.get would.
+        value = self._writes.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if key in self._deleted:
+            return default
+        return self._base.get(key, default)
+
     def __contains__(self, key: object) -> bool:
         return key in self._writes or (key not in self._deleted and key in self._base)
 

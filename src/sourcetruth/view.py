@@ -41,6 +41,7 @@ import email_validator
 import phonenumbers
 from attrs import field, frozen
 
+from sourcetruth._build import only_fields
 from sourcetruth._history import (
     Origin,
     Resolved,
@@ -78,6 +79,7 @@ __all__ = [
 
 #: The index of each field in :attr:`CurrentContact.origins`.
 _INDEX: Final = {name: i for i, name in enumerate(FIELDS)}
+_EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
 
 
 @frozen
@@ -280,10 +282,15 @@ def check_addresses(
     checked: Checked, data: ContactData, region: str
 ) -> tuple[tuple[Normalised, ...], tuple[Normalised, ...]]:
     """Normalise *data*'s phones and emails, noting the results in *checked* for the view."""
-    phones = tuple(normalise_phone(p.number, region) for p in data.phones)
-    emails = tuple(normalise_email(e.address) for e in data.emails)
-    checked[id(data.phones)] = (data.phones, tuple(n.value for n in phones))
-    checked[id(data.emails)] = (data.emails, tuple(n.value for n in emails))
+    # Once per record of an initial sync: no generator, and nothing noted for no values.
+    phones: tuple[Normalised, ...] = ()
+    emails: tuple[Normalised, ...] = ()
+    if data.phones:
+        phones = tuple([normalise_phone(p.number, region) for p in data.phones])
+        checked[id(data.phones)] = (data.phones, tuple([n.value for n in phones]))
+    if data.emails:
+        emails = tuple([normalise_email(e.address) for e in data.emails])
+        checked[id(data.emails)] = (data.emails, tuple([n.value for n in emails]))
     return phones, emails
 
 
@@ -304,6 +311,7 @@ def _normalised(
     return tuple(normalise(v) for v in values)
 
 
+@lru_cache(maxsize=16)
 def _phone_value(region: str) -> Any:
     return lambda phone: normalise_phone(phone.number, region).value
 
@@ -383,6 +391,13 @@ def current_entry(
     return _entry(book, contact_id, resolved, policy, at, checked, previous)
 
 
+@lru_cache(maxsize=64)
+def _coverage(policy: Policy, source: str) -> tuple[tuple[bool, ...], tuple[str, ...]]:
+    """Whether *source* covers each field of FIELDS, in order, and the fields it does not."""
+    covers = policy.source(source).covers
+    return tuple(name in covers for name in FIELDS), tuple(n for n in FIELDS if n not in covers)
+
+
 def fresh_entry(
     state: RecordState,
     version: RecordVersion,
@@ -395,22 +410,24 @@ def fresh_entry(
     """
     data = version.data
     assert data is not None
-    covers = policy.source(state.source).covers
-    origin = SourceOrigin(state.source, state.key, version, None)
-    if len(covers) < len(FIELDS):
-        data = data_from(dict.fromkeys(covers, data))
-    region = policy.default_region
+    source = state.source
+    covered, uncovered = _coverage(policy, source)
+    origin = SourceOrigin(source, state.key, version, None)
+    # The record's own data is the effective data when what the source does
+    # not cover is empty in it already: one object fewer per contact.
+    if any(getattr(data, name) != _EMPTY_VALUES[name] for name in uncovered):
+        data = only_fields(data, covered)
     rid = state.id
     return CurrentContact(
         id=rid,
         home=rid,
         data=data,
-        origins=tuple(origin if name in covers else None for name in FIELDS),
-        phones=_normalised(data.phones, None, checked, _phone_value(region)),
+        origins=tuple([origin if covers else None for covers in covered]),
+        phones=_normalised(data.phones, None, checked, _phone_value(policy.default_region)),
         emails=_normalised(data.emails, None, checked, _email_value),
         year_group=data.year_group.strip(),
         registration_group=data.registration_group.strip(),
-        relationships_source=state.source if "relationships" in covers else None,
+        relationships_source=source if covered[_INDEX["relationships"]] else None,
         records=(rid,),
         overrides=(),
         departed_at=None,
