@@ -17,22 +17,24 @@ contact after the merge is read off it; the one before, off the old entry.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any, Final
 
 import attrs
 
 from sourcetruth import _build as build
 from sourcetruth._draft import Draft
+from sourcetruth._history import SourceOrigin, SyncsAt, origin_provenance
 from sourcetruth._overlay import Overlay, settled
-from sourcetruth.effective import comparable, effective_contact, source_provenance
+from sourcetruth.effective import comparable, effective_contact
 from sourcetruth.model import FIELDS, Book, Contact, ContactData, Role, split_record_id
 from sourcetruth.policy import Policy
 from sourcetruth.report import FieldChange, Held, MergeResult, Report, Status
 from sourcetruth.view import (
     Checked,
+    Coverage,
     CurrentContact,
     build_view,
+    coverage,
     current_entry,
     entry_holds,
     fresh_entry,
@@ -122,11 +124,13 @@ def _compare(
     returned: list[str] = []
     created = set(draft.created)
     shared: dict[tuple[str, Any], ContactData] = {}
+    sources: dict[str, Coverage] = {}  # what each source covers, looked up once
+    syncs_at: SyncsAt = {}
     old_view = view_is_current(book, policy, at)
     same_basis = bool(book.view_basis) and book.view_basis == view_basis(policy)
     for cid in sorted(draft.affected - set(draft.erased)):
         if cid in created and cid not in book.contacts:
-            fresh = _created(new_book, cid, policy, shared, draft.checked)
+            fresh = _created(new_book, cid, policy, shared, draft.checked, sources, syncs_at)
             if fresh is not None:
                 changes.extend(fresh[0])
                 if upkeep is not None:
@@ -215,6 +219,8 @@ def _created(
     policy: Policy,
     shared: dict[tuple[str, Any], ContactData],
     checked: Checked,
+    sources: dict[str, Coverage],
+    syncs_at: SyncsAt,
 ) -> tuple[list[FieldChange], CurrentContact] | None:
     """What :func:`_diff` gives for a contact this merge created from one record, and its entry.
 
@@ -243,22 +249,20 @@ def _created(
         or state.id != contact_id
     ):
         return None
-    provenance = source_provenance(book, state, version, version.applied_at)
+    # Every such version was applied by this merge: one sync lookup per source.
+    origin = SourceOrigin(source, key, version, None)
+    provenance = origin_provenance(book, origin, version.applied_at, syncs_at)
+    covers = sources.get(source)
+    if covers is None:
+        covers = sources[source] = coverage(policy, source)
     changes = []
-    for name in _covered(policy, source):
+    for name in covers.names:
         if _is_empty(name, getattr(data, name)):
             continue
         changes.append(
             build.field_change(contact_id, name, None, _only(data, name, shared), None, provenance)
         )
-    return changes, fresh_entry(state, version, policy, checked)
-
-
-@lru_cache(maxsize=64)
-def _covered(policy: Policy, source: str) -> tuple[str, ...]:
-    """The fields *source* covers under *policy*, in the order of FIELDS."""
-    covers = policy.source(source).covers
-    return tuple(name for name in FIELDS if name in covers)
+    return changes, fresh_entry(state, version, policy, checked, covers)
 
 
 def _is_empty(name: str, value: Any) -> bool:

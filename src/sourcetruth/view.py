@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import email_validator
 import phonenumbers
@@ -391,11 +391,22 @@ def current_entry(
     return _entry(book, contact_id, resolved, policy, at, checked, previous)
 
 
-@lru_cache(maxsize=64)
-def _coverage(policy: Policy, source: str) -> tuple[tuple[bool, ...], tuple[str, ...]]:
-    """Whether *source* covers each field of FIELDS, in order, and the fields it does not."""
+class Coverage(NamedTuple):
+    """What a source covers: the fields, whether it covers each of FIELDS in order, the rest."""
+
+    names: tuple[str, ...]
+    covered: tuple[bool, ...]
+    uncovered: tuple[str, ...]
+
+
+def coverage(policy: Policy, source: str) -> Coverage:
+    """What *source* covers under *policy*; a merge asks once per source, not per contact."""
     covers = policy.source(source).covers
-    return tuple(name in covers for name in FIELDS), tuple(n for n in FIELDS if n not in covers)
+    return Coverage(
+        tuple(n for n in FIELDS if n in covers),
+        tuple(n in covers for n in FIELDS),
+        tuple(n for n in FIELDS if n not in covers),
+    )
 
 
 def fresh_entry(
@@ -403,15 +414,17 @@ def fresh_entry(
     version: RecordVersion,
     policy: Policy,
     checked: Checked | None,
+    covers: Coverage | None = None,
 ) -> CurrentContact:
     """The entry of a contact made of one new record with data, no link and no override.
 
     Every contact of an initial sync is one: its values are that record's.
+    *covers* is :func:`coverage` of its source, when the caller has it.
     """
     data = version.data
     assert data is not None
     source = state.source
-    covered, uncovered = _coverage(policy, source)
+    _, covered, uncovered = coverage(policy, source) if covers is None else covers
     origin = SourceOrigin(source, state.key, version, None)
     # The record's own data is the effective data when what the source does
     # not cover is empty in it already: one object fewer per contact.
