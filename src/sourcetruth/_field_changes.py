@@ -16,7 +16,7 @@ contact after the merge is read off it; the one before, off the old entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -79,14 +79,20 @@ def applied(draft: Draft, kind: str, *, refresh: bool = False) -> MergeResult:
         if draft.erased:
             # An erasure may take linked contacts with it: no entry may outlive its contact.
             upkeep.update((cid, None) for cid in old.view if cid not in new_book.contacts)
-        # An empty view (a new file's table) is not looked up key by key: start from a dict.
-        view = Overlay(old.view if old.view_basis == basis and old.view else {})
-        for cid, entry in upkeep.items():
-            if entry is not None:
-                view[cid] = entry
-            elif cid in view:
-                del view[cid]
-        new_book = attrs.evolve(new_book, view=settled(view), view_basis=basis)
+        view: Mapping[str, CurrentContact]
+        if old.view_basis == basis and old.view:
+            overlay = Overlay(old.view)
+            for cid, entry in upkeep.items():
+                if entry is not None:
+                    overlay[cid] = entry
+                elif cid in overlay:
+                    del overlay[cid]
+            view = settled(overlay)
+        else:
+            # An empty view (a new file's table) is not looked up key by key: a
+            # first sync's entries are the new view, as they come.
+            view = {cid: entry for cid, entry in upkeep.items() if entry is not None}
+        new_book = attrs.evolve(new_book, view=view, view_basis=basis)
     report = Report(
         Status.APPLIED,
         kind,
@@ -262,7 +268,7 @@ def _created(
         changes.append(
             build.field_change(contact_id, name, None, _only(data, name, shared), None, provenance)
         )
-    return changes, fresh_entry(state, version, policy, checked, covers)
+    return changes, fresh_entry(state, version, policy, checked, covers, origin)
 
 
 def _is_empty(name: str, value: Any) -> bool:

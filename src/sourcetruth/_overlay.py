@@ -122,7 +122,8 @@ class Overlay(MutableMapping[K, V]):
     # writing, until sealed
 
     def __setitem__(self, key: K, value: V) -> None:
-        self._check_open()
+        if self._sealed:  # _check_open, inline: a first sync sets three keys a record
+            self._check_open()
         if key not in self._writes:
             if key in self._deleted:
                 self._deleted.discard(key)

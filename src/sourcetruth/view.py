@@ -415,36 +415,40 @@ def fresh_entry(
     policy: Policy,
     checked: Checked | None,
     covers: Coverage | None = None,
+    origin: SourceOrigin | None = None,
 ) -> CurrentContact:
     """The entry of a contact made of one new record with data, no link and no override.
 
     Every contact of an initial sync is one: its values are that record's.
-    *covers* is :func:`coverage` of its source, when the caller has it.
+    *covers* is :func:`coverage` of its source and *origin* the record
+    version's, when the caller has them already.
     """
     data = version.data
     assert data is not None
     source = state.source
     _, covered, uncovered = coverage(policy, source) if covers is None else covers
-    origin = SourceOrigin(source, state.key, version, None)
-    # The record's own data is the effective data when what the source does
-    # not cover is empty in it already: one object fewer per contact.
-    if any(getattr(data, name) != _EMPTY_VALUES[name] for name in uncovered):
-        data = only_fields(data, covered)
+    if origin is None:
+        origin = SourceOrigin(source, state.key, version, None)
+    for name in uncovered:
+        if getattr(data, name) != _EMPTY_VALUES[name]:
+            data = only_fields(data, covered)
+            break
+    # else the record's own data is the effective data: one object fewer per contact
     rid = state.id
     return CurrentContact(
-        id=rid,
-        home=rid,
-        data=data,
-        origins=tuple([origin if covers else None for covers in covered]),
-        phones=_normalised(data.phones, None, checked, _phone_value(policy.default_region)),
-        emails=_normalised(data.emails, None, checked, _email_value),
-        year_group=data.year_group.strip(),
-        registration_group=data.registration_group.strip(),
-        relationships_source=source if covered[_INDEX["relationships"]] else None,
-        records=(rid,),
-        overrides=(),
-        departed_at=None,
-        valid_until=None,
+        rid,
+        rid,
+        data,
+        tuple([origin if kept else None for kept in covered]),
+        _normalised(data.phones, None, checked, _phone_value(policy.default_region)),
+        _normalised(data.emails, None, checked, _email_value),
+        data.year_group.strip(),
+        data.registration_group.strip(),
+        source if covered[_INDEX["relationships"]] else None,
+        (rid,),
+        (),
+        None,
+        None,
     )
 
 
