@@ -436,19 +436,19 @@ def fresh_entry(
     # else the record's own data is the effective data: one object fewer per contact
     rid = state.id
     return CurrentContact(
-        rid,
-        rid,
-        data,
-        tuple([origin if kept else None for kept in covered]),
-        _normalised(data.phones, None, checked, _phone_value(policy.default_region)),
-        _normalised(data.emails, None, checked, _email_value),
-        data.year_group.strip(),
-        data.registration_group.strip(),
-        source if covered[_INDEX["relationships"]] else None,
-        (rid,),
-        (),
-        None,
-        None,
+        id=rid,
+        home=rid,
+        data=data,
+        origins=tuple([origin if kept else None for kept in covered]),
+        phones=_normalised(data.phones, None, checked, _phone_value(policy.default_region)),
+        emails=_normalised(data.emails, None, checked, _email_value),
+        year_group=data.year_group.strip(),
+        registration_group=data.registration_group.strip(),
+        relationships_source=source if covered[_INDEX["relationships"]] else None,
+        records=(rid,),
+        overrides=(),
+        departed_at=None,
+        valid_until=None,
     )
 
 
