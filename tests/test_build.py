@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 
 import attrs
 import pytest
@@ -12,16 +13,36 @@ from hypothesis import strategies as st
 from sourcetruth import (
     FIELDS,
     ContactData,
+    ContactEntry,
     Email,
     EmailType,
+    FieldChange,
+    Membership,
     Phone,
     PhoneType,
+    Provenance,
+    ProvenanceKind,
     Record,
+    RecordState,
+    RecordVersion,
     Relationship,
     Role,
     dumps,
 )
-from sourcetruth._build import contact_data, email, phone, record, relationship
+from sourcetruth._build import (
+    contact_data,
+    contact_entry,
+    email,
+    field_change,
+    membership,
+    only,
+    only_fields,
+    phone,
+    record,
+    record_state,
+    record_version,
+    relationship,
+)
 from sourcetruth.testing import strategies as sts
 
 TEXT = st.text(max_size=12)
@@ -97,6 +118,61 @@ def test_records_of_random_parts(
         fields,
     )
     same(fast, checked)
+
+
+@given(sts.contact_data(), st.sampled_from(FIELDS), st.lists(st.booleans(), min_size=8, max_size=8))
+def test_only_one_field_or_some(data: ContactData, name: str, keep: list[bool]) -> None:
+    """only and only_fields equal ContactData.only of the same fields, and serialise as it."""
+    same(only(data, name), data.only((name,)))
+    assert dumps(only(data, name)) == dumps(data.only((name,)))
+    names = tuple(n for n, kept in zip(FIELDS, keep, strict=True) if kept)
+    fast = only_fields(data, tuple(keep))
+    checked = data.only(names) if names else ContactData()
+    same(fast, checked)
+    assert dumps(fast) == dumps(checked)
+
+
+@given(
+    st.none() | sts.contact_data(),
+    sts.aware_datetimes(),
+    sts.aware_datetimes(),
+    st.integers(0, 10**6),
+    TEXT,
+    TEXT,
+    TEXT,
+)
+def test_a_record_its_contact_and_a_change(
+    data: ContactData | None,
+    applied: datetime,
+    extracted: datetime,
+    sync: int,
+    by: str,
+    key: str,
+    field_name: str,
+) -> None:
+    """The merge's builders equal the checked constructors of the same (UTC) parts."""
+    applied, extracted = applied.astimezone(UTC), extracted.astimezone(UTC)
+    version = record_version(data, applied, extracted, sync, by)
+    same(version, RecordVersion(data, applied, extracted, sync, by))
+    same(
+        record_state("mis", key, f"mis:{key}", (version,)),
+        RecordState("mis", key, f"mis:{key}", [version]),
+    )
+    member = membership(f"mis:{key}", applied)
+    same(member, Membership(f"mis:{key}", applied))
+    same(contact_entry(f"mis:{key}", (member,)), ContactEntry(f"mis:{key}", [member]))
+    after = ContactData() if data is None else data
+    provenance = Provenance(
+        ProvenanceKind.SOURCE, "mis", key, applied, extracted, applied, sync, by
+    )
+    same(
+        field_change(key, field_name, None, after, None, provenance),
+        FieldChange(key, field_name, None, after, None, provenance),
+    )
+    same(
+        field_change(key, field_name, data, after, provenance, provenance),
+        FieldChange(key, field_name, data, after, provenance, provenance),
+    )
 
 
 def test_what_is_built_stays_frozen() -> None:

@@ -45,6 +45,8 @@ class TestOverlay:
             assert len(current) == len(expected)  # type: ignore[arg-type]
             for key in ("k0", "k5", "k11"):
                 assert (key in current) == (key in expected)  # type: ignore[operator]
+                assert current.get(key, -1) == expected.get(key, -1)  # type: ignore[attr-defined]
+                assert current.get(key) == expected.get(key)  # type: ignore[attr-defined]
         assert base == dict(base)  # the base itself never changed
 
     @given(st.dictionaries(KEYS, st.integers(0, 3)), OPERATIONS)

@@ -13,6 +13,13 @@ The caller's promise is the constructors' checks: strings where a field holds
 text, the enum members, tuples of the model's own classes, and for
 :func:`record` a ``fields`` that is None or a non-empty frozenset of
 :data:`~sourcetruth.model.FIELDS`.
+
+The merge has the same bulk path: an initial sync makes, for every contact,
+its record's first version and state, its membership and entry, and the
+report's field changes, each one-field :class:`~sourcetruth.ContactData`
+(:func:`only`). Their times are the merge's own, already in UTC, and their
+values come from the model's checked values, so the builders below take
+them as they are.
 """
 
 from __future__ import annotations
@@ -21,19 +28,38 @@ from datetime import datetime
 from typing import Any, Final
 
 from sourcetruth.model import (
+    FIELDS,
     ContactData,
+    ContactEntry,
     Email,
     EmailType,
+    Membership,
     Phone,
     PhoneType,
     Provenance,
     ProvenanceKind,
     Record,
+    RecordState,
+    RecordVersion,
     Relationship,
     Role,
 )
+from sourcetruth.report import FieldChange
 
-__all__ = ["contact_data", "email", "phone", "record", "relationship"]
+__all__ = [
+    "contact_data",
+    "contact_entry",
+    "email",
+    "field_change",
+    "membership",
+    "only",
+    "only_fields",
+    "phone",
+    "record",
+    "record_state",
+    "record_version",
+    "relationship",
+]
 
 _new = object.__new__
 _put = object.__setattr__
@@ -63,6 +89,32 @@ _registration: Final = _setter(ContactData, "registration_group")
 _key: Final = _setter(Record, "key")
 _data: Final = _setter(Record, "data")
 _fields: Final = _setter(Record, "fields")
+_version_data: Final = _setter(RecordVersion, "data")
+_version_applied: Final = _setter(RecordVersion, "applied_at")
+_version_extracted: Final = _setter(RecordVersion, "extracted_at")
+_version_sync: Final = _setter(RecordVersion, "sync")
+_version_by: Final = _setter(RecordVersion, "by")
+_state_source: Final = _setter(RecordState, "source")
+_state_key: Final = _setter(RecordState, "key")
+_state_contact: Final = _setter(RecordState, "contact_id")
+_state_versions: Final = _setter(RecordState, "versions")
+_member_record: Final = _setter(Membership, "record")
+_member_since: Final = _setter(Membership, "since")
+_member_until: Final = _setter(Membership, "until")
+_entry_id: Final = _setter(ContactEntry, "id")
+_entry_members: Final = _setter(ContactEntry, "members")
+_entry_redirects: Final = _setter(ContactEntry, "redirects")
+_change_contact: Final = _setter(FieldChange, "contact_id")
+_change_field: Final = _setter(FieldChange, "field")
+_change_before: Final = _setter(FieldChange, "before")
+_change_after: Final = _setter(FieldChange, "after")
+_change_before_provenance: Final = _setter(FieldChange, "before_provenance")
+_change_after_provenance: Final = _setter(FieldChange, "after_provenance")
+#: Each field's slot setter and empty value, in the order of FIELDS.
+_EMPTY_SLOTS: Final = tuple(
+    (_setter(ContactData, name), getattr(ContactData(), name)) for name in FIELDS
+)
+_SLOT: Final = {name: _setter(ContactData, name) for name in FIELDS}
 
 
 def phone(number: str, type: PhoneType) -> Phone:
@@ -147,4 +199,83 @@ def provenance(
     _put(made, "applied_at", applied_at)
     _put(made, "sync", sync)
     _put(made, "by", by)
+    return made
+
+
+def only(data: ContactData, name: str) -> ContactData:
+    """``data.only((name,))`` for one field *name* of :data:`~sourcetruth.model.FIELDS`."""
+    made: ContactData = _new(ContactData)
+    for put, empty in _EMPTY_SLOTS:
+        put(made, empty)
+    _SLOT[name](made, getattr(data, name))
+    return made
+
+
+def only_fields(data: ContactData, keep: tuple[bool, ...]) -> ContactData:
+    """``data.only(names)`` of the fields whose flag in *keep* (one per FIELDS, in order) is set."""
+    made: ContactData = _new(ContactData)
+    for (put, empty), name, kept in zip(_EMPTY_SLOTS, FIELDS, keep, strict=True):
+        put(made, getattr(data, name) if kept else empty)
+    return made
+
+
+def record_version(
+    data: ContactData | None, applied_at: datetime, extracted_at: datetime, sync: int, by: str
+) -> RecordVersion:
+    """``RecordVersion(...)`` from times already in UTC, without its converters."""
+    made: RecordVersion = _new(RecordVersion)
+    _version_data(made, data)
+    _version_applied(made, applied_at)
+    _version_extracted(made, extracted_at)
+    _version_sync(made, sync)
+    _version_by(made, by)
+    return made
+
+
+def record_state(
+    source: str, key: str, contact_id: str, versions: tuple[RecordVersion, ...]
+) -> RecordState:
+    """``RecordState(...)`` from a tuple of versions, without its converter."""
+    made: RecordState = _new(RecordState)
+    _state_source(made, source)
+    _state_key(made, key)
+    _state_contact(made, contact_id)
+    _state_versions(made, versions)
+    return made
+
+
+def membership(record: str, since: datetime) -> Membership:
+    """``Membership(record, since)`` (open-ended) from a time already in UTC."""
+    made: Membership = _new(Membership)
+    _member_record(made, record)
+    _member_since(made, since)
+    _member_until(made, None)
+    return made
+
+
+def contact_entry(contact_id: str, members: tuple[Membership, ...]) -> ContactEntry:
+    """``ContactEntry(contact_id, members)`` (no redirects) from a tuple, without its converters."""
+    made: ContactEntry = _new(ContactEntry)
+    _entry_id(made, contact_id)
+    _entry_members(made, members)
+    _entry_redirects(made, ())
+    return made
+
+
+def field_change(
+    contact_id: str,
+    name: str,
+    before: ContactData | None,
+    after: ContactData,
+    before_provenance: Provenance | None,
+    after_provenance: Provenance,
+) -> FieldChange:
+    """``FieldChange(...)`` (it has no checks: this only sets its slots the short way)."""
+    made: FieldChange = _new(FieldChange)
+    _change_contact(made, contact_id)
+    _change_field(made, name)
+    _change_before(made, before)
+    _change_after(made, after)
+    _change_before_provenance(made, before_provenance)
+    _change_after_provenance(made, after_provenance)
     return made

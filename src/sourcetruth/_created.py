@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from sourcetruth import _build as build
 from sourcetruth.effective import source_provenance
-from sourcetruth.model import Book, ProvenanceKind, record_id, split_record_id
+from sourcetruth.model import Book, ProvenanceKind, check_fields, record_id, split_record_id
 from sourcetruth.report import FieldChange
 
 __all__ = ["Created", "compact", "expand"]
@@ -43,9 +44,14 @@ def expand(created: Created, contact_id: str, book: Book) -> tuple[FieldChange, 
     provenance = source_provenance(
         book, state, version, version.applied_at, before=created.sync + 1
     )
+    # A store checks every created contact's entry by expanding it (compact), and
+    # reads a journal by expanding them all: the fast builders, for fields of FIELDS.
+    check_fields(created.fields)
     return tuple(
-        FieldChange(contact_id, name, None, data.only((name,)), None, provenance)
-        for name in created.fields
+        [
+            build.field_change(contact_id, name, None, build.only(data, name), None, provenance)
+            for name in created.fields
+        ]
     )
 
 
@@ -65,7 +71,11 @@ def compact(
         or provenance.source is None
         or provenance.record_key is None
         or provenance.sync is None
-        or any(c.before_provenance is not None or c.after_provenance != provenance for c in changes)
+        or any(
+            c.before_provenance is not None
+            or (c.after_provenance is not provenance and c.after_provenance != provenance)
+            for c in changes
+        )
     ):
         return None
     entry = Created(

@@ -15,12 +15,13 @@ ends overrides through the draft.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 
+from sourcetruth import _build as build
 from sourcetruth._overlay import Overlay, root_of, settled, touched_keys
 from sourcetruth.effective import comparable, version_at
 from sourcetruth.exceptions import UnknownRecordError
@@ -30,7 +31,6 @@ from sourcetruth.model import (
     ContactData,
     ContactEntry,
     EndedOverride,
-    Membership,
     Override,
     OverrideOutcome,
     RecordState,
@@ -38,7 +38,6 @@ from sourcetruth.model import (
     record_id,
     split_record_id,
 )
-from sourcetruth.normalise import Normalised
 from sourcetruth.policy import Policy
 from sourcetruth.report import PossibleDuplicate, Unnormalised
 from sourcetruth.view import Checked, check_addresses
@@ -117,13 +116,15 @@ class Draft:
     ) -> RecordState:
         rid = record_id(source, key)
         cid = contact_id or rid
-        version = RecordVersion(data, self.at, extracted_at, self.seq, self.by)
-        state = RecordState(source, key, cid, (version,))
+        # An initial sync comes here once per record: its times are the merge's
+        # and the snapshot's, in UTC already, and data is a checked ContactData.
+        version = build.record_version(data, self.at, extracted_at, self.seq, self.by)
+        state = build.record_state(source, key, cid, (version,))
         self.states(source)[key] = state
         entry = self.contacts.get(cid)
-        member = Membership(rid, self.at)
+        member = build.membership(rid, self.at)
         if entry is None:
-            self.put_contact(ContactEntry(cid, (member,)))
+            self.put_contact(build.contact_entry(cid, (member,)))
             self.created.append(cid)
         else:
             self.put_contact(
@@ -208,7 +209,12 @@ class Draft:
         """
         region = self.policy.region_of(split_record_id(rid)[0])
         phones, emails = check_addresses(self.checked, data, region)
-        self.unnormalised.extend(_problems(rid, phones, emails))
+        for i, found in enumerate(phones):
+            if found.problem is not None:
+                self.unnormalised.append(Unnormalised(rid, "phones", i, found.problem))
+        for i, found in enumerate(emails):
+            if found.problem is not None:
+                self.unnormalised.append(Unnormalised(rid, "emails", i, found.problem))
 
     # the outcome
 
@@ -273,14 +279,3 @@ def _may_expire(overrides: Mapping[str, tuple[Override, ...]]) -> list[str]:
         return sorted(overrides)
     candidates = with_until() | touched_keys(overrides)
     return sorted(cid for cid in candidates if cid in overrides)
-
-
-def _problems(
-    rid: str, phones: tuple[Normalised, ...], emails: tuple[Normalised, ...]
-) -> Iterator[Unnormalised]:
-    for i, checked in enumerate(phones):
-        if checked.problem is not None:
-            yield Unnormalised(rid, "phones", i, checked.problem)
-    for i, checked in enumerate(emails):
-        if checked.problem is not None:
-            yield Unnormalised(rid, "emails", i, checked.problem)

@@ -16,21 +16,25 @@ contact after the merge is read off it; the one before, off the old entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import attrs
 
+from sourcetruth import _build as build
 from sourcetruth._draft import Draft
+from sourcetruth._history import SourceOrigin, SyncsAt, origin_provenance
 from sourcetruth._overlay import Overlay, settled
-from sourcetruth.effective import comparable, effective_contact, source_provenance
+from sourcetruth.effective import comparable, effective_contact
 from sourcetruth.model import FIELDS, Book, Contact, ContactData, Role, split_record_id
 from sourcetruth.policy import Policy
 from sourcetruth.report import FieldChange, Held, MergeResult, Report, Status
 from sourcetruth.view import (
     Checked,
+    Coverage,
     CurrentContact,
     build_view,
+    coverage,
     current_entry,
     entry_holds,
     fresh_entry,
@@ -75,14 +79,20 @@ def applied(draft: Draft, kind: str, *, refresh: bool = False) -> MergeResult:
         if draft.erased:
             # An erasure may take linked contacts with it: no entry may outlive its contact.
             upkeep.update((cid, None) for cid in old.view if cid not in new_book.contacts)
-        # An empty view (a new file's table) is not looked up key by key: start from a dict.
-        view = Overlay(old.view if old.view_basis == basis and old.view else {})
-        for cid, entry in upkeep.items():
-            if entry is not None:
-                view[cid] = entry
-            elif cid in view:
-                del view[cid]
-        new_book = attrs.evolve(new_book, view=settled(view), view_basis=basis)
+        view: Mapping[str, CurrentContact]
+        if old.view_basis == basis and old.view:
+            overlay = Overlay(old.view)
+            for cid, entry in upkeep.items():
+                if entry is not None:
+                    overlay[cid] = entry
+                elif cid in overlay:
+                    del overlay[cid]
+            view = settled(overlay)
+        else:
+            # An empty view (a new file's table) is not looked up key by key: a
+            # first sync's entries are the new view, as they come.
+            view = {cid: entry for cid, entry in upkeep.items() if entry is not None}
+        new_book = attrs.evolve(new_book, view=view, view_basis=basis)
     report = Report(
         Status.APPLIED,
         kind,
@@ -119,11 +129,13 @@ def _compare(
     returned: list[str] = []
     created = set(draft.created)
     shared: dict[tuple[str, Any], ContactData] = {}
+    sources: dict[str, Coverage] = {}  # what each source covers, looked up once
+    syncs_at: SyncsAt = {}
     old_view = view_is_current(book, policy, at)
     same_basis = bool(book.view_basis) and book.view_basis == view_basis(policy)
     for cid in sorted(draft.affected - set(draft.erased)):
         if cid in created and cid not in book.contacts:
-            fresh = _created(new_book, cid, policy, shared, draft.checked)
+            fresh = _created(new_book, cid, policy, shared, draft.checked, sources, syncs_at)
             if fresh is not None:
                 changes.extend(fresh[0])
                 if upkeep is not None:
@@ -189,18 +201,19 @@ def _only(data: ContactData, name: str, shared: dict[tuple[str, Any], ContactDat
     Roles, year and registration groups and names recur across a school,
     and a report of an initial sync holds one per contact and field.
     """
-    value = data.get(name)
-    if name not in _REPEATING or not isinstance(value, str | Role):
-        return data.only((name,))
+    value = getattr(data, name)
+    if name not in _REPEATING or not isinstance(value, _SHARED_TYPES):
+        return build.only(data, name)
     key = (name, value)
     found = shared.get(key)
     if found is None:
-        found = shared[key] = data.only((name,))
+        found = shared[key] = build.only(data, name)
     return found
 
 
 #: The text fields, which compare trimmed: whitespace alone is empty.
 _TEXT: Final = frozenset(n for n in FIELDS if isinstance(ContactData().get(n), str))
+_SHARED_TYPES: Final = (str, Role)
 _REPEATING: Final = frozenset(
     {"given_name", "family_name", "role", "year_group", "registration_group"}
 )
@@ -212,6 +225,8 @@ def _created(
     policy: Policy,
     shared: dict[tuple[str, Any], ContactData],
     checked: Checked,
+    sources: dict[str, Coverage],
+    syncs_at: SyncsAt,
 ) -> tuple[list[FieldChange], CurrentContact] | None:
     """What :func:`_diff` gives for a contact this merge created from one record, and its entry.
 
@@ -240,17 +255,20 @@ def _created(
         or state.id != contact_id
     ):
         return None
-    provenance = source_provenance(book, state, version, version.applied_at)
-    covers = policy.source(source).covers
+    # Every such version was applied by this merge: one sync lookup per source.
+    origin = SourceOrigin(source, key, version, None)
+    provenance = origin_provenance(book, origin, version.applied_at, syncs_at)
+    covers = sources.get(source)
+    if covers is None:
+        covers = sources[source] = coverage(policy, source)
     changes = []
-    for name in FIELDS:
-        new = data.get(name)
-        if name not in covers or _is_empty(name, new):
+    for name in covers.names:
+        if _is_empty(name, getattr(data, name)):
             continue
         changes.append(
-            FieldChange(contact_id, name, None, _only(data, name, shared), None, provenance)
+            build.field_change(contact_id, name, None, _only(data, name, shared), None, provenance)
         )
-    return changes, fresh_entry(state, version, policy, checked)
+    return changes, fresh_entry(state, version, policy, checked, covers, origin)
 
 
 def _is_empty(name: str, value: Any) -> bool:

@@ -80,6 +80,16 @@ class Overlay(MutableMapping[K, V]):
             raise KeyError(key)
         return self._base[key]
 
+    def get(self, key: K, default: Any = None) -> Any:
+        # A miss is the common case while a merge fills an empty book: answered
+        # without raising and catching KeyError twice, as Mapping.get would.
+        value = self._writes.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if key in self._deleted:
+            return default
+        return self._base.get(key, default)
+
     def __contains__(self, key: object) -> bool:
         return key in self._writes or (key not in self._deleted and key in self._base)
 
@@ -112,7 +122,8 @@ class Overlay(MutableMapping[K, V]):
     # writing, until sealed
 
     def __setitem__(self, key: K, value: V) -> None:
-        self._check_open()
+        if self._sealed:  # _check_open, inline: a first sync sets three keys a record
+            self._check_open()
         if key not in self._writes:
             if key in self._deleted:
                 self._deleted.discard(key)

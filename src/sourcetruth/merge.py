@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
+from sourcetruth._collector import merge_paused
 from sourcetruth._draft import Draft, end_expired
 from sourcetruth._edits import (
     clear_override,
@@ -128,17 +129,27 @@ def merge(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) 
     """
     at = utc(at)
     kind = _kind(book, change, at, by)
-    draft = Draft(book, policy, at, by)
-    held = kind.apply(draft, change)
-    if held is not None:
-        return on_hold(draft, kind.name, held)
-    if draft.source is not None and draft.sync is None:
-        return unchanged(draft, kind.name)  # the same snapshot again (rule 5)
-    end_expired(draft)
-    refresh = isinstance(change, RefreshView)
-    if not (refresh or draft.changed()):
-        return unchanged(draft, kind.name)
-    return applied(draft, kind.name, refresh=refresh)
+    with merge_paused(_records(change)):
+        draft = Draft(book, policy, at, by)
+        held = kind.apply(draft, change)
+        if held is not None:
+            return on_hold(draft, kind.name, held)
+        if draft.source is not None and draft.sync is None:
+            return unchanged(draft, kind.name)  # the same snapshot again (rule 5)
+        end_expired(draft)
+        refresh = isinstance(change, RefreshView)
+        if not (refresh or draft.changed()):
+            return unchanged(draft, kind.name)
+        return applied(draft, kind.name, refresh=refresh)
+
+
+def _records(change: Change) -> int:
+    """How many records *change* brings: what decides whether the collector pauses."""
+    if isinstance(change, ConfirmSync):
+        return len(change.snapshot.records)
+    if isinstance(change, Snapshot):
+        return len(change.records)
+    return 0
 
 
 def dry_run(book: Book, change: Change, *, policy: Policy, at: datetime, by: str) -> Report:

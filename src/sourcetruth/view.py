@@ -35,12 +35,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import email_validator
 import phonenumbers
 from attrs import field, frozen
 
+from sourcetruth._build import only_fields
 from sourcetruth._history import (
     Origin,
     Resolved,
@@ -78,6 +79,7 @@ __all__ = [
 
 #: The index of each field in :attr:`CurrentContact.origins`.
 _INDEX: Final = {name: i for i, name in enumerate(FIELDS)}
+_EMPTY_VALUES: Final = {name: getattr(ContactData(), name) for name in FIELDS}
 
 
 @frozen
@@ -285,10 +287,15 @@ def check_addresses(
     checked: Checked, data: ContactData, region: str
 ) -> tuple[tuple[Normalised, ...], tuple[Normalised, ...]]:
     """Normalise *data*'s phones and emails, noting the results in *checked* for the view."""
-    phones = tuple(normalise_phone(p.number, region) for p in data.phones)
-    emails = tuple(normalise_email(e.address) for e in data.emails)
-    checked[id(data.phones)] = (data.phones, tuple(n.value for n in phones))
-    checked[id(data.emails)] = (data.emails, tuple(n.value for n in emails))
+    # Once per record of an initial sync: no generator, and nothing noted for no values.
+    phones: tuple[Normalised, ...] = ()
+    emails: tuple[Normalised, ...] = ()
+    if data.phones:
+        phones = tuple([normalise_phone(p.number, region) for p in data.phones])
+        checked[id(data.phones)] = (data.phones, tuple([n.value for n in phones]))
+    if data.emails:
+        emails = tuple([normalise_email(e.address) for e in data.emails])
+        checked[id(data.emails)] = (data.emails, tuple([n.value for n in emails]))
     return phones, emails
 
 
@@ -309,6 +316,7 @@ def _normalised(
     return tuple(normalise(v) for v in values)
 
 
+@lru_cache(maxsize=16)
 def _phone_value(region: str) -> Any:
     return lambda phone: normalise_phone(phone.number, region).value
 
@@ -400,34 +408,60 @@ def current_entry(
     return _entry(book, contact_id, resolved, policy, at, checked, previous)
 
 
+class Coverage(NamedTuple):
+    """What a source covers: the fields, whether it covers each of FIELDS in order, the rest."""
+
+    names: tuple[str, ...]
+    covered: tuple[bool, ...]
+    uncovered: tuple[str, ...]
+
+
+def coverage(policy: Policy, source: str) -> Coverage:
+    """What *source* covers under *policy*; a merge asks once per source, not per contact."""
+    covers = policy.source(source).covers
+    return Coverage(
+        tuple(n for n in FIELDS if n in covers),
+        tuple(n in covers for n in FIELDS),
+        tuple(n for n in FIELDS if n not in covers),
+    )
+
+
 def fresh_entry(
     state: RecordState,
     version: RecordVersion,
     policy: Policy,
     checked: Checked | None,
+    covers: Coverage | None = None,
+    origin: SourceOrigin | None = None,
 ) -> CurrentContact:
     """The entry of a contact made of one new record with data, no link and no override.
 
     Every contact of an initial sync is one: its values are that record's.
+    *covers* is :func:`coverage` of its source and *origin* the record
+    version's, when the caller has them already.
     """
     data = version.data
     assert data is not None
-    covers = policy.source(state.source).covers
-    origin = SourceOrigin(state.source, state.key, version, None)
-    if len(covers) < len(FIELDS):
-        data = data_from(dict.fromkeys(covers, data))
-    region = policy.region_of(state.source)
+    source = state.source
+    _, covered, uncovered = coverage(policy, source) if covers is None else covers
+    if origin is None:
+        origin = SourceOrigin(source, state.key, version, None)
+    for name in uncovered:
+        if getattr(data, name) != _EMPTY_VALUES[name]:
+            data = only_fields(data, covered)
+            break
+    # else the record's own data is the effective data: one object fewer per contact
     rid = state.id
     return CurrentContact(
         id=rid,
         home=rid,
         data=data,
-        origins=tuple(origin if name in covers else None for name in FIELDS),
-        phones=_normalised(data.phones, None, checked, _phone_value(region)),
+        origins=tuple([origin if kept else None for kept in covered]),
+        phones=_normalised(data.phones, None, checked, _phone_value(policy.region_of(source))),
         emails=_normalised(data.emails, None, checked, _email_value),
         year_group=data.year_group.strip(),
         registration_group=data.registration_group.strip(),
-        relationships_source=state.source if "relationships" in covers else None,
+        relationships_source=source if covered[_INDEX["relationships"]] else None,
         records=(rid,),
         overrides=(),
         departed_at=None,
