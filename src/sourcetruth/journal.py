@@ -15,7 +15,7 @@ from datetime import datetime
 import attrs
 from attrs import frozen
 
-from sourcetruth._digest import record_digest
+from sourcetruth._digest import named_digests
 from sourcetruth._overlay import changed_keys
 from sourcetruth.changes import Erase
 from sourcetruth.merge import Change
@@ -73,7 +73,9 @@ def input_hash(change: Change) -> str:
     A snapshot is hashed as it streams, record by record (its header, then
     each record's key, fields and data digest, in the snapshot's order), never
     by serialising the whole of it: a million records would make a text of
-    gigabytes. Any other change is small, and hashed as it serialises.
+    gigabytes. Digested records are hashed by the digests their reader gave,
+    unbuilt, so a snapshot hashes the same whether its records were built.
+    Any other change is small, and hashed as it serialises.
     """
     if isinstance(change, Snapshot):
         return _snapshot_hash(change)
@@ -90,10 +92,8 @@ def _snapshot_hash(snapshot: Snapshot) -> str:
         snapshot.removed,
     )
     hashed.update(ascii(header).encode("ascii"))
-    for record in snapshot.records:
-        fields = None if record.fields is None else sorted(record.fields)
-        line = ascii((record.key, fields, record_digest(record.data)))
-        hashed.update(line.encode("ascii"))
+    for named in named_digests(snapshot.records):
+        hashed.update(ascii(named).encode("ascii"))
     return hashed.hexdigest()
 
 
