@@ -85,11 +85,21 @@ def digest_of_parts(
     that of ``text_part(role.value)``: a reader that checked each distinct
     cell once can digest a row from the cells' parts without building it.
     """
-    canonical = (
-        f"({given_name}, {family_name}, {role}, [{phones}], [{emails}], "
-        f"[{relationships}], {year_group}, {registration_group})"
+    canonical = _CANONICAL(
+        given_name,
+        family_name,
+        role,
+        phones,
+        emails,
+        relationships,
+        year_group,
+        registration_group,
     )
     return _blake2b(canonical.encode("ascii"), digest_size=16).hexdigest()
+
+
+# The text ascii() gives of the tuple of fields (a list for each list field).
+_CANONICAL: Final = "({}, {}, {}, [{}], [{}], [{}], {}, {})".format
 
 
 def record_digest(data: ContactData | None) -> str:

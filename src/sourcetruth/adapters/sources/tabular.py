@@ -40,7 +40,7 @@ import tomllib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from operator import itemgetter
+from operator import getitem, itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -495,16 +495,13 @@ def _joined(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(value for part in found for value in part))
 
 
-def _joined_parts(parts: list[str], distinct: bool) -> str:
+def _joined_parts(parts: list[str]) -> str:
     """The list of values whose parts these are ("" for none), each value once.
 
-    Equal parts are equal values; *distinct*: the columns' types differ, so no
-    two values can be equal.
+    For columns of one type, which may hold one value twice: equal parts are
+    equal values. Columns of distinct types just join their parts.
     """
-    found = [part for part in parts if part]
-    if not distinct and len(found) > 1:
-        found = list(dict.fromkeys(found))
-    return ", ".join(found)
+    return ", ".join(dict.fromkeys(part for part in parts if part))
 
 
 class _Places:
@@ -599,9 +596,20 @@ class _RowReader:
         given_at, family_at, year_at, reg_at = parts.text_places
         given, family, year, registration = parts.texts
         pupils_at, pupils = parts.pupils_at, parts.pupils
+        phone_places = [at for at, _, _ in phones]
+        phone_caches = [cache for _, _, cache in phones]
+        email_places = [at for at, _ in emails]
+        email_caches = [cache for _, cache in emails]
         kept = self.kept
         join = "\0".join
+        listed = ", ".join
         digest = digest_of_parts
+        add_key, add_digest, add_row, add_line = (
+            keys.append,
+            digests.append,
+            rows.append,
+            lines.append,
+        )
         for line, cells in stream:
             if len(cells) < width:
                 cells.extend([""] * (width - len(cells)))
@@ -612,7 +620,9 @@ class _RowReader:
                 else:
                     blank += 1  # a row of empty cells is a blank line a spreadsheet wrote
                 continue
-            phone_parts = [cache[cells[at]] for at, _, cache in phones]
+            cell = cells.__getitem__
+            # Each column's cache gives its cell's part (a C loop: one call a row, not a column).
+            phone_parts = list(map(getitem, phone_caches, map(cell, phone_places)))
             if _SPREADSHEET in phone_parts:
                 for (_, column, _), found in zip(phones, phone_parts, strict=True):
                     if found is _SPREADSHEET:
@@ -621,21 +631,26 @@ class _RowReader:
             role = parts.default_role if role_at is None else roles[cells[role_at]]
             if role is _UNKNOWN_ROLE:
                 role = self._unknown_role(line, parts)
-            keys.append(key)
-            digests.append(
+            email_parts = map(getitem, email_caches, map(cell, email_places))
+            add_key(key)
+            add_digest(
                 digest(
                     empty if given_at is None else given[cells[given_at]],
                     empty if family_at is None else family[cells[family_at]],
                     role,
-                    _joined_parts(phone_parts, phones_distinct),
-                    _joined_parts([cache[cells[at]] for at, cache in emails], emails_distinct),
+                    listed(filter(None, phone_parts))
+                    if phones_distinct
+                    else _joined_parts(phone_parts),
+                    listed(filter(None, email_parts))
+                    if emails_distinct
+                    else _joined_parts(list(email_parts)),
                     "" if pupils_at is None else pupils[cells[pupils_at]],
                     empty if year_at is None else year[cells[year_at]],
                     empty if reg_at is None else registration[cells[reg_at]],
                 )
             )
-            rows.append(join(kept(cells)))
-            lines.append(line)
+            add_row(join(kept(cells)))
+            add_line(line)
         return keys, digests, lines, stream.rows + stream.rejected - blank
 
     def _problem(self, message: str, line: int, field: str | None) -> SourceDataError:
