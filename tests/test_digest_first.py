@@ -20,7 +20,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from school import london
@@ -194,6 +194,7 @@ def test_digest_first_and_fully_built_give_the_same_books(
                 for change in changes:
                     reports = [path.run(change, at + timedelta(hours=1)) for path in paths]
                     assert all(report == reports[0] for report in reports[1:])
+                    event(str(getattr(reports[0], "status", reports[0])).split(":")[0])
                     held = getattr(reports[0], "held", None)
                     if held is not None:
                         # Rule 6: the token is the same however the snapshot was read.
