@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import islice
+from typing import Final
 
 import attrs
 from attrs import frozen
@@ -18,6 +20,7 @@ from attrs import frozen
 from sourcetruth._digest import named_digests
 from sourcetruth._overlay import changed_keys
 from sourcetruth.changes import Erase
+from sourcetruth.digested import DigestedRecords
 from sourcetruth.merge import Change
 from sourcetruth.model import Book, Snapshot, record_id, utc
 from sourcetruth.report import Report, without
@@ -92,9 +95,24 @@ def _snapshot_hash(snapshot: Snapshot) -> str:
         snapshot.removed,
     )
     hashed.update(ascii(header).encode("ascii"))
-    for named in named_digests(snapshot.records):
+    records = snapshot.records
+    if isinstance(records, DigestedRecords):
+        # The same text as below, ascii((key, None, digest)) a record, made a
+        # page at a time in C: a million records cost no million Python steps.
+        keys, digests = iter(records.keys), iter(records.digests)
+        while page := "".join(
+            map(_WHOLE, map(ascii, islice(keys, _PAGE)), map(ascii, islice(digests, _PAGE)))
+        ):
+            hashed.update(page.encode("ascii"))
+        return hashed.hexdigest()
+    for named in named_digests(records):
         hashed.update(ascii(named).encode("ascii"))
     return hashed.hexdigest()
+
+
+#: A whole record's line in a snapshot's hash, from its key's and digest's ascii().
+_WHOLE: Final = "({}, None, {})".format
+_PAGE: Final = 4096
 
 
 def run_of(
