@@ -8,6 +8,12 @@ people (rule 13); make partial delta records whole; compare with the book
 versions and the sync record; end the overrides this sync ends (rule 3, by
 the lifetime table :data:`~sourcetruth.model.KEPT_AT_SYNC`); report possible
 duplicates (rule 12).
+
+The comparison costs what changed when the store keeps each record's digest:
+a snapshot's records are digested and compared with the stored digests, and
+only the rows that differ are read. Records handed digests first
+(:class:`~sourcetruth.DigestedRecords`) are compared by the digests their
+reader gave, and only those that differ, or are new, are built.
 """
 
 from __future__ import annotations
