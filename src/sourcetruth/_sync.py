@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from itertools import compress
+from operator import countOf, ne
 
 import attrs
 
@@ -265,8 +267,9 @@ def _changed_by_digest(
     data differ).
     """
     get = digests.get
-    pairs = zip(records.keys, records.digests, strict=True)
-    wanted = [i for i, (key, digest) in enumerate(pairs) if get(key) != digest]
+    # Compared in C, a row at a time: a million rows, of which a few differ.
+    differs = map(ne, map(get, records.keys), records.digests)
+    wanted = list(compress(range(len(records)), differs))
     # Every key the book lacks has no stored digest, so erased people's are among these.
     skipped = _erased(draft, name, (records.keys[i] for i in wanted), digests)
     changed = []
@@ -294,12 +297,9 @@ def _departing(
     """The keys of present records the snapshot makes depart, sorted, and how many are present."""
     population = 0
     if snapshot.kind is SnapshotKind.FULL and digests is not None:
-        departing = []
-        for key, digest in digests.items():
-            if digest != DEPARTED:
-                population += 1
-                if key not in keys:
-                    departing.append(key)
+        # Counted and set apart in C: a million stored digests, a handful leaving.
+        population = len(digests) - countOf(digests.values(), DEPARTED)
+        departing = [k for k in digests.keys() - keys if digests[k] != DEPARTED]
     elif snapshot.kind is SnapshotKind.FULL:
         departing = []
         for key, state in states.items():
