@@ -35,7 +35,7 @@ from sourcetruth.adapters.sources.tabular import (
 )
 from sourcetruth.adapters.stores.base import apply
 from sourcetruth.adapters.stores.sqlite import SqliteStore
-from sourcetruth.changes import ConfirmSync
+from sourcetruth.changes import ConfirmSync, Erase
 from sourcetruth.exceptions import RejectedFileError, SourceTruthError
 from sourcetruth.journal import input_hash
 from sourcetruth.model import EmailType, SourceKind
@@ -269,3 +269,29 @@ class TestDigestedRecords:
         assert isinstance(snapshot.records, DigestedRecords)
         assert [r.key for r in snapshot.records] == ["P1", "P3", "P4"]
         assert [r.data.role for r in snapshot.records] == [Role.PUPIL] * 3
+
+    def test_an_erased_person_stays_out_whichever_the_path(self, tmp_path: Path) -> None:
+        """Rule 13: a night that still lists an erased person skips them, digest-first too."""
+        night = [
+            ["P1", "Ann", "", "pupil", "", "", "", "", "7", ""],
+            ["P2", "Bo", "", "pupil", "", "", "", "", "7", ""],
+        ]
+        policy = attrs.evolve(POLICY, suppression_key="a test key")
+        found = []
+        for digested in (True, False):
+            store = SqliteStore(tmp_path / f"{digested}.sqlite")
+            try:
+                first = read(night, london(3, 2))
+                assert isinstance(first, Snapshot)
+                apply(store, first, policy=policy, at=london(3, 3), by="night")
+                apply(store, Erase("mis:P1"), policy=policy, at=london(3, 4), by="office")
+                again = read(night, london(4, 2))
+                assert isinstance(again, Snapshot)
+                change = again if digested else built(again)
+                result = apply(store, change, policy=policy, at=london(4, 3), by="night")
+                found.append((result.report, dumps(store.load())))
+            finally:
+                store.close()
+        assert found[0] == found[1]
+        assert found[0][0].suppressed == 1
+        assert "mis:P1" not in found[0][1]

@@ -70,13 +70,13 @@ def _apply(draft: Draft, snapshot: Snapshot, token: str | None) -> Held | None:
     draft.source = name = snapshot.source
     last, keys = _check(draft, snapshot)
     states = draft.records.get(name, {})
-    digested = isinstance(snapshot.records, DigestedRecords)
+    given = snapshot.records
     # A delta costs what it holds: its records' rows are read whatever the store,
     # unless its reader handed digests first.
-    full = snapshot.kind is SnapshotKind.FULL
-    digests = _stored_digests(states) if full or digested else None
-    if isinstance(snapshot.records, DigestedRecords) and digests is not None:
-        read, changed = _changed_by_digest(draft, name, snapshot.records, states, digests)
+    by_digest = snapshot.kind is SnapshotKind.FULL or isinstance(given, DigestedRecords)
+    digests = _stored_digests(states) if by_digest else None
+    if isinstance(given, DigestedRecords) and digests is not None:
+        read, changed = _changed_by_digest(draft, name, given, states, digests)
     else:
         records = _unsuppressed(draft, snapshot, states if digests is None else digests)
         if any(r.fields is not None for r in records):
