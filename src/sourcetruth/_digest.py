@@ -131,7 +131,7 @@ def named_digests(records: Sequence[Record]) -> Iterator[tuple[str, list[str] | 
     """Each record's key, fields (sorted, or None for a whole record) and data digest, in order.
 
     What names a snapshot's records when it is hashed (the journal's input
-    hash, a held sync's token): digested records give theirs without being
+    hash): digested records give theirs without being
     built, so both forms of one snapshot are named alike.
     """
     if isinstance(records, DigestedRecords):

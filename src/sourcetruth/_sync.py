@@ -19,13 +19,14 @@ reader gave, and only those that differ, or are new, are built.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import compress
 from operator import countOf, ne
 
 import attrs
 
-from sourcetruth._digest import DEPARTED, named_digests, record_digest
+from sourcetruth._digest import DEPARTED, record_digest
 from sourcetruth._draft import Draft, outcome
 from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.changes import ConfirmSync
@@ -52,6 +53,7 @@ from sourcetruth.model import (
     suppression_digest,
 )
 from sourcetruth.report import Held
+from sourcetruth.serialise import to_primitive
 
 __all__ = ["confirm_sync", "sync"]
 
@@ -320,26 +322,20 @@ def _departing(
 def _token(snapshot: Snapshot, book: Book) -> str:
     """Binds a confirmation to one snapshot's content and to the book as it was when held.
 
-    The content is named as the journal names it, each record by its key,
-    fields and data digest, in key order (the order of a file's rows does not
-    matter), so a confirmation never serialises the snapshot nor builds
-    digested records. The book is named by its ``seq``, which every change
-    merged into it counts (a sync of any source, an edit, a link, an erasure;
-    a held sync is none): once the book has changed, the departures the
-    person checked may no longer be the ones the sync would make.
+    The book is named by its ``seq``, which every change merged into it counts
+    (a sync of any source, an edit, a link, an erasure; a held sync is none):
+    once the book has changed, the departures the person checked may no longer
+    be the ones the sync would make.
     """
-    header = (
-        "confirm",
-        snapshot.source,
-        snapshot.kind.value,
-        snapshot.extracted_at.isoformat(),
-        sorted(snapshot.removed),
-        book.seq,
+    body = to_primitive(
+        attrs.evolve(
+            snapshot,
+            records=sorted(snapshot.records, key=lambda r: r.key),
+            removed=sorted(snapshot.removed),
+        )
     )
-    hashed = hashlib.sha256(ascii(header).encode("ascii"))
-    for named in sorted(named_digests(snapshot.records)):
-        hashed.update(ascii(named).encode("ascii"))
-    return hashed.hexdigest()
+    payload = json.dumps([body, book.seq], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _guard(
