@@ -26,9 +26,11 @@ times (taking turns), it times:
   holding last night and commits it to its :class:`SqliteStore` (each run on
   a fresh copy of the book, made before the process starts).
 
-The time is the work's own, measured in the child after its imports; the
-peak is the child's whole ``ru_maxrss`` (read with ``os.wait4``), with its RSS
-after the imports given apart (polars alone is about 100 MiB of it). It prints
+The time is the work's own, measured in the child after its imports: wall,
+and CPU (the process's over all its threads, so both of polars' count; on a
+shared machine the CPU time is the steadier). The peak is the child's whole
+``ru_maxrss`` (read with ``os.wait4``), with its RSS after the imports given
+apart (polars alone is about 100 MiB of it). It prints
 the medians, the ratios library/polars and library/bare, and how many new,
 changed and gone keys each side found, which should agree. Nothing is
 asserted about time.
@@ -231,6 +233,7 @@ def side(name: str, folder: Path, book: Path | None) -> dict[str, Any]:
     gc.collect()
     imported = maxrss_mib()
     started = time.perf_counter()
+    cpu = time.process_time()
     if name == "polars":
         counts = by_polars(folder)
     elif name == "bare":
@@ -239,7 +242,8 @@ def side(name: str, folder: Path, book: Path | None) -> dict[str, Any]:
         assert book is not None
         counts = by_library(folder, book)
     work = time.perf_counter() - started
-    return {"work_s": work, "rss_after_imports_mib": imported, **counts}
+    cpu = time.process_time() - cpu
+    return {"work_s": work, "cpu_s": cpu, "rss_after_imports_mib": imported, **counts}
 
 
 def one_run(name: str, folder: Path, scratch: Path) -> tuple[Ran, dict[str, Any]]:
@@ -277,25 +281,27 @@ def measure(label: str, folder: Path, runs: int, sides: list[str]) -> dict[str, 
             works = sorted(said["work_s"] for said in good)
             row["work_s"] = works[len(works) // 2]
             row["runs_work_s"] = [said["work_s"] for said in good]
+            cpus = sorted(said["cpu_s"] for said in good)
+            row["cpu_s"] = cpus[len(cpus) // 2]
             row["rss_after_imports_mib"] = good[0]["rss_after_imports_mib"]
             row.update({k: good[0][k] for k in ("new", "changed", "gone")})
             if name == "library":
                 reads = sorted(said["read_s"] for said in good)
                 row["adapter_read_s"] = reads[len(reads) // 2]
         rows[name] = row
-    library = rows.get("library", {}).get("work_s")
     ratios = {
-        f"library/{base}": library / rows[base]["work_s"]
+        f"library/{base}{suffix}": rows["library"][measure] / rows[base][measure]
+        for measure, suffix in (("work_s", ""), ("cpu_s", " cpu"))
         for base in ("polars", "bare")
-        if library is not None and rows.get(base, {}).get("work_s")
+        if rows.get("library", {}).get(measure) and rows.get(base, {}).get(measure)
     }
     return {"size": label, "contacts": SIZES[label], "sides": rows, "ratios": ratios}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| size | side | work s | peak MiB | after imports MiB | new | changed | gone |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| size | side | work s | cpu s | peak MiB | after imports MiB | new | changed | gone |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in results:
         for name, row in result["sides"].items():
@@ -303,7 +309,8 @@ def table(results: list[dict[str, Any]]) -> str:
                 lines.append(f"| {result['size']} | {name} | failed: {row.get('error')} |")
                 continue
             lines.append(
-                f"| {result['size']} | {name} | {row['work_s']:.3f} | {row['peak_mib']:.0f} | "
+                f"| {result['size']} | {name} | {row['work_s']:.3f} | {row['cpu_s']:.3f} | "
+                f"{row['peak_mib']:.0f} | "
                 f"{row['rss_after_imports_mib']:.0f} | {row['new']:,} | {row['changed']:,} | "
                 f"{row['gone']:,} |"
             )
@@ -311,7 +318,7 @@ def table(results: list[dict[str, Any]]) -> str:
         read = result["sides"].get("library", {}).get("adapter_read_s")
         if read is not None:
             ratios += f" (the adapter's read: {read:.3f} s of the library's)"
-        lines.append(f"| {result['size']} | ratios | {ratios} | | | | | |")
+        lines.append(f"| {result['size']} | ratios | {ratios} | | | | | | |")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from sourcetruth.changes import (
     SetOverride,
     Unlink,
 )
+from sourcetruth.digested import DigestedRecords
 from sourcetruth.duplicates import possible_duplicates
 from sourcetruth.effective import (
     Explanation,
@@ -169,6 +170,7 @@ __all__ = [
     "DeliveryResult",
     "DeliveryStatus",
     "DepartureGuard",
+    "DigestedRecords",
     "Email",
     "EmailType",
     "EmptySnapshotError",

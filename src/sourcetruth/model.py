@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -23,6 +23,7 @@ from attrs.validators import deep_iterable, instance_of
 
 from sourcetruth._moved import moved_names
 from sourcetruth._util import to_frozenset, to_tuple
+from sourcetruth.digested import DigestedRecords
 from sourcetruth.exceptions import UsageError
 
 __all__ = [
@@ -362,18 +363,25 @@ class Record:
     )
 
 
+def _records(value: Iterable[Record]) -> Sequence[Record]:
+    """A snapshot's records as a tuple, digested records as they are (built when asked for)."""
+    return value if isinstance(value, DigestedRecords) else tuple(value)
+
+
 @frozen
 class Snapshot:
     """A source's extraction at one moment.
 
     A ``FULL`` snapshot holds every record: a record missing from it departs.
     A ``DELTA`` holds only what changed: ``records`` added or changed, and the
-    keys in ``removed`` that left.
+    keys in ``removed`` that left. ``records`` is a tuple, or
+    :class:`~sourcetruth.DigestedRecords` from a reader that hands the merge
+    digests first (whole records, built when asked for).
     """
 
     source: str = field(validator=_check_source_name)
     extracted_at: datetime = field(converter=utc)
-    records: tuple[Record, ...] = field(default=(), converter=to_tuple, repr=False)
+    records: Sequence[Record] = field(default=(), converter=_records, repr=False)
     kind: SnapshotKind = SnapshotKind.FULL
     removed: tuple[str, ...] = field(default=(), converter=to_tuple, repr=False)
 
@@ -381,6 +389,8 @@ class Snapshot:
         if self.kind is SnapshotKind.FULL and self.removed:
             msg = "a full snapshot lists every record; 'removed' is for deltas"
             raise UsageError(msg)
+        if isinstance(self.records, DigestedRecords):
+            return  # whole by their reader's promise, checked as each is built
         if self.kind is SnapshotKind.FULL and any(r.fields is not None for r in self.records):
             msg = "a full snapshot holds whole records; partial records are for deltas"
             raise UsageError(msg)

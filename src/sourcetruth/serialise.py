@@ -20,7 +20,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from sourcetruth.exceptions import SchemaVersionError, SourceDataError
-from sourcetruth.model import Book, utc
+from sourcetruth.model import Book, Record, Snapshot, utc
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "converter", "dumps", "loads"]
 
@@ -56,6 +56,12 @@ def _make_converter() -> JsonConverter:
     )
     conv.register_structure_hook(
         Book, make_dict_structure_fn(Book, conv, view=omit, view_basis=omit)
+    )
+    # Digested records are built as they are written, whatever the sequence holding them.
+    records = override(unstruct_hook=lambda value: [conv.unstructure(r, Record) for r in value])
+    conv.register_unstructure_hook(
+        Snapshot,
+        make_dict_unstructure_fn(Snapshot, conv, _cattrs_omit_if_default=True, records=records),
     )
     return conv
 

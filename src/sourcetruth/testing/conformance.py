@@ -492,7 +492,7 @@ class AddressBookAdapterContract:
     @pytest.fixture
     def entries(self) -> tuple[Record, ...]:
         """The entries written: the kit's sample school, keyed as address-book entries."""
-        return sample_school("address-book").records
+        return tuple(sample_school("address-book").records)
 
     @pytest.fixture
     def workdir(self, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:

@@ -40,6 +40,7 @@ import tomllib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from operator import getitem, itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +48,14 @@ import attrs
 from attrs import field, frozen
 
 from sourcetruth import _build as build
+from sourcetruth._digest import (
+    digest_of_parts,
+    email_part,
+    name_part,
+    phone_part,
+    relationship_part,
+    text_part,
+)
 from sourcetruth._util import to_tuple as _tuple
 from sourcetruth.adapters._structure import (
     CHARACTER,
@@ -64,6 +73,7 @@ from sourcetruth.adapters.sources.text import (
     open_table,
     reject_if_needed,
 )
+from sourcetruth.digested import DigestedRecords
 from sourcetruth.exceptions import AdapterError, RejectedFileError, SourceDataError, UsageError
 from sourcetruth.model import (
     Email,
@@ -419,6 +429,64 @@ def _pupils_of(mapping: CsvMapping) -> _CellCache:
     return _CellCache(read)
 
 
+# The parts of the canonical text (sourcetruth._digest) of each distinct cell,
+# from which a row's digest is made without building its record: each cache
+# gives what the matching cache above builds, as text.
+
+
+def _phone_parts_of(spec: PhoneColumn) -> _CellCache:
+    """A phone column's parts: a cell's phone's part, "" for none, or _SPREADSHEET."""
+
+    def read(raw: str) -> Any:
+        value = raw.strip()
+        if _SPREADSHEET_NUMBER.match(value):
+            return _SPREADSHEET
+        return phone_part(value, spec.type) if value else ""
+
+    return _CellCache(read)
+
+
+def _email_parts_of(spec: EmailColumn) -> _CellCache:
+    """An email column's parts: a cell's email's part, "" for none."""
+
+    def read(raw: str) -> str:
+        value = raw.strip()
+        return email_part(value, spec.type) if value else ""
+
+    return _CellCache(read)
+
+
+def _role_parts_of(mapping: CsvMapping) -> _CellCache:
+    """The role column's parts: a cell's role's part, or _UNKNOWN_ROLE."""
+    roles = _roles_of(mapping)
+
+    def read(raw: str) -> Any:
+        role = roles[raw]
+        return role if role is _UNKNOWN_ROLE else text_part(role.value)
+
+    return _CellCache(read)
+
+
+def _pupils_parts_of(mapping: CsvMapping) -> _CellCache:
+    """The guardian_of column's parts: a cell's relationships' parts, joined."""
+    pupils = _pupils_of(mapping)
+
+    def read(raw: str) -> str:
+        return ", ".join([relationship_part(r) for r in pupils[raw]])
+
+    return _CellCache(read)
+
+
+def _text_parts() -> _CellCache:
+    """A text column's parts: a cell's text, trimmed, as its part."""
+    return _CellCache(lambda raw: text_part(raw.strip()))
+
+
+def _name_parts() -> _CellCache:
+    """A name column's parts: a cell's text, trimmed, as a name's part (in NFC)."""
+    return _CellCache(lambda raw: name_part(raw.strip()))
+
+
 def _joined(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     """The parts' values in order, each once (equal values are one)."""
     found = [part for part in parts if part]
@@ -434,28 +502,214 @@ def _joined(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(value for part in found for value in part))
 
 
+def _phones_part(parts: list[str], cells: list[str], values: list[tuple[int, _CellCache]]) -> str:
+    """The phones' part of a row with several phone columns: one phone per number.
+
+    Most such rows hold two numbers: their parts join as they are. A row
+    whose columns hold one number twice (by its digits, under two types)
+    holds it once, as :func:`~sourcetruth.adapters._util.one_phone_per_number` says.
+    """
+    present = [part for part in parts if part]
+    if len(present) < 2:
+        return present[0] if present else ""
+    phones = one_phone_per_number(_joined([cache[cells[at]] for at, cache in values]))
+    return ", ".join([phone_part(p.number, p.type) for p in phones])
+
+
+def _joined_parts(parts: list[str]) -> str:
+    """The list of values whose parts these are ("" for none), each value once.
+
+    For columns of one type, which may hold one value twice: equal parts are
+    equal values. Columns of distinct types just join their parts.
+    """
+    return ", ".join(dict.fromkeys(part for part in parts if part))
+
+
+class _Places:
+    """Where each mapped field's cell is in a row's cells (None: not mapped)."""
+
+    def __init__(self, mapping: CsvMapping, at: Callable[[str], int]) -> None:
+        def place(column: str | None) -> int | None:
+            return None if column is None else at(column)
+
+        self.key = at(mapping.key)
+        self.given = place(mapping.given_name)
+        self.family = place(mapping.family_name)
+        self.year = place(mapping.year_group)
+        self.registration = place(mapping.registration_group)
+        self.role = place(mapping.role)
+        self.pupils = place(mapping.guardian_of)
+        self.phones = [at(s.column) for s in mapping.phones]
+        self.emails = [at(s.column) for s in mapping.emails]
+
+    def all(self) -> list[int]:
+        fields = (self.key, self.given, self.family, self.year, self.registration, self.role)
+        found = [i for i in (*fields, self.pupils) if i is not None]
+        return [*found, *self.phones, *self.emails]
+
+
+class _Parts:
+    """One reading's caches of each mapped column's cells as canonical parts (see _digest)."""
+
+    def __init__(self, mapping: CsvMapping, places: _Places) -> None:
+        self.phones = [
+            (at, spec.column, _phone_parts_of(spec))
+            for at, spec in zip(places.phones, mapping.phones, strict=True)
+        ]
+        self.emails = [
+            (at, _email_parts_of(spec))
+            for at, spec in zip(places.emails, mapping.emails, strict=True)
+        ]
+        # Columns of one type may hold one value twice, which a record holds once.
+        self.emails_distinct = len({s.type for s in mapping.emails}) == len(mapping.emails)
+        self.empty = text_part("")
+        self.role_at = places.role
+        self.roles = _role_parts_of(mapping)
+        self.default_role = text_part(mapping.default_role.value)
+        self.other_role = text_part(Role.OTHER.value)
+        self.text_places = (places.given, places.family, places.year, places.registration)
+        self.texts = (_name_parts(), _name_parts(), _text_parts(), _text_parts())
+        # A row with two numbers may hold one number twice, under two types: it is
+        # one phone (adapters._util.one_phone_per_number), so those rows' phones are
+        # made as values to be digested.
+        self.phone_values = [
+            (at, _phones_of(spec))
+            for at, _, spec in zip(places.phones, self.phones, mapping.phones, strict=True)
+        ]
+        self.pupils_at = places.pupils
+        self.pupils = _pupils_parts_of(mapping)
+
+
 class _RowReader:
-    """Reads one file's rows into records, with what the mapping says resolved to positions once."""
+    """Reads one file's rows into keys and digests, with the mapping resolved to positions once.
+
+    Each row is checked (its key, its phones) and digested from its cells'
+    parts; only its mapped cells are kept, as one string, from which
+    :meth:`build` makes its record when the merge asks for it.
+    """
 
     def __init__(self, mapping: CsvMapping, columns: _Columns, notices: list[Notice]) -> None:
-        at = columns.positions
         self.file = columns.file
         self.mapping = mapping
         self.notices = notices
-        self.key_column = mapping.key
-        self.key_at = at[mapping.key]
+        self.places = _Places(mapping, columns.positions.__getitem__)
+        used = sorted(set(self.places.all()))
+        # A short row (a file without a header, whose first row is narrower than
+        # a mapped position) reads its missing cells as empty.
+        self.width = 1 + used[-1]
+        # A row's mapped cells are kept joined by NUL, which no usable row holds.
+        self.kept: Callable[[list[str]], Sequence[str]] = (
+            itemgetter(*used) if len(used) > 1 else lambda cells: (cells[used[0]],)
+        )
+        compact = {i: n for n, i in enumerate(used)}
+        self.built = _Places(mapping, lambda column: compact[columns.positions[column]])
+        self.rows: list[str] = []
+        self._builder: _Builder | None = None
 
-        def place(column: str | None) -> int | None:
-            return None if column is None else at[column]
+    def read(
+        self, stream: TableStream, problems: list[SourceDataError]
+    ) -> tuple[list[str], list[str], array[int], int]:
+        """The rows' keys and digests, each one's line, and how many rows count for the limit."""
+        keys: list[str] = []
+        digests: list[str] = []
+        rows = self.rows
+        lines = array("l")  # eight bytes a row, where a list of ints costs 36
+        blank = 0
+        width, key_at = self.width, self.places.key
+        parts = _Parts(self.mapping, self.places)
+        phones = parts.phones
+        emails, emails_distinct = parts.emails, parts.emails_distinct
+        empty, role_at, roles = parts.empty, parts.role_at, parts.roles
+        given_at, family_at, year_at, reg_at = parts.text_places
+        given, family, year, registration = parts.texts
+        pupils_at, pupils = parts.pupils_at, parts.pupils
+        phone_places = [at for at, _, _ in phones]
+        phone_caches = [cache for _, _, cache in phones]
+        email_places = [at for at, _ in emails]
+        email_caches = [cache for _, cache in emails]
+        kept = self.kept
+        join = "\0".join
+        listed = ", ".join
+        digest = digest_of_parts
+        add_key, add_digest, add_row, add_line = (
+            keys.append,
+            digests.append,
+            rows.append,
+            lines.append,
+        )
+        for line, cells in stream:
+            if len(cells) < width:
+                cells.extend([""] * (width - len(cells)))
+            key = cells[key_at].strip()
+            if not key:
+                if any(map(str.strip, cells)):
+                    problems.append(self._problem("a row with no key", line, self.mapping.key))
+                else:
+                    blank += 1  # a row of empty cells is a blank line a spreadsheet wrote
+                continue
+            cell = cells.__getitem__
+            # Each column's cache gives its cell's part (a C loop: one call a row, not a column).
+            phone_parts = list(map(getitem, phone_caches, map(cell, phone_places)))
+            if _SPREADSHEET in phone_parts:
+                for (_, column, _), found in zip(phones, phone_parts, strict=True):
+                    if found is _SPREADSHEET:
+                        problems.append(self._problem(_SPREADSHEET_MESSAGE, line, column))
+                continue
+            role = parts.default_role if role_at is None else roles[cells[role_at]]
+            if role is _UNKNOWN_ROLE:
+                role = self._unknown_role(line, parts)
+            email_parts = map(getitem, email_caches, map(cell, email_places))
+            add_key(key)
+            add_digest(
+                digest(
+                    empty if given_at is None else given[cells[given_at]],
+                    empty if family_at is None else family[cells[family_at]],
+                    role,
+                    phone_parts[0]
+                    if len(phone_parts) == 1
+                    else _phones_part(phone_parts, cells, parts.phone_values),
+                    listed(filter(None, email_parts))
+                    if emails_distinct
+                    else _joined_parts(list(email_parts)),
+                    "" if pupils_at is None else pupils[cells[pupils_at]],
+                    empty if year_at is None else year[cells[year_at]],
+                    empty if reg_at is None else registration[cells[reg_at]],
+                )
+            )
+            add_row(join(kept(cells)))
+            add_line(line)
+        return keys, digests, lines, stream.rows + stream.rejected - blank
 
-        self.given_at = place(mapping.given_name)
-        self.family_at = place(mapping.family_name)
-        self.year_at = place(mapping.year_group)
-        self.registration_at = place(mapping.registration_group)
-        self.role_at = place(mapping.role)
-        self.pupils_at = place(mapping.guardian_of)
-        self.phones = [(at[s.column], s.column, _phones_of(s)) for s in mapping.phones]
-        self.emails = [(at[s.column], _emails_of(s)) for s in mapping.emails]
+    def _problem(self, message: str, line: int, field: str | None) -> SourceDataError:
+        return SourceDataError(message, file=self.file, line=line, field=field)
+
+    def _unknown_role(self, line: int, parts: _Parts) -> str:
+        """The notice of a role the mapping does not name, and the part of the role it reads as."""
+        msg = "a role value the mapping does not name; read as other"
+        self.notices.append(
+            Notice("unknown-role", msg, file=self.file, line=line, field=self.mapping.role)
+        )
+        return parts.other_role
+
+    def build(self, index: int) -> Record:
+        """The record of the row read *index*-th: built from its kept cells, checked when read."""
+        if self._builder is None:
+            self._builder = _Builder(self.mapping, self.built)
+        return self._builder.record(self.rows[index].split("\0"))
+
+
+class _Builder:
+    """Builds records from rows already read and checked: each distinct cell's value made once."""
+
+    def __init__(self, mapping: CsvMapping, places: _Places) -> None:
+        self.mapping = mapping
+        self.places = places
+        self.phones = [
+            (at, _phones_of(s)) for at, s in zip(places.phones, mapping.phones, strict=True)
+        ]
+        self.emails = [
+            (at, _emails_of(s)) for at, s in zip(places.emails, mapping.emails, strict=True)
+        ]
         self.roles = _roles_of(mapping)
         # Names and groups repeat down a column: each distinct one is kept once.
         self.given = _CellCache(str.strip)
@@ -463,96 +717,30 @@ class _RowReader:
         self.year = _CellCache(str.strip)
         self.registration = _CellCache(str.strip)
         self.pupils = _pupils_of(mapping)
-        # A short row (a file without a header, whose first row is narrower than
-        # a mapped position) reads its missing cells as empty.
-        self.width = 1 + max(
-            i
-            for i in (
-                self.key_at,
-                self.given_at,
-                self.family_at,
-                self.year_at,
-                self.registration_at,
-                self.role_at,
-                self.pupils_at,
-                *(i for i, _, _ in self.phones),
-                *(i for i, _ in self.emails),
-            )
-            if i is not None
-        )
 
-    def read(
-        self, stream: TableStream, problems: list[SourceDataError]
-    ) -> tuple[list[Record], array[int], int]:
-        """The records of the rows, the line of each, and how many rows count towards the limit."""
-        records: list[Record] = []
-        lines = array("l")  # eight bytes a row, where a list of ints costs 36
-        blank = 0
-        record = self.record
-        for line, cells in stream:
-            if len(cells) < self.width:
-                cells.extend([""] * (self.width - len(cells)))
-            built = record(line, cells, problems)
-            if built is None:
-                if not cells[self.key_at].strip() and not any(map(str.strip, cells)):
-                    blank += 1  # a row of empty cells is a blank line a spreadsheet wrote
-                    problems.pop()
-            else:
-                records.append(built)
-                lines.append(line)
-        return records, lines, stream.rows + stream.rejected - blank
-
-    def record(self, line: int, cells: list[str], problems: list[SourceDataError]) -> Record | None:
-        """The row's record, or None with the row's problems added to *problems*."""
-        key = cells[self.key_at].strip()
-        if not key:
-            problems.append(
-                SourceDataError(
-                    "a row with no key", file=self.file, line=line, field=self.key_column
-                )
-            )
-            return None
-        phones = [cache[cells[at]] for at, _, cache in self.phones]
-        if _SPREADSHEET in phones:
-            for (_, column, _), found in zip(self.phones, phones, strict=True):
-                if found is _SPREADSHEET:
-                    problems.append(
-                        SourceDataError(
-                            _SPREADSHEET_MESSAGE, file=self.file, line=line, field=column
-                        )
-                    )
-            return None
+    def record(self, cells: list[str]) -> Record:
+        places = self.places
         role = self.mapping.default_role
-        if self.role_at is not None:
-            role = self.roles[cells[self.role_at]]
+        if places.role is not None:
+            role = self.roles[cells[places.role]]
             if role is _UNKNOWN_ROLE:
-                msg = "a role value the mapping does not name; read as other"
-                self.notices.append(
-                    Notice("unknown-role", msg, file=self.file, line=line, field=self.mapping.role)
-                )
-                role = Role.OTHER
-        at = self.given_at
+                role = Role.OTHER  # the reading gave its notice
+        at = places.given
         given = "" if at is None else self.given[cells[at]]
-        at = self.family_at
+        at = places.family
         family = "" if at is None else self.family[cells[at]]
-        at = self.year_at
+        at = places.year
         year = "" if at is None else self.year[cells[at]]
-        at = self.registration_at
+        at = places.registration
         registration = "" if at is None else self.registration[cells[at]]
-        at = self.pupils_at
+        at = places.pupils
         relationships = () if at is None else self.pupils[cells[at]]
+        phones = one_phone_per_number(_joined([cache[cells[at]] for at, cache in self.phones]))
         emails = _joined([cache[cells[at]] for at, cache in self.emails])
         data = build.contact_data(
-            given,
-            family,
-            role,
-            one_phone_per_number(_joined(phones)),
-            emails,
-            relationships,
-            year,
-            registration,
+            given, family, role, phones, emails, relationships, year, registration
         )
-        return build.record(key, data)
+        return build.record(cells[places.key].strip(), data)
 
 
 def read_csv(
@@ -570,6 +758,11 @@ def read_csv(
     and no more than ``mapping.format.max_reject_fraction`` of them: then the
     readable rows come back as a delta snapshot (so that a rejected row is
     never read as a departure) and the reading counts what it rejected.
+
+    The snapshot's records are :class:`~sourcetruth.DigestedRecords`: each
+    row's key and digest, made from its checked cells, and a record built
+    only when asked for (a sync into a store that keeps digests builds only
+    the records that changed).
     """
     fmt = mapping.format
     stream = open_table(
@@ -581,7 +774,7 @@ def read_csv(
         allow_cp1252=fmt.allow_cp1252,
         max_field=fmt.max_field,
         column_name=_mapped_name(mapping),
-        share=False,  # the row reader shares the cells it keeps, column by column
+        share=False,  # the row reader keeps only the mapped cells, joined
     )
     columns = _Columns(mapping, stream.header, file)
     if columns.problems:
@@ -593,9 +786,11 @@ def read_csv(
         raise RejectedFileError(msg, [*columns.problems, *stream.problems], file=file)
     notices = list(columns.notices)
     problems: list[SourceDataError] = []
-    records, lines, rows = _RowReader(mapping, columns, notices).read(stream, problems)
+    reader = _RowReader(mapping, columns, notices)
+    keys, digests, lines, rows = reader.read(stream, problems)
     problems[:0] = stream.problems
-    records = _one_row_each(records, lines, problems, file=file, column=mapping.key)
+    order = _one_row_each(keys, lines, problems, file=file, column=mapping.key)
+    del lines
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
     reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
     rejected = len({p.line for p in problems})
@@ -612,6 +807,12 @@ def read_csv(
             for p in problems
         )
     notices.sort(key=lambda n: (n.line or 0, n.field or "", n.code))
+    if order is None:
+        records = DigestedRecords(keys, digests, reader.build)
+    else:
+        records = DigestedRecords(
+            [keys[i] for i in order], [digests[i] for i in order], lambda i: reader.build(order[i])
+        )
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
 
@@ -627,29 +828,30 @@ def _mapped_name(mapping: CsvMapping) -> Callable[[str], str | None]:
 
 
 def _one_row_each(
-    records: list[Record],
+    keys: list[str],
     lines: array[int],
     problems: list[SourceDataError],
     *,
     file: str,
     column: str,
-) -> list[Record]:
-    """The records of keys on one row, by key; a key on several rows is a problem on each."""
-    keys = [r.key for r in records]
+) -> list[int] | None:
+    """The rows to use, in key order (None: all, in file order).
+
+    A key on several rows is a problem on each, and none of them is used.
+    """
     if all(map(str.__lt__, keys, keys[1:])):
-        return records  # in key order already, as most exports are: each key once
+        return None  # in key order already, as most exports are: each key once
     # A stable sort: the rows of one key stay in file order.
-    order = sorted(range(len(records)), key=keys.__getitem__)
-    del keys
-    kept: list[Record] = []
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    kept: list[int] = []
     start = 0
     while start < len(order):
-        key = records[order[start]].key
+        key = keys[order[start]]
         end = start + 1
-        while end < len(order) and records[order[end]].key == key:
+        while end < len(order) and keys[order[end]] == key:
             end += 1
         if end - start == 1:
-            kept.append(records[order[start]])
+            kept.append(order[start])
         else:
             seen = [lines[i] for i in order[start:end]]
             listed = ", ".join(str(line) for line in seen)
