@@ -162,6 +162,7 @@ import hashlib
 import os
 import re
 import stat
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
@@ -170,6 +171,7 @@ import attrs
 from attrs import define, frozen
 
 from sourcetruth.adapters._files import write_atomic
+from sourcetruth.adapters.sources._encoding import BOMS, first_error, not_utf8, wide
 from sourcetruth.adapters.sources._vcard_format import (
     CHILD as _CHILD,
 )
@@ -196,7 +198,7 @@ from sourcetruth.adapters.sources._vcard_format import (
 )
 from sourcetruth.adapters.sources._vcard_writer import check_version, format_vcards
 from sourcetruth.adapters.sources.base import AddressBookReading, Notice
-from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, decode, looks_like_utf8
+from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, decode
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -813,19 +815,39 @@ def _decode_lines(
     return sink
 
 
-def _mixes_utf8(data: bytes, start: int, max_head: int) -> bool:
-    """Whether the content lines of ``data[start:]`` hold UTF-8 sequences of accented
-    text, as :func:`~sourcetruth.adapters.sources.text.looks_like_utf8` sees them,
-    outside the values that name their own CHARSET (those are read in it, not "mixed")."""
-    mixed = False
+def _judged(data: bytes, start: int, max_head: int) -> tuple[bytes, array[int]]:
+    """The content lines of ``data[start:]``, each ending in LF, less the values that
+    name their own CHARSET: the bytes whose encoding is the file's, to judge it by
+    (a value read in its own charset neither mixes encodings nor looks mistyped);
+    and the first line of each."""
+    kept = bytearray()
+    lines = array("q")
 
     def take(line: int, offset: int, raw: bytes | bytearray) -> None:
-        nonlocal mixed
         split = _own_charset(raw, max_head)
-        mixed = mixed or looks_like_utf8(bytes(raw if split is None else raw[: split[0]]))
+        kept.extend(raw if split is None else raw[: split[0]])
+        kept.extend(b"\n")
+        lines.append(line)
 
     _unfold(data, start, _Assembler(data, take), max_head)
-    return mixed
+    return bytes(kept), lines
+
+
+def _judge_cp1252(data: bytes, start: int, max_head: int, file: str, allow_cp1252: bool) -> None:
+    """Return when the content lines of ``data[start:]``, not all UTF-8, are cp1252 to
+    read by the rules of :func:`~sourcetruth.adapters.sources._encoding.not_utf8`; else
+    raise its error, at the line and byte it names."""
+    judged, lines = _judged(data, start, max_head)
+    try:
+        offset = first_error(judged, 0, "utf-8") or 0
+        not_utf8(judged, offset, file=file, allow_cp1252=allow_cp1252)
+    except EncodingError as error:
+        reason = str(error).split(" at byte ", 1)[0]
+        index = judged.count(b"\n", 0, error.offset)
+        begin = judged.rfind(b"\n", 0, error.offset) + 1
+        line = lines[index]
+        at = _locate(data, start, max_head, line, error.offset - begin)
+        raise _undecodable(file, line, judged[begin : begin + 200], reason, at) from None
 
 
 def _content_lines(
@@ -834,43 +856,64 @@ def _content_lines(
     """Hand the unfolded content lines of *data*, as text, one by one to a sink
     from *new_sink* (a new one when the file is read again in another encoding).
 
-    Bytes without a UTF-16 byte-order mark are unfolded before they are
-    decoded, so a fold may split a UTF-8 sequence (RFC 6350 3.2); each
-    unfolded line must then be UTF-8 (or, when allowed and there is no
-    byte-order mark, the whole file cp1252 unless it also holds UTF-8),
-    except a raw value that names its own CHARSET (module docstring).
+    Bytes with a UTF-16 or UTF-32 byte-order mark, or UTF-16 without one,
+    are decoded as a whole (:func:`~sourcetruth.adapters.sources._encoding.settle`).
+    Any other bytes are unfolded before they are decoded, so a fold may split
+    a UTF-8 sequence (RFC 6350 3.2); each unfolded line must then be UTF-8,
+    except a raw value that names its own CHARSET (module docstring). When
+    one is not, the file's other lines are judged by the rules of
+    :func:`~sourcetruth.adapters.sources._encoding.not_utf8`: read as cp1252
+    when allowed and plausible, else refused with the likely encoding.
     """
-    if isinstance(data, str) or data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if isinstance(data, str) or _whole(data):
         # Already text, so CHARSET says nothing more; unfolded as UTF-8, which
         # keeps the lone surrogates text given as str may hold.
         text = _text(data, file, allow_cp1252).encode("utf-8", "surrogatepass")
         return _decode_lines(
-            text, 0, "utf-8", "surrogatepass", max_head, new_sink(), charsets=False
+            _lone_cr_ends(text), 0, "utf-8", "surrogatepass", max_head, new_sink(), charsets=False
         )
+    data = _lone_cr_ends(data)
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return _decode_lines(data, skip, "utf-8", "strict", max_head, new_sink(), charsets=True)
     except _Undecodable as undecodable:
         failed = undecodable
-    if skip:
-        reason = "not valid utf-8 after its byte-order mark"
-    elif not allow_cp1252:
-        reason = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
-    elif _mixes_utf8(data, skip, max_head):
-        # As decode(): part UTF-8, part not (two exports joined): reading it
-        # all as cp1252 would turn every UTF-8 name into mojibake.
-        reason = "the file mixes UTF-8 with another encoding"
-    else:
-        # As decode(): a file that is not UTF-8 is cp1252 as a whole.
+    reason = "not valid utf-8 after its byte-order mark"
+    if not skip:
+        _judge_cp1252(data, skip, max_head, file, allow_cp1252)
         try:
             return _decode_lines(
                 data, skip, "cp1252", "strict", max_head, new_sink(), charsets=True
             )
-        except _Undecodable as undecodable:
+        except _Undecodable as undecodable:  # not expected: its lines were judged cp1252
             failed = undecodable
         reason = "neither UTF-8 nor cp1252"
     offset = _locate(data, skip, max_head, failed.line, failed.index)
     raise _undecodable(file, failed.line, failed.head, reason, offset)
+
+
+def _whole(data: bytes) -> bool:
+    """Whether *data* is decoded as a whole: a byte-order mark other than UTF-8's, or
+    UTF-16 (or UTF-32, to be refused) without one."""
+    if any(data.startswith(bom) for bom, _ in BOMS):
+        return not data.startswith(codecs.BOM_UTF8)
+    return wide(data) is not None
+
+
+#: A run of CRs with no LF after it: a lone CR line end, in a file that has some LFs.
+_LONE_CRS: Final = re.compile(rb"\r++(?!\n)")
+
+
+def _lone_cr_ends(data: bytes) -> bytes:
+    """*data*, with each lone CR an LF when the file ends more lines with a lone CR than
+    with an LF (an old Mac file an LF or two was added to); else as it is.
+
+    The same length, so byte offsets stay those of the file.
+    """
+    lfs = data.count(b"\n")
+    if not lfs or data.count(b"\r") - data.count(b"\r\n") <= lfs:
+        return data
+    return _LONE_CRS.sub(lambda run: b"\n" * len(run.group()), data)
 
 
 def _find_colon(text: str, limit: int) -> int:
