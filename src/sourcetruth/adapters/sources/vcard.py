@@ -221,11 +221,16 @@ __all__ = ["DEFAULT_MAX_PER_CARD", "VCardAdapter", "format_vcards", "parse_vcard
 
 #: The versions read (those written are the writer's).
 _READ_VERSIONS: Final = frozenset({"2.1", "3.0", "4.0"})
+#: Versions written without their minor number, read as the version they mean.
+_SHORT_VERSIONS: Final = {"3": "3.0", "4": "4.0"}
 
 
 # A property name, optionally after a group. RFC 6350 allows letters, digits
 # and '-'; '_' is tolerated because some exporters write it.
 _NAME: Final = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_-]+)")
+#: What clients write as a property name beyond that (KDE's ``X-messaging/xmpp-All``):
+#: any run of visible characters but the separators. Such a property is not one we read.
+_ODD_NAME: Final = re.compile(r'[^\x00-\x20\x7f:;"=]+')
 _INTEGER: Final = re.compile(r"-?[0-9]+")
 
 #: The property names of RFC 6350, RFC 2426 and vCard 2.1: shown as the field of
@@ -237,6 +242,10 @@ _KNOWN_PROPERTIES: Final = frozenset(
         *("TZ", "GEO", "TITLE", "ROLE", "LOGO", "ORG", "MEMBER", "RELATED", "CATEGORIES"),
         *("NOTE", "PRODID", "REV", "SOUND", "UID", "CLIENTPIDMAP", "URL", "KEY", "FBURL"),
         *("CALADRURI", "CALURI", "NAME", "PROFILE", "MAILER", "AGENT", "SORT-STRING", "CLASS"),
+        # RFC 6474, RFC 6715, RFC 8605 and RFC 9554.
+        *("BIRTHPLACE", "DEATHPLACE", "DEATHDATE", "EXPERTISE", "HOBBY", "INTEREST"),
+        *("ORG-DIRECTORY", "CONTACT-URI", "CREATED", "GRAMGENDER", "LANGUAGE", "PRONOUNS"),
+        *("SOCIALPROFILE", "JSPROP"),
     }
 )
 
@@ -359,6 +368,8 @@ class _Card:
     nested: int = 0
     #: Whether the last property was a 2.1 AGENT without a value: its card follows.
     after_agent: bool = False
+    #: The name of the card's last property (None until one is read).
+    last: str | None = None
 
     def hash(self, text: str) -> None:
         """Add a line to the digest: the lines joined by LF, each less trailing blanks."""
@@ -438,7 +449,7 @@ def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
 _LF_END: Final = re.compile(rb"\r*\n|\r+")
 #: What starts a content line: a name (maybe grouped), maybe parameters, then a
 #: colon, before the next line break. A lone CR ends a line only before this.
-_LINE_START: Final = re.compile(rb"(?:[A-Za-z0-9_-]+\.)?[A-Za-z0-9_-]+(?:;[^\r\n:]*)?:")
+_LINE_START: Final = re.compile(rb'[^\x00-\x20\x7f:;"=]+(?:;[^\r\n:]*)?:')
 _BLANK: Final = re.compile(rb"[ \t]*")
 _BASE64_LINE: Final = re.compile(rb"[A-Za-z0-9+/]+=*")
 #: The first line end from some point that is not a quoted-printable soft line
@@ -969,16 +980,27 @@ def _unquote(value: str) -> str:
     return value
 
 
+#: Stands for a property name no standard allows (:data:`_ODD_NAME`), never shown; an
+#: extension's keeps its ``X-`` after it.
+_ODD: Final = "\x00"
+
+
+def _kind(name: str) -> str:
+    """What a property is called in a notice: its name when a standard's, else its kind."""
+    if name in _KNOWN_PROPERTIES:
+        return name
+    return "extension" if name.removeprefix(_ODD).startswith("X-") else "unknown"
+
+
 def _parse_head(
     line: int, text: str, file: str, max_head: int
-) -> tuple[str, int] | SourceDataError:
-    """The name of the content line *text*, upper case, and where its colon is; or
-    why it is not ``name[;params]:value``."""
+) -> tuple[str, int] | SourceDataError | str:
+    """The name of the content line *text*, upper case, and where its colon is; why
+    it is not ``name[;params]:value`` (a string: a notice or an error, by where it is);
+    or the error of parameters too long."""
     colon = _find_colon(text, max_head)
     if colon < 0:
-        return SourceDataError(
-            "a line that is not name[;parameters]:value (no colon)", file=file, line=line
-        )
+        return "a line that is not name[;parameters]:value (no colon)"
     if colon > max_head:
         # Before they are split: no property has parameters this long, photos included.
         named = _NAME.match(text)
@@ -990,14 +1012,13 @@ def _parse_head(
         )
     # A name holds no quote, so the first ";" ends it whatever quotes follow.
     semicolon = text.find(";", 0, colon)
-    match = _NAME.fullmatch(text, 0, semicolon if semicolon >= 0 else colon)
-    if match is None:
-        return SourceDataError(
-            "a line that is not name[;parameters]:value (no property name before the colon)",
-            file=file,
-            line=line,
-        )
-    return match.group(2).upper(), colon
+    end = semicolon if semicolon >= 0 else colon
+    match = _NAME.fullmatch(text, 0, end)
+    if match is not None:
+        return match.group(2).upper(), colon
+    if _ODD_NAME.fullmatch(text, 0, end):
+        return _ODD + text[:end].rpartition(".")[2][:2].upper(), colon
+    return "a line that is not name[;parameters]:value (no property name before the colon)"
 
 
 def _parse_property(line: int, name: str, text: str, colon: int, problem: str | None) -> _Property:
@@ -1055,6 +1076,11 @@ class _Book:
         #: Every UID read so far and the line of its card.
         self.taken: dict[str, int] = {}
         self.card: _Card | None = None
+        #: By kind (:func:`_kind`): how many properties were skipped, and the first line.
+        self.skipped: dict[str, list[int]] = {}
+        #: By the kind of property they follow: how many lines that are not
+        #: ``name:value`` were skipped, and the first line.
+        self.malformed: dict[str, list[int]] = {}
 
     @property
     def problems(self) -> list[SourceDataError]:
@@ -1064,6 +1090,9 @@ class _Book:
         head = _parse_head(line, text, self.file, self.max_field)
         if isinstance(head, SourceDataError):
             self.line_problems.append(head)
+            return
+        if isinstance(head, str):
+            self.not_a_property(line, text, head)
             return
         name, colon = head
         if name in ("BEGIN", "END") and _value_is(text, colon + 1, "VCARD"):
@@ -1084,7 +1113,10 @@ class _Book:
         if card.nested:
             return
         card.after_agent = name == "AGENT" and _value_is(text, colon + 1, "")
+        card.last = name
         if name not in _USED:
+            if name not in _KNOWN_PROPERTIES:
+                _count(self.skipped, _kind(name), line)
             return
         count = card.counts[name] = card.counts.get(name, 0) + 1
         if count <= self.max_per_card:
@@ -1099,6 +1131,37 @@ class _Book:
                     field=name,
                 )
             )
+
+    def not_a_property(self, line: int, text: str, reason: str) -> None:
+        """A line that is not ``name:value``: skipped, with a notice, when it follows a
+        property we do not read (its value, most likely, broken by a line end that
+        should have been folded); else an error, as it may be part of a value we use."""
+        card = self.card
+        if card is not None and (card.nested or card.last not in (None, *_USED)):
+            card.hash(text)
+            _count(self.malformed, "AGENT" if card.nested else _kind(card.last or ""), line)
+            return
+        self.line_problems.append(SourceDataError(reason, file=self.file, line=line))
+
+    def notices(self) -> list[Notice]:
+        """One notice for each kind of property skipped, and of property that lines not
+        ``name:value`` followed: a kind, a count and the first line, never a name read."""
+        found = []
+        for kind, (count, line) in self.skipped.items():
+            what = "extension (X-)" if kind == "extension" else "non-standard"
+            message = f"{count} {what} propert{'y' if count == 1 else 'ies'} skipped"
+            found.append((line, "property-skipped", message))
+        for kind, (count, line) in self.malformed.items():
+            shown = f"{kind} property" if kind in _KNOWN_PROPERTIES else _KIND_NAMES[kind]
+            message = (
+                f"{count} line{'' if count == 1 else 's'} that are not name[;parameters]:value "
+                f"skipped, after {shown} (a property sourcetruth does not read)"
+            )
+            found.append((line, "malformed-line", message))
+        return [
+            Notice(code, message, file=self.file, line=line)
+            for line, code, message in sorted(found)
+        ]
 
     def begin(self, line: int, text: str) -> None:
         card = self.card
@@ -1152,6 +1215,18 @@ class _Book:
         if self.card is not None:
             self.line_problems.append(_no_end(self.card, self.file))
             self.card = None
+
+
+_KIND_NAMES: Final = {
+    "extension": "an extension (X-) property",
+    "unknown": "a non-standard property",
+}
+
+
+def _count(counts: dict[str, list[int]], kind: str, line: int) -> None:
+    """Count one more of *kind*, keeping the line of the first."""
+    seen = counts.setdefault(kind, [0, line])
+    seen[0] += 1
 
 
 def _no_end(card: _Card, file: str) -> SourceDataError:
@@ -1382,13 +1457,30 @@ class _CardReader:
         """Whether the card says a version this reader knows (a problem when not)."""
         versions = [p for p in self.card.properties if p.name == "VERSION"]
         if not versions:
-            self.problems.append(
-                SourceDataError(
-                    "a card without VERSION", file=self.file, line=self.card.line, field="VERSION"
-                )
+            # Android, among others, reads such a card as 2.1.
+            self.notice(
+                "no-version",
+                "a card without VERSION was read as vCard 2.1",
+                self.card.line,
+                "VERSION",
+            )
+            self.version = "2.1"
+            return True
+        version = versions[0].value.strip() if versions[0].value_size <= 32 else ""
+        if version in _SHORT_VERSIONS:
+            version = _SHORT_VERSIONS[version]
+            self.notice(
+                "short-version",
+                "a VERSION without its minor number was read as that version's .0",
+                versions[0].line,
+                "VERSION",
+            )
+        if "\r" in versions[0].value:
+            self.problem(
+                "a VERSION with a carriage return in it (a line end of another convention?)",
+                versions[0],
             )
             return False
-        version = versions[0].value.strip() if versions[0].value_size <= 32 else ""
         if version not in _READ_VERSIONS:
             # Never the version itself: it is text of the file like any value.
             self.problem(
@@ -1416,7 +1508,7 @@ class _CardReader:
             _append(found.relationships, self.relationship(prop))
         elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
             value = self.text(prop)
-            if value is not None:
+            if value is not None and not self.empty(value, prop):
                 found.singles[prop.name] = value
 
     def data(self, found: _Found) -> ContactData:
@@ -1486,13 +1578,23 @@ class _CardReader:
             number = raw[4:] if raw[:4].lower() == "tel:" else raw
         else:
             number = _unescape(raw, self.version)
+        if self.empty(number, prop):
+            return None
         return Phone(number, _type_in(types, _PHONE_TYPE_IN, PhoneType.OTHER))
 
     def email(self, prop: _Property) -> Email | None:
         address = self.text(prop)
-        if address is None:
+        if address is None or self.empty(address, prop):
             return None
         return Email(address, _type_in(prop.types, _EMAIL_TYPE_IN, EmailType.OTHER))
+
+    def empty(self, value: str, prop: _Property) -> bool:
+        """Whether *value* is blank: then it is dropped, with a notice (clients write
+        empty ``TEL:`` lines for fields left blank)."""
+        if value.strip():
+            return False
+        self.notice("empty-value", "an empty value was dropped", prop.line, prop.name)
+        return True
 
     def relationship(self, prop: _Property) -> Relationship | None:
         ours = prop.name == _CHILD or any(p.startswith(_PREFIX) for p in prop.params)
@@ -1594,6 +1696,7 @@ def parse_vcards(
         )
     reads, taken = book.reads, book.taken
     suffixes: dict[str, int] = {}
+    skipped = book.notices()
     del book
     entries: list[Record] = []
     notices: list[Notice] = []
@@ -1612,6 +1715,7 @@ def parse_vcards(
             extra = (derived,)
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
+    notices += skipped
     return AddressBookReading(entries, notices)
 
 
