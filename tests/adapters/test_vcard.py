@@ -1523,7 +1523,7 @@ class TestAsClientsWriteThem:
         assert [(n.line, n.key) for n in malformed] == [(6, None)]
         assert malformed[0].message.startswith("2 lines that are not name[;parameters]:value")
         if previous.startswith("NOTE"):
-            assert "after NOTE property" in malformed[0].message
+            assert "after NOTE, a property sourcetruth does not read" in malformed[0].message
 
     @pytest.mark.parametrize("previous", ["TEL:07700 900123", "N:Moreau;Aoife;;;", "UID:a1"])
     def test_a_malformed_line_after_a_used_property_is_still_an_error(self, previous: str) -> None:

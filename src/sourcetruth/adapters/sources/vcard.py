@@ -13,17 +13,19 @@ guessed silently.
 
 **Reading** (RFC 2425/2426, RFC 6350 and the vCard 2.1 specification):
 
-- Decoding: bytes with a UTF-16 byte-order mark are decoded as a whole
-  first. Any other bytes are split into lines and unfolded as bytes, then
-  each unfolded line is decoded, so that a fold may split a UTF-8 sequence
-  as RFC 6350 3.2 allows. A UTF-8 byte-order mark is dropped; then each line
-  must be strict UTF-8, or, only when allowed and without a byte-order mark,
-  the whole file is read as cp1252 when it is not UTF-8 (the rules of
-  :func:`sourcetruth.adapters.sources.text.decode`, applied after unfolding). As
-  there, a file that is not UTF-8 but holds UTF-8 sequences of accented text
-  (:func:`~sourcetruth.adapters.sources.text.looks_like_utf8`; a value read in its
-  own ``CHARSET`` does not count) mixes two encodings, say two exports
-  joined, and is refused rather than read as mojibake.
+- Decoding follows the rules of the other readers
+  (:mod:`sourcetruth.adapters.sources._encoding`). Bytes with a UTF-16 or
+  UTF-32 byte-order mark, and UTF-16 without one (known by its NUL bytes),
+  are decoded as a whole first. Any other bytes are split into lines and
+  unfolded as bytes, then each unfolded line is decoded, so that a fold may
+  split a UTF-8 sequence as RFC 6350 3.2 allows. A UTF-8 byte-order mark is
+  dropped; then each line must be strict UTF-8. When one is not (and there
+  is no byte-order mark), the file's lines, less the values read in their
+  own ``CHARSET``, are judged as :func:`~sourcetruth.adapters.sources._encoding.not_utf8`
+  judges a file: read as cp1252 only when allowed, when they do not also
+  hold UTF-8 (two exports joined) and when cp1252 gives text a person would
+  type; otherwise refused with the same message as the other readers, naming
+  the encoding they most likely are.
   Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
   line where their property starts, the property (see **Errors**) and the
   byte offset.
@@ -54,7 +56,10 @@ guessed silently.
   other text it is text of the value. A value we read that keeps a CR is
   reported (``carriage-return``), and a ``UID`` that keeps one is an error:
   the text after it could be anything, and a key is shown wherever its
-  record is. A file with no LF at all ends its lines at every CR.
+  record is; so is a ``VERSION`` that keeps one, named as a CR. A file with
+  no LF at all ends its lines at every CR, and so does one with more lone
+  CRs than LFs (an old Mac file an LF was added to). A name here is any run
+  of visible characters but ``:;"=``, as for the properties skipped below.
 - Unfolding: a line that starts with a space or a tab continues the one
   before, less that one character (all three versions; vCard 2.1's RFC 822
   folding would keep it, but no exporter we know relies on that). A
@@ -82,8 +87,22 @@ guessed silently.
   backslash before any other character stands for that character (so Apple's
   ``\\:`` reads as ``:``). vCard 2.1 only escapes ``\\;`` (and, in practice,
   ``\\,`` and ``\\\\``); any other backslash is kept.
-- Unknown and ``X-`` properties are ignored, and so is an embedded 2.1
-  ``AGENT`` card.
+- Properties we do not read are skipped, and so is an embedded 2.1
+  ``AGENT`` card. Those the standards define (``NOTE``, ``ADR``, ``PHOTO``...)
+  are skipped silently. Extension (``X-``) and non-standard properties,
+  whatever their name (KDE writes ``X-messaging/xmpp-All``: any run of
+  visible characters but ``:;"=`` before the parameters is a name), are
+  skipped with one ``property-skipped`` notice per kind for the file, with a
+  count and the first line, never the name.
+- A line that is not ``name[;params]:value`` (no colon, or no name before
+  it) after a property we do not read is most likely that property's value
+  broken by a line end not folded: it is skipped, with one ``malformed-line``
+  notice for the file per kind of property it followed (the name when it is
+  a standard's, else its kind). After a property we read it may be part of
+  a value we use, so it is an error.
+- ``VERSION`` reads 2.1, 3.0 and 4.0; ``3`` and ``4`` read as 3.0 and 4.0
+  with a ``short-version`` notice; a card without ``VERSION`` reads as 2.1
+  (as Android reads it) with a ``no-version`` notice.
 - A file with no cards (empty, or blank lines only) reads as no entries with
   a ``no-cards`` notice naming the file: an empty book is valid, but worth
   saying when it may be an export that went wrong.
@@ -102,6 +121,9 @@ guessed silently.
   scheme and is otherwise kept as written.
 - ``EMAIL``: ``home``, else ``work``, else other; ``internet`` and ``pref``
   say nothing about whose address it is, and an untyped address is other.
+- An empty (or blank) ``TEL``, ``EMAIL``, role, year group or registration
+  group is dropped with an ``empty-value`` notice: clients write a line for
+  a field left blank.
 - ``UID`` is the key, less a leading ``urn:uuid:``. A card without one gets
   ``derived-`` and 16 hex digits of the SHA-256 of its unfolded lines, the
   same on every read of the same card, with a ``derived-key`` notice.
@@ -133,7 +155,8 @@ soon as its line is parsed, so millions of notes or ``X-`` properties cost
 nothing held.
 
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
-is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
+is not ``name[;params]:value`` (but after a property we do not read), an
+unsupported ``VERSION`` or one holding a CR,
 undecodable bytes, an unknown or disallowed charset, a value that cannot be
 read in its ``CHARSET``, a value or parameters over the size limit, more
 properties of one name in a card than the limit, a ``UID``
@@ -1152,10 +1175,10 @@ class _Book:
             message = f"{count} {what} propert{'y' if count == 1 else 'ies'} skipped"
             found.append((line, "property-skipped", message))
         for kind, (count, line) in self.malformed.items():
-            shown = f"{kind} property" if kind in _KNOWN_PROPERTIES else _KIND_NAMES[kind]
+            shown = f"{kind}, a property" if kind in _KNOWN_PROPERTIES else _KIND_NAMES[kind]
             message = (
                 f"{count} line{'' if count == 1 else 's'} that are not name[;parameters]:value "
-                f"skipped, after {shown} (a property sourcetruth does not read)"
+                f"skipped, after {shown} sourcetruth does not read"
             )
             found.append((line, "malformed-line", message))
         return [
