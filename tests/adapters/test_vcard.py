@@ -1573,6 +1573,12 @@ class TestAsClientsWriteThem:
         assert only(reading).key == "a1"
         assert only(reading).data.family_name == "Moreau"
 
+    def test_cr_cr_lf_line_ends_are_no_lone_crs(self) -> None:
+        """An iPhone-style CR CR LF file keeps a CR typed into a value as text, as a CRLF one."""
+        text = card("3.0", "UID:a1", "N:Okafor;Nina\rAda;;;", "NOTE:a\rb")
+        reading = parse_vcards(text.replace("\r\n", "\r\r\n").encode(), file="book.vcf")
+        assert only(reading).data.given_name == "Nina\rAda"
+
     def test_a_version_holding_a_cr_is_diagnosed_as_such(self) -> None:
         """A CR kept in VERSION (before text that starts no property) is named as a CR."""
         problems = rejected(card("3.0\r more", "UID:a1"))

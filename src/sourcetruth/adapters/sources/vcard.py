@@ -935,7 +935,8 @@ def _whole(data: bytes) -> bool:
 
 
 #: A run of CRs with no LF after it: a lone CR line end, in a file that has some LFs.
-_LONE_CRS: Final = re.compile(rb"\r++(?!\n)")
+#: Matched from the run's start only, so that a long run costs linear time.
+_LONE_CRS: Final = re.compile(rb"(?<!\r)\r++(?!\n)")
 
 
 def _lone_cr_ends(data: bytes) -> bytes:
@@ -945,7 +946,9 @@ def _lone_cr_ends(data: bytes) -> bytes:
     The same length, so byte offsets stay those of the file.
     """
     lfs = data.count(b"\n")
-    if not lfs or data.count(b"\r") - data.count(b"\r\n") <= lfs:
+    # CR CR LF is one line end (a CRLF file converted once more), not a lone CR.
+    lone = data.count(b"\r") - data.count(b"\r\n") - data.count(b"\r\r\n")
+    if not lfs or lone <= lfs:
         return data
     return _LONE_CRS.sub(lambda run: b"\n" * len(run.group()), data)
 
