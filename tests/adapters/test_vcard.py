@@ -746,7 +746,8 @@ class TestParameters:
         ]
 
     def test_unknown_and_x_properties_are_ignored(self) -> None:
-        """ORG, NOTE, X-ABLabel, BDAY and an unknown property change nothing."""
+        """ORG, NOTE, X-ABLabel, BDAY and an unknown property change no entry: the
+        extension and the unknown property are one notice each."""
         plain = card("3.0", "UID:a1", "N:Okafor;Nina;;;")
         noisy = card(
             "3.0",
@@ -758,7 +759,12 @@ class TestParameters:
             "item2.X-ABLabel:_$!<Other>!$_",
             "FUTURE-PROPERTY;NEW=1:anything at all",
         )
-        assert parse_vcards(plain, file="f.vcf") == parse_vcards(noisy, file="f.vcf")
+        read_noisy = parse_vcards(noisy, file="f.vcf")
+        assert parse_vcards(plain, file="f.vcf").entries == read_noisy.entries
+        assert [(n.code, n.line) for n in read_noisy.notices] == [
+            ("property-skipped", 8),
+            ("property-skipped", 9),
+        ]
 
 
 class TestMapping:

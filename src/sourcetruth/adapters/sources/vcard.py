@@ -121,9 +121,9 @@ guessed silently.
   scheme and is otherwise kept as written.
 - ``EMAIL``: ``home``, else ``work``, else other; ``internet`` and ``pref``
   say nothing about whose address it is, and an untyped address is other.
-- An empty (or blank) ``TEL``, ``EMAIL``, role, year group or registration
-  group is dropped with an ``empty-value`` notice: clients write a line for
-  a field left blank.
+- An empty or blank ``TEL`` or ``EMAIL``, and an empty role, year group or
+  registration group, is dropped with an ``empty-value`` notice: clients
+  write a line for a field left blank.
 - ``UID`` is the key, less a leading ``urn:uuid:``. A card without one gets
   ``derived-`` and 16 hex digits of the SHA-256 of its unfolded lines, the
   same on every read of the same card, with a ``derived-key`` notice.
@@ -1534,7 +1534,8 @@ class _CardReader:
             _append(found.relationships, self.relationship(prop))
         elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
             value = self.text(prop)
-            if value is not None and not self.empty(value, prop):
+            # Only an empty one: a blank group is a value a record may hold.
+            if value is not None and not self.empty(value, prop, blank=False):
                 found.singles[prop.name] = value
 
     def data(self, found: _Found) -> ContactData:
@@ -1614,10 +1615,10 @@ class _CardReader:
             return None
         return Email(address, _type_in(prop.types, _EMAIL_TYPE_IN, EmailType.OTHER))
 
-    def empty(self, value: str, prop: _Property) -> bool:
-        """Whether *value* is blank: then it is dropped, with a notice (clients write
-        empty ``TEL:`` lines for fields left blank)."""
-        if value.strip():
+    def empty(self, value: str, prop: _Property, *, blank: bool = True) -> bool:
+        """Whether *value* is empty (or, with *blank*, blank): then it is dropped, with a
+        notice (clients write empty ``TEL:`` lines for fields left blank)."""
+        if value.strip() if blank else value:
             return False
         self.notice("empty-value", "an empty value was dropped", prop.line, prop.name)
         return True
