@@ -51,14 +51,21 @@ NOTICE_CODES = {
     "binary-value-skipped",
     "carriage-return",
     "derived-key",
+    "empty-value",
     "foreign-related",
+    "malformed-line",
     "name-from-fn",
     "no-cards",
+    "no-version",
     "phone-skipped",
+    "property-skipped",
     "quoted-printable",
     "repeated-property",
+    "short-version",
     "unknown-role",
 }
+#: Notices about the file, not one card: they carry no key.
+FILE_NOTICES = {"no-cards", "property-skipped", "malformed-line"}
 
 SETTINGS = settings(
     max_examples=60,
@@ -151,7 +158,8 @@ class TestCorpus:
         assert reading.entries
         assert all(record.key for record in reading.entries)
         assert {n.code for n in reading.notices} <= NOTICE_CODES
-        assert all(n.file == path.name and n.line and n.key for n in reading.notices)
+        assert all(n.file == path.name and n.line for n in reading.notices)
+        assert all(bool(n.key) != (n.code in FILE_NOTICES) for n in reading.notices)
         for version in ("3.0", "4.0"):
             again = parse_vcards(format_vcards(reading.entries, version=version), file="again")
             assert again.entries == tuple(sorted(reading.entries, key=lambda r: r.key))
@@ -274,7 +282,12 @@ class TestCorpus:
         )
         assert record.data.relationships == ()
         found = [(n.code, n.line) for n in reading.notices]
-        assert found == [("phone-skipped", 11), ("foreign-related", 37), ("foreign-related", 38)]
+        assert found == [
+            ("phone-skipped", 11),
+            ("foreign-related", 37),
+            ("foreign-related", 38),
+            ("property-skipped", 6),  # the file's X- properties, after the cards' notices
+        ]
 
     def test_thunderbird_export_keeps_a_stray_cr_inside_a_value(self) -> None:
         """Thunderbird's export has a bare CR inside X-CUSTOM3: it is not a line end."""
@@ -290,7 +303,7 @@ class TestCorpus:
             ("contact", "two"),
         ]
         assert reading.entries[1].data.emails == (Email("contact2@invalid", EmailType.OTHER),)
-        assert reading.notices == ()
+        assert [(n.code, n.line) for n in reading.notices] == [("property-skipped", 15)]
 
     @pytest.mark.parametrize(
         ("name", "expected"),
@@ -340,7 +353,7 @@ class TestCorpus:
             Phone("123-456-7890", PhoneType.WORK),
             Phone("567-890-1234", PhoneType.MOBILE),
         )
-        assert codes(reading) == ["phone-skipped", "phone-skipped"]
+        assert codes(reading) == ["phone-skipped", "phone-skipped", "property-skipped"]
 
     def test_derived_keys_are_stable_and_ignore_blank_lines(self) -> None:
         """Cards without UID get the same keys on every read; blank lines do not count."""
@@ -744,7 +757,8 @@ class TestParameters:
         ]
 
     def test_unknown_and_x_properties_are_ignored(self) -> None:
-        """ORG, NOTE, X-ABLabel, BDAY and an unknown property change nothing."""
+        """ORG, NOTE, X-ABLabel, BDAY and an unknown property change no entry: the
+        extension and the unknown property are one notice each."""
         plain = card("3.0", "UID:a1", "N:Okafor;Nina;;;")
         noisy = card(
             "3.0",
@@ -756,7 +770,12 @@ class TestParameters:
             "item2.X-ABLabel:_$!<Other>!$_",
             "FUTURE-PROPERTY;NEW=1:anything at all",
         )
-        assert parse_vcards(plain, file="f.vcf") == parse_vcards(noisy, file="f.vcf")
+        read_noisy = parse_vcards(noisy, file="f.vcf")
+        assert parse_vcards(plain, file="f.vcf").entries == read_noisy.entries
+        assert [(n.code, n.line) for n in read_noisy.notices] == [
+            ("property-skipped", 8),
+            ("property-skipped", 9),
+        ]
 
 
 class TestMapping:
@@ -1015,7 +1034,7 @@ class TestErrors:
         assert [(p.line, p.field) for p in rejected(text)] == [(4, None)]
         assert_not_shown(text, "Okafor")
 
-    @pytest.mark.parametrize("version", ["5.0", "1.0", "3"])
+    @pytest.mark.parametrize("version", ["5.0", "1.0", "2", "3.1"])
     def test_unsupported_version(self, version: str) -> None:
         """VERSION other than 2.1, 3.0 and 4.0 rejects the card at the VERSION line."""
         text = (
@@ -1026,9 +1045,14 @@ class TestErrors:
         assert "not supported" in str(problems[0])
 
     def test_missing_version(self) -> None:
-        """A card without VERSION is rejected at its BEGIN line."""
-        text = "BEGIN:VCARD\r\nN:Okafor;Nina;;;\r\nEND:VCARD\r\n"
-        assert [(p.line, p.field) for p in rejected(text)] == [(1, "VERSION")]
+        """A card without VERSION is read as 2.1 (as Android does), with a notice at its BEGIN."""
+        text = "BEGIN:VCARD\r\nUID:a1\r\nN:Okafor\\;;Nina\\n;;;\r\nEND:VCARD\r\n"
+        reading = parse_vcards(text, file="book.vcf")
+        assert only(reading).data.family_name == "Okafor;"  # 2.1's escapes
+        assert only(reading).data.given_name == "Nina\\n"
+        assert [(n.code, n.line, n.field) for n in reading.notices] == [
+            ("no-version", 1, "VERSION")
+        ]
 
     def test_undecodable_bytes(self) -> None:
         """Bytes that are not UTF-8: an EncodingError with line, field and offset, not the value."""
@@ -1469,3 +1493,174 @@ class TestConformance30(AddressBookAdapterContract):
     def make_adapter(self) -> Callable[[Path], AddressBookAdapter]:
         """A 3.0 vCard adapter over book.vcf in the kit's directory."""
         return lambda directory: VCardAdapter(directory / "book.vcf", version="3.0")
+
+
+# -- as real clients write them ----------------------------------------------------------
+
+
+def notices_of(reading: AddressBookReading) -> list[tuple[str, int | None, str | None]]:
+    """Each notice as (code, line, field)."""
+    return [(n.code, n.line, n.field) for n in reading.notices]
+
+
+class TestAsClientsWriteThem:
+    """Client exports read, not refused: odd extensions, no VERSION, broken unused lines."""
+
+    def test_kontact_extension_lines_are_skipped_with_one_notice(self) -> None:
+        """KDE's X-messaging/xmpp-All is an extension property: skipped, one notice with a count."""
+        text = card(
+            "3.0",
+            "UID:a1",
+            "N:Moreau;Aoife;;;",
+            "X-messaging/xmpp-All:aoife@example.org",
+            "item1.X-messaging/aim-All:aoife",
+            "X-KADDRESSBOOK-BlogFeed:https://example.org",
+            "TEL;TYPE=cell:07700 900123",
+        ) + card("3.0", "UID:a2", "N:Nowak;Omar;;;", "X-messaging/xmpp-All:omar@example.org")
+        reading = parse_vcards(text, file="book.vcf")
+        assert [r.key for r in reading.entries] == ["a1", "a2"]
+        assert reading.entries[0].data.phones == (Phone("07700 900123", PhoneType.MOBILE),)
+        assert notices_of(reading) == [("property-skipped", 5, None)]
+        assert reading.notices[0].message.startswith("4 extension (X-) properties skipped")
+
+    def test_non_standard_names_are_one_kind_and_standard_ones_are_silent(self) -> None:
+        """A name no standard defines is skipped as its own kind; NOTE or ADR say nothing."""
+        text = card("4.0", "UID:a1", "FN:Aoife", "NOTE:x", "ADR:;;1 High St", "Q/1:x", "FOO:y")
+        reading = parse_vcards(text, file="book.vcf")
+        skipped = [n for n in reading.notices if n.code == "property-skipped"]
+        assert [(n.line, n.message) for n in skipped] == [(7, "2 non-standard properties skipped")]
+
+    @pytest.mark.parametrize("previous", ["NOTE:call after 6", "X-ABLabel:Work", "PHOTO:abc"])
+    def test_a_malformed_line_after_an_unused_property_is_a_notice(self, previous: str) -> None:
+        """A line that is not name:value after a property we do not read is skipped, noticed."""
+        text = card("3.0", "UID:a1", "N:Moreau;Aoife;;;", previous, "not a property", "=0D=0A")
+        reading = parse_vcards(text, file="book.vcf")
+        assert only(reading).data.family_name == "Moreau"
+        malformed = [n for n in reading.notices if n.code == "malformed-line"]
+        assert [(n.line, n.key) for n in malformed] == [(6, None)]
+        assert malformed[0].message.startswith("2 lines that are not name[;parameters]:value")
+        if previous.startswith("NOTE"):
+            assert "after NOTE, a property sourcetruth does not read" in malformed[0].message
+
+    @pytest.mark.parametrize("previous", ["TEL:07700 900123", "N:Moreau;Aoife;;;", "UID:a1"])
+    def test_a_malformed_line_after_a_used_property_is_still_an_error(self, previous: str) -> None:
+        """After a property we read, the line may be part of its value: the file is refused."""
+        text = card("3.0", "FN:Aoife", previous, "900124 (evenings)")
+        assert [(p.line, p.field) for p in rejected(text)] == [(5, None)]
+
+    @pytest.mark.parametrize(("written", "escaped"), [("4", "Okafor"), ("3", "Okafor")])
+    def test_a_version_without_its_minor_number(self, written: str, escaped: str) -> None:
+        """VERSION:4 reads as 4.0 (VERSION:3 as 3.0), with a notice that shows no version."""
+        reading = parse_vcards(card(written, "UID:a1", "N:Oka\\for;Nina;;;"), file="book.vcf")
+        assert only(reading).data.family_name == escaped  # 3.0 and 4.0 unescape "\f"
+        assert notices_of(reading) == [("short-version", 2, "VERSION")]
+
+    def test_empty_values_are_dropped(self) -> None:
+        """Empty TEL and EMAIL lines (blank fields of a client) give no phone and no address."""
+        text = card(
+            "3.0",
+            "UID:a1",
+            "N:Moreau;Aoife;;;",
+            "TEL;TYPE=cell:",
+            "TEL;TYPE=home: ",
+            "TEL;VALUE=uri:tel:",
+            "EMAIL;TYPE=home:",
+            "X-SOURCETRUTH-YEAR-GROUP:",
+            "TEL:07700 900123",
+        )
+        reading = parse_vcards(text, file="book.vcf")
+        assert only(reading).data.phones == (Phone("07700 900123", PhoneType.OTHER),)
+        assert only(reading).data.emails == ()
+        assert [(c, line) for c, line, _ in notices_of(reading)] == [
+            ("empty-value", line) for line in (5, 6, 7, 8, 9)
+        ]
+
+    @pytest.mark.parametrize("newline", ["\r\n", "\n"])
+    def test_a_lone_cr_before_an_oddly_named_property_ends_the_line(self, newline: str) -> None:
+        """UID:gov-1 CR X-messaging/xmpp-All:... is two properties, however odd the second."""
+        text = card("3.0", "UID:gov-1\rX-messaging/xmpp-All:a@example.org", "N:Moreau;Aoife;;;")
+        reading = parse_vcards(text.replace("\r\n", newline).encode(), file="book.vcf")
+        assert only(reading).key == "gov-1"
+        assert notices_of(reading) == [("property-skipped", 4, None)]
+
+    def test_lone_cr_line_ends_with_a_stray_lf(self) -> None:
+        """An old Mac file with an LF added at its end still ends its lines at each CR."""
+        text = card("3.0", "X-messaging/xmpp-All:x", "UID:a1", "N:Mor", " eau;Aoife;;;")
+        reading = parse_vcards(text.replace("\r\n", "\r").encode() + b"\n", file="book.vcf")
+        assert only(reading).key == "a1"
+        assert only(reading).data.family_name == "Moreau"
+
+    def test_cr_cr_lf_line_ends_are_no_lone_crs(self) -> None:
+        """An iPhone-style CR CR LF file keeps a CR typed into a value as text, as a CRLF one."""
+        text = card("3.0", "UID:a1", "N:Okafor;Nina\rAda;;;", "NOTE:a\rb")
+        reading = parse_vcards(text.replace("\r\n", "\r\r\n").encode(), file="book.vcf")
+        assert only(reading).data.given_name == "Nina\rAda"
+
+    def test_a_version_holding_a_cr_is_diagnosed_as_such(self) -> None:
+        """A CR kept in VERSION (before text that starts no property) is named as a CR."""
+        problems = rejected(card("3.0\r more", "UID:a1"))
+        assert [(p.line, p.field) for p in problems] == [(2, "VERSION")]
+        assert "carriage return" in str(problems[0])
+
+
+class TestEncodingsAsTheOtherReaders:
+    """The encoding rules of the tabular readers, applied to the vCard reader."""
+
+    @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+    def test_utf16_without_a_byte_order_mark_is_read(self, encoding: str) -> None:
+        """UTF-16 without a mark is recognised by its NUL bytes, not called 'not UTF-8'."""
+        data = card("3.0", "UID:a1", "N:Ødegård;Zoë;;;").encode(encoding)
+        assert only(parse_vcards(data, file="book.vcf")).data.family_name == "Ødegård"
+
+    @pytest.mark.parametrize("encoding", ["utf-32-le", "utf-32-be"])
+    def test_utf32_with_a_byte_order_mark_is_read(self, encoding: str) -> None:
+        """UTF-32 with its mark, in either byte order."""
+        data = ("\ufeff" + card("3.0", "UID:a1", "N:Ødegård;Zoë;;;")).encode(encoding)
+        assert only(parse_vcards(data, file="book.vcf")).data.family_name == "Ødegård"
+
+    def test_cp1252_not_allowed_says_it_reads_as_cp1252(self) -> None:
+        """The tabular readers' advice, at the line of the first byte that is not UTF-8."""
+        data = card("3.0", "UID:a1", "N:Ødegård;Zoë;;;").encode("cp1252")
+        problems = rejected(data)
+        assert [(p.line, p.field) for p in problems] == [(4, "N")]
+        assert "it reads as cp1252 (allow cp1252" in str(problems[0])
+
+    @pytest.mark.parametrize(
+        ("names", "encoding", "likely"),
+        [
+            (("Иван;Петров", "Ольга;Смирнова"), "cp1251", "Cyrillic"),
+            (("カタカナ;テスト", "ヤマダ;タロウ"), "shift_jis", "Shift_JIS"),
+        ],
+    )
+    @pytest.mark.parametrize("allow", [False, True])
+    def test_other_encodings_are_refused_by_name(
+        self, names: tuple[str, ...], encoding: str, likely: str, allow: bool
+    ) -> None:
+        """Text cp1252 would turn to mojibake is refused, naming the likely encoding."""
+        data = "".join(card("3.0", f"UID:a{i}", f"N:{n};;;") for i, n in enumerate(names))
+        problems = rejected(data.encode(encoding), allow_cp1252=allow)
+        message = str(problems[0])
+        assert likely in message
+        assert "allow cp1252" not in message
+        assert "save the file as UTF-8" in message
+        assert problems[0].line in (4, 9)  # the N of a card
+
+    def test_a_value_in_its_own_charset_is_not_judged_as_the_file(self) -> None:
+        """A cp1252 file may hold a value in its own CHARSET: it is no mojibake of the file's."""
+        data = card("2.1", "UID:a1", "N:Mor\xe9au;Zo\xeb").encode("cp1252") + card(
+            "2.1", "UID:a2", "N;CHARSET=SHIFT_JIS:"
+        ).encode().replace(b"SHIFT_JIS:", "SHIFT_JIS:カタカナ;テスト".encode("shift_jis"))
+        reading = parse_vcards(data, file="book.vcf", allow_cp1252=True)
+        assert [r.data.family_name for r in reading.entries] == ["Moréau", "カタカナ"]
+
+
+class TestCorpusAsClientsWriteThem:
+    """Real exports: their extension properties are now noticed, one notice per kind."""
+
+    def test_mac_address_book_extensions_are_one_notice(self) -> None:
+        """The Mac Address Book export's X- properties: one property-skipped notice, no key."""
+        reading = read_corpus("ez-vcard", "io", "text", "John_Doe_MAC_ADDRESS_BOOK.vcf")
+        skipped = [n for n in reading.notices if n.code == "property-skipped"]
+        assert len(skipped) == 1
+        assert skipped[0].key is None
+        assert "extension (X-)" in skipped[0].message

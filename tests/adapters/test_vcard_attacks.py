@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import re
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -523,6 +524,8 @@ NAMES = [
     "VERSION",
     "item1.TEL",
     "X-CUSTOM",
+    f"X-{MARKER}/xmpp-All",
+    f"item2.{MARKER}/aim",
 ]
 #: CHARSET values: real ones, codecs that are not text charsets, a NUL, a marker.
 CHARSETS = [
@@ -649,8 +652,8 @@ def vcard_files(draw: st.DrawFn) -> bytes:
     breaks, invalid = draw(st.sampled_from([True, False, False])), draw(st.booleans())
     lines: list[bytes] = []
     for _ in range(draw(st.integers(1, 3))):
-        version = draw(st.sampled_from([b"2.1", b"3.0", b"4.0"]))
-        lines += [b"BEGIN:VCARD", b"VERSION:" + version]
+        version = draw(st.sampled_from([b"2.1", b"3.0", b"4.0", b"4", b""]))
+        lines += [b"BEGIN:VCARD", b"VERSION:" + version] if version else [b"BEGIN:VCARD"]
         lines += draw(st.lists(content_lines(breaks, invalid), max_size=6))
         if draw(SELDOM_NOT):  # now and then a card without END
             lines.append(b"END:VCARD")
@@ -730,3 +733,68 @@ class TestFuzz:
             check_reading(reading)
             direct = parse_vcards(data, file=str(path), max_field=max_field)
             assert reading == direct
+
+
+# -- what clients write, skipped or tolerated, named by kind only -------------------------
+
+
+class TestToleratedNotEchoed:
+    """Skipped properties, malformed lines and short versions: noticed, never quoted."""
+
+    @pytest.mark.parametrize(
+        "line",
+        [
+            f"X-{MARKER}/xmpp-All:{MARKER}",
+            f"item1.X-{MARKER}:x",
+            f"{MARKER}:x",
+            f"{MARKER}/x;TYPE={MARKER}:x",
+            f"X-\u00e9{MARKER}:x",
+        ],
+    )
+    def test_a_skipped_property_is_named_by_kind_only(self, line: str) -> None:
+        """An extension's or a non-standard property's name is never shown, only its kind."""
+        data = card("3.0", "UID:a1", "N:Okafor;Nina;;;", line)
+        reading = parse_vcards(data, file="book.vcf")
+        assert [(n.code, n.line, n.field) for n in reading.notices] == [
+            ("property-skipped", 5, None)
+        ]
+        not_shown(data, MARKER)
+
+    @pytest.mark.parametrize("previous", [f"X-{MARKER}:x", f"{MARKER}/q:x", "NOTE:x"])
+    def test_a_malformed_line_is_named_by_what_it_follows(self, previous: str) -> None:
+        """A malformed line's text, and the name of an odd property before it, are not shown."""
+        data = card("3.0", "UID:a1", "N:Okafor;Nina;;;", previous, f"{MARKER} 07700 900123")
+        reading = parse_vcards(data, file="book.vcf")
+        assert "malformed-line" in [n.code for n in reading.notices]
+        not_shown(data, MARKER, "900123")
+
+    def test_a_short_version_is_not_echoed(self) -> None:
+        """VERSION:4's notice says what was done without repeating a version."""
+        reading = parse_vcards(card("4", "UID:a1", "FN:Nina"), file="book.vcf")
+        (short,) = [n for n in reading.notices if n.code == "short-version"]
+        assert "4" not in short.message
+
+    def test_many_skipped_properties_are_one_notice_per_kind(self) -> None:
+        """A million X- lines are one notice, not a million: notices stay bounded."""
+        lines = [f"X-A{i}:x" for i in range(2000)] + [f"Q{i}:y" for i in range(2000)]
+        reading = parse_vcards(card("3.0", "UID:a1", *lines), file="book.vcf")
+        assert [n.message for n in reading.notices] == [
+            "2000 extension (X-) properties skipped",
+            "2000 non-standard properties skipped",
+        ]
+
+    @settings(max_examples=60, deadline=None)
+    @given(name=st.text(st.characters(blacklist_characters=' \t\r\n:;"=.'), min_size=1))
+    def test_any_odd_name_is_skipped_not_refused(self, name: str) -> None:
+        """However a client names its property (no separator in it), the card reads."""
+        name = "".join(c for c in name if c.isprintable() and not c.isspace())
+        if not name or name.upper() in {"BEGIN", "END"}:
+            return
+        data = card("3.0", "UID:a1", "N:Okafor;Nina;;;", f"{name}:x")
+        try:
+            reading = parse_vcards(data, file="book.vcf")
+        except RejectedFileError as error:  # only a name the reader uses, given a bad value
+            assert re.fullmatch("[A-Za-z0-9_-]+", name)
+            check_rejection(error, "book.vcf")
+            return
+        assert reading.entries[0].key == "a1"

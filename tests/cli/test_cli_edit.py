@@ -170,6 +170,25 @@ class TestAddressBook:
             ran.err
         )
 
+    def test_a_client_export_imports_with_notices(self, book: Cli) -> None:
+        """A KDE-style export in UTF-16 without a mark, no VERSION, an empty TEL: imported."""
+        cards = book.exports / "kontact.vcf"
+        text = (
+            "BEGIN:VCARD\r\nUID:gov-la\r\nN:Lennon;Aoife;;;\r\nTEL;CELL:\r\n"
+            "X-messaging/xmpp-All:aoife@example.org\r\nTEL;CELL:07700 900301\r\nEND:VCARD\r\n"
+        )
+        cards.write_bytes(text.encode("utf-16-le"))
+        ran = book.ok("address-book", "import", os.fspath(cards), "--at", when(24, 9))
+        assert ran.out.startswith("Imported 1 card(s).")
+        assert [line.rsplit("(", 1)[-1] for line in ran.err_lines] == [
+            "no-version)",
+            "empty-value)",
+            "property-skipped)",
+        ]
+        assert "aoife@example.org" not in ran.err
+        shown = book.show("address-book:gov-la", when(24, 9))
+        assert [p["number"] for p in shown["data"]["phones"]] == ["07700 900301"]
+
     def test_a_rejected_vcard_file_changes_nothing(self, book: Cli) -> None:
         """A vCard file with a broken card exits 3 naming its line; not even a good card goes in."""
         cards = book.exports / "broken.vcf"

@@ -30,7 +30,7 @@ from typing import Final
 
 from sourcetruth.exceptions import EncodingError
 
-__all__ = ["BOMS", "looks_like_utf8", "settle"]
+__all__ = ["BOMS", "looks_like_utf8", "not_utf8", "settle", "wide"]
 
 #: Byte-order marks and the codec each names. UTF-32's little-endian mark
 #: begins with UTF-16's, so it is looked for first.
@@ -122,13 +122,13 @@ def settle(data: bytes, *, file: str | None, allow_cp1252: bool) -> tuple[str, i
             _check(data, len(bom), encoding, file, msg)
             return encoding, len(bom)
     # Before UTF-8: UTF-16's ASCII is valid UTF-8, NULs and all.
-    wide = _wide(data)
-    if wide is not None:
-        return _wide_checked(data, wide, file), 0
+    wide_encoding = wide(data)
+    if wide_encoding is not None:
+        return _wide_checked(data, wide_encoding, file), 0
     offset = first_error(data, 0, "utf-8")
     if offset is None:
         return "utf-8", 0
-    return _not_utf8(data, offset, file=file, allow_cp1252=allow_cp1252), 0
+    return not_utf8(data, offset, file=file, allow_cp1252=allow_cp1252), 0
 
 
 def first_error(data: bytes, start: int, encoding: str) -> int | None:
@@ -168,7 +168,7 @@ def _check(data: bytes, start: int, encoding: str, file: str | None, message: st
         raise EncodingError(message, offset=offset, file=file)
 
 
-def _wide(data: bytes) -> str | None:
+def wide(data: bytes) -> str | None:
     """UTF-16 or UTF-32 without a byte-order mark, by where the NUL bytes of its ASCII fall."""
     sample = data[:_SAMPLE]
     if b"\x00" not in sample:
@@ -197,7 +197,7 @@ def _wide_checked(data: bytes, encoding: str, file: str | None) -> str:
     return encoding
 
 
-def _not_utf8(data: bytes, offset: int, *, file: str | None, allow_cp1252: bool) -> str:
+def not_utf8(data: bytes, offset: int, *, file: str | None, allow_cp1252: bool) -> str:
     """cp1252 when allowed and it reads as typed text; else the error, naming the likely one."""
     if allow_cp1252 and looks_like_utf8(data):
         # Part UTF-8, part something else (two files joined, a row pasted

@@ -13,17 +13,19 @@ guessed silently.
 
 **Reading** (RFC 2425/2426, RFC 6350 and the vCard 2.1 specification):
 
-- Decoding: bytes with a UTF-16 byte-order mark are decoded as a whole
-  first. Any other bytes are split into lines and unfolded as bytes, then
-  each unfolded line is decoded, so that a fold may split a UTF-8 sequence
-  as RFC 6350 3.2 allows. A UTF-8 byte-order mark is dropped; then each line
-  must be strict UTF-8, or, only when allowed and without a byte-order mark,
-  the whole file is read as cp1252 when it is not UTF-8 (the rules of
-  :func:`sourcetruth.adapters.sources.text.decode`, applied after unfolding). As
-  there, a file that is not UTF-8 but holds UTF-8 sequences of accented text
-  (:func:`~sourcetruth.adapters.sources.text.looks_like_utf8`; a value read in its
-  own ``CHARSET`` does not count) mixes two encodings, say two exports
-  joined, and is refused rather than read as mojibake.
+- Decoding follows the rules of the other readers
+  (:mod:`sourcetruth.adapters.sources._encoding`). Bytes with a UTF-16 or
+  UTF-32 byte-order mark, and UTF-16 without one (known by its NUL bytes),
+  are decoded as a whole first. Any other bytes are split into lines and
+  unfolded as bytes, then each unfolded line is decoded, so that a fold may
+  split a UTF-8 sequence as RFC 6350 3.2 allows. A UTF-8 byte-order mark is
+  dropped; then each line must be strict UTF-8. When one is not (and there
+  is no byte-order mark), the file's lines, less the values read in their
+  own ``CHARSET``, are judged as :func:`~sourcetruth.adapters.sources._encoding.not_utf8`
+  judges a file: read as cp1252 only when allowed, when they do not also
+  hold UTF-8 (two exports joined) and when cp1252 gives text a person would
+  type; otherwise refused with the same message as the other readers, naming
+  the encoding they most likely are.
   Undecodable bytes are an :class:`~sourcetruth.EncodingError` naming the
   line where their property starts, the property (see **Errors**) and the
   byte offset.
@@ -54,7 +56,10 @@ guessed silently.
   other text it is text of the value. A value we read that keeps a CR is
   reported (``carriage-return``), and a ``UID`` that keeps one is an error:
   the text after it could be anything, and a key is shown wherever its
-  record is. A file with no LF at all ends its lines at every CR.
+  record is; so is a ``VERSION`` that keeps one, named as a CR. A file with
+  no LF at all ends its lines at every CR, and so does one with more lone
+  CRs than LFs (an old Mac file an LF was added to). A name here is any run
+  of visible characters but ``:;"=``, as for the properties skipped below.
 - Unfolding: a line that starts with a space or a tab continues the one
   before, less that one character (all three versions; vCard 2.1's RFC 822
   folding would keep it, but no exporter we know relies on that). A
@@ -82,8 +87,22 @@ guessed silently.
   backslash before any other character stands for that character (so Apple's
   ``\\:`` reads as ``:``). vCard 2.1 only escapes ``\\;`` (and, in practice,
   ``\\,`` and ``\\\\``); any other backslash is kept.
-- Unknown and ``X-`` properties are ignored, and so is an embedded 2.1
-  ``AGENT`` card.
+- Properties we do not read are skipped, and so is an embedded 2.1
+  ``AGENT`` card. Those the standards define (``NOTE``, ``ADR``, ``PHOTO``...)
+  are skipped silently. Extension (``X-``) and non-standard properties,
+  whatever their name (KDE writes ``X-messaging/xmpp-All``: any run of
+  visible characters but ``:;"=`` before the parameters is a name), are
+  skipped with one ``property-skipped`` notice per kind for the file, with a
+  count and the first line, never the name.
+- A line that is not ``name[;params]:value`` (no colon, or no name before
+  it) after a property we do not read is most likely that property's value
+  broken by a line end not folded: it is skipped, with one ``malformed-line``
+  notice for the file per kind of property it followed (the name when it is
+  a standard's, else its kind). After a property we read it may be part of
+  a value we use, so it is an error.
+- ``VERSION`` reads 2.1, 3.0 and 4.0; ``3`` and ``4`` read as 3.0 and 4.0
+  with a ``short-version`` notice; a card without ``VERSION`` reads as 2.1
+  (as Android reads it) with a ``no-version`` notice.
 - A file with no cards (empty, or blank lines only) reads as no entries with
   a ``no-cards`` notice naming the file: an empty book is valid, but worth
   saying when it may be an export that went wrong.
@@ -102,6 +121,9 @@ guessed silently.
   scheme and is otherwise kept as written.
 - ``EMAIL``: ``home``, else ``work``, else other; ``internet`` and ``pref``
   say nothing about whose address it is, and an untyped address is other.
+- An empty or blank ``TEL`` or ``EMAIL``, and an empty role, year group or
+  registration group, is dropped with an ``empty-value`` notice: clients
+  write a line for a field left blank.
 - ``UID`` is the key, less a leading ``urn:uuid:``. A card without one gets
   ``derived-`` and 16 hex digits of the SHA-256 of its unfolded lines, the
   same on every read of the same card, with a ``derived-key`` notice.
@@ -133,7 +155,8 @@ soon as its line is parsed, so millions of notes or ``X-`` properties cost
 nothing held.
 
 **Errors**: a card without ``END``, an ``END`` without ``BEGIN``, a line that
-is not ``name[;params]:value``, a missing or unsupported ``VERSION``,
+is not ``name[;params]:value`` (but after a property we do not read), an
+unsupported ``VERSION`` or one holding a CR,
 undecodable bytes, an unknown or disallowed charset, a value that cannot be
 read in its ``CHARSET``, a value or parameters over the size limit, more
 properties of one name in a card than the limit, a ``UID``
@@ -162,6 +185,7 @@ import hashlib
 import os
 import re
 import stat
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
@@ -171,6 +195,7 @@ from attrs import define, frozen
 
 from sourcetruth.adapters._files import write_atomic
 from sourcetruth.adapters._util import one_phone_per_number
+from sourcetruth.adapters.sources._encoding import BOMS, first_error, not_utf8, wide
 from sourcetruth.adapters.sources._vcard_format import (
     CHILD as _CHILD,
 )
@@ -197,7 +222,7 @@ from sourcetruth.adapters.sources._vcard_format import (
 )
 from sourcetruth.adapters.sources._vcard_writer import check_version, format_vcards
 from sourcetruth.adapters.sources.base import AddressBookReading, Notice
-from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, decode, looks_like_utf8
+from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD, decode
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -220,11 +245,16 @@ __all__ = ["DEFAULT_MAX_PER_CARD", "VCardAdapter", "format_vcards", "parse_vcard
 
 #: The versions read (those written are the writer's).
 _READ_VERSIONS: Final = frozenset({"2.1", "3.0", "4.0"})
+#: Versions written without their minor number, read as the version they mean.
+_SHORT_VERSIONS: Final = {"3": "3.0", "4": "4.0"}
 
 
 # A property name, optionally after a group. RFC 6350 allows letters, digits
 # and '-'; '_' is tolerated because some exporters write it.
 _NAME: Final = re.compile(r"(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_-]+)")
+#: What clients write as a property name beyond that (KDE's ``X-messaging/xmpp-All``):
+#: any run of visible characters but the separators. Such a property is not one we read.
+_ODD_NAME: Final = re.compile(r'[^\x00-\x20\x7f:;"=]+')
 _INTEGER: Final = re.compile(r"-?[0-9]+")
 
 #: The property names of RFC 6350, RFC 2426 and vCard 2.1: shown as the field of
@@ -236,6 +266,10 @@ _KNOWN_PROPERTIES: Final = frozenset(
         *("TZ", "GEO", "TITLE", "ROLE", "LOGO", "ORG", "MEMBER", "RELATED", "CATEGORIES"),
         *("NOTE", "PRODID", "REV", "SOUND", "UID", "CLIENTPIDMAP", "URL", "KEY", "FBURL"),
         *("CALADRURI", "CALURI", "NAME", "PROFILE", "MAILER", "AGENT", "SORT-STRING", "CLASS"),
+        # RFC 6474, RFC 6715, RFC 8605 and RFC 9554.
+        *("BIRTHPLACE", "DEATHPLACE", "DEATHDATE", "EXPERTISE", "HOBBY", "INTEREST"),
+        *("ORG-DIRECTORY", "CONTACT-URI", "CREATED", "GRAMGENDER", "LANGUAGE", "PRONOUNS"),
+        *("SOCIALPROFILE", "JSPROP"),
     }
 )
 
@@ -358,6 +392,8 @@ class _Card:
     nested: int = 0
     #: Whether the last property was a 2.1 AGENT without a value: its card follows.
     after_agent: bool = False
+    #: The name of the card's last property (None until one is read).
+    last: str | None = None
 
     def hash(self, text: str) -> None:
         """Add a line to the digest: the lines joined by LF, each less trailing blanks."""
@@ -437,7 +473,7 @@ def _text(data: bytes | str, file: str, allow_cp1252: bool) -> str:
 _LF_END: Final = re.compile(rb"\r*\n|\r+")
 #: What starts a content line: a name (maybe grouped), maybe parameters, then a
 #: colon, before the next line break. A lone CR ends a line only before this.
-_LINE_START: Final = re.compile(rb"(?:[A-Za-z0-9_-]+\.)?[A-Za-z0-9_-]+(?:;[^\r\n:]*)?:")
+_LINE_START: Final = re.compile(rb'[^\x00-\x20\x7f:;"=]+(?:;[^\r\n:]*)?:')
 _BLANK: Final = re.compile(rb"[ \t]*")
 _BASE64_LINE: Final = re.compile(rb"[A-Za-z0-9+/]+=*")
 #: The first line end from some point that is not a quoted-printable soft line
@@ -814,19 +850,39 @@ def _decode_lines(
     return sink
 
 
-def _mixes_utf8(data: bytes, start: int, max_head: int) -> bool:
-    """Whether the content lines of ``data[start:]`` hold UTF-8 sequences of accented
-    text, as :func:`~sourcetruth.adapters.sources.text.looks_like_utf8` sees them,
-    outside the values that name their own CHARSET (those are read in it, not "mixed")."""
-    mixed = False
+def _judged(data: bytes, start: int, max_head: int) -> tuple[bytes, array[int]]:
+    """The content lines of ``data[start:]``, each ending in LF, less the values that
+    name their own CHARSET: the bytes whose encoding is the file's, to judge it by
+    (a value read in its own charset neither mixes encodings nor looks mistyped);
+    and the first line of each."""
+    kept = bytearray()
+    lines = array("q")
 
     def take(line: int, offset: int, raw: bytes | bytearray) -> None:
-        nonlocal mixed
         split = _own_charset(raw, max_head)
-        mixed = mixed or looks_like_utf8(bytes(raw if split is None else raw[: split[0]]))
+        kept.extend(raw if split is None else raw[: split[0]])
+        kept.extend(b"\n")
+        lines.append(line)
 
     _unfold(data, start, _Assembler(data, take), max_head)
-    return mixed
+    return bytes(kept), lines
+
+
+def _judge_cp1252(data: bytes, start: int, max_head: int, file: str, allow_cp1252: bool) -> None:
+    """Return when the content lines of ``data[start:]``, not all UTF-8, are cp1252 to
+    read by the rules of :func:`~sourcetruth.adapters.sources._encoding.not_utf8`; else
+    raise its error, at the line and byte it names."""
+    judged, lines = _judged(data, start, max_head)
+    try:
+        offset = first_error(judged, 0, "utf-8") or 0
+        not_utf8(judged, offset, file=file, allow_cp1252=allow_cp1252)
+    except EncodingError as error:
+        reason = str(error).split(" at byte ", 1)[0]
+        index = judged.count(b"\n", 0, error.offset)
+        begin = judged.rfind(b"\n", 0, error.offset) + 1
+        line = lines[index]
+        at = _locate(data, start, max_head, line, error.offset - begin)
+        raise _undecodable(file, line, judged[begin : begin + 200], reason, at) from None
 
 
 def _content_lines(
@@ -835,43 +891,67 @@ def _content_lines(
     """Hand the unfolded content lines of *data*, as text, one by one to a sink
     from *new_sink* (a new one when the file is read again in another encoding).
 
-    Bytes without a UTF-16 byte-order mark are unfolded before they are
-    decoded, so a fold may split a UTF-8 sequence (RFC 6350 3.2); each
-    unfolded line must then be UTF-8 (or, when allowed and there is no
-    byte-order mark, the whole file cp1252 unless it also holds UTF-8),
-    except a raw value that names its own CHARSET (module docstring).
+    Bytes with a UTF-16 or UTF-32 byte-order mark, or UTF-16 without one,
+    are decoded as a whole (:func:`~sourcetruth.adapters.sources._encoding.settle`).
+    Any other bytes are unfolded before they are decoded, so a fold may split
+    a UTF-8 sequence (RFC 6350 3.2); each unfolded line must then be UTF-8,
+    except a raw value that names its own CHARSET (module docstring). When
+    one is not, the file's other lines are judged by the rules of
+    :func:`~sourcetruth.adapters.sources._encoding.not_utf8`: read as cp1252
+    when allowed and plausible, else refused with the likely encoding.
     """
-    if isinstance(data, str) or data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if isinstance(data, str) or _whole(data):
         # Already text, so CHARSET says nothing more; unfolded as UTF-8, which
         # keeps the lone surrogates text given as str may hold.
         text = _text(data, file, allow_cp1252).encode("utf-8", "surrogatepass")
         return _decode_lines(
-            text, 0, "utf-8", "surrogatepass", max_head, new_sink(), charsets=False
+            _lone_cr_ends(text), 0, "utf-8", "surrogatepass", max_head, new_sink(), charsets=False
         )
+    data = _lone_cr_ends(data)
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return _decode_lines(data, skip, "utf-8", "strict", max_head, new_sink(), charsets=True)
     except _Undecodable as undecodable:
         failed = undecodable
-    if skip:
-        reason = "not valid utf-8 after its byte-order mark"
-    elif not allow_cp1252:
-        reason = "not valid UTF-8 (allow cp1252 if the file is from an older Windows program)"
-    elif _mixes_utf8(data, skip, max_head):
-        # As decode(): part UTF-8, part not (two exports joined): reading it
-        # all as cp1252 would turn every UTF-8 name into mojibake.
-        reason = "the file mixes UTF-8 with another encoding"
-    else:
-        # As decode(): a file that is not UTF-8 is cp1252 as a whole.
+    reason = "not valid utf-8 after its byte-order mark"
+    if not skip:
+        _judge_cp1252(data, skip, max_head, file, allow_cp1252)
         try:
             return _decode_lines(
                 data, skip, "cp1252", "strict", max_head, new_sink(), charsets=True
             )
-        except _Undecodable as undecodable:
+        except _Undecodable as undecodable:  # not expected: its lines were judged cp1252
             failed = undecodable
         reason = "neither UTF-8 nor cp1252"
     offset = _locate(data, skip, max_head, failed.line, failed.index)
     raise _undecodable(file, failed.line, failed.head, reason, offset)
+
+
+def _whole(data: bytes) -> bool:
+    """Whether *data* is decoded as a whole: a byte-order mark other than UTF-8's, or
+    UTF-16 (or UTF-32, to be refused) without one."""
+    if any(data.startswith(bom) for bom, _ in BOMS):
+        return not data.startswith(codecs.BOM_UTF8)
+    return wide(data) is not None
+
+
+#: A run of CRs with no LF after it: a lone CR line end, in a file that has some LFs.
+#: Matched from the run's start only, so that a long run costs linear time.
+_LONE_CRS: Final = re.compile(rb"(?<!\r)\r++(?!\n)")
+
+
+def _lone_cr_ends(data: bytes) -> bytes:
+    """*data*, with each lone CR an LF when the file ends more lines with a lone CR than
+    with an LF (an old Mac file an LF or two was added to); else as it is.
+
+    The same length, so byte offsets stay those of the file.
+    """
+    lfs = data.count(b"\n")
+    # CR CR LF is one line end (a CRLF file converted once more), not a lone CR.
+    lone = data.count(b"\r") - data.count(b"\r\n") - data.count(b"\r\r\n")
+    if not lfs or lone <= lfs:
+        return data
+    return _LONE_CRS.sub(lambda run: b"\n" * len(run.group()), data)
 
 
 def _find_colon(text: str, limit: int) -> int:
@@ -927,16 +1007,27 @@ def _unquote(value: str) -> str:
     return value
 
 
+#: Stands for a property name no standard allows (:data:`_ODD_NAME`), never shown; an
+#: extension's keeps its ``X-`` after it.
+_ODD: Final = "\x00"
+
+
+def _kind(name: str) -> str:
+    """What a property is called in a notice: its name when a standard's, else its kind."""
+    if name in _KNOWN_PROPERTIES:
+        return name
+    return "extension" if name.removeprefix(_ODD).startswith("X-") else "unknown"
+
+
 def _parse_head(
     line: int, text: str, file: str, max_head: int
-) -> tuple[str, int] | SourceDataError:
-    """The name of the content line *text*, upper case, and where its colon is; or
-    why it is not ``name[;params]:value``."""
+) -> tuple[str, int] | SourceDataError | str:
+    """The name of the content line *text*, upper case, and where its colon is; why
+    it is not ``name[;params]:value`` (a string: a notice or an error, by where it is);
+    or the error of parameters too long."""
     colon = _find_colon(text, max_head)
     if colon < 0:
-        return SourceDataError(
-            "a line that is not name[;parameters]:value (no colon)", file=file, line=line
-        )
+        return "a line that is not name[;parameters]:value (no colon)"
     if colon > max_head:
         # Before they are split: no property has parameters this long, photos included.
         named = _NAME.match(text)
@@ -948,14 +1039,13 @@ def _parse_head(
         )
     # A name holds no quote, so the first ";" ends it whatever quotes follow.
     semicolon = text.find(";", 0, colon)
-    match = _NAME.fullmatch(text, 0, semicolon if semicolon >= 0 else colon)
-    if match is None:
-        return SourceDataError(
-            "a line that is not name[;parameters]:value (no property name before the colon)",
-            file=file,
-            line=line,
-        )
-    return match.group(2).upper(), colon
+    end = semicolon if semicolon >= 0 else colon
+    match = _NAME.fullmatch(text, 0, end)
+    if match is not None:
+        return match.group(2).upper(), colon
+    if _ODD_NAME.fullmatch(text, 0, end):
+        return _ODD + text[:end].rpartition(".")[2][:2].upper(), colon
+    return "a line that is not name[;parameters]:value (no property name before the colon)"
 
 
 def _parse_property(line: int, name: str, text: str, colon: int, problem: str | None) -> _Property:
@@ -1013,6 +1103,11 @@ class _Book:
         #: Every UID read so far and the line of its card.
         self.taken: dict[str, int] = {}
         self.card: _Card | None = None
+        #: By kind (:func:`_kind`): how many properties were skipped, and the first line.
+        self.skipped: dict[str, list[int]] = {}
+        #: By the kind of property they follow: how many lines that are not
+        #: ``name:value`` were skipped, and the first line.
+        self.malformed: dict[str, list[int]] = {}
 
     @property
     def problems(self) -> list[SourceDataError]:
@@ -1022,6 +1117,9 @@ class _Book:
         head = _parse_head(line, text, self.file, self.max_field)
         if isinstance(head, SourceDataError):
             self.line_problems.append(head)
+            return
+        if isinstance(head, str):
+            self.not_a_property(line, text, head)
             return
         name, colon = head
         if name in ("BEGIN", "END") and _value_is(text, colon + 1, "VCARD"):
@@ -1042,7 +1140,10 @@ class _Book:
         if card.nested:
             return
         card.after_agent = name == "AGENT" and _value_is(text, colon + 1, "")
+        card.last = name
         if name not in _USED:
+            if name not in _KNOWN_PROPERTIES:
+                _count(self.skipped, _kind(name), line)
             return
         count = card.counts[name] = card.counts.get(name, 0) + 1
         if count <= self.max_per_card:
@@ -1057,6 +1158,37 @@ class _Book:
                     field=name,
                 )
             )
+
+    def not_a_property(self, line: int, text: str, reason: str) -> None:
+        """A line that is not ``name:value``: skipped, with a notice, when it follows a
+        property we do not read (its value, most likely, broken by a line end that
+        should have been folded); else an error, as it may be part of a value we use."""
+        card = self.card
+        if card is not None and (card.nested or card.last not in (None, *_USED)):
+            card.hash(text)
+            _count(self.malformed, "AGENT" if card.nested else _kind(card.last or ""), line)
+            return
+        self.line_problems.append(SourceDataError(reason, file=self.file, line=line))
+
+    def notices(self) -> list[Notice]:
+        """One notice for each kind of property skipped, and of property that lines not
+        ``name:value`` followed: a kind, a count and the first line, never a name read."""
+        found = []
+        for kind, (count, line) in self.skipped.items():
+            what = "extension (X-)" if kind == "extension" else "non-standard"
+            message = f"{count} {what} propert{'y' if count == 1 else 'ies'} skipped"
+            found.append((line, "property-skipped", message))
+        for kind, (count, line) in self.malformed.items():
+            shown = f"{kind}, a property" if kind in _KNOWN_PROPERTIES else _KIND_NAMES[kind]
+            message = (
+                f"{count} line{'' if count == 1 else 's'} that are not name[;parameters]:value "
+                f"skipped, after {shown} sourcetruth does not read"
+            )
+            found.append((line, "malformed-line", message))
+        return [
+            Notice(code, message, file=self.file, line=line)
+            for line, code, message in sorted(found)
+        ]
 
     def begin(self, line: int, text: str) -> None:
         card = self.card
@@ -1110,6 +1242,18 @@ class _Book:
         if self.card is not None:
             self.line_problems.append(_no_end(self.card, self.file))
             self.card = None
+
+
+_KIND_NAMES: Final = {
+    "extension": "an extension (X-) property",
+    "unknown": "a non-standard property",
+}
+
+
+def _count(counts: dict[str, list[int]], kind: str, line: int) -> None:
+    """Count one more of *kind*, keeping the line of the first."""
+    seen = counts.setdefault(kind, [0, line])
+    seen[0] += 1
 
 
 def _no_end(card: _Card, file: str) -> SourceDataError:
@@ -1340,13 +1484,30 @@ class _CardReader:
         """Whether the card says a version this reader knows (a problem when not)."""
         versions = [p for p in self.card.properties if p.name == "VERSION"]
         if not versions:
-            self.problems.append(
-                SourceDataError(
-                    "a card without VERSION", file=self.file, line=self.card.line, field="VERSION"
-                )
+            # Android, among others, reads such a card as 2.1.
+            self.notice(
+                "no-version",
+                "a card without VERSION was read as vCard 2.1",
+                self.card.line,
+                "VERSION",
+            )
+            self.version = "2.1"
+            return True
+        version = versions[0].value.strip() if versions[0].value_size <= 32 else ""
+        if version in _SHORT_VERSIONS:
+            version = _SHORT_VERSIONS[version]
+            self.notice(
+                "short-version",
+                "a VERSION without its minor number was read as that version's .0",
+                versions[0].line,
+                "VERSION",
+            )
+        if "\r" in versions[0].value:
+            self.problem(
+                "a VERSION with a carriage return in it (a line end of another convention?)",
+                versions[0],
             )
             return False
-        version = versions[0].value.strip() if versions[0].value_size <= 32 else ""
         if version not in _READ_VERSIONS:
             # Never the version itself: it is text of the file like any value.
             self.problem(
@@ -1374,7 +1535,8 @@ class _CardReader:
             _append(found.relationships, self.relationship(prop))
         elif prop.name in {_ROLE, _YEAR_GROUP, _REGISTRATION_GROUP}:
             value = self.text(prop)
-            if value is not None:
+            # Only an empty one: a blank group is a value a record may hold.
+            if value is not None and not self.empty(value, prop, blank=False):
                 found.singles[prop.name] = value
 
     def data(self, found: _Found) -> ContactData:
@@ -1444,13 +1606,23 @@ class _CardReader:
             number = raw[4:] if raw[:4].lower() == "tel:" else raw
         else:
             number = _unescape(raw, self.version)
+        if self.empty(number, prop):
+            return None
         return Phone(number, _type_in(types, _PHONE_TYPE_IN, PhoneType.OTHER))
 
     def email(self, prop: _Property) -> Email | None:
         address = self.text(prop)
-        if address is None:
+        if address is None or self.empty(address, prop):
             return None
         return Email(address, _type_in(prop.types, _EMAIL_TYPE_IN, EmailType.OTHER))
+
+    def empty(self, value: str, prop: _Property, *, blank: bool = True) -> bool:
+        """Whether *value* is empty (or, with *blank*, blank): then it is dropped, with a
+        notice (clients write empty ``TEL:`` lines for fields left blank)."""
+        if value.strip() if blank else value:
+            return False
+        self.notice("empty-value", "an empty value was dropped", prop.line, prop.name)
+        return True
 
     def relationship(self, prop: _Property) -> Relationship | None:
         ours = prop.name == _CHILD or any(p.startswith(_PREFIX) for p in prop.params)
@@ -1552,6 +1724,7 @@ def parse_vcards(
         )
     reads, taken = book.reads, book.taken
     suffixes: dict[str, int] = {}
+    skipped = book.notices()
     del book
     entries: list[Record] = []
     notices: list[Notice] = []
@@ -1570,6 +1743,7 @@ def parse_vcards(
             extra = (derived,)
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
+    notices += skipped
     return AddressBookReading(entries, notices)
 
 
