@@ -807,7 +807,7 @@ class TestMemory:
     def test_a_large_oneroster_12_bundle(self, tmp_path: Path) -> None:
         """Memory: a ~20 MB OneRoster 1.2 users.csv and roles.csv peak under SMALL_MULTIPLE times.
 
-        Measured 5.5x (16.3x when both files' rows were held while users
+        Measured 5.7x (14.3x when both files' rows were held while users
         were linked): a role row is kept as a small object by its user, and
         each user's set of roles is one object shared by all who hold it.
         """
