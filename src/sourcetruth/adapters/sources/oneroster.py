@@ -181,7 +181,7 @@ import os
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Final
@@ -457,23 +457,19 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
 # -- rows --------------------------------------------------------------------------
 
 
-@frozen
-class _Rows:
-    """A file's usable rows, each (line, cells): what a Table holds, without an object per row."""
-
-    rows: list[tuple[int, list[str]]]
+#: A row as a file gives it: its line and its cells.
+_Row = tuple[int, list[str]]
 
 
 @frozen
 class _Sheet:
-    """A table and where its known columns are."""
+    """A file's name and where its known columns are."""
 
     file: str
-    table: _Rows
     columns: Mapping[str, int]
     usable: bool
 
-    def get(self, row: tuple[int, list[str]], column: str) -> str:
+    def get(self, row: _Row, column: str) -> str:
         at = self.columns.get(column)
         cells = row[1]
         return cells[at] if at is not None and at < len(cells) else ""
@@ -579,6 +575,16 @@ class _Split(dict[str, tuple[str, ...]]):
         return found
 
 
+# Every set of roles a user can hold, each one object: a frozenset costs more
+# than the rest of what is kept of a user while the links are read.
+_ROLE_SETS: Final[dict[frozenset[Role], frozenset[Role]]] = {}
+
+
+def _role_set(roles: frozenset[Role]) -> frozenset[Role]:
+    """*roles* as the one frozenset of those roles (there are 2**len(Role) at most)."""
+    return _ROLE_SETS.setdefault(roles, roles)
+
+
 def _digits(value: str) -> str:
     return _NOT_DIGIT.sub("", value)
 
@@ -598,7 +604,7 @@ class _Read:
 
     def __init__(
         self,
-        files: Mapping[str, tuple[str, bytes]],
+        files: dict[str, tuple[str, bytes]],
         manifest: _Manifest,
         *,
         org: str | None,
@@ -625,6 +631,10 @@ class _Read:
         # 1.2 delta users read without a role, and role changes without a user row
         self.roleless: dict[str, _User] = {}
         self.role_changes: dict[str, tuple[_RoleRow, tuple[_RoleRow, ...]]] = {}
+        # What the files' rows are read as, each kept as the rows are split.
+        self.read_users: list[_User] = []
+        self.role_rows: dict[str, list[_RoleRow]] = {}
+        self.org_ids: set[str] = set()
 
     # -- notices and problems
 
@@ -651,12 +661,25 @@ class _Read:
 
     # -- tables
 
-    def sheet(self, name: str, known: Sequence[str], required: Sequence[str]) -> _Sheet | None:
+    def sheet(
+        self,
+        name: str,
+        known: Sequence[str],
+        required: Sequence[str],
+        read_rows: Callable[[_Sheet, Iterable[_Row]], None] | None = None,
+    ) -> _Sheet | None:
+        """The file *name*, its rows given to *read_rows* as they are split (when it is usable).
+
+        No row is kept here: a reader keeps what it needs of each. A file that
+        cannot be split is one problem, and nothing read from it is used.
+        """
         if name not in self.files:
             msg = f"the manifest lists {name} but the bundle does not hold it"
             self.errors.append(SourceDataError(msg, file=self.manifest.file))
             return None
-        actual, data = self.files[name]
+        # Taken from the bundle: the bytes are let go once split, before the next file.
+        actual, data = self.files.pop(name)
+        errors = len(self.errors)
         try:
             stream = open_table(
                 data,
@@ -664,19 +687,23 @@ class _Read:
                 allow_cp1252=self.allow_cp1252,
                 column_name=lambda header: _canonical(header, known)[0],
             )
-            # Split whole before any row is read, so that broken quoting is the
-            # file's one problem, found with the other files' problems.
-            table = _Rows(list(stream))
-        except EncodingError as error:
-            self.errors.append(error)
+            columns, usable = self.columns(actual, stream.header, known, required)
+            sheet = _Sheet(actual, columns, usable)
+            rejects = self.rejects[actual] = []
+            if usable and read_rows is not None:
+                read_rows(sheet, stream)
+            else:
+                for _ in stream:
+                    pass
+        except (EncodingError, RejectedFileError) as error:
+            # Broken quoting is the file's one problem: what its header said is not.
+            del self.errors[errors:]
+            self.errors.extend(error.problems if isinstance(error, RejectedFileError) else [error])
+            self.rejects.pop(actual, None)
             return None
-        except RejectedFileError as error:
-            self.errors.extend(error.problems)
-            return None
-        columns, usable = self.columns(actual, stream.header, known, required)
-        self.rejects[actual] = list(stream.problems)
+        rejects[:0] = stream.problems  # the rows' shapes first, as they were found
         self.row_counts[actual] = stream.rows + stream.rejected
-        return _Sheet(actual, table, columns, usable)
+        return sheet
 
     def columns(
         self, file: str, header: Sequence[str], known: Sequence[str], required: Sequence[str]
@@ -722,7 +749,7 @@ class _Read:
                 usable = False
         return found, usable
 
-    def status(self, sheet: _Sheet, row: tuple[int, list[str]], key: str) -> bool | None:
+    def status(self, sheet: _Sheet, row: _Row, key: str) -> bool | None:
         """Whether the row's record leaves; None when the status is unknown (rejected)."""
         value = sheet.get(row, "status").strip().casefold()
         if value not in _STATUSES:
@@ -734,19 +761,20 @@ class _Read:
             self.notice("status-inactive", msg, sheet.file, row[0], "status")
         return _STATUSES[value]
 
-    def check_date(self, sheet: _Sheet, row: tuple[int, list[str]]) -> None:
+    def check_date(self, sheet: _Sheet, row: _Row) -> None:
         value = sheet.get(row, "dateLastModified").strip()
         if value and not _is_iso(value):
             msg = "dateLastModified is not an ISO 8601 date; it was not read"
             self.notice("date-format", msg, sheet.file, row[0], "dateLastModified")
 
-    def users(self, sheet: _Sheet) -> list[_User]:
+    def users(self, sheet: _Sheet, rows: Iterable[_Row]) -> None:
+        """users.csv's rows as users, into ``self.read_users`` (a key on two rows is neither)."""
         read: list[_User] = []
         # Counted over every row with a key, rejected or not: a second row for a
         # key makes both doubtful even when one of them is broken.
         counts: Counter[str] = Counter()
         agents, orgs = _Split(), _Split()
-        for row in sheet.table.rows:
+        for row in rows:
             key = sheet.get(row, "sourcedId").strip()
             if not key:
                 self.reject(sheet.file, row[0], "sourcedId", "the row has no sourcedId")
@@ -778,7 +806,7 @@ class _Read:
             if counts[user.key] > 1:
                 msg = "this sourcedId is on more than one row"
                 self.reject(sheet.file, user.line, "sourcedId", msg, user.key)
-        return [u for u in read if counts[u.key] == 1]
+        self.read_users = [u for u in read if counts[u.key] == 1]
 
     def map_role(self, value: str, file: str, line: int) -> Role:
         role = _ROLE_NAMES.get(value.casefold())
@@ -788,9 +816,10 @@ class _Read:
             return Role.OTHER
         return role
 
-    def roles(self, sheet: _Sheet) -> dict[str, list[_RoleRow]]:
-        by_user: dict[str, list[_RoleRow]] = {}
-        for row in sheet.table.rows:
+    def roles(self, sheet: _Sheet, rows: Iterable[_Row]) -> None:
+        """roles.csv's rows, by user, into ``self.role_rows``."""
+        by_user = self.role_rows
+        for row in rows:
             user = sheet.get(row, "userSourcedId").strip()
             if not user:
                 self.reject(sheet.file, row[0], "userSourcedId", "the row names no user")
@@ -820,7 +849,6 @@ class _Read:
                     ended=ended,
                 )
             )
-        return by_user
 
     def choose(self, role_rows: Sequence[_RoleRow], roles_file: str) -> _RoleRow | None:
         """The row that gives the user's role; None when none can.
@@ -850,7 +878,7 @@ class _Read:
             chosen = self.choose(role_rows, roles_file)
             if chosen is not None:
                 rows = [r for r in role_rows if not r.ended]
-                roles = frozenset(r.role for r in rows)
+                roles = _role_set(frozenset(r.role for r in rows))
                 if Role.GUARDIAN in roles and chosen.role not in (Role.GUARDIAN, Role.PUPIL):
                     line = next(r.line for r in rows if r.role is Role.GUARDIAN)
                     msg = (
@@ -867,7 +895,7 @@ class _Read:
                 return None
         if user.role:
             role = self.map_role(user.role, self.users_file, user.line)
-            return _Person(user, role, frozenset({role}), self.users_file, user.line)
+            return _Person(user, role, _role_set(frozenset({role})), self.users_file, user.line)
         if self.delta and _VERSIONS[self.manifest.version]:
             self.roleless[user.key] = user
             msg = (
@@ -1055,6 +1083,10 @@ class _Read:
         orgs.discard("")
         return None if not orgs else self.org in orgs
 
+    def orgs(self, sheet: _Sheet, rows: Iterable[_Row]) -> None:
+        """orgs.csv's ids, into ``self.org_ids``."""
+        self.org_ids.update(sheet.get(row, "sourcedId").strip() for row in rows)
+
     def check_org(self, sheet: _Sheet | None) -> None:
         if self.org is None:
             return
@@ -1067,8 +1099,7 @@ class _Read:
                 return
             msg = "the org filter needs orgs.csv, which the manifest lists as absent"
             raise SourceDataError(msg, file=self.manifest.file, field="file.orgs")
-        ids = {sheet.get(row, "sourcedId").strip() for row in sheet.table.rows}
-        if self.org not in ids:
+        if self.org not in self.org_ids:
             msg = "no org has the sourcedId the org filter names"
             raise SourceDataError(msg, file=sheet.file, field="sourcedId")
 
@@ -1147,21 +1178,26 @@ class _Read:
 
     def run(self, source: str, extracted_at: datetime) -> Reading:
         users_sheet, roles_sheet = self.open_sheets()
-        role_rows: dict[str, list[_RoleRow]] = {}
-        if roles_sheet is not None and roles_sheet.usable:
-            role_rows = self.roles(roles_sheet)
+        role_rows = self.role_rows
         people, leaving = self.people(users_sheet, roles_sheet, role_rows)
         self.reject_files_if_needed()
         self.raise_if_errors()
 
         links = self.links(people, leaving)
         found = links.found
-        kept = {*people, *self.roleless, *self.role_changes}
-        removed = set(leaving)
-        if self.org is not None:
+        if self.org is None:
+            # Each key is in one of the three: a user has a role or not, and a
+            # role change is for a user users.csv does not hold.
+            keys = sorted([*people, *self.roleless, *self.role_changes])
+            removed = set(leaving)
+        else:
             kept, removed, found = self.filter_org(people, links, leaving, role_rows)
+            keys = sorted(kept)
+            del kept
+        # What a user was read as is let go as its record is built: no more than
+        # one of the two is held for most users at once.
         records = tuple(
-            self.record(key, people.get(key), found.get(key, set()), links) for key in sorted(kept)
+            self.record(key, people.pop(key, None), found.pop(key, ()), links) for key in keys
         )
         return self.reading(source, extracted_at, records, removed)
 
@@ -1174,16 +1210,16 @@ class _Read:
             required.append("role")
         if self.org is not None and not v12:
             required.append("orgSourcedIds")
-        users_sheet = self.sheet(USERS, _USER_COLUMNS, required)
+        users_sheet = self.sheet(USERS, _USER_COLUMNS, required, self.users)
         roles_sheet = None
         if self.manifest.roles:
             roles_required = ["userSourcedId", "role"]
             if self.org is not None:
                 roles_required.append("orgSourcedId")
-            roles_sheet = self.sheet(ROLES, ROLE_COLUMNS, roles_required)
+            roles_sheet = self.sheet(ROLES, ROLE_COLUMNS, roles_required, self.roles)
         orgs_sheet = None
         if self.org is not None and self.manifest.orgs:
-            orgs_sheet = self.sheet(ORGS, ORG_COLUMNS, ["sourcedId"])
+            orgs_sheet = self.sheet(ORGS, ORG_COLUMNS, ["sourcedId"], self.orgs)
         if orgs_sheet is not None and not orgs_sheet.usable:
             orgs_sheet = None
         self.check_org(orgs_sheet)
@@ -1200,7 +1236,7 @@ class _Read:
         leaving: dict[str, _User] = {}
         if users_sheet is None or not users_sheet.usable:
             return people, leaving
-        users = self.users(users_sheet)
+        users, self.read_users = self.read_users, []
         roles_file = roles_sheet.file if roles_sheet is not None else None
         self.roles_file = roles_file
         # With roles.csv missing or broken every user would read as having no

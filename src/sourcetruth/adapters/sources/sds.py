@@ -123,6 +123,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 
+from sourcetruth import _build as build
 from sourcetruth.adapters._util import cell, one_phone_per_number
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources._sds_format import (
@@ -136,10 +137,8 @@ from sourcetruth.adapters.sources._sds_format import (
 from sourcetruth.adapters.sources._sds_writer import DEFAULT_ORG, write_files
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
-    Row,
-    Table,
     by_position,
-    read_table,
+    open_table,
     reject_if_needed,
 )
 from sourcetruth.exceptions import (
@@ -154,7 +153,6 @@ from sourcetruth.model import (
     Phone,
     PhoneType,
     Record,
-    Relationship,
     Role,
     Snapshot,
     SnapshotKind,
@@ -279,6 +277,7 @@ class _Relations:
     #: The pupils of each contact, in file order.
     linked: defaultdict[str, list[str]] = field(factory=lambda: defaultdict(list))
     #: The line of each link, by (contact, pupil): notices name lines, never ids.
+    #: Kept only under an org filter, the one reader of it.
     lines: dict[tuple[str, str], int] = field(factory=dict)
     #: Every user named as a contact, usable or not.
     named: set[str] = field(factory=set)
@@ -287,20 +286,16 @@ class _Relations:
 
 
 class _File:
-    """One file's table, its columns by canonical name, and what went wrong in it."""
+    """One file's columns by canonical name, how many rows it had, and what went wrong in it."""
 
-    def __init__(self, name: str, table: Table, columns: Mapping[str, int]) -> None:
+    def __init__(self, name: str, columns: Mapping[str, int]) -> None:
         self.name = name
-        self.table = table
         self.columns = columns
-        self.row_problems: list[SourceDataError] = list(table.problems)
+        self.total_rows = 0
+        self.row_problems: list[SourceDataError] = []
 
-    def cell(self, row: Row, column: str) -> str:
-        return cell(row.cells, self.columns.get(column))
-
-    @property
-    def total_rows(self) -> int:
-        return len(self.table.rows) + self.table.rejected
+    def cell(self, cells: Sequence[str], column: str) -> str:
+        return cell(cells, self.columns.get(column))
 
     @property
     def rejected(self) -> int:
@@ -308,7 +303,15 @@ class _File:
 
 
 class _Reader:
-    """One read of a folder: collects notices and problems, then builds the snapshot."""
+    """One read of a folder: collects notices and problems, then builds the snapshot.
+
+    Each file's rows are read as they are split, and only what the snapshot
+    needs of them is kept: no file's rows are held whole. The files are read
+    in the order orgs, users, roles, relationships, so that each row can be
+    read against what the files before it said. What is found about the rows
+    is noticed in the order it was before they were read this way: each
+    file's loading, then each file's rows, then the roles and the links.
+    """
 
     def __init__(self, adapter: SdsAdapter, extracted_at: datetime) -> None:
         self.adapter = adapter
@@ -316,6 +319,18 @@ class _Reader:
         self.notices: list[Notice] = []
         self.problems: list[SourceDataError] = []
         self.files: dict[str, _File] = {}
+        # Notices about each file's rows, and then about the roles and links they
+        # make, added to the notices once every file is read.
+        self.row_notices: dict[str, list[Notice]] = {name: [] for name in _IDS}
+        self.linking_notices: list[Notice] = []
+        # What the rows are read as.
+        self.parents: dict[str, str] = {}
+        self.users: dict[str, _User] = {}
+        self.duplicated: set[str] = set()
+        self.rows_by_user: dict[str, list[_RoleRow]] = defaultdict(list)
+        self.roles: dict[str, tuple[Role, _RoleRow | None]] = {}
+        self.relations = _Relations()
+        self._user_rows: dict[str, list[_User]] = {}
 
     # -- files and headers
 
@@ -361,57 +376,88 @@ class _Reader:
         except OSError as error:
             msg = f"cannot read {path}: {error.strerror or error}"
             raise AdapterError(msg, retryable=True) from None
+        notices, problems = len(self.notices), len(self.problems)
         try:
-            table = read_table(
-                data,
-                file=name,
-                allow_cp1252=self.adapter.allow_cp1252,
-                column_name=_known(name),
-            )
-        except RejectedFileError as error:
-            self.problems.extend(error.problems)
-            return
-        except SourceDataError as error:  # an EncodingError: the bytes are not text
-            self.problems.append(error)
-            return
+            self._read_file(name, data)
+        except (RejectedFileError, SourceDataError) as error:
+            # A file that cannot be split (or decoded) is that one problem:
+            # nothing else found in it counts.
+            del self.notices[notices:], self.problems[problems:]
+            self.row_notices[name].clear()
+            self.files.pop(name, None)
+            if isinstance(error, RejectedFileError):
+                self.problems.extend(error.problems)
+            else:  # an EncodingError: the bytes are not text
+                self.problems.append(error)
+
+    def _read_file(self, name: str, data: bytes) -> None:
+        stream = open_table(
+            data,
+            file=name,
+            allow_cp1252=self.adapter.allow_cp1252,
+            column_name=_known(name),
+        )
         if self.adapter.allow_cp1252 and _is_cp1252(data):
             self.notices.append(
                 Notice("cp1252", "the file is not UTF-8; it was read as cp1252", file=name)
             )
-        columns = self._columns(name, table)
-        if columns is not None:
-            self.files[name] = _File(name, table, columns)
-            self._line_breaks(name, table, columns)
-
-    def _line_breaks(self, name: str, table: Table, columns: Mapping[str, int]) -> None:
-        """A ``line-break`` notice for each cell that holds one (SDS forbids them)."""
+        del data  # the stream holds it while it is split, and not after
+        columns = self._columns(name, stream.header)
+        if columns is None:
+            for _ in stream:
+                pass
+            return
+        file = _File(name, columns)
+        # Looked up here, not kept on self: bound methods held there would make
+        # the reader a cycle, alive (with all it read) until a collection.
+        read_row = {
+            ORGS: self._org_row,
+            USERS: self._user_row,
+            ROLES: self._role_row,
+            RELATIONSHIPS: self._link_row,
+        }[name]
+        line_breaks = self._line_breaks
         names = {index: column for column, index in columns.items()}
-        for row in table.rows:
-            for index, text in enumerate(row.cells):
-                if index not in names or ("\n" not in text and "\r" not in text):
-                    continue  # an unknown column is ignored, so its cells are not read
-                self.notices.append(
-                    Notice(
-                        "line-break",
-                        "a cell holds a line break, which SDS does not allow; kept as written",
-                        file=name,
-                        line=row.line,
-                        field=names[index],
-                    )
-                )
+        for line, cells in stream:
+            line_breaks(name, line, cells, names)
+            read_row(file, line, cells)
+        file.total_rows = stream.rows + stream.rejected
+        file.row_problems[:0] = stream.problems
+        self.files[name] = file
+        if name == USERS:
+            self._users_end(file)
+        elif name == ROLES:
+            self._roles_end(file)
 
-    def _columns(self, name: str, table: Table) -> dict[str, int] | None:
-        if not table.header:
+    def _line_breaks(
+        self, name: str, line: int, cells: Sequence[str], names: Mapping[int, str]
+    ) -> None:
+        """A ``line-break`` notice for each cell that holds one (SDS forbids them)."""
+        for index, text in enumerate(cells):
+            if index not in names or ("\n" not in text and "\r" not in text):
+                continue  # an unknown column is ignored, so its cells are not read
+            self.notices.append(
+                Notice(
+                    "line-break",
+                    "a cell holds a line break, which SDS does not allow; kept as written",
+                    file=name,
+                    line=line,
+                    field=names[index],
+                )
+            )
+
+    def _columns(self, name: str, header: Sequence[str]) -> dict[str, int] | None:
+        if not header:
             self.problems.append(SourceDataError("the file is empty: it has no header", file=name))
             return None
         known = _known(name)
         columns: dict[str, int] = {}
         failed = False
-        for index, raw in enumerate(table.header):
-            header = raw.strip()
-            if not header:
+        for index, raw in enumerate(header):
+            header_cell = raw.strip()
+            if not header_cell:
                 continue
-            canonical = known(header)
+            canonical = known(header_cell)
             if canonical is None:
                 # The header is not named: in a file without a header row it
                 # would be someone's data.
@@ -430,7 +476,7 @@ class _Reader:
                 self.problems.append(SourceDataError(msg, file=name, line=1, field=canonical))
                 failed = True
                 continue
-            if header != canonical:
+            if header_cell != canonical:
                 self.notices.append(
                     Notice(
                         "header-case",
@@ -452,91 +498,82 @@ class _Reader:
 
     # -- rows
 
-    def _id(self, file: _File, row: Row, column: str) -> str:
-        raw = file.cell(row, column)
+    def _id(self, file: _File, line: int, cells: Sequence[str], column: str) -> str:
+        raw = file.cell(cells, column)
         value = raw.strip()
         if value != raw and value:
-            self.notices.append(
+            self.row_notices[file.name].append(
                 Notice(
                     "id-whitespace",
                     "spaces around an id were removed",
                     file=file.name,
-                    line=row.line,
+                    line=line,
                     field=column,
                 )
             )
         return value
 
-    def _ids(self, file: _File, row: Row) -> dict[str, str] | None:
-        """The id cells of *row*, or None (and a row problem) when one is empty."""
-        values: dict[str, str] = {}
+    def _ids(self, file: _File, line: int, cells: Sequence[str]) -> list[str] | None:
+        """The row's id cells in ``_IDS`` order; None (and a row problem) when one is empty."""
+        values: list[str] = []
         for column in _IDS[file.name]:
-            value = self._id(file, row, column)
+            value = self._id(file, line, cells, column)
             if not value:
                 file.row_problems.append(
                     SourceDataError(
-                        f"the row has no {column}", file=file.name, line=row.line, field=column
+                        f"the row has no {column}", file=file.name, line=line, field=column
                     )
                 )
                 return None
-            values[column] = value
+            values.append(value)
         return values
 
-    def _orgs(self) -> dict[str, str]:
-        """Org id to parent id ('' for none)."""
-        file = self.files.get(ORGS)
-        if file is None:
-            return {}
-        parents: dict[str, str] = {}
-        for row in file.table.rows:
-            ids = self._ids(file, row)
-            if ids is None:
-                continue
-            key = ids["sourcedId"]
-            if key in parents:
-                self.notices.append(
-                    Notice(
-                        "duplicate-org",
-                        "the org appears twice; its first row was used",
-                        file=ORGS,
-                        line=row.line,
-                        field="sourcedId",
-                    )
-                )
-                continue
-            parents[key] = self._id(file, row, "parentSourcedId")
-        return parents
-
-    def _users(self) -> tuple[dict[str, _User], set[str]]:
-        """Usable users by key, and the keys whose rows were rejected as duplicates."""
-        file = self.files.get(USERS)
-        if file is None:
-            return {}, set()
-        by_key: dict[str, list[_User]] = defaultdict(list)
-        for row in file.table.rows:
-            ids = self._ids(file, row)
-            if ids is None:
-                continue
-            key = ids["sourcedId"]
-            by_key[key].append(
-                _User(
-                    row.line,
-                    key,
-                    file.cell(row, "givenName"),
-                    file.cell(row, "familyName"),
-                    file.cell(row, "email"),
-                    file.cell(row, "phone"),
-                    file.cell(row, "sms"),
+    def _org_row(self, file: _File, line: int, cells: list[str]) -> None:
+        """An org's parent ('' for none); an org's second row is noticed and skipped."""
+        ids = self._ids(file, line, cells)
+        if ids is None:
+            return
+        key = ids[0]
+        if key in self.parents:
+            self.row_notices[ORGS].append(
+                Notice(
+                    "duplicate-org",
+                    "the org appears twice; its first row was used",
+                    file=ORGS,
+                    line=line,
+                    field="sourcedId",
                 )
             )
-        users: dict[str, _User] = {}
-        duplicated: set[str] = set()
-        for key, found in by_key.items():
-            if len(found) == 1:
-                users[key] = found[0]
-                continue
-            # Which row is the person is not ours to choose: reject them all.
-            duplicated.add(key)
+            return
+        self.parents[key] = self._id(file, line, cells, "parentSourcedId")
+
+    def _user_row(self, file: _File, line: int, cells: list[str]) -> None:
+        ids = self._ids(file, line, cells)
+        if ids is None:
+            return
+        key = ids[0]
+        user = _User(
+            line,
+            key,
+            file.cell(cells, "givenName"),
+            file.cell(cells, "familyName"),
+            file.cell(cells, "email"),
+            file.cell(cells, "phone"),
+            file.cell(cells, "sms"),
+        )
+        users, repeated = self.users, self._user_rows
+        if key in repeated:
+            repeated[key].append(user)
+        elif key in users:
+            repeated[key] = [users.pop(key), user]
+        else:
+            users[key] = user
+
+    def _users_end(self, file: _File) -> None:
+        """Reject every row of a key on several: which row is the person is not ours to choose."""
+        # In the order of each key's first row, as the keys were first seen.
+        for key, found in sorted(self._user_rows.items(), key=lambda item: item[1][0].line):
+            self.duplicated.add(key)
             for user in found:
                 file.row_problems.append(
                     SourceDataError(
@@ -546,61 +583,72 @@ class _Reader:
                         field="sourcedId",
                     )
                 )
-        return users, duplicated
+        self._user_rows = {}
 
-    def _roles(self) -> list[_RoleRow]:
-        file = self.files.get(ROLES)
-        if file is None:
-            return []
-        found: list[_RoleRow] = []
-        for row in file.table.rows:
-            ids = self._ids(file, row)
-            if ids is None:
-                continue
-            primary_text = file.cell(row, "isPrimary").strip()
-            primary: bool | None = None
-            if primary_text.casefold() in ("true", "false"):
-                primary = primary_text.casefold() == "true"
-            elif primary_text:
-                self.notices.append(
-                    Notice(
-                        "bad-boolean",
-                        "isPrimary is neither TRUE nor FALSE; it was ignored",
-                        file=ROLES,
-                        line=row.line,
-                        field="isPrimary",
-                    )
-                )
-            found.append(
-                _RoleRow(
-                    row.line,
-                    ids["userSourcedId"],
-                    ids["orgSourcedId"],
-                    ids["role"],
-                    file.cell(row, "grade"),
-                    primary,
+    def _role_row(self, file: _File, line: int, cells: list[str]) -> None:
+        ids = self._ids(file, line, cells)
+        if ids is None:
+            return
+        primary_text = file.cell(cells, "isPrimary").strip()
+        primary: bool | None = None
+        if primary_text.casefold() in ("true", "false"):
+            primary = primary_text.casefold() == "true"
+        elif primary_text:
+            self.row_notices[ROLES].append(
+                Notice(
+                    "bad-boolean",
+                    "isPrimary is neither TRUE nor FALSE; it was ignored",
+                    file=ROLES,
+                    line=line,
+                    field="isPrimary",
                 )
             )
-        return found
-
-    def _links(self) -> list[_Link]:
-        file = self.files.get(RELATIONSHIPS)
-        if file is None:
-            return []
-        found: list[_Link] = []
-        for row in file.table.rows:
-            ids = self._ids(file, row)
-            if ids is None:
-                continue
-            found.append(
-                _Link(
-                    row.line,
-                    ids["userSourcedId"],
-                    ids["relationshipUserSourcedId"],
-                    ids["relationshipRole"],
+        user_key, org, role = ids
+        user = self.users.get(user_key)
+        if user is None:
+            why = "was rejected" if user_key in self.duplicated else "is not usable"
+            self.linking_notices.append(
+                Notice(
+                    "unknown-user",
+                    f"a role for a user whose users.csv row {why}; skipped",
+                    file=ROLES,
+                    line=line,
+                    field="userSourcedId",
                 )
             )
-        return found
+            return
+        if self.parents and org not in self.parents:
+            self.linking_notices.append(
+                Notice(
+                    "unknown-org",
+                    "a role in an org that orgs.csv does not list",
+                    file=ROLES,
+                    line=line,
+                    field="orgSourcedId",
+                )
+            )
+        self.rows_by_user[user.key].append(
+            _RoleRow(line, user.key, org, role, file.cell(cells, "grade"), primary)
+        )
+
+    def _roles_end(self, file: _File) -> None:
+        """Each user's role, from its rows; the rows themselves are kept for an org filter only."""
+        self.roles = {key: self._role_of(rows) for key, rows in self.rows_by_user.items()}
+        if self.adapter.org is None:
+            self.rows_by_user = {}
+
+    def _link_row(self, file: _File, line: int, cells: list[str]) -> None:
+        ids = self._ids(file, line, cells)
+        if ids is None:
+            return
+        pupil, contact, role = ids
+        # The users' own keys, one string for both: a link's ids are the same text.
+        users = self.users
+        if pupil in users:
+            pupil = users[pupil].key
+        if contact in users:
+            contact = users[contact].key
+        self._relate(_Link(line, pupil, contact, role))
 
     def _check_rejects(self) -> None:
         for file in self.files.values():
@@ -624,7 +672,7 @@ class _Reader:
         for row in rows:
             mapped = _ROLE_MAP.get(row.role.casefold())
             if mapped is None:
-                self.notices.append(
+                self.linking_notices.append(
                     Notice(
                         "unknown-role",
                         "a role that SDS v2.1 does not define; read as 'other'",
@@ -647,7 +695,7 @@ class _Reader:
         preferred = [row for row in chosen if row.primary] or chosen
         if len(distinct) > 1:
             # Named by the line of the row whose role was used, never by the user's id.
-            self.notices.append(
+            self.linking_notices.append(
                 Notice(
                     "role-conflict",
                     f"the user has roles of different kinds; read as {role.value}",
@@ -657,7 +705,7 @@ class _Reader:
                 )
             )
         if role is Role.PUPIL and len({row.grade for row in chosen}) > 1:
-            self.notices.append(
+            self.linking_notices.append(
                 Notice(
                     "grade-conflict",
                     "the pupil has several grades; that of its primary (else first) row was used",
@@ -669,26 +717,29 @@ class _Reader:
         return role, preferred[0]
 
     def _link_notice(self, code: str, message: str, link: _Link, field: str) -> None:
-        self.notices.append(Notice(code, message, file=RELATIONSHIPS, line=link.line, field=field))
+        self.linking_notices.append(
+            Notice(code, message, file=RELATIONSHIPS, line=link.line, field=field)
+        )
 
     def read(self) -> Reading:
         folder = self._load_files()
-        orgs = self._orgs()
-        users, duplicated = self._users()
-        role_rows = self._roles()
-        links = self._links()
+        for name in _IDS:
+            self.notices.extend(self.row_notices[name])
         self._check_rejects()
-        scope = self._scope(orgs)
+        scope = self._scope(self.parents)
         self._raise_if_problems(folder)
-        rows_by_user = self._rows_by_user(role_rows, users, duplicated, orgs)
-        roles = {key: self._role_of(rows) for key, rows in rows_by_user.items()}
-        relations = self._relations(links, users, roles)
-        kept = self._kept(users, roles, rows_by_user, relations, scope)
+        self.notices.extend(self.linking_notices)
+        users, roles, relations = self.users, self.roles, self.relations
+        kept = self._kept(users, roles, self.rows_by_user, relations, scope)
         held = self._held(kept, roles, relations, users)
-        records = [
-            Record(key, self._data(users[key], roles.get(key), relations.linked.get(key)))
-            for key in sorted(kept - held)
-        ]
+        keys = sorted(kept - held)
+        del kept
+        # What a user was read as is let go as its record is built.
+        linked = relations.linked
+        records = tuple(
+            build.record(key, self._data(users.pop(key), roles.get(key), linked.pop(key, None)))
+            for key in keys
+        )
         return self._reading(records, held)
 
     def _load_files(self) -> Path:
@@ -722,61 +773,23 @@ class _Reader:
             )
             raise RejectedFileError(msg, self.problems, file=only)
 
-    def _rows_by_user(
-        self,
-        role_rows: Sequence[_RoleRow],
-        users: Mapping[str, _User],
-        duplicated: set[str],
-        orgs: Mapping[str, str],
-    ) -> dict[str, list[_RoleRow]]:
-        """The role rows of each usable user; a row of any other user is skipped."""
-        rows_by_user: dict[str, list[_RoleRow]] = defaultdict(list)
-        for row in role_rows:
-            if row.user not in users:
-                why = "was rejected" if row.user in duplicated else "is not usable"
-                self.notices.append(
-                    Notice(
-                        "unknown-user",
-                        f"a role for a user whose users.csv row {why}; skipped",
-                        file=ROLES,
-                        line=row.line,
-                        field="userSourcedId",
-                    )
-                )
-                continue
-            if orgs and row.org not in orgs:
-                self.notices.append(
-                    Notice(
-                        "unknown-org",
-                        "a role in an org that orgs.csv does not list",
-                        file=ROLES,
-                        line=row.line,
-                        field="orgSourcedId",
-                    )
-                )
-            rows_by_user[row.user].append(row)
-        return rows_by_user
-
-    def _relations(
-        self, links: Sequence[_Link], users: Mapping[str, _User], roles: _Roles
-    ) -> _Relations:
-        """The guardian links, on the contact, in file order; every other link is skipped."""
-        relations = _Relations()
-        for link in links:
-            relations.named.add(link.contact)
-            if link.pupil == link.contact:
-                self._link_notice(
-                    "relationship-self",
-                    "a user related to itself; skipped",
-                    link,
-                    "relationshipUserSourcedId",
-                )
-            elif self._missing_ends(link, users):
-                relations.touched_missing.add(link.contact)
-            elif self._usable(link, roles, relations.linked):
-                relations.linked[link.contact].append(link.pupil)
+    def _relate(self, link: _Link) -> None:
+        """A guardian link, on the contact, in file order; any other link is skipped."""
+        relations = self.relations
+        relations.named.add(link.contact)
+        if link.pupil == link.contact:
+            self._link_notice(
+                "relationship-self",
+                "a user related to itself; skipped",
+                link,
+                "relationshipUserSourcedId",
+            )
+        elif self._missing_ends(link, self.users):
+            relations.touched_missing.add(link.contact)
+        elif self._usable(link, self.roles, relations.linked):
+            relations.linked[link.contact].append(link.pupil)
+            if self.adapter.org is not None:
                 relations.lines[link.contact, link.pupil] = link.line
-        return relations
 
     def _missing_ends(self, link: _Link, users: Mapping[str, _User]) -> bool:
         """Whether an end of *link* has no usable users.csv row (a notice for each)."""
@@ -955,23 +968,24 @@ class _Reader:
             grade = row.grade if row is not None and role is Role.PUPIL else ""
         phones: list[Phone] = []
         if user.sms.strip():
-            phones.append(Phone(user.sms, PhoneType.MOBILE))
+            phones.append(build.phone(user.sms, PhoneType.MOBILE))
         if user.phone.strip():
-            phones.append(Phone(user.phone, PhoneType.HOME))
+            phones.append(build.phone(user.phone, PhoneType.HOME))
         emails: tuple[Email, ...] = ()
         if user.email.strip():
             kind = EmailType.WORK if role is Role.STAFF else EmailType.HOME
-            emails = (Email(user.email, kind),)
-        return ContactData(
-            given_name=user.given_name,
-            family_name=user.family_name,
-            role=role,
-            phones=one_phone_per_number(phones),
-            emails=emails,
+            emails = (build.email(user.email, kind),)
+        return build.contact_data(
+            user.given_name,
+            user.family_name,
+            role,
+            one_phone_per_number(phones),
+            emails,
             # By the pupil's key, not its record id: Relationship's own rule,
             # and how the merge and the test strategies match guardians to pupils.
-            relationships=tuple(Relationship(p) for p in pupils or ()),
-            year_group=grade,
+            tuple(build.relationship(p) for p in pupils or ()),
+            grade,
+            "",
         )
 
 

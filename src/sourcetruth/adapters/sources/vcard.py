@@ -1744,7 +1744,10 @@ def parse_vcards(
         entries.append(Record(key, read.data))
         notices.extend(attrs.evolve(n, key=key) for n in (*extra, *read.notices))
     notices += skipped
-    return AddressBookReading(entries, notices)
+    # The keys taken are let go before the lists become the reading's tuples:
+    # for a file of tiny cards they cost more than a list's copy.
+    del taken, suffixes
+    return AddressBookReading(tuple(entries), tuple(notices))
 
 
 def _derive_key(
