@@ -42,7 +42,9 @@ __all__ = [
     "SyncsAt",
     "last_data",
     "origin_provenance",
+    "origin_sync",
     "overrides_at",
+    "provenance_of",
     "record_provenance",
     "resolve_history",
     "resolve_id",
@@ -203,20 +205,38 @@ def origin_provenance(
     *syncs_at* keeps, across the calls of one reader at one time, the
     latest sync of each source that it looked up.
     """
+    if isinstance(origin, SourceOrigin) and syncs_at is None:
+        source, key, version, before = origin
+        sync = _reading_sync(book, source, version, at, before)
+        return _version_provenance(source, key, version, sync)
+    syncs = {} if syncs_at is None else syncs_at
+    return provenance_of(origin, origin_sync(book, origin, at, syncs))
+
+
+def origin_sync(book: Book, origin: Origin, at: datetime, syncs_at: SyncsAt) -> SyncRecord | None:
+    """The sync that the provenance of *origin* as of *at* names (None: its own merge, or none).
+
+    All that :func:`provenance_of` needs from the book: a reader may look
+    it up now and build the provenance later, from the two alone.
+    """
+    if not isinstance(origin, SourceOrigin):
+        return None
+    source, _, version, before = origin
+    if (source, before) in syncs_at:
+        sync = syncs_at[source, before]
+    else:
+        sync = syncs_at[source, before] = _latest_sync(book, source, at, before)
+    if sync is not None and sync.seq < version.sync:
+        return None
+    return sync
+
+
+def provenance_of(origin: Origin, sync: SyncRecord | None) -> Provenance:
+    """The provenance of a value from *origin*, naming *sync* (from :func:`origin_sync`)."""
     if origin is None:
         return DEFAULT_PROVENANCE
     if isinstance(origin, SourceOrigin):
-        source, key, version, before = origin
-        if syncs_at is None:
-            sync = _reading_sync(book, source, version, at, before)
-        else:
-            if (source, before) in syncs_at:
-                sync = syncs_at[source, before]
-            else:
-                sync = syncs_at[source, before] = _latest_sync(book, source, at, before)
-            if sync is not None and sync.seq < version.sync:
-                sync = None
-        return _version_provenance(source, key, version, sync)
+        return _version_provenance(origin.source, origin.key, origin.version, sync)
     return override_provenance(origin)
 
 
