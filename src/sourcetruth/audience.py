@@ -209,10 +209,14 @@ def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
 
 def _select_by_index(rule: Rule, effective: EffectiveCache, index: ViewIndex) -> set[str]:
     """:func:`_select`, reading only the entries *index* gives, each checked as a scan would."""
-    matching = _matching(rule, effective.held(index.select(*_selectors(rule))))
     if not rule.guardians_of:
+        matching = _matching(rule, effective.held(index.select(*_selectors(rule))))
         return {cid for cid, _ in matching}
-    pupil_records = {rid for _, e in matching for rid in e.records}
+    # Of the pupils, only their records are needed: read as such, but for those to check.
+    records, check = index.selected_records(*_selectors(rule))
+    pupil_records = {rid for found in records.values() for rid in found}
+    checked = _matching(rule, effective.held(check))
+    pupil_records.update(rid for _, e in checked for rid in e.records)
     named_by = index.naming(split_record_id(rid) for rid in sorted(pupil_records))
     return _guardians(rule, pupil_records, effective.held(named_by))
 
@@ -412,11 +416,16 @@ class EffectiveCache:
 
         An entry past its ``valid_until`` is answered from history, as a scan answers it.
         """
-        found = {}
-        for cid in candidates:
-            entry = self.entry(cid)
-            if entry is not None:
-                found[cid] = entry
+        found: dict[str, CurrentContact] = {}
+        at = self.at
+        for cid, entry in candidates.items():
+            if entry.valid_until is not None and at >= entry.valid_until:
+                held = self.entry(cid)
+                if held is None:
+                    continue
+                entry = held
+            found[cid] = entry
+        self._held.update(found)
         return found
 
     def provenance(self, entry: CurrentContact, field_name: str) -> Provenance:
