@@ -29,7 +29,7 @@ from sourcetruth import (
     merge,
     plan,
 )
-from sourcetruth.messages import Plan
+from sourcetruth.messages import Plan, _Sourcing
 from sourcetruth.model import ADDRESS_FIELDS
 from sourcetruth.serialise import converter
 
@@ -88,10 +88,12 @@ class TestProvenanceBuiltOnRead:
     """Laziness changes when the provenance is built, never what it is."""
 
     def test_a_plan_leaves_provenance_unbuilt_until_read(self) -> None:
-        """Before a read the slot holds where each address came from; after, the Provenance."""
+        """Before a read the slot holds where each address came from; after, the Provenances."""
         delivery = planned().deliveries[0]
         assert delivery.contact_ids == ("mis:G1", "mis:G2")
-        assert all(type(pair) is tuple for pair in unbuilt(delivery))  # type: ignore[attr-defined]
+        sourcing, origins = unbuilt(delivery)  # type: ignore[misc]
+        assert isinstance(sourcing, _Sourcing)
+        assert [o.key for o in origins] == ["G1", "G2"]
         built = delivery.provenance
         assert unbuilt(delivery) is built
         assert delivery.provenance is built

@@ -16,6 +16,7 @@ depends on the time asked about, and most readers never ask.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final, NamedTuple, TypeAlias
 
@@ -41,6 +42,7 @@ __all__ = [
     "SourceOrigin",
     "SyncsAt",
     "last_data",
+    "latest_sync",
     "origin_provenance",
     "origin_sync",
     "overrides_at",
@@ -143,7 +145,14 @@ def record_provenance(
 
 def _latest_sync(book: Book, source: str, at: datetime, before: int | None) -> SyncRecord | None:
     """The latest sync of *source* at *at*, before merge *before* if it is given."""
-    syncs = book.syncs.get(source, ())
+    return latest_sync(book.syncs, source, at, before)
+
+
+def latest_sync(
+    of: Mapping[str, tuple[SyncRecord, ...]], source: str, at: datetime, before: int | None
+) -> SyncRecord | None:
+    """The latest sync of *source* among a book's syncs *of* at *at*, before merge *before*."""
+    syncs = of.get(source, ())
     if before is not None:
         syncs = syncs[: bisect_left(syncs, before, key=lambda s: s.seq)]
     return at_or_before(syncs, at, lambda s: s.applied_at)
@@ -210,14 +219,16 @@ def origin_provenance(
         sync = _reading_sync(book, source, version, at, before)
         return _version_provenance(source, key, version, sync)
     syncs = {} if syncs_at is None else syncs_at
-    return provenance_of(origin, origin_sync(book, origin, at, syncs))
+    return provenance_of(origin, origin_sync(book.syncs, origin, at, syncs))
 
 
-def origin_sync(book: Book, origin: Origin, at: datetime, syncs_at: SyncsAt) -> SyncRecord | None:
+def origin_sync(
+    of: Mapping[str, tuple[SyncRecord, ...]], origin: Origin, at: datetime, syncs_at: SyncsAt
+) -> SyncRecord | None:
     """The sync that the provenance of *origin* as of *at* names (None: its own merge, or none).
 
-    All that :func:`provenance_of` needs from the book: a reader may look
-    it up now and build the provenance later, from the two alone.
+    All that :func:`provenance_of` needs besides the origin, from a book's
+    syncs *of* (which a book holds in memory, whatever its store).
     """
     if not isinstance(origin, SourceOrigin):
         return None
@@ -225,7 +236,7 @@ def origin_sync(book: Book, origin: Origin, at: datetime, syncs_at: SyncsAt) -> 
     if (source, before) in syncs_at:
         sync = syncs_at[source, before]
     else:
-        sync = syncs_at[source, before] = _latest_sync(book, source, at, before)
+        sync = syncs_at[source, before] = latest_sync(of, source, at, before)
     if sync is not None and sync.seq < version.sync:
         return None
     return sync

@@ -532,12 +532,9 @@ def _recipient(
     return made
 
 
-#: Where a value came from, with the sync its provenance names: all a provenance is built from.
-Sourced = tuple[Origin, SyncRecord | None]
-
-#: Everyone one address reaches: the address, their ids, where the address came from for each,
-#: and the first of them.
-Reached = tuple[str, tuple[str, ...], tuple[Sourced, ...], CurrentContact]
+#: Everyone one address reaches: the address, their ids, where the address came from for each
+#: (see :func:`provenances`), and the first of them.
+Reached = tuple[str, tuple[str, ...], tuple[Origin, ...], CurrentContact]
 
 
 def reached(
@@ -547,7 +544,6 @@ def reached(
 
     Addresses come in the order of their first contact's id.
     """
-    book, at = effective.book, effective.at
     unreachable: list[Unreachable] = []
     by_address: dict[str, list[CurrentContact]] = {}
     email = channel is Channel.EMAIL
@@ -565,33 +561,32 @@ def reached(
             by_address[address] = [entry]
         else:
             found_for.append(entry)
-    # Where the address field of each contact reached came from, and the sync its
-    # provenance names, looked up now; the provenance itself is built by who asks for it.
+    # Where the address field of each contact reached came from: its provenance is
+    # built by who asks for it (provenances).
     index = FIELDS.index(ADDRESS_FIELDS[channel])
-    syncs = effective.syncs_at
     found: list[Reached] = []
     add = found.append
     for address, entries in by_address.items():
+        first = entries[0]
         if len(entries) == 1:
-            first = entries[0]
-            origin = first.origins[index]
-            add((address, (first.id,), ((origin, origin_sync(book, origin, at, syncs)),), first))
+            add((address, (first.id,), (first.origins[index],), first))
         else:
-            origins = [e.origins[index] for e in entries]
-            add(
-                (
-                    address,
-                    tuple([e.id for e in entries]),
-                    tuple([(o, origin_sync(book, o, at, syncs)) for o in origins]),
-                    entries[0],
-                )
-            )
+            ids = tuple([e.id for e in entries])
+            add((address, ids, tuple([e.origins[index] for e in entries]), first))
     return found, unreachable
 
 
-def provenances(sourced: tuple[Sourced, ...]) -> tuple[Provenance, ...]:
-    """The provenance of each value *sourced* names (from :func:`reached`)."""
-    return tuple([provenance_of(origin, sync) for origin, sync in sourced])
+def provenances(
+    syncs: Mapping[str, tuple[SyncRecord, ...]],
+    origins: tuple[Origin, ...],
+    at: datetime,
+    syncs_at: SyncsAt,
+) -> tuple[Provenance, ...]:
+    """The provenance as of *at* of each value from *origins*, given the book's *syncs*.
+
+    *syncs_at* keeps the syncs looked up, across the calls of one reader.
+    """
+    return tuple([provenance_of(o, origin_sync(syncs, o, at, syncs_at)) for o in origins])
 
 
 def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
@@ -603,8 +598,13 @@ def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> 
         channel,
         effective.at,
         tuple(
-            _recipient(channel, address, ids, provenances(sourced))
-            for address, ids, sourced, _ in found
+            _recipient(
+                channel,
+                address,
+                ids,
+                provenances(effective.book.syncs, origins, effective.at, effective.syncs_at),
+            )
+            for address, ids, origins, _ in found
         ),
         tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason))),
     )

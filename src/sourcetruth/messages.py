@@ -14,25 +14,25 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._history import Origin, SyncsAt
 from sourcetruth._util import to_tuple
 from sourcetruth.audience import (
     Audience,
     EffectiveCache,
-    Sourced,
     Unreachable,
     named,
     provenances,
     reached,
 )
 from sourcetruth.exceptions import UsageError
-from sourcetruth.model import Book, Channel, Provenance, Rule, utc
+from sourcetruth.model import Book, Channel, Provenance, Rule, SyncRecord, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -177,15 +177,32 @@ class Delivery:
         )
 
 
+class _Sourcing:
+    """What building a plan's provenance needs later: the book's syncs and the plan's time.
+
+    The syncs a book holds in memory whatever its store (never the rows of
+    a file), and the lookups made so far, shared by the plan's deliveries.
+    """
+
+    __slots__ = ("at", "found", "syncs")
+
+    def __init__(self, syncs: Mapping[str, tuple[SyncRecord, ...]], at: datetime) -> None:
+        self.syncs, self.at = syncs, at
+        self.found: SyncsAt = {}
+
+    def provenances(self, origins: tuple[Origin, ...]) -> tuple[Provenance, ...]:
+        return provenances(self.syncs, origins, self.at, self.found)
+
+
 class _BuiltOnRead:
     """``Delivery.provenance``: its slot, whose value a plan leaves unbuilt until first read.
 
     A plan of every guardian would otherwise build a provenance per contact
     reached that no one may look at (a count, a dry run's total). Unbuilt,
-    the slot holds where each address came from (:data:`~sourcetruth.audience.Sourced`
-    pairs, tuples, where a built one holds :class:`Provenance` objects); a
-    reader of the attribute, an equality, a hash or a serialisation gets the
-    same tuple as if it had been built with the plan, which is then kept.
+    the slot holds a pair: the plan's :class:`_Sourcing` and the origin of
+    each address; a reader of the attribute, an equality, a hash or a
+    serialisation gets the same tuple as if it had been built with the plan,
+    which is then kept.
     """
 
     def __init__(self, slot: Any) -> None:
@@ -195,8 +212,8 @@ class _BuiltOnRead:
         if instance is None:
             return self
         value = self._slot.__get__(instance, owner)
-        if value and type(value[0]) is tuple:
-            value = provenances(value)
+        if value and type(value[0]) is _Sourcing:
+            value = value[0].provenances(value[1])
             self._slot.__set__(instance, value)
         return value
 
@@ -277,13 +294,12 @@ def _delivery(
     channel: Channel,
     address: str,
     contact_ids: tuple[str, ...],
-    provenance: tuple[Provenance, ...] | tuple[Sourced, ...],
+    provenance: tuple[Provenance, ...] | tuple[_Sourcing, tuple[Origin, ...]],
     name: str,
 ) -> Delivery:
     """A Delivery of values already checked and already tuples: a plan makes one per address.
 
-    Its provenance may be left unbuilt (:data:`~sourcetruth.audience.Sourced`
-    pairs), to be built when first read.
+    Its provenance may be left unbuilt (see :class:`_BuiltOnRead`), to be built when first read.
     """
     made: Delivery = _new(Delivery)
     _key_of(made, key)
@@ -322,6 +338,7 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
     # One plan asks for the same people several times (audience, each channel,
     # names): each effective contact is computed once.
     effective = EffectiveCache(book, policy, at)
+    sourcing = _Sourcing(book.syncs, at)
     waiting, absent = _audience(message, effective)
     deliveries: list[Delivery] = []
     unreachable: list[tuple[Channel, Unreachable]] = []
@@ -340,10 +357,10 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
                 channel,
                 address,
                 ids,
-                sourced,
+                (sourcing, origins),
                 f"{first.data.given_name} {first.data.family_name}".strip(),
             )
-            for address, ids, sourced, first in found
+            for address, ids, origins, first in found
         ]
         unreachable += [(channel, u) for u in missing]
         if message.mode is SendMode.FIRST and channel is not message.channels[-1]:
