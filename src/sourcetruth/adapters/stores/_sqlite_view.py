@@ -22,16 +22,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from json.scanner import make_scanner
 from typing import Any, Final, cast
 
+from sourcetruth._build import contact_data
 from sourcetruth._history import SourceOrigin
 from sourcetruth._overlay import changed_keys, root_of
 from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table
 from sourcetruth.exceptions import ConflictError, SourceDataError
 from sourcetruth.model import (
     Book,
-    ContactData,
     Email,
     EmailType,
     Override,
@@ -241,39 +242,62 @@ def decode(contact_id: str, text: str, stamps: Stamps | None = None) -> CurrentC
         departed_at,
         valid_until,
     ) = _parsed(text)
-    data: ContactData = _new(ContactData)
-    _set(data, "given_name", given)
-    _set(data, "family_name", family)
-    _set(data, "role", _ROLES[role])
-    _set(data, "phones", tuple([_phone(*p) for p in phones]) if phones else ())
-    _set(data, "emails", tuple([_email(*e) for e in emails]) if emails else ())
-    _set(data, "relationships", tuple([_relationship(*r) for r in relationships]))
-    _set(data, "year_group", year_group)
-    _set(data, "registration_group", registration_group)
+    data = contact_data(
+        given,
+        family,
+        _ROLES[role],
+        tuple([_phone(*p) for p in phones]) if phones else (),
+        tuple([_email(*e) for e in emails]) if emails else (),
+        tuple([_relationship(*r) for r in relationships]),
+        year_group,
+        registration_group,
+    )
     overrides: tuple[Override, ...] = (
         converter.structure(overrides_raw, tuple[Override, ...]) if overrides_raw else ()
     )
     made = [
         overrides[o]
         if isinstance(o, int)
-        else SourceOrigin(o[0], o[1], _stamp(stamps, o[2], o[3], o[4], o[5]), o[6])
+        else _source_origin((o[0], o[1], _stamp(stamps, o[2], o[3], o[4], o[5]), o[6]))
         for o in distinct
     ]
     entry: CurrentContact = _new(CurrentContact)
-    _set(entry, "id", contact_id)
-    _set(entry, "home", home)
-    _set(entry, "data", data)
-    _set(entry, "origins", tuple([None if i < 0 else made[i] for i in fields]))
-    _set(entry, "phones", tuple(normal_phones))
-    _set(entry, "emails", tuple(normal_emails))
-    _set(entry, "year_group", year_group.strip())
-    _set(entry, "registration_group", registration_group.strip())
-    _set(entry, "relationships_source", relationships_source)
-    _set(entry, "records", tuple(records))
-    _set(entry, "overrides", overrides)
-    _set(entry, "departed_at", None if departed_at is None else _fromiso(departed_at))
-    _set(entry, "valid_until", None if valid_until is None else _fromiso(valid_until))
+    _entry_id(entry, contact_id)
+    _entry_home(entry, home)
+    _entry_data(entry, data)
+    _entry_origins(entry, tuple([None if i < 0 else made[i] for i in fields]))
+    _entry_phones(entry, tuple(normal_phones))
+    _entry_emails(entry, tuple(normal_emails))
+    _entry_year(entry, year_group.strip())
+    _entry_registration(entry, registration_group.strip())
+    _entry_source(entry, relationships_source)
+    _entry_records(entry, tuple(records))
+    _entry_overrides(entry, overrides)
+    _entry_departed(entry, None if departed_at is None else _fromiso(departed_at))
+    _entry_until(entry, None if valid_until is None else _fromiso(valid_until))
     return entry
+
+
+def _setter(name: str) -> Any:
+    # The slot's own descriptor: no attribute lookup by name, no frozen check.
+    return CurrentContact.__dict__[name].__set__
+
+
+_entry_id: Final = _setter("id")
+_entry_home: Final = _setter("home")
+_entry_data: Final = _setter("data")
+_entry_origins: Final = _setter("origins")
+_entry_phones: Final = _setter("phones")
+_entry_emails: Final = _setter("emails")
+_entry_year: Final = _setter("year_group")
+_entry_registration: Final = _setter("registration_group")
+_entry_source: Final = _setter("relationships_source")
+_entry_records: Final = _setter("records")
+_entry_overrides: Final = _setter("overrides")
+_entry_departed: Final = _setter("departed_at")
+_entry_until: Final = _setter("valid_until")
+#: A SourceOrigin from its four values, without its class's Python-level __new__.
+_source_origin: Final = partial(tuple.__new__, SourceOrigin)
 
 
 #: Pupils looked up per query when finding the guardians who name them.
