@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sourcetruth._overlay import MAX_DEPTH, Overlay, changed_keys, root_of, settled
+from sourcetruth._overlay import (
+    GONE,
+    MAX_DEPTH,
+    Overlay,
+    changed_keys,
+    folded,
+    root_of,
+    settled,
+)
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 #: An operation on a mapping: set a key to a value, or delete a key (if present).
@@ -48,6 +56,32 @@ class TestOverlay:
                 assert current.get(key, -1) == expected.get(key, -1)  # type: ignore[attr-defined]
                 assert current.get(key) == expected.get(key)  # type: ignore[attr-defined]
         assert base == dict(base)  # the base itself never changed
+
+    @given(st.dictionaries(KEYS, st.integers(0, 3)), st.lists(OPERATIONS, max_size=20))
+    def test_folded_gives_every_item_once(
+        self, base: dict[str, int], steps: list[list[tuple]]
+    ) -> None:
+        """The bulk less what changed over it, plus what changed and is not gone: the items."""
+        current: Any = base
+        for operations in steps:
+            overlay: Overlay[str, int] = Overlay(current)
+            applied(overlay, operations)
+            current = settled(overlay)
+            bulk, changes = folded(current)
+            items = [(k, v) for k, v in bulk.items() if k not in changes]
+            items += [(k, v) for k, v in changes.items() if v is not GONE]
+            assert sorted(items) == sorted(current.items())
+
+    def test_folded_takes_a_first_merge_into_nothing_as_its_bulk(self) -> None:
+        """Over an empty root, the first overlay's writes are read as they are, not copied."""
+        first: Overlay[str, int] = Overlay({})
+        first["a"], first["b"] = 1, 2
+        second: Overlay[str, int] = Overlay(settled(first))
+        second["b"] = 3
+        del second["a"]
+        bulk, changes = folded(settled(second))
+        assert bulk == {"a": 1, "b": 2}
+        assert changes == {"a": GONE, "b": 3}
 
     @given(st.dictionaries(KEYS, st.integers(0, 3)), OPERATIONS)
     def test_order_is_a_dicts(self, base: dict[str, int], operations: list[tuple]) -> None:

@@ -40,6 +40,7 @@ from sourcetruth import (
     Link,
     Message,
     Phone,
+    Plan,
     Policy,
     Record,
     RefreshView,
@@ -67,6 +68,7 @@ from sourcetruth import (
     view_basis,
 )
 from sourcetruth.merge import Change
+from sourcetruth.model import ADDRESS_FIELDS
 from sourcetruth.testing import strategies as sts
 from sourcetruth.view import _history_only, build_view, view_is_current
 from sourcetruth.worklists import data_quality
@@ -322,8 +324,20 @@ def check_readers(run: Run, at: datetime) -> None:
         )
         here, there = both(lambda m=message: plan(book, m, policy=policy, at=at))
         assert here == there, mode
+        if isinstance(here, Plan):  # else both raised the same error
+            check_provenance_built_on_read(run, here, at)
     here, there = both(lambda: data_quality(book, policy=policy, at=at))
     assert here == there
+
+
+def check_provenance_built_on_read(run: Run, planned: Plan, at: datetime) -> None:
+    """Each delivery's provenance, built when read, is the contact's own for the address."""
+    for delivery in planned.deliveries:
+        name = ADDRESS_FIELDS[delivery.channel]
+        for cid, built in zip(delivery.contact_ids, delivery.provenance, strict=True):
+            with _history_only():
+                contact = contact_at(run.book, cid, policy=run.policy, at=at)
+            assert built == contact.provenance[name], (cid, name)
 
 
 class TestTheViewAnswersAsHistoryDoes:

@@ -16,6 +16,7 @@ depends on the time asked about, and most readers never ask.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final, NamedTuple, TypeAlias
 
@@ -41,8 +42,11 @@ __all__ = [
     "SourceOrigin",
     "SyncsAt",
     "last_data",
+    "latest_sync",
     "origin_provenance",
+    "origin_sync",
     "overrides_at",
+    "provenance_of",
     "record_provenance",
     "resolve_history",
     "resolve_id",
@@ -141,7 +145,14 @@ def record_provenance(
 
 def _latest_sync(book: Book, source: str, at: datetime, before: int | None) -> SyncRecord | None:
     """The latest sync of *source* at *at*, before merge *before* if it is given."""
-    syncs = book.syncs.get(source, ())
+    return latest_sync(book.syncs, source, at, before)
+
+
+def latest_sync(
+    of: Mapping[str, tuple[SyncRecord, ...]], source: str, at: datetime, before: int | None
+) -> SyncRecord | None:
+    """The latest sync of *source* among a book's syncs *of* at *at*, before merge *before*."""
+    syncs = of.get(source, ())
     if before is not None:
         syncs = syncs[: bisect_left(syncs, before, key=lambda s: s.seq)]
     return at_or_before(syncs, at, lambda s: s.applied_at)
@@ -203,20 +214,40 @@ def origin_provenance(
     *syncs_at* keeps, across the calls of one reader at one time, the
     latest sync of each source that it looked up.
     """
+    if isinstance(origin, SourceOrigin) and syncs_at is None:
+        source, key, version, before = origin
+        sync = _reading_sync(book, source, version, at, before)
+        return _version_provenance(source, key, version, sync)
+    syncs = {} if syncs_at is None else syncs_at
+    return provenance_of(origin, origin_sync(book.syncs, origin, at, syncs))
+
+
+def origin_sync(
+    of: Mapping[str, tuple[SyncRecord, ...]], origin: Origin, at: datetime, syncs_at: SyncsAt
+) -> SyncRecord | None:
+    """The sync that the provenance of *origin* as of *at* names (None: its own merge, or none).
+
+    All that :func:`provenance_of` needs besides the origin, from a book's
+    syncs *of* (which a book holds in memory, whatever its store).
+    """
+    if not isinstance(origin, SourceOrigin):
+        return None
+    source, _, version, before = origin
+    if (source, before) in syncs_at:
+        sync = syncs_at[source, before]
+    else:
+        sync = syncs_at[source, before] = latest_sync(of, source, at, before)
+    if sync is not None and sync.seq < version.sync:
+        return None
+    return sync
+
+
+def provenance_of(origin: Origin, sync: SyncRecord | None) -> Provenance:
+    """The provenance of a value from *origin*, naming *sync* (from :func:`origin_sync`)."""
     if origin is None:
         return DEFAULT_PROVENANCE
     if isinstance(origin, SourceOrigin):
-        source, key, version, before = origin
-        if syncs_at is None:
-            sync = _reading_sync(book, source, version, at, before)
-        else:
-            if (source, before) in syncs_at:
-                sync = syncs_at[source, before]
-            else:
-                sync = syncs_at[source, before] = _latest_sync(book, source, at, before)
-            if sync is not None and sync.seq < version.sync:
-                sync = None
-        return _version_provenance(source, key, version, sync)
+        return _version_provenance(origin.source, origin.key, origin.version, sync)
     return override_provenance(origin)
 
 

@@ -17,10 +17,12 @@ from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, Values
 from typing import Any, Final, TypeVar
 
 __all__ = [
+    "GONE",
     "Overlay",
     "StreamedItems",
     "StreamedValues",
     "changed_keys",
+    "folded",
     "root_of",
     "settled",
     "touched_keys",
@@ -197,6 +199,31 @@ def _chain(mapping: Mapping[K, V]) -> Iterator[Overlay[K, V]]:
 def root_of(mapping: Mapping[K, V]) -> Mapping[K, V]:
     """The mapping under every overlay of *mapping* (*mapping* itself if it is none)."""
     return mapping._root if isinstance(mapping, Overlay) else mapping
+
+
+#: What :func:`folded` gives for a key the overlays deleted.
+GONE: Final = _MISSING
+
+
+def folded(mapping: Mapping[K, V]) -> tuple[Mapping[K, V], dict[K, Any]]:
+    """*mapping* as a bulk of items and, for every key changed over it, the value now (or GONE).
+
+    The bulk is the root, or the first overlay's writes over an empty root.
+    A reader that takes every item in no set order reads the bulk in one
+    pass (a dict's own iteration) and the handful of changes apart, rather
+    than item by item through each overlay.
+    """
+    overlays = list(_chain(mapping))
+    bulk = root_of(mapping)
+    if overlays and not bulk:
+        # A first merge into an empty book wrote everything: its writes are the bulk.
+        bulk = overlays.pop()._writes
+    changes: dict[K, Any] = {}
+    for overlay in reversed(overlays):
+        for key in overlay._deleted:
+            changes[key] = GONE
+        changes.update(overlay._writes)
+    return bulk, changes
 
 
 def touched_keys(mapping: Mapping[K, V]) -> set[K]:

@@ -16,14 +16,15 @@ address of each contact reached, and of nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Final, TypeAlias
 
 import attrs
 from attrs import frozen
 
-from sourcetruth._history import SyncsAt, origin_provenance
+from sourcetruth._history import Origin, SyncsAt, origin_sync, provenance_of
+from sourcetruth._overlay import GONE, folded
 from sourcetruth._util import at_or_before
 from sourcetruth.effective import resolve_id
 from sourcetruth.exceptions import UnknownGroupError
@@ -39,6 +40,7 @@ from sourcetruth.model import (
     Provenance,
     Role,
     Rule,
+    SyncRecord,
     record_id,
     split_record_id,
     utc,
@@ -207,10 +209,14 @@ def _select(rule: Rule, everyone: Mapping[str, CurrentContact]) -> set[str]:
 
 def _select_by_index(rule: Rule, effective: EffectiveCache, index: ViewIndex) -> set[str]:
     """:func:`_select`, reading only the entries *index* gives, each checked as a scan would."""
-    matching = _matching(rule, effective.held(index.select(*_selectors(rule))))
     if not rule.guardians_of:
+        matching = _matching(rule, effective.held(index.select(*_selectors(rule))))
         return {cid for cid, _ in matching}
-    pupil_records = {rid for _, e in matching for rid in e.records}
+    # Of the pupils, only their records are needed: read as such, but for those to check.
+    records, check = index.selected_records(*_selectors(rule))
+    pupil_records = {rid for found in records.values() for rid in found}
+    checked = _matching(rule, effective.held(check))
+    pupil_records.update(rid for _, e in checked for rid in e.records)
     named_by = index.naming(split_record_id(rid) for rid in sorted(pupil_records))
     return _guardians(rule, pupil_records, effective.held(named_by))
 
@@ -218,6 +224,72 @@ def _select_by_index(rule: Rule, effective: EffectiveCache, index: ViewIndex) ->
 def _selects(rule: Rule) -> bool:
     """Whether *rule* selects by something (else it names every present contact: a scan)."""
     return bool(rule.guardians_of or rule.roles or rule.year_groups or rule.registration_groups)
+
+
+#: Of the view's items given, those a reader may keep: every entry with a ``valid_until``
+#: (checked again at the time), and those that pass its selectors.
+Loose = Callable[[Iterable[tuple[str, CurrentContact]]], dict[str, CurrentContact]]
+
+
+def _loosely_matching(rule: Rule) -> tuple[Loose, Callable[[CurrentContact], bool]]:
+    """:func:`_matching` of *rule* as one pass over the view's items, and as a test of one entry."""
+    roles, years, groups = _selectors(rule)
+    # A tuple of a role or two: an enum member compares by identity there, not by its hash.
+    role_list = tuple(roles)
+
+    def loose(rows: Iterable[tuple[str, CurrentContact]]) -> dict[str, CurrentContact]:
+        if not years and not groups:
+            return {
+                cid: e
+                for cid, e in rows
+                if e.valid_until is not None
+                or (e.departed_at is None and (not roles or e.data.role in role_list))
+            }
+        return {
+            cid: e
+            for cid, e in rows
+            if e.valid_until is not None
+            or (
+                e.departed_at is None
+                and (not roles or e.data.role in role_list)
+                and (not years or e.year_group in years)
+                and (not groups or e.registration_group in groups)
+            )
+        }
+
+    def strict(e: CurrentContact) -> bool:
+        return (
+            e.departed_at is None
+            and (not roles or e.data.role in role_list)
+            and (not years or e.year_group in years)
+            and (not groups or e.registration_group in groups)
+        )
+
+    return loose, strict
+
+
+def _naming_anyone(rows: Iterable[tuple[str, CurrentContact]]) -> dict[str, CurrentContact]:
+    """Of the view's items, those whose relationships may name a pupil (and the expiring)."""
+    return {
+        cid: e
+        for cid, e in rows
+        if e.valid_until is not None
+        or (e.relationships_source is not None and e.departed_at is None and e.data.relationships)
+    }
+
+
+def _names_anyone(e: CurrentContact) -> bool:
+    return e.relationships_source is not None and e.departed_at is None
+
+
+def _select_scanned(rule: Rule, effective: EffectiveCache) -> set[str]:
+    """:func:`_select` over the whole view, in a pass or two over its items."""
+    loose, strict = _loosely_matching(rule)
+    matching = effective.scan(loose, strict)
+    if not rule.guardians_of:
+        return set(matching)
+    pupil_records = {rid for e in matching.values() for rid in e.records}
+    return _guardians(rule, pupil_records, effective.scan(_naming_anyone, _names_anyone))
 
 
 # -- resolving -------------------------------------------------------------------------
@@ -240,12 +312,17 @@ class EffectiveCache:
         #: The latest sync of each source at the time, as provenance names it.
         self.syncs_at: SyncsAt = {}
         self._entries: dict[str, CurrentContact | None] = {}
+        #: Entries a scan found, as they are at the time: a later lookup is one probe.
+        self._held: dict[str, CurrentContact] = {}
         self._everyone: Mapping[str, CurrentContact] | None = None
         self._one: dict[str, Contact | None] = {}
         self._all: dict[str, Contact] | None = None
 
     def entry(self, contact_id: str) -> CurrentContact | None:
         """The contact *contact_id* at the time, as a view entry; None if it did not exist then."""
+        held = self._held.get(contact_id)
+        if held is not None:
+            return held
         if self._current:
             found = self._view.get(contact_id)
             if found is None or found.valid_until is None or self.at < found.valid_until:
@@ -280,16 +357,75 @@ class EffectiveCache:
                 self._everyone = {cid: e for cid, e in found if e is not None}
         return self._everyone
 
+    @property
+    def scannable(self) -> bool:
+        """Whether :meth:`scan` may read the view: a current one, held in memory."""
+        return self._current and type(folded(self._view)[0]) is dict
+
+    def scan(
+        self, loose: Loose, strict: Callable[[CurrentContact], bool]
+    ) -> dict[str, CurrentContact]:
+        """The entries at the time that *strict* keeps, read in one pass over the view.
+
+        *loose* keeps what *strict* would, and every entry with a
+        ``valid_until``: those are checked again here, as they stand at the
+        time (answered from history past it). Only when :attr:`scannable`.
+        The entries come roughly in the order of the view (by id, but for
+        the latest merges' changes).
+        """
+        root, changes = folded(self._view)
+        found = loose(root.items())
+        if changes:
+            for cid in changes:
+                found.pop(cid, None)
+            found.update(loose((cid, e) for cid, e in changes.items() if e is not GONE))
+        at = self.at
+        for cid in [cid for cid, e in found.items() if e.valid_until is not None]:
+            entry: CurrentContact | None = found[cid]
+            assert entry is not None
+            assert entry.valid_until is not None
+            if at >= entry.valid_until:
+                entry = self.entry(cid)
+            if entry is None or not strict(entry):
+                del found[cid]
+            else:
+                found[cid] = entry
+        self._held.update(found)
+        return found
+
+    def in_order(self, chosen: set[str]) -> list[tuple[str, CurrentContact]]:
+        """The present contacts *chosen*, by id, with their entries.
+
+        Cheap when a scan found them all: it found them nearly sorted.
+        """
+        held = self._held
+        if len(held) >= len(chosen):
+            ordered = [(cid, e) for cid, e in held.items() if cid in chosen]
+            if len(ordered) == len(chosen):
+                ordered.sort()
+                return ordered
+        found = []
+        for cid in sorted(chosen):
+            entry = self.entry(cid)
+            assert entry is not None  # chosen among those present
+            found.append((cid, entry))
+        return found
+
     def held(self, candidates: Mapping[str, CurrentContact]) -> dict[str, CurrentContact]:
         """*candidates*, entries of the view, as they are at the time (as :meth:`entries` has them).
 
         An entry past its ``valid_until`` is answered from history, as a scan answers it.
         """
-        found = {}
-        for cid in candidates:
-            entry = self.entry(cid)
-            if entry is not None:
-                found[cid] = entry
+        found: dict[str, CurrentContact] = {}
+        at = self.at
+        for cid, entry in candidates.items():
+            if entry.valid_until is not None and at >= entry.valid_until:
+                held = self.entry(cid)
+                if held is None:
+                    continue
+                entry = held
+            found[cid] = entry
+        self._held.update(found)
         return found
 
     def provenance(self, entry: CurrentContact, field_name: str) -> Provenance:
@@ -336,6 +472,8 @@ def named(audience: Audience, effective: EffectiveCache) -> tuple[set[str], list
     chosen = {resolve_id(book, cid, at) for cid in group.members}
     rule = group.rule
     index = effective.index
+    if rule is not None and not chosen and index is None and effective.scannable:
+        return _select_scanned(rule, effective), []
     if rule is not None and (index is None or not _selects(rule)):
         index = None
         everyone: Mapping[str, CurrentContact] = effective.entries()
@@ -394,9 +532,9 @@ def _recipient(
     return made
 
 
-#: Everyone one address reaches: the address, their ids, the provenance of the address for each,
-#: and the first of them.
-Reached = tuple[str, tuple[str, ...], tuple[Provenance, ...], CurrentContact]
+#: Everyone one address reaches: the address, their ids, where the address came from for each
+#: (see :func:`provenances`), and the first of them.
+Reached = tuple[str, tuple[str, ...], tuple[Origin, ...], CurrentContact]
 
 
 def reached(
@@ -406,14 +544,15 @@ def reached(
 
     Addresses come in the order of their first contact's id.
     """
-    book, at = effective.book, effective.at
     unreachable: list[Unreachable] = []
     by_address: dict[str, list[CurrentContact]] = {}
-    entry_of = effective.entry
-    for cid in sorted(chosen):
-        entry = entry_of(cid)
-        assert entry is not None  # chosen among those present
-        address, reason = _entry_address(entry, channel)
+    email = channel is Channel.EMAIL
+    for cid, entry in effective.in_order(chosen):
+        emails = entry.emails
+        if email and emails and emails[0] is not None:
+            address: str | None = emails[0]  # the usual case, without a call
+        else:
+            address, reason = _entry_address(entry, channel)
         if address is None:
             unreachable.append(Unreachable(cid, reason))
             continue
@@ -422,19 +561,32 @@ def reached(
             by_address[address] = [entry]
         else:
             found_for.append(entry)
-    # Provenance only for what is returned: the address field of each contact reached.
+    # Where the address field of each contact reached came from: its provenance is
+    # built by who asks for it (provenances).
     index = FIELDS.index(ADDRESS_FIELDS[channel])
-    syncs = effective.syncs_at
-    found = [
-        (
-            address,
-            tuple(e.id for e in entries),
-            tuple(origin_provenance(book, e.origins[index], at, syncs) for e in entries),
-            entries[0],
-        )
-        for address, entries in by_address.items()
-    ]
+    found: list[Reached] = []
+    add = found.append
+    for address, entries in by_address.items():
+        first = entries[0]
+        if len(entries) == 1:
+            add((address, (first.id,), (first.origins[index],), first))
+        else:
+            ids = tuple([e.id for e in entries])
+            add((address, ids, tuple([e.origins[index] for e in entries]), first))
     return found, unreachable
+
+
+def provenances(
+    syncs: Mapping[str, tuple[SyncRecord, ...]],
+    origins: tuple[Origin, ...],
+    at: datetime,
+    syncs_at: SyncsAt,
+) -> tuple[Provenance, ...]:
+    """The provenance as of *at* of each value from *origins*, given the book's *syncs*.
+
+    *syncs_at* keeps the syncs looked up, across the calls of one reader.
+    """
+    return tuple([provenance_of(o, origin_sync(syncs, o, at, syncs_at)) for o in origins])
 
 
 def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> Recipients:
@@ -445,7 +597,15 @@ def resolve(audience: Audience, channel: Channel, effective: EffectiveCache) -> 
     return Recipients(
         channel,
         effective.at,
-        tuple(_recipient(channel, address, ids, prov) for address, ids, prov, _ in found),
+        tuple(
+            _recipient(
+                channel,
+                address,
+                ids,
+                provenances(effective.book.syncs, origins, effective.at, effective.syncs_at),
+            )
+            for address, ids, origins, _ in found
+        ),
         tuple(sorted(unreachable, key=lambda u: (u.contact_id, u.reason))),
     )
 

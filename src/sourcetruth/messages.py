@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 import attrs
 from attrs import field, frozen
 
+from sourcetruth._history import Origin, SyncsAt
 from sourcetruth._util import to_tuple
-from sourcetruth.audience import Audience, EffectiveCache, Unreachable, named, reached
+from sourcetruth.audience import (
+    Audience,
+    EffectiveCache,
+    Unreachable,
+    named,
+    provenances,
+    reached,
+)
 from sourcetruth.exceptions import UsageError
-from sourcetruth.model import Book, Channel, Provenance, Rule, utc
+from sourcetruth.model import Book, Channel, Provenance, Rule, SyncRecord, utc
 from sourcetruth.policy import Policy
 
 __all__ = [
@@ -168,6 +177,68 @@ class Delivery:
         )
 
 
+class _Sourcing:
+    """What building a plan's provenance needs later: the book's syncs and the plan's time.
+
+    The syncs a book holds in memory whatever its store (never the rows of
+    a file), and the lookups made so far, shared by the plan's deliveries.
+    """
+
+    __slots__ = ("at", "found", "syncs")
+
+    def __init__(self, syncs: Mapping[str, tuple[SyncRecord, ...]], at: datetime) -> None:
+        self.syncs, self.at = syncs, at
+        self.found: SyncsAt = {}
+
+    def provenances(self, origins: tuple[Origin, ...]) -> tuple[Provenance, ...]:
+        return provenances(self.syncs, origins, self.at, self.found)
+
+
+class _BuiltOnRead:
+    """``Delivery.provenance``: its slot, whose value a plan leaves unbuilt until first read.
+
+    A plan of every guardian would otherwise build a provenance per contact
+    reached that no one may look at (a count, a dry run's total). Unbuilt,
+    the slot holds a pair: the plan's :class:`_Sourcing` and the origin of
+    each address; a reader of the attribute, an equality, a hash or a
+    serialisation gets the same tuple as if it had been built with the plan,
+    which is then kept.
+    """
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self._slot.__get__(instance, owner)
+        if value and type(value[0]) is _Sourcing:
+            value = value[0].provenances(value[1])
+            self._slot.__set__(instance, value)
+        return value
+
+    def __set__(self, instance: object, value: object) -> None:
+        self._slot.__set__(instance, value)
+
+    def __delete__(self, instance: object) -> None:
+        self._slot.__delete__(instance)
+
+
+def _slot_setter(name: str) -> Callable[[Delivery, Any], None]:
+    setter: Callable[[Delivery, Any], None] = Delivery.__dict__[name].__set__
+    return setter
+
+
+# What _delivery fills, slot by slot (a frozen class refuses setattr; this skips its checks).
+_key_of = _slot_setter("key")
+_channel_of = _slot_setter("channel")
+_address_of = _slot_setter("address")
+_ids_of = _slot_setter("contact_ids")
+_provenance_of = _slot_setter("provenance")
+_name_of = _slot_setter("name")
+type.__setattr__(Delivery, "provenance", _BuiltOnRead(Delivery.__dict__["provenance"]))
+
+
 @frozen
 class Plan:
     """A message resolved at one time: its deliveries and who it cannot reach.
@@ -199,7 +270,23 @@ def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_set = object.__setattr__
+def _keys(message_id: str, channel: Channel) -> Callable[[str], str]:
+    """:func:`delivery_key` of *message_id* on *channel*, for one address after another.
+
+    The hash of what every key shares is taken once and copied per address.
+    """
+    shared = hashlib.sha256(f"{message_id}\x00{channel.value}\x00".encode())
+    copy = shared.copy
+
+    def key(address: str) -> str:
+        hashed = copy()
+        hashed.update(address.encode())
+        return hashed.hexdigest()[:32]
+
+    return key
+
+
+_new = object.__new__
 
 
 def _delivery(
@@ -207,17 +294,20 @@ def _delivery(
     channel: Channel,
     address: str,
     contact_ids: tuple[str, ...],
-    provenance: tuple[Provenance, ...],
+    provenance: tuple[Provenance, ...] | tuple[_Sourcing, tuple[Origin, ...]],
     name: str,
 ) -> Delivery:
-    """A Delivery of values already checked and already tuples: a plan makes one per address."""
-    made: Delivery = object.__new__(Delivery)
-    _set(made, "key", key)
-    _set(made, "channel", channel)
-    _set(made, "address", address)
-    _set(made, "contact_ids", contact_ids)
-    _set(made, "provenance", provenance)
-    _set(made, "name", name)
+    """A Delivery of values already checked and already tuples: a plan makes one per address.
+
+    Its provenance may be left unbuilt (see :class:`_BuiltOnRead`), to be built when first read.
+    """
+    made: Delivery = _new(Delivery)
+    _key_of(made, key)
+    _channel_of(made, channel)
+    _address_of(made, address)
+    _ids_of(made, contact_ids)
+    _provenance_of(made, provenance)
+    _name_of(made, name)
     return made
 
 
@@ -248,6 +338,7 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
     # One plan asks for the same people several times (audience, each channel,
     # names): each effective contact is computed once.
     effective = EffectiveCache(book, policy, at)
+    sourcing = _Sourcing(book.syncs, at)
     waiting, absent = _audience(message, effective)
     deliveries: list[Delivery] = []
     unreachable: list[tuple[Channel, Unreachable]] = []
@@ -259,26 +350,23 @@ def plan(book: Book, message: Message, *, policy: Policy, at: datetime) -> Plan:
         missing += absent
         absent = []
         missing.sort(key=lambda u: (u.contact_id, u.reason))
-        reached_now: set[str] = set()
-        for address, ids, provenance, first in found:
-            data = first.data
-            name = f"{data.given_name} {data.family_name}".strip()
-            deliveries.append(
-                _delivery(
-                    delivery_key(message.id, channel, address),
-                    channel,
-                    address,
-                    ids,
-                    provenance,
-                    name,
-                )
+        key = _keys(message.id, channel)
+        deliveries += [
+            _delivery(
+                key(address),
+                channel,
+                address,
+                ids,
+                (sourcing, origins),
+                f"{first.data.given_name} {first.data.family_name}".strip(),
             )
-            reached_now.update(ids)
+            for address, ids, origins, first in found
+        ]
         unreachable += [(channel, u) for u in missing]
-        if message.mode is SendMode.FIRST:
-            waiting -= reached_now
+        if message.mode is SendMode.FIRST and channel is not message.channels[-1]:
+            waiting -= {cid for _, ids, _, _ in found for cid in ids}
     fallbacks: list[tuple[Channel, Unreachable]] = []
-    if message.mode is SendMode.FIRST:
+    if message.mode is SendMode.FIRST and len(message.channels) > 1:
         # Someone reached on a later channel was not unreachable after all,
         # but why the earlier channel was skipped is still worth saying.
         everyone = {cid for d in deliveries for cid in d.contact_ids}

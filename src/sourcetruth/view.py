@@ -183,6 +183,18 @@ class ViewIndex(Protocol):
     def naming(self, pupils: Iterable[tuple[str, str]]) -> Mapping[str, CurrentContact]:
         """The entries whose relationships name one of *pupils* (source, key)."""
 
+    def selected_records(
+        self,
+        roles: Iterable[Role],
+        year_groups: Iterable[str],
+        registration_groups: Iterable[str],
+    ) -> tuple[Mapping[str, list[str]], Mapping[str, CurrentContact]]:
+        """:meth:`select`'s answer as the records of each entry, by id, read without the entries.
+
+        Of entries that hold for ever and match exactly; the rest (those
+        with a ``valid_until``) come second, as entries, for the reader to check.
+        """
+
 
 class _OverlaidIndex:
     """The index of an overlaid view: its root's answers, less what the overlays deleted,
@@ -207,6 +219,17 @@ class _OverlaidIndex:
 
     def naming(self, pupils: Iterable[tuple[str, str]]) -> Mapping[str, CurrentContact]:
         return self._over(self._root.naming(pupils))
+
+    def selected_records(
+        self,
+        roles: Iterable[Role],
+        year_groups: Iterable[str],
+        registration_groups: Iterable[str],
+    ) -> tuple[Mapping[str, list[str]], Mapping[str, CurrentContact]]:
+        records, entries = self._root.selected_records(roles, year_groups, registration_groups)
+        touched = self._touched
+        kept = {key: found for key, found in records.items() if key not in touched}
+        return kept, self._over(key for key in entries if key not in touched)
 
 
 def view_index(view: Mapping[str, CurrentContact]) -> ViewIndex | None:

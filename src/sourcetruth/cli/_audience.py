@@ -13,7 +13,7 @@ from sourcetruth.cli._context import Context
 from sourcetruth.cli._options import count
 from sourcetruth.exceptions import UnknownContactError, UsageError
 from sourcetruth.messages import Message, Plan, SendMode
-from sourcetruth.model import Book, Channel, Role, Rule, record_id
+from sourcetruth.model import Book, Channel, Role, Rule
 
 __all__ = [
     "add_audience_options",
@@ -117,15 +117,20 @@ def check_ids(book: Book, ids: Sequence[str]) -> None:
     A departed contact, or a record linked into another contact, is held: the
     plan says it is unreachable, or reaches it where it now lives.
     """
-    held = set(book.contacts)
-    held.update(record_id(source, key) for source, keys in book.records.items() for key in keys)
-    missing = [i for i in ids if i not in held]
+    # Each id looked up where it would be, not every id the book holds gathered first.
+    missing = [i for i in ids if i not in book.contacts and not _is_record(book, i)]
     if missing:
         msg = (
             f"the book holds no contact {names(missing)} (check the id: "
             "'sourcetruth contacts --search NAME' finds people)"
         )
         raise UnknownContactError(msg)
+
+
+def _is_record(book: Book, value: str) -> bool:
+    """Whether *value* is the id of a record the book holds (``source:key``)."""
+    source, sep, key = value.partition(":")
+    return bool(sep) and key in book.records.get(source, {})
 
 
 def names(ids: Sequence[str]) -> str:

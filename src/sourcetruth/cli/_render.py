@@ -122,11 +122,16 @@ class Renderer:
 
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
+        # A plan's provenance names the same few sync times for every contact.
+        self._times: dict[datetime, str] = {}
 
     def time(self, value: datetime | None) -> str:
         if value is None:
             return "-"
-        return f"{value.astimezone(self.zone):%a %d %b %Y %H:%M}"
+        shown = self._times.get(value)
+        if shown is None:
+            shown = self._times[value] = f"{value.astimezone(self.zone):%a %d %b %Y %H:%M}"
+        return shown
 
     def value(self, data: ContactData, field: str) -> str:
         value = data.get(field)
