@@ -364,12 +364,130 @@ class TestRejects:
         with pytest.raises(RejectedFileError):
             read(HEADER + "\nK1,A,B,pupil,,,,,,,\nK2,C,D,pupil,1E+11,,,,,,\n")
 
-    def test_a_file_of_only_a_header_reads_as_an_empty_full_snapshot(self) -> None:
-        """The merge, not the reader, refuses an empty full snapshot (rule 6)."""
-        reading = read(HEADER + "\n")
-        assert reading.snapshot.records == ()
+    def test_a_file_of_only_a_header_is_refused_naming_the_file(self) -> None:
+        """A header and no rows: its own one-line error with the file, never "everyone left"."""
+        with pytest.raises(RejectedFileError) as caught:
+            read(HEADER + "\n")
+        assert caught.value.message == "contacts.csv: no rows; nothing from this file was applied"
+        (problem,) = problems_of(caught)
+        assert (problem.file, problem.line) == ("contacts.csv", 1)
+        assert "a header and no rows" in str(problem)
+        # The merge still refuses an empty full snapshot from any other reader (rule 6).
         with pytest.raises(EmptySnapshotError):
-            merge(self.book(), reading.snapshot, policy=mis_policy(), at=AT, by="t")
+            merge(self.book(), Snapshot("mis", AT), policy=mis_policy(), at=AT, by="t")
+
+    @pytest.mark.parametrize("text", ["", "\n\n", "\r\n"])
+    @pytest.mark.parametrize("has_header", [True, False])
+    def test_an_empty_file_is_refused_as_empty(self, text: str, has_header: bool) -> None:
+        """An empty file is said to be empty, not "the header does not fit the mapping"."""
+        mapping = attrs.evolve(FULL, format=CsvFormat(has_header=has_header))
+        if not has_header:
+            mapping = attrs.evolve(
+                mapping,
+                key="1",
+                given_name="2",
+                family_name=None,
+                role=None,
+                phones=(),
+                emails=(),
+                year_group=None,
+                registration_group=None,
+                guardian_of=None,
+            )
+        with pytest.raises(RejectedFileError) as caught:
+            read(text, mapping)
+        assert caught.value.message == "contacts.csv: empty; nothing from this file was applied"
+        (problem,) = problems_of(caught)
+        assert "the file is empty" in str(problem)
+
+
+class TestBrokenRows:
+    """A line break typed into a cell without quotes rejects the row whole, at the break's line."""
+
+    WIDE = attrs.evolve(FULL, format=CsvFormat(max_reject_fraction=0.9))
+
+    def test_a_break_in_the_last_cell_does_not_leave_half_a_row(self) -> None:
+        """The first half looks whole ("7 and" as a year group): it is rejected with the rest."""
+        text = HEADER + "\nK1,A,B,pupil,,,,,7 and\n8,9A,\nK2,C,D,pupil,,,,,9,9B,\n"
+        reading = read(text, self.WIDE)
+        assert [r.key for r in reading.snapshot.records] == ["K2"]
+        assert reading.rejected == 1
+        (problem,) = [n for n in reading.notices if n.code == "row-rejected"]
+        assert problem.line == 2
+        assert problem.field == "Year"
+        assert "line break inside a cell" in problem.message
+        assert "line 3" in problem.message
+
+    def test_a_break_in_a_middle_cell_is_one_problem(self) -> None:
+        """Both halves are short: one rejected row, named at the line the break is on."""
+        text = HEADER + "\nK1,Ann\nLee,B,pupil,,,,,9,9A,\nK2,C,D,pupil,,,,,9,9B,\n"
+        reading = read(text, self.WIDE)
+        assert [r.key for r in reading.snapshot.records] == ["K2"]
+        rejected = [n for n in reading.notices if n.code == "row-rejected"]
+        assert [(n.line, n.field) for n in rejected] == [(2, "First name")]
+
+    def test_with_no_rejections_allowed_the_file_is_refused(self) -> None:
+        """By default nothing of the file is applied, and the error says where the break is."""
+        with pytest.raises(RejectedFileError) as caught:
+            read(HEADER + "\nK1,A,B,pupil,,,,,7 and\n8,9A,\n")
+        (problem,) = problems_of(caught)
+        assert problem.line == 2
+        assert "goes on at line 3" in str(problem)
+
+    def test_a_short_row_that_is_no_continuation_rejects_only_itself(self) -> None:
+        """A row too short to be the rest of the one before it is rejected alone."""
+        text = HEADER + "\nK1,A,B,pupil,,,,,9,9A,\nK2,C\n"
+        reading = read(text, self.WIDE)
+        assert [r.key for r in reading.snapshot.records] == ["K1"]
+
+
+class TestUnmappedColumns:
+    """A cell of a column the mapping does not read is never a reason to refuse a row."""
+
+    MAPPING = CsvMapping(key="Id", given_name="First name")
+
+    def test_a_long_cell_in_an_unread_column(self) -> None:
+        """Notes pasted into a column nobody maps: the row reads."""
+        text = "Id,First name,Notes\nK1,Ann," + "x" * 5000 + "\n"
+        (record,) = read(text, self.MAPPING).snapshot.records
+        assert record.data.given_name == "Ann"
+
+    def test_a_long_cell_in_a_read_column_names_its_column(self) -> None:
+        """The same cell where the mapping reads is refused, by the column's mapped name."""
+        text = "Id,First name,Notes\nK1," + "x" * 5000 + ",n\n"
+        with pytest.raises(RejectedFileError) as caught:
+            read(text, self.MAPPING)
+        (problem,) = problems_of(caught)
+        assert (problem.line, problem.field) == (2, "First name")
+        assert "longer than 4096" in str(problem)
+
+    def test_nul_in_an_unread_column(self) -> None:
+        """A NUL where nobody reads is no problem; where the mapping reads, it is."""
+        (record,) = read("Id,First name,Notes\nK1,Ann,a\x00b\n", self.MAPPING).snapshot.records
+        assert record.key == "K1"
+        with pytest.raises(RejectedFileError):
+            read("Id,First name,Notes\nK1,A\x00n,b\n", self.MAPPING)
+
+
+class TestDelimiterNames:
+    """A mapping file may name its delimiter: "tab" is a tab, as the error always listed."""
+
+    @pytest.mark.parametrize(
+        ("name", "character"),
+        [("tab", "\t"), ("TAB", "\t"), ("semicolon", ";"), ("pipe", "|"), ("comma", ",")],
+    )
+    def test_named_delimiters(self, name: str, character: str, tmp_path: Path) -> None:
+        """Each name reads as its character, in code and in a mapping file."""
+        assert CsvFormat(delimiter=name).delimiter == character
+        path = tmp_path / "mapping.toml"
+        path.write_text(f'key = "Id"\n[format]\ndelimiter = "{name}"\n', encoding="utf-8")
+        assert CsvMapping.from_toml(path).format.delimiter == character
+
+    def test_a_tab_separated_file_through_a_named_delimiter(self) -> None:
+        """The TXT export a school's office makes, read with delimiter = "tab"."""
+        mapping = CsvMapping(key="Id", given_name="First", format=CsvFormat(delimiter="tab"))
+        (record,) = read("Id\tFirst\nK1\tAnn\n", mapping).snapshot.records
+        assert record.data.given_name == "Ann"
 
 
 class TestMappingFiles:
@@ -702,3 +820,58 @@ class TestDigestsFirst:
         assert [p.type for p in record.data.phones] == [PhoneType.MOBILE]
         assert isinstance(records, DigestedRecords)
         assert records.digests[0] == record_digest(record.data)
+
+
+class TestTitleRowsAboveTheHeader:
+    """A council export or an Excel paste has title rows above its header: say where it is."""
+
+    TITLED = (
+        "Contacts export,,\nPrinted 01/09/2026 by Gita,,\n\nId,First name,Notes\nK1,Ann,\nK2,Bo,x\n"
+    )
+
+    def test_without_a_header_row_the_file_cannot_be_read(self) -> None:
+        """The first row is taken as the header, and the mapping's columns are not in it."""
+        with pytest.raises(RejectedFileError):
+            read(self.TITLED, CsvMapping(key="Id", given_name="First name"))
+
+    def test_header_row_names_the_line(self) -> None:
+        """Rows above the header are skipped and reported by line number, never by content."""
+        mapping = CsvMapping(key="Id", given_name="First name", format=CsvFormat(header_row=4))
+        reading = read(self.TITLED, mapping)
+        assert [r.data.given_name for r in reading.snapshot.records] == ["Ann", "Bo"]
+        (notice,) = [n for n in reading.notices if n.code == "rows-skipped"]
+        assert (notice.line, notice.message) == (
+            1,
+            "2 rows above the header skipped (lines 1 to 2)",
+        )
+        assert "Gita" not in str(reading.notices)
+
+    def test_find_header_skips_to_the_row_of_the_mapped_columns(self) -> None:
+        """With find_header, the first row holding every mapped column is the header."""
+        mapping = CsvMapping(key="Id", given_name="First name", format=CsvFormat(find_header=True))
+        reading = read(self.TITLED, mapping)
+        assert [r.key for r in reading.snapshot.records] == ["K1", "K2"]
+
+    def test_a_bad_row_is_named_by_its_own_line(self) -> None:
+        """Lines keep counting from the top of the file, title rows included."""
+        mapping = CsvMapping(key="Id", given_name="First name", format=CsvFormat(header_row=4))
+        with pytest.raises(RejectedFileError) as caught:
+            read(self.TITLED + ",Nameless,\n", mapping)
+        assert [p.line for p in problems_of(caught)] == [7]
+
+    def test_no_header_found_is_one_clear_error(self) -> None:
+        """A file without the mapped header anywhere is refused as such, naming no cell."""
+        mapping = CsvMapping(key="Id", given_name="Given", format=CsvFormat(find_header=True))
+        with pytest.raises(RejectedFileError) as caught:
+            read(self.TITLED, mapping)
+        assert caught.value.message == "contacts.csv: no header; nothing from this file was applied"
+        assert "Gita" not in format_errors(caught.value)
+
+    def test_header_row_in_a_mapping_file(self, tmp_path: Path) -> None:
+        """Both keys can be written in mapping.toml."""
+        path = tmp_path / "mapping.toml"
+        path.write_text(
+            'key = "Id"\n[format]\nheader_row = 4\nfind_header = true\n', encoding="utf-8"
+        )
+        fmt = CsvMapping.from_toml(path).format
+        assert (fmt.header_row, fmt.find_header) == (4, True)

@@ -17,11 +17,18 @@ A mapping can be built in code or read from a TOML file::
     emails = [{ column = "Email" }]
 
     [format]
-    delimiter = ";"
+    delimiter = ";"          # or "tab", "comma", "semicolon", "pipe"
     allow_cp1252 = true
     max_reject_fraction = 0.02
+    header_row = 3           # title rows above the header are skipped
+    find_header = false      # or skip to the first row holding every mapped column
 
 When a file has no header, columns are named by their position, from ``"1"``.
+An empty file and a file of a header and no rows are each refused with an
+error of their own, naming the file. A row split in two by a line break
+typed into a cell without quotes is rejected whole, at the line of the
+break. A cell of a column the mapping does not read is never a reason to
+refuse a row.
 
 A mapping read from data (:meth:`CsvMapping.from_dict`, :meth:`CsvMapping.from_toml`)
 is read by the package's one converter and checked by the classes' own checks:
@@ -141,6 +148,12 @@ class EmailColumn:
 
 
 _DELIMITERS: Final = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+_DELIMITER_NAMED: Final = {name: character for character, name in _DELIMITERS.items()}
+
+
+def _delimiter(value: str) -> str:
+    """A delimiter given as itself or by its name (``"tab"``, which a mapping file can write)."""
+    return _DELIMITER_NAMED.get(value.strip().lower(), value) if isinstance(value, str) else value
 
 
 def _at_least_one(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
@@ -159,18 +172,26 @@ def _fraction(_inst: object, attr: attrs.Attribute[float], value: float) -> None
 class CsvFormat:
     """How the file is written: nothing about it is sniffed.
 
-    ``delimiter`` is one of comma, tab, semicolon or pipe; ``allow_cp1252``
+    ``delimiter`` is one of comma, tab, semicolon or pipe, given as the
+    character or by that name (``"tab"``); ``allow_cp1252``
     lets a file that is not UTF-8 be read as Windows-1252; ``max_field`` bounds a cell's length;
     ``max_reject_fraction`` is the share of rows that may be rejected before
     the whole file is (0 by default: one bad row rejects the file).
+    ``header_row`` is the line the header is on (title rows above it, as a
+    council export or an Excel paste has, are skipped); with ``find_header``
+    the rows above the first row that holds every mapped column are skipped
+    too (up to :data:`~sourcetruth.adapters.sources.text.HEADER_SEARCH`).
+    Skipped rows are reported by line number only, in a ``rows-skipped`` notice.
     """
 
-    delimiter: str = field(default=",", metadata={CHARACTER: True})
+    delimiter: str = field(default=",", converter=_delimiter, metadata={CHARACTER: True})
     quotechar: str = field(default='"', metadata={CHARACTER: True})
     has_header: bool = True
     allow_cp1252: bool = False
     max_field: int = field(default=DEFAULT_MAX_FIELD, validator=_at_least_one)
     max_reject_fraction: float = field(default=0.0, validator=_fraction)
+    header_row: int = field(default=1, validator=_at_least_one)
+    find_header: bool = False
 
     def __attrs_post_init__(self) -> None:
         # The dialect is checked as a whole, so a mapping file's mistake in it
@@ -306,7 +327,9 @@ class CsvMappingError(UsageError):
 class _Columns:
     """Resolves mapped column names to cell positions once per file."""
 
-    def __init__(self, mapping: CsvMapping, header: tuple[str, ...], file: str) -> None:
+    def __init__(
+        self, mapping: CsvMapping, header: tuple[str, ...], file: str, line: int = 1
+    ) -> None:
         self.file = file
         self.positions: dict[str, int] = {}
         problems: list[SourceDataError] = []
@@ -323,7 +346,7 @@ class _Columns:
             for name, indexes in at.items():
                 if len(indexes) > 1 and name in mapped:
                     msg = f"the header names this mapped column {len(indexes)} times"
-                    problems.append(SourceDataError(msg, file=file, line=1, field=name))
+                    problems.append(SourceDataError(msg, file=file, line=line, field=name))
                 elif len(indexes) > 1:
                     places = ", ".join(str(i + 1) for i in indexes)
                     msg = f"columns {places} have the same header and are not mapped; ignored"
@@ -332,7 +355,7 @@ class _Columns:
                             "duplicate-header",
                             msg,
                             file=file,
-                            line=1,
+                            line=line,
                             field=by_position(indexes[0]),
                         )
                     )
@@ -349,7 +372,7 @@ class _Columns:
             for column, field_name in mapped.items():
                 if column not in self.positions:
                     msg = f"the mapped column for {field_name} is missing from the header"
-                    problems.append(SourceDataError(msg, file=file, line=1, field=column))
+                    problems.append(SourceDataError(msg, file=file, line=line, field=column))
         self.problems = problems
         self.notices = notices
 
@@ -775,8 +798,18 @@ def read_csv(
         max_field=fmt.max_field,
         column_name=_mapped_name(mapping),
         share=False,  # the row reader keeps only the mapped cells, joined
+        header_row=fmt.header_row,
+        is_header=_holds_every_column(mapping) if fmt.find_header else None,
     )
-    columns = _Columns(mapping, stream.header, file)
+    if stream.empty:
+        msg = "the file is empty: no header and no rows"
+        msg_0 = f"{file}: empty; nothing from this file was applied"
+        raise RejectedFileError(
+            msg_0,
+            [SourceDataError(msg, file=file)],
+            file=file,
+        )
+    columns = _Columns(mapping, stream.header, file, stream.header_line)
     if columns.problems:
         # The rows' own problems are reported with the header's, as before the
         # rows were read one at a time.
@@ -785,6 +818,10 @@ def read_csv(
         msg = f"{file}: the header does not fit the mapping; nothing from this file was applied"
         raise RejectedFileError(msg, [*columns.problems, *stream.problems], file=file)
     notices = list(columns.notices)
+    if stream.skipped:
+        first, last = stream.skipped[0], stream.skipped[-1]
+        msg = f"{len(stream.skipped)} rows above the header skipped (lines {first} to {last})"
+        notices.append(Notice("rows-skipped", msg, file=file, line=first))
     problems: list[SourceDataError] = []
     reader = _RowReader(mapping, columns, notices)
     keys, digests, lines, rows = reader.read(stream, problems)
@@ -792,6 +829,16 @@ def read_csv(
     order = _one_row_each(keys, lines, problems, file=file, column=mapping.key)
     del lines
     problems.sort(key=lambda p: (p.line or 0, p.field or ""))
+    if not rows:
+        # An export of nobody is never read as everyone leaving (rule 6): said
+        # here, where the file is known, rather than by the merge.
+        msg = "a header and no rows: an empty export is never read as everyone leaving"
+        msg_0 = f"{file}: no rows; nothing from this file was applied"
+        raise RejectedFileError(
+            msg_0,
+            [SourceDataError(msg, file=file, line=stream.header_line if fmt.has_header else None)],
+            file=file,
+        )
     reject_if_needed(problems, rows=rows, file=file, max_fraction=fmt.max_reject_fraction)
     rejected = len({p.line for p in problems})
     kind = SnapshotKind.FULL
@@ -815,6 +862,16 @@ def read_csv(
         )
     snapshot = Snapshot(source, extracted_at, records, kind=kind)
     return Reading(snapshot, notices, rejected)
+
+
+def _holds_every_column(mapping: CsvMapping) -> Callable[[list[str]], bool]:
+    """Whether a row holds every column *mapping* names: the header, found below title rows."""
+    wanted = set(mapping.columns())
+
+    def holds(cells: list[str]) -> bool:
+        return wanted <= {cell.strip() for cell in cells}
+
+    return holds
 
 
 def _mapped_name(mapping: CsvMapping) -> Callable[[str], str | None]:

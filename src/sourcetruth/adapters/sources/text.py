@@ -30,6 +30,8 @@ import csv
 import io
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Final
 
 from attrs import field, frozen
 
@@ -39,6 +41,7 @@ from sourcetruth.exceptions import EncodingError, RejectedFileError, SourceDataE
 
 __all__ = [
     "DEFAULT_MAX_FIELD",
+    "HEADER_SEARCH",
     "Row",
     "Table",
     "TableStream",
@@ -204,19 +207,41 @@ class TableStream:
         self.problems: list[SourceDataError] = []
         self.rows = 0
         self.rejected = 0
+        #: Whether the file holds no record at all: no header, no row, only blank lines.
+        self.empty = False
+        #: The lines of the rows skipped above the header, and the header's line.
+        self.skipped: tuple[int, ...] = ()
+        self.header_line = 1
         self._records = records
         self._shape = shape
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        fits = self._shape.fits
-        problems = self._shape.problems
+        # Each row is held until the next is seen: a line break typed into a
+        # cell without quotes splits one row in two, the first of which may
+        # look whole ("7 and" as a year group). Both halves are one rejected row.
+        shape = self._shape
+        fits, broken = shape.fits, shape.broken
+        held: tuple[int, list[str], bool] | None = None
         for line, cells in self._records:
-            if fits(cells):
-                self.rows += 1
-                yield line, cells
-            else:
-                self.rejected += 1
-                self.problems.extend(problems(line, cells))
+            usable = fits(cells)
+            if held is not None:
+                if not usable and broken(held[1], cells):
+                    self.rejected += 1
+                    self.problems.append(shape.break_problem(held[0], line, held[1]))
+                    held = None
+                    continue
+                yield from self._settle(*held)
+            held = (line, cells, usable)
+        if held is not None:
+            yield from self._settle(*held)
+
+    def _settle(self, line: int, cells: list[str], usable: bool) -> Iterator[tuple[int, list[str]]]:
+        if usable:
+            self.rows += 1
+            yield line, cells
+        else:
+            self.rejected += 1
+            self.problems.extend(self._shape.problems(line, cells))
 
 
 def open_table(
@@ -230,6 +255,8 @@ def open_table(
     max_field: int = DEFAULT_MAX_FIELD,
     column_name: Callable[[str], str | None] | None = None,
     share: bool = True,
+    header_row: int = 1,
+    is_header: Callable[[list[str]], bool] | None = None,
 ) -> TableStream:
     """:func:`read_table` as a stream: the header now, each row as it is split.
 
@@ -238,6 +265,11 @@ def open_table(
     :class:`~sourcetruth.RejectedFileError` when the rows reach it.
     *share* keeps short cells that repeat down the file as one object; a
     reader that keeps only some columns can share those itself, for less.
+
+    With a header, rows above line *header_row* are skipped, and so are rows
+    for which *is_header* is false (title rows above a council export's
+    header), up to :data:`HEADER_SEARCH` of them: ``skipped`` lists their
+    lines, and ``header_line`` is the header's.
     """
     if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
         msg = "the delimiter and the quote character must be two different single characters"
@@ -245,15 +277,52 @@ def open_table(
     pieces = _checked_pieces(data, file=file, allow_cp1252=allow_cp1252)
     records = _records(pieces, file, delimiter, quotechar, share=share)
     first = next(records, None)
+    skipped: list[int] = []
+    if has_header and first is not None:
+        first = _header_of(first, records, skipped, file, header_row, is_header)
     if first is None:
-        return TableStream(file, (), iter(()), _Shape(file, (), {}, max_field))
+        empty = TableStream(file, (), iter(()), _Shape(file, (), {}, max_field))
+        empty.empty = True
+        return empty
     header = tuple(first[1])
     if has_header:
         shape = _Shape(file, header, _known_columns(header, column_name), max_field)
-        return TableStream(file, header, records, shape)
+        stream = TableStream(file, header, records, shape)
+        stream.skipped, stream.header_line = tuple(skipped), first[0]
+        return stream
     # Without a header, the first row sets the width every row must have.
     shape = _Shape(file, header, {}, max_field)
     return TableStream(file, (), itertools.chain((first,), records), shape)
+
+
+#: How many rows above a header a reader looks through for it.
+HEADER_SEARCH: Final = 100
+
+
+def _header_of(
+    first: tuple[int, list[str]],
+    records: Iterator[tuple[int, list[str]]],
+    skipped: list[int],
+    file: str,
+    header_row: int,
+    is_header: Callable[[list[str]], bool] | None,
+) -> tuple[int, list[str]] | None:
+    """The header's record, the records above it skipped (their lines added to *skipped*)."""
+    found: tuple[int, list[str]] | None = first
+    while found is not None and (
+        found[0] < header_row or (is_header is not None and not is_header(found[1]))
+    ):
+        skipped.append(found[0])
+        if len(skipped) > HEADER_SEARCH and found[0] >= header_row:
+            msg = f"no header holding the mapped columns in the first {HEADER_SEARCH} rows"
+            msg_0 = f"{file}: no header; nothing from this file was applied"
+            raise RejectedFileError(msg_0, [SourceDataError(msg, file=file)], file=file)
+        found = next(records, None)
+    if found is None and skipped:
+        msg = "no header holding the mapped columns" if is_header else "no header at that line"
+        msg_0 = f"{file}: no header; nothing from this file was applied"
+        raise RejectedFileError(msg_0, [SourceDataError(msg, file=file)], file=file)
+    return found
 
 
 def read_table(
@@ -328,7 +397,9 @@ class _Shape:
     The width is that of *width_of*, the header or the first row, whose
     empty cells at the end may be missing from a row; *names* names the
     columns the reader knows in problems, by position (the others are named
-    by position alone).
+    by position alone). When the reader knows some columns, only their cells
+    are checked: a cell of a column nobody reads is never a reason to refuse
+    a row.
     """
 
     def __init__(
@@ -342,16 +413,47 @@ class _Shape:
         while named and not width_of[named - 1].strip():
             named -= 1
         self.named = named
+        known = sorted(i for i in names if i < named)
+        self._checked: Callable[[list[str]], Sequence[str]] | None = None
+        if known:
+            picked = itemgetter(*known)
+            self._checked = picked if len(known) > 1 else lambda cells: (picked(cells),)
+        self._known = known
 
     def fits(self, cells: list[str]) -> bool:
         """Whether *cells* is a usable row: the question asked of every row, so asked quickly."""
         width = len(cells)
         if width < self.named or (width > self.width and any(map(str.strip, cells[self.width :]))):
             return False
-        if max(map(len, cells)) > self.max_field:
+        checked = cells if self._checked is None else self._checked(cells)
+        if max(map(len, checked)) > self.max_field:
             return False
-        joined = "".join(cells)
+        joined = "".join(checked)
         return "\x00" not in joined and "\ufeff" not in joined
+
+    def broken(self, before: list[str], after: list[str]) -> bool:
+        """Whether *after*, a row too short to use, is the rest of *before*, split at a line break.
+
+        The cell the break was typed into is the last of one and the first of
+        the other: together they make a row of the file's width, and both
+        hold text there (nobody types a line break into an empty cell; a row
+        of another delimiter after a whole row is not its rest).
+        """
+        joined = len(before) + len(after) - 1
+        return (
+            len(after) < self.named
+            and self.named <= joined <= self.width
+            and bool(before[-1].strip())
+            and bool(after[0].strip())
+        )
+
+    def break_problem(self, line: int, rest: int, before: list[str]) -> SourceDataError:
+        """The one problem of a row split by a line break on *line*, going on at *rest*."""
+        msg = (
+            f"a line break inside a cell without quotes: the row goes on at line {rest}; "
+            "the whole row is rejected"
+        )
+        return self._problem(msg, line, len(before) - 1)
 
     def problems(self, line: int, cells: list[str]) -> list[SourceDataError]:
         """Why *cells* cannot be used: nothing for a row that can."""
@@ -374,7 +476,11 @@ class _Shape:
 
     def _cell_problems(self, line: int, cells: list[str]) -> list[SourceDataError]:
         found: list[SourceDataError] = []
-        for index, cell in enumerate(cells):
+        places = self._known if self._known else range(len(cells))
+        for index in places:
+            if index >= len(cells):
+                break
+            cell = cells[index]
             if "\x00" in cell:
                 found.append(self._problem("a NUL character", line, index))
             if "\ufeff" in cell:
