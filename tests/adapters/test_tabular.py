@@ -461,6 +461,27 @@ class TestUnmappedColumns:
         assert (problem.line, problem.field) == (2, "First name")
         assert "longer than 4096" in str(problem)
 
+    def test_a_cell_over_the_csv_modules_limit_in_an_unread_column(self) -> None:
+        """200,000 characters of notes where nobody reads: the file is read, every row."""
+        text = "Id,First name,Notes\nK1,Ann," + "x" * 200_000 + "\nK2,Bo,n\n"
+        assert [r.key for r in read(text, self.MAPPING).snapshot.records] == ["K1", "K2"]
+
+    def test_a_cell_over_the_csv_modules_limit_where_the_mapping_reads(self) -> None:
+        """The same cell in a mapped column rejects its row, naming the column, not the file."""
+        text = "Id,First name,Notes\nK1," + "x" * 200_000 + ",n\nK2,Bo,n\n"
+        with pytest.raises(RejectedFileError) as caught:
+            read(text, self.MAPPING)
+        assert [(p.line, p.field) for p in problems_of(caught)] == [(2, "First name")]
+
+    def test_a_quoted_cell_over_the_limit_refuses_the_file_at_its_line(self) -> None:
+        """Inside quotes the split cannot be redone by hand: the file, with the line."""
+        text = 'Id,First name,Notes\nK1,Ann,"' + "x" * 200_000 + '"\nK2,Bo,n\n'
+        with pytest.raises(RejectedFileError) as caught:
+            read(text, self.MAPPING)
+        (problem,) = problems_of(caught)
+        assert problem.line == 2
+        assert "longer than any field could be" in str(problem)
+
     def test_nul_in_an_unread_column(self) -> None:
         """A NUL where nobody reads is no problem; where the mapping reads, it is."""
         (record,) = read("Id,First name,Notes\nK1,Ann,a\x00b\n", self.MAPPING).snapshot.records

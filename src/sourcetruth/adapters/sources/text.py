@@ -145,18 +145,35 @@ def _shared(cells: list[str], seen: dict[str, str]) -> list[str]:
     return [seen.get(c, c) for c in cells]
 
 
+def _lines(pieces: Iterator[str]) -> Iterator[str]:
+    # A StringIO splits lines as a file opened with newline="" does (at \r\n,
+    # \r or \n, ends kept), in C; one piece at a time, never the whole text.
+    return itertools.chain.from_iterable(io.StringIO(piece, newline="") for piece in pieces)
+
+
+#: Lines with a cell over the csv module's own limit that are split by hand, at most.
+_LONG_LINES = 100
+
+
 def _records(
-    pieces: Iterator[str], file: str, delimiter: str, quotechar: str, *, share: bool
+    pieces: Iterator[str],
+    file: str,
+    delimiter: str,
+    quotechar: str,
+    *,
+    share: bool,
+    again: Callable[[], Iterator[str]] | None = None,
 ) -> Iterator[tuple[int, list[str]]]:
     """Each record of the text and the line it starts on, blank lines left out.
 
     With *share*, short cells that repeat are one object (see :func:`_shared`).
+    A line holding a cell longer than the csv module's limit (a process-wide
+    setting we never change) is split by hand when it has no quote character,
+    reading the text *again* to find it, so that the row's own checks decide
+    (a cell of a column nobody reads is no reason to refuse the file).
     """
-    # A StringIO splits lines as a file opened with newline="" does (at \r\n,
-    # \r or \n, ends kept), in C; one piece at a time, never the whole text.
-    lines = itertools.chain.from_iterable(io.StringIO(piece, newline="") for piece in pieces)
     reader = csv.reader(
-        lines,
+        _lines(pieces),
         delimiter=delimiter,
         quotechar=quotechar,
         doublequote=True,
@@ -164,22 +181,32 @@ def _records(
     )
     last_line = 0
     seen: dict[str, str] = {}
-    try:
-        for cells in reader:
-            start, last_line = last_line + 1, reader.line_num
-            if cells:
-                yield start, _shared(cells, seen) if share else cells
-    except csv.Error as error:
-        # The reader cannot resynchronise after broken quoting, so the
-        # whole file is unusable; say where it broke.
-        reason = "a cell longer than any field could be" if "limit" in str(error) else error
-        msg = f"cannot split the file into cells: {reason}"
-        msg_0 = f"{file}: unreadable"
-        raise RejectedFileError(
-            msg_0,
-            [SourceDataError(msg, file=file, line=reader.line_num)],
-            file=file,
-        ) from None
+    long_lines = 0
+    while True:
+        try:
+            for cells in reader:
+                start, last_line = last_line + 1, reader.line_num
+                if cells:
+                    yield start, _shared(cells, seen) if share else cells
+        except csv.Error as error:
+            line = reader.line_num
+            text = None
+            if "limit" in str(error) and again is not None and long_lines < _LONG_LINES:
+                text = next(itertools.islice(_lines(again()), line - 1, None), None)
+            if text is None or quotechar in text or line != last_line + 1:
+                # Broken quoting, or a long cell inside quotes: the reader cannot
+                # resynchronise, so the whole file is unusable; say where it broke.
+                reason = "a cell longer than any field could be" if "limit" in str(error) else error
+                msg = f"cannot split the file into cells: {reason}"
+                msg_0 = f"{file}: unreadable"
+                raise RejectedFileError(
+                    msg_0, [SourceDataError(msg, file=file, line=line)], file=file
+                ) from None
+            long_lines += 1
+            last_line = line  # the reader goes on from the next line
+            yield line, text.rstrip("\r\n").split(delimiter)
+            continue
+        return
 
 
 def by_position(index: int) -> str:
@@ -275,7 +302,14 @@ def open_table(
         msg = "the delimiter and the quote character must be two different single characters"
         raise ValueError(msg)
     pieces = _checked_pieces(data, file=file, allow_cp1252=allow_cp1252)
-    records = _records(pieces, file, delimiter, quotechar, share=share)
+    records = _records(
+        pieces,
+        file,
+        delimiter,
+        quotechar,
+        share=share,
+        again=lambda: text_pieces(data, file=file, allow_cp1252=allow_cp1252),
+    )
     first = next(records, None)
     skipped: list[int] = []
     if has_header and first is not None:
