@@ -16,7 +16,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from school import full, guardian, london, mis_policy, school
-from sourcetruth import Book, Phone, Policy, Source, SourceKind, merge, normalise_phone
+from sourcetruth import (
+    AddressBookSave,
+    Book,
+    ContactData,
+    OverrideLifetime,
+    OverrideOutcome,
+    Phone,
+    Policy,
+    SetOverride,
+    Source,
+    SourceKind,
+    merge,
+    normalise_phone,
+)
 from sourcetruth.adapters.sources.export import export_csv
 from sourcetruth.app.settings import parse_settings
 from sourcetruth.exceptions import SourceDataError, UsageError
@@ -139,6 +152,44 @@ class TestSourceRegion:
         again = full(later, [guardian("C1", mobile="(603) 555-0123")], source="us-club")
         result = merge(book, again, policy=policy, at=later, by="n")
         assert result.report.changes == ()
+
+    @pytest.mark.parametrize("until", [False, True])
+    def test_an_override_ends_judged_in_its_source_region(self, until: bool) -> None:
+        """The club's next sync sends the edited number in another format: confirmed.
+
+        Read in GB, "6035550199" and "(603) 555-0199" are two raw texts, and
+        the outcome was "superseded"; the club's numbers are American. The
+        same holds for an override ended by its ``until``, judged as of then.
+        """
+        policy = self._policy()
+        at = london(23, 2)
+        club = full(at, [guardian("C1", mobile="6035550123")], source="us-club")
+        book = merge(Book(), club, policy=policy, at=at, by="n").book
+        lifetime = OverrideLifetime.UNTIL if until else OverrideLifetime.NEXT_SYNC
+        edit = SetOverride(
+            "us-club:C1",
+            "phones",
+            ContactData(phones=(Phone("(603) 555-0199"),)),
+            lifetime=lifetime,
+            until=london(24, 1) if until else None,
+        )
+        book = merge(book, edit, policy=policy, at=london(23, 9), by="office").book
+        later = london(24, 2)
+        again = full(later, [guardian("C1", mobile="6035550199")], source="us-club")
+        result = merge(book, again, policy=policy, at=later, by="n")
+        (ended,) = result.report.overrides_ended
+        assert ended.outcome is OverrideOutcome.CONFIRMED
+
+    def test_an_edit_of_a_feed_compares_in_the_feeds_region(self) -> None:
+        """Saving the club's number as it already is, in another format, changes nothing."""
+        policy = self._policy()
+        at = london(23, 2)
+        club = full(at, [guardian("C1", mobile="6035550123")], source="us-club")
+        book = merge(Book(), club, policy=policy, at=at, by="n").book
+        same = ContactData(phones=(Phone("(603) 555-0123"),))
+        save = AddressBookSave("us-club:C1", same, fields=frozenset({"phones"}))
+        result = merge(book, save, policy=policy, at=london(23, 9), by="office")
+        assert result.report.overrides_set == ()
 
     def test_a_region_that_is_not_one_is_refused(self) -> None:
         """A source or policy region must be a phone region code."""

@@ -257,14 +257,15 @@ def _untyped(value: tuple[tuple[Any, str], ...]) -> tuple[str, ...]:
 
 def end_expired(draft: Draft) -> None:
     """End the overrides whose ``until`` has passed, as of that time, judged by the source then."""
-    region = draft.policy.default_region
+    region_of = draft.policy.region_of
     for cid in _may_expire(draft.overrides):
         for override in draft.overrides[cid]:
             until = override.until
             if until is not None and until <= draft.at:
                 version = version_at(draft.state(override.record), until)
                 data = None if version is None else version.data
-                draft.end_override(override, outcome(override, data, region), expired_at=until)
+                ended = outcome(override, data, region_of(override.source))
+                draft.end_override(override, ended, expired_at=until)
 
 
 def _may_expire(overrides: Mapping[str, tuple[Override, ...]]) -> list[str]:

@@ -124,7 +124,6 @@ def _save_over_feed(
 ) -> None:
     """A save of a feed's contact: overrides of what feeds supply, local values for the rest."""
     cid = contact.id
-    region = draft.policy.default_region
     local: dict[str, Any] = {}
     for name in sorted(names):
         value = data.get(name)
@@ -132,6 +131,7 @@ def _save_over_feed(
         if owner is None:
             local[name] = value
             continue
+        region = draft.policy.region_of(owner.source)  # the feed's numbers, read as it reads them
         wanted = comparable(name, value, region)
         if wanted == comparable(name, contact.data.get(name), region):
             continue

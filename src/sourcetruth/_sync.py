@@ -411,7 +411,7 @@ def _end_overrides(draft: Draft, snapshot: Snapshot) -> None:
     """
     name = snapshot.source
     states = draft.records.get(name, {})
-    region = draft.policy.default_region
+    region = draft.policy.region_of(name)  # the overrides ended here are of this source's records
     for cid in sorted(draft.overrides):
         for override in draft.overrides[cid]:
             if override.source != name or override.set_at >= snapshot.extracted_at:

@@ -233,7 +233,8 @@ def explain(
     contact = contact_at(book, contact_id, policy=policy, at=at)
     at = utc(at)
     events = _events(book, contact.id, field_name, at)
-    later, later_value = _later(book, contact, field_name, policy.default_region, at)
+    region = policy.region_of(contact.provenance[field_name].source)
+    later, later_value = _later(book, contact, field_name, region, at)
     return Explanation(
         contact_id=contact.id,
         field=field_name,
