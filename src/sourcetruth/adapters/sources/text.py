@@ -123,12 +123,31 @@ def text_pieces(data: bytes | str, *, file: str, allow_cp1252: bool = False) -> 
         text = data.removeprefix("\ufeff")  # text read elsewhere may keep its BOM
         return (text[begin:end] for begin, end in _piece_ends(text, 0))
     encoding, start = settle(data, file=file, allow_cp1252=allow_cp1252)
+    return _decoded_pieces(data, encoding, start)
+
+
+def _decoded_pieces(data: bytes, encoding: str, start: int) -> Iterator[str]:
+    """*data*'s text from *start* in *encoding*, already settled, in pieces ending at line ends."""
     if encoding not in ("utf-8", "cp1252"):
         # Read whole: a newline byte may be half of a wider character.
         text = str(memoryview(data)[start:], encoding)
         return (text[begin:end] for begin, end in _piece_ends(text, 0))
     view = memoryview(data)
     return (str(view[begin:end], encoding) for begin, end in _piece_ends(data, start))
+
+
+def _again(data: bytes | str, *, file: str, allow_cp1252: bool) -> Callable[[], Iterator[str]]:
+    """A way to read *data*'s pieces once more, its encoding settled at most once for all."""
+    settled: list[tuple[str, int]] = []
+
+    def again() -> Iterator[str]:
+        if isinstance(data, str):
+            return text_pieces(data, file=file)
+        if not settled:
+            settled.append(settle(data, file=file, allow_cp1252=allow_cp1252))
+        return _decoded_pieces(data, *settled[0])
+
+    return again
 
 
 # Cells that repeat down a column (a status, a role, an org, a year) are kept
@@ -151,8 +170,9 @@ def _lines(pieces: Iterator[str]) -> Iterator[str]:
     return itertools.chain.from_iterable(io.StringIO(piece, newline="") for piece in pieces)
 
 
-#: Lines with a cell over the csv module's own limit that are split by hand, at most.
-_LONG_LINES = 100
+#: Lines with a cell over the csv module's own limit that are split by hand, at most:
+#: each is found by reading the text again from its start.
+_LONG_LINES = 20
 
 
 def _records(
@@ -190,13 +210,14 @@ def _records(
                     yield start, _shared(cells, seen) if share else cells
         except csv.Error as error:
             line = reader.line_num
+            too_long = "limit" in str(error)
             text = None
-            if "limit" in str(error) and again is not None and long_lines < _LONG_LINES:
+            if too_long and again is not None and long_lines < _LONG_LINES:
                 text = next(itertools.islice(_lines(again()), line - 1, None), None)
             if text is None or quotechar in text or line != last_line + 1:
                 # Broken quoting, or a long cell inside quotes: the reader cannot
                 # resynchronise, so the whole file is unusable; say where it broke.
-                reason = "a cell longer than any field could be" if "limit" in str(error) else error
+                reason = "a cell longer than any field could be" if too_long else error
                 msg = f"cannot split the file into cells: {reason}"
                 msg_0 = f"{file}: unreadable"
                 raise RejectedFileError(
@@ -308,7 +329,7 @@ def open_table(
         delimiter,
         quotechar,
         share=share,
-        again=lambda: text_pieces(data, file=file, allow_cp1252=allow_cp1252),
+        again=_again(data, file=file, allow_cp1252=allow_cp1252),
     )
     first = next(records, None)
     skipped: list[int] = []
