@@ -30,7 +30,7 @@ from typing import Final
 
 from sourcetruth.exceptions import EncodingError
 
-__all__ = ["BOMS", "looks_like_utf8", "not_utf8", "settle", "wide"]
+__all__ = ["BOMS", "first_error", "likely", "looks_like_utf8", "not_utf8", "settle", "wide"]
 
 #: Byte-order marks and the codec each names. UTF-32's little-endian mark
 #: begins with UTF-16's, so it is looked for first.
@@ -207,13 +207,13 @@ def not_utf8(data: bytes, offset: int, *, file: str | None, allow_cp1252: bool) 
         raise EncodingError(msg, offset=offset, file=file)
     bad = first_error(data, 0, "cp1252")
     if bad is not None:
-        msg = f"neither UTF-8 nor cp1252; most likely {_likely(data)} (save the file as UTF-8)"
+        msg = f"neither UTF-8 nor cp1252; most likely {likely(data)} (save the file as UTF-8)"
         raise EncodingError(msg, offset=bad if allow_cp1252 else offset, file=file)
     odd = _unlike_typed_text(data)
     if odd is not None:
         msg = (
             f"not valid UTF-8, and as cp1252 it gives text no person would type; "
-            f"most likely {_likely(data)} (save the file as UTF-8)"
+            f"most likely {likely(data)} (save the file as UTF-8)"
         )
         raise EncodingError(msg, offset=odd, file=file)
     if not allow_cp1252:
@@ -258,7 +258,7 @@ def _detected(data: bytes) -> list[tuple[str, str]]:
     return [(match.encoding, match.language) for match in from_bytes(sample)]
 
 
-def _likely(data: bytes) -> str:
+def likely(data: bytes) -> str:
     """The encoding *data* most likely is, as people name it; never a byte of it."""
     found = _detected(data)
     if not found:
