@@ -241,20 +241,20 @@ class _Parser:
         self.done: list[Element] = []
 
     def feed(self, text: str, *, final: bool) -> Iterator[Element]:
+        """The record elements *text* completes; every one before a fault, then the fault."""
+        fault: SourceDataError | None = None
         try:
             self.expat.Parse(text, final)
         except expat.ExpatError as error:
             # expat's messages name the fault, never the text at it.
-            problem = SourceDataError(
-                f"not well-formed XML: {expat.ErrorString(error.code)}",
-                file=self.file,
-                line=error.lineno,
-            )
-            raise _refused(self.file, problem) from None
+            message = f"not well-formed XML: {expat.ErrorString(error.code)}"
+            fault = SourceDataError(message, file=self.file, line=error.lineno)
         except SourceDataError as error:
-            raise _refused(self.file, error) from None
+            fault = error
         done, self.done = self.done, []
         yield from done
+        if fault is not None:
+            raise _refused(self.file, fault)
 
     def problem(self, message: str, name: str | None = None) -> SourceDataError:
         return SourceDataError(
