@@ -78,19 +78,21 @@ class TestElements:
         data = f"<people>\n{body}<broken></people>".encode()
         stream = read_elements(data, file="people.xml", records={"person"})
         assert next(stream).get("id") == "0"
-        read = [element.get("id") for element, _ in zip(stream, range(19_999), strict=False)]
+        read = [element.get("id") for _, element in zip(range(19_999), stream, strict=False)]
         assert read[-1] == "19999"
         with pytest.raises(RejectedFileError) as caught:
             next(stream)
         assert caught.value.problems[0].line == 20_002
 
     def test_lines_hold_across_the_pieces_the_text_is_fed_in(self) -> None:
-        """A character split between two pieces of bytes reads whole, on its line."""
-        filler = "é" * 40_000  # 80,000 bytes: the pieces cut inside a character
-        data = f'<people>\n<person id="1">{filler}</person>\n<person id="2"/>\n</people>'
-        found = elements(data.encode(), "person")
-        assert found[0].text == filler
-        assert found[1].line == 3
+        """Characters split between two pieces of bytes read whole, each on its line."""
+        # Lines of 22 bytes after 8: the first 64 KiB piece ends inside an "é" (two bytes).
+        body = "".join(f'<person n="é{i:05}"/>\n' for i in range(16_000))
+        data = f"<people>{body}</people>".encode()
+        assert data[(1 << 16) - 1 : (1 << 16) + 1] == "é".encode()
+        found = elements(data, "person")
+        assert [e.get("n") for e in found] == [f"é{i:05}" for i in range(16_000)]
+        assert [e.line for e in found] == list(range(1, 16_001))
 
     def test_values_never_show_in_the_repr(self) -> None:
         """An element's repr says what and where, never its attributes or text."""
