@@ -194,6 +194,17 @@ class TestEncodings:
         assert second.first("name").get("family") == "Ó Súilleabháin"  # type: ignore[union-attr]
         assert (first.line, second.line) == (3, 7)
 
+    def test_a_mark_wins_over_the_declaration(self) -> None:
+        """UTF-8 with its mark, declared ISO-8859-1: read as UTF-8, as the mark says."""
+        data = codecs.BOM_UTF8 + PEOPLE.format(encoding="ISO-8859-1").encode()
+        assert elements(data)[0].first("name").get("given") == "Zoë"  # type: ignore[union-attr]
+
+    def test_any_encoding_python_knows_is_honoured(self) -> None:
+        """Shift_JIS declared: a Japanese name reads back, where UTF-8 would refuse it."""
+        text = '<?xml version="1.0" encoding="Shift_JIS"?>\n<people><p n="山田太郎"/></people>'
+        (element,) = elements(text.encode("shift_jis"), "p")
+        assert (element.get("n"), element.line) == ("山田太郎", 2)
+
     def test_no_declaration_is_utf8(self) -> None:
         """XML without a declaration is UTF-8, and reads as such."""
         assert xml_encoding("<a b='Zoë'/>".encode(), file="people.xml") == ("utf-8", 0)
