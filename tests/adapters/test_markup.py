@@ -71,6 +71,8 @@ class TestElements:
         data = b"<a>text<b><c id='x'/></b><meta/><c id='y'><c id='z'/></c></a>"
         found = elements(data, "c")
         assert [(e.get("id"), len(e.children)) for e in found] == [("x", 0), ("y", 1)]
+        one_name = read_elements(data, file="people.xml", records="c")  # not its letters
+        assert [e.get("id") for e in one_name] == ["x", "y"]
 
     def test_elements_come_as_they_are_parsed(self) -> None:
         """A file broken near its end gives every element before the fault, then the error."""

@@ -190,7 +190,8 @@ def read_elements(
     """Each element of *source* named in *records*, whole, in file order, as it is parsed.
 
     *source* is a path (its name names the file) or the file's bytes (then
-    give *file*). A record element inside another is one of its children.
+    give *file*); *records* names the record elements (one name, or
+    several). A record element inside another is one of its children.
     The encoding is settled before the first element (:func:`xml_encoding`).
     Every problem of the file is raised as a :class:`~sourcetruth.RejectedFileError`
     holding one :class:`~sourcetruth.SourceDataError`: a missing file is one
@@ -216,7 +217,8 @@ def read_elements(
         codec, start = xml_encoding(data, file=file)
     except SourceDataError as error:
         raise _refused(file, error) from None
-    parser = _Parser(file, frozenset(records), max_field, max_children)
+    names = frozenset({records} if isinstance(records, str) else records)
+    parser = _Parser(file, names, max_field, max_children)
     decoder = codecs.getincrementaldecoder(codec)()
     view = memoryview(data)
     for begin in range(start, len(data), _CHUNK):
