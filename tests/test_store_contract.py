@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContract
+from sourcetruth.testing.transports import TransportContract
 
 
 class TestSqliteStore(StoreContract):
@@ -157,3 +161,17 @@ def test_the_contract_fails_exactly_the_broken_checks(pytester: pytest.Pytester)
         assert must <= found <= must | may, (name, found, "\n".join(result.outlines[-40:]))
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 12 * len(BROKEN_STORES)
+
+
+def test_the_contracts_are_named_by_the_testing_package_without_importing_pytest() -> None:
+    """``sourcetruth.testing`` exports both contracts, yet importing it imports no test tool."""
+    code = "import json, sys\nimport sourcetruth.testing\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    heavy = [m for m in json.loads(done.stdout) if m.split(".")[0] in {"hypothesis", "pytest"}]
+    assert heavy == []
+    import sourcetruth.testing as testing
+
+    assert testing.StoreContract is StoreContract
+    assert testing.TransportContract is TransportContract
+    assert sorted(testing.__all__) == ["StoreContract", "TransportContract"]
