@@ -54,6 +54,7 @@ BROKEN_PREAMBLE = """
 import json
 import shutil
 
+import attrs
 import pytest
 
 from sourcetruth.adapters._files import write_atomic
@@ -121,6 +122,24 @@ BROKEN_STORES: dict[str, tuple[str, set[str], set[str]]] = {
             "test_a_held_merge_is_journalled_and_the_book_kept",
             "test_a_commit_that_fails_part_way_changes_nothing",
         },
+        set(),
+    ),
+    "forgets_the_groups": (
+        "class Store(JsonStore):\n"
+        "    def load(self):\n"
+        "        return attrs.evolve(super().load(), groups={})\n",
+        {
+            "test_round_trip",
+            "test_the_loser_merges_again_and_nothing_is_lost",
+            "test_writers_in_threads_lose_no_commit",
+        },
+        set(),
+    ),
+    "repr_shows_the_book": (
+        "class Store(JsonStore):\n"
+        "    def __repr__(self):\n"
+        "        return dumps(self.load())\n",
+        {"test_repr_names_no_personal_value"},
         set(),
     ),
     "sqlite_leaves_its_log_full": (

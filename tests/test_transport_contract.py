@@ -177,7 +177,10 @@ class Gateway(ThreadingHTTPServer):
     def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, object]:
         if headers.get("authorization") != f"Bearer {TOKEN}" or self.refusing == "credentials":
             return 401, {"error": "bad token"}
-        number = json.loads(body).get("to", "")
+        request = json.loads(body)
+        if "messages" in request:
+            return self._batch(request["messages"])
+        number = request.get("to", "")
         # A gateway's words may quote the number: the transport keeps codes only.
         if self.refusing == "permanent":
             return 422, {"reason": f"{number} is not a mobile number"}
@@ -186,6 +189,23 @@ class Gateway(ThreadingHTTPServer):
         with self._lock:
             self.keys.append(headers.get("idempotency-key", ""))
             return 200, {"id": f"gw-{len(self.keys)}", "status": "accepted"}
+
+    def _batch(self, messages: list[dict[str, str]]) -> tuple[int, object]:
+        """A batch: each message answered by its reference, which is what a retry repeats."""
+        if self.refusing == "temporary":
+            return 503, {"error": "busy"}
+        answers: list[dict[str, str]] = []
+        for message in messages:
+            if self.refusing == "permanent":
+                answers.append(
+                    {"reference": message["reference"], "status": "rejected", "reason": "bad"}
+                )
+                continue
+            with self._lock:
+                self.keys.append(message["reference"])
+                ident = f"gw-{len(self.keys)}"
+            answers.append({"reference": message["reference"], "status": "accepted", "id": ident})
+        return 200, {"messages": answers}
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
@@ -244,6 +264,17 @@ class TestHttpSmsTransport(TransportContract):
         """The same transport to a port nothing listens on."""
         url = f"http://127.0.0.1:{free_port()}/v1/sms"
         return lambda: self.transport_class(url, sender="SCHOOL", token=TOKEN, timeout=5.0)
+
+
+class TestHttpSmsTransportInBatches(TestHttpSmsTransport):
+    """HttpSmsTransport posting each call's messages in one request, answered per message."""
+
+    @pytest.fixture
+    def make_transport(self, far_side: Gateway) -> MakeTransport:
+        """A batching transport to the gateway with the token."""
+        return lambda: self.transport_class(
+            far_side.url, sender="SCHOOL", token=TOKEN, timeout=5.0, batch=True
+        )
 
 
 # -- the outbox ------------------------------------------------------------------------
@@ -396,6 +427,26 @@ BROKEN_TRANSPORTS: dict[str, tuple[str, str, set[str]]] = {
         "                if r.status is DeliveryStatus.REJECTED else r\n"
         "                for r, e in zip(super().send(batch), batch)]\n",
         {"test_a_permanent_refusal_is_rejected", "test_no_secret_or_personal_value_is_shown"},
+    ),
+    "smtp_retries_a_refused_login": (
+        "TestSmtpTransport",
+        "class Transport(SmtpTransport):\n"
+        "    def send(self, batch):\n"
+        "        return [DeliveryResult.failed(r.key, r.reason, retryable=True)\n"
+        "                if r.status is DeliveryStatus.FAILED else r\n"
+        "                for r in super().send(batch)]\n",
+        {"test_refused_credentials_fail_for_good"},
+    ),
+    "sms_keys_by_number_alone": (
+        "TestHttpSmsTransport",
+        "class Transport(HttpSmsTransport):\n"
+        "    def _send_one(self, item):\n"
+        "        self._number = item.envelope.address\n"
+        "        return super()._send_one(item)\n"
+        "    def _post(self, data, content_type, key, *args, **kwargs):\n"
+        "        key = uuid.uuid5(uuid.NAMESPACE_URL, self._number).hex\n"
+        "        return super()._post(data, content_type, key, *args, **kwargs)\n",
+        {"test_another_message_to_the_same_address_is_not_a_retry"},
     ),
     "outbox_answers_in_reverse": (
         "TestOutboxTransport",

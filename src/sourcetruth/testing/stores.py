@@ -171,7 +171,11 @@ class StoreContract:
 
     @pytest.fixture
     def open_store(self, store_folder: Path) -> OpenStore:
-        """Return ``open(name) -> Store``: a new handle on the store *name*, empty at first."""
+        """Return ``open(name) -> Store``: a new handle on the store *name*, empty at first.
+
+        Names are lower-case letters, digits and ``-``. It is called from
+        other threads too; each handle is used and closed in its own thread.
+        """
         msg = "override the open_store fixture to open your store"
         raise NotImplementedError(msg)
 
