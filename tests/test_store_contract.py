@@ -136,9 +136,7 @@ BROKEN_STORES: dict[str, tuple[str, set[str], set[str]]] = {
         set(),
     ),
     "repr_shows_the_book": (
-        "class Store(JsonStore):\n"
-        "    def __repr__(self):\n"
-        "        return dumps(self.load())\n",
+        "class Store(JsonStore):\n    def __repr__(self):\n        return dumps(self.load())\n",
         {"test_repr_names_no_personal_value"},
         set(),
     ),
