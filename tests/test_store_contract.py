@@ -12,6 +12,7 @@ import pytest
 
 from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.adapters.stores.sqlite import SqliteStore
+from sourcetruth.testing.delivery_logs import DeliveryLogContract
 from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContract
 from sourcetruth.testing.transports import TransportContract
 
@@ -62,6 +63,7 @@ from sourcetruth.adapters.stores.jsonstore import JsonStore
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.exceptions import ConflictError
 from sourcetruth.serialise import FORMAT_VERSION, converter, dumps
+from sourcetruth.testing.delivery_logs import DeliveryLogContract
 from sourcetruth.testing.stores import StoreContract
 
 
@@ -191,4 +193,5 @@ def test_the_contracts_are_named_by_the_testing_package_without_importing_pytest
 
     assert testing.StoreContract is StoreContract
     assert testing.TransportContract is TransportContract
-    assert sorted(testing.__all__) == ["StoreContract", "TransportContract"]
+    assert testing.DeliveryLogContract is DeliveryLogContract
+    assert testing.__all__ == ["DeliveryLogContract", "StoreContract", "TransportContract"]

@@ -53,11 +53,12 @@ import logging
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal, Protocol
 
 import pytest
 
-from sourcetruth.app.sending import MemoryDeliveryLog, send
+from sourcetruth.app.sending import FileDeliveryLog, send
 from sourcetruth.messages import (
     Delivery,
     DeliveryResult,
@@ -331,8 +332,15 @@ class TransportContract:
         far_side: FarSide,
         channel: Channel,
         addresses: tuple[str, ...],
+        secrets: tuple[str, ...],
+        tmp_path: Path,
     ) -> None:
-        """A send stopped by a refusal and resumed with its log delivers each delivery once."""
+        """A send stopped by a refusal and resumed with its log delivers each delivery once.
+
+        The log is a file, opened afresh for each send as another process
+        would; what the transport answered goes into it, so it must name no
+        address, text or credential.
+        """
         contacts = [f"mis:G{n}" for n in range(len(addresses))]
         message = Message(_MESSAGE_ID, _SUBJECT, _BODY, channels=(channel,), contacts=contacts)
         deliveries = [
@@ -340,23 +348,29 @@ class TransportContract:
             for c, a in zip(contacts, addresses, strict=True)
         ]
         plan = Plan(message, _SENT_AT, deliveries, ())
-        log = MemoryDeliveryLog()
+        path = tmp_path / "deliveries.jsonl"
         transports = {channel: make_transport()}
         if "temporary" in refusals:
             far_side.refuse("temporary")
+            log = FileDeliveryLog(path)
             stopped = send(plan, transports, log=log, sent_at=_SENT_AT, sleep=lambda _: None)
             assert stopped.count(DeliveryStatus.FAILED) == len(deliveries)
             assert log.handed_over() == {d.key for d in deliveries}
             far_side.refuse(None)
+        log = FileDeliveryLog(path)
         audit = send(plan, transports, log=log, sent_at=_SENT_AT, sleep=lambda _: None)
         assert audit.count(DeliveryStatus.ACCEPTED) == len(deliveries)
         assert set(log.results()) == {d.key for d in deliveries}
         arrived = far_side.arrivals()
         assert len(set(arrived)) == len(deliveries)
         # Done: sending again hands nothing over.
-        again = send(plan, {channel: make_transport()}, log=log, sent_at=_SENT_AT)
+        again = send(plan, {channel: make_transport()}, log=FileDeliveryLog(path), sent_at=_SENT_AT)
         assert again.count(DeliveryStatus.ACCEPTED) == len(deliveries)
         assert far_side.arrivals() == arrived
+        kept = path.read_text(encoding="utf-8")
+        assert not [s for s in (*secrets, *_personal(addresses)) if s in kept], (
+            "a result the transport gave puts an address, the text or a credential in the log"
+        )
 
     # -- secrets never shown ---------------------------------------------------------------
 
