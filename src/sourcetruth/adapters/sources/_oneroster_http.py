@@ -151,12 +151,7 @@ class RestClient:
         self._clock = clock
         self._token: str | None = None
         self._token_until = 0.0
-        handlers: list[urllib.request.BaseHandler] = [
-            _NoRedirect(),
-            # A proxy named in the environment is for the web at large; a roster
-            # server is reached as configured.
-            urllib.request.ProxyHandler({}),
-        ]
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
         if ssl_context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
         self._opener = urllib.request.build_opener(*handlers)
@@ -326,6 +321,7 @@ class RestClient:
 
 
 def _read_capped(response: Any, where: str) -> bytes:
+    """The body, whole: a connection closed before ``Content-Length`` is an IncompleteRead."""
     chunks: list[bytes] = []
     size = 0
     while chunk := response.read(_CHUNK):
@@ -334,7 +330,13 @@ def _read_capped(response: Any, where: str) -> bytes:
         if size > MAX_PAGE_BYTES:
             msg = f"{where}: the answer is larger than {MAX_PAGE_BYTES} bytes"
             raise AdapterError(msg, retryable=False)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    # read(amt) returns short, without an error, when the server hangs up early.
+    promised = (response.headers.get("Content-Length") or "").strip()
+    if promised.isdigit() and size < int(promised):
+        received = body[:0]  # what IncompleteRead carries is not kept: it may be personal
+        raise http.client.IncompleteRead(received, int(promised) - size)
+    return body
 
 
 def _drain(error: urllib.error.HTTPError) -> bytes:
