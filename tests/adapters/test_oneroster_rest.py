@@ -1143,7 +1143,7 @@ class TestRestContract(SourceAdapterContract):
     def make_adapter(
         self, serve: Callable[[Path], Roster]
     ) -> Callable[[Snapshot, Path], SourceAdapter]:
-        """Write the snapshot as a bundle, serve it, read it over REST (a delta: since before it)."""
+        """Write the snapshot as a bundle, serve it, read it by REST (a delta: since before it)."""
 
         def make(snapshot: Snapshot, directory: Path) -> SourceAdapter:
             write_bundle(snapshot, directory, version=self.version)
