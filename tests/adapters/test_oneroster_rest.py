@@ -49,6 +49,8 @@ from sourcetruth import (
 from sourcetruth.adapters import SourceAdapter, registry
 from sourcetruth.adapters.sources.oneroster import OneRosterAdapter, write_bundle
 from sourcetruth.adapters.sources.oneroster_rest import OneRosterRestAdapter
+from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.app.settings import check_adapters, parse_settings
 from sourcetruth.exceptions import RejectedFileError, format_errors
 from sourcetruth.testing.conformance import SourceAdapterContract, sample_school
 
@@ -1114,6 +1116,92 @@ class TestSecrets:
         """policy.toml can name it: the registry's source adapter 'oneroster-rest'."""
         assert registry.get("source", "oneroster-rest") is OneRosterRestAdapter
         assert "oneroster-rest" in registry.available("source")
+
+
+def policy_toml(roster: Roster, secret: str = 'client_secret_env = "ONEROSTER_SECRET"') -> str:
+    """A policy.toml whose MIS is *roster*, read over REST."""
+    return f"""
+precedence = ["mis"]
+
+[sources.mis]
+kind = "mis"
+covers = ["given_name", "family_name", "role", "phones", "emails", "relationships",
+          "year_group"]
+adapter = "oneroster-rest"
+
+[sources.mis.options]
+url = "{roster.url}"
+token_url = "{roster.token_url}"
+client_id = "{CLIENT}"
+{secret}
+version = "1.1"
+"""
+
+
+class TestPolicyToml:
+    """policy.toml names the service and the secret's variable; the secret stays outside."""
+
+    def test_a_book_folder_reads_it(self, serve: Callable[[Path], Roster], tmp_path: Path) -> None:
+        """The folder builds the adapter from the settings and the environment, and reads."""
+        snapshot = school(2)
+        roster = serve(bundle(snapshot, tmp_path / "served", "1.1"))
+        environ = {"ONEROSTER_SECRET": SECRET}
+        folder = BookFolder.create(tmp_path / "book", settings=policy_toml(roster), environ=environ)
+        assert folder.settings.plaintext_secrets == ()
+        assert SECRET not in (tmp_path / "book" / "policy.toml").read_text(encoding="utf-8")
+        reading = folder.read_source("mis", None, extracted_at=AT)
+        assert reading.snapshot == snapshot
+        with pytest.raises(UsageError, match="reads its service's URL, not a path"):
+            folder.source_adapter("mis", tmp_path)
+
+    def test_the_variable_unset(self, serve: Callable[[Path], Roster], tmp_path: Path) -> None:
+        """A folder made where the variable is unset says so at the read, naming the key only."""
+        roster = serve(bundle(school(1), tmp_path / "served", "1.1"))
+        folder = BookFolder.create(tmp_path / "book", settings=policy_toml(roster), environ={})
+        with pytest.raises(SourceDataError, match="ONEROSTER_SECRET") as caught:
+            folder.source_adapter("mis", None)
+        assert caught.value.field == "sources.mis.options.client_secret_env"
+        assert roster.seen == []
+
+    def test_a_secret_in_the_file(
+        self, serve: Callable[[Path], Roster], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A secret written in the file works, is listed, and is logged by its key only."""
+        roster = serve(bundle(school(1), tmp_path / "served", "1.1"))
+        text = policy_toml(roster, f'client_secret = "{SECRET}"')
+        with caplog.at_level(logging.WARNING):
+            settings = parse_settings(text)
+        assert settings.plaintext_secrets == ("sources.mis.options.client_secret",)
+        assert "sources.mis.options.client_secret" in caplog.text
+        assert SECRET not in caplog.text
+
+    @pytest.mark.parametrize(
+        ("secret", "field", "said"),
+        [
+            (
+                f'client_secret = "{SECRET}"\nclient_secret_env = "ONEROSTER_SECRET"',
+                "sources.mis.options.client_secret_env",
+                "both give client_secret",
+            ),
+            ("client_secret_env = 7", "sources.mis.options.client_secret_env", ""),
+            ("", "sources.mis.options.client_secret", "client_secret_env"),
+            (
+                'client_secret_env = "S"\npage_sise = 5',
+                "sources.mis.options.page_sise",
+                "page_size",
+            ),
+        ],
+    )
+    def test_mistakes_name_the_key(
+        self, secret: str, field: str, said: str, serve: Callable[[Path], Roster], tmp_path: Path
+    ) -> None:
+        """Both forms of the secret, a variable not a name, none, a typo: each by its key."""
+        roster = serve(bundle(school(1), tmp_path / "served", "1.1"))
+        with pytest.raises(SourceDataError) as caught:
+            check_adapters(parse_settings(policy_toml(roster, secret)))
+        assert caught.value.field == field
+        assert said in caught.value.reason
+        assert SECRET not in str(caught.value)
 
 
 # -- the conformance kit ------------------------------------------------------------------------
