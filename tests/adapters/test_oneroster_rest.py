@@ -14,10 +14,13 @@ addresses only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
 import logging
+import math
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -29,6 +32,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sourcetruth import (
     AdapterError,
@@ -362,9 +367,9 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[Path], Roster]]:
-    """Start services over bundle directories on 127.0.0.1; all stop after the test."""
+@contextlib.contextmanager
+def services() -> Iterator[Callable[[Path], Roster]]:
+    """Start services over bundle directories on 127.0.0.1; all stop at the end."""
     running: list[tuple[_Server, threading.Thread]] = []
 
     def start(directory: Path) -> Roster:
@@ -376,11 +381,20 @@ def serve() -> Iterator[Callable[[Path], Roster]]:
         running.append((server, thread))
         return server.roster
 
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        server.server_close()
-        thread.join(2)
+    try:
+        yield start
+    finally:
+        for server, thread in running:
+            server.shutdown()
+            server.server_close()
+            thread.join(2)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Path], Roster]]:
+    """Start services over bundle directories on 127.0.0.1; all stop after the test."""
+    with services() as start:
+        yield start
 
 
 class Sleeps(list[float]):
@@ -704,6 +718,28 @@ class TestPaging:
         reading = adapter(roster, page_size=page_size).read(extracted_at=AT)
         assert reading.snapshot == snapshot
         assert len(roster.page_requests()) == requests
+
+    @settings(max_examples=30, deadline=None)
+    @given(
+        pupils=st.integers(min_value=0, max_value=8),
+        page_size=st.integers(min_value=1, max_value=7),
+        headers=st.sampled_from(["total", "link", "none"]),
+    )
+    def test_any_page_size_reads_the_same(self, pupils: int, page_size: int, headers: str) -> None:
+        """Any page size, any end signal: the bundle's reading, in the fewest pages."""
+        snapshot = school(pupils)
+        users = len(snapshot.records)
+        with tempfile.TemporaryDirectory() as folder, services() as start:
+            directory = bundle(snapshot, Path(folder))
+            roster = start(directory)
+            roster.total_header = headers == "total"
+            roster.link_header = headers == "link"
+            reading = adapter(roster, page_size=page_size).read(extracted_at=AT)
+            expected = OneRosterAdapter(directory).read(extracted_at=AT)
+        assert reading == expected
+        pages = max(1, math.ceil(users / page_size))
+        assert len(roster.page_requests()) == (pages + 1 if headers == "none" else pages)
+        assert len(roster.token_requests()) == 1
 
     def test_an_empty_service(self, serve: Callable[[Path], Roster], tmp_path: Path) -> None:
         """No users at all (X-Total-Count 0): one page, an empty full snapshot, and the notice."""
