@@ -171,7 +171,7 @@ class Roster:
         self.tokens: dict[str, int] = {}  # token -> pages it may still answer
         self.token_lasts = 10_000
         self.max_limit = 10_000
-        self.total_header = True
+        self.total_header: bool | str = True  # "first": on the first page only
         self.link_header = True
         self.after_page: Callable[[Roster, int], None] | None = None
         self.edit_users: Callable[[list[dict[str, Any]]], None] | None = None
@@ -324,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         if wanted:
             page = [{k: v for k, v in r.items() if k in wanted} for r in page]
         headers: dict[str, str] = {}
-        if roster.total_header:
+        if roster.total_header is True or (roster.total_header == "first" and offset == 0):
             headers["X-Total-Count"] = str(len(records))
         if roster.link_header:
             links = []
@@ -740,6 +740,18 @@ class TestPaging:
         pages = max(1, math.ceil(users / page_size))
         assert len(roster.page_requests()) == (pages + 1 if headers == "none" else pages)
         assert len(roster.token_requests()) == 1
+
+    def test_a_count_on_the_first_page_only(
+        self, serve: Callable[[Path], Roster], tmp_path: Path
+    ) -> None:
+        """A server that counts on page 1 only: the count ends the read, and nothing moved."""
+        snapshot = school(4)
+        roster = serve(bundle(snapshot, tmp_path))
+        roster.total_header = "first"
+        roster.link_header = False
+        reading = adapter(roster, page_size=3).read(extracted_at=AT)
+        assert reading.snapshot == snapshot
+        assert len(roster.page_requests()) == 3
 
     def test_an_empty_service(self, serve: Callable[[Path], Roster], tmp_path: Path) -> None:
         """No users at all (X-Total-Count 0): one page, an empty full snapshot, and the notice."""

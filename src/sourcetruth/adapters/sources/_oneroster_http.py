@@ -286,7 +286,10 @@ class RestClient:
                             self._refused(where, status, body), retryable=False
                         ) from None
                     return status, headers, body
-                wait = self._wait(headers, retries, where, status)
+                try:
+                    wait = self._wait(headers, retries, where, status)
+                except AdapterError as too_long:
+                    raise too_long from None
                 why = f"status {status}"
             except (OSError, http.client.HTTPException) as error:
                 if isinstance(error, AdapterError):
@@ -340,10 +343,13 @@ def _read_capped(response: Any, where: str) -> bytes:
 
 
 def _drain(error: urllib.error.HTTPError) -> bytes:
+    """The start of an error's body (enough for an OAuth error code), its connection closed."""
     try:
         return error.read(_CHUNK)
     except (OSError, http.client.HTTPException):
         return b""
+    finally:
+        error.close()
 
 
 def _retry_after(headers: Message) -> float | None:
