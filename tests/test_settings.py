@@ -887,7 +887,7 @@ class TestCheckAdapters:
         ("extra", "where", "said"),
         [
             ('adapter = "onerostr"', "sources.mis.adapter", "did you mean oneroster?"),
-            ('adapter = "x"', "sources.mis.adapter", "csv, oneroster, sds"),
+            ('adapter = "x"', "sources.mis.adapter", "csv, oneroster, oneroster-rest, sds"),
             (
                 'adapter = "oneroster"\noptions = { orgg = "x" }',
                 "sources.mis.options.orgg",

@@ -40,6 +40,7 @@ GROUPS: Final[dict[AdapterKind, str]] = {
 _BUILT_IN: Final[dict[AdapterKind, dict[str, str]]] = {
     "source": {
         "oneroster": "sourcetruth.adapters.sources.oneroster:OneRosterAdapter",
+        "oneroster-rest": "sourcetruth.adapters.sources.oneroster_rest:OneRosterRestAdapter",
         "sds": "sourcetruth.adapters.sources.sds:SdsAdapter",
         "csv": "sourcetruth.adapters.sources.tabular:CsvImportAdapter",
     },

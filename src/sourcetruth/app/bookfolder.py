@@ -62,6 +62,7 @@ from sourcetruth.app.settings import (
     Settings,
     check_adapters,
     inside,
+    is_live,
     parse_settings,
     read_mapping,
 )
@@ -400,12 +401,15 @@ class BookFolder:
     # -- sources ----------------------------------------------------------------
 
     def source_adapter(
-        self, source: str, path: str | os.PathLike[str], *, adapter: str | None = None
+        self, source: str, path: str | os.PathLike[str] | None, *, adapter: str | None = None
     ) -> SourceAdapter:
         """The adapter that reads *path* for *source*, as the settings describe it.
 
         *adapter* overrides the adapter the settings name; the options and
-        mapping of ``[sources.SOURCE]`` are given to it all the same.
+        mapping of ``[sources.SOURCE]`` are given to it all the same, each
+        ``NAME_env`` option read from the environment. A live source (a
+        OneRoster REST service) reads from the URL its options give: its
+        *path* is None.
         """
         policy = self.settings.policy  # reading a file needs no suppression key
         kind = policy.source(source).kind
@@ -416,7 +420,15 @@ class BookFolder:
             msg = f"say which adapter reads {source!r}: --adapter, or 'adapter' in {section}"
             raise UsageError(msg)
         factory = _adapter("source", name, section)
-        options: dict[str, Any] = dict(how.options) if how else {}
+        file = str(self.path / _SETTINGS)
+        options: dict[str, Any] = how.resolved(self._environ, file=file) if how else {}
+        live = is_live(factory)
+        if live and path is not None:
+            msg = f"the {name!r} adapter of {section} reads its service's URL, not a path"
+            raise UsageError(msg)
+        if not live and path is None:
+            msg = f"the {name!r} adapter of {section} reads an export: give its path"
+            raise UsageError(msg)
         if how is not None and how.mapping is not None:
             options["mapping"] = read_mapping(how.mapping, named_by=f"sources.{source}.mapping")
             options["kind"] = kind
@@ -424,7 +436,11 @@ class BookFolder:
             msg = f"reading {source!r} as CSV needs 'mapping' in {section}"
             raise UsageError(msg)
         try:
-            made: SourceAdapter = factory(path, source=source, **options)
+            made: SourceAdapter = (
+                factory(source=source, **options)
+                if live
+                else factory(path, source=source, **options)
+            )
         except (TypeError, UsageError) as error:
             msg = f"the options of {section} do not suit the {name!r} adapter: {error}"
             raise UsageError(msg) from None
@@ -443,7 +459,7 @@ class BookFolder:
     def read_source(
         self,
         source: str,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None,
         *,
         extracted_at: datetime,
         adapter: str | None = None,
@@ -655,8 +671,13 @@ def _check_source(settings: Settings, name: str, empty: Path, *, file: str) -> N
         return
     factory = registry.get("source", how.adapter)
     where = f"sources.{name}.options"
+    live = is_live(factory)
+    if live:
+        # A secret's variable may be set only where syncs run: the check never reads it.
+        for key in [k for k in options if k.endswith("_env")]:
+            options[key.removesuffix("_env")] = f"<{options.pop(key)}>"
     try:
-        made = factory(empty, source=name, **options)
+        made = factory(source=name, **options) if live else factory(empty, source=name, **options)
         covers = frozenset(made.covers)
     except UsageError as error:
         msg = f"the options do not suit the {how.adapter!r} adapter: {error}"

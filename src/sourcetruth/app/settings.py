@@ -7,15 +7,16 @@ is read by the package's one converter, strictly (``"5"`` is not a number,
 API makes: the ``[guard]`` table is read as a
 :class:`~sourcetruth.policy.DepartureGuard`, so a mistake there says what
 ``DepartureGuard`` says, at its key (``guard.max_count``). Secrets
-never go in the file: a transport option ending in ``_env`` names the
-environment variable that holds the value (``password_env =
-"SMTP_PASSWORD"``), read only when the transport is built; giving both
-``password`` and ``password_env`` is an error. A schedule is an RFC 5545
+never go in the file: a transport option (or a source's option) ending in
+``_env`` names the environment variable that holds the value
+(``password_env = "SMTP_PASSWORD"``, a OneRoster service's
+``client_secret_env``), read only when the transport or adapter is built;
+giving both ``password`` and ``password_env`` is an error. A schedule is an RFC 5545
 recurrence rule that must happen at least once (``INTERVAL=0`` never moves
 on, so it is refused) and never end: a nightly sync does not stop, so
-``COUNT`` and ``UNTIL`` are refused too. A transport option that holds a
-password or token in the file itself is accepted, with a warning in the log
-(naming the key, never the value), and listed in
+``COUNT`` and ``UNTIL`` are refused too. A transport or source option that
+holds a password, token or secret in the file itself is accepted, with a
+warning in the log (naming the key, never the value), and listed in
 :attr:`Settings.plaintext_secrets`. ``allow_insecure = true`` in a
 transport's table accepts credentials in clear to another machine (see the
 transports); it, and SMTP's older ``allow_plain_auth``, must be written in
@@ -104,6 +105,7 @@ __all__ = [
     "TransportSettings",
     "check_adapters",
     "inside",
+    "is_live",
     "parse_settings",
     "read_mapping",
 ]
@@ -145,12 +147,20 @@ adapter = "csv"
 
 @frozen
 class SourceSettings:
-    """How the command-line program reads one source: its adapter and options."""
+    """How the command-line program reads one source: its adapter and options.
+
+    ``options`` may hold ``NAME_env`` keys (a live source's
+    ``client_secret_env``); :meth:`resolved` swaps each for ``NAME``, read
+    from *environ*.
+    """
 
     name: str
     adapter: str | None = None
     options: Mapping[str, Any] = field(factory=dict)
     mapping: Path | None = None
+
+    def resolved(self, environ: Mapping[str, str], *, file: str) -> dict[str, Any]:
+        return _resolved(self.options, environ, where=f"sources.{self.name}.options", file=file)
 
 
 @frozen
@@ -166,18 +176,24 @@ class TransportSettings:
     options: Mapping[str, Any] = field(factory=dict)
 
     def resolved(self, environ: Mapping[str, str], *, file: str) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for key, value in self.options.items():
-            if key.endswith("_env"):
-                if not isinstance(value, str) or value not in environ:
-                    where = f"transports.{self.channel.value}.{key}"
-                    # The variable's name is not a secret; its value would be.
-                    msg = f"the environment variable {value} that {where} names is not set"
-                    raise SourceDataError(msg, file=file, field=where)
-                options[key.removesuffix("_env")] = environ[value]
-            else:
-                options[key] = value
-        return options
+        return _resolved(self.options, environ, where=f"transports.{self.channel.value}", file=file)
+
+
+def _resolved(
+    options: Mapping[str, Any], environ: Mapping[str, str], *, where: str, file: str
+) -> dict[str, Any]:
+    """*options* with each ``NAME_env`` swapped for ``NAME``, read from *environ*."""
+    found: dict[str, Any] = {}
+    for key, value in options.items():
+        if key.endswith("_env"):
+            if not isinstance(value, str) or value not in environ:
+                # The variable's name is not a secret; its value would be.
+                msg = f"the environment variable {value} that {where}.{key} names is not set"
+                raise SourceDataError(msg, file=file, field=f"{where}.{key}")
+            found[key.removesuffix("_env")] = environ[value]
+        else:
+            found[key] = value
+    return found
 
 
 @frozen
@@ -320,7 +336,20 @@ def parse_settings(text: str, *, file: str = "policy.toml", base: Path | None = 
         channel: _transport(channel, options, file, base)
         for channel, options in written.transports.items()
     }
-    secrets = [where for transport in transports.values() for where in _plaintext(transport)]
+    for name, table in written.sources.items():
+        _env_options(table.options, where=f"sources.{name}.options", file=file)
+    secrets = [
+        *(
+            where
+            for name, table in written.sources.items()
+            for where in _plaintext(table.options, f"sources.{name}.options")
+        ),
+        *(
+            where
+            for transport in transports.values()
+            for where in _plaintext(transport.options, f"transports.{transport.channel.value}")
+        ),
+    ]
     return Settings(policy, written.timezone, readers, transports, tuple(secrets))
 
 
@@ -404,6 +433,13 @@ def _transport(
     for key, value in options.items():
         if key.removesuffix("_env") in _FLAGS:
             _flag(key, value, where=where, file=file)
+    _env_options(options, where=where, file=file)
+    return TransportSettings(channel, adapter, options)
+
+
+def _env_options(options: Mapping[str, Any], *, where: str, file: str) -> None:
+    """Each ``NAME_env`` option names a variable (text), and ``NAME`` is not given as well."""
+    for key, value in options.items():
         if not key.endswith("_env"):
             continue
         _read(value, str, file=file, path=f"{where}.{key}")  # the name of an environment variable
@@ -411,7 +447,6 @@ def _transport(
         if plain in options:
             msg = f"{plain} and {key} both give {plain}: keep one (the secret in the environment)"
             raise SourceDataError(msg, file=file, field=f"{where}.{key}")
-    return TransportSettings(channel, adapter, options)
 
 
 #: Transport options that accept a risk (credentials in clear to another machine): written
@@ -432,12 +467,12 @@ def _flag(key: str, value: object, *, where: str, file: str) -> None:
 _SECRET: Final = re.compile(r"(?:^|_)(?:password|passwd|token|secret|api_key|apikey)$")
 
 
-def _plaintext(transport: TransportSettings) -> list[str]:
-    """The key paths of *transport*'s options that hold a secret in the file itself."""
+def _plaintext(options: Mapping[str, Any], at: str) -> list[str]:
+    """The key paths of the *options* at *at* that hold a secret in the file itself."""
     found = []
-    for key in transport.options:
+    for key in options:
         if _SECRET.search(key.lower()):
-            where = f"transports.{transport.channel.value}.{key}"
+            where = f"{at}.{key}"
             # The key names the secret; its value is never logged.
             _log.warning(
                 "%s holds a secret in the settings file itself: name an environment "
@@ -451,6 +486,11 @@ def _plaintext(transport: TransportSettings) -> list[str]:
 
 # --------------------------------------------------------------------------
 # What only the installed adapters can tell
+
+
+def is_live(factory: Callable[..., Any]) -> bool:
+    """Whether a source adapter's *factory* reads a service (its ``live`` is True), not a path."""
+    return getattr(factory, "live", False) is True
 
 
 def _factory(kind: str, name: str, where: str, file: str) -> Callable[..., Any]:
@@ -550,9 +590,11 @@ def check_adapters(settings: Settings, *, file: str = "policy.toml") -> None:
             adapter=how.adapter,
             where=f"{where}.options",
             file=file,
-            positional=1,
+            # A live source (a REST service) reads from its options' URL, not a path.
+            positional=0 if is_live(factory) else 1,
             supplied=frozenset(supplied),
-            env=False,
+            # Only a live source holds a secret: an export's adapter has none to hide.
+            env=is_live(factory),
         )
     for channel, transport in settings.transports.items():
         where = f"transports.{channel.value}"

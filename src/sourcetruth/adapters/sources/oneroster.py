@@ -181,10 +181,10 @@ import os
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 from attrs import define, field, frozen
 
@@ -461,6 +461,20 @@ def _manifest(files: Mapping[str, tuple[str, bytes]], allow_cp1252: bool) -> _Ma
 _Row = tuple[int, list[str]]
 
 
+class _RowSource(Protocol):
+    """A file's header, then its usable rows: what :class:`~.text.TableStream` gives.
+
+    ``problems``, ``rows`` and ``rejected`` are read once the rows are.
+    """
+
+    header: tuple[str, ...]
+    problems: list[SourceDataError]
+    rows: int
+    rejected: int
+
+    def __iter__(self) -> Iterator[_Row]: ...
+
+
 @frozen
 class _Sheet:
     """A file's name and where its known columns are."""
@@ -624,6 +638,7 @@ class _Read:
         self.row_counts: dict[str, int] = {}
         self.rejected_keys: set[str] = set()
         self.users_file = files.get(USERS, (USERS, b""))[0]
+        self.what = "the OneRoster bundle"
         self.roles_file: str | None = None
         self.delta = manifest.kind is SnapshotKind.DELTA
         # user key -> line of a rejected roles.csv row of that user
@@ -661,6 +676,30 @@ class _Read:
 
     # -- tables
 
+    def open(self, name: str, known: Sequence[str]) -> tuple[str, _RowSource] | None:
+        """The file *name* of the bundle, as it is named there, with its rows to split.
+
+        None (a problem collected) when the bundle lacks it. Another source of
+        the same rows (the REST binding) gives its own.
+        """
+        if name not in self.files:
+            msg = f"the manifest lists {name} but the bundle does not hold it"
+            self.errors.append(SourceDataError(msg, file=self.manifest.file))
+            return None
+        # Taken from the bundle: the bytes are let go once split, before the next file.
+        actual, data = self.files.pop(name)
+        stream = open_table(
+            data,
+            file=actual,
+            allow_cp1252=self.allow_cp1252,
+            column_name=lambda header: _canonical(header, known)[0],
+        )
+        return actual, stream
+
+    def rank(self, file: str | None) -> int:
+        """Where notices about *file* come in a reading: the bundle's files in a fixed order."""
+        return _FILE_ORDER.get((file or "").casefold(), len(_FILE_ORDER))
+
     def sheet(
         self,
         name: str,
@@ -673,20 +712,13 @@ class _Read:
         No row is kept here: a reader keeps what it needs of each. A file that
         cannot be split is one problem, and nothing read from it is used.
         """
-        if name not in self.files:
-            msg = f"the manifest lists {name} but the bundle does not hold it"
-            self.errors.append(SourceDataError(msg, file=self.manifest.file))
-            return None
-        # Taken from the bundle: the bytes are let go once split, before the next file.
-        actual, data = self.files.pop(name)
         errors = len(self.errors)
+        actual = name
         try:
-            stream = open_table(
-                data,
-                file=actual,
-                allow_cp1252=self.allow_cp1252,
-                column_name=lambda header: _canonical(header, known)[0],
-            )
+            opened = self.open(name, known)
+            if opened is None:
+                return None
+            actual, stream = opened
             columns, usable = self.columns(actual, stream.header, known, required)
             sheet = _Sheet(actual, columns, usable)
             rejects = self.rejects[actual] = []
@@ -1171,7 +1203,7 @@ class _Read:
             files = {e.file for e in self.errors}
             file = files.pop() if len(files) == 1 else None
             msg = (
-                f"the OneRoster bundle was rejected: {len(self.errors)} "
+                f"{self.what} was rejected: {len(self.errors)} "
                 f"problem{'s' if len(self.errors) != 1 else ''}; nothing from it was applied"
             )
             raise RejectedFileError(msg, self.errors, file=file)
@@ -1316,7 +1348,7 @@ class _Read:
         ranked = sorted(
             enumerate(self.notices),
             key=lambda item: (
-                _FILE_ORDER.get((item[1].file or "").casefold(), len(_FILE_ORDER)),
+                self.rank(item[1].file),
                 item[1].line or 0,
                 item[0],
             ),
