@@ -52,7 +52,8 @@ def _home_of(name: str) -> str:
     homes = [
         module_name
         for module_name in public_modules()
-        if module_name != "sourcetruth" and name in getattr(importlib.import_module(module_name), "__all__", ())
+        if module_name != "sourcetruth"
+        and name in getattr(importlib.import_module(module_name), "__all__", ())
     ]
     if defined_in in homes:
         return f"{defined_in}.{name}"
