@@ -243,7 +243,7 @@ def _first_console_block(page: Path) -> list[tuple[str, list[str]]]:
 
 class TestQuickStartAsPrinted:
     def test_readme_then_the_tutorial_in_a_fresh_environment(self, tmp_path: Path) -> None:
-        """The README's first command, then the tutorial's first commands, copied as printed.
+        """The README's first command (the home page's too), then the tutorial's first commands.
 
         In a new virtual environment made by that command, from a copy of the
         project, in a shell whose PATH has no other ``sourcetruth``: the
@@ -258,6 +258,8 @@ class TestQuickStartAsPrinted:
             shutil.copy(ROOT / name, project / name)
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         first = re.findall(r"```sh\n(.*?)\n```", readme, flags=re.S)[0]
+        home_page = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+        assert re.findall(r"```sh\n(.*?)\n```", home_page, flags=re.S) == [first]
         tutorial = ROOT / "docs" / "tutorial.md"
         setup = re.findall(r"```sh\n(.*?)\n```", tutorial.read_text(encoding="utf-8"), flags=re.S)
         commands = _first_console_block(tutorial)
