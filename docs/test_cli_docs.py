@@ -1,4 +1,4 @@
-"""The command-line examples of docs/tutorial.md and docs/cli.md run, and print what they show.
+"""The command-line examples of the tutorial, cli.md and the how-to guides run as shown.
 
 In those pages a ```console block is a terminal session. A line starting with
 ``$ `` is a command; the lines after it, up to the next command or the end of
@@ -129,14 +129,28 @@ def test_the_runnable_examples_of_the_reference_run_as_shown(
     assert run_page(DOCS / "cli.md", tmp_path / "school", monkeypatch) >= 5
 
 
-def test_every_command_of_the_tutorial_is_in_a_console_block() -> None:
+HOWTOS = sorted((DOCS / "howto").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", HOWTOS, ids=[p.stem for p in HOWTOS])
+def test_each_how_to_guide_runs_as_shown(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every console example of a how-to guide prints and exits exactly as shown."""
+    run_page(page, tmp_path / "school", monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "page", [DOCS / "tutorial.md", *HOWTOS], ids=["tutorial", *[p.stem for p in HOWTOS]]
+)
+def test_every_command_of_a_page_is_in_a_console_block(page: Path) -> None:
     """A command written elsewhere would not be run, so nothing would catch it going stale."""
-    for language, start, body in blocks(DOCS / "tutorial.md"):
+    for language, start, body in blocks(page):
         if language == "console":
             continue
         for offset, line in enumerate(body):
             assert not line.removeprefix("$ ").startswith("sourcetruth"), (
-                f"tutorial.md:{start + offset}: put commands in a console block, so they run"
+                f"{page.name}:{start + offset}: put commands in a console block, so they run"
             )
 
 

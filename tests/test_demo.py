@@ -226,3 +226,65 @@ class TestReadme:
         assert len(commands) == 2
         ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
         assert ci == commands[1]
+
+
+def _first_console_block(page: Path) -> list[tuple[str, list[str]]]:
+    """Each command of *page*'s first console block, with the lines the page shows it print."""
+    block = re.search(r"```console\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert block
+    found: list[tuple[str, list[str]]] = []
+    for line in block.group(1).splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        else:
+            found[-1][1].append(line)
+    return found
+
+
+class TestQuickStartAsPrinted:
+    def test_readme_then_the_tutorial_in_a_fresh_environment(self, tmp_path: Path) -> None:
+        """The README's first command (the home page's too), then the tutorial's first commands.
+
+        In a new virtual environment made by that command, from a copy of the
+        project, in a shell whose PATH has no other ``sourcetruth``: the
+        tutorial's commands find the one the quick start installed.
+        """
+        project = tmp_path / "project"
+        for part in ("src", "docs/tutorial"):
+            shutil.copytree(
+                ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy(ROOT / name, project / name)
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        first = re.findall(r"```sh\n(.*?)\n```", readme, flags=re.S)[0]
+        home_page = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+        assert re.findall(r"```sh\n(.*?)\n```", home_page, flags=re.S) == [first]
+        tutorial = ROOT / "docs" / "tutorial.md"
+        setup = re.findall(r"```sh\n(.*?)\n```", tutorial.read_text(encoding="utf-8"), flags=re.S)
+        commands = _first_console_block(tutorial)
+        script = ["set -e", first + " > demo.out", setup[0]]
+        for number, (command, _) in enumerate(commands):
+            script += [f"echo '@@ {number}'", command + " 2>&1"]
+        home = tmp_path / "home"
+        home.mkdir()
+        venv_bin = str(Path(sys.executable).parent)
+        path = os.pathsep.join(
+            p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+        )
+        env = {"PATH": path, "HOME": str(home), "TMPDIR": str(tmp_path), "LANG": "C.UTF-8"}
+        done = subprocess.run(
+            ["bash", "-c", "\n".join(script)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "The book is in" in (project / "demo.out").read_text(encoding="utf-8")
+        printed = re.split(r"^@@ \d+\n", done.stdout, flags=re.M)[1:]
+        assert len(printed) == len(commands)
+        for (command, shown), got in zip(commands, printed, strict=True):
+            assert got.splitlines() == shown, command

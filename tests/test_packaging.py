@@ -9,8 +9,10 @@ import pkgutil
 import re
 import subprocess
 import sys
+import tarfile
 import tomllib
-from importlib import resources
+import zipfile
+from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
@@ -39,11 +41,14 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 class TestVersion:
-    def test_version_matches_pyproject(self) -> None:
-        """`sourcetruth.__version__` is the version pyproject.toml declares."""
+    def test_the_version_is_written_once(self) -> None:
+        """pyproject.toml takes its version from the package, which installs under it."""
         with PYPROJECT.open("rb") as f:
-            declared = tomllib.load(f)["project"]["version"]
-        assert sourcetruth.__version__ == declared
+            project = tomllib.load(f)
+        assert "version" not in project["project"]
+        assert project["project"]["dynamic"] == ["version"]
+        assert project["tool"]["hatch"]["version"]["path"] == "src/sourcetruth/__init__.py"
+        assert metadata.version("sourcetruth") == sourcetruth.__version__
 
 
 class TestPublicNames:
@@ -78,7 +83,7 @@ class TestPublicNames:
 
 class TestImportCost:
     def test_import_does_not_pull_in_test_tools(self) -> None:
-        """`import sourcetruth` in a fresh interpreter imports neither hypothesis nor pytest."""
+        """`import sourcetruth` in a fresh interpreter imports no test tool or optional extra."""
         code = "import json, sys\nimport sourcetruth\nprint(json.dumps(sorted(sys.modules)))\n"
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=False
@@ -86,8 +91,65 @@ class TestImportCost:
         assert done.returncode == 0, done.stderr
         modules = json.loads(done.stdout)
         assert "sourcetruth" in modules
-        heavy = sorted(m for m in modules if m.split(".")[0] in {"hypothesis", "pytest", "_pytest"})
+        optional = {"hypothesis", "pytest", "_pytest", "dask", "distributed", "polars", "aiosmtpd"}
+        optional |= {"sphinx", "myst_parser", "twine", "build"}
+        heavy = sorted(m for m in modules if m.split(".")[0] in optional)
         assert heavy == []
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel and sdist, built once for this module."""
+    pytest.importorskip("build", reason="the dev extra is not installed")
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out)],
+        cwd=PYPROJECT.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out
+
+
+class TestDistributions:
+    """The wheel and sdist as ``python -m build`` makes them, checked by ``twine check``."""
+
+    def test_twine_check_passes(self, built: Path) -> None:
+        """Both distributions' metadata and long description pass ``twine check --strict``."""
+        files = sorted(str(p) for p in built.iterdir())
+        assert len(files) == 2
+        done = subprocess.run(
+            [sys.executable, "-m", "twine", "check", "--strict", *files],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def test_wheel_carries_the_licence_and_typing_marker(self, built: Path) -> None:
+        """The wheel holds LICENSE, py.typed and complete metadata (URLs, classifiers, version)."""
+        (wheel,) = built.glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+            meta = archive.read(meta_name).decode()
+        assert any(n.endswith("licenses/LICENSE") for n in names)
+        assert "sourcetruth/py.typed" in names
+        assert f"Version: {sourcetruth.__version__}" in meta
+        assert "Classifier: Typing :: Typed" in meta
+        assert "License-Expression: MIT" in meta
+        assert meta.count("Project-URL: ") >= 3
+
+    def test_sdist_carries_the_tests_and_docs(self, built: Path) -> None:
+        """The sdist holds what is needed to run the suite: tests, docs and the licence."""
+        (sdist,) = built.glob("*.tar.gz")
+        with tarfile.open(sdist) as archive:
+            names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
+        assert {"LICENSE", "CHANGELOG.md", "pyproject.toml"} <= names
+        assert any(n.startswith("tests/") for n in names)
+        assert any(n.startswith("docs/") for n in names)
 
 
 class TestTypingMarker:
@@ -151,3 +213,32 @@ def _project_code() -> list[tuple[Path, str]]:
             blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
             found += [(path, block) for block in blocks]
     return found
+
+
+class TestChangelog:
+    """CHANGELOG.md keeps the Keep a Changelog form, which tools and readers rely on."""
+
+    KINDS = frozenset({"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"})
+    RELEASE = re.compile(r"^## \[(Unreleased|\d+\.\d+\.\d+)\](?: - \d{4}-\d{2}-\d{2})?$")
+
+    def test_headings_are_releases_and_kinds_of_change(self) -> None:
+        """Each `##` is a release (`[Unreleased]` or `[X.Y.Z] - date`), each `###` a kind, once."""
+        text = (PYPROJECT.parent / "CHANGELOG.md").read_text(encoding="utf-8")
+        lines = text.splitlines()
+        assert lines[0] == "# Changelog"
+        releases: list[str] = []
+        kinds: list[str] = []
+        for line in lines:
+            if line.startswith("## "):
+                found = self.RELEASE.match(line)
+                assert found, line
+                releases.append(found.group(1))
+                kinds = []
+            elif line.startswith("### "):
+                kind = line[4:]
+                assert kind in self.KINDS, line
+                assert kind not in kinds, f"{kind} twice in one release"
+                kinds.append(kind)
+        assert releases[:1] == ["Unreleased"]
+        for release in releases:
+            assert re.search(rf"^\[{re.escape(release)}\]: https://", text, re.M), release

@@ -101,6 +101,7 @@ class Recipients:
         return tuple(r.address for r in self.recipients)
 
 
+#: Whom a message is for: a group's name, a group, a rule, or contact ids.
 Audience: TypeAlias = str | GroupDefinition | Rule | frozenset[str] | set[str] | tuple[str, ...]
 
 

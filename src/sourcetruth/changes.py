@@ -114,6 +114,8 @@ class SetGroup:
 
 @frozen
 class RemoveGroup:
+    """Remove the group called ``name`` (its members stay in the book)."""
+
     name: str
 
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Change", "dry_run", "merge"]
 
+#: Every kind of change :func:`merge` applies to a book.
 Change: TypeAlias = (
     Snapshot
     | ConfirmSync

@@ -119,6 +119,7 @@ class DepartureGuard:
         return departures >= self.min_count and departures > self.max_fraction * population
 
 
+#: The departure guard a policy has unless it names another.
 DEFAULT_GUARD: Final = DepartureGuard()
 
 _ADDRESS_BOOK_SOURCE: Final = Source(ADDRESS_BOOK, SourceKind.ADDRESS_BOOK)

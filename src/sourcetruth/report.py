@@ -138,6 +138,8 @@ class Report:
 
 @frozen
 class MergeResult:
+    """What :func:`~sourcetruth.merge` returns: the new book, and the report of the change."""
+
     book: Book
     report: Report
 

@@ -24,6 +24,7 @@ from sourcetruth.model import Book, Record, Snapshot, utc
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "converter", "dumps", "loads"]
 
+#: The ``format`` every serialised book and value names, beside :data:`FORMAT_VERSION`.
 FORMAT: Final = "sourcetruth"
 #: Bumped whenever the shape of serialised data changes incompatibly.
 FORMAT_VERSION: Final = 1

@@ -25,6 +25,7 @@ __all__ = ["GROUPS", "AdapterKind", "available", "get", "register", "unregister"
 
 _log = logging.getLogger(__name__)
 
+#: The four kinds of adapter a name can be registered as.
 AdapterKind = Literal["source", "address-book", "transport", "store"]
 
 #: The entry-point group for each kind of adapter.

@@ -9,7 +9,12 @@ see :data:`EXIT_CODES` and ``docs/cli.md``.
 
 from __future__ import annotations
 
-from sourcetruth.cli._errors import EXIT_CODES
+from typing import Final
+
+from sourcetruth.cli import _errors
 from sourcetruth.cli._main import main
 
 __all__ = ["EXIT_CODES", "main"]
+
+#: Each exit status of the command and what it means.
+EXIT_CODES: Final = _errors.EXIT_CODES

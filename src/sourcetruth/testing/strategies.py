@@ -91,9 +91,13 @@ LONDON: Final = ZoneInfo("Europe/London")
 #: The nightly 02:00 sync of the scenarios.
 NIGHTLY: Final = Schedule("FREQ=DAILY;BYHOUR=2;BYMINUTE=0", "Europe/London")
 
+#: Given names the strategies draw from (fiction).
 GIVEN_NAMES: Final = ("Nina", "Omar", "Gita", "Paula", "Steve", "Zofia", "Kwame", "Aoife")
+#: Family names the strategies draw from.
 FAMILY_NAMES: Final = ("Okafor", "Nowak", "Singh", "Byrne", "Lindqvist", "Moreau")
+#: Year groups the strategies draw from.
 YEAR_GROUPS: Final = ("7", "8", "9", "10", "11")
+#: Email domains the strategies draw from: reserved for documentation and tests.
 EMAIL_DOMAINS: Final = ("example.org", "parent.test", "school.test", "example.test")
 _LOCAL_PARTS: Final = ("pat", "office", "sam.jones", "g.parent", "n_okafor", "chair+gov")
 

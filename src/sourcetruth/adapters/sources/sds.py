@@ -125,6 +125,7 @@ from attrs import define, field, frozen
 
 from sourcetruth import _build as build
 from sourcetruth.adapters._util import cell, one_phone_per_number
+from sourcetruth.adapters.sources import _sds_writer
 from sourcetruth.adapters.sources._mis import MisExportAdapter
 from sourcetruth.adapters.sources._sds_format import (
     COLUMNS,
@@ -134,7 +135,7 @@ from sourcetruth.adapters.sources._sds_format import (
     ROLES,
     USERS,
 )
-from sourcetruth.adapters.sources._sds_writer import DEFAULT_ORG, write_files
+from sourcetruth.adapters.sources._sds_writer import write_files
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.adapters.sources.text import (
     by_position,
@@ -159,6 +160,9 @@ from sourcetruth.model import (
 )
 
 __all__ = ["COVERS", "DEFAULT_ORG", "SdsAdapter", "write_files"]
+
+#: The organisation (school) id a written SDS export names unless told another.
+DEFAULT_ORG: Final = _sds_writer.DEFAULT_ORG
 
 #: The contact fields an SDS v2.1 export carries. SDS has no registration group.
 COVERS: Final = frozenset(
