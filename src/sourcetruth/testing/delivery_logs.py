@@ -29,6 +29,7 @@ from sourcetruth.protocols import DeliveryLog
 
 __all__ = ["DeliveryLogContract", "OpenLog"]
 
+#: The contract's ``open_log`` fixture: a delivery log by name, the same log for the same name.
 OpenLog = Callable[[str], DeliveryLog]
 
 _FAILED = DeliveryResult.failed("key-a", "gateway timed out", retryable=True)

@@ -79,7 +79,9 @@ from sourcetruth.testing.strategies import snapshots
 
 __all__ = ["ERASED", "ERASED_VALUES", "InterruptedStore", "OpenStore", "StoreContract"]
 
+#: The contract's ``open_store`` fixture: a store by name, empty at first, the same store after.
 OpenStore = Callable[[str], Store]
+#: The ``interrupted_store`` fixture: a store by name that fails at its commit's given step.
 InterruptedStore = Callable[[str, int], Store]
 
 _MONDAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

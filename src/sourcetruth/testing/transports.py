@@ -73,7 +73,9 @@ from sourcetruth.protocols import Transport
 
 __all__ = ["REFUSALS", "FarSide", "MakeTransport", "Refusal", "TransportContract"]
 
+#: The kinds of refusal a far side can be told to give (see :class:`FarSide`).
 Refusal = Literal["permanent", "temporary", "credentials"]
+#: The contract's ``make_transport`` fixture: a new transport talking to the far side.
 MakeTransport = Callable[[], Transport]
 
 #: Every kind of refusal a far side may be asked for.

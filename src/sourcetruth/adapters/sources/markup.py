@@ -42,11 +42,13 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 from xml.parsers import expat
 
 from attrs import field, frozen
 
 from sourcetruth._util import to_tuple as _tuple
+from sourcetruth.adapters.sources import text
 from sourcetruth.adapters.sources._encoding import (
     BOMS,
     first_error,
@@ -55,7 +57,6 @@ from sourcetruth.adapters.sources._encoding import (
     wide,
 )
 from sourcetruth.adapters.sources.base import Notice, Reading
-from sourcetruth.adapters.sources.text import DEFAULT_MAX_FIELD
 from sourcetruth.exceptions import (
     AdapterError,
     EncodingError,
@@ -73,6 +74,10 @@ __all__ = [
     "read_elements",
     "xml_encoding",
 ]
+
+#: The longest text an element or attribute may hold, in characters: the same limit as
+#: a cell of the tabular readers (:data:`sourcetruth.adapters.sources.text.DEFAULT_MAX_FIELD`).
+DEFAULT_MAX_FIELD: Final = text.DEFAULT_MAX_FIELD
 
 #: The most elements one record element may hold (its phones, emails, names...).
 DEFAULT_MAX_CHILDREN = 1000
