@@ -983,7 +983,8 @@ class _Reader:
             emails,
             # By the pupil's key, not its record id: Relationship's own rule,
             # and how the merge and the test strategies match guardians to pupils.
-            tuple(build.relationship(p) for p in pupils or ()),
+            # Sorted: relationships.csv in another order is no change.
+            tuple(build.relationship(p) for p in sorted(pupils or ())),
             grade,
             "",
         )
