@@ -14,16 +14,28 @@ builds your adapter; pytest then runs every check of the kit against it::
             return make
 
 ``make_adapter`` returns a function that writes a snapshot in the adapter's
-format into an empty directory and returns an adapter reading it. The kit
-writes its own sample school through it and checks that:
+format into an empty directory and returns an adapter reading it, at its
+default reject limit of 0; ``make_lenient_adapter`` does the same at a
+reject limit of at least 50%. The writer must write every record it is
+given, in the snapshot's order: the kit writes the same data in other orders
+and with a duplicated key, and fails saying so when the bytes do not change.
+The kit writes its own sample school through it, under the source name
+``kit-mis``, reads it at 01:55 at UTC+11, and checks that:
 
-- the adapter keeps the :class:`~sourcetruth.adapters.SourceAdapter` protocol;
+- the adapter keeps the :class:`~sourcetruth.adapters.SourceAdapter` protocol,
+  under the source name and at the instant it was given;
 - reading twice gives equal snapshots; records come in key order, and the
-  same data written twice reads the same to the byte
-  (:func:`sourcetruth.dumps`), in whatever row order;
+  records, and a guardian's links, written in another order read the same
+  to the byte (:func:`sourcetruth.dumps`);
 - keys are stable: the same people have the same keys after their data changed;
 - every covered field round-trips exactly;
-- bad input raises the library's typed errors, without the personal values;
+- bad input raises the library's typed errors, without the personal values:
+  a value spoilt with bytes that are not UTF-8, one file at a time, is an
+  error naming that file;
+- one record it cannot read refuses the input at reject limit 0, and under
+  a limit is left out of a delta that reports it; a duplicated key, a record
+  with no name, a link to nobody and a priority that is not a number are
+  each refused, read, or reported, never passed through or dropped silently;
 - where the format has deltas, a delta applied on top of a full snapshot gives
   the same book as the next full snapshot;
 - what it reads merges into a book.
@@ -31,9 +43,12 @@ writes its own sample school through it and checks that:
 Capabilities are fixtures too: override ``supports_delta`` (False unless the
 adapter says so), ``covered_fields`` (the adapter's ``covers``), ``sample``
 and ``next_sample`` (a school your format can carry, when it cannot carry
-the kit's), and ``broken_adapters`` (by default, each file written is spoilt
-with bytes that are not UTF-8). The contracts are not collected by
-themselves: their names do not start with ``Test``.
+the kit's), ``spoilt_files``, ``broken_adapters`` and
+``partly_broken_sample`` (how the input is spoilt), and ``not_applicable``
+(a check that cannot apply to your format, with the reason: it is skipped,
+saying it). ``docs/adapters.md`` lists every fixture and how it spoils the
+input. The contracts are not collected by themselves: their names do not
+start with ``Test``.
 """
 
 from __future__ import annotations
