@@ -225,7 +225,8 @@ class CsvMapping:
     of every row when there is no role column. ``guardian_of`` names a
     column listing the keys of a guardian's pupils, separated by
     ``list_separator``: keys of this same file, as relationships are
-    everywhere in the model.
+    everywhere in the model, read in key order whatever their order in the
+    cell.
     """
 
     key: str = field(
