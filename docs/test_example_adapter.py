@@ -13,13 +13,21 @@ from sourcetruth.testing.conformance import SourceAdapterContract, sample_school
 
 
 class TestHartleyAdapter(SourceAdapterContract):
-    """What an integrator writes: one fixture to build the adapter, one to fit the sample."""
+    """What an integrator writes: the adapter at reject limits 0 and 50%, and the sample fitted."""
 
     @pytest.fixture
     def make_adapter(self):
         def make(snapshot: Snapshot, folder: Path) -> HartleyAdapter:
             write_people(snapshot, folder)
             return HartleyAdapter(folder, source=snapshot.source)
+
+        return make
+
+    @pytest.fixture
+    def make_lenient_adapter(self):
+        def make(snapshot: Snapshot, folder: Path) -> HartleyAdapter:
+            write_people(snapshot, folder)
+            return HartleyAdapter(folder, source=snapshot.source, max_reject_fraction=0.5)
 
         return make
 

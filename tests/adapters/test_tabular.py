@@ -88,6 +88,24 @@ class TestConformance(SourceAdapterContract):
 
         return make
 
+    @pytest.fixture
+    def make_lenient_adapter(self):
+        def make(snapshot: Snapshot, directory: Path) -> CsvImportAdapter:
+            mapping = attrs.evolve(FULL, format=CsvFormat(max_reject_fraction=0.5))
+            path = directory / "contacts.csv"
+            path.write_text(write_csv(snapshot, mapping), encoding="utf-8", newline="")
+            return CsvImportAdapter(path, mapping, source=snapshot.source)
+
+        return make
+
+    @pytest.fixture
+    def not_applicable(self) -> dict[str, str]:
+        return {
+            "test_the_order_of_written_records_does_not_matter": (
+                "write_csv writes rows in key order: its bytes depend on the data alone"
+            ),
+        }
+
     reject_limit = 0.0
 
     @pytest.fixture

@@ -85,7 +85,9 @@ Choices where the doc is silent or where this library needs more
   notice. A link whose ends are not both usable users, whose student end is
   not a pupil, or whose contact end is a pupil is skipped with a notice;
   nothing is guessed or turned round. SDS carries no priority or parental
-  responsibility, so every link has the model's defaults.
+  responsibility, so every link has the model's defaults. A contact's links
+  are in pupil key order, whatever the order of the file's rows: the same
+  links in another order are no change.
 - **Phones and emails** are kept as written (the merge normalises): ``sms``
   is a mobile, ``phone`` a home number (the doc gives no type; ``phone``
   beside ``sms`` is the landline), in that order; a blank or whitespace-only
@@ -987,7 +989,8 @@ class _Reader:
             emails,
             # By the pupil's key, not its record id: Relationship's own rule,
             # and how the merge and the test strategies match guardians to pupils.
-            tuple(build.relationship(p) for p in pupils or ()),
+            # Sorted: relationships.csv in another order is no change.
+            tuple(build.relationship(p) for p in sorted(pupils or ())),
             grade,
             "",
         )

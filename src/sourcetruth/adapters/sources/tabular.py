@@ -225,7 +225,8 @@ class CsvMapping:
     of every row when there is no role column. ``guardian_of`` names a
     column listing the keys of a guardian's pupils, separated by
     ``list_separator``: keys of this same file, as relationships are
-    everywhere in the model.
+    everywhere in the model, read in key order whatever their order in the
+    cell.
     """
 
     key: str = field(
@@ -442,12 +443,16 @@ def _roles_of(mapping: CsvMapping) -> _CellCache:
 
 
 def _pupils_of(mapping: CsvMapping) -> _CellCache:
-    """The guardian_of column's cache: a cell's relationships, each pupil once, in order."""
+    """The guardian_of column's cache: a cell's relationships, each pupil once, by key.
+
+    By key, not in the cell's order: the links' order means nothing, and a
+    cell written in another order on another night is no change.
+    """
     separator = mapping.list_separator
 
     def read(raw: str) -> tuple[Relationship, ...]:
-        pupils = dict.fromkeys(p.strip() for p in raw.split(separator) if p.strip())
-        return tuple(build.relationship(pupil) for pupil in pupils)
+        pupils = {p.strip() for p in raw.split(separator) if p.strip()}
+        return tuple(build.relationship(pupil) for pupil in sorted(pupils))
 
     return _CellCache(read)
 
