@@ -16,7 +16,7 @@ from sourcetruth.changes import AddressBookRemove, AddressBookSave, ClearOverrid
 from sourcetruth.cli._context import Context, after_change, apply
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._files import input_path, output_path
-from sourcetruth.cli._options import Subcommands, add_actions, add_command
+from sourcetruth.cli._options import CONTACT, Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import notices, reading_input
 from sourcetruth.effective import contact_at, contacts_at
 from sourcetruth.exceptions import SourceDataError, UnknownContactError, UsageError
@@ -54,12 +54,12 @@ def _register_address_book(actions: Subcommands) -> None:
         _address_book_edit,
         "change fields (on a source's contact: a temporary override)",
     )
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     _add_data_options(sub)
     sub = add_command(actions, "remove", _address_book_remove, "remove an address-book contact")
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     sub = add_command(actions, "import", _address_book_import, "import a vCard file")
-    sub.add_argument("file")
+    sub.add_argument("file", help="the vCard (.vcf) file")
     sub = add_command(
         actions,
         "export",
@@ -67,7 +67,7 @@ def _register_address_book(actions: Subcommands) -> None:
         "export the address book as vCard",
         json_option=False,
     )
-    sub.add_argument("file")
+    sub.add_argument("file", help="the vCard (.vcf) file to write")
     sub.add_argument(
         "--version", choices=("3.0", "4.0"), default="4.0", help="the vCard version to write"
     )
@@ -76,8 +76,8 @@ def _register_address_book(actions: Subcommands) -> None:
 
 def _register_override(actions: Subcommands) -> None:
     sub = add_command(actions, "set", _override_set, "override a field a source covers")
-    sub.add_argument("contact")
-    sub.add_argument("field", choices=FIELDS)
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument("field", choices=FIELDS, help="the field")
     sub.add_argument("values", nargs="+", help="the value (several for phones or emails)")
     ends = sub.add_mutually_exclusive_group()
     ends.add_argument("--until", help="end at this time, or at the next sync if sooner")
@@ -87,14 +87,14 @@ def _register_override(actions: Subcommands) -> None:
         help="keep across syncs while the source keeps the value it had",
     )
     sub = add_command(actions, "clear", _override_clear, "end an override now")
-    sub.add_argument("contact")
-    sub.add_argument("field", choices=FIELDS)
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument("field", choices=FIELDS, help="the field")
 
 
 def _add_data_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--given", help="given name")
     sub.add_argument("--family", help="family name")
-    sub.add_argument("--role", choices=[r.value for r in Role])
+    sub.add_argument("--role", choices=[r.value for r in Role], help="role")
     sub.add_argument("--mobile", action="append", help="a mobile number (repeatable)")
     sub.add_argument("--phone", action="append", help="a home phone number")
     sub.add_argument("--work-phone", action="append", help="a work phone number")

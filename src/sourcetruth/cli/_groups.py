@@ -20,20 +20,20 @@ def register(commands: Subcommands) -> None:
     """``group set|remove``, ``groups``, ``link`` and ``unlink``."""
     actions = add_actions(commands, "group", "create, replace or remove a group")
     sub = add_command(actions, "set", _group_set, "create or replace a group")
-    sub.add_argument("name")
+    sub.add_argument("name", help="the group's name (no ':')")
     sub.add_argument("--member", action="append", help="a contact id (repeatable)")
     add_rule_options(sub)
     sub = add_command(actions, "remove", _group_remove, "remove a group")
-    sub.add_argument("name")
+    sub.add_argument("name", help="the group's name")
     add_command(commands, "groups", _groups, "list the groups")
 
     sub = add_command(commands, "link", _link, "say two records are one person")
-    sub.add_argument("record")
-    sub.add_argument("other")
+    sub.add_argument("record", help="a record id: SOURCE:KEY, like mis:G1 (case matters)")
+    sub.add_argument("other", help="the other record's id")
     sub = add_command(
         commands, "unlink", _unlink, "take a record out of the contact it was linked into"
     )
-    sub.add_argument("record")
+    sub.add_argument("record", help="the record's id: SOURCE:KEY (case matters)")
 
 
 def _group_set(ctx: Context) -> int:

@@ -28,7 +28,7 @@ from sourcetruth.cli._errors import (
     code_of,
     complaint,
 )
-from sourcetruth.cli._options import Parser, Subcommands, add_global_options
+from sourcetruth.cli._options import Parser, Subcommands, add_global_options, version
 from sourcetruth.cli._render import printable
 
 __all__ = ["GROUPS", "main"]
@@ -54,8 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: "
         + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {version()}",
+        help="print the program's version and exit",
+    )
     add_global_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="the command, one of:"
+    )
     for register in GROUPS:
         register(commands)
     return parser

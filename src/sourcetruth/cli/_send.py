@@ -23,7 +23,7 @@ from sourcetruth.cli._audience import (
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK, UNDELIVERED, Exit
 from sourcetruth.cli._files import reason
-from sourcetruth.cli._options import Subcommands, add_command
+from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.exceptions import MessageIdReusedError, UnknownContactError, UsageError
 from sourcetruth.messages import DeliveryStatus, Message, plan
 from sourcetruth.model import Channel
@@ -40,7 +40,7 @@ def register(commands: Subcommands) -> None:
     sub = add_command(commands, "send", _send, "plan a message; with --deliver, send it")
     add_audience_options(sub)
     sub.add_argument("--id", required=True, help="the message's id, for ever")
-    sub.add_argument("--subject", default="")
+    sub.add_argument("--subject", default="", help="the message's subject (for email)")
     text = sub.add_mutually_exclusive_group()
     text.add_argument("--body", help="the message's text")
     text.add_argument("--body-file", help="a UTF-8 file holding the message's text")
@@ -52,8 +52,12 @@ def register(commands: Subcommands) -> None:
 
     sub = add_command(commands, "why", _why, "why a sent message went to that address", at=False)
     sub.add_argument("message", help="the message's id")
-    sub.add_argument("contact")
-    sub.add_argument("--channel", choices=[c.value for c in Channel])
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument(
+        "--channel",
+        choices=[c.value for c in Channel],
+        help="only this channel (default: each the message used)",
+    )
 
 
 def _recipients(ctx: Context) -> int:

@@ -37,7 +37,7 @@ def register(commands: Subcommands) -> None:
     sub = add_command(
         commands, "when", _when, "when a change made at a source shows in the book", at=False
     )
-    sub.add_argument("source")
+    sub.add_argument("source", help="the source's name in the policy (like mis)")
     sub.add_argument("--changed-at", help="when it was changed at the source (default now)")
 
 
