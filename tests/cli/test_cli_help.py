@@ -6,6 +6,7 @@ import argparse
 import io
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from cli_helpers import Cli, one_error_line
@@ -90,3 +91,23 @@ class TestDidYouMean:
         assert nearest("x", ["x"]) == []
         assert did_you_mean([]) == ""
         assert did_you_mean(["a", "b", "c"]) == "; did you mean a, b or c?"
+
+
+class TestDemo:
+    def test_demo_refuses_book(self, tmp_path: Path) -> None:
+        """demo --book is refused, naming --folder; nothing is made at the book's path."""
+        for args in (["demo", "--book", "b"], ["--book", "b", "demo"]):
+            code, out, err = run(*[str(tmp_path / a) if a == "b" else a for a in args])
+            assert code == 2
+            assert out == ""
+            assert "give --folder FOLDER" in err
+        assert not (tmp_path / "b").exists()
+
+    def test_demo_ignores_the_book_variable(self, tmp_path: Path) -> None:
+        """$SOURCETRUTH_BOOK, set for every command, is no request: the demo runs in --folder."""
+        out, err = io.StringIO(), io.StringIO()
+        environ = {"SOURCETRUTH_BOOK": str(tmp_path / "school")}
+        code = main(["demo", "--folder", str(tmp_path / "demo")], out=out, err=err, environ=environ)
+        assert code == 0, err.getvalue()
+        assert (tmp_path / "demo" / "policy.toml").exists()
+        assert not (tmp_path / "school").exists()

@@ -83,6 +83,7 @@ def main(
     if isinstance(args, int):
         return args
     environ = os.environ if environ is None else environ
+    args.book_given = args.book is not None  # on the command line, not from the environment
     args.book = args.book or environ.get("SOURCETRUTH_BOOK") or "."
     args.by = args.by or environ.get("SOURCETRUTH_USER") or _user()
     ctx = Context(args, out, err, environ)
