@@ -32,11 +32,16 @@ from sourcetruth.exceptions import UnknownContactError, UnknownGroupError, Unkno
 
 class TestErrors:
     def test_not_a_book_folder(self, cli: Cli) -> None:
-        """A folder that is not a book exits 2, pointing to 'sourcetruth init'."""
+        """A folder that is not a book exits 2, pointing to 'sourcetruth init'; a typo, not."""
         cli.folder.mkdir()
         line = one_error_line(cli.fails(2, "contacts"))
-        assert "is not a book folder" in line
-        assert "sourcetruth init" in line
+        assert "holds no book" in line
+        assert "sourcetruth --book" in line
+        assert " init'" in line
+        cli.folder.rename(cli.root / "elsewhere")
+        line = one_error_line(cli.fails(2, "contacts"))
+        assert "does not exist" in line
+        assert "init" not in line
 
     def test_a_newer_schema_version(self, book: Cli) -> None:
         """A book of a newer schema exits 6 naming the version, and no command writes to it."""

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import Cli, one_error_line
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.cli import _main, main
-from sourcetruth.cli._near import did_you_mean, nearest
 
 
 def parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.cli._errors import USAGE, Exit
-from sourcetruth.cli._near import did_you_mean, nearest
 
 if TYPE_CHECKING:
     from sourcetruth.cli._context import Context
