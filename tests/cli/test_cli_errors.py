@@ -203,11 +203,13 @@ class TestCommandLineMistakes:
         assert book.ok("groups", "--json").json() == []
 
     def test_a_group_of_unknown_members_names_them_plainly(self, book: Cli) -> None:
-        """A group's unknown members are named as typed, in order."""
+        """A group's unknown members are named as typed, in order, the first with its nearest."""
         ran = book.fails(
             2, "group", "set", "X", "--member", "NOPE", "--member", "mis:G99", "--at", when(24, 9)
         )
-        assert one_error_line(ran).endswith("names contacts the book does not hold: NOPE, mis:G99")
+        line = one_error_line(ran)
+        assert line.startswith("sourcetruth: the book holds no contact 'NOPE' (an id is SOURCE:KEY")
+        assert line.endswith("; nor 'mis:G99'")
 
     def test_max_priority_is_from_1(self, book: Cli) -> None:
         """--max-priority 0 is refused: a count starts at 1."""

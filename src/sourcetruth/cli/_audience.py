@@ -10,15 +10,16 @@ import argparse
 from collections.abc import Sequence
 
 from sourcetruth.cli._context import Context
+from sourcetruth.cli._names import require_contacts, require_group
 from sourcetruth.cli._options import count
-from sourcetruth.exceptions import UnknownContactError, UsageError
+from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import Message, Plan, SendMode
 from sourcetruth.model import Book, Channel, Role, Rule
 
 __all__ = [
     "add_audience_options",
     "add_rule_options",
-    "check_ids",
+    "check_audience",
     "message",
     "names",
     "plan_lines",
@@ -111,26 +112,15 @@ def message(ctx: Context, *, message_id: str, subject: str, body: str) -> Messag
     )
 
 
-def check_ids(book: Book, ids: Sequence[str]) -> None:
-    """Refuse contact ids the book never held: a typo would reach nobody, and say so late.
+def check_audience(ctx: Context, book: Book, told: Message) -> None:
+    """Refuse contact ids and groups the book does not hold: a typo would reach nobody.
 
     A departed contact, or a record linked into another contact, is held: the
     plan says it is unreachable, or reaches it where it now lives.
     """
     # Each id looked up where it would be, not every id the book holds gathered first.
-    missing = [i for i in ids if i not in book.contacts and not _is_record(book, i)]
-    if missing:
-        msg = (
-            f"the book holds no contact {names(missing)} (check the id: "
-            "'sourcetruth contacts --search NAME' finds people)"
-        )
-        raise UnknownContactError(msg)
-
-
-def _is_record(book: Book, value: str) -> bool:
-    """Whether *value* is the id of a record the book holds (``source:key``)."""
-    source, sep, key = value.partition(":")
-    return bool(sep) and key in book.records.get(source, {})
+    require_contacts(ctx, book, told.contacts)
+    require_group(ctx, book, told.groups, in_audience=True)
 
 
 def names(ids: Sequence[str]) -> str:

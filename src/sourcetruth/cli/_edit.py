@@ -16,10 +16,11 @@ from sourcetruth.changes import AddressBookRemove, AddressBookSave, ClearOverrid
 from sourcetruth.cli._context import Context, after_change, apply
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._files import input_path, output_path
+from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import notices, reading_input
 from sourcetruth.effective import contact_at, contacts_at
-from sourcetruth.exceptions import SourceDataError, UnknownContactError, UsageError
+from sourcetruth.exceptions import SourceDataError, UsageError
 from sourcetruth.model import (
     ADDRESS_BOOK,
     FIELDS,
@@ -175,10 +176,8 @@ def _address_book_edit(ctx: Context) -> int:
         msg = "say what to change: --email, --mobile, --given, --clear FIELD, ..."
         raise UsageError(msg)
     book = ctx.book.load()
-    if ctx.args.contact not in book.contacts:
-        # A save would make a new contact: that is 'add', with a name.
-        msg = f"the book holds no contact {ctx.args.contact!r}: add one with 'address-book add'"
-        raise UnknownContactError(msg)
+    # A save would make a new contact: that is 'add', with a name.
+    require_contacts(ctx, book, [ctx.args.contact])
     if "relationships" in named:
         # As 'override set' says: a source's links between guardians and pupils are the
         # source's to change, even where the source does not cover them.
@@ -197,6 +196,7 @@ def _address_book_edit(ctx: Context) -> int:
 
 
 def _address_book_remove(ctx: Context) -> int:
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     result = apply(ctx, AddressBookRemove(ctx.args.contact))
     return after_change(ctx, result.report, f"Removed {ctx.args.contact} (restorable by a save).")
 
@@ -263,6 +263,7 @@ def _override_set(ctx: Context) -> int:
         lifetime, until = OverrideLifetime.UNTIL, ctx.time(args.until, "--until")
     elif args.while_source_unchanged:
         lifetime = OverrideLifetime.SOURCE_CHANGE
+    require_contacts(ctx, ctx.book.load(), [args.contact])
     change = SetOverride(
         args.contact, args.field, _override_value(args.field, args.values), lifetime, until
     )
@@ -271,6 +272,7 @@ def _override_set(ctx: Context) -> int:
 
 
 def _override_clear(ctx: Context) -> int:
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     change = ClearOverride(ctx.args.contact, ctx.args.field)
     result = apply(ctx, change)
     return after_change(ctx, result.report, "Override cleared.")

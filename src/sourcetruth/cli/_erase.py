@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sourcetruth.cli._context import Context, after_change, forward
 from sourcetruth.cli._errors import OK
+from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.exceptions import UsageError
 
@@ -29,6 +30,7 @@ def _erase(ctx: Context) -> int:
             "their history and their journal entries"
         )
         raise UsageError(msg)
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     at = ctx.change_at
     with forward(ctx):
         result, rewritten = ctx.book.erase(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK
+from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.effective import contact_at, contacts_at, explain
 from sourcetruth.model import FIELDS, Contact, Role
@@ -63,7 +64,9 @@ def _line(c: Contact) -> str:
 
 
 def _show(ctx: Context) -> int:
-    contact = contact_at(ctx.book.load(), ctx.args.contact, policy=ctx.policy, at=ctx.at)
+    book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
+    contact = contact_at(book, ctx.args.contact, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(contact)
     else:
@@ -72,7 +75,9 @@ def _show(ctx: Context) -> int:
 
 
 def _explain(ctx: Context) -> int:
-    told = explain(ctx.book.load(), ctx.args.contact, ctx.args.field, policy=ctx.policy, at=ctx.at)
+    book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
+    told = explain(book, ctx.args.contact, ctx.args.field, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(told)
     else:

@@ -15,7 +15,7 @@ from sourcetruth.app.dispatch import PlannedSend, SentMessage, plan_send, send_p
 from sourcetruth.audit import AuditRecord, Why, why
 from sourcetruth.cli._audience import (
     add_audience_options,
-    check_ids,
+    check_audience,
     message,
     plan_lines,
     require_audience,
@@ -23,6 +23,7 @@ from sourcetruth.cli._audience import (
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK, UNDELIVERED, Exit
 from sourcetruth.cli._files import reason
+from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.exceptions import MessageIdReusedError, UnknownContactError, UsageError
 from sourcetruth.messages import DeliveryStatus, Message, plan
@@ -64,7 +65,7 @@ def _recipients(ctx: Context) -> int:
     require_audience(ctx.args)
     told = message(ctx, message_id="recipients", subject="", body="")
     book = ctx.viewed()
-    check_ids(book, told.contacts)
+    check_audience(ctx, book, told)
     planned = plan(book, told, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(planned)
@@ -81,7 +82,7 @@ def _send(ctx: Context) -> int:
     outgoing = _outgoing(ctx)
     folder = ctx.book
     book = ctx.viewed()
-    check_ids(book, outgoing.contacts)
+    check_audience(ctx, book, outgoing)
     # Sending again resumes the message as it was planned, unless told another time.
     at = None if ctx.args.at is None else ctx.at
     try:
@@ -224,6 +225,7 @@ def _answers(ctx: Context, record: AuditRecord) -> list[Why]:
         else list(dict.fromkeys(record.message.channels))
     )
     book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
     answers: list[Why] = []
     for channel in channels:
         try:

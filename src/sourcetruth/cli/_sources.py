@@ -11,6 +11,7 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._files import newest_mtime
+from sourcetruth.cli._names import unknown_source
 from sourcetruth.exceptions import LISTED_PROBLEMS, AdapterError, SourceDataError, UsageError
 from sourcetruth.model import ADDRESS_BOOK, SourceKind
 
@@ -30,8 +31,7 @@ def synced_source(ctx: Context, name: str) -> str:
         msg = "the address book is not synced: use 'sourcetruth address-book import FILE'"
         raise UsageError(msg)
     if name not in syncable:
-        msg = f"the policy has no source named {name!r}; its sources are {', '.join(syncable)}"
-        raise UsageError(msg)
+        raise UsageError(unknown_source(name, syncable))
     return name
 
 

@@ -1,0 +1,136 @@
+"""A name the book does not hold: one wording in every command, and the nearest it holds.
+
+Only ids and names are compared, and a store's miss reads a few keys of its
+indexes, never a whole table.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cli_helpers import Cli, one_error_line, when
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sourcetruth._near import near_ids
+from sourcetruth.adapters.stores._sqlite_rows import Table
+
+AT = ("--at", when(24, 9))
+SHAPE = "(an id is SOURCE:KEY, SOURCE one of mis, import, address-book; case matters)"
+
+
+def refused(book: Cli, *args: str) -> str:
+    return one_error_line(book.fails(2, *args))
+
+
+#: Each command that takes a contact id, given the id ``{}``.
+COMMANDS = [
+    ("show", "{}", *AT),
+    ("explain", "{}", "emails", *AT),
+    ("override", "set", "{}", "emails", "a@parent.test", *AT),
+    ("override", "clear", "{}", "emails", *AT),
+    ("address-book", "edit", "{}", "--given", "X", *AT),
+    ("address-book", "remove", "{}", *AT),
+    ("erase", "{}", "--yes", *AT),
+    ("recipients", "{}", *AT),
+    ("send", "{}", "--id", "m", "--body", "x", *AT),
+    ("group", "set", "G", "--member", "{}", *AT),
+    ("link", "{}", "mis:G2", *AT),
+    ("unlink", "{}", *AT),
+]
+
+
+class TestContactIds:
+    @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+    @pytest.mark.parametrize("typed", ["mis:g1", "G1", "mis:G1x", "MIS:G1"])
+    def test_every_command_says_the_same(
+        self, book: Cli, command: tuple[str, ...], typed: str
+    ) -> None:
+        """A contact id not held: what an id is, and the id meant, in one wording for all."""
+        line = refused(book, *(typed if word == "{}" else word for word in command))
+        what = "record" if command[0] in {"link", "unlink"} else "contact"
+        shape = SHAPE
+        if ":" not in typed and command[0] in {"recipients", "send"}:
+            what, shape = "group", f"(a word without ':' names a group; {SHAPE[1:]}"
+        assert line.startswith(f"sourcetruth: the book holds no {what} {typed!r} {shape}; ")
+        assert line.endswith("did you mean mis:G1?") or "did you mean mis:G1," in line, line
+
+    def test_why_names_the_contact_meant(self, book: Cli) -> None:
+        """why, given a contact id not held, says the same."""
+        book.ok(
+            "send", "--year", "9", "--guardians", "--id", "year9", "--body", "x", "--deliver", *AT
+        )
+        line = refused(book, "why", "year9", "mis:g1")
+        assert line.startswith(f"sourcetruth: the book holds no contact 'mis:g1' {SHAPE}")
+        assert "did you mean mis:G1" in line
+
+    def test_nothing_near(self, book: Cli) -> None:
+        """An id like none held says where to look instead."""
+        line = refused(book, "show", "mis:ZZZZZZ", *AT)
+        assert line.endswith("; 'sourcetruth contacts --search NAME' finds people")
+
+    def test_never_a_personal_value(self, book: Cli) -> None:
+        """A name typed for an id is not matched against names: only ids are compared."""
+        line = refused(book, "show", "Okafor", *AT)
+        assert "mis:G1" not in line
+        assert "mis:P1" not in line
+
+    def test_a_miss_reads_no_whole_table(self, book: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A miss on a SQLite book is answered by indexed lookups: no table is read through."""
+
+        def read_through(*args: object) -> object:
+            raise AssertionError("a whole table read")
+
+        monkeypatch.setattr(Table, "_pages", read_through)
+        assert "did you mean mis:G1" in refused(book, "show", "mis:g1", *AT)
+        assert "did you mean mis:G1" in refused(book, "link", "mis:g1", "mis:G2", *AT)
+
+    def test_a_json_book_says_the_same(self, cli: Cli) -> None:
+        """A book in the JSON store (held in memory) finds the same ids."""
+        cli.ok("init", "--store", "json")
+        cli.sync(cli.export("tue"), 24)
+        assert refused(cli, "show", "G1", *AT).endswith(f"{SHAPE}; did you mean mis:G1?")
+
+
+class TestGroupsAndSources:
+    def test_a_group_not_held(self, book: Cli) -> None:
+        """A group name mistyped: the book's groups, the nearest first offered."""
+        book.ok("group", "set", "Staff", "--role", "staff", *AT)
+        book.ok("group", "set", "Year 9", "--year", "9", *AT)
+        for command in (("recipients", "staff"), ("group", "remove", "staff")):
+            assert refused(book, *command, "--at", when(24, 10)) == (
+                "sourcetruth: the book holds no group 'staff'; did you mean Staff?"
+            )
+        assert refused(book, "recipients", "Governors", "--at", when(24, 10)) == (
+            "sourcetruth: the book holds no group 'Governors'; its groups are Staff, Year 9"
+        )
+
+    def test_a_source_not_held(self, book: Cli) -> None:
+        """A source name mistyped: the policy's sources, and the nearest."""
+        for command in (
+            ("sync", "MIS", "x"),
+            ("when", "mis "),
+            ("report", "before-next-sync", "ims"),
+        ):
+            assert "did you mean mis?" in refused(book, *command)
+
+
+ID = st.text("abAB1:", min_size=1, max_size=5)
+
+
+@given(held=st.sets(ID, max_size=20), typed=ID)
+def test_near_ids_offers_only_ids_held(held: set[str], typed: str) -> None:
+    """near_ids offers at most three ids, each held and none the one typed; a case twin first."""
+    ids = {i for i in held if ":" in i}
+    sources = {i.partition(":")[0] for i in ids}
+    keys = sorted(ids)
+
+    def around(source: str, key: str) -> list[str]:
+        prefix = f"{source}:"
+        return [i[len(prefix) :] for i in keys if i.startswith(prefix)]
+
+    found = near_ids(typed, sources, lambda s, k: f"{s}:{k}" in ids, around)
+    assert len(found) <= 3
+    assert set(found) <= ids - {typed}
+    twins = [i for i in ids if i != typed and i.casefold() == typed.casefold()]
+    if ":" in typed and twins and typed.upper() in ids:
+        assert found[0] in twins
