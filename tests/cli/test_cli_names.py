@@ -7,7 +7,7 @@ indexes, never a whole table.
 from __future__ import annotations
 
 import pytest
-from cli_helpers import Cli, one_error_line, when
+from cli_helpers import Cli, one_error_line, school, when
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -134,3 +134,64 @@ def test_near_ids_offers_only_ids_held(held: set[str], typed: str) -> None:
     twins = [i for i in ids if i != typed and i.casefold() == typed.casefold()]
     if ":" in typed and twins and typed.upper() in ids:
         assert found[0] in twins
+
+
+class TestEmptySelection:
+    def test_a_year_group_no_one_is_in(self, book: Cli) -> None:
+        """--year 13 with no year 13: refused, listing the year groups there are."""
+        for command in (
+            ("recipients", "--year", "13"),
+            ("send", "--year", "13", "--guardians", "--id", "m", "--body", "x", "--deliver"),
+        ):
+            assert refused(book, *command, *AT) == (
+                "sourcetruth: no contact is in year group '13' (year groups: 8, 9)"
+            )
+        assert not (book.folder / "audit").exists()
+
+    def test_registration_groups_and_roles(self, book: Cli) -> None:
+        """A registration group or role no one has: the values there are, a near one offered."""
+        assert refused(book, "recipients", "--reg", "9a", *AT) == (
+            "sourcetruth: no contact is in registration group '9a' "
+            "(no contact has a registration group)"
+        )
+        book.ok("address-book", "add", "--given", "Ann", "--reg", "9A", "--role", "staff", *AT)
+        at = ("--at", when(24, 10))
+        assert refused(book, "recipients", "--reg", "9a", "--reg", "9b", *at) == (
+            "sourcetruth: no contact is in registration group '9a' or '9b' "
+            "(registration groups: 9A); did you mean 9A?"
+        )
+        assert refused(book, "recipients", "--role", "governor", *at) == (
+            "sourcetruth: no contact has role 'governor' (roles: guardian, pupil, staff)"
+        )
+
+    def test_only_present_contacts_count(self, book: Cli) -> None:
+        """A year group whose pupils have all departed is no longer listed."""
+        book.sync(book.export("wed", school(P4=None, P5=None, P6=None)), 25)
+        line = refused(book, "recipients", "--year", "8", "--at", when(25, 9))
+        assert line.endswith("(year groups: 9)")
+
+    def test_parts_that_match_but_not_together(self, book: Cli) -> None:
+        """Each part matching someone, but nobody all: exit 0, and a notice says why it is empty."""
+        ran = book.ok("recipients", "--role", "staff", "--year", "9", *AT)
+        assert ran.out == "0 address(es) reach 0 contact(s); 0 unreachable.\n"
+        assert ran.err.startswith("notice: the rule selects nobody: each of its parts matches")
+
+    def test_a_rule_beside_contact_ids_is_not_refused(self, book: Cli) -> None:
+        """An audience naming people as well reaches them: its rule is not checked alone."""
+        ran = book.ok("recipients", "mis:G1", "--year", "13", *AT)
+        assert "reach 1 contact(s)" in ran.out
+
+    def test_read_by_the_indexes(self, book: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The values there are come from the view's indexes: no table is read through."""
+
+        def read_through(*args: object) -> object:
+            raise AssertionError("a whole table read")
+
+        monkeypatch.setattr(Table, "_pages", read_through)
+        assert refused(book, "recipients", "--year", "13", *AT).endswith("(year groups: 8, 9)")
+
+    def test_a_json_book_says_the_same(self, cli: Cli) -> None:
+        """A book in the JSON store lists the same values."""
+        cli.ok("init", "--store", "json")
+        cli.sync(cli.export("tue"), 24)
+        assert refused(cli, "recipients", "--year", "13", *AT).endswith("(year groups: 8, 9)")

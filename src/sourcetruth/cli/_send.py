@@ -17,6 +17,7 @@ from sourcetruth.cli._audience import (
     add_audience_options,
     check_audience,
     message,
+    note_nobody,
     plan_lines,
     require_audience,
 )
@@ -67,6 +68,7 @@ def _recipients(ctx: Context) -> int:
     book = ctx.viewed()
     check_audience(ctx, book, told)
     planned = plan(book, told, policy=ctx.policy, at=ctx.at)
+    note_nobody(ctx, planned)
     if ctx.args.json:
         ctx.json(planned)
         return OK
@@ -93,6 +95,7 @@ def _send(ctx: Context) -> int:
             "other text, channels or audience: give this one a new --id"
         )
         raise UsageError(msg) from None
+    note_nobody(ctx, planned.plan)
     if not ctx.args.deliver:
         return _dry_run(ctx, planned)
     todo = len(planned.plan.deliveries) - planned.delivered_before
