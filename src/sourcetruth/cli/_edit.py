@@ -19,6 +19,7 @@ from sourcetruth.cli._files import input_path, output_path
 from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import notices, reading_input
+from sourcetruth.cli._typed import check_typed
 from sourcetruth.effective import contact_at, contacts_at
 from sourcetruth.exceptions import SourceDataError, UsageError
 from sourcetruth.model import (
@@ -106,8 +107,8 @@ def _add_data_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--clear", action="append", choices=FIELDS, help="empty this field")
 
 
-def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]]:
-    """The fields the options give, and which fields they name."""
+def _contact_data(args: argparse.Namespace, region: str) -> tuple[ContactData, frozenset[str]]:
+    """The fields the options give, and which fields they name (numbers read in *region*)."""
     values: dict[str, Any] = {}
     if args.given is not None:
         values["given_name"] = args.given
@@ -115,7 +116,7 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
         values["family_name"] = args.family
     if args.role is not None:
         values["role"] = Role(args.role)
-    values.update(_phones_and_emails(args))
+    values.update(_phones_and_emails(args, region))
     if args.year is not None:
         values["year_group"] = args.year
     if args.reg is not None:
@@ -128,8 +129,8 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
     return ContactData(**values), frozenset(values)
 
 
-def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
-    """The phones and emails the options give, each of its type; none of them empty."""
+def _phones_and_emails(args: argparse.Namespace, region: str) -> dict[str, Any]:
+    """The phones and emails the options give, each of its type; none empty, each usable."""
     for option, given, field in (
         ("--mobile", args.mobile, "phones"),
         ("--phone", args.phone, "phones"),
@@ -140,6 +141,7 @@ def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
         if any(not value.strip() for value in given or ()):
             msg = f"{option}: an empty value; to empty the field, use --clear {field}"
             raise UsageError(msg)
+        check_typed(option, field, given or (), region)
     values: dict[str, Any] = {}
     phones = [Phone(n, PhoneType.MOBILE) for n in args.mobile or ()]
     phones += [Phone(n, PhoneType.HOME) for n in args.phone or ()]
@@ -154,7 +156,7 @@ def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _address_book_add(ctx: Context) -> int:
-    data, _ = _contact_data(ctx.args)
+    data, _ = _contact_data(ctx.args, ctx.policy.region_of(ADDRESS_BOOK))
     if not (data.given_name or data.family_name):
         msg = "a new contact needs a name: --given and/or --family"
         raise UsageError(msg)
@@ -171,7 +173,7 @@ def _address_book_add(ctx: Context) -> int:
 
 
 def _address_book_edit(ctx: Context) -> int:
-    data, named = _contact_data(ctx.args)
+    data, named = _contact_data(ctx.args, _region(ctx, ctx.args.contact))
     if not named:
         msg = "say what to change: --email, --mobile, --given, --clear FIELD, ..."
         raise UsageError(msg)
@@ -230,10 +232,16 @@ def _address_book_export(ctx: Context) -> int:
     return OK
 
 
-def _override_value(field: str, values: Sequence[str]) -> ContactData:
+def _region(ctx: Context, contact_id: str) -> str:
+    """The phone region of the source a contact id names: its typed numbers are read in it."""
+    return ctx.policy.region_of(contact_id.partition(":")[0] or None)
+
+
+def _override_value(field: str, values: Sequence[str], region: str) -> ContactData:
     if any(not value.strip() for value in values):
         msg = f"an empty value for {field}: give the value the field should hold"
         raise UsageError(msg)
+    check_typed(field, field, values, region)
     if field == "phones":
         return ContactData(phones=tuple(Phone(v) for v in values))
     if field == "emails":
@@ -265,7 +273,11 @@ def _override_set(ctx: Context) -> int:
         lifetime = OverrideLifetime.SOURCE_CHANGE
     require_contacts(ctx, ctx.book.load(), [args.contact])
     change = SetOverride(
-        args.contact, args.field, _override_value(args.field, args.values), lifetime, until
+        args.contact,
+        args.field,
+        _override_value(args.field, args.values, _region(ctx, args.contact)),
+        lifetime,
+        until,
     )
     result = apply(ctx, change)
     return after_change(ctx, result.report, f"Override set on {args.field} of {args.contact}.")
