@@ -16,6 +16,7 @@ from sourcetruth.changes import AddressBookRemove, AddressBookSave, ClearOverrid
 from sourcetruth.cli._context import Context, after_change, apply
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._files import input_path, output_path
+from sourcetruth.cli._kinds import check_kind
 from sourcetruth.cli._names import require_contacts
 from sourcetruth.cli._options import CONTACT, Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import notices, reading_input
@@ -207,6 +208,7 @@ def _address_book_import(ctx: Context) -> int:
     from sourcetruth.adapters.sources.vcard import VCardAdapter
 
     path = input_path(ctx.args.file)
+    check_kind("address-book import", "vcard", path, ctx.args.file)
     with reading_input():
         reading = VCardAdapter(path).read_entries()
     notices(ctx, reading.notices)
