@@ -63,6 +63,18 @@ class TestContactIds:
         assert line.startswith(f"sourcetruth: the book holds no contact 'mis:g1' {SHAPE}")
         assert "did you mean mis:G1" in line
 
+    def test_a_message_id_not_sent(self, book: Cli) -> None:
+        """why, given a message id never sent, offers the nearest sent."""
+        book.ok(
+            "send", "--year", "9", "--guardians", "--id", "year9", "--body", "x", "--deliver", *AT
+        )
+        assert refused(book, "why", "yeer9", "mis:G1") == (
+            "sourcetruth: no message 'yeer9' was sent from this book; did you mean year9?"
+        )
+        assert refused(book, "why", "zzz", "mis:G1") == (
+            "sourcetruth: no message 'zzz' was sent from this book"
+        )
+
     def test_nothing_near(self, book: Cli) -> None:
         """An id like none held says where to look instead."""
         line = refused(book, "show", "mis:ZZZZZZ", *AT)

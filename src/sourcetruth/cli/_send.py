@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.app.dispatch import PlannedSend, SentMessage, plan_send, send_planned
 from sourcetruth.audit import AuditRecord, Why, why
 from sourcetruth.cli._audience import (
@@ -196,7 +198,12 @@ def _refuse_undelivered(message_id: str, record: AuditRecord) -> None:
 
 
 def _why(ctx: Context) -> int:
-    record = ctx.book.audit(ctx.args.message)
+    try:
+        record = ctx.book.audit(ctx.args.message)
+    except UsageError as error:
+        near = nearest(ctx.args.message, _sent_ids(ctx))
+        msg = f"{error}{did_you_mean(near)}"
+        raise UsageError(msg) from None
     answers = _answers(ctx, record)
     if ctx.args.json:
         ctx.json(answers)
@@ -218,6 +225,26 @@ def _why(ctx: Context) -> int:
                 f"(sync {a.later.sync}), after this message was planned"
             )
     return OK
+
+
+#: How many audit files a "did you mean" for a message id looks at.
+_AUDITS_LOOKED_AT: Final = 10_000
+
+
+def _sent_ids(ctx: Context) -> list[str]:
+    """The ids of the messages sent from the book whose audit file is named by the id itself."""
+    ids: list[str] = []
+    try:
+        with os.scandir(ctx.book.path / "audit") as entries:
+            for entry in entries:
+                if len(ids) >= _AUDITS_LOOKED_AT:
+                    break
+                stem, suffix = os.path.splitext(entry.name)
+                if suffix == ".json" and "~" not in stem:  # '~': a hashed id, not the id
+                    ids.append(stem)
+    except OSError:
+        return []
+    return ids
 
 
 def _answers(ctx: Context, record: AuditRecord) -> list[Why]:
