@@ -257,9 +257,34 @@ class TestOpen:
             BookFolder.open(tmp_path / "book", environ={})
 
     def test_a_missing_folder_is_not_a_book(self, tmp_path: Path) -> None:
-        """Opening a folder that does not exist is a UsageError pointing to init."""
-        with pytest.raises(UsageError, match="init"):
+        """A folder that does not exist is a UsageError saying so, never advising init there."""
+        with pytest.raises(UsageError, match="does not exist") as caught:
             BookFolder.open(tmp_path / "nowhere", environ={})
+        assert "init" not in str(caught.value)
+        assert "did you mean" not in str(caught.value)
+
+    def test_a_mistyped_folder_suggests_the_book_beside_it(self, tmp_path: Path) -> None:
+        """A typo of a book folder's name offers the nearest book folder beside it, only books."""
+        make(tmp_path / "school-book").close()
+        (tmp_path / "school-books").mkdir()  # as near, but no book
+        with pytest.raises(UsageError) as caught:
+            BookFolder.open(tmp_path / "school-bok", environ={})
+        assert str(caught.value) == (
+            f"the book folder {tmp_path / 'school-bok'} does not exist; "
+            f"did you mean {tmp_path / 'school-book'}?"
+        )
+        assert not (tmp_path / "school-bok").exists()
+
+    def test_an_empty_folder_is_told_how_to_make_a_book(self, tmp_path: Path) -> None:
+        """A folder that exists but holds no book is told the init that makes one there."""
+        (tmp_path / "new book").mkdir()
+        with pytest.raises(UsageError) as caught:
+            BookFolder.open(tmp_path / "new book", environ={})
+        assert "holds no book (no policy.toml)" in str(caught.value)
+        assert f"run 'sourcetruth --book '{tmp_path / 'new book'}' init'" in str(caught.value)
+        (tmp_path / "file").write_text("", encoding="utf-8")
+        with pytest.raises(UsageError, match="is a file, not a book folder"):
+            BookFolder.open(tmp_path / "file", environ={})
 
     def test_settings_broken_after_create_name_the_file_and_key(self, tmp_path: Path) -> None:
         """Settings broken after create fail when read, naming the file and key, not the value."""

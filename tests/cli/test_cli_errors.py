@@ -32,11 +32,16 @@ from sourcetruth.exceptions import UnknownContactError, UnknownGroupError, Unkno
 
 class TestErrors:
     def test_not_a_book_folder(self, cli: Cli) -> None:
-        """A folder that is not a book exits 2, pointing to 'sourcetruth init'."""
+        """A folder that is not a book exits 2, pointing to 'sourcetruth init'; a typo, not."""
         cli.folder.mkdir()
         line = one_error_line(cli.fails(2, "contacts"))
-        assert "is not a book folder" in line
-        assert "sourcetruth init" in line
+        assert "holds no book" in line
+        assert "sourcetruth --book" in line
+        assert " init'" in line
+        cli.folder.rename(cli.root / "elsewhere")
+        line = one_error_line(cli.fails(2, "contacts"))
+        assert "does not exist" in line
+        assert "init" not in line
 
     def test_a_newer_schema_version(self, book: Cli) -> None:
         """A book of a newer schema exits 6 naming the version, and no command writes to it."""
@@ -198,11 +203,13 @@ class TestCommandLineMistakes:
         assert book.ok("groups", "--json").json() == []
 
     def test_a_group_of_unknown_members_names_them_plainly(self, book: Cli) -> None:
-        """A group's unknown members are named as typed, in order."""
+        """A group's unknown members are named as typed, in order, the first with its nearest."""
         ran = book.fails(
             2, "group", "set", "X", "--member", "NOPE", "--member", "mis:G99", "--at", when(24, 9)
         )
-        assert one_error_line(ran).endswith("names contacts the book does not hold: NOPE, mis:G99")
+        line = one_error_line(ran)
+        assert line.startswith("sourcetruth: the book holds no contact 'NOPE' (an id is SOURCE:KEY")
+        assert line.endswith("; nor 'mis:G99'")
 
     def test_max_priority_is_from_1(self, book: Cli) -> None:
         """--max-priority 0 is refused: a count starts at 1."""

@@ -123,7 +123,7 @@ class TestGroups:
         )
         assert book.ok("groups", "--at", when(24, 11)).out == "0 group(s).\n"
         assert book.ok("groups", "--at", when(24, 9, 30)).out.startswith("Staff: rule: role staff")
-        assert "no group named 'Staff'" in one_error_line(
+        assert "the book holds no group 'Staff'; it has no groups" in one_error_line(
             book.fails(2, "group", "remove", "Staff", "--at", when(24, 12))
         )
         assert "needs --member" in one_error_line(book.fails(2, "group", "set", "Empty", *at))
@@ -134,7 +134,7 @@ class TestGroups:
             book.fails(2, "group", "set", "X", "--member", "mis:G1", "--max-priority", "1")
         )
         assert "name an audience" in one_error_line(book.fails(2, "recipients"))
-        assert "no group named 'Nope'" in one_error_line(
+        assert "the book holds no group 'Nope'" in one_error_line(
             book.fails(2, "recipients", "Nope", "--at", when(24, 12))
         )
 

@@ -136,7 +136,7 @@ class TestTerminalOutput:
         """F11: an error that echoes a typed id with ESC and a newline stays one escaped line."""
         ran = hostile.fails(2, "recipients", "mis:\x1b]0;x\x07\nsourcetruth: forged")
         assert_safe(ran)
-        assert "mis:\\x1b]0;x\\x07 sourcetruth: forged" in one_error_line(ran)
+        assert "'mis:\\x1b]0;x\\x07\\nsourcetruth: forged'" in one_error_line(ran)
 
 
 class TestJson:

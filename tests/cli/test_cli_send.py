@@ -341,7 +341,9 @@ class TestAudience:
         """recipients and send refuse a contact id the book never held; no audit is written."""
         for command in (("recipients",), ("send", "--id", "m", "--body", "x", "--deliver")):
             ran = book.fails(2, *command, "mis:G1", "mis:G99", "--at", when(24, 9))
-            assert "holds no contact mis:G99 (check the id" in one_error_line(ran)
+            line = one_error_line(ran)
+            assert "the book holds no contact 'mis:G99' (an id is SOURCE:KEY" in line
+            assert line.endswith("'sourcetruth contacts --search NAME' finds people")
         assert not (book.folder / "audit").exists()
 
     def test_a_departed_or_linked_contact_is_still_named(self, book: Cli) -> None:

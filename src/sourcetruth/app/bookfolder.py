@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -45,6 +46,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.adapters import registry
 from sourcetruth.adapters._files import (
     fsync_folder,
@@ -170,8 +172,7 @@ class BookFolder:
         """Open the book folder at *path*; it must have been made by :meth:`create`."""
         folder = Path(path)
         if not (folder / _SETTINGS).is_file():
-            msg = f"{folder} is not a book folder (no {_SETTINGS}): run 'sourcetruth init' first"
-            raise UsageError(msg)
+            raise UsageError(_not_a_book(folder))
         book = cls(folder, environ)
         book._sweep(book._own_folders(), wait=False)
         return book
@@ -738,3 +739,45 @@ def _outbox(factory: Any, channel: Channel, folder: Path, **options: Any) -> Tra
 def _replace(file: Path, text: str, *, errors: str = "strict") -> None:
     """Write *file* whole or not at all, readable by its owner only."""
     write_atomic(file, text.encode("utf-8", errors))
+
+
+#: How many entries of a missing book folder's parent are looked at for a near name.
+_SIBLINGS_LOOKED_AT: Final = 10_000
+
+
+def _not_a_book(folder: Path) -> str:
+    """Why *folder* cannot be opened as a book, and what to do.
+
+    A folder that does not exist is most likely a typo: ``init`` there would
+    make a second, empty book, so the nearest book folder beside it is offered
+    instead. Only a folder that exists but holds no book is told how to make one.
+    """
+    if folder.is_dir():
+        return (
+            f"{folder} holds no book (no {_SETTINGS}); to make one there, "
+            f"run 'sourcetruth --book {shlex.quote(str(folder))} init'"
+        )
+    if os.path.lexists(folder):
+        return f"{folder} is a file, not a book folder"
+    near = [
+        str(folder.parent / name)
+        for name in nearest(folder.name, _sibling_names(folder.parent))
+        if (folder.parent / name / _SETTINGS).is_file()
+    ]
+    hint = did_you_mean(near) or " (check --book, or $SOURCETRUTH_BOOK)"
+    return f"the book folder {folder} does not exist{hint}"
+
+
+def _sibling_names(parent: Path) -> list[str]:
+    """The names of the folders in *parent* (a bounded number of them; none if unreadable)."""
+    names: list[str] = []
+    try:
+        with os.scandir(parent if str(parent) else ".") as entries:
+            for entry in entries:
+                if len(names) >= _SIBLINGS_LOOKED_AT:
+                    break
+                if entry.is_dir():
+                    names.append(entry.name)
+    except OSError:
+        return []
+    return names

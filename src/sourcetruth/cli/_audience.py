@@ -7,20 +7,27 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
+from typing import Final
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.cli._context import Context
+from sourcetruth.cli._names import require_contacts, require_group
 from sourcetruth.cli._options import count
-from sourcetruth.exceptions import UnknownContactError, UsageError
+from sourcetruth.effective import contacts_at
+from sourcetruth.exceptions import UsageError
 from sourcetruth.messages import Message, Plan, SendMode
 from sourcetruth.model import Book, Channel, Role, Rule
+from sourcetruth.view import view_is_current
 
 __all__ = [
     "add_audience_options",
     "add_rule_options",
-    "check_ids",
+    "check_audience",
     "message",
     "names",
+    "note_nobody",
     "plan_lines",
     "require_audience",
     "rule",
@@ -111,26 +118,88 @@ def message(ctx: Context, *, message_id: str, subject: str, body: str) -> Messag
     )
 
 
-def check_ids(book: Book, ids: Sequence[str]) -> None:
-    """Refuse contact ids the book never held: a typo would reach nobody, and say so late.
+def check_audience(ctx: Context, book: Book, told: Message) -> None:
+    """Refuse contact ids and groups the book does not hold: a typo would reach nobody.
 
     A departed contact, or a record linked into another contact, is held: the
     plan says it is unreachable, or reaches it where it now lives.
     """
     # Each id looked up where it would be, not every id the book holds gathered first.
-    missing = [i for i in ids if i not in book.contacts and not _is_record(book, i)]
-    if missing:
-        msg = (
-            f"the book holds no contact {names(missing)} (check the id: "
-            "'sourcetruth contacts --search NAME' finds people)"
+    require_contacts(ctx, book, told.contacts)
+    require_group(ctx, book, told.groups, in_audience=True)
+    if told.rules and not (told.groups or told.contacts):
+        _check_rule_selects(ctx, book, told.rules[0])
+
+
+#: A rule's parts: the view's column, what a value of it is called, and its plural.
+_PARTS: Final = (
+    ("role", "no contact has role", "roles"),
+    ("year_group", "no contact is in year group", "year groups"),
+    ("registration_group", "no contact is in registration group", "registration groups"),
+)
+#: How many of a selector's values a message lists.
+_LISTED: Final = 20
+
+
+def _check_rule_selects(ctx: Context, book: Book, told: Rule) -> None:
+    """Refuse a rule one of whose parts no present contact matches: it selects nobody.
+
+    Says which part, and the values the book holds for it (``--year 13``: the
+    year groups there are), found by the view's indexes, not a load of the book.
+    """
+    wanted = {
+        "role": sorted(r.value for r in told.roles),
+        "year_group": sorted(told.year_groups),
+        "registration_group": sorted(told.registration_groups),
+    }
+    for column, said, plural in _PARTS:
+        if not wanted[column]:
+            continue
+        held = sorted(present_values(ctx, book, column), key=_natural)
+        if any(value in held for value in wanted[column]):
+            continue
+        typed = " or ".join(map(repr, wanted[column]))
+        listed = ", ".join(held[:_LISTED]) + (
+            f" and {len(held) - _LISTED} more" if len(held) > _LISTED else ""
         )
-        raise UnknownContactError(msg)
+        there = f"{plural}: {listed}" if held else f"no contact has a {plural[:-1]}"
+        first = wanted[column][0]
+        # '14' is not a typo of '4': only a value with letters ('9a' for '9A') is guessed at.
+        near = [] if first.isdigit() else nearest(first, held)
+        msg = f"{said} {typed} ({there}){did_you_mean(near)}"
+        raise UsageError(msg)
 
 
-def _is_record(book: Book, value: str) -> bool:
-    """Whether *value* is the id of a record the book holds (``source:key``)."""
-    source, sep, key = value.partition(":")
-    return bool(sep) and key in book.records.get(source, {})
+def note_nobody(ctx: Context, planned: Plan) -> None:
+    """Say so when a rule whose every part matches someone selects nobody: no one matches all."""
+    told = planned.message
+    if planned.deliveries or planned.unreachable or told.groups or told.contacts:
+        return
+    if told.rules:
+        ctx.note(
+            "notice: the rule selects nobody: each of its parts matches someone, "
+            "but no contact matches them all"
+        )
+
+
+def present_values(ctx: Context, book: Book, column: str) -> list[str]:
+    """The values of a selector (``role``, ``year_group``, ...) that present contacts hold."""
+    values = getattr(book.view, "held_values", None)
+    if values is not None and view_is_current(book, ctx.policy, ctx.at):
+        found: list[str] = values(column)
+        return found
+    # A book in memory, or one whose view does not answer (said once: see Context.viewed).
+    held = set()
+    for contact in contacts_at(book, policy=ctx.policy, at=ctx.at):
+        if not contact.departed:
+            value = contact.data.get(column)
+            held.add(value.value if isinstance(value, Role) else str(value))
+    return sorted(held - {""})
+
+
+def _natural(value: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key putting 7 before 10 and 9A before 10A."""
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.findall(r"\d+|\D+", value))
 
 
 def names(ids: Sequence[str]) -> str:

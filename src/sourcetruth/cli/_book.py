@@ -24,7 +24,12 @@ def register(commands: Subcommands) -> None:
     """``init``, ``policy``, ``journal`` and ``book refresh-view``."""
     sub = add_command(commands, "init", _init, "create a book folder", json_option=False, at=False)
     sub.add_argument("--policy", help="a policy.toml to start from (default: a starter policy)")
-    sub.add_argument("--store", choices=("sqlite", "json"), default="sqlite")
+    sub.add_argument(
+        "--store",
+        choices=("sqlite", "json"),
+        default="sqlite",
+        help="how the book is kept: sqlite (default; any size) or json (small books)",
+    )
 
     add_command(commands, "policy", _policy, "show the book's policy")
     sub = add_command(commands, "journal", _journal, "list the runs merged into the book", at=False)

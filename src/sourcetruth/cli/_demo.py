@@ -5,6 +5,7 @@ from __future__ import annotations
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._options import Subcommands, add_command
+from sourcetruth.exceptions import UsageError
 
 __all__ = ["register"]
 
@@ -24,6 +25,15 @@ def register(commands: Subcommands) -> None:
 
 def _demo(ctx: Context) -> int:
     from sourcetruth.app import demo
+
+    if ctx.args.book_given:
+        # --book names a school's book: the demo never makes its book there, nor
+        # reads it. $SOURCETRUTH_BOOK, set for every command, is not a request.
+        msg = (
+            "demo makes a new book of its own and never uses --book's: "
+            "to choose its folder, give --folder FOLDER (an empty or new folder)"
+        )
+        raise UsageError(msg)
 
     demo.run(ctx.out, ctx.args.folder, environ=ctx.environ)
     return OK

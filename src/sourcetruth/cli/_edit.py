@@ -16,10 +16,13 @@ from sourcetruth.changes import AddressBookRemove, AddressBookSave, ClearOverrid
 from sourcetruth.cli._context import Context, after_change, apply
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._files import input_path, output_path
-from sourcetruth.cli._options import Subcommands, add_actions, add_command
+from sourcetruth.cli._kinds import check_kind
+from sourcetruth.cli._names import require_contacts
+from sourcetruth.cli._options import CONTACT, Subcommands, add_actions, add_command
 from sourcetruth.cli._sources import notices, reading_input
+from sourcetruth.cli._typed import check_typed
 from sourcetruth.effective import contact_at, contacts_at
-from sourcetruth.exceptions import SourceDataError, UnknownContactError, UsageError
+from sourcetruth.exceptions import SourceDataError, UsageError
 from sourcetruth.model import (
     ADDRESS_BOOK,
     FIELDS,
@@ -54,12 +57,12 @@ def _register_address_book(actions: Subcommands) -> None:
         _address_book_edit,
         "change fields (on a source's contact: a temporary override)",
     )
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     _add_data_options(sub)
     sub = add_command(actions, "remove", _address_book_remove, "remove an address-book contact")
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     sub = add_command(actions, "import", _address_book_import, "import a vCard file")
-    sub.add_argument("file")
+    sub.add_argument("file", help="the vCard (.vcf) file")
     sub = add_command(
         actions,
         "export",
@@ -67,7 +70,7 @@ def _register_address_book(actions: Subcommands) -> None:
         "export the address book as vCard",
         json_option=False,
     )
-    sub.add_argument("file")
+    sub.add_argument("file", help="the vCard (.vcf) file to write")
     sub.add_argument(
         "--version", choices=("3.0", "4.0"), default="4.0", help="the vCard version to write"
     )
@@ -76,8 +79,8 @@ def _register_address_book(actions: Subcommands) -> None:
 
 def _register_override(actions: Subcommands) -> None:
     sub = add_command(actions, "set", _override_set, "override a field a source covers")
-    sub.add_argument("contact")
-    sub.add_argument("field", choices=FIELDS)
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument("field", choices=FIELDS, help="the field")
     sub.add_argument("values", nargs="+", help="the value (several for phones or emails)")
     ends = sub.add_mutually_exclusive_group()
     ends.add_argument("--until", help="end at this time, or at the next sync if sooner")
@@ -87,14 +90,14 @@ def _register_override(actions: Subcommands) -> None:
         help="keep across syncs while the source keeps the value it had",
     )
     sub = add_command(actions, "clear", _override_clear, "end an override now")
-    sub.add_argument("contact")
-    sub.add_argument("field", choices=FIELDS)
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument("field", choices=FIELDS, help="the field")
 
 
 def _add_data_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--given", help="given name")
     sub.add_argument("--family", help="family name")
-    sub.add_argument("--role", choices=[r.value for r in Role])
+    sub.add_argument("--role", choices=[r.value for r in Role], help="role")
     sub.add_argument("--mobile", action="append", help="a mobile number (repeatable)")
     sub.add_argument("--phone", action="append", help="a home phone number")
     sub.add_argument("--work-phone", action="append", help="a work phone number")
@@ -105,8 +108,8 @@ def _add_data_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--clear", action="append", choices=FIELDS, help="empty this field")
 
 
-def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]]:
-    """The fields the options give, and which fields they name."""
+def _contact_data(args: argparse.Namespace, region: str) -> tuple[ContactData, frozenset[str]]:
+    """The fields the options give, and which fields they name (numbers read in *region*)."""
     values: dict[str, Any] = {}
     if args.given is not None:
         values["given_name"] = args.given
@@ -114,7 +117,7 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
         values["family_name"] = args.family
     if args.role is not None:
         values["role"] = Role(args.role)
-    values.update(_phones_and_emails(args))
+    values.update(_phones_and_emails(args, region))
     if args.year is not None:
         values["year_group"] = args.year
     if args.reg is not None:
@@ -127,8 +130,8 @@ def _contact_data(args: argparse.Namespace) -> tuple[ContactData, frozenset[str]
     return ContactData(**values), frozenset(values)
 
 
-def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
-    """The phones and emails the options give, each of its type; none of them empty."""
+def _phones_and_emails(args: argparse.Namespace, region: str) -> dict[str, Any]:
+    """The phones and emails the options give, each of its type; none empty, each usable."""
     for option, given, field in (
         ("--mobile", args.mobile, "phones"),
         ("--phone", args.phone, "phones"),
@@ -139,6 +142,7 @@ def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
         if any(not value.strip() for value in given or ()):
             msg = f"{option}: an empty value; to empty the field, use --clear {field}"
             raise UsageError(msg)
+        check_typed(option, field, given or (), region)
     values: dict[str, Any] = {}
     phones = [Phone(n, PhoneType.MOBILE) for n in args.mobile or ()]
     phones += [Phone(n, PhoneType.HOME) for n in args.phone or ()]
@@ -153,7 +157,7 @@ def _phones_and_emails(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _address_book_add(ctx: Context) -> int:
-    data, _ = _contact_data(ctx.args)
+    data, _ = _contact_data(ctx.args, ctx.policy.region_of(ADDRESS_BOOK))
     if not (data.given_name or data.family_name):
         msg = "a new contact needs a name: --given and/or --family"
         raise UsageError(msg)
@@ -170,15 +174,13 @@ def _address_book_add(ctx: Context) -> int:
 
 
 def _address_book_edit(ctx: Context) -> int:
-    data, named = _contact_data(ctx.args)
+    data, named = _contact_data(ctx.args, _region(ctx, ctx.args.contact))
     if not named:
         msg = "say what to change: --email, --mobile, --given, --clear FIELD, ..."
         raise UsageError(msg)
     book = ctx.book.load()
-    if ctx.args.contact not in book.contacts:
-        # A save would make a new contact: that is 'add', with a name.
-        msg = f"the book holds no contact {ctx.args.contact!r}: add one with 'address-book add'"
-        raise UnknownContactError(msg)
+    # A save would make a new contact: that is 'add', with a name.
+    require_contacts(ctx, book, [ctx.args.contact])
     if "relationships" in named:
         # As 'override set' says: a source's links between guardians and pupils are the
         # source's to change, even where the source does not cover them.
@@ -197,6 +199,7 @@ def _address_book_edit(ctx: Context) -> int:
 
 
 def _address_book_remove(ctx: Context) -> int:
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     result = apply(ctx, AddressBookRemove(ctx.args.contact))
     return after_change(ctx, result.report, f"Removed {ctx.args.contact} (restorable by a save).")
 
@@ -205,6 +208,7 @@ def _address_book_import(ctx: Context) -> int:
     from sourcetruth.adapters.sources.vcard import VCardAdapter
 
     path = input_path(ctx.args.file)
+    check_kind("address-book import", "vcard", path, ctx.args.file)
     with reading_input():
         reading = VCardAdapter(path).read_entries()
     notices(ctx, reading.notices)
@@ -230,10 +234,16 @@ def _address_book_export(ctx: Context) -> int:
     return OK
 
 
-def _override_value(field: str, values: Sequence[str]) -> ContactData:
+def _region(ctx: Context, contact_id: str) -> str:
+    """The phone region of the source a contact id names: its typed numbers are read in it."""
+    return ctx.policy.region_of(contact_id.partition(":")[0] or None)
+
+
+def _override_value(field: str, values: Sequence[str], region: str) -> ContactData:
     if any(not value.strip() for value in values):
         msg = f"an empty value for {field}: give the value the field should hold"
         raise UsageError(msg)
+    check_typed(field, field, values, region)
     if field == "phones":
         return ContactData(phones=tuple(Phone(v) for v in values))
     if field == "emails":
@@ -263,14 +273,20 @@ def _override_set(ctx: Context) -> int:
         lifetime, until = OverrideLifetime.UNTIL, ctx.time(args.until, "--until")
     elif args.while_source_unchanged:
         lifetime = OverrideLifetime.SOURCE_CHANGE
+    require_contacts(ctx, ctx.book.load(), [args.contact])
     change = SetOverride(
-        args.contact, args.field, _override_value(args.field, args.values), lifetime, until
+        args.contact,
+        args.field,
+        _override_value(args.field, args.values, _region(ctx, args.contact)),
+        lifetime,
+        until,
     )
     result = apply(ctx, change)
     return after_change(ctx, result.report, f"Override set on {args.field} of {args.contact}.")
 
 
 def _override_clear(ctx: Context) -> int:
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     change = ClearOverride(ctx.args.contact, ctx.args.field)
     result = apply(ctx, change)
     return after_change(ctx, result.report, "Override cleared.")

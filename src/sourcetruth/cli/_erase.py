@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sourcetruth.cli._context import Context, after_change, forward
 from sourcetruth.cli._errors import OK
-from sourcetruth.cli._options import Subcommands, add_command
+from sourcetruth.cli._names import require_contacts
+from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.exceptions import UsageError
 
 __all__ = ["register"]
@@ -13,7 +14,7 @@ __all__ = ["register"]
 def register(commands: Subcommands) -> None:
     """``erase``."""
     sub = add_command(commands, "erase", _erase, "erase a person for good (rule 13)")
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     sub.add_argument("--yes", action="store_true", help="yes, erase them")
     sub.add_argument(
         "--no-suppress",
@@ -29,6 +30,7 @@ def _erase(ctx: Context) -> int:
             "their history and their journal entries"
         )
         raise UsageError(msg)
+    require_contacts(ctx, ctx.book.load(), [ctx.args.contact])
     at = ctx.change_at
     with forward(ctx):
         result, rewritten = ctx.book.erase(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK
-from sourcetruth.cli._options import Subcommands, add_command
+from sourcetruth.cli._names import require_contacts
+from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.effective import contact_at, contacts_at, explain
 from sourcetruth.model import FIELDS, Contact, Role
 
@@ -20,13 +21,13 @@ def register(commands: Subcommands) -> None:
     sub.add_argument(
         "--search", help="only those whose id, name, phone number or email holds this text"
     )
-    sub.add_argument("--role", choices=[r.value for r in Role])
+    sub.add_argument("--role", choices=[r.value for r in Role], help="only those of this role")
     sub.add_argument("--departed", action="store_true", help="include departed contacts")
     sub = add_command(commands, "show", _show, "show a contact, with where each value came from")
-    sub.add_argument("contact")
+    sub.add_argument("contact", help=CONTACT)
     sub = add_command(commands, "explain", _explain, "explain one field of a contact")
-    sub.add_argument("contact")
-    sub.add_argument("field", choices=FIELDS)
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument("field", choices=FIELDS, help="the field")
 
 
 def _searched(contact: Contact) -> str:
@@ -63,7 +64,9 @@ def _line(c: Contact) -> str:
 
 
 def _show(ctx: Context) -> int:
-    contact = contact_at(ctx.book.load(), ctx.args.contact, policy=ctx.policy, at=ctx.at)
+    book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
+    contact = contact_at(book, ctx.args.contact, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(contact)
     else:
@@ -72,7 +75,9 @@ def _show(ctx: Context) -> int:
 
 
 def _explain(ctx: Context) -> int:
-    told = explain(ctx.book.load(), ctx.args.contact, ctx.args.field, policy=ctx.policy, at=ctx.at)
+    book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
+    told = explain(book, ctx.args.contact, ctx.args.field, policy=ctx.policy, at=ctx.at)
     if ctx.args.json:
         ctx.json(told)
     else:

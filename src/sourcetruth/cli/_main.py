@@ -28,7 +28,7 @@ from sourcetruth.cli._errors import (
     code_of,
     complaint,
 )
-from sourcetruth.cli._options import Parser, Subcommands, add_global_options
+from sourcetruth.cli._options import Parser, Subcommands, add_global_options, version
 from sourcetruth.cli._render import printable
 
 __all__ = ["GROUPS", "main"]
@@ -54,8 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: "
         + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {version()}",
+        help="print the program's version and exit",
+    )
     add_global_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="the command, one of:"
+    )
     for register in GROUPS:
         register(commands)
     return parser
@@ -75,6 +83,7 @@ def main(
     if isinstance(args, int):
         return args
     environ = os.environ if environ is None else environ
+    args.book_given = args.book is not None  # on the command line, not from the environment
     args.book = args.book or environ.get("SOURCETRUTH_BOOK") or "."
     args.by = args.by or environ.get("SOURCETRUTH_USER") or _user()
     ctx = Context(args, out, err, environ)

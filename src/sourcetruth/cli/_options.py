@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.cli._errors import USAGE, Exit
 
 if TYPE_CHECKING:
     from sourcetruth.cli._context import Context
 
 __all__ = [
+    "CONTACT",
     "Parser",
     "Run",
     "Subcommands",
@@ -25,6 +28,7 @@ __all__ = [
     "add_command",
     "add_global_options",
     "count",
+    "version",
 ]
 
 #: The subcommands of a parser, to add commands to.
@@ -35,13 +39,66 @@ Run: TypeAlias = "Callable[[Context], int]"
 _BOOK = "the book folder (default: $SOURCETRUTH_BOOK, else the current folder)"
 _BY = "who is making changes, for the record (default: $SOURCETRUTH_USER or your login)"
 _DEBUG = "show tracebacks"
+#: What a contact argument is, for its help.
+CONTACT = "a contact id: SOURCE:KEY, like mis:G1 (case matters)"
+
+
+#: Where a parser leaves, in the namespace, what its unknown options may have meant: a
+#: command's parser parses into a namespace of its own, copied into the program's after.
+_MEANT: Final = "_sourcetruth_meant"
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose mistakes are one line and exit 2, also in-process."""
+    """An argument parser whose mistakes are one line and exit 2, also in-process.
+
+    A mistyped command, choice or long option is answered with the nearest
+    ones ("did you mean --search?"), as Python 3.14's ``suggest_on_error``.
+    """
 
     def error(self, message: str) -> NoReturn:
         raise Exit(USAGE, f"{message} (see '{self.prog} --help')")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        meant: dict[str, list[str]] = vars(parsed).pop(_MEANT, {})
+        if extras:
+            near = list(dict.fromkeys(o for options in meant.values() for o in options))
+            self.error(f"unrecognized arguments: {' '.join(extras)}{did_you_mean(near)}")
+        return parsed
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # Each word's guess is made by the innermost parser, which knows the command's options.
+        meant: dict[str, list[str]] = vars(parsed).setdefault(_MEANT, {})
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in extras:
+            if word.startswith("--") and word not in meant:
+                meant[word] = nearest(word.partition("=")[0], options, n=1)
+        return parsed, extras
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as wrong:
+            near = nearest(str(value), map(str, action.choices or ()))
+            if not near:
+                raise
+            said, choices, rest = wrong.message.partition(" (choose from")
+            # Before the list of choices, which for a command is long.
+            message = f"{said}{did_you_mean(near)}{choices}{rest}"
+            raise argparse.ArgumentError(action, message) from None
+
+
+def version() -> str:
+    """The installed package's version; a source tree that was never installed has none."""
+    try:
+        return metadata.version("sourcetruth")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
@@ -90,8 +147,10 @@ def add_actions(
     commands: Subcommands, name: str, help: str, *, dest: str = "action", metavar: str = "ACTION"
 ) -> Subcommands:
     """Add a command of several actions (``override set``, ``override clear``): add them to it."""
-    parent = commands.add_parser(name, help=help)
-    return parent.add_subparsers(dest=dest, metavar=metavar, required=True)
+    parent = commands.add_parser(name, help=help, description=help)
+    return parent.add_subparsers(
+        dest=dest, metavar=metavar, required=True, help=f"the {metavar.lower()}, one of:"
+    )
 
 
 def count(text: str) -> int:

@@ -33,9 +33,9 @@ def register(commands: Subcommands) -> None:
         _before_next_sync,
         "which local edits the next sync would end",
     )
-    sub.add_argument("source")
+    sub.add_argument("source", help="the source's name in the policy (like mis)")
     sub.add_argument("--snapshot", help="the export the sync will read, for a dry run")
-    sub.add_argument("--extracted-at")
+    sub.add_argument("--extracted-at", help="with --snapshot: when the export was taken")
     add_command(
         reports,
         "two-feeds",
@@ -48,7 +48,7 @@ def register(commands: Subcommands) -> None:
     )
 
     sub = add_command(commands, "export", _export, "export the book as CSV", json_option=False)
-    sub.add_argument("file")
+    sub.add_argument("file", help="the CSV file to write")
     sub.add_argument("--departed", action="store_true", help="include departed contacts")
     sub.add_argument("--force", action="store_true", help="replace the file if it exists")
 

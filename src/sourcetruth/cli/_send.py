@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
+from sourcetruth._near import did_you_mean, nearest
 from sourcetruth.app.dispatch import PlannedSend, SentMessage, plan_send, send_planned
 from sourcetruth.audit import AuditRecord, Why, why
 from sourcetruth.cli._audience import (
     add_audience_options,
-    check_ids,
+    check_audience,
     message,
+    note_nobody,
     plan_lines,
     require_audience,
 )
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._errors import OK, UNDELIVERED, Exit
 from sourcetruth.cli._files import reason
-from sourcetruth.cli._options import Subcommands, add_command
+from sourcetruth.cli._names import require_contacts
+from sourcetruth.cli._options import CONTACT, Subcommands, add_command
 from sourcetruth.exceptions import MessageIdReusedError, UnknownContactError, UsageError
 from sourcetruth.messages import DeliveryStatus, Message, plan
 from sourcetruth.model import Channel
@@ -40,7 +44,7 @@ def register(commands: Subcommands) -> None:
     sub = add_command(commands, "send", _send, "plan a message; with --deliver, send it")
     add_audience_options(sub)
     sub.add_argument("--id", required=True, help="the message's id, for ever")
-    sub.add_argument("--subject", default="")
+    sub.add_argument("--subject", default="", help="the message's subject (for email)")
     text = sub.add_mutually_exclusive_group()
     text.add_argument("--body", help="the message's text")
     text.add_argument("--body-file", help="a UTF-8 file holding the message's text")
@@ -52,16 +56,21 @@ def register(commands: Subcommands) -> None:
 
     sub = add_command(commands, "why", _why, "why a sent message went to that address", at=False)
     sub.add_argument("message", help="the message's id")
-    sub.add_argument("contact")
-    sub.add_argument("--channel", choices=[c.value for c in Channel])
+    sub.add_argument("contact", help=CONTACT)
+    sub.add_argument(
+        "--channel",
+        choices=[c.value for c in Channel],
+        help="only this channel (default: each the message used)",
+    )
 
 
 def _recipients(ctx: Context) -> int:
     require_audience(ctx.args)
     told = message(ctx, message_id="recipients", subject="", body="")
     book = ctx.viewed()
-    check_ids(book, told.contacts)
+    check_audience(ctx, book, told)
     planned = plan(book, told, policy=ctx.policy, at=ctx.at)
+    note_nobody(ctx, planned)
     if ctx.args.json:
         ctx.json(planned)
         return OK
@@ -77,7 +86,7 @@ def _send(ctx: Context) -> int:
     outgoing = _outgoing(ctx)
     folder = ctx.book
     book = ctx.viewed()
-    check_ids(book, outgoing.contacts)
+    check_audience(ctx, book, outgoing)
     # Sending again resumes the message as it was planned, unless told another time.
     at = None if ctx.args.at is None else ctx.at
     try:
@@ -88,6 +97,7 @@ def _send(ctx: Context) -> int:
             "other text, channels or audience: give this one a new --id"
         )
         raise UsageError(msg) from None
+    note_nobody(ctx, planned.plan)
     if not ctx.args.deliver:
         return _dry_run(ctx, planned)
     todo = len(planned.plan.deliveries) - planned.delivered_before
@@ -188,7 +198,12 @@ def _refuse_undelivered(message_id: str, record: AuditRecord) -> None:
 
 
 def _why(ctx: Context) -> int:
-    record = ctx.book.audit(ctx.args.message)
+    try:
+        record = ctx.book.audit(ctx.args.message)
+    except UsageError as error:
+        near = nearest(ctx.args.message, _sent_ids(ctx))
+        msg = f"{error}{did_you_mean(near)}"
+        raise UsageError(msg) from None
     answers = _answers(ctx, record)
     if ctx.args.json:
         ctx.json(answers)
@@ -212,6 +227,26 @@ def _why(ctx: Context) -> int:
     return OK
 
 
+#: How many audit files a "did you mean" for a message id looks at.
+_AUDITS_LOOKED_AT: Final = 10_000
+
+
+def _sent_ids(ctx: Context) -> list[str]:
+    """The ids of the messages sent from the book whose audit file is named by the id itself."""
+    ids: list[str] = []
+    try:
+        with os.scandir(ctx.book.path / "audit") as entries:
+            for entry in entries:
+                if len(ids) >= _AUDITS_LOOKED_AT:
+                    break
+                stem, suffix = os.path.splitext(entry.name)
+                if suffix == ".json" and "~" not in stem:  # '~': a hashed id, not the id
+                    ids.append(stem)
+    except OSError:
+        return []
+    return ids
+
+
 def _answers(ctx: Context, record: AuditRecord) -> list[Why]:
     """Why the message went where it did for the contact: on ``--channel``, or each it used."""
     channels = (
@@ -220,6 +255,7 @@ def _answers(ctx: Context, record: AuditRecord) -> list[Why]:
         else list(dict.fromkeys(record.message.channels))
     )
     book = ctx.book.load()
+    require_contacts(ctx, book, [ctx.args.contact])
     answers: list[Why] = []
     for channel in channels:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.base import Notice, Reading
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._files import newest_mtime
+from sourcetruth.cli._kinds import check_kind
+from sourcetruth.cli._names import unknown_source
 from sourcetruth.exceptions import LISTED_PROBLEMS, AdapterError, SourceDataError, UsageError
 from sourcetruth.model import ADDRESS_BOOK, SourceKind
 
@@ -30,8 +33,7 @@ def synced_source(ctx: Context, name: str) -> str:
         msg = "the address book is not synced: use 'sourcetruth address-book import FILE'"
         raise UsageError(msg)
     if name not in syncable:
-        msg = f"the policy has no source named {name!r}; its sources are {', '.join(syncable)}"
-        raise UsageError(msg)
+        raise UsageError(unknown_source(name, syncable))
     return name
 
 
@@ -53,6 +55,10 @@ def reading_input() -> Iterator[None]:
 
 def read(ctx: Context, source: str, path: Path, extracted_at: datetime) -> Reading:
     """The export at *path*, read with the source's adapter (or ``--adapter``)."""
+    how = ctx.book.settings.sources.get(source)
+    adapter = getattr(ctx.args, "adapter", None) or (how.adapter if how else None)
+    if adapter is not None:
+        check_kind(f"the source {source!r}", adapter, path, os.fspath(path))
     with reading_input():
         reading = ctx.book.read_source(
             source, path, extracted_at=extracted_at, adapter=getattr(ctx.args, "adapter", None)

@@ -12,6 +12,7 @@ from sourcetruth.changes import ConfirmSync
 from sourcetruth.cli._context import Context, forward
 from sourcetruth.cli._errors import HELD, OK, Exit
 from sourcetruth.cli._files import input_path
+from sourcetruth.cli._names import unknown_source
 from sourcetruth.cli._options import Subcommands, add_command
 from sourcetruth.cli._sources import extracted_at, notices, read, synced_source
 from sourcetruth.exceptions import ConfirmationMismatchError, UsageError
@@ -37,7 +38,7 @@ def register(commands: Subcommands) -> None:
     sub = add_command(
         commands, "when", _when, "when a change made at a source shows in the book", at=False
     )
-    sub.add_argument("source")
+    sub.add_argument("source", help="the source's name in the policy (like mis)")
     sub.add_argument("--changed-at", help="when it was changed at the source (default now)")
 
 
@@ -127,11 +128,7 @@ def _say_synced(ctx: Context, reading: Reading, report: Report, command: str | N
 def _when(ctx: Context) -> int:
     policy = ctx.book.settings.policy
     if ctx.args.source not in policy.order:
-        msg = (
-            f"the policy has no source named {ctx.args.source!r}; "
-            f"its sources are {', '.join(policy.order)}"
-        )
-        raise UsageError(msg)
+        raise UsageError(unknown_source(ctx.args.source, policy.order))
     changed = ctx.time(ctx.args.changed_at, "--changed-at")
     effective = when_effective(policy, ctx.args.source, changed)
     if ctx.args.json:

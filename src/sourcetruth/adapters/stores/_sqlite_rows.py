@@ -175,6 +175,13 @@ class Table(Mapping[str, V]):
             f"SELECT {column}, data FROM {table} WHERE {where} AND {column}>? "
             f"ORDER BY {column} LIMIT ?"
         )
+        self._before = (
+            f"SELECT {column} FROM {table} WHERE {where} AND {column}<? "
+            f"ORDER BY {column} DESC LIMIT ?"
+        )
+        self._from = (
+            f"SELECT {column} FROM {table} WHERE {where} AND {column}>=? ORDER BY {column} LIMIT ?"
+        )
         self._count = f"SELECT count(*) FROM {table} WHERE {where}"
         self._any = f"SELECT 1 FROM {table} WHERE {where} LIMIT 1"
         self._cache: dict[str, Any] = {}
@@ -253,6 +260,17 @@ class Table(Mapping[str, V]):
         if self._length is not None or self._hidden:
             return len(self) > 0
         return bool(self._extra) or self.snapshot.one(self._any, self._args) is not None
+
+    def around(self, key: str, n: int) -> list[str]:
+        """Up to *n* keys either side of *key* in key order (*key* too, if held), in order.
+
+        Two reads of the key's index, whatever the table's size: what a
+        "did you mean" looks at for a key that is not held.
+        """
+        before = [k for (k,) in self.snapshot.rows(self._before, (*self._args, key, n))]
+        after = [k for (k,) in self.snapshot.rows(self._from, (*self._args, key, n))]
+        near = [*reversed(before), *after, *(k for k in self._extra if k >= key)]
+        return sorted(k for k in dict.fromkeys(near) if k not in self._hidden)
 
     def _pages(self, first: str, following: str) -> Iterator[Any]:
         rows = self.snapshot.rows(first, (*self._args, PAGE))
