@@ -42,6 +42,14 @@ class TestWrenfieldAdapter(SourceAdapterContract):
 
         return make
 
+    @pytest.fixture
+    def make_lenient_adapter(self):
+        def make(snapshot: Snapshot, folder: Path) -> WrenfieldAdapter:
+            write_export(snapshot, folder)
+            return WrenfieldAdapter(folder, source=snapshot.source, max_reject_fraction=0.5)
+
+        return make
+
     @pytest.fixture(params=[0.0, 0.5], ids=["refused", "delta"])
     def partly_broken(self, request, sample: Snapshot, workdir: Callable[[], Path]):
         folder = workdir()

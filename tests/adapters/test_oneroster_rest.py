@@ -56,6 +56,7 @@ from sourcetruth.adapters.sources.oneroster import OneRosterAdapter, write_bundl
 from sourcetruth.adapters.sources.oneroster_rest import OneRosterRestAdapter
 from sourcetruth.app.bookfolder import BookFolder
 from sourcetruth.app.settings import check_adapters, parse_settings
+from sourcetruth.cli import main as cli_main
 from sourcetruth.exceptions import RejectedFileError, format_errors
 from sourcetruth.testing.conformance import SourceAdapterContract, sample_school
 
@@ -1202,6 +1203,26 @@ class TestPolicyToml:
         with pytest.raises(UsageError, match="reads its service's URL, not a path"):
             folder.source_adapter("mis", tmp_path)
 
+    def test_the_command_syncs_it_without_a_path(
+        self, serve: Callable[[Path], Roster], tmp_path: Path
+    ) -> None:
+        """`sourcetruth sync mis` reads the live source; a path given to it is refused."""
+        roster = serve(bundle(school(2), tmp_path / "served", "1.1"))
+        (tmp_path / "policy.toml").write_text(policy_toml(roster), encoding="utf-8")
+        environ = {"ONEROSTER_SECRET": SECRET, "SOURCETRUTH_USER": "office"}
+        book = str(tmp_path / "book")
+        out, err = io.StringIO(), io.StringIO()
+
+        def run(*argv: str) -> int:
+            return cli_main(["--book", book, *argv], out=out, err=err, environ=environ)
+
+        assert run("init", "--policy", str(tmp_path / "policy.toml")) == 0
+        assert run("sync", "mis", "--at", "2026-11-24T02:00") == 0, err.getvalue()
+        assert "mis sync 1: applied; 5 new" in out.getvalue()
+        assert SECRET not in out.getvalue() + err.getvalue()
+        assert run("sync", "mis", str(tmp_path / "served"), "--at", "2026-11-24T02:05") == 2
+        assert "is read from its service: give no path" in err.getvalue()
+
     def test_the_variable_unset(self, serve: Callable[[Path], Roster], tmp_path: Path) -> None:
         """A folder made where the variable is unset says so at the read, naming the key only."""
         roster = serve(bundle(school(1), tmp_path / "served", "1.1"))
@@ -1309,6 +1330,37 @@ class TestRestContract(SourceAdapterContract):
 
         roster.edit_users = spoil
         return adapter(roster, self.version, source=sample.source, max_reject_fraction=0.5), bad
+
+    @pytest.fixture
+    def make_lenient_adapter(
+        self, serve: Callable[[Path], Roster]
+    ) -> Callable[[Snapshot, Path], SourceAdapter]:
+        """``make_adapter`` with a reject limit of 50%."""
+
+        def make(snapshot: Snapshot, directory: Path) -> SourceAdapter:
+            write_bundle(snapshot, directory, version=self.version)
+            return adapter(
+                serve(directory),
+                self.version,
+                source=snapshot.source,
+                page_size=3,
+                max_reject_fraction=0.5,
+            )
+
+        return make
+
+    @pytest.fixture
+    def not_applicable(self) -> dict[str, str]:
+        """What the kit cannot do through a served bundle, and where it is tested instead."""
+        sorted_by_key = "write_bundle writes users and their links by key: bytes of the data alone"
+        return {
+            "test_the_order_of_written_records_does_not_matter": sorted_by_key,
+            "test_the_order_of_links_does_not_matter": sorted_by_key,
+            "test_a_spoilt_value_is_refused_naming_its_file": (
+                "a REST source reads pages, not files: a page that is not UTF-8 JSON is "
+                "refused naming its collection and page (TestBrokenPages)"
+            ),
+        }
 
 
 class TestRest11Contract(TestRestContract):

@@ -74,6 +74,11 @@ class TestWrongKind:
         )
         assert line.endswith(f"; {path} is a CSV file")
 
+    def test_no_path_for_a_source_that_reads_exports(self, book: Cli) -> None:
+        """sync without a path is for a live source: one that reads exports asks for its path."""
+        line = one_error_line(book.fails(2, "sync", "mis", *SYNC))
+        assert line.endswith("reads an export: give its path")
+
     def test_the_right_kinds_still_read(self, book: Cli) -> None:
         """The kinds a source reads pass: a bundle folder for the MIS, a CSV file for imports."""
         book.enable_import()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.base import Notice, Reading
+from sourcetruth.app.settings import is_live
 from sourcetruth.cli._context import Context
 from sourcetruth.cli._files import newest_mtime
 from sourcetruth.cli._kinds import check_kind
@@ -53,11 +54,26 @@ def reading_input() -> Iterator[None]:
         raise SourceDataError(str(error)) from error
 
 
-def read(ctx: Context, source: str, path: Path, extracted_at: datetime) -> Reading:
-    """The export at *path*, read with the source's adapter (or ``--adapter``)."""
+def reads_a_service(ctx: Context, source: str) -> bool:
+    """Whether *source* (or ``--adapter``) is read live from a service, not from an export."""
+    how = ctx.book.settings.sources.get(source)
+    name = getattr(ctx.args, "adapter", None) or (how.adapter if how else None)
+    if name is None:
+        return False
+    try:
+        return is_live(registry.get("source", name))
+    except (KeyError, LookupError, UsageError):
+        return False  # an unknown adapter is the reader's to refuse, with its own message
+
+
+def read(ctx: Context, source: str, path: Path | None, extracted_at: datetime) -> Reading:
+    """The export at *path*, read with the source's adapter (or ``--adapter``).
+
+    No *path*: the source is live (it reads a service its policy names).
+    """
     how = ctx.book.settings.sources.get(source)
     adapter = getattr(ctx.args, "adapter", None) or (how.adapter if how else None)
-    if adapter is not None:
+    if adapter is not None and path is not None:
         check_kind(f"the source {source!r}", adapter, path, os.fspath(path))
     with reading_input():
         reading = ctx.book.read_source(

@@ -14,7 +14,13 @@ from sourcetruth.cli._errors import HELD, OK, Exit
 from sourcetruth.cli._files import input_path
 from sourcetruth.cli._names import unknown_source
 from sourcetruth.cli._options import Subcommands, add_command
-from sourcetruth.cli._sources import extracted_at, notices, read, synced_source
+from sourcetruth.cli._sources import (
+    extracted_at,
+    notices,
+    read,
+    reads_a_service,
+    synced_source,
+)
 from sourcetruth.exceptions import ConfirmationMismatchError, UsageError
 from sourcetruth.model import Snapshot
 from sourcetruth.report import MergeResult, Report
@@ -27,7 +33,11 @@ def register(commands: Subcommands) -> None:
     """``sync`` and ``when``."""
     sub = add_command(commands, "sync", _sync, "read a source's export and merge it")
     sub.add_argument("source", help="the source's name in the policy (like mis)")
-    sub.add_argument("path", help="the export: a file, folder or zip")
+    sub.add_argument(
+        "path",
+        nargs="?",
+        help="the export: a file, folder or zip (none for a live source, like oneroster-rest)",
+    )
     sub.add_argument("--adapter", help="read it with this adapter (default: the policy's)")
     sub.add_argument(
         "--extracted-at", help="when the export was taken (default: its files' newest mtime)"
@@ -45,10 +55,18 @@ def register(commands: Subcommands) -> None:
 def _sync(ctx: Context) -> int:
     args = ctx.args
     source = synced_source(ctx, args.source)
-    path = input_path(args.path)
     at = ctx.change_at  # also for a dry run: it shows a change the book would make
-    taken = _taken_at(ctx, path, at)
-    with ctx.progress(f"reading {path.name}") as progress:
+    live = reads_a_service(ctx, source)
+    if live and args.path is not None:
+        msg = f"the source {source!r} is read from its service: give no path"
+        raise UsageError(msg)
+    if args.path is None:  # a live source: read now from its service (else the reader says)
+        path = None
+        taken = ctx.time(args.extracted_at, "--extracted-at") if args.extracted_at else at
+    else:
+        path = input_path(args.path)
+        taken = _taken_at(ctx, path, at)
+    with ctx.progress(f"reading {source if path is None else path.name}") as progress:
         reading = read(ctx, source, path, taken)
         progress.phase("merging")
         result = _merge(ctx, reading.snapshot, at)
@@ -94,7 +112,9 @@ def _confirm_command(
     if report.held is None:
         return None
     args = ctx.args
-    words = ["sourcetruth", "--book", os.fspath(ctx.book.path), "sync", source, args.path]
+    words = ["sourcetruth", "--book", os.fspath(ctx.book.path), "sync", source]
+    if args.path is not None:
+        words.append(args.path)
     if args.adapter:
         words += ["--adapter", args.adapter]
     words += ["--extracted-at", taken.isoformat()]
