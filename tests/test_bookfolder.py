@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import full, guardian, london, pupil, school, staff
 from sourcetruth import (
     AddressBookRemove,
@@ -743,7 +744,9 @@ class Gateway:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -1021,7 +1024,7 @@ def audit_book(
     folder.close()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget.examples(200), deadline=None)
 @given(message_id=st.text(min_size=1, max_size=300))
 def test_any_id_round_trips_inside_the_audit_folder(
     audit_book: tuple[BookFolder, AuditRecord], message_id: str
@@ -1118,7 +1121,7 @@ ITEMS = (
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=budget.examples(300), deadline=None)
 @given(parts=st.lists(reports, min_size=1, max_size=6))
 def test_a_combined_report_holds_every_item_of_every_part_in_order(parts: list[Report]) -> None:
     """combine_reports() keeps every item of every part, in order, and sums the suppressed.

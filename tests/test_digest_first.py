@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import london
 from sourcetruth import Book, DigestedRecords, PhoneType, Role, Snapshot, SnapshotKind, merge
 from sourcetruth._digest import record_digest
@@ -156,7 +157,7 @@ def read(night: list[list[str]], at: datetime) -> Snapshot | tuple[str, str]:
 
 
 @settings(
-    max_examples=25,
+    max_examples=budget.examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import guardian, london, mis_policy, pupil, school
 from sourcetruth import (
     FIELDS,
@@ -85,7 +86,7 @@ class TestPartialRecords:
         assert loads(dumps(snapshot), Snapshot) == snapshot
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget.examples(30), deadline=None)
 @given(
     record=sts.records(),
     update=sts.contact_data(),

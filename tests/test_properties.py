@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth import (
     ADDRESS_BOOK,
     EXPIRY,
@@ -87,7 +88,7 @@ FIRST_DAYS = (date(2026, 11, 23), date(2026, 3, 27), date(2026, 10, 23))
 MAX_READ_AHEAD = 30  # minutes between reading the MIS and applying the sync
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=budget.examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -792,7 +793,7 @@ class TestRule7Deterministic:
         )
         assert serialised(a) == serialised(b)
 
-    @settings(SETTINGS, max_examples=3)
+    @settings(SETTINGS, max_examples=budget.examples(3))
     @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
     def test_the_same_bytes_under_another_hash_seed(self, data: st.DataObject, seed: int) -> None:
         """A merge run in a fresh interpreter with another PYTHONHASHSEED writes the same bytes."""
@@ -1213,7 +1214,7 @@ def guardians_oracle(
 
 
 class TestRule11GuardiansOf:
-    @settings(SETTINGS, max_examples=100)
+    @settings(SETTINGS, max_examples=budget.examples(100))
     @given(
         school=schools(),
         rule=st.builds(

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import guardian, london, mis_policy, school
 from sourcetruth import (
     Book,
@@ -347,7 +348,9 @@ class TestSending:
         assert dumps(loads(dumps(audit), AuditRecord)) == dumps(audit)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=budget.examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     monday=sts.snapshots(source="mis", at=london(23, 2)),
     tuesday=sts.snapshots(source="mis", at=london(24, 2)),

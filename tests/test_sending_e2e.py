@@ -103,7 +103,9 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 def gateway() -> Iterator[Gateway]:
     server = Gateway(("127.0.0.1", 0), GatewayHandler)
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth.app import settings as settings_module
 from sourcetruth.app.settings import (
     STARTER,
@@ -624,7 +625,7 @@ def toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a TOML basic string
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=budget.examples(300), deadline=None)
 @given(
     slot=st.sampled_from(sorted(SLOTS)),
     number=sts.phone_numbers(),
@@ -655,7 +656,7 @@ text_values = st.text(
 ) | st.sampled_from(["FREQ=DAILY", "Europe/London", "GB", "mis", "phones", "true", "0.5"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=budget.examples(400), deadline=None)
 @given(slot=st.sampled_from(sorted(SLOTS)), value=text_values, quoted=st.booleans())
 def test_any_value_anywhere_parses_or_is_a_source_data_error(
     slot: str, value: str, quoted: bool
@@ -669,7 +670,7 @@ def test_any_value_anywhere_parses_or_is_a_source_data_error(
         assert "mis" in outcome.sources
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget.examples(100), deadline=None)
 @given(
     names=st.lists(
         st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True).filter(
@@ -748,7 +749,7 @@ class TestResolved:
             email.resolved({}, file=FILE)
         assert caught.value.field == "transports.email.password_env"
 
-    @settings(max_examples=100)
+    @settings(max_examples=budget.examples(100))
     @given(
         plain=st.dictionaries(
             st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.integers() | st.text(max_size=5)

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+import budget
 from sourcetruth import (
     ADDRESS_BOOK,
     FIELDS,
@@ -729,7 +730,7 @@ class BookMachine(RuleBasedStateMachine):
 
 
 BookMachine.TestCase.settings = settings(
-    max_examples=50,
+    max_examples=budget.examples(50),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -805,7 +806,7 @@ class SqliteBookMachine(BookMachine):
 
 
 SqliteBookMachine.TestCase.settings = settings(
-    max_examples=15,
+    max_examples=budget.examples(15),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -895,7 +896,7 @@ class TwinBookMachine(SqliteBookMachine):
 
 
 TwinBookMachine.TestCase.settings = settings(
-    max_examples=12,
+    max_examples=budget.examples(12),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

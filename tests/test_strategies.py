@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth import (
     FIELDS,
     Contact,
@@ -51,7 +52,7 @@ class TestFromType:
     Hypothesis's measure, and slower still on a busy machine: too_slow is off.
     """
 
-    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=budget.examples(10))
     @given(st.from_type(Contact))
     def test_contacts_have_provenance_for_every_field(self, contact: Contact) -> None:
         """A drawn contact is one the merge made: every field explains itself (rule 8)."""
@@ -62,7 +63,7 @@ class TestFromType:
         for name in overridden:
             assert contact.provenance[name].kind is ProvenanceKind.OVERRIDE
 
-    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=budget.examples(10))
     @given(st.from_type(Override))
     def test_overrides_hold_one_field(self, override: Override) -> None:
         """A drawn override holds one field's value and base, owned by its contact's record."""
@@ -72,7 +73,7 @@ class TestFromType:
         assert override.record == override.contact_id
         assert override.set_by == "office"
 
-    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=budget.examples(10))
     @given(
         st.from_type(ContactData),
         st.from_type(Record),
@@ -88,7 +89,7 @@ class TestFromType:
         assert isinstance(group, GroupDefinition)
         assert isinstance(policy, Policy)
 
-    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=10)
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=budget.examples(10))
     @given(sts.contacts(overridden=True))
     def test_asking_for_an_override_gives_one(self, contact: Contact) -> None:
         """contacts(overridden=True) always carries an override in force."""

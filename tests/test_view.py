@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth import (
     ADDRESS_BOOK,
     FIELDS,
@@ -78,7 +79,7 @@ MIS_KEYS = sts.record_keys(prefix="M", count=8)
 IMPORT_KEYS = sts.record_keys(prefix="R", count=4)
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=budget.examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -35,6 +35,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth import (
     AdapterError,
     ContactData,
@@ -720,7 +721,7 @@ class TestPaging:
         assert reading.snapshot == snapshot
         assert len(roster.page_requests()) == requests
 
-    @settings(max_examples=30, deadline=None)
+    @settings(max_examples=budget.examples(30), deadline=None)
     @given(
         pupils=st.integers(min_value=0, max_value=8),
         page_size=st.integers(min_value=1, max_value=7),

@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth.adapters import Reading
 from sourcetruth.adapters.sources._oneroster_format import ORG_COLUMNS, ROLE_COLUMNS, USERS_12
 from sourcetruth.adapters.sources.oneroster import OneRosterAdapter
@@ -450,7 +451,7 @@ class TestF14LongProblemLists:
 
 #: Bounded and repeatable: CI runs the same examples every time.
 FUZZ = settings(
-    max_examples=120,
+    max_examples=budget.examples(120),
     derandomize=True,
     deadline=None,
     database=None,
@@ -710,8 +711,8 @@ class TestFuzzCsvImport:
 
 # -- memory: a large file costs a small multiple of its size -----------------------------------
 
-#: About 20 MB: a large school's export, or a careless one.
-LARGE = 20_000_000
+#: A large school's export, or a careless one: 4 MB, or 20 MB in the full run (budget.py).
+LARGE = budget.LARGE
 #: "A small multiple": the most a reader may hold at once while it reads a large
 #: file, over the file's size, for every tabular reader. Its records are most of it
 #: (about 4.5 to 5.6 times the file); each reader peaks near 6.1 to 6.5 times.
@@ -760,7 +761,7 @@ def or_row(n: int) -> str:
 
 class TestMemory:
     def test_splitting_a_file_keeps_no_copy_of_it(self) -> None:
-        """Memory: splitting ~20 MB into cells holds no four-bytes-a-character copy of it.
+        """Memory: splitting large into cells holds no four-bytes-a-character copy of it.
 
         The rows were split from an io.StringIO, which copies the text at four
         bytes a character: 8x the file's size at the peak, where 4x is what the
@@ -780,7 +781,7 @@ class TestMemory:
         assert peak(lambda: adapter.read(extracted_at=AT)) < 4_000_000
 
     def test_a_large_csv_import(self) -> None:
-        """Memory: a ~20 MB CSV import peaks under SMALL_MULTIPLE times its size.
+        """Memory: a large CSV import peaks under SMALL_MULTIPLE times its size.
 
         Measured 6.1x (13.6x when the file's text and rows were held whole
         while the records were built): the rows are read one at a time, so
@@ -792,7 +793,7 @@ class TestMemory:
         assert peak(lambda: csv_read(data, IMPORT_MAPPING)) < SMALL_MULTIPLE * len(data)
 
     def test_a_large_oneroster_bundle(self, tmp_path: Path) -> None:
-        """Memory: a ~20 MB OneRoster 1.1 users.csv peaks under SMALL_MULTIPLE times its size.
+        """Memory: a large OneRoster 1.1 users.csv peaks under SMALL_MULTIPLE times its size.
 
         Measured 6.1x, of which the records are 4.8x (15.8x when the file's
         rows were held whole while users were linked, 19x before cells that
@@ -805,7 +806,7 @@ class TestMemory:
         assert peak(lambda: adapter.read(extracted_at=AT)) < SMALL_MULTIPLE * size
 
     def test_a_large_oneroster_12_bundle(self, tmp_path: Path) -> None:
-        """Memory: a ~20 MB OneRoster 1.2 users.csv and roles.csv peak under SMALL_MULTIPLE times.
+        """Memory: a large OneRoster 1.2 users.csv and roles.csv peak under SMALL_MULTIPLE times.
 
         Measured 5.7x (14.3x when both files' rows were held while users
         were linked): a role row is kept as a small object by its user, and
@@ -844,7 +845,7 @@ class TestMemory:
         assert sum(len(r.data.relationships) for r in records) == len(users) // 2
 
     def test_a_large_sds_export(self, tmp_path: Path) -> None:
-        """Memory: a ~20 MB SDS export peaks under SMALL_MULTIPLE times its size.
+        """Memory: a large SDS export peaks under SMALL_MULTIPLE times its size.
 
         Measured 6.5x, of which the records are 4.5x (15.9x when the four
         files' rows were held whole while users were linked, 18.6x before

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import london, mis_policy
 from sourcetruth import (
     AdapterError,
@@ -729,7 +730,11 @@ class TestWriteFiles:
         with pytest.raises(UsageError):
             write_files(Snapshot("mis", AT, (), SnapshotKind.DELTA, ("K1",)), tmp_path)
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=budget.examples(40),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(snapshot=sts.snapshots(), name=st.uuids())
     def test_round_trip_of_generated_snapshots(
         self, tmp_path_factory: pytest.TempPathFactory, snapshot: Snapshot, name: object

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from sourcetruth.adapters.transports.sms import (
     GSM7_BASIC,
     GSM7_EXTENSION,
@@ -311,7 +312,7 @@ class TestSegments:
         with pytest.raises(AttributeError):
             split.segments = 2  # type: ignore[misc]
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=budget.examples(300), deadline=None)
     @given(
         st.text(
             alphabet=st.sampled_from(sorted(GSM7_BASIC | GSM7_EXTENSION))

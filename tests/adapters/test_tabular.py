@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import CORPUS, london, mis_policy
 from sourcetruth import (
     Book,
@@ -821,7 +822,7 @@ cells = st.one_of(
 
 
 class TestDigestsFirst:
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=budget.examples(150), deadline=None)
     @given(
         st.lists(
             st.tuples(*[cells] * (len(TWINS_HEADER) - 1), st.sampled_from(["", "P1|P1", "P2| P1"])),

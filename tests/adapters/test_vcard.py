@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import budget
 from school import CORPUS
 from sourcetruth.adapters._util import one_phone_per_number
 from sourcetruth.adapters.sources.base import AddressBookAdapter, AddressBookReading
@@ -68,7 +69,7 @@ NOTICE_CODES = {
 FILE_NOTICES = {"no-cards", "property-skipped", "malformed-line"}
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=budget.examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

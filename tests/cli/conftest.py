@@ -28,7 +28,9 @@ def book(cli: Cli) -> Cli:
 def gateway() -> Iterator[Gateway]:
     server = Gateway(("127.0.0.1", 0), RefusingHandler)
     server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server
