@@ -6,8 +6,8 @@ from hypothesis import settings
 
 # A deadline is a timed assertion, and the machines tests run on are shared:
 # a slow example is not a failure here (performance is measured in benchmarks/).
-# A contributor's run tries 25 examples a property (where a test does not set its
+# A contributor's run tries 20 examples a property (where a test does not set its
 # own count); the full run (SOURCETRUTH_TESTS=full) tries 250.
-settings.register_profile("default", deadline=None, max_examples=25)
+settings.register_profile("default", deadline=None, max_examples=20)
 settings.register_profile("full", deadline=None, max_examples=250)
 settings.load_profile("full" if os.environ.get("SOURCETRUTH_TESTS") == "full" else "default")

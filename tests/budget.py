@@ -3,9 +3,9 @@
 The default is what `.ci/run` and the README's test command run, on two
 cores in under two minutes. ``SOURCETRUTH_TESTS=full`` runs the memory tests
 on 20 MB inputs instead of 5 MB (3 MB of vCards), every property test
-without its own example count on 250 examples instead of 25 (the root
+without its own example count on 250 examples instead of 20 (the root
 conftest.py), and
-those with their own count on five times it instead of a quarter
+those with their own count on five times it instead of a fifth
 (:func:`examples`). The bounds the tests assert are the same either way.
 """
 
@@ -28,9 +28,9 @@ def examples(calibrated: int) -> int:
     """How many examples a property test with its own count tries in this run.
 
     *calibrated* is the count the test was written with: a contributor's run
-    tries a quarter of it (at least 10, or all of a smaller count), the full run
+    tries a fifth of it (at least 10, or all of a smaller count), the full run
     five times it.
     """
     if FULL:
         return calibrated * 5
-    return max(calibrated // 4, min(calibrated, 10))
+    return max(calibrated // 5, min(calibrated, 10))

@@ -805,6 +805,10 @@ class TestMemory:
         size = (tmp_path / "users.csv").stat().st_size
         assert peak(lambda: adapter.read(extracted_at=AT)) < SMALL_MULTIPLE * size
 
+
+class TestMemoryOfOneRoster12:
+    """A large OneRoster 1.2 bundle costs a small multiple of itself (a class of its own: long)."""
+
     def test_a_large_oneroster_12_bundle(self, tmp_path: Path) -> None:
         """Memory: a large OneRoster 1.2 users.csv and roles.csv peak under SMALL_MULTIPLE times.
 
@@ -843,6 +847,10 @@ class TestMemory:
         records = read[0].snapshot.records
         assert len(records) == len(users)
         assert sum(len(r.data.relationships) for r in records) == len(users) // 2
+
+
+class TestMemoryOfSds:
+    """A large SDS export costs a small multiple of itself (a class of its own: long to run)."""
 
     def test_a_large_sds_export(self, tmp_path: Path) -> None:
         """Memory: a large SDS export peaks under SMALL_MULTIPLE times its size.
