@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,14 +42,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _public_modules() -> list[str]:
+def _conf() -> Any:
+    """The site's settings module, docs/conf.py, which knows the public modules."""
     sys.path.insert(0, str(DOCS))
     try:
-        conf = importlib.import_module("conf")
+        return importlib.import_module("conf")
     finally:
         sys.path.remove(str(DOCS))
-    names: list[str] = conf.public_modules()
-    return names
 
 
 def test_site_builds_with_every_page(site: Path) -> None:
@@ -62,7 +62,7 @@ def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
     """Each name of each public module's ``__all__`` is described in the API reference."""
     documented = _inventory(site)
     missing = []
-    for module_name in _public_modules():
+    for module_name in _conf().public_modules():
         module = importlib.import_module(module_name)
         for name in getattr(module, "__all__", ()):
             if module_name == "sourcetruth":
@@ -81,16 +81,7 @@ def test_every_name_of_the_package_links_to_its_description(site: Path) -> None:
     documented = _inventory(site)
     page = (site / "reference" / "sourcetruth.html").read_text(encoding="utf-8")
     for name in sourcetruth.__all__:
-        assert f">{name}<" in page.replace("<span class=\"pre\">", "").replace("</span>", ""), name
-    homes = {name: _home(name) for name in sourcetruth.__all__}
+        assert f">{name}<" in page.replace('<span class="pre">', "").replace("</span>", ""), name
+    conf = _conf()
+    homes = {name: conf._home_of(name) for name in sourcetruth.__all__}
     assert [n for n, home in homes.items() if home not in documented] == []
-
-
-def _home(name: str) -> str:
-    sys.path.insert(0, str(DOCS))
-    try:
-        conf = importlib.import_module("conf")
-    finally:
-        sys.path.remove(str(DOCS))
-    home: str = conf._home_of(name)
-    return home
