@@ -67,8 +67,10 @@ def near_ids(
     if source and not likely:
         likely = nearest(source, known)
     others = [s for s in known if s not in likely]
-    keys = [k for k in dict.fromkeys((key, key.strip(), key.upper(), key.lower())) if k]
-    exact = [f"{s}:{k}" for s in (*likely, *others) for k in keys if held(s, k)]
+    # An empty key is a key too (a store holds any text), so ``a:`` finds ``A:``.
+    variants = list(dict.fromkeys((key, key.strip(), key.upper(), key.lower())))
+    exact = [f"{s}:{k}" for s in (*likely, *others) for k in variants if held(s, k)]
+    keys = [k for k in variants if k]
     beside: dict[str, list[str]] = {}
     for s in likely or known:
         for k in keys:
