@@ -10,9 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import attrs
+
 from sourcetruth import (
     ContactData,
     Email,
+    EmailType,
     Phone,
     PhoneType,
     Policy,
@@ -31,6 +34,20 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 LONDON = ZoneInfo("Europe/London")
 NIGHTLY = Schedule("FREQ=DAILY;BYHOUR=2;BYMINUTE=0", "Europe/London")
+
+
+def emails_typed_other(snapshot: Snapshot) -> Snapshot:
+    """*snapshot* with every email's type OTHER: for a format, like OneRoster, that has none."""
+    fitted = [
+        attrs.evolve(
+            r,
+            data=attrs.evolve(
+                r.data, emails=[Email(e.address, EmailType.OTHER) for e in r.data.emails]
+            ),
+        )
+        for r in snapshot.records
+    ]
+    return attrs.evolve(snapshot, records=fitted)
 
 
 def london(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:

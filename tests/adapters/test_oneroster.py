@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import attrs
 import pytest
 
-from school import CORPUS, london, mis_policy
+from school import CORPUS, emails_typed_other, london, mis_policy
 from sourcetruth import (
     AdapterError,
     Book,
@@ -1469,17 +1468,7 @@ class TestOneRosterContract(SourceAdapterContract):
     @pytest.fixture
     def sample(self, source_name: str) -> Snapshot:
         """The kit's school with every email retyped OTHER: the format has no email type."""
-        school = sample_school(source_name)
-        fitted = [
-            attrs.evolve(
-                r,
-                data=attrs.evolve(
-                    r.data, emails=[Email(e.address, EmailType.OTHER) for e in r.data.emails]
-                ),
-            )
-            for r in school.records
-        ]
-        return attrs.evolve(school, records=fitted)
+        return emails_typed_other(sample_school(source_name))
 
     @pytest.fixture
     def make_adapter(self) -> Callable[[Snapshot, Path], OneRosterAdapter]:

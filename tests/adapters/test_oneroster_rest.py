@@ -36,6 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import budget
+from school import emails_typed_other
 from sourcetruth import (
     AdapterError,
     ContactData,
@@ -1285,17 +1286,7 @@ class TestRestContract(SourceAdapterContract):
     @pytest.fixture
     def sample(self, source_name: str) -> Snapshot:
         """The kit's school with every email retyped OTHER: the format has no email type."""
-        school = sample_school(source_name)
-        fitted = [
-            attrs.evolve(
-                r,
-                data=attrs.evolve(
-                    r.data, emails=[Email(e.address, EmailType.OTHER) for e in r.data.emails]
-                ),
-            )
-            for r in school.records
-        ]
-        return attrs.evolve(school, records=fitted)
+        return emails_typed_other(sample_school(source_name))
 
     @pytest.fixture
     def make_adapter(

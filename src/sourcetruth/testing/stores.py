@@ -118,6 +118,13 @@ def _policy() -> Policy:
     )
 
 
+def _monday_sync(store: Store, policy: Policy) -> Snapshot:
+    """Apply the sample school to *store* as Monday's sync; the sample."""
+    sample = sample_school(at=_MONDAY - timedelta(minutes=5))
+    apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+    return sample
+
+
 def _tuesday_sync() -> Snapshot:
     """Tuesday's night: one change, one leaver, one joiner, and Gita's mobile changed."""
     night = _next_night(sample_school(at=_TUESDAY - timedelta(minutes=5)), _TUESDAY)
@@ -296,8 +303,7 @@ class StoreContract:
     def test_a_loaded_book_is_a_value(self, opened: Callable[[str], Store], policy: Policy) -> None:
         """A book loaded before another handle commits still reads as it was loaded."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         held = store.load()
         seen = dumps(held)
         apply(opened("book"), _tuesday_sync(), policy=policy, at=_TUESDAY, by="store contract")
@@ -310,8 +316,7 @@ class StoreContract:
     ) -> None:
         """Two writers load one book; the second commit raises ConflictError and writes nothing."""
         setup = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(setup, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(setup, policy)
         first, second = opened("book"), opened("book")
         base_a, base_b = first.load(), second.load()
         sync = _tuesday_sync()
@@ -331,8 +336,7 @@ class StoreContract:
     ) -> None:
         """A book loaded before a later commit of the same handle cannot be committed over it."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         stale = store.load()
         apply(store, _tuesday_sync(), policy=policy, at=_TUESDAY, by="store contract")
         before = _state(store)
@@ -347,8 +351,7 @@ class StoreContract:
     ) -> None:
         """After a conflict the loser loads and merges again: both writers' changes are kept."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         stale = store.load()
         apply(opened("book"), _a_group("first"), policy=policy, at=_TUESDAY, by="a")
         edit = _a_group("second")
@@ -364,8 +367,7 @@ class StoreContract:
         self, opened: Callable[[str], Store], open_store: OpenStore, policy: Policy
     ) -> None:
         """Writers on their own handles, at once, retrying on conflict: every commit is kept."""
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(opened("book"), sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(opened("book"), policy)
         writers, each = 3, 3
         errors: list[BaseException] = []
 
@@ -408,8 +410,7 @@ class StoreContract:
     # -- atomic commit ---------------------------------------------------------------------
 
     def _monday_and_tuesday(self, store: Store, policy: Policy) -> tuple[Book, MergeResult, Run]:
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         before = store.load()
         sync = _tuesday_sync()
         result = merge(before, sync, policy=policy, at=_TUESDAY, by="nightly")
@@ -494,8 +495,7 @@ class StoreContract:
     ) -> None:
         """A merge the departure guard holds is in the journal; the book is unchanged."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        sample = _monday_sync(store, policy)
         kept = dumps(store.load())
         guarded = attrs.evolve(policy, guard=DepartureGuard(max_fraction=0.1, min_count=1))
         emptied = attrs.evolve(sample, records=sample.records[:1], extracted_at=_TUESDAY)
@@ -513,8 +513,7 @@ class StoreContract:
     ) -> None:
         """After an erasure no name, number, address or key of the person is in the raw bytes."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         apply(store, _an_override(), policy=policy, at=_MONDAY + timedelta(hours=9), by="o")
         apply(store, _tuesday_sync(), policy=policy, at=_TUESDAY, by="store contract")
         present = _leaks(raw_bytes())
@@ -544,6 +543,5 @@ class StoreContract:
     ) -> None:
         """A store's repr, after commits, names none of the book's people."""
         store = opened("book")
-        sample = sample_school(at=_MONDAY - timedelta(minutes=5))
-        apply(store, sample, policy=policy, at=_MONDAY, by="store contract")
+        _monday_sync(store, policy)
         assert not [v for v in ERASED_VALUES if v in repr(store)]

@@ -107,32 +107,31 @@ _TEXT: Final = "text"
 _REFS: Final = "refs"
 _REF: Final = "ref"
 _LIST: Final = "list"
+_SHARED_USER_CELLS: Final = (
+    ("givenName", "givenName", _TEXT),
+    ("familyName", "familyName", _TEXT),
+    ("email", "email", _TEXT),
+    ("sms", "sms", _TEXT),
+    ("phone", "phone", _TEXT),
+    ("agentSourcedIds", "agents", _REFS),
+    ("grades", "grades", _LIST),
+)
+_HEAD_CELLS: Final = (
+    ("sourcedId", "sourcedId", _TEXT),
+    ("status", "status", _TEXT),
+    ("dateLastModified", "dateLastModified", _TEXT),
+)
 _USER_CELLS: Final = {
+    # 1.1 gives a user one role and several orgs; 1.2 its roles apart, and one primary org.
     "1.1": (
-        ("sourcedId", "sourcedId", _TEXT),
-        ("status", "status", _TEXT),
-        ("dateLastModified", "dateLastModified", _TEXT),
+        *_HEAD_CELLS,
         ("role", "role", _TEXT),
-        ("givenName", "givenName", _TEXT),
-        ("familyName", "familyName", _TEXT),
-        ("email", "email", _TEXT),
-        ("sms", "sms", _TEXT),
-        ("phone", "phone", _TEXT),
-        ("agentSourcedIds", "agents", _REFS),
-        ("grades", "grades", _LIST),
+        *_SHARED_USER_CELLS,
         ("orgSourcedIds", "orgs", _REFS),
     ),
     "1.2": (
-        ("sourcedId", "sourcedId", _TEXT),
-        ("status", "status", _TEXT),
-        ("dateLastModified", "dateLastModified", _TEXT),
-        ("givenName", "givenName", _TEXT),
-        ("familyName", "familyName", _TEXT),
-        ("email", "email", _TEXT),
-        ("sms", "sms", _TEXT),
-        ("phone", "phone", _TEXT),
-        ("agentSourcedIds", "agents", _REFS),
-        ("grades", "grades", _LIST),
+        *_HEAD_CELLS,
+        *_SHARED_USER_CELLS,
         ("primaryOrgSourcedId", "primaryOrg", _REF),
     ),
 }
@@ -144,9 +143,7 @@ _ROLE_CELLS: Final = (
     ("endDate", "endDate", _TEXT),
 )
 _ORG_CELLS: Final = (
-    ("sourcedId", "sourcedId", _TEXT),
-    ("status", "status", _TEXT),
-    ("dateLastModified", "dateLastModified", _TEXT),
+    *_HEAD_CELLS,
     ("type", "type", _TEXT),
     ("parentSourcedId", "parent", _REF),
 )
@@ -332,6 +329,27 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def _check_whole(name: str, value: object, least: int) -> None:
+    """*value*, the option *name*, is a whole number (not a bool) of at least *least*."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        msg = f"{name} must be a whole number of at least {least}"
+        raise UsageError(msg)
+
+
+def _check_credentials(client_id: object, client_secret: object, client_auth: str) -> None:
+    """The client's id and secret are given, and the way to send them is known."""
+    if client_auth not in ("basic", "body"):
+        msg = "client_auth must be 'basic' (HTTP Basic) or 'body' (in the token request's form)"
+        raise UsageError(msg)
+    if not isinstance(client_id, str) or not client_id:
+        msg = "client_id must be the client's id, not empty"
+        raise UsageError(msg)
+    if not isinstance(client_secret, str) or not client_secret:
+        # Never the value: only that it is missing.
+        msg = "client_secret is empty: set the environment variable that holds it"
+        raise UsageError(msg)
+
+
 class OneRosterRestAdapter:
     """Reads users from a OneRoster 1.1 or 1.2 REST rostering service as snapshots.
 
@@ -381,18 +399,9 @@ class OneRosterRestAdapter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         check_source_name(source)
+        _check_credentials(client_id, client_secret, client_auth)
         if version not in ROOTS:
             msg = f"version must be one of {', '.join(ROOTS)}"
-            raise UsageError(msg)
-        if client_auth not in ("basic", "body"):
-            msg = "client_auth must be 'basic' (HTTP Basic) or 'body' (in the token request's form)"
-            raise UsageError(msg)
-        if not isinstance(client_id, str) or not client_id:
-            msg = "client_id must be the client's id, not empty"
-            raise UsageError(msg)
-        if not isinstance(client_secret, str) or not client_secret:
-            # Never the value: only that it is missing.
-            msg = "client_secret is empty: set the environment variable that holds it"
             raise UsageError(msg)
         if not 0.0 <= max_reject_fraction <= 1.0:
             msg = "max_reject_fraction is a fraction of records, from 0 to 1"
@@ -400,15 +409,9 @@ class OneRosterRestAdapter:
         if org is not None and not org.strip():
             msg = "org, when given, must be an org's sourcedId, not blank"
             raise UsageError(msg)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            msg = "page_size must be a whole number of at least 1"
-            raise UsageError(msg)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            msg = "max_retries must be a whole number of at least 0"
-            raise UsageError(msg)
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            msg = "max_restarts must be a whole number of at least 0"
-            raise UsageError(msg)
+        _check_whole("page_size", page_size, 1)
+        _check_whole("max_retries", max_retries, 0)
+        _check_whole("max_restarts", max_restarts, 0)
         if not (timeout > 0 and backoff >= 0 and max_wait >= 0):
             msg = "timeout must be more than 0 seconds, backoff and max_wait at least 0"
             raise UsageError(msg)
