@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from sourcetruth.adapters.sources._encoding import BOMS, wide
 from sourcetruth.exceptions import UsageError
 
 __all__ = ["check_kind", "kind_of"]
@@ -85,23 +86,18 @@ _ZIP_MARKS: Final = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _text(head: bytes) -> str | None:
-    """*head* as text, if it reads as text in some encoding a reader detects; else None.
+    """*head* as text, by the readers' own rules (a byte order mark, else the NUL bytes).
 
     Without NULs, any 8-bit text (the readers detect UTF-8 and cp1252);
-    with them, UTF-16 or UTF-32, with or without a byte order mark.
+    with them, UTF-16 or UTF-32 as their NULs fall; else None.
     """
+    for mark, encoding in BOMS:
+        if head.startswith(mark):
+            return head[len(mark) :].decode(encoding, "replace")
     if b"\x00" not in head:
         return head.decode("latin-1")
-    for encoding, width in (("utf-16", 2), ("utf-16-le", 2), ("utf-16-be", 2), ("utf-32", 4)):
-        try:
-            text = head[: len(head) - len(head) % width].decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if "\x00" not in text and sum(ch.isprintable() or ch.isspace() for ch in text) > 0.9 * len(
-            text
-        ):
-            return text
-    return None
+    guessed = wide(head)
+    return None if guessed is None else head.decode(guessed, "replace")
 
 
 def check_kind(reader: str, adapter: str, path: Path, named: str) -> None:
