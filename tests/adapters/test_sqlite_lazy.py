@@ -39,7 +39,7 @@ from sourcetruth import (
     merge,
 )
 from sourcetruth._digest import name_key, record_digest
-from sourcetruth.adapters.stores import _sqlite_rows
+from sourcetruth.adapters.stores import _rows
 from sourcetruth.adapters.stores.base import apply
 from sourcetruth.adapters.stores.sqlite import SCHEMA_VERSION, SqliteStore
 from sourcetruth.exceptions import ConflictError
@@ -59,13 +59,13 @@ POLICY = synthetic_policy()
 def structured(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The kinds of the rows a lazy book structures, one entry per row, as the test runs."""
     seen: list[object] = []
-    real = _sqlite_rows.structure_row
+    real = _rows.structure_row
 
     def counting(text: str, kind: object) -> object:
         seen.append(kind)
         return real(text, kind)
 
-    monkeypatch.setattr(_sqlite_rows, "structure_row", counting)
+    monkeypatch.setattr(_rows, "structure_row", counting)
     return seen
 
 
@@ -180,13 +180,13 @@ class TestReadsOnlyWhatIsAsked:
         overrides that ran out once read every override.
         """
         counted: list[str] = []
-        real = _sqlite_rows.Table.__len__
+        real = _rows.Table.__len__
 
-        def counting(table: _sqlite_rows.Table[object]) -> int:
+        def counting(table: _rows.Table[object]) -> int:
             counted.append(table._count)
             return real(table)
 
-        monkeypatch.setattr(_sqlite_rows.Table, "__len__", counting)
+        monkeypatch.setattr(_rows.Table, "__len__", counting)
         store = SqliteStore(books[2_000][0])
         opened.append(store)
         book = store.load()
@@ -443,7 +443,7 @@ class TestDigest:
         finally:
             db.close()
         for data, digest in rows:
-            state = _sqlite_rows.structure_row(data, RecordState)
+            state = _rows.structure_row(data, RecordState)
             assert digest == record_digest(state.current.data)
 
 
@@ -486,7 +486,7 @@ class TestUpgradeFromSchema2:
             db.close()
         assert version == (str(SCHEMA_VERSION),)
         for data, digest, name in rows:
-            state = _sqlite_rows.structure_row(data, RecordState)
+            state = _rows.structure_row(data, RecordState)
             assert digest == record_digest(state.current.data)
             assert name == name_key(state.current.data)
 
@@ -511,7 +511,7 @@ class TestUpgradeFromSchema2:
             db.close()
         assert rows
         for data, digest, name in rows:
-            state = _sqlite_rows.structure_row(data, RecordState)
+            state = _rows.structure_row(data, RecordState)
             assert (digest, name) == (
                 record_digest(state.current.data),
                 name_key(state.current.data),
@@ -603,7 +603,7 @@ def fed_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def structured_records(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """The (source, key) of each record row a lazy book structures, as the test runs."""
     seen: list[tuple[str, str]] = []
-    real = _sqlite_rows.structure_row
+    real = _rows.structure_row
 
     def counting(text: str, kind: object) -> object:
         value = real(text, kind)
@@ -611,7 +611,7 @@ def structured_records(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]
             seen.append((value.source, value.key))
         return value
 
-    monkeypatch.setattr(_sqlite_rows, "structure_row", counting)
+    monkeypatch.setattr(_rows, "structure_row", counting)
     return seen
 
 

@@ -2,7 +2,7 @@
 
 Each answer is compared with the scan of the same view held in a dict and
 with history alone, for random books and rules; the rows a lazy book
-decodes are counted where it decodes one (``_sqlite_view.decode``), never
+decodes are counted where it decodes one (``_view.decode``), never
 timed; and SQLite's own query plan says each selection searches an index.
 """
 
@@ -44,7 +44,7 @@ from sourcetruth import (
     plan,
     recipients,
 )
-from sourcetruth.adapters.stores import _sqlite_view
+from sourcetruth.adapters.stores import _view
 from sourcetruth.adapters.stores.base import apply
 from sourcetruth.adapters.stores.sqlite import SqliteStore
 from sourcetruth.audience import EffectiveCache
@@ -58,13 +58,13 @@ from test_view import KINDS, MIS_KEYS, SETTINGS, STEPS, Run, outcome
 def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The ids of the view rows a lazy book decodes, one entry per row, as the test runs."""
     seen: list[str] = []
-    real = _sqlite_view.decode
+    real = _view.decode
 
     def counting(contact_id: str, text: str, stamps: Any = None) -> Any:
         seen.append(contact_id)
         return real(contact_id, text, stamps)
 
-    monkeypatch.setattr(_sqlite_view, "decode", counting)
+    monkeypatch.setattr(_view, "decode", counting)
     return seen
 
 
@@ -211,7 +211,7 @@ class TestTheIndexSelects:
     def test_groups_stripped_roles_by_value_departed_left_out(self, store: SqliteStore) -> None:
         """select finds ' 9 ' under '9' and '9B' under '9B', by role value; never the leaver."""
         view = store.load().view
-        assert isinstance(view, _sqlite_view.ViewTable)
+        assert isinstance(view, _view.ViewTable)
         assert set(view.select([Role.PUPIL], ["9"], [])) == {"mis:P1"}
         assert set(view.select([], [], ["9B"])) == {"mis:P1"}
         assert set(view.select([Role.GUARDIAN], [], [])) == {"mis:G1"}
@@ -257,12 +257,12 @@ class TestTheIndexSelects:
     @pytest.mark.parametrize(
         ("sql", "args", "index"),
         [
-            (*_sqlite_view.selection_sql([Role.PUPIL], ["9"], []), "current_by_year_group"),
-            (*_sqlite_view.records_sql([Role.PUPIL], ["9"], []), "current_by_year_group"),
-            (*_sqlite_view.selection_sql([Role.GUARDIAN], [], []), "current_by_role"),
-            (*_sqlite_view.selection_sql([], [], ["9B"]), "current_by_registration_group"),
-            (_sqlite_view.naming_sql(2), ("mis", "P1", "P2"), "current_links_by_pupil"),
-            (_sqlite_view.EXPIRING_SQL, (), "current_expiring"),
+            (*_view.selection_sql([Role.PUPIL], ["9"], []), "current_by_year_group"),
+            (*_view.records_sql([Role.PUPIL], ["9"], []), "current_by_year_group"),
+            (*_view.selection_sql([Role.GUARDIAN], [], []), "current_by_role"),
+            (*_view.selection_sql([], [], ["9B"]), "current_by_registration_group"),
+            (_view.naming_sql(2), ("mis", "P1", "P2"), "current_links_by_pupil"),
+            (_view.EXPIRING_SQL, (), "current_expiring"),
         ],
     )
     def test_each_query_searches_an_index(
@@ -318,7 +318,7 @@ class TestReadsWhatMatches:
     def test_selected_records_are_the_decoded_entries_records(self, book: Book) -> None:
         """What SQLite reads out of the rows is what decoding the rows gives, row by row."""
         view = book.view
-        assert isinstance(view, _sqlite_view.ViewTable)
+        assert isinstance(view, _view.ViewTable)
         for selectors in (([Role.PUPIL], ["9"], []), ([], [], []), ([Role.GUARDIAN], [], [])):
             records, check = view.selected_records(*selectors)
             entries = view.select(*selectors)

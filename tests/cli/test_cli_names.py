@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sourcetruth._near import near_ids
-from sourcetruth.adapters.stores._sqlite_rows import Table
+from sourcetruth.adapters.stores._rows import Table
 
 AT = ("--at", when(24, 9))
 SHAPE = "(an id is SOURCE:KEY, SOURCE one of mis, import, address-book; case matters)"

@@ -1,16 +1,11 @@
 """The book in SQLite (the standard library's ``sqlite3``): the embedded default store.
 
-One row per record (with the digest of its current data and its name, so
-a sync reads only the rows that changed), contact, list of
-overrides, source's syncs and group, each holding that entity's JSON (the
-book's own converter), and a journal of runs, each run's field changes in
-rows of their own, one per contact (a contact the run created from one
-record: a short entry that stands for them). A loaded book reads its rows
-when asked for, all from one snapshot of the file (see
-:mod:`~sourcetruth.adapters.stores._sqlite_rows`): showing one contact of a
-million reads that contact's rows. A commit writes only the rows the merge
-changed, found from the overlays the merge laid over the loaded book, in
-one transaction. The file is in WAL mode with ``synchronous=FULL``: a
+The book's rows are those of :mod:`~sourcetruth.adapters.stores._rowstore`,
+which the PostgreSQL store shares: a loaded book reads its rows when asked
+for, all from one snapshot of the file (see
+:mod:`~sourcetruth.adapters.stores._rows`), so showing one contact of a
+million reads that contact's rows, and a commit writes only the rows the
+merge changed, in one transaction. The file is in WAL mode with ``synchronous=FULL``: a
 commit that returned is on disk, a crash at any point leaves the book
 entirely old or entirely new, and a reader sees the last commit while a
 writer works, neither waiting for the other. Opening a book of this schema
@@ -21,45 +16,22 @@ written by a newer version is refused, never half read.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
+import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from datetime import datetime
-from itertools import groupby
-from operator import attrgetter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-import attrs
-
-from sourcetruth._created import Created, compact, expand
 from sourcetruth._digest import name_key, record_digest
-from sourcetruth._overlay import changed_keys, root_of
-from sourcetruth.adapters.stores._sqlite_rows import (
-    OverrideTable,
-    RecordTable,
-    Snapshot,
-    Table,
-    structure_row,
-)
-from sourcetruth.adapters.stores._sqlite_view import VIEW_SCHEMA, ViewTable, write_view
+from sourcetruth.adapters.stores._rows import SQLITE, structure_row
+from sourcetruth.adapters.stores._rowstore import RowStore
+from sourcetruth.adapters.stores._view import VIEW_SCHEMA
 from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
-from sourcetruth.journal import Run, erased_by, redact
-from sourcetruth.model import (
-    Book,
-    ContactEntry,
-    EndedOverride,
-    GroupVersion,
-    Override,
-    RecordState,
-    SyncRecord,
-)
-from sourcetruth.report import FieldChange, MergeResult
-from sourcetruth.serialise import converter
+from sourcetruth.model import RecordState
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -113,39 +85,127 @@ CREATE INDEX IF NOT EXISTS run_changes_by_contact ON run_changes (contact_id);
 #: file without them.
 _RECORD_COLUMNS: Final = ("digest", "name")
 
-# The book's flat maps: attribute, table, key column, and the type of one value.
-_MAPS: Final[tuple[tuple[str, str, str, Any], ...]] = (
-    ("contacts", "contacts", "id", ContactEntry),
-    ("overrides", "overrides", "contact_id", tuple[Override, ...]),
-    ("ended_overrides", "ended_overrides", "contact_id", tuple[EndedOverride, ...]),
-    ("syncs", "syncs", "source", tuple[SyncRecord, ...]),
-    ("groups", "groups", "name", tuple[GroupVersion, ...]),
-)
+
+class SqliteSnapshot:
+    """One read transaction on the file at *path*: the book as of one commit.
+
+    Its own connection, in WAL mode: it keeps seeing the book as of one
+    commit, whatever another connection or process commits meanwhile, and
+    never takes the write lock.
+    """
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        # check_same_thread off: a book may be read from any thread; the lock serialises.
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False
+        )
+        self._finalizer = weakref.finalize(self, self._db.close)
+        # Never a write through here. Not opened read-only (mode=ro): a book may
+        # outlive its store, and the last connection to close empties the WAL.
+        self._db.execute("PRAGMA query_only=ON")
+        self._lock = threading.RLock()
+        self._why_closed = ""
+        self._db.execute("BEGIN")
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one query, read in this snapshot."""
+        with self._lock:
+            db = self._open()
+            try:
+                return db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as error:
+                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+                raise SourceDataError(msg, file=self.name) from None
+
+    def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]:
+        """The rows of a query of two columns as a dict, read straight from the cursor.
+
+        No list of the rows is made first: a million keys and digests are
+        held once, in the dict.
+        """
+        with self._lock:
+            db = self._open()
+            try:
+                return dict(db.execute(sql, args))
+            except sqlite3.DatabaseError as error:
+                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+                raise SourceDataError(msg, file=self.name) from None
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        found = self.rows(sql, args)
+        return found[0] if found else None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            if self._why_closed == "stale":
+                msg = (
+                    f"this book was loaded from {self.name} before a later change that "
+                    "it cannot see (an erasure, or another run): load it again"
+                )
+                raise ConflictError(msg)
+            msg = f"the store of this book ({self.name}) was closed: open it and load again"
+            raise AdapterError(msg)
+        return self._db
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def close(self, why: str = "closed") -> None:
+        """End the snapshot; a read after it raises (``why``: "closed" or "stale")."""
+        with self._lock:
+            if self._db is not None:
+                self._finalizer()
+                self._db = None
+                self._why_closed = why
+
+    @contextmanager
+    def moved_to(self, seq: int) -> Iterator[None]:
+        """Let go of the file while the body runs, then read it again as of merge *seq*.
+
+        For the store's own commit: the caller's book asked nothing of the
+        file that the merge changed without keeping it, so the same book
+        reads the same values from the new commit. If another run has
+        committed meanwhile, the snapshot is closed as stale.
+        """
+        with self._lock:
+            db = self._db
+            if db is None:
+                yield
+                return
+            db.execute("ROLLBACK")
+            try:
+                yield
+            finally:
+                try:
+                    db.execute("BEGIN")
+                    row = db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
+                    now = 0 if row is None else int(row[0])
+                except (sqlite3.DatabaseError, ValueError):
+                    now = -1
+                if now != seq:
+                    self.close("stale")
 
 
-def _json(value: object) -> str:
-    return json.dumps(
-        converter.unstructure(value), sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
-
-
-class SqliteStore:
+class SqliteStore(RowStore):
     """A book and its journal in one SQLite file.
 
     *statement_hook*, for tests, is called before each SQL statement of a
     commit with its number (from 1): a crash test makes it stop the process.
     """
 
-    #: A loaded book has the current view the last commit left (see :mod:`._sqlite_view`).
-    keeps_view: Final = True
+    dialect = SQLITE
+    database_errors = (sqlite3.DatabaseError,)
 
     def __init__(
         self, path: str | os.PathLike[str], *, statement_hook: Callable[[int], None] | None = None
     ) -> None:
+        super().__init__(statement_hook)
         self.path = Path(path)
-        self._hook = statement_hook
-        #: The snapshots of the books loaded from here and still held somewhere.
-        self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+        self.name = self.path.name
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Read the version before changing anything: a newer book is
@@ -274,81 +334,16 @@ class SqliteStore:
         """Close the file. A book loaded from it stays readable: its snapshot closes with it."""
         self._db.close()
 
-    def _meta(self, name: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        return None if row is None else str(row[0])
+    def _snapshot(self) -> SqliteSnapshot:
+        return SqliteSnapshot(self.path)
 
-    def load(self) -> Book:
-        """The book as the last commit left it (an empty book for a new file).
-
-        Its records, contacts and overrides are read from the file when asked
-        for, each row once, all as of this commit (one snapshot of the file,
-        held until the book is dropped); the rest is read now.
-        """
-        try:
-            snapshot = Snapshot(self.path)
-        except sqlite3.DatabaseError as error:
-            msg = f"cannot open the book {self.path.name}: {error}"
-            raise AdapterError(msg) from None
-        try:
-            book = _load(snapshot)
-        except (ValueError, TypeError) as error:
-            snapshot.close()
-            msg = f"the book in {self.path.name} cannot be read: {type(error).__name__}"
-            raise SourceDataError(msg, file=self.path.name) from None
-        except BaseException:
-            snapshot.close()
-            raise
-        self._snapshots.add(snapshot)
-        return book
-
-    def _execute(self, count: list[int], sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
-        count[0] += 1
-        if self._hook is not None:
-            self._hook(count[0])
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, args)
 
-    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
-        """Write ``result.book`` in place of *before*, and *run*, in one transaction.
-
-        Afterwards *before*, ``result.book`` and every book made from *before*
-        read the file as this commit left it: each row the merge changed was
-        read (and kept) through *before* first, so they answer as they did.
-        After an erasure, the other books loaded from this store are closed,
-        so that no old snapshot still holds the person: reading one raises
-        :class:`~sourcetruth.exceptions.ConflictError`.
-        """
-        after = result.book
-        count = [0]
-        mine = _snapshots_of(before)
-        moves: list[Callable[[], None]] = []
-        try:
-            with self._transaction():
-                stored = self._meta("seq")
-                if (0 if stored is None else int(stored)) != before.seq:
-                    msg = "the book was changed by another run since it was loaded"
-                    raise ConflictError(msg)
-                if after is not before:
-                    moves = self._write(before, after, count)
-                if result.report.erased:
-                    gone = erased_by(before, after)
-                    self._redact_journal(*gone, count)
-                    run = redact(run, *gone)  # the erasing run names nobody either
-                self._journal(run, count, after)
-        except sqlite3.DatabaseError as error:
-            msg = f"cannot write the book {self.path.name}: {error}"
-            raise AdapterError(msg, retryable=True) from None
-        with ExitStack() as moving:
-            for snapshot in mine:
-                moving.enter_context(snapshot.moved_to(after.seq))
-            for move in moves:
-                move()
-            if result.report.erased:
-                # A reader's snapshot keeps old pages in use: the others end here.
-                for snapshot in list(self._snapshots):
-                    if snapshot not in mine:
-                        snapshot.close("stale")
-                self._forget()
+    def _stored_seq(self) -> int:
+        # BEGIN IMMEDIATE took the file's write lock: no other writer until COMMIT.
+        row = self._db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def _forget(self) -> None:
         """After an erasure, leave no page of the file or its WAL holding what was erased.
@@ -370,196 +365,3 @@ class SqliteStore:
         if busy:  # a reader still holds an old snapshot: the WAL empties at a later commit
             _log.warning("a reader kept %s's WAL from being emptied", self.path.name)
 
-    def _journal(self, run: Run, count: list[int], after: Book) -> None:
-        """Add *run* to the journal: its field changes in rows of their own, a row per contact.
-
-        A report's changes grow with the book (an initial sync of a million
-        contacts holds about five million), past what one SQLite value may
-        hold; a row per contact also lets an erasure delete the person's rows.
-        A contact the run created from one record is one short entry
-        (:class:`~sourcetruth._created.Created`) read back from *after*'s rows.
-        """
-        created = frozenset(run.report.created)
-        bare = attrs.evolve(run, report=attrs.evolve(run.report, changes=()))
-        cursor = self._execute(
-            count,
-            "INSERT INTO runs (id, input_hash, status, data) VALUES (?, ?, ?, ?)",
-            (run.id, run.input_hash, run.status, _json(bare)),
-        )
-        n = cursor.lastrowid
-        by_contact = groupby(run.report.changes, key=attrgetter("contact_id"))
-        for i, (contact_id, group) in enumerate(by_contact):
-            changes = tuple(group)
-            short = compact(contact_id, changes, created, after) if created else None
-            self._execute(
-                count,
-                "INSERT INTO run_changes VALUES (?, ?, ?, ?)",
-                (n, i, contact_id, _json(changes if short is None else short)),
-            )
-
-    def _redact_journal(
-        self, contacts: frozenset[str], records: frozenset[str], count: list[int]
-    ) -> None:
-        for contact_id in sorted(contacts):
-            self._execute(count, "DELETE FROM run_changes WHERE contact_id=?", (contact_id,))
-        rows = self._db.execute("SELECT n, data FROM runs ORDER BY n").fetchall()
-        for n, data in rows:
-            run = converter.structure(json.loads(data), Run)
-            kept = redact(run, contacts, records)
-            if kept is not run:
-                self._execute(count, "UPDATE runs SET data=? WHERE n=?", (_json(kept), n))
-
-    def _write(self, before: Book, after: Book, count: list[int]) -> list[Callable[[], None]]:
-        """Write the rows that differ; what tells each table *before* reads how its rows moved."""
-        moves: list[Callable[[], None]] = []
-
-        def moved(old: Mapping[str, Any], write: list[str], gone: list[str]) -> None:
-            root = root_of(old)
-            if isinstance(root, Table) and (write or gone):
-                added = [k for k in write if k not in old]
-                moves.append(lambda: root.moved(added, gone))
-
-        for source in sorted(set(before.records) | set(after.records)):
-            old = before.records.get(source, {})
-            new = after.records.get(source, {})
-            write, gone = changed_keys(old, new)
-            moved(old, write, gone)
-            for key in write:
-                state = new[key]
-                data = state.current.data
-                self._execute(
-                    count,
-                    "INSERT OR REPLACE INTO records (source, key, data, digest, name) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (source, key, _json(state), record_digest(data), name_key(data)),
-                )
-            for key in gone:
-                self._execute(count, "DELETE FROM records WHERE source=? AND key=?", (source, key))
-        for attribute, table, column, _kind in _MAPS:
-            old_map = getattr(before, attribute)
-            new_map = getattr(after, attribute)
-            write, gone = changed_keys(old_map, new_map)
-            moved(old_map, write, gone)
-            for key in write:
-                self._execute(
-                    count,
-                    f"INSERT OR REPLACE INTO {table} VALUES (?, ?)",
-                    (key, _json(new_map[key])),
-                )
-            for key in gone:
-                self._execute(count, f"DELETE FROM {table} WHERE {column}=?", (key,))
-        viewed = write_view(lambda sql, args: self._execute(count, sql, args), before, after)
-        old_view = root_of(before.view)
-        if viewed is not None:
-            moved(before.view, *viewed)
-        elif isinstance(old_view, ViewTable):
-            keys = list(after.view)
-            moves.append(lambda: old_view.rewritten(keys))
-        if after.suppressed is not before.suppressed:
-            for digest in sorted(after.suppressed - before.suppressed):
-                self._execute(count, "INSERT OR IGNORE INTO suppressed VALUES (?)", (digest,))
-            for digest in sorted(before.suppressed - after.suppressed):
-                self._execute(count, "DELETE FROM suppressed WHERE digest=?", (digest,))
-        updated = "" if after.updated_at is None else after.updated_at.isoformat()
-        meta = (
-            ("seq", str(after.seq)),
-            ("updated_at", updated),
-            ("suppression_check", after.suppression_check),
-        )
-        for name, value in meta:
-            self._execute(count, "INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
-        return moves
-
-    def journal(self) -> tuple[Run, ...]:
-        """Every run committed, oldest first (read from one snapshot of the file)."""
-        try:
-            snapshot = Snapshot(self.path)
-        except sqlite3.DatabaseError as error:
-            msg = f"cannot open the book {self.path.name}: {error}"
-            raise AdapterError(msg) from None
-        try:
-            return _journal_of(snapshot)
-        except (ValueError, TypeError) as error:
-            msg = f"the journal in {self.path.name} cannot be read: {type(error).__name__}"
-            raise SourceDataError(msg, file=self.path.name) from None
-        finally:
-            snapshot.close()
-
-
-#: The sources that hold records, one index step each (not a scan of every record).
-_SOURCES: Final = """
-WITH RECURSIVE s(source) AS (
-    SELECT min(source) FROM records
-    UNION ALL
-    SELECT (SELECT min(source) FROM records WHERE source > s.source) FROM s
-    WHERE s.source IS NOT NULL
-)
-SELECT source FROM s WHERE source IS NOT NULL
-"""
-
-
-def _load(snapshot: Snapshot) -> Book:
-    """The book *snapshot* holds: its big maps read lazily, the rest now."""
-    meta = dict(snapshot.rows("SELECT name, value FROM meta"))
-    records: dict[str, Mapping[str, RecordState]] = {
-        source: RecordTable(snapshot, RecordState, source) for (source,) in snapshot.rows(_SOURCES)
-    }
-    small: dict[str, dict[str, Any]] = {}
-    for attribute, table, column, kind in _MAPS[3:]:
-        rows = snapshot.rows(f"SELECT {column}, data FROM {table} ORDER BY {column}")
-        small[attribute] = {k: structure_row(d, kind) for k, d in rows}
-    suppressed = frozenset(
-        d for (d,) in snapshot.rows("SELECT digest FROM suppressed ORDER BY digest")
-    )
-    seq = meta.get("seq")
-    updated = meta.get("updated_at")
-    basis = meta.get("view_basis") or ""
-    return Book(
-        records=records,
-        contacts=Table(snapshot, "contacts", "id", ContactEntry),
-        overrides=OverrideTable(snapshot, tuple[Override, ...]),
-        ended_overrides=Table(snapshot, "ended_overrides", "contact_id", tuple[EndedOverride, ...]),
-        syncs=small["syncs"],
-        groups=small["groups"],
-        seq=0 if seq is None else int(seq),
-        updated_at=datetime.fromisoformat(updated) if updated else None,
-        suppressed=suppressed,
-        suppression_check=meta.get("suppression_check") or "",
-        view=ViewTable(snapshot) if basis else {},
-        view_basis=basis,
-    )
-
-
-def _snapshots_of(book: Book) -> set[Snapshot]:
-    """The snapshots *book*'s maps read from (one, for a book loaded from a store)."""
-    maps: list[Mapping[str, Any]] = [
-        *book.records.values(),
-        book.contacts,
-        book.overrides,
-        book.ended_overrides,
-        book.view,
-    ]
-    return {root.snapshot for root in map(root_of, maps) if isinstance(root, Table)}
-
-
-def _journal_of(snapshot: Snapshot) -> tuple[Run, ...]:
-    """Every run *snapshot* holds, a created contact's short entry read back as its changes."""
-    book: Book | None = None
-    changes: dict[int, list[FieldChange]] = {}
-    for n, contact_id, data in snapshot.rows(
-        "SELECT n, contact_id, data FROM run_changes ORDER BY n, i"
-    ):
-        if data.startswith("{"):
-            book = book or _load(snapshot)
-            found = expand(structure_row(data, Created), contact_id, book)
-        else:
-            found = structure_row(data, tuple[FieldChange, ...])
-        changes.setdefault(n, []).extend(found)
-    runs = []
-    for n, data in snapshot.rows("SELECT n, data FROM runs ORDER BY n"):
-        run = structure_row(data, Run)
-        if n in changes:  # a run of schema 1 holds its changes inline, and has no rows
-            report = attrs.evolve(run.report, changes=(*run.report.changes, *changes[n]))
-            run = attrs.evolve(run, report=report)
-        runs.append(run)
-    return tuple(runs)

@@ -1,4 +1,4 @@
-"""The current view in SQLite: one row per contact, indexed by what rules select on.
+"""The current view in a database: one row per contact, indexed by what rules select on.
 
 A loaded book's view (:class:`ViewTable`) reads the ``current`` table of the
 book's snapshot lazily, like the other maps, and decodes each row by hand
@@ -29,7 +29,7 @@ from typing import Any, Final, cast
 from sourcetruth._build import contact_data
 from sourcetruth._history import SourceOrigin
 from sourcetruth._overlay import changed_keys, root_of
-from sourcetruth.adapters.stores._sqlite_rows import Snapshot, Table
+from sourcetruth.adapters.stores._rows import SQLITE, Dialect, Snapshot, Table
 from sourcetruth.exceptions import ConflictError, SourceDataError
 from sourcetruth.model import (
     Book,
@@ -306,8 +306,8 @@ _SELECTABLE: Final = ("role", "year_group", "registration_group")
 #: Pupils looked up per query when finding the guardians who name them.
 _CHUNK: Final = 400
 
-#: The rows whose entry holds only until an override's ``until``.
-EXPIRING_SQL: Final = "SELECT contact_id, data FROM current WHERE expires"
+#: The rows whose entry holds only until an override's ``until`` (SQLite's query).
+EXPIRING_SQL: Final = SQLITE.expiring
 
 
 def selection_sql(
@@ -323,19 +323,18 @@ RECORDS_AT: Final = 12
 
 
 def records_sql(
-    roles: Iterable[Role], year_groups: Iterable[str], registration_groups: Iterable[str]
+    roles: Iterable[Role],
+    year_groups: Iterable[str],
+    registration_groups: Iterable[str],
+    dialect: Dialect = SQLITE,
 ) -> tuple[str, tuple[str, ...]]:
     """The query of :meth:`ViewTable.selected_records`, and its arguments.
 
-    SQLite reads each row's records out of its JSON (``json_each``): no
-    entry is decoded in Python. Rows that expire are left to the reader.
+    The database reads each row's records out of its JSON: no entry is
+    decoded in Python. Rows that expire are left to the reader.
     """
     where, args = _selecting(roles, year_groups, registration_groups)
-    return (
-        f"SELECT current.contact_id, r.value FROM current, json_each(current.data, "
-        f"'$[{RECORDS_AT}]') AS r WHERE {where} AND expires=0",
-        args,
-    )
+    return dialect.records_of.format(at=RECORDS_AT, where=where), args
 
 
 def _selecting(
@@ -489,7 +488,7 @@ class ViewTable(Table[CurrentContact]):
         if self._moved:
             # A later commit's rows are not this book's: the entries it kept are.
             return {}, self.select(roles, year_groups, registration_groups)
-        sql, args = records_sql(roles, year_groups, registration_groups)
+        sql, args = records_sql(roles, year_groups, registration_groups, self.snapshot.dialect)
         records: dict[str, list[str]] = {}
         for key, record in self.snapshot.rows(sql, args):
             found = records.get(key)
@@ -516,7 +515,7 @@ class ViewTable(Table[CurrentContact]):
 
     def _expiring(self) -> dict[str, CurrentContact]:
         # By the partial index on expires: a handful of rows, whatever the book's size.
-        return self._decoded(self.snapshot.rows(EXPIRING_SQL))
+        return self._decoded(self.snapshot.rows(self.snapshot.dialect.expiring))
 
     def _extras(self) -> dict[str, CurrentContact]:
         # After a commit moved the snapshot on, rows it added are not this book's:
@@ -545,8 +544,25 @@ def _links(cid: str, entry: CurrentContact) -> list[tuple[str, str, str]]:
 
 Execute = Callable[[str, tuple[Any, ...]], Any]
 
+#: The columns of ``current``, in the order :func:`_row` gives them.
+_CURRENT: Final = (
+    "contact_id",
+    "departed",
+    "role",
+    "year_group",
+    "registration_group",
+    "expires",
+    "data",
+)
+_INSERT_CURRENT: Final = (
+    f"INSERT INTO current ({', '.join(_CURRENT)}) VALUES ({', '.join('?' * len(_CURRENT))})"
+)
+_INSERT_LINK: Final = "INSERT INTO current_links (source, pupil, contact_id) VALUES (?, ?, ?)"
 
-def write_view(execute: Execute, before: Book, after: Book) -> tuple[list[str], list[str]] | None:
+
+def write_view(
+    execute: Execute, before: Book, after: Book, dialect: Dialect = SQLITE
+) -> tuple[list[str], list[str]] | None:
     """Write *after*'s view over *before*'s; the keys written and deleted, or None if rewritten.
 
     The rows of the entries that changed, when the view was kept (the same
@@ -564,12 +580,13 @@ def write_view(execute: Execute, before: Book, after: Book) -> tuple[list[str], 
         for cid in gone:
             execute("DELETE FROM current WHERE contact_id=?", (cid,))
             execute("DELETE FROM current_links WHERE contact_id=?", (cid,))
+        upsert = dialect.upsert("current", _CURRENT, ("contact_id",))
         for cid in write:
             entry = new[cid]
-            execute("INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, ?, ?, ?)", _row(cid, entry))
+            execute(upsert, _row(cid, entry))
             execute("DELETE FROM current_links WHERE contact_id=?", (cid,))
             for link in _links(cid, entry):
-                execute("INSERT INTO current_links VALUES (?, ?, ?)", link)
+                execute(_INSERT_LINK, link)
         return write, gone
     if before.view_basis:
         execute("DELETE FROM current", ())
@@ -577,10 +594,10 @@ def write_view(execute: Execute, before: Book, after: Book) -> tuple[list[str], 
     basis = after.view_basis
     if basis:
         for cid, entry in _sorted_items(new):
-            execute("INSERT INTO current VALUES (?, ?, ?, ?, ?, ?, ?)", _row(cid, entry))
+            execute(_INSERT_CURRENT, _row(cid, entry))
             for link in _links(cid, entry):
-                execute("INSERT INTO current_links VALUES (?, ?, ?)", link)
-    execute("INSERT OR REPLACE INTO meta VALUES ('view_basis', ?)", (basis,))
+                execute(_INSERT_LINK, link)
+    execute(dialect.upsert("meta", ("name", "value"), ("name",)), ("view_basis", basis))
     return None
 
 

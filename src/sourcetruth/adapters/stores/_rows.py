@@ -1,38 +1,47 @@
-"""A loaded SQLite book's rows, read when asked for, all from one snapshot of the file.
+"""A loaded book's rows, read when asked for, all from one snapshot of its store.
 
-:class:`Snapshot` is one read transaction on its own read-only connection:
-in WAL mode it keeps seeing the book as of one commit, whatever another
-connection or process commits meanwhile, and never takes the write lock.
-:class:`Table` is a read-only mapping over one table (or one source's
-records) of that snapshot: a key looked up reads and structures that row
-only, and keeps it; iterating reads the keys (or the rows, for the items) a
-page at a time, in key order; ``len`` counts.
+A :class:`Snapshot` is one read transaction on its own connection (the
+SQLite and PostgreSQL stores each have theirs): it keeps seeing the book as
+of one commit, whatever another connection or process commits meanwhile,
+and takes no lock a writer waits on. :class:`Table` is a read-only
+mapping over one table (or one source's records) of that snapshot: a key
+looked up reads and structures that row only, and keeps it; iterating
+reads the keys (or the rows, for the items) a page at a time, in key
+order; ``len`` counts.
 
 A snapshot's connection is closed when nothing holds the book any more (a
 weak finalizer: a book outlives the store it was loaded from, as a value
-should), or when an erasure must empty the write-ahead log; a read after
-that raises a typed error, never a ``sqlite3`` one.
+should), or when an erasure must make the store forget; a read after that
+raises a typed error, never the database driver's.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-import sqlite3
-import threading
-import weakref
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from operator import itemgetter
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
+
+from attrs import frozen
 
 from sourcetruth._digest import name_key, record_digest
 from sourcetruth._overlay import StreamedItems, StreamedValues
-from sourcetruth.exceptions import AdapterError, ConflictError, SourceDataError
+from sourcetruth.exceptions import SourceDataError
 from sourcetruth.serialise import converter
 
-__all__ = ["OverrideTable", "RecordTable", "Snapshot", "Table", "structure_row"]
+__all__ = [
+    "PAGE",
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "OverrideTable",
+    "RecordTable",
+    "Snapshot",
+    "Table",
+    "structure_row",
+]
 
 V = TypeVar("V")
 
@@ -47,101 +56,72 @@ def structure_row(text: str, kind: Any) -> Any:
     return converter.structure(json.loads(text), kind)
 
 
-class Snapshot:
-    """One read transaction on the file at *path*: the book as of one commit."""
+class Snapshot(Protocol):
+    """One read transaction on a store: the book as of one commit.
 
-    def __init__(self, path: Path) -> None:
-        self.name = path.name
-        # check_same_thread off: a book may be read from any thread; the lock serialises.
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False
-        )
-        self._finalizer = weakref.finalize(self, self._db.close)
-        # Never a write through here. Not opened read-only (mode=ro): a book may
-        # outlive its store, and the last connection to close empties the WAL.
-        self._db.execute("PRAGMA query_only=ON")
-        self._lock = threading.RLock()
-        self._why_closed = ""
-        self._db.execute("BEGIN")
-
-    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        """The rows of one query, read in this snapshot."""
-        with self._lock:
-            db = self._open()
-            try:
-                return db.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
-
-    def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]:
-        """The rows of a query of two columns as a dict, read straight from the cursor.
-
-        No list of the rows is made first: a million keys and digests are
-        held once, in the dict.
-        """
-        with self._lock:
-            db = self._open()
-            try:
-                return dict(db.execute(sql, args))
-            except sqlite3.DatabaseError as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
-
-    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        found = self.rows(sql, args)
-        return found[0] if found else None
-
-    def _open(self) -> sqlite3.Connection:
-        if self._db is None:
-            if self._why_closed == "stale":
-                msg = (
-                    f"this book was loaded from {self.name} before a later change that "
-                    "it cannot see (an erasure, or another run): load it again"
-                )
-                raise ConflictError(msg)
-            msg = f"the store of this book ({self.name}) was closed: open it and load again"
-            raise AdapterError(msg)
-        return self._db
+    The SQLite store's is a read transaction on its own connection to the
+    file; PostgreSQL's a ``REPEATABLE READ`` transaction on its own
+    connection. Queries are written with ``?`` marks; :attr:`dialect` says
+    how the store's SQL differs where the two databases do.
+    """
 
     @property
-    def closed(self) -> bool:
-        return self._db is None
+    def name(self) -> str:
+        """What errors call the book: a file's name, or a database book's school id."""
+        ...
 
-    def close(self, why: str = "closed") -> None:
-        """End the snapshot; a read after it raises (``why``: "closed" or "stale")."""
-        with self._lock:
-            if self._db is not None:
-                self._finalizer()
-                self._db = None
-                self._why_closed = why
+    @property
+    def dialect(self) -> Dialect: ...
 
-    @contextmanager
-    def moved_to(self, seq: int) -> Iterator[None]:
-        """Let go of the file while the body runs, then read it again as of merge *seq*.
+    @property
+    def closed(self) -> bool: ...
 
-        For the store's own commit: the caller's book asked nothing of the
-        file that the merge changed without keeping it, so the same book
-        reads the same values from the new commit. If another run has
-        committed meanwhile, the snapshot is closed as stale.
-        """
-        with self._lock:
-            db = self._db
-            if db is None:
-                yield
-                return
-            db.execute("ROLLBACK")
-            try:
-                yield
-            finally:
-                try:
-                    db.execute("BEGIN")
-                    row = db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
-                    now = 0 if row is None else int(row[0])
-                except (sqlite3.DatabaseError, ValueError):
-                    now = -1
-                if now != seq:
-                    self.close("stale")
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]: ...
+
+    def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]: ...
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any: ...
+
+    def close(self, why: str = "closed") -> None: ...
+
+    def moved_to(self, seq: int) -> AbstractContextManager[None]: ...
+
+
+@frozen
+class Dialect:
+    """Where a store's SQL differs between SQLite and PostgreSQL.
+
+    ``with_until`` is the query of the contacts holding an override with an
+    ``until``; ``records_of`` the query of a selection's records, with
+    ``{at}`` for where a view row holds them and ``{where}`` for the
+    selection; :meth:`upsert` the statement that writes one row by its key.
+    ``expiring`` the query of the view's rows that hold only until an
+    override's ``until`` (by a partial index on ``expires``).
+    ``book_key`` names the columns every key starts with (PostgreSQL's
+    ``book``; none for SQLite's one book a file).
+    """
+
+    name: str
+    with_until: str
+    records_of: str
+    expiring: str
+    book_key: tuple[str, ...] = ()
+
+    def upsert(self, table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+        """The statement writing one row of *table* (*columns*, keyed by *keys*), new or not."""
+        marks = ", ".join("?" * len(columns))
+        listed = ", ".join(columns)
+        if not self.book_key:
+            verb = "INSERT OR IGNORE" if set(columns) == set(keys) else "INSERT OR REPLACE"
+            return f"{verb} INTO {table} ({listed}) VALUES ({marks})"
+        conflict = ", ".join((*self.book_key, *keys))
+        rest = [c for c in columns if c not in keys]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{c}=EXCLUDED.{c}" for c in rest)
+            if rest
+            else "DO NOTHING"
+        )
+        return f"INSERT INTO {table} ({listed}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
 
 
 class Table(Mapping[str, V]):
@@ -157,7 +137,7 @@ class Table(Mapping[str, V]):
         table: str,
         column: str,
         kind: Any,
-        where: str = "1",
+        where: str = "TRUE",
         args: tuple[Any, ...] = (),
     ) -> None:
         self.snapshot = snapshot
@@ -196,7 +176,7 @@ class Table(Mapping[str, V]):
         return f"<rows of {self.snapshot.name}: {len(self._cache)} read>"
 
     def __reduce__(self) -> Any:
-        msg = "a book loaded from SQLite reads its file: copy it with dict() or dumps() to send it"
+        msg = "a book loaded from a database reads it: copy it with dict() or dumps() to send it"
         raise TypeError(msg)
 
     def _structured(self, key: str, text: str) -> V:
@@ -306,15 +286,6 @@ class Table(Mapping[str, V]):
         return StreamedValues(self)
 
 
-#: The contacts holding an override with an ``until``, found inside the rows' JSON by
-#: SQLite itself: no row becomes an object.
-_WITH_UNTIL: Final = """
-SELECT contact_id FROM overrides WHERE EXISTS (
-    SELECT 1 FROM json_each(overrides.data) AS o WHERE json_extract(o.value, '$.until') IS NOT NULL
-) ORDER BY contact_id
-"""
-
-
 class OverrideTable(Table[Any]):
     """The overrides, which also say which contacts hold one with an ``until``, unread.
 
@@ -328,7 +299,7 @@ class OverrideTable(Table[Any]):
 
     def with_until(self) -> set[str]:
         """The contacts holding an override with an ``until``, and maybe others (never fewer)."""
-        found = {key for (key,) in self.snapshot.rows(_WITH_UNTIL)}
+        found = {key for (key,) in self.snapshot.rows(self.snapshot.dialect.with_until)}
         if self._moved:
             # The snapshot moved on past a commit: the table answers as loaded,
             # so what it kept may hold one, and what it lost is not its own.
@@ -338,7 +309,7 @@ class OverrideTable(Table[Any]):
         return found
 
 
-#: Names asked for per query (well under SQLite's limit on a statement's parameters).
+#: Names asked for per query (well under either database's limit on a statement's parameters).
 _NAMES_PER_QUERY: Final = 500
 
 
@@ -395,3 +366,37 @@ class RecordTable(Table[Any]):
                 found.pop(key, None)
             else:
                 found[key] = value_of(value)
+
+
+#: SQLite's: the overrides' ``until`` and a view row's records found inside the rows' JSON
+#: by SQLite itself (no row becomes an object), and one book a file.
+SQLITE: Final = Dialect(
+    name="sqlite",
+    with_until="""
+SELECT contact_id FROM overrides WHERE EXISTS (
+    SELECT 1 FROM json_each(overrides.data) AS o WHERE json_extract(o.value, '$.until') IS NOT NULL
+) ORDER BY contact_id
+""",
+    records_of=(
+        "SELECT current.contact_id, r.value FROM current, json_each(current.data, '$[{at}]') AS r "
+        "WHERE {where} AND expires=0"
+    ),
+    expiring="SELECT contact_id, data FROM current WHERE expires",
+)
+
+#: PostgreSQL's: the same reads by its JSON functions, and every key led by the row's book.
+POSTGRES: Final = Dialect(
+    name="postgresql",
+    with_until="""
+SELECT contact_id FROM overrides WHERE EXISTS (
+    SELECT 1 FROM jsonb_array_elements(overrides.data::jsonb) AS o
+    WHERE o.value->>'until' IS NOT NULL
+) ORDER BY contact_id
+""",
+    records_of=(
+        "SELECT current.contact_id, r.value FROM current, "
+        "jsonb_array_elements_text(current.data::jsonb -> {at}) AS r WHERE {where} AND expires=0"
+    ),
+    expiring="SELECT contact_id, data FROM current WHERE expires != 0",
+    book_key=("book",),
+)
