@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import heapq
 import json
+import threading
+import weakref
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from typing import Any, Final, Protocol, TypeVar
 
@@ -28,13 +30,14 @@ from attrs import frozen
 
 from sourcetruth._digest import name_key, record_digest
 from sourcetruth._overlay import StreamedItems, StreamedValues
-from sourcetruth.exceptions import SourceDataError
+from sourcetruth.exceptions import AdapterError, ConflictError, SourceDataError
 from sourcetruth.serialise import converter
 
 __all__ = [
     "PAGE",
     "POSTGRES",
     "SQLITE",
+    "ConnectionSnapshot",
     "Dialect",
     "OverrideTable",
     "RecordTable",
@@ -122,6 +125,119 @@ class Dialect:
             else "DO NOTHING"
         )
         return f"INSERT INTO {table} ({listed}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
+
+
+class ConnectionSnapshot:
+    """A :class:`Snapshot` on a connection of its own, which it closes when dropped.
+
+    A subclass sets :attr:`dialect` and :attr:`errors` (the driver's
+    exceptions) and says how to run a query, begin the read transaction and
+    end it; it is begun here, so the snapshot is taken as it is made.
+    """
+
+    dialect: Dialect
+    errors: tuple[type[Exception], ...]
+
+    def __init__(self, name: str, db: Any, close_db: Callable[[], None]) -> None:
+        self.name = name
+        self._db: Any = db
+        # A book outlives the store it was loaded from, as a value should: its
+        # connection closes when nothing holds the book any more.
+        self._finalizer = weakref.finalize(self, close_db)
+        self._lock = threading.RLock()
+        self._why_closed = ""
+        self._begin(db)
+
+    def _query(self, db: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        raise NotImplementedError
+
+    def _begin(self, db: Any) -> None:
+        raise NotImplementedError
+
+    def _end(self, db: Any) -> None:
+        raise NotImplementedError
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one query, read in this snapshot."""
+        with self._lock:
+            db = self._open()
+            try:
+                return self._query(db, sql, args).fetchall()  # type: ignore[no-any-return]
+            except self.errors as error:
+                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+                raise SourceDataError(msg, file=self.name) from None
+
+    def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]:
+        """The rows of a query of two columns as a dict, read straight from the cursor.
+
+        No list of the rows is made first: a million keys and digests are
+        held once, in the dict.
+        """
+        with self._lock:
+            db = self._open()
+            try:
+                return dict(self._query(db, sql, args))
+            except self.errors as error:
+                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+                raise SourceDataError(msg, file=self.name) from None
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        found = self.rows(sql, args)
+        return found[0] if found else None
+
+    def _open(self) -> Any:
+        if self._db is None:
+            if self._why_closed == "stale":
+                msg = (
+                    f"this book was loaded from {self.name} before a later change that "
+                    "it cannot see (an erasure, or another run): load it again"
+                )
+                raise ConflictError(msg)
+            msg = f"the store of this book ({self.name}) was closed: open it and load again"
+            raise AdapterError(msg)
+        return self._db
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def close(self, why: str = "closed") -> None:
+        """End the snapshot; a read after it raises (``why``: "closed" or "stale")."""
+        with self._lock:
+            if self._db is not None:
+                self._finalizer()
+                self._db = None
+                self._why_closed = why
+
+    @contextmanager
+    def moved_to(self, seq: int) -> Iterator[None]:
+        """Let go of the book while the body runs, then read it again as of merge *seq*.
+
+        For the store's own commit: the caller's book asked nothing of the
+        store that the merge changed without keeping it, so the same book
+        reads the same values from the new commit. If another run has
+        committed meanwhile, the snapshot is closed as stale.
+        """
+        with self._lock:
+            db = self._db
+            if db is None:
+                yield
+                return
+            self._end(db)
+            try:
+                yield
+            finally:
+                try:
+                    self._begin(db)
+                    seq_sql = "SELECT value FROM meta WHERE name='seq'"
+                    found = self._query(db, seq_sql, ()).fetchall()
+                    now = int(found[0][0]) if found else 0
+                except self.errors:
+                    now = -1
+                except ValueError:
+                    now = -1
+                if now != seq:
+                    self.close("stale")
 
 
 class Table(Mapping[str, V]):

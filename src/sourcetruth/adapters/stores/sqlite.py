@@ -19,18 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from sourcetruth._digest import name_key, record_digest
-from sourcetruth.adapters.stores._rows import SQLITE, structure_row
+from sourcetruth.adapters.stores._rows import SQLITE, ConnectionSnapshot, structure_row
 from sourcetruth.adapters.stores._rowstore import RowStore
 from sourcetruth.adapters.stores._view import VIEW_SCHEMA
-from sourcetruth.exceptions import AdapterError, ConflictError, SchemaVersionError, SourceDataError
+from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError
 from sourcetruth.model import RecordState
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -86,7 +84,7 @@ CREATE INDEX IF NOT EXISTS run_changes_by_contact ON run_changes (contact_id);
 _RECORD_COLUMNS: Final = ("digest", "name")
 
 
-class SqliteSnapshot:
+class SqliteSnapshot(ConnectionSnapshot):
     """One read transaction on the file at *path*: the book as of one commit.
 
     Its own connection, in WAL mode: it keeps seeing the book as of one
@@ -95,99 +93,24 @@ class SqliteSnapshot:
     """
 
     dialect = SQLITE
+    errors = (sqlite3.DatabaseError,)
 
     def __init__(self, path: Path) -> None:
-        self.name = path.name
         # check_same_thread off: a book may be read from any thread; the lock serialises.
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False
-        )
-        self._finalizer = weakref.finalize(self, self._db.close)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # Never a write through here. Not opened read-only (mode=ro): a book may
         # outlive its store, and the last connection to close empties the WAL.
-        self._db.execute("PRAGMA query_only=ON")
-        self._lock = threading.RLock()
-        self._why_closed = ""
-        self._db.execute("BEGIN")
+        db.execute("PRAGMA query_only=ON")
+        super().__init__(path.name, db, db.close)
 
-    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        """The rows of one query, read in this snapshot."""
-        with self._lock:
-            db = self._open()
-            try:
-                return db.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
+    def _query(self, db: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        return db.execute(sql, args)
 
-    def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]:
-        """The rows of a query of two columns as a dict, read straight from the cursor.
+    def _begin(self, db: Any) -> None:
+        db.execute("BEGIN")
 
-        No list of the rows is made first: a million keys and digests are
-        held once, in the dict.
-        """
-        with self._lock:
-            db = self._open()
-            try:
-                return dict(db.execute(sql, args))
-            except sqlite3.DatabaseError as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
-
-    def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        found = self.rows(sql, args)
-        return found[0] if found else None
-
-    def _open(self) -> sqlite3.Connection:
-        if self._db is None:
-            if self._why_closed == "stale":
-                msg = (
-                    f"this book was loaded from {self.name} before a later change that "
-                    "it cannot see (an erasure, or another run): load it again"
-                )
-                raise ConflictError(msg)
-            msg = f"the store of this book ({self.name}) was closed: open it and load again"
-            raise AdapterError(msg)
-        return self._db
-
-    @property
-    def closed(self) -> bool:
-        return self._db is None
-
-    def close(self, why: str = "closed") -> None:
-        """End the snapshot; a read after it raises (``why``: "closed" or "stale")."""
-        with self._lock:
-            if self._db is not None:
-                self._finalizer()
-                self._db = None
-                self._why_closed = why
-
-    @contextmanager
-    def moved_to(self, seq: int) -> Iterator[None]:
-        """Let go of the file while the body runs, then read it again as of merge *seq*.
-
-        For the store's own commit: the caller's book asked nothing of the
-        file that the merge changed without keeping it, so the same book
-        reads the same values from the new commit. If another run has
-        committed meanwhile, the snapshot is closed as stale.
-        """
-        with self._lock:
-            db = self._db
-            if db is None:
-                yield
-                return
-            db.execute("ROLLBACK")
-            try:
-                yield
-            finally:
-                try:
-                    db.execute("BEGIN")
-                    row = db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
-                    now = 0 if row is None else int(row[0])
-                except (sqlite3.DatabaseError, ValueError):
-                    now = -1
-                if now != seq:
-                    self.close("stale")
+    def _end(self, db: Any) -> None:
+        db.execute("ROLLBACK")
 
 
 class SqliteStore(RowStore):
@@ -364,4 +287,3 @@ class SqliteStore(RowStore):
         busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:  # a reader still holds an old snapshot: the WAL empties at a later commit
             _log.warning("a reader kept %s's WAL from being emptied", self.path.name)
-
