@@ -4,6 +4,9 @@ import os
 
 from hypothesis import settings
 
+# The PostgreSQL server fixture, for tests/ and docs/ alike.
+pytest_plugins = ["tests.postgres_server"]
+
 # A deadline is a timed assertion, and the machines tests run on are shared:
 # a slow example is not a failure here (performance is measured in benchmarks/).
 # A contributor's run tries 20 examples a property (where a test does not set its
