@@ -1,0 +1,463 @@
+"""Many schools' books in one PostgreSQL database (psycopg 3): a provider's store.
+
+``pip install 'sourcetruth[postgres]'`` brings psycopg. Each school's book
+is named by its *book* id (its school id) in one schema, ``sourcetruth``,
+shared by every book of the database: the rows are those of the SQLite
+store (:mod:`~sourcetruth.adapters.stores._rowstore`), each table with a
+``book`` column that leads every key and index.
+
+**One school never reaches another's rows.** Every table has row-level
+security, forced on its owner too, with one policy: a row is seen, written
+and made only where its ``book`` is the connection's ``sourcetruth.book``
+setting, which the store sets once when it connects. No query of the store
+names its book: a query that forgot a ``WHERE`` would still see one book
+only, and a row written for another book is refused by the database. The
+store refuses to connect as a role that bypasses row-level security (a
+superuser, or a role with ``BYPASSRLS``), where the policy would not hold.
+
+**Commits** are one transaction each, at ``READ COMMITTED``: it locks the
+book's ``seq`` row, compares it with the seq of the book the merge began
+from, and raises :class:`~sourcetruth.exceptions.ConflictError` when
+another run committed meanwhile, so an update is never lost. A loaded book
+reads from a ``REPEATABLE READ, READ ONLY`` transaction on a connection of
+its own: it sees one commit whatever others commit after, and takes no lock
+a writer waits on.
+
+**Erasure** deletes the person's rows in the commit. PostgreSQL keeps a
+deleted row's bytes in its table's pages until they are rewritten, and in
+the write-ahead log until its segment is removed; after an erasure the
+store therefore rewrites its tables (``VACUUM FULL``, which takes each
+table's exclusive lock for the rewrite: every book of the database waits
+for it, and it waits at most ``forget_lock_timeout`` for readers), then
+asks the server to switch to a new WAL segment and checkpoint, where the
+role may (``pg_checkpoint`` and ``pg_switch_wal``). What it could not do
+is retried after the book's next commit, or by :meth:`PostgresStore.forget`.
+docs/security.md says what the server must be set to (``wal_recycle=off``)
+and what it keeps beyond the store's reach (WAL archives, backups, replicas).
+
+**The schema** is made and upgraded by the store itself, under an advisory
+lock (many workers may open their first book at once), and versioned like
+SQLite's: a database of a newer schema is refused, never half read.
+
+**Passwords** are never in the URL: psycopg reads ``PGPASSWORD`` or
+``~/.pgpass`` as libpq does, or the store reads the variable *password_env*
+names. A URL with a password is refused, so that it never lands in a job, a
+log or a command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Final
+
+from sourcetruth.adapters.stores._rows import POSTGRES, ConnectionSnapshot
+from sourcetruth.adapters.stores._rowstore import RowStore
+from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
+
+__all__ = [
+    "BOOK_SETTING",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "PostgresStore",
+    "book_url",
+    "is_book_url",
+    "open_book_url",
+    "split_url",
+]
+
+_log = logging.getLogger(__name__)
+
+#: The schema every book of a database shares.
+SCHEMA: Final = "sourcetruth"
+#: Bumped whenever the tables change incompatibly (PostgreSQL's own count; SQLite's is 4).
+SCHEMA_VERSION: Final = 1
+#: The setting that names a connection's book, which every table's policy reads.
+BOOK_SETTING: Final = "sourcetruth.book"
+
+#: A book id: a school id as a provider names it (no spaces, quotes or slashes).
+_BOOK_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+#: Where a row's book comes from when a statement does not name it (none does).
+_BOOK: Final = f"book TEXT COLLATE \"C\" NOT NULL DEFAULT current_setting('{BOOK_SETTING}')"
+#: Every key is text compared byte by byte (UTF-8 order, which is Python's), as SQLite does.
+_T: Final = 'TEXT COLLATE "C"'
+
+_TABLES: Final = f"""
+CREATE TABLE meta (name {_T} NOT NULL, value TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, name));
+CREATE TABLE records (
+    source {_T} NOT NULL, key {_T} NOT NULL, data TEXT NOT NULL, digest TEXT NOT NULL DEFAULT '',
+    name {_T} NOT NULL DEFAULT '', {_BOOK},
+    PRIMARY KEY (book, source, key)
+);
+CREATE INDEX records_by_name ON records (book, source, name) WHERE name != '';
+CREATE TABLE contacts (id {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, id));
+CREATE TABLE overrides (
+    contact_id {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, contact_id)
+);
+CREATE TABLE ended_overrides (
+    contact_id {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, contact_id)
+);
+CREATE TABLE syncs (source {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, source));
+CREATE TABLE groups (name {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, name));
+CREATE TABLE suppressed (digest {_T} NOT NULL, {_BOOK}, PRIMARY KEY (book, digest));
+CREATE TABLE runs (
+    n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    {_BOOK}
+);
+CREATE INDEX runs_by_book ON runs (book, n);
+CREATE TABLE run_changes (
+    n BIGINT NOT NULL, i INTEGER NOT NULL, contact_id {_T} NOT NULL, data TEXT NOT NULL, {_BOOK},
+    PRIMARY KEY (book, n, i)
+);
+CREATE INDEX run_changes_by_contact ON run_changes (book, contact_id);
+CREATE TABLE current (
+    contact_id {_T} NOT NULL,
+    departed INTEGER NOT NULL,
+    role {_T} NOT NULL,
+    year_group {_T} NOT NULL,
+    registration_group {_T} NOT NULL,
+    expires INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    {_BOOK},
+    PRIMARY KEY (book, contact_id)
+);
+CREATE INDEX current_by_role ON current (book, role);
+CREATE INDEX current_by_year_group ON current (book, year_group);
+CREATE INDEX current_by_registration_group ON current (book, registration_group);
+CREATE INDEX current_expiring ON current (book, expires) WHERE expires != 0;
+CREATE TABLE current_links (
+    source {_T} NOT NULL, pupil {_T} NOT NULL, contact_id {_T} NOT NULL, {_BOOK}
+);
+CREATE INDEX current_links_by_pupil ON current_links (book, source, pupil);
+CREATE INDEX current_links_by_contact ON current_links (book, contact_id);
+"""
+
+#: The tables that hold a book's rows, each under the one policy.
+TABLES: Final = tuple(re.findall(r"CREATE TABLE (\w+)", _TABLES))
+
+_POLICY: Final = f"book = current_setting('{BOOK_SETTING}')"
+
+#: A lock key of the advisory lock that one store at a time makes or upgrades the schema under.
+_SCHEMA_LOCK: Final = 0x736F7572_63650001
+
+
+@lru_cache(maxsize=256)
+def _marks(sql: str) -> str:
+    """*sql* written with ``?`` marks, as psycopg takes it (``%s``; a ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """A book URL's connection and book id: ``postgresql://host/db?book=ID`` or ``...#ID``.
+
+    The book id is a query parameter ``book`` or the fragment; the
+    connection is the rest. Raises :class:`~sourcetruth.exceptions.UsageError`
+    for a URL with no book.
+    """
+    base, _, fragment = url.partition("#")
+    book = fragment
+    if "book=" in base:
+        head, _, query = base.partition("?")
+        kept = []
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "book":
+                book = value
+            elif part:
+                kept.append(part)
+        base = head + ("?" + "&".join(kept) if kept else "")
+    if not book:
+        msg = "a PostgreSQL book names its school: postgresql://HOST/DATABASE?book=SCHOOL_ID"
+        raise UsageError(msg)
+    return base, book
+
+
+def is_book_url(text: str) -> bool:
+    """Whether *text* names a PostgreSQL book (``postgresql://`` or ``postgres://``)."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def open_book_url(url: str, *, password_env: str | None = None) -> PostgresStore:
+    """The store of the book *url* names (see :func:`split_url`)."""
+    connection, book = split_url(url)
+    return PostgresStore(connection, book, password_env=password_env)
+
+
+def book_url(url: str, book: str) -> str:
+    """The URL naming *book* in the database at *url* (see :func:`split_url`)."""
+    return f"{url}{'&' if '?' in url else '?'}book={book}"
+
+
+class PostgresSnapshot(ConnectionSnapshot):
+    """One ``REPEATABLE READ, READ ONLY`` transaction on a connection of its own."""
+
+    dialect = POSTGRES
+
+    def __init__(self, name: str, connect: Callable[[], Any]) -> None:
+        import psycopg
+
+        self.errors = (psycopg.Error,)
+        db = connect()
+        super().__init__(name, db, db.close)
+
+    def _query(self, db: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        return db.execute(_marks(sql), args)
+
+    def _begin(self, db: Any) -> None:
+        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # The snapshot is taken at the first query, not at BEGIN: take it now.
+        db.execute("SELECT 1")
+
+    def _end(self, db: Any) -> None:
+        db.execute("ROLLBACK")
+
+
+class PostgresStore(RowStore):
+    """One school's book, *book*, in the PostgreSQL database at *url*.
+
+    *url* is a libpq connection string or URL with no password (see the
+    module's text); *password_env* names an environment variable that holds
+    it, read when connecting. *forget_lock_timeout* bounds, in seconds, how
+    long the rewrite after an erasure waits for readers of other books.
+    *statement_hook*, for tests, is called before each statement of a
+    commit with its number (from 1).
+    """
+
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        url: str,
+        book: str,
+        *,
+        password_env: str | None = None,
+        forget_lock_timeout: float = 5.0,
+        statement_hook: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(statement_hook)
+        try:
+            import psycopg
+            from psycopg import conninfo
+        except ImportError:  # pragma: no cover - the extra is missing
+            msg = "the PostgreSQL store needs psycopg: pip install 'sourcetruth[postgres]'"
+            raise UsageError(msg) from None
+        self._psycopg = psycopg
+        self.database_errors = (psycopg.Error,)
+        if not isinstance(book, str) or not _BOOK_ID.fullmatch(book):
+            msg = (
+                "a book id is 1 to 100 letters, digits, '.', '_', ':' or '-', "
+                "starting with a letter or digit"
+            )
+            raise UsageError(msg)
+        try:
+            params = conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            msg = "the PostgreSQL URL cannot be read: check its form (postgresql://HOST/DATABASE)"
+            raise UsageError(msg) from None
+        if params.get("password"):
+            msg = (
+                "the PostgreSQL URL holds a password: put it in PGPASSWORD or ~/.pgpass, "
+                "or name the variable that holds it"
+            )
+            raise UsageError(msg)
+        self.book = book
+        self._params = params
+        self._password_env = password_env
+        self._lock_timeout = forget_lock_timeout
+        where = params.get("dbname") or "the default database"
+        self.name = f"{book} (PostgreSQL, {where})"
+        self._db = self._connect()
+        try:
+            self._check_role()
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def __repr__(self) -> str:
+        host = self._params.get("host") or "local"
+        dbname = self._params.get("dbname")
+        return f"PostgresStore(book={self.book!r}, host={host!r}, dbname={dbname!r})"
+
+    # -- connecting -----------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        """A new connection to the book: autocommit, in the schema, its book set."""
+        from psycopg.conninfo import make_conninfo
+
+        params = dict(self._params)
+        if self._password_env is not None:
+            password = os.environ.get(self._password_env)
+            if not password:
+                msg = f"the variable {self._password_env} that holds the password is not set"
+                raise UsageError(msg)
+            params["password"] = password
+        params.setdefault("application_name", "sourcetruth")
+        try:
+            db = self._psycopg.connect(make_conninfo("", **params), autocommit=True)
+        except self._psycopg.Error as error:
+            msg = f"cannot connect to the book {self.name}: {_first_line(error)}"
+            raise AdapterError(msg, retryable=True) from None
+        db.execute(
+            "SELECT set_config('search_path', %s, false), set_config(%s, %s, false)",
+            (SCHEMA, BOOK_SETTING, self.book),
+        )
+        return db
+
+    def _check_role(self) -> None:
+        row = self._db.execute(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        if row is None or row[0]:
+            msg = (
+                "the PostgreSQL role bypasses row-level security (a superuser, or BYPASSRLS), "
+                "so one school's book could reach another's: connect as a role that does not"
+            )
+            raise UsageError(msg)
+
+    def _prepare(self) -> None:
+        """Make or upgrade the schema if needed, and give a new book its seq row.
+
+        A database of this schema with the book in it is opened with no write.
+        """
+        version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                version = self._schema_version()  # another store may have made it meanwhile
+                if version is None:
+                    self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                    for statement in _TABLES.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    for table in TABLES:
+                        self._db.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+                        self._db.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+                        self._db.execute(
+                            f"CREATE POLICY one_book ON {table} USING ({_POLICY}) "
+                            f"WITH CHECK ({_POLICY})"
+                        )
+                    self._db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                    self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+        if self._db.execute("SELECT 1 FROM meta WHERE name='seq'").fetchone() is None:
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('seq', '0') ON CONFLICT DO NOTHING"
+            )
+
+    def _schema_version(self) -> int | None:
+        """The schema's version, refusing a newer one; None for a database without it."""
+        made = self._db.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.schema_version",)).fetchone()[
+            0
+        ]
+        if made is None:
+            return None
+        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if not isinstance(version, int):
+            msg = "the database's sourcetruth schema records no version"
+            raise SourceDataError(msg, file=self.name)
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"the database's sourcetruth schema was made by a newer sourcetruth "
+                f"(schema {version}; this one reads up to {SCHEMA_VERSION}): upgrade sourcetruth"
+            )
+            raise SchemaVersionError(msg, file=self.name)
+        return version
+
+    def close(self) -> None:
+        """Close the connection. A book loaded from it stays readable: its snapshot has its own."""
+        self._db.close()
+
+    # -- what RowStore asks of a database ---------------------------------------------
+
+    def _snapshot(self) -> PostgresSnapshot:
+        return PostgresSnapshot(self.name, self._connect)
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._db.execute(_marks(sql), args)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._db.transaction():
+            yield
+
+    def _stored_seq(self) -> int:
+        # The row lock holds off every other writer of this book until the commit ends;
+        # a writer that waited for it then reads the seq the winner left.
+        rows = self._db.execute(
+            "SELECT name, value FROM meta WHERE name IN ('seq', 'forget_pending') FOR UPDATE"
+        ).fetchall()
+        found = dict(rows)
+        self._forget_pending = "forget_pending" in found
+        return int(found.get("seq", "0"))
+
+    def commit(self, before: Any, result: Any, run: Any) -> None:
+        self._forget_pending = False
+        super().commit(before, result, run)
+        if self._forget_pending and not result.report.erased:
+            self.forget()
+
+    def _forget(self) -> None:
+        self.forget()
+
+    def forget(self) -> bool:
+        """Rewrite every table and empty the WAL of what erasures left; whether it all happened.
+
+        Each table is rewritten (``VACUUM FULL``: no page keeps a deleted
+        row), waiting at most ``forget_lock_timeout`` for its lock; then the
+        server switches to a new WAL segment and checkpoints, so that (with
+        ``wal_recycle=off``) the segments that held the erased rows are
+        deleted. What could not be done is logged, and the book remembers it:
+        its next commit tries again.
+        """
+        done = True
+        db = self._db
+        try:
+            db.execute(f"SET lock_timeout = {int(self._lock_timeout * 1000)}")
+            for table in TABLES:
+                db.execute(f"VACUUM (FULL) {table}")
+        except self._psycopg.Error as error:
+            done = False
+            _log.warning(
+                "could not rewrite the tables of %s after an erasure (%s): "
+                "the next commit tries again",
+                self.name,
+                type(error).__name__,
+            )
+        finally:
+            db.execute("RESET lock_timeout")
+        try:
+            db.execute("SELECT pg_switch_wal()")
+            db.execute("CHECKPOINT")
+        except self._psycopg.errors.InsufficientPrivilege:
+            _log.warning(
+                "the role may not switch the WAL and checkpoint (grant it pg_checkpoint and "
+                "EXECUTE on pg_switch_wal): %s's WAL keeps erased rows until it is recycled",
+                self.name,
+            )
+        except self._psycopg.Error as error:
+            done = False
+            _log.warning("could not empty the WAL of %s: %s", self.name, type(error).__name__)
+        db.execute(
+            "DELETE FROM meta WHERE name='forget_pending'"
+            if done
+            else "INSERT INTO meta (name, value) VALUES ('forget_pending', '1') "
+            "ON CONFLICT DO NOTHING"
+        )
+        return done
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of a driver's error, which names the server, never a password."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
