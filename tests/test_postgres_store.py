@@ -8,15 +8,24 @@ out what the server held in memory.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+import attrs
 import psycopg
 import pytest
 from tests.postgres_server import PostgresServer, url_for_database
 
-from sourcetruth.adapters.stores.postgres import PostgresStore, book_url, split_url
+from sourcetruth import Erase, Policy, dumps
+from sourcetruth.adapters.stores.base import apply
+from sourcetruth.adapters.stores.postgres import TABLES, PostgresStore, book_url, split_url
 from sourcetruth.exceptions import UsageError
+from sourcetruth.testing.conformance import sample_school
 from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContract
+
+MONDAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+TUESDAY = MONDAY + timedelta(days=1)
 
 
 def database_bytes(server: PostgresServer, url: str) -> bytes:
@@ -108,3 +117,115 @@ class TestOpening:
             db.execute("UPDATE sourcetruth.schema_version SET version = version + 1")
         with pytest.raises(Exception, match="newer sourcetruth"):
             PostgresStore(database_url, "a")
+
+
+def _two_schools(url: str, policy: Policy) -> tuple[PostgresStore, PostgresStore, str]:
+    """Schools a and b, each synced once, in one database; b's book as it was."""
+    a, b = PostgresStore(url, "school-a"), PostgresStore(url, "school-b")
+    for store in (a, b):
+        apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
+    return a, b, dumps(b.load())
+
+
+class TestOneSchoolNeverReachesAnother:
+    """Row-level security keeps each school's commands to its own book, whatever they run.
+
+    Each test runs SQL of its own on school a's connection, as a query
+    that forgot its book would, and shows that school b's book is untouched.
+    """
+
+    def test_a_query_with_no_where_sees_its_own_book_only(
+        self, database_url: str, policy: Policy
+    ) -> None:
+        """Every table read whole through a's connection holds a's rows only."""
+        a, _, _ = _two_schools(database_url, policy)
+        for table in TABLES:
+            books = a._db.execute(f"SELECT DISTINCT book FROM {table}").fetchall()
+            assert books in ([], [("school-a",)]), table
+        mine = a._db.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        assert mine == len(a.load().contacts) > 0
+
+    def test_changing_every_row_changes_only_its_own(
+        self, database_url: str, policy: Policy
+    ) -> None:
+        """An UPDATE and a DELETE with no WHERE reach a's rows only: b loads as it was."""
+        a, b, before = _two_schools(database_url, policy)
+        updated = a._db.execute("UPDATE contacts SET data = data").rowcount
+        deleted = a._db.execute("DELETE FROM records").rowcount
+        assert updated == len(a.load().contacts)
+        assert deleted > 0
+        assert dumps(b.load()) == before
+        assert not a.load().records
+
+    def test_an_erasure_in_one_school_leaves_the_same_id_in_another(
+        self, database_url: str, policy: Policy
+    ) -> None:
+        """Both schools hold ``mis:G2001``: a's erasure, and its rewrite of the tables, keep b's."""
+        a, b, before = _two_schools(database_url, policy)
+        apply(a, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
+        assert "mis:G2001" not in a.load().contacts
+        assert dumps(b.load()) == before
+
+    def test_a_row_for_another_book_is_refused(self, database_url: str, policy: Policy) -> None:
+        """Writing a row into b's book, or moving a row there, is refused by the database."""
+        a, b, before = _two_schools(database_url, policy)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a._db.execute("INSERT INTO meta (name, value, book) VALUES ('x', 'y', 'school-b')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a._db.execute("UPDATE meta SET book = 'school-b'")
+        assert dumps(b.load()) == before
+
+    def test_a_connection_that_names_no_book_reads_nothing(
+        self, database_url: str, policy: Policy
+    ) -> None:
+        """A connection of the same role that set no book is refused, not shown every book."""
+        _two_schools(database_url, policy)
+        with (
+            psycopg.connect(database_url, autocommit=True) as plain,
+            pytest.raises(psycopg.errors.UndefinedObject),
+        ):
+            plain.execute("SELECT count(*) FROM sourcetruth.contacts")
+
+    def test_a_loaded_book_takes_no_lock_a_writer_waits_on(
+        self, database_url: str, policy: Policy
+    ) -> None:
+        """A held book of a, mid-read, never stalls a commit to a or to b (a lock wait fails)."""
+        a, b, _ = _two_schools(database_url, policy)
+        held = a.load()
+        next(iter(held.contacts.values()))
+        for store in (a, b):
+            store._db.execute("SET lock_timeout = '2s'")
+            book = store.load()
+            changed = apply(store, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
+            assert changed.book.seq == book.seq + 1
+
+
+class TestErasureForgets:
+    """After an erasure the person is in no file of the database, nor in the WAL."""
+
+    def test_the_wal_keeps_no_erased_value(
+        self, postgres_server: PostgresServer, database_url: str, policy: Policy
+    ) -> None:
+        """A name only this test writes is gone from every WAL segment after the erasure.
+
+        The server runs with ``wal_recycle=off`` (as docs/security.md asks), so the
+        segments the store switches away from are deleted, not kept for reuse.
+        """
+        if postgres_server.data_directory is None:
+            pytest.skip("the server's data directory is not on this machine")
+        token = f"Zed{secrets.token_hex(6)}"
+        school = sample_school(at=MONDAY)
+        first = school.records[0]
+        renamed = attrs.evolve(first, data=attrs.evolve(first.data, given_name=token))
+        school = attrs.evolve(school, records=(renamed, *school.records[1:]))
+        store = PostgresStore(database_url, "school-a")
+        apply(store, school, policy=policy, at=MONDAY, by="t")
+        wal = postgres_server.data_directory / "pg_wal"
+
+        def in_wal() -> bool:
+            return any(token.encode() in f.read_bytes() for f in wal.iterdir() if f.is_file())
+
+        assert in_wal(), "the check cannot fail: the WAL never held the name"
+        apply(store, Erase(f"mis:{first.key}"), policy=policy, at=TUESDAY, by="dpo")
+        assert not in_wal()
+        assert token.encode() not in database_bytes(postgres_server, database_url)
