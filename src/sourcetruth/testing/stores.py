@@ -5,10 +5,10 @@ Subclass :class:`StoreContract` in your own test module and override
 
     from sourcetruth.testing.stores import StoreContract
 
-    class TestPostgresStore(StoreContract):
+    class TestMyStore(StoreContract):
         @pytest.fixture
         def open_store(self, database):
-            return lambda name: PostgresStore(database.dsn, schema=name)
+            return lambda name: MyStore(database.dsn, book=name)
 
         @pytest.fixture
         def raw_bytes(self, database):
