@@ -143,13 +143,14 @@ class TestDistributions:
         assert meta.count("Project-URL: ") >= 3
 
     def test_sdist_carries_the_tests_and_docs(self, built: Path) -> None:
-        """The sdist holds what is needed to run the suite: tests, docs and the licence."""
+        """The sdist holds what the suite needs: tests, docs, licence, the PostgreSQL script."""
         (sdist,) = built.glob("*.tar.gz")
         with tarfile.open(sdist) as archive:
             names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
         assert {"LICENSE", "CHANGELOG.md", "pyproject.toml"} <= names
         assert any(n.startswith("tests/") for n in names)
         assert any(n.startswith("docs/") for n in names)
+        assert ".ci/postgres" in names
 
 
 class TestTypingMarker:
