@@ -58,6 +58,9 @@ from typing import Any, Final
 from sourcetruth.adapters.stores._rows import POSTGRES, ConnectionSnapshot
 from sourcetruth.adapters.stores._rowstore import RowStore
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
+from sourcetruth.journal import Run
+from sourcetruth.model import Book
+from sourcetruth.report import MergeResult
 
 __all__ = [
     "BOOK_SETTING",
@@ -274,6 +277,8 @@ class PostgresStore(RowStore):
         self._params = params
         self._password_env = password_env
         self._lock_timeout = forget_lock_timeout
+        #: Whether the book's meta records a forgetting that an erasure could not finish.
+        self._forget_pending = False
         where = params.get("dbname") or "the default database"
         self.name = f"{book} (PostgreSQL, {where})"
         self._db = self._connect()
@@ -401,7 +406,8 @@ class PostgresStore(RowStore):
         self._forget_pending = "forget_pending" in found
         return int(found.get("seq", "0"))
 
-    def commit(self, before: Any, result: Any, run: Any) -> None:
+    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
+        """Commit as :meth:`RowStore.commit` does; then finish what an earlier erasure left."""
         self._forget_pending = False
         super().commit(before, result, run)
         if self._forget_pending and not result.report.erased:
