@@ -229,3 +229,19 @@ class TestErasureForgets:
         apply(store, Erase(f"mis:{first.key}"), policy=policy, at=TUESDAY, by="dpo")
         assert not in_wal()
         assert token.encode() not in database_bytes(postgres_server, database_url)
+
+    def test_a_rewrite_kept_waiting_is_finished_by_the_next_commit(
+        self, postgres_server: PostgresServer, database_url: str, policy: Policy
+    ) -> None:
+        """A reader holding a table past the lock timeout postpones the rewrite, not forgets it."""
+        store = PostgresStore(database_url, "school-a", forget_lock_timeout=0.2)
+        apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
+        pending = "SELECT count(*) FROM meta WHERE name = 'forget_pending'"
+        with psycopg.connect(database_url) as reader:
+            reader.execute("LOCK TABLE sourcetruth.contacts IN ACCESS SHARE MODE")
+            apply(store, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
+            assert store._db.execute(pending).fetchone()[0] == 1
+            assert b"Gita" in database_bytes(postgres_server, database_url)
+        apply(store, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
+        assert store._db.execute(pending).fetchone()[0] == 0
+        assert b"Gita" not in database_bytes(postgres_server, database_url)

@@ -86,8 +86,9 @@ class RowStore:
     A subclass sets :attr:`name` (what errors call the book), :attr:`dialect`
     and :attr:`database_errors`, and implements :meth:`_snapshot`,
     :meth:`_run`, :meth:`_transaction`, :meth:`_stored_seq` and
-    :meth:`_forget`. *statement_hook*, for tests, is called before each
-    statement of a commit with its number (from 1): a crash test makes it stop.
+    :meth:`_forget` (and :meth:`_forget_pending`, if forgetting can be put
+    off). *statement_hook*, for tests, is called before each statement of a
+    commit with its number (from 1): a crash test makes it stop.
     """
 
     #: A loaded book has the current view the last commit left (see :mod:`._view`).
@@ -122,6 +123,10 @@ class RowStore:
     def _forget(self) -> None:
         """After an erasure is committed, make the database keep no copy of what it erased."""
         raise NotImplementedError
+
+    def _forget_pending(self) -> bool:
+        """Whether an earlier erasure left forgetting to do, found by the last commit's lock."""
+        return False
 
     # -- reading --------------------------------------------------------------------
 
@@ -211,6 +216,8 @@ class RowStore:
                 for snapshot in list(self._snapshots):
                     if snapshot not in mine:
                         snapshot.close("stale")
+            # While this book's own snapshots have let go of the store.
+            if result.report.erased or self._forget_pending():
                 self._forget()
 
     def _journal(self, run: Run, count: list[int], after: Book) -> None:

@@ -58,9 +58,6 @@ from typing import Any, Final
 from sourcetruth.adapters.stores._rows import POSTGRES, ConnectionSnapshot
 from sourcetruth.adapters.stores._rowstore import RowStore
 from sourcetruth.exceptions import AdapterError, SchemaVersionError, SourceDataError, UsageError
-from sourcetruth.journal import Run
-from sourcetruth.model import Book
-from sourcetruth.report import MergeResult
 
 __all__ = [
     "BOOK_SETTING",
@@ -278,7 +275,7 @@ class PostgresStore(RowStore):
         self._password_env = password_env
         self._lock_timeout = forget_lock_timeout
         #: Whether the book's meta records a forgetting that an erasure could not finish.
-        self._forget_pending = False
+        self._pending = False
         where = params.get("dbname") or "the default database"
         self.name = f"{book} (PostgreSQL, {where})"
         self._db = self._connect()
@@ -403,15 +400,11 @@ class PostgresStore(RowStore):
             "SELECT name, value FROM meta WHERE name IN ('seq', 'forget_pending') FOR UPDATE"
         ).fetchall()
         found = dict(rows)
-        self._forget_pending = "forget_pending" in found
+        self._pending = "forget_pending" in found
         return int(found.get("seq", "0"))
 
-    def commit(self, before: Book, result: MergeResult, run: Run) -> None:
-        """Commit as :meth:`RowStore.commit` does; then finish what an earlier erasure left."""
-        self._forget_pending = False
-        super().commit(before, result, run)
-        if self._forget_pending and not result.report.erased:
-            self.forget()
+    def _forget_pending(self) -> bool:
+        return self._pending
 
     def _forget(self) -> None:
         self.forget()
