@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from sourcetruth import ContactData, Email, Phone, PhoneType, Record, Relationship, Role, Snapshot
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.sources.vcard import format_vcards
@@ -115,12 +117,21 @@ class Ran:
         return self.err.splitlines()
 
 
-class Cli:
-    """The command on one book folder, with its environment and a folder for exports."""
+#: Where a book of a test marked ``@on_both`` is kept: a folder, then a PostgreSQL database.
+KINDS = ("folder", "postgres")
+#: Runs a test of the ``cli`` (or ``book``) fixture once on a folder, once in a database.
+on_both = pytest.mark.parametrize("cli", KINDS, indirect=True)
 
-    def __init__(self, root: Path) -> None:
+
+class Cli:
+    """The command on one book (a folder, or the URL *book*), its environment, and exports."""
+
+    def __init__(self, root: Path, book: str | None = None) -> None:
         self.root = root
         self.folder = root / "book"
+        #: What ``--book`` says: the folder, or a ``postgresql://`` URL.
+        self.book = book or os.fspath(self.folder)
+        self.in_database = book is not None
         self.exports = root / "exports"
         self.exports.mkdir(parents=True, exist_ok=True)
         self.environ: dict[str, str] = {"SOURCETRUTH_USER": USER}
@@ -128,7 +139,7 @@ class Cli:
     def __call__(self, *args: str, environ: Mapping[str, str] | None = None) -> Ran:
         out, err = io.StringIO(), io.StringIO()
         code = main(
-            ["--book", os.fspath(self.folder), *args],
+            ["--book", self.book, *args],
             out=out,
             err=err,
             environ={**self.environ, **(environ or {})},

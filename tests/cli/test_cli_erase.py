@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli_helpers import Cli, files_of, guardian, one_error_line, school, when
+from cli_helpers import Cli, files_of, guardian, on_both, one_error_line, school, when
 
 PERSONAL = (b"Zebedee", b"Quill", b"900106", b"zebedee@parent.test", b"447700900106")
 
@@ -38,6 +38,7 @@ class TestErase:
         for data in files_of(book.folder).values():
             assert PERSONAL[0] not in data
 
+    @on_both
     def test_without_suppression_a_sync_brings_them_back(self, book: Cli) -> None:
         """Erased with --no-suppress, a person comes back with the next sync."""
         book.ok("erase", "mis:G6", "--yes", "--no-suppress", "--at", when(24, 9))

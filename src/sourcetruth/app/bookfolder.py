@@ -34,9 +34,7 @@ import json
 import logging
 import os
 import re
-import secrets
 import shlex
-import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -51,16 +49,19 @@ from sourcetruth.adapters._files import (
     sweep_temporaries,
     write_atomic,
 )
-from sourcetruth.app._bookbase import KEY_FILE_VARIABLE, BookBase, read_key_file
+from sourcetruth.app._bookbase import (
+    KEY_FILE_VARIABLE,
+    BookBase,
+    check_sources,
+    keep_or_make_key,
+    read_key_file,
+)
 from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import (
     STARTER,
-    Settings,
     check_adapters,
     inside,
-    is_live,
     parse_settings,
-    read_mapping,
 )
 from sourcetruth.audit import AuditRecord
 from sourcetruth.exceptions import (
@@ -134,11 +135,11 @@ class BookFolder(BookBase[Path]):
         if any(os.path.lexists(folder / name) for name in (_SETTINGS, *_STORES.values())):
             msg = f"{folder} already holds a book; open it, or choose another folder"
             raise UsageError(msg)
-        _check_sources(parsed, file=_SETTINGS)
+        check_sources(parsed, file=_SETTINGS)
         if not folder.exists():
             private_folder(folder)  # 0700 whatever the umask, and each folder made above it
         book = cls(folder, environ)
-        book.reused_key = _keep_or_make_key(book._key_file)
+        book.reused_key = keep_or_make_key(book._key_file)
         _make_store_file(folder, store)
         book._open_store(store).close()
         # The settings file goes last, and whole: a folder holds a book once it is there.
@@ -344,27 +345,6 @@ class BookFolder(BookBase[Path]):
         return ids
 
 
-def _keep_or_make_key(key_file: Path) -> bool:
-    """Make a new suppression key at *key_file*, unless one is there: whether one was."""
-    if key_file.exists():
-        _log.info("using the existing suppression key at %s", key_file)
-        return True
-    try:
-        # O_EXCL: never through a link, not even one to a file that is not there.
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if key_file.exists():  # made meanwhile, by another init: a key there is used
-            return True
-        msg = (
-            f"{key_file} is a link to a file that is not there: restore the suppression "
-            "key it pointed at, or remove the link"
-        )
-        raise AdapterError(msg) from None
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(secrets.token_hex(32) + "\n")
-    return False
-
-
 def _make_store_file(folder: Path, store: str) -> None:
     """The empty file of a new *store* in *folder*: owner-only before anything is in it.
 
@@ -382,66 +362,6 @@ def _make_store_file(folder: Path, store: str) -> None:
 
             out.write(EMPTY)
     os.chmod(store_file, 0o600)  # whatever the umask
-
-
-def _check_sources(settings: Settings, *, file: str) -> None:
-    """Build each source's adapter, reading no file, and check what it covers.
-
-    Each adapter is made for an empty temporary folder, which it is never
-    asked to read. An adapter that wants its files while it is made, or a
-    CSV source whose mapping is not there yet, is left for the first sync to
-    check.
-    """
-    with tempfile.TemporaryDirectory(prefix="sourcetruth-check-") as empty:
-        for name in settings.sources:
-            _check_source(settings, name, Path(empty), file=file)
-
-
-def _check_source(settings: Settings, name: str, empty: Path, *, file: str) -> None:
-    """Check one source for :func:`_check_sources`."""
-    how = settings.sources[name]
-    if how.adapter is None:
-        return
-    source = settings.policy.source(name)
-    options: dict[str, Any] = dict(how.options)
-    if how.mapping is not None:
-        if not how.mapping.is_file():
-            return  # `init` says to put it there before the first sync
-        options["mapping"] = read_mapping(how.mapping, named_by=f"sources.{name}.mapping")
-        options["kind"] = source.kind
-    elif how.adapter == "csv":
-        return
-    factory = registry.get("source", how.adapter)
-    where = f"sources.{name}.options"
-    live = is_live(factory)
-    if live:
-        # A secret's variable may be set only where syncs run: the check never reads it.
-        for key in [k for k in options if k.endswith("_env")]:
-            options[key.removesuffix("_env")] = f"<{options.pop(key)}>"
-    try:
-        made = factory(source=name, **options) if live else factory(empty, source=name, **options)
-        covers = frozenset(made.covers)
-    except UsageError as error:
-        msg = f"the options do not suit the {how.adapter!r} adapter: {error}"
-        raise SourceDataError(msg, file=file, field=where) from None
-    except (TypeError, ValueError, AttributeError):
-        msg = (
-            f"an option of the {how.adapter!r} adapter has a value of a kind it cannot "
-            "take (text for a number, say): check the values of the options"
-        )
-        raise SourceDataError(msg, file=file, field=where) from None
-    except Exception:  # an adapter that reads its files as it is made
-        return
-    # A covered field the adapter cannot read would arrive empty on every
-    # sync, and a covered empty value wins: the sync would blank it for all.
-    unread = sorted(source.covers - covers)
-    if unread:
-        msg = (
-            f"names {', '.join(unread)}, which the {how.adapter!r} adapter cannot read; "
-            f"a sync would empty it for everyone. Cover only what it reads: "
-            f"covers = {sorted(covers)!r}"
-        )
-        raise SourceDataError(msg, file=file, field=f"sources.{name}.covers")
 
 
 def _unname(copy: Path) -> None:

@@ -36,7 +36,10 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 #: What a command does, given its context; it returns the exit status.
 Run: TypeAlias = "Callable[[Context], int]"
 
-_BOOK = "the book folder (default: $SOURCETRUTH_BOOK, else the current folder)"
+_BOOK = (
+    "the book: its folder, or postgresql://HOST/DATABASE?book=SCHOOL (default: "
+    "$SOURCETRUTH_BOOK, else the current folder)"
+)
 _BY = "who is making changes, for the record (default: $SOURCETRUTH_USER or your login)"
 _DEBUG = "show tracebacks"
 #: What a contact argument is, for its help.
