@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from sourcetruth import ContactData, Email, Phone, PhoneType, Record, Relationship, Role, Snapshot
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.sources.vcard import format_vcards
+from sourcetruth.adapters.stores.postgres import TABLES, split_url
 from sourcetruth.cli import main
 
 LONDON = ZoneInfo("Europe/London")
@@ -174,6 +176,27 @@ class Cli:
 
     def show(self, contact: str, at: str) -> Any:
         return self.ok("show", contact, "--at", at, "--json").json()
+
+    def stored(self) -> dict[str, bytes]:
+        """What the book keeps: each file of its folder, or each of its rows in the database."""
+        if not self.in_database:
+            return files_of(self.folder)
+        connection, book = split_url(self.book)
+        found: dict[str, bytes] = {}
+        with psycopg.connect(connection, autocommit=True) as db:
+            # The store's own role, under its row-level security: this book's rows only.
+            db.execute("SELECT set_config('sourcetruth.book', %s, false)", (book,))
+            for table in TABLES:
+                rows = db.execute(f"SELECT t::text FROM sourcetruth.{table} t").fetchall()
+                for i, (row,) in enumerate(rows):
+                    found[f"{table}/{i}"] = row.encode("utf-8")
+        return found
+
+    def outbox(self) -> list[bytes]:
+        """The messages in the book's outbox: its folder's files, or its rows."""
+        if not self.in_database:
+            return [p.read_bytes() for p in sorted((self.folder / "outbox").rglob("*.json"))]
+        return [data for name, data in sorted(self.stored().items()) if name.startswith("outbox/")]
 
     def enable_import(self) -> None:
         """Give the import source its CSV mapping, as docs/adapters.md describes."""

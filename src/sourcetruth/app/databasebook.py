@@ -234,7 +234,9 @@ class DatabaseBook(BookBase[str]):
         book = cls(url, environ, password_env=password_env)
         try:
             if book._has_book(runs_too=True):
-                msg = f"the database has a book {book.book_id}: open it, or name another"
+                msg = (
+                    f"the database already holds the book {book.book_id}: open it, or name another"
+                )
                 raise UsageError(msg)
             key_file = book._key_file
             if key_file is not None:
@@ -273,8 +275,8 @@ class DatabaseBook(BookBase[str]):
         if not book._has_book():
             book.close()
             msg = (
-                f"the database holds no book {book.book_id}; to make one, run: "
-                f"sourcetruth --book {shlex.quote(url)} init (or check --book, or $SOURCETRUTH_BOOK)"
+                f"the database holds no book {book.book_id} (check --book, or "
+                f"$SOURCETRUTH_BOOK); to make one, run: sourcetruth --book {shlex.quote(url)} init"
             )
             raise UsageError(msg)
         return book
