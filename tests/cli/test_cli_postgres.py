@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from cli_helpers import USER, Cli, on_both, one_error_line, school, when
 
 from sourcetruth.adapters.stores.postgres import book_url, split_url
@@ -95,6 +96,19 @@ class TestTheURL:
                 line = one_error_line(ran)
                 assert "holds a password" in line
                 assert SECRET not in ran.out + ran.err
+
+    def test_password_env_names_the_variable_that_holds_it(
+        self, cli_database: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--password-env NAME reads the password from NAME: unset, it says so (status 2)."""
+        cli = Cli(Path("."), book=book_url(cli_database, "password-env"))
+        monkeypatch.delenv("SCHOOLS_DB_PASSWORD", raising=False)
+        unset = cli.fails(2, "--password-env", "SCHOOLS_DB_PASSWORD", "init")
+        assert "SCHOOLS_DB_PASSWORD that holds the password is not set" in one_error_line(unset)
+        monkeypatch.setenv("SCHOOLS_DB_PASSWORD", SECRET)
+        made = cli.ok("init", "--password-env", "SCHOOLS_DB_PASSWORD")
+        assert SECRET not in made.out + made.err
+        cli.ok("--password-env", "SCHOOLS_DB_PASSWORD", "policy")
 
     def test_a_url_without_a_book_says_how_to_name_one(self, cli_database: str) -> None:
         """A URL naming no school is refused, with the form that names one."""

@@ -63,7 +63,9 @@ def _init(ctx: Context) -> int:
         if ctx.args.store != "sqlite":
             msg = "--store: a book in a database is kept in the database, not in a file"
             raise UsageError(msg)
-        book = DatabaseBook.create(where, settings=settings, environ=ctx.environ)
+        book = DatabaseBook.create(
+            where, settings=settings, environ=ctx.environ, password_env=ctx.password_env
+        )
         ctx.say(f"Created a book in {book.where} (PostgreSQL).")
         ctx.say("Its policy is kept in the database; 'sourcetruth policy' shows it.")
         key_place = named

@@ -68,11 +68,17 @@ class Context:
         if self._book is None:
             where: str = self.args.book
             self._book = (
-                DatabaseBook.open(where, environ=self.environ)
+                DatabaseBook.open(where, environ=self.environ, password_env=self.password_env)
                 if is_book_url(where)
                 else BookFolder.open(where, environ=self.environ)
             )
         return self._book
+
+    @property
+    def password_env(self) -> str | None:
+        """``--password-env``: the variable that holds a database book's password."""
+        named: str | None = getattr(self.args, "password_env", None)
+        return named
 
     def adopt(self, book: BookBase[Any]) -> None:
         """Use *book*, just made, as the command's book: it is closed with the command."""
