@@ -49,8 +49,8 @@ from sourcetruth.adapters._files import (
     sweep_temporaries,
     write_atomic,
 )
+from sourcetruth.app._bookbase import KEY_FILE_VARIABLE as _KEY_FILE_VARIABLE
 from sourcetruth.app._bookbase import (
-    KEY_FILE_VARIABLE,
     BookBase,
     check_sources,
     keep_or_make_key,
@@ -78,6 +78,9 @@ from sourcetruth.serialise import dumps, loads
 __all__ = ["KEY_FILE_VARIABLE", "BookFolder", "combine_reports"]
 
 _log = logging.getLogger(__name__)
+
+#: The environment variable that may name the suppression key's file.
+KEY_FILE_VARIABLE: Final = _KEY_FILE_VARIABLE
 
 _SETTINGS: Final = "policy.toml"
 _KEY: Final = "suppression.key"
