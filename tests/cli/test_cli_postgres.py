@@ -14,10 +14,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import pytest
 from cli_helpers import USER, Cli, on_both, one_error_line, school, when
 
 from sourcetruth.adapters.stores.postgres import book_url, split_url
+from sourcetruth.app.databasebook import DatabaseBook
+from sourcetruth.exceptions import UsageError
 
 #: What a test puts where a password goes: it must never be printed.
 SECRET = "not-a-real-password-7f3a"
@@ -150,6 +153,22 @@ class TestOnlyADatabaseBook:
         assert other.ok("contacts", "--at", when(24, 9), "--json").json() == []
         assert "no message 'm1'" in one_error_line(other.fails(2, "why", "m1", "mis:G1"))
         assert not [name for name in other.stored() if name.split("/")[0] in {"audits", "outbox"}]
+
+    def test_a_message_id_that_is_not_text_is_never_kept(self, cli_database: str) -> None:
+        """An id from a command line that was not UTF-8 was never sent; its audit is refused."""
+        url = book_url(cli_database, "not-text")
+        cli = Cli(Path("."), book=url)
+        cli.ok("init")
+        cli.sync(cli.export("tue"), 24)
+        cli.ok("send", "mis:G1", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
+        odd = "trip-\udcff"
+        assert "no message" in one_error_line(cli.fails(2, "why", odd, "mis:G1"))
+        with DatabaseBook.open(url, environ={}) as book:
+            record = book.audit("m1")
+            relabelled = attrs.evolve(record, message=attrs.evolve(record.message, id=odd))
+            with pytest.raises(UsageError, match="not valid text"):
+                book.save_audit(relabelled)
+            assert book.sent_ids(10) == ["m1"]
 
     def test_the_suppression_key_from_a_file_is_used(
         self, cli: Cli, cli_database: str, tmp_path: Path

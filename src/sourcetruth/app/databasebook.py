@@ -354,9 +354,10 @@ class DatabaseBook(BookBase[str]):
 
     def _read_audit(self, place: str) -> AuditRecord | None:
         try:
-            rows = self._rows.all("SELECT data FROM audits WHERE message_id = ?", place)
-        except UnicodeEncodeError:  # an id no database row can have
+            _storable(place, "the message id")
+        except UsageError:  # an id no row can have: never sent from this book
             return None
+        rows = self._rows.all("SELECT data FROM audits WHERE message_id = ?", place)
         if not rows:
             return None
         try:
