@@ -87,11 +87,13 @@ class TestTheProgram:
 
 
 class TestTheURL:
-    def test_a_password_in_the_url_is_refused_before_connecting(self, cli_database: str) -> None:
+    def test_a_password_in_the_url_is_refused_before_connecting(
+        self, cli_database: str, tmp_path: Path
+    ) -> None:
         """A URL with a password, as user:password@ or password=, exits 2 and never echoes it."""
         url = book_url(cli_database, "with-password")
         connection, book = split_url(url)
-        cli = Cli(Path("."))
+        cli = Cli(tmp_path)
         for given in (with_password(url), book_url(f"{connection}&password={SECRET}", book)):
             cli.book = given
             for command in (("init",), ("contacts",)):
@@ -101,10 +103,10 @@ class TestTheURL:
                 assert SECRET not in ran.out + ran.err
 
     def test_password_env_names_the_variable_that_holds_it(
-        self, cli_database: str, monkeypatch: pytest.MonkeyPatch
+        self, cli_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """--password-env NAME reads the password from NAME: unset, it says so (status 2)."""
-        cli = Cli(Path("."), book=book_url(cli_database, "password-env"))
+        cli = Cli(tmp_path, book=book_url(cli_database, "password-env"))
         monkeypatch.delenv("SCHOOLS_DB_PASSWORD", raising=False)
         unset = cli.fails(2, "--password-env", "SCHOOLS_DB_PASSWORD", "init")
         assert "SCHOOLS_DB_PASSWORD that holds the password is not set" in one_error_line(unset)
@@ -113,9 +115,11 @@ class TestTheURL:
         assert SECRET not in made.out + made.err
         cli.ok("--password-env", "SCHOOLS_DB_PASSWORD", "policy")
 
-    def test_a_url_without_a_book_says_how_to_name_one(self, cli_database: str) -> None:
+    def test_a_url_without_a_book_says_how_to_name_one(
+        self, cli_database: str, tmp_path: Path
+    ) -> None:
         """A URL naming no school is refused, with the form that names one."""
-        cli = Cli(Path("."), book=cli_database)
+        cli = Cli(tmp_path, book=cli_database)
         assert "?book=SCHOOL_ID" in one_error_line(cli.fails(2, "contacts"))
 
     def test_a_book_never_made_says_how_to_make_it(self, cli: Cli, cli_database: str) -> None:
@@ -141,10 +145,12 @@ class TestTheURL:
 
 
 class TestOnlyADatabaseBook:
-    def test_schools_in_one_database_never_see_each_other(self, cli_database: str) -> None:
+    def test_schools_in_one_database_never_see_each_other(
+        self, cli_database: str, tmp_path: Path
+    ) -> None:
         """Two books of one database: each lists its own contacts and its own sent messages."""
-        one = Cli(Path("."), book=book_url(cli_database, "one-school"))
-        other = Cli(Path("."), book=book_url(cli_database, "other-school"))
+        one = Cli(tmp_path, book=book_url(cli_database, "one-school"))
+        other = Cli(tmp_path, book=book_url(cli_database, "other-school"))
         for book in (one, other):
             book.ok("init")
         one.sync(one.export("tue"), 24)
@@ -154,10 +160,12 @@ class TestOnlyADatabaseBook:
         assert "no message 'm1'" in one_error_line(other.fails(2, "why", "m1", "mis:G1"))
         assert not [name for name in other.stored() if name.split("/")[0] in {"audits", "outbox"}]
 
-    def test_a_message_id_that_is_not_text_is_never_kept(self, cli_database: str) -> None:
+    def test_a_message_id_that_is_not_text_is_never_kept(
+        self, cli_database: str, tmp_path: Path
+    ) -> None:
         """An id from a command line that was not UTF-8 was never sent; its audit is refused."""
         url = book_url(cli_database, "not-text")
-        cli = Cli(Path("."), book=url)
+        cli = Cli(tmp_path, book=url)
         cli.ok("init")
         cli.sync(cli.export("tue"), 24)
         cli.ok("send", "mis:G1", "--id", "m1", "--body", "x", "--deliver", "--at", when(24, 9))
