@@ -132,12 +132,38 @@ def test_the_runnable_examples_of_the_reference_run_as_shown(
 HOWTOS = sorted((DOCS / "howto").glob("*.md"))
 
 
+#: The guides whose books are in PostgreSQL: run against a database of their own.
+ON_A_SERVER = {"postgres"}
+
+
 @pytest.mark.parametrize("page", HOWTOS, ids=[p.stem for p in HOWTOS])
 def test_each_how_to_guide_runs_as_shown(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """Every console example of a how-to guide prints and exits exactly as shown."""
+    if page.stem in ON_A_SERVER:
+        _server_from_libpq_variables(request, monkeypatch)
     run_page(page, tmp_path / "school", monkeypatch)
+
+
+def _server_from_libpq_variables(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point libpq's PGHOST, PGPORT, PGUSER and PGDATABASE at a new database of the test server.
+
+    A guide's URL then names only its school, ``postgresql:///?book=SCHOOL``,
+    and prints the same wherever the server is.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    url = request.getfixturevalue("postgres_server").new_database("howto")
+    params = conninfo_to_dict(url)
+    for variable, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user")):
+        if params.get(key):
+            monkeypatch.setenv(variable, str(params[key]))
+        else:
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PGDATABASE", str(params["dbname"]))
 
 
 @pytest.mark.parametrize(

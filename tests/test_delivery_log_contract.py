@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.postgres_server import PostgresServer
 
+from sourcetruth.adapters.stores.postgres import book_url
+from sourcetruth.app.databasebook import DatabaseBook, DatabaseDeliveryLog
 from sourcetruth.app.sending import FileDeliveryLog, MemoryDeliveryLog
 from sourcetruth.testing.delivery_logs import DeliveryLogContract, OpenLog
 
@@ -29,6 +33,25 @@ class TestMemoryDeliveryLog(DeliveryLogContract):
         """One MemoryDeliveryLog per name, for the test."""
         logs: dict[str, MemoryDeliveryLog] = {}
         return lambda name: logs.setdefault(name, MemoryDeliveryLog())
+
+
+class TestDatabaseDeliveryLog(DeliveryLogContract):
+    """The log in PostgreSQL: each name a book of its own in one database, each handle new."""
+
+    @pytest.fixture
+    def open_log(self, postgres_server: PostgresServer) -> Iterator[OpenLog]:
+        """A new DatabaseBook (its own connection) per handle; each name a book id."""
+        database = postgres_server.new_database("log")
+        opened: list[DatabaseBook] = []
+
+        def open_(name: str) -> DatabaseDeliveryLog:
+            book = DatabaseBook(book_url(database, name), {})
+            opened.append(book)
+            return book.delivery_log
+
+        yield open_
+        for book in opened:
+            book.close()
 
 
 BROKEN = """

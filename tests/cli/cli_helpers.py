@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
+import pytest
+
 from sourcetruth import ContactData, Email, Phone, PhoneType, Record, Relationship, Role, Snapshot
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.sources.vcard import format_vcards
+from sourcetruth.adapters.stores.postgres import TABLES, split_url
 from sourcetruth.cli import main
 
 LONDON = ZoneInfo("Europe/London")
@@ -115,12 +119,21 @@ class Ran:
         return self.err.splitlines()
 
 
-class Cli:
-    """The command on one book folder, with its environment and a folder for exports."""
+#: Where a book of a test marked ``@on_both`` is kept: a folder, then a PostgreSQL database.
+KINDS = ("folder", "postgres")
+#: Runs a test of the ``cli`` (or ``book``) fixture once on a folder, once in a database.
+on_both = pytest.mark.parametrize("cli", KINDS, indirect=True)
 
-    def __init__(self, root: Path) -> None:
+
+class Cli:
+    """The command on one book (a folder, or the URL *book*), its environment, and exports."""
+
+    def __init__(self, root: Path, book: str | None = None) -> None:
         self.root = root
         self.folder = root / "book"
+        #: What ``--book`` says: the folder, or a ``postgresql://`` URL.
+        self.book = book or os.fspath(self.folder)
+        self.in_database = book is not None
         self.exports = root / "exports"
         self.exports.mkdir(parents=True, exist_ok=True)
         self.environ: dict[str, str] = {"SOURCETRUTH_USER": USER}
@@ -128,7 +141,7 @@ class Cli:
     def __call__(self, *args: str, environ: Mapping[str, str] | None = None) -> Ran:
         out, err = io.StringIO(), io.StringIO()
         code = main(
-            ["--book", os.fspath(self.folder), *args],
+            ["--book", self.book, *args],
             out=out,
             err=err,
             environ={**self.environ, **(environ or {})},
@@ -163,6 +176,27 @@ class Cli:
 
     def show(self, contact: str, at: str) -> Any:
         return self.ok("show", contact, "--at", at, "--json").json()
+
+    def stored(self) -> dict[str, bytes]:
+        """What the book keeps: each file of its folder, or each of its rows in the database."""
+        if not self.in_database:
+            return files_of(self.folder)
+        connection, book = split_url(self.book)
+        found: dict[str, bytes] = {}
+        with psycopg.connect(connection, autocommit=True) as db:
+            # The store's own role, under its row-level security: this book's rows only.
+            db.execute("SELECT set_config('sourcetruth.book', %s, false)", (book,))
+            for table in TABLES:
+                rows = db.execute(f"SELECT t::text FROM sourcetruth.{table} t").fetchall()
+                for i, (row,) in enumerate(rows):
+                    found[f"{table}/{i}"] = row.encode("utf-8")
+        return found
+
+    def outbox(self) -> list[bytes]:
+        """The messages in the book's outbox: its folder's files, or its rows."""
+        if not self.in_database:
+            return [p.read_bytes() for p in sorted((self.folder / "outbox").rglob("*.json"))]
+        return [data for name, data in sorted(self.stored().items()) if name.startswith("outbox/")]
 
     def enable_import(self) -> None:
         """Give the import source its CSV mapping, as docs/adapters.md describes."""

@@ -7,7 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from cli_helpers import Cli, files_of, iso, one_error_line, school, when
+from cli_helpers import Cli, files_of, iso, on_both, one_error_line, school, when
 
 
 class TestInit:
@@ -137,6 +137,7 @@ class TestPolicy:
         assert "more than 500, or more than 20% once at least 5" in out
         assert "Transports: email by outbox, sms by outbox" in out
 
+    @on_both
     def test_json(self, cli: Cli) -> None:
         """policy --json gives timezone, precedence, guard, sources with next sync, transports."""
         cli.ok("init")
@@ -173,6 +174,7 @@ class TestPolicy:
         assert [s["region"] for s in shown["sources"]] == [None, "US", None]
         assert "; phone region US)" in cli.ok("policy", "--at", when(24, 12, 30)).out
 
+    @on_both
     def test_when_a_change_shows(self, cli: Cli) -> None:
         """when: an MIS change shows at the next 02:00 sync, an address-book one at once."""
         cli.ok("init")

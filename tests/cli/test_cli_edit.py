@@ -14,6 +14,7 @@ from cli_helpers import (
     governor_card,
     guardian,
     iso,
+    on_both,
     one_error_line,
     school,
     when,
@@ -24,6 +25,7 @@ from sourcetruth.adapters.sources.vcard import parse_vcards
 
 
 class TestAddressBook:
+    @on_both
     def test_add_edit_remove(self, book: Cli) -> None:
         """An address-book contact is added, edited, removed (departed) and saved back."""
         ran = book.ok(
@@ -305,6 +307,7 @@ class TestAddressBook:
 
 
 class TestOverride:
+    @on_both
     def test_until(self, book: Cli) -> None:
         """override set --until: the value shows until then, and the source's value after."""
         ran = book.ok(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from cli_helpers import Cli, governor_card, one_error_line, when
+from cli_helpers import Cli, governor_card, on_both, one_error_line, when
 
 
 class TestGroups:
+    @on_both
     def test_scenario_6_a_group_across_homes(self, book: Cli) -> None:
         """Scenario 6: a group of a staff, a parent and an external governor reaches all three."""
         cards = book.exports / "governors.vcf"
@@ -175,6 +176,7 @@ class TestTwoFeeds:
         assert book.show("import:C1", when(24, 15))["home"] == "import:C1"
         assert len(book.ok("report", "two-feeds", "--json").json()) == 1
 
+    @on_both
     def test_mistakes(self, book: Cli) -> None:
         """Linking two records of one source, or unlinking one never linked, is refused."""
         assert "one source cannot hold one person twice" in one_error_line(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from cli_helpers import USER, Cli, guardian, iso, one_error_line, school, when
+from cli_helpers import USER, Cli, guardian, iso, on_both, one_error_line, school, when
 
 
 class TestLooking:
+    @on_both
     def test_contacts(self, book: Cli) -> None:
         """contacts lists everyone; --search finds id, name, number in any format, email; --role."""
         out = book.ok("contacts", "--at", when(24, 9)).out
@@ -75,6 +76,7 @@ class TestLooking:
             "DEPARTED Wed 25 Nov 2026 02:00" in book.ok("show", "mis:G6", "--at", when(25, 9)).out
         )
 
+    @on_both
     def test_show_and_explain_travel_in_time(self, book: Cli) -> None:
         """show and explain at a past time give that time's value and name the later change."""
         changed = school(G1=guardian("G1", "Gita", "Okafor", "900901", "P1"))

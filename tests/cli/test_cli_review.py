@@ -12,6 +12,7 @@ from cli_helpers import (
     files_of,
     guardian,
     iso,
+    on_both,
     one_error_line,
     outbox_files,
     person,
@@ -23,6 +24,7 @@ from sourcetruth import Role
 
 
 class TestReports:
+    @on_both
     def test_before_next_sync(self, book: Cli) -> None:
         """report before-next-sync lists the edits the next sync ends, and when it runs."""
         book.ok("override", "set", "mis:G2", "given_name", "Hughie", "--at", when(24, 9))
@@ -98,6 +100,7 @@ class TestReports:
 
 
 class TestExport:
+    @on_both
     def test_csv(self, book: Cli) -> None:
         """export writes CSV with formulas neutralised; departed contacts only with --departed."""
         book.ok(

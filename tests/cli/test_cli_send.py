@@ -20,6 +20,7 @@ from cli_helpers import (
     guardian,
     iso,
     moment,
+    on_both,
     one_error_line,
     outbox_files,
     school,
@@ -121,6 +122,7 @@ class TestSend:
         assert "new --id" in one_error_line(ran)
         assert files_of(book.folder) == before
 
+    @on_both
     def test_scenarios_1_and_2_why_that_number(self, book: Cli) -> None:
         """A mobile changed at the MIS on Tuesday 12:30 shows after Wednesday's 02:00 sync."""
         changed = school(

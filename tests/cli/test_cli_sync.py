@@ -16,6 +16,7 @@ from cli_helpers import (
     guardian,
     iso,
     moment,
+    on_both,
     one_error_line,
     school,
     when,
@@ -117,6 +118,7 @@ class TestSync:
         assert change["after_provenance"]["read_at"] == iso(25, 1)
         assert len(book.journal()) == 1
 
+    @on_both
     def test_a_truncated_export_is_held_then_confirmed_as_printed(self, book: Cli) -> None:
         """A truncated export is held (exit 4, nobody departs); the printed command applies it."""
         gone = tuple(TRUNCATED)

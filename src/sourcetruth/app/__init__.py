@@ -2,6 +2,8 @@
 
 - :mod:`~sourcetruth.app.bookfolder`: a book folder (policy, store, keys, the
   delivery log, audit records, the outbox), what the command works on;
+- :mod:`~sourcetruth.app.databasebook`: a book kept whole in a PostgreSQL
+  database, what ``--book postgresql://...`` works on;
 - :mod:`~sourcetruth.app.settings`: ``policy.toml``, read and checked;
 - :mod:`~sourcetruth.app.sending`: the sending loop, with retries and a
   delivery log that survives a crash;

@@ -47,7 +47,7 @@ class SendingFolder(Protocol):
 
     def audit(self, message_id: str) -> AuditRecord: ...
 
-    def save_audit(self, record: AuditRecord) -> Path: ...
+    def save_audit(self, record: AuditRecord) -> Path | str: ...
 
     def transports(self, channels: Iterable[Channel]) -> Mapping[Channel, Transport]: ...
 
@@ -69,10 +69,14 @@ class PlannedSend:
 
 @attrs.frozen
 class SentMessage:
-    """What :func:`send_planned` did: the audit record, and the file that keeps it."""
+    """What :func:`send_planned` did: the audit record, and where it is kept.
+
+    ``audit_file`` is the record's file; for a book kept in a database, a
+    description of where (the book, and the message id).
+    """
 
     record: AuditRecord
-    audit_file: Path
+    audit_file: Path | str
 
 
 def plan_send(

@@ -6,7 +6,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sourcetruth.adapters.stores.postgres import is_book_url
+from sourcetruth.app._bookbase import BookBase
 from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
+from sourcetruth.app.databasebook import DatabaseBook
 from sourcetruth.app.settings import STARTER, Settings, check_adapters, parse_settings
 from sourcetruth.changes import RefreshView
 from sourcetruth.cli._context import Context, after_change, apply
@@ -28,7 +31,7 @@ def register(commands: Subcommands) -> None:
         "--store",
         choices=("sqlite", "json"),
         default="sqlite",
-        help="how the book is kept: sqlite (default; any size) or json (small books)",
+        help="how a book folder keeps its book: sqlite (default; any size) or json (small books)",
     )
 
     add_command(commands, "policy", _policy, "show the book's policy")
@@ -44,7 +47,9 @@ def register(commands: Subcommands) -> None:
 
 
 def _init(ctx: Context) -> int:
-    folder = Path(ctx.args.book)
+    where: str = ctx.args.book
+    in_database = is_book_url(where)
+    folder = None if in_database else Path(where)
     settings = _starting_settings(ctx, folder)
     named = ctx.environ.get(KEY_FILE_VARIABLE)
     if named and not Path(named).parent.is_dir():
@@ -53,13 +58,27 @@ def _init(ctx: Context) -> int:
             f"({KEY_FILE_VARIABLE} names {named}): make the folder, or name a file elsewhere"
         )
         raise UsageError(msg)
-    book = BookFolder.create(folder, settings=settings, store=ctx.args.store, environ=ctx.environ)
-    ctx.say(f"Created a book in {book.path} ({ctx.args.store}).")
-    ctx.say(f"Its policy is {book.path / 'policy.toml'}; 'sourcetruth policy' shows it.")
-    if book.reused_key:
-        ctx.say(
-            f"It uses the existing suppression key at {named or book.path / 'suppression.key'}."
+    book: BookBase[Any]
+    if folder is None:
+        if ctx.args.store != "sqlite":
+            msg = "--store: a book in a database is kept in the database, not in a file"
+            raise UsageError(msg)
+        book = DatabaseBook.create(
+            where, settings=settings, environ=ctx.environ, password_env=ctx.password_env
         )
+        ctx.say(f"Created a book in {book.where} (PostgreSQL).")
+        ctx.say("Its policy is kept in the database; 'sourcetruth policy' shows it.")
+        key_place = named
+    else:
+        book = BookFolder.create(
+            folder, settings=settings, store=ctx.args.store, environ=ctx.environ
+        )
+        ctx.say(f"Created a book in {book.where} ({ctx.args.store}).")
+        ctx.say(f"Its policy is {folder / 'policy.toml'}; 'sourcetruth policy' shows it.")
+        key_place = named or str(folder / "suppression.key")
+    ctx.adopt(book)
+    if book.reused_key:
+        ctx.say(f"It uses the existing suppression key at {key_place}.")
     for key in book.settings.plaintext_secrets:
         ctx.note(
             f"notice: {key} holds a secret in the file; name an environment variable with "
@@ -74,7 +93,7 @@ def _init(ctx: Context) -> int:
     return OK
 
 
-def _starting_settings(ctx: Context, folder: Path) -> str:
+def _starting_settings(ctx: Context, folder: Path | None) -> str:
     """The text of the new book's policy.toml: ``--policy``'s file, checked, or the starter."""
     if not ctx.args.policy:
         return STARTER

@@ -10,9 +10,12 @@ import argparse
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Final, TextIO, TypeVar
+from typing import Any, Final, TextIO, TypeVar
 
+from sourcetruth.adapters.stores.postgres import is_book_url
+from sourcetruth.app._bookbase import BookBase
 from sourcetruth.app.bookfolder import BookFolder
+from sourcetruth.app.databasebook import DatabaseBook
 from sourcetruth.cli._errors import OK
 from sourcetruth.cli._progress import Progress
 from sourcetruth.cli._render import Renderer, as_json, printable
@@ -54,16 +57,32 @@ class Context:
         self.out = out
         self.err = err
         self.environ = environ
-        self._book: BookFolder | None = None
+        self._book: BookBase[Any] | None = None
         #: The time the command runs at: one reading of the clock for all of it.
         self.now = _now()
         self._at: datetime | None = None
 
     @property
-    def book(self) -> BookFolder:
+    def book(self) -> BookBase[Any]:
+        """The book ``--book`` names: a folder, or a ``postgresql://`` URL."""
         if self._book is None:
-            self._book = BookFolder.open(self.args.book, environ=self.environ)
+            where: str = self.args.book
+            self._book = (
+                DatabaseBook.open(where, environ=self.environ, password_env=self.password_env)
+                if is_book_url(where)
+                else BookFolder.open(where, environ=self.environ)
+            )
         return self._book
+
+    @property
+    def password_env(self) -> str | None:
+        """``--password-env``: the variable that holds a database book's password."""
+        named: str | None = getattr(self.args, "password_env", None)
+        return named
+
+    def adopt(self, book: BookBase[Any]) -> None:
+        """Use *book*, just made, as the command's book: it is closed with the command."""
+        self._book = book
 
     def viewed(self) -> Book:
         """The book, for a command that reads its present from the current view.

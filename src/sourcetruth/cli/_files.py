@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE
+from sourcetruth.app.bookfolder import KEY_FILE_VARIABLE, BookFolder
 from sourcetruth.cli._context import Context
 from sourcetruth.exceptions import UsageError
 
@@ -84,8 +84,13 @@ def output_path(ctx: Context, text: str) -> Path:
 
 def _is_the_books(ctx: Context, path: Path) -> bool:
     """Whether *path* is one of the book folder's files, or in one of its folders."""
-    folder = ctx.book.path.resolve()
     target = path.resolve()
+    if not isinstance(ctx.book, BookFolder):  # a book in a database: its key file, its mappings
+        named = ctx.environ.get(KEY_FILE_VARIABLE)
+        files = [Path(named)] if named else []
+        files += [how.mapping for how in ctx.book.settings.sources.values() if how.mapping]
+        return any(target == f.resolve() or _same_file(target, f) for f in files)
+    folder = ctx.book.path.resolve()
     own = [folder / name for name in _OWN_FILES]
     own.append(Path(ctx.environ.get(KEY_FILE_VARIABLE) or folder / "suppression.key").resolve())
     own += [how.mapping.resolve() for how in ctx.book.settings.sources.values() if how.mapping]

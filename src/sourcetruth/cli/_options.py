@@ -36,7 +36,14 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 #: What a command does, given its context; it returns the exit status.
 Run: TypeAlias = "Callable[[Context], int]"
 
-_BOOK = "the book folder (default: $SOURCETRUTH_BOOK, else the current folder)"
+_BOOK = (
+    "the book: its folder, or postgresql://HOST/DATABASE?book=SCHOOL (default: "
+    "$SOURCETRUTH_BOOK, else the current folder)"
+)
+_PASSWORD_ENV = (
+    "for a book in PostgreSQL: the environment variable holding the password "
+    "(default: PGPASSWORD, else ~/.pgpass)"
+)
 _BY = "who is making changes, for the record (default: $SOURCETRUTH_USER or your login)"
 _DEBUG = "show tracebacks"
 #: What a contact argument is, for its help.
@@ -102,7 +109,7 @@ def version() -> str:
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
-    """``--book``, ``--by`` and ``--debug``: before the command, or after it.
+    """``--book``, ``--by``, ``--password-env`` and ``--debug``: before the command, or after it.
 
     Given after the command (``sourcetruth sync mis x --book b``), they win over
     the ones before it: there they have no default, so they are set only if given.
@@ -110,6 +117,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool =
     unset: Any = argparse.SUPPRESS if after_command else None
     parser.add_argument("--book", default=unset, help=_BOOK)
     parser.add_argument("--by", default=unset, help=_BY)
+    parser.add_argument("--password-env", default=unset, metavar="NAME", help=_PASSWORD_ENV)
     debug: Any = argparse.SUPPRESS if after_command else False
     parser.add_argument("--debug", action="store_true", default=debug, help=_DEBUG)
 

@@ -233,18 +233,7 @@ _AUDITS_LOOKED_AT: Final = 10_000
 
 def _sent_ids(ctx: Context) -> list[str]:
     """The ids of the messages sent from the book whose audit file is named by the id itself."""
-    ids: list[str] = []
-    try:
-        with os.scandir(ctx.book.path / "audit") as entries:
-            for entry in entries:
-                if len(ids) >= _AUDITS_LOOKED_AT:
-                    break
-                stem, suffix = os.path.splitext(entry.name)
-                if suffix == ".json" and "~" not in stem:  # '~': a hashed id, not the id
-                    ids.append(stem)
-    except OSError:
-        return []
-    return ids
+    return ctx.book.sent_ids(_AUDITS_LOOKED_AT)
 
 
 def _answers(ctx: Context, record: AuditRecord) -> list[Why]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -112,7 +111,7 @@ def _confirm_command(
     if report.held is None:
         return None
     args = ctx.args
-    words = ["sourcetruth", "--book", os.fspath(ctx.book.path), "sync", source]
+    words = ["sourcetruth", "--book", ctx.book.where, "sync", source]
     if args.path is not None:
         words.append(args.path)
     if args.adapter:

@@ -140,6 +140,24 @@ CREATE TABLE current_links (
 );
 CREATE INDEX current_links_by_pupil ON current_links (book, source, pupil);
 CREATE INDEX current_links_by_contact ON current_links (book, contact_id);
+CREATE TABLE book_settings (
+    name {_T} NOT NULL, value TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, name)
+);
+CREATE TABLE deliveries (
+    n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key {_T} NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '',
+    {_BOOK}
+);
+CREATE INDEX deliveries_by_key ON deliveries (book, key);
+CREATE TABLE audits (
+    message_id {_T} NOT NULL, data TEXT NOT NULL, {_BOOK}, PRIMARY KEY (book, message_id)
+);
+CREATE TABLE outbox (
+    channel {_T} NOT NULL, key {_T} NOT NULL, data TEXT NOT NULL, {_BOOK},
+    PRIMARY KEY (book, channel, key)
+);
 """
 
 #: The tables that hold a book's rows, each under the one policy.
