@@ -346,9 +346,10 @@ class PostgresStore(RowStore):
             raise UsageError(msg)
 
     def _prepare(self) -> None:
-        """Make or upgrade the schema if needed, and give a new book its seq row.
+        """Make or upgrade the schema if needed: a database of this schema is opened with no write.
 
-        A database of this schema with the book in it is opened with no write.
+        A book has no row until its first commit, so opening a mistyped book
+        id leaves nothing behind.
         """
         version = self._schema_version()
         if version != SCHEMA_VERSION:
@@ -369,10 +370,6 @@ class PostgresStore(RowStore):
                         )
                     self._db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                     self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
-        if self._db.execute("SELECT 1 FROM meta WHERE name='seq'").fetchone() is None:
-            self._db.execute(
-                "INSERT INTO meta (name, value) VALUES ('seq', '0') ON CONFLICT DO NOTHING"
-            )
 
     def _schema_version(self) -> int | None:
         """The schema's version, refusing a newer one; None for a database without it."""
@@ -413,7 +410,11 @@ class PostgresStore(RowStore):
 
     def _stored_seq(self) -> int:
         # The row lock holds off every other writer of this book until the commit ends;
-        # a writer that waited for it then reads the seq the winner left.
+        # a writer that waited for it then reads the seq the winner left. A new book's
+        # row is made first: two first commits meet at its key, and the second waits.
+        self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('seq', '0') ON CONFLICT DO NOTHING"
+        )
         rows = self._db.execute(
             "SELECT name, value FROM meta WHERE name IN ('seq', 'forget_pending') FOR UPDATE"
         ).fetchall()
