@@ -267,7 +267,8 @@ class Plan:
 def delivery_key(message_id: str, channel: Channel, address: str) -> str:
     """The idempotency key of a delivery: stable, and naming no personal value."""
     text = "\x00".join((message_id, channel.value, address))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    # surrogatepass: an id from a command line that was not UTF-8 keeps its lone surrogates.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _keys(message_id: str, channel: Channel) -> Callable[[str], str]:
@@ -275,7 +276,7 @@ def _keys(message_id: str, channel: Channel) -> Callable[[str], str]:
 
     The hash of what every key shares is taken once and copied per address.
     """
-    shared = hashlib.sha256(f"{message_id}\x00{channel.value}\x00".encode())
+    shared = hashlib.sha256(f"{message_id}\x00{channel.value}\x00".encode("utf-8", "surrogatepass"))
     copy = shared.copy
 
     def key(address: str) -> str:

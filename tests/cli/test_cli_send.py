@@ -113,6 +113,15 @@ class TestSend:
         assert outbox_files(book) == sent
         assert (book.folder / "deliveries.jsonl").read_text(encoding="utf-8") == log
 
+    def test_an_id_that_is_not_text_is_sent_once(self, book: Cli) -> None:
+        """An id from a command line that was not UTF-8 is sent once, and again is not resent."""
+        odd = "trip-\udcff"
+        args = ("send", "--year", "9", "--guardians", "--channel", "sms", "--id", odd)
+        book.ok(*args, "--body", "Trip", "--deliver", "--at", when(24, 9))
+        again = book.ok(*args, "--body", "Trip", "--deliver")
+        assert "3 accepted (3 of them before this run, not sent again), 0 not" in again.out
+        assert len(outbox_files(book)) == 3
+
     def test_the_same_id_with_other_text_is_refused(self, book: Cli) -> None:
         """A sent id with other text is refused, asking for a new --id; no file changes."""
         args = ("send", "mis:G1", "--id", "m1", "--at", when(24, 9))
