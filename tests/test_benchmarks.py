@@ -109,3 +109,29 @@ class TestPhonesBenchmark:
         lines = done.stdout.splitlines()
         assert [line.split()[0] for line in lines] == ["drama", "mobiles"]
         assert all("ratio" in line for line in lines)
+
+
+class TestProviderNight:
+    """benchmarks/provider_night.py runs a night of schools three ways with equal results."""
+
+    def test_a_tiny_night_runs_every_way(self, postgres_server: Any, tmp_path: Path) -> None:
+        """Both nights ran every way (their results compared by the script) and were profiled."""
+        out = tmp_path / "night.json"
+        url = postgres_server.new_database("bench_night")
+        done = script(
+            "provider_night.py", "--url", url, "--schools", "2", "--contacts", "60",
+            "--workers", "1", "--json", str(out),
+        )  # fmt: skip
+        found = json.loads(out.read_text(encoding="utf-8"))
+        assert set(found["nights"]) == {"1", "2"}
+        for rows in found["nights"].values():
+            assert set(rows) == {"postgres-cluster", "sqlite-cluster", "sqlite-local"}
+            assert {tuple(row["statuses"]) for row in rows.values()} == {("applied",)}
+            assert all(row["median_school_s"] > 0 for row in rows.values())
+        postgres, sqlite = found["profile"]["postgres"], found["profile"]["sqlite"]
+        # One row logic: the same statements and reads on either store.
+        assert [(r["statements"], r["reads"]) for r in postgres] == [
+            (r["statements"], r["reads"]) for r in sqlite
+        ]
+        assert postgres[0]["statements"] > 60
+        assert "| 1 | postgres-cluster |" in done.stdout

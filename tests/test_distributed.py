@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +36,15 @@ from sourcetruth import (
 from sourcetruth.adapters import registry
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.stores.sqlite import SqliteStore
-from sourcetruth.app.distributed import FAILED, SNAPSHOT, SchoolJob, SchoolResult, nightly, run_many
+from sourcetruth.app.distributed import (
+    FAILED,
+    POSTGRES,
+    SNAPSHOT,
+    SchoolJob,
+    SchoolResult,
+    nightly,
+    run_many,
+)
 
 POLICY = Policy(sources=(Source("mis", SourceKind.MIS),))
 SCHOOLS = 6
@@ -293,6 +304,141 @@ class TestJobs:
         with pytest.raises(UsageError, match="one job per book"):
             run_many([one, SchoolJob("a", tmp_path / "c.sqlite", tmp_path / "e", POLICY, at)])
         assert not (tmp_path / "b.sqlite").exists()
+
+
+class TestPostgresBooks:
+    """A job naming a PostgreSQL book by URL: checked when it is made, never holding a password."""
+
+    URL = "postgresql://nightly@db.example.org/schools?book=school-7"
+
+    @pytest.mark.parametrize(
+        "store",
+        [
+            "postgresql://nightly:Sw0rdfish@db.example.org/schools?book=school-7",
+            "postgres://nightly:Sw0rdfish@db.example.org/schools#school-7",
+            "postgresql://db.example.org/schools?password=Sw0rdfish&book=school-7",
+            "postgresql://db.example.org/schools?PASSWORD=Sw0rdfish#school-7",
+        ],
+    )
+    def test_a_url_holding_a_password_is_refused_unsaid(self, store: str) -> None:
+        """The password would travel in the job and its logs: refused, and not repeated."""
+        with pytest.raises(UsageError, match="holds a password") as raised:
+            SchoolJob("school-7", store, b"{}", POLICY, london(23, 2), adapter=SNAPSHOT)
+        assert "Sw0rdfish" not in str(raised.value)
+        assert str(raised.value).startswith("school-7: ")
+
+    def test_a_connection_string_holding_a_password_is_refused(self) -> None:
+        """libpq's key=value form with store_kind=POSTGRES is checked the same way."""
+        store = "host=db.example.org dbname=schools password = Sw0rdfish#school-7"
+        with pytest.raises(UsageError, match="holds a password") as raised:
+            SchoolJob("s", store, b"{}", POLICY, london(23, 2), store_kind=POSTGRES)
+        assert "Sw0rdfish" not in str(raised.value)
+
+    def test_a_url_naming_no_book_is_refused(self) -> None:
+        """Every school's book is in one database: a URL must say which one is this school's."""
+        with pytest.raises(UsageError, match="names its school"):
+            SchoolJob("s", "postgresql://db.example.org/schools", b"", POLICY, london(23, 2))
+
+    def test_password_env_names_a_variable_of_a_postgres_book(self, tmp_path: Path) -> None:
+        """password_env takes a variable's name, not a value, and only for a PostgreSQL book."""
+        at = london(23, 2)
+        with pytest.raises(UsageError, match="not a value") as raised:
+            SchoolJob("s", self.URL, b"", POLICY, at, password_env="Sw0rd fish!")
+        assert "Sw0rd" not in str(raised.value)
+        with pytest.raises(UsageError, match="for a PostgreSQL book"):
+            SchoolJob("s", tmp_path / "b.sqlite", b"", POLICY, at, password_env="DB_PASSWORD")
+
+    def test_a_job_carrying_its_export_is_small_and_says_no_more_than_its_size(self) -> None:
+        """A URL job is a postgres job; its repr shows the export's length, not its contents."""
+        export = dumps(snapshot(7, 1, london(23, 2))).encode()
+        job = SchoolJob(
+            "school-7",
+            self.URL,
+            export,
+            POLICY,
+            london(23, 2),
+            adapter=SNAPSHOT,
+            password_env="SCHOOLS_DB_PASSWORD",
+        )
+        assert job.store_kind == POSTGRES
+        assert job.export == export
+        assert pickle.loads(pickle.dumps(job)) == job
+        assert len(pickle.dumps(job)) < len(export) + 2048
+        text = repr(job)
+        assert f"export=<{len(export)} bytes>" in text
+        assert "07700" not in text
+        assert "Family7" not in text
+        assert "password_env='SCHOOLS_DB_PASSWORD'" in text
+
+    def test_two_jobs_on_one_book_of_a_database_are_refused(self) -> None:
+        """A book named with ?book= and with a fragment is one book: run_many refuses both jobs."""
+        at = london(23, 2)
+        one = SchoolJob("a", self.URL, b"", POLICY, at, adapter=SNAPSHOT)
+        other = SchoolJob("b", self.URL.replace("?book=", "#"), b"", POLICY, at, adapter=SNAPSHOT)
+        with pytest.raises(UsageError, match="one job per book"):
+            run_many([one, other])
+
+
+def zipped(folder: Path) -> bytes:
+    """The files of *folder* as the bytes of a zip file."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for file in sorted(folder.iterdir()):
+            archive.write(file, file.name)
+    return data.getvalue()
+
+
+class TestCarriedExports:
+    """An export carried in the job as bytes: read where the job runs, leaving no file behind."""
+
+    def test_a_carried_bundle_reads_as_its_folder_does(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A zipped OneRoster bundle's bytes give the same result and book as its folder."""
+        at = london(23, 2)
+        write_bundle(snapshot(1, 1, at), tmp_path / "bundle")
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        carried = nightly(
+            SchoolJob("s", tmp_path / "a.sqlite", zipped(tmp_path / "bundle"), POLICY, at)
+        )
+        from_folder = nightly(
+            SchoolJob("s", tmp_path / "b.sqlite", tmp_path / "bundle", POLICY, at)
+        )
+        assert (carried.status, carried.created) == ("applied", 12)
+        assert carried == from_folder
+        assert book_bytes(tmp_path / "a.sqlite") == book_bytes(tmp_path / "b.sqlite")
+        assert list(scratch.iterdir()) == []  # the school's data is not left on the worker's disk
+
+    def test_an_unreadable_carried_export_names_its_file_only(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The error names export.zip, not the temporary folder, so every run reports the same."""
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        job = SchoolJob("s", tmp_path / "b.sqlite", b"PK\x03\x04 cut short", POLICY, london(23, 2))
+        result = nightly(job)
+        assert result.error == (
+            "s: AdapterError: cannot read the OneRoster bundle at 'export.zip': "
+            "not a readable zip file"
+        )
+        assert list(scratch.iterdir()) == []
+
+    def test_a_carried_snapshot_needs_no_file(self, tmp_path: Path) -> None:
+        """A serialised snapshot's bytes are read as they are, as its file would be."""
+        at = london(23, 2)
+        text = dumps(snapshot(2, 1, at))
+        (tmp_path / "s.json").write_text(text, encoding="utf-8")
+        carried = nightly(
+            SchoolJob("s", tmp_path / "a.sqlite", text.encode(), POLICY, at, adapter=SNAPSHOT)
+        )
+        from_file = nightly(
+            SchoolJob("s", tmp_path / "b.sqlite", tmp_path / "s.json", POLICY, at, adapter=SNAPSHOT)
+        )
+        assert (carried.status, carried.created) == ("applied", 12)
+        assert carried == from_file
 
 
 class TestOneByOne:

@@ -9,6 +9,7 @@ out what the server held in memory.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +118,25 @@ class TestOpening:
             db.execute("UPDATE sourcetruth.schema_version SET version = version + 1")
         with pytest.raises(Exception, match="newer sourcetruth"):
             PostgresStore(database_url, "a")
+
+    def test_many_stores_opening_a_new_database_at_once_make_one_schema(
+        self, database_url: str
+    ) -> None:
+        """Workers opening their first books together: one makes the schema, the rest use it."""
+        failures: list[str] = []
+
+        def open_book(n: int) -> None:
+            try:
+                PostgresStore(database_url, f"school-{n}").close()
+            except Exception as error:  # every failure is the finding
+                failures.append(type(error).__name__)
+
+        threads = [threading.Thread(target=open_book, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
 
 
 def _two_schools(url: str, policy: Policy) -> tuple[PostgresStore, PostgresStore, str]:

@@ -353,23 +353,34 @@ class PostgresStore(RowStore):
         """
         version = self._schema_version()
         if version != SCHEMA_VERSION:
-            with self._db.transaction():
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                version = self._schema_version()  # another store may have made it meanwhile
-                if version is None:
-                    self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                    for statement in _TABLES.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    for table in TABLES:
-                        self._db.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-                        self._db.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-                        self._db.execute(
-                            f"CREATE POLICY one_book ON {table} USING ({_POLICY}) "
-                            f"WITH CHECK ({_POLICY})"
-                        )
-                    self._db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-                    self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+            # The lock is taken before the transaction begins: a transaction
+            # that waited for it inside would look the schema up in catalog
+            # caches of its start, not see the one another store made
+            # meanwhile, and make it again (DuplicateTable).
+            self._db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+            try:
+                self._make_schema()
+            finally:
+                self._db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+    def _make_schema(self) -> None:
+        """Make the schema unless another store made it meanwhile (under the schema's lock)."""
+        with self._db.transaction():
+            version = self._schema_version()  # another store may have made it meanwhile
+            if version is None:
+                self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                for statement in _TABLES.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                for table in TABLES:
+                    self._db.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+                    self._db.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+                    self._db.execute(
+                        f"CREATE POLICY one_book ON {table} USING ({_POLICY}) "
+                        f"WITH CHECK ({_POLICY})"
+                    )
+                self._db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
 
     def _schema_version(self) -> int | None:
         """The schema's version, refusing a newer one; None for a database without it."""
