@@ -9,8 +9,8 @@ import pytest
 
 import budget
 from school import mis_policy
-from stores import Place, StoredMerge, kinds, place_for, routed
 from sourcetruth import Policy
+from stores import Place, StoredMerge, kinds, place_for, routed
 
 # pytester runs small test sessions inside a test: how the conformance kit's
 # own tests check that it fails broken adapters.

@@ -60,17 +60,17 @@ def database_bytes(server: PostgresServer, url: str, *, schema: str | None = Non
         admin.execute("CHECKPOINT")
         oid = admin.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
         folder = server.data_directory / "base" / str(oid.fetchone()[0])  # type: ignore[index]
-        nodes = {
-            str(node)
-            for (node,) in admin.execute(
-                "SELECT pg_relation_filenode(c.oid) FROM pg_class c "
-                "WHERE c.relnamespace = %s::regnamespace OR c.oid IN ("
-                "  SELECT reltoastrelid FROM pg_class WHERE relnamespace = %s::regnamespace"
-                "  UNION SELECT indexrelid FROM pg_index WHERE indrelid IN ("
-                "    SELECT reltoastrelid FROM pg_class WHERE relnamespace = %s::regnamespace))",
+        nodes = set()
+        if schema:
+            # The schema's relations, their TOAST tables, and the indexes of those.
+            toast = "SELECT reltoastrelid FROM pg_class WHERE relnamespace = %s::regnamespace"
+            found = admin.execute(
+                "SELECT pg_relation_filenode(oid) FROM pg_class "
+                f"WHERE relnamespace = %s::regnamespace OR oid IN ({toast}) "
+                f"OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ({toast}))",
                 (schema, schema, schema),
             )
-        } if schema else set()
+            nodes = {str(node) for (node,) in found}
     files = sorted(p for p in folder.iterdir() if p.is_file())
     if schema:
         files = [p for p in files if p.name.partition("_")[0].partition(".")[0] in nodes]
@@ -142,7 +142,8 @@ class Place:
                 return db.execute(sql, args).fetchall()
             finally:
                 db.close()
-        assert self.kind == "postgres" and self.url is not None
+        assert self.kind == "postgres"
+        assert self.url is not None
         import psycopg
 
         from sourcetruth.adapters.stores.postgres import BOOK_SETTING, SCHEMA
@@ -208,8 +209,10 @@ class StoredMerge:
                 raise AssertionError(msg)
             steps: tuple[tuple[Change, Policy, datetime, str], ...] = ()
             line = self._open_line(steps)
-        elif known.line is not None and known.line.version == known.version and (
-            id(known.line) in self._lines
+        elif (
+            known.line is not None
+            and known.line.version == known.version
+            and (id(known.line) in self._lines)
         ):
             line = known.line
             steps = line.steps  # past merges that applied nothing: the same book
