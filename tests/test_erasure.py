@@ -1,8 +1,11 @@
-"""Erasure with suppression (rule 13): gone from the book, journal and file, and kept out."""
+"""Erasure with suppression (rule 13): gone from the book, journal and file, and kept out.
+
+Every store's files (PostgreSQL's: its database's files on the server's disk)
+are searched for the erased person's values; the rule's own checks run in
+memory and through each database store (``store_kind``).
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import attrs
 import pytest
@@ -20,11 +23,9 @@ from sourcetruth import (
     UsageError,
     contact_at,
     dumps,
-    merge,
 )
 from sourcetruth.adapters.stores.base import apply
-from sourcetruth.adapters.stores.jsonstore import JsonStore
-from sourcetruth.adapters.stores.sqlite import SqliteStore
+from stores import Place, kinds, merge
 from test_merge import TestErase
 
 POLICY = attrs.evolve(mis_policy(), suppression_key="a secret kept outside the store")
@@ -36,6 +37,10 @@ def erased_monday() -> Book:
     return merge(book, Erase("mis:G9"), policy=POLICY, at=london(23, 12), by="dpo").book
 
 
+@pytest.mark.parametrize(
+    "store_kind", kinds("memory", "sqlite", "postgres"), indirect=True, scope="module"
+)
+@pytest.mark.usefixtures("merges_through_store")
 class TestSuppression:
     """An erased person does not come back with the next sync."""
 
@@ -97,39 +102,34 @@ def history(store) -> None:
     apply(store, edit, policy=POLICY, at=london(24, 10), by="office")
 
 
-STORES = {
-    "sqlite": lambda folder: SqliteStore(folder / "book.sqlite"),
-    "json": lambda folder: JsonStore(folder / "book.json"),
-}
+STORE_KINDS = kinds("sqlite", "json", "postgres")
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
+@pytest.mark.parametrize("store_kind", STORE_KINDS, indirect=True, scope="module")
 class TestStoreErasure:
     """No contact value of an erased person can be found anywhere in the store's files."""
 
-    def files(self, folder: Path) -> bytes:
-        return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
-
-    def test_the_values_are_there_before(self, kind: str, tmp_path: Path) -> None:
+    def test_the_values_are_there_before(self, test_place: Place) -> None:
         """The fixture really puts the person's values into the file (so the check can fail)."""
-        store = STORES[kind](tmp_path)
+        store = test_place.open("book")
         history(store)
         store.close()
-        data = self.files(tmp_path)
+        data = test_place.raw_bytes()
         assert [v for v in TestErase.SECRETS if v.encode() in data] != []
         assert b"7700 900141" in data
+        assert b"G9" in test_place.store_bytes()
 
-    def test_no_value_remains_after_erasure(self, kind: str, tmp_path: Path) -> None:
+    def test_no_value_remains_after_erasure(self, test_place: Place) -> None:
         """After Erase the bytes of every file of the store hold none of the person's values."""
-        store = STORES[kind](tmp_path)
+        store = test_place.open("book")
         history(store)
         result = apply(store, Erase("mis:G9"), policy=POLICY, at=london(24, 12), by="dpo")
         assert result.report.erased == ("mis:G9",)
         store.close()
-        data = self.files(tmp_path)
+        data = test_place.raw_bytes()
         assert [v for v in TestErase.SECRETS if v.encode() in data] == []
-        assert b"G9" not in data  # not even the key, in the journal or anywhere
-        reopened = STORES[kind](tmp_path)
+        assert b"G9" not in test_place.store_bytes()  # not even the key, in the journal or anywhere
+        reopened = test_place.open("book")
         book = reopened.load()
         assert "mis:G9" not in book.contacts
         assert len(reopened.journal()) == 7
@@ -137,9 +137,9 @@ class TestStoreErasure:
             contact_at(book, "mis:G9", policy=POLICY, at=london(24, 13))
         reopened.close()
 
-    def test_the_next_sync_keeps_them_out_of_the_store(self, kind: str, tmp_path: Path) -> None:
+    def test_the_next_sync_keeps_them_out_of_the_store(self, test_place: Place) -> None:
         """Wednesday's export still has G9: the store's book does not take them back."""
-        store = STORES[kind](tmp_path)
+        store = test_place.open("book")
         history(store)
         apply(store, Erase("mis:G9"), policy=POLICY, at=london(24, 12), by="dpo")
         changed = guardian("G9", "P9", mobile="07700 900121", email="g9@parent.test", given="Gita")
@@ -155,10 +155,10 @@ class TestStoreErasure:
         store.close()
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
-def test_erasing_a_sources_last_record_round_trips(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store_kind", STORE_KINDS, indirect=True, scope="module")
+def test_erasing_a_sources_last_record_round_trips(test_place: Place) -> None:
     """Erasing the only import record leaves no empty source: the store gives the same bytes."""
-    store = STORES[kind](tmp_path)
+    store = test_place.open("book")
     apply(store, MONDAY, policy=POLICY, at=london(23, 2), by="nightly")
     row = guardian("row-1", mobile="07700 900131", given="Ivy")
     apply(store, full(london(23, 8), [row], "import"), policy=POLICY, at=london(23, 8), by="u")

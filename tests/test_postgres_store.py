@@ -17,6 +17,7 @@ import attrs
 import psycopg
 import pytest
 from tests.postgres_server import PostgresServer, url_for_database
+from tests.stores import database_bytes
 
 from sourcetruth import Erase, Policy, dumps
 from sourcetruth.adapters.stores.base import apply
@@ -27,18 +28,6 @@ from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContrac
 
 MONDAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 TUESDAY = MONDAY + timedelta(days=1)
-
-
-def database_bytes(server: PostgresServer, url: str) -> bytes:
-    """Every byte of the files of *url*'s database on the server's disk, after a checkpoint."""
-    if server.data_directory is None:
-        pytest.skip("the server's data directory is not on this machine")
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(url_for_database(server.admin_url, str(name)), autocommit=True) as admin:
-        admin.execute("CHECKPOINT")
-        oid = admin.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
-        folder = server.data_directory / "base" / str(oid.fetchone()[0])  # type: ignore[index]
-    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
 
 
 @pytest.fixture

@@ -71,7 +71,6 @@ from sourcetruth import (
     dumps,
     explain,
     loads,
-    merge,
     next_sync,
     normalise_email,
     normalise_phone,
@@ -80,6 +79,16 @@ from sourcetruth import (
 )
 from sourcetruth.merge import Change
 from sourcetruth.testing import strategies as sts
+from stores import kinds, merge
+
+# Each rule in memory, and with every merge committed to PostgreSQL and the book loaded back
+# (on fewer examples: see fewer_examples_in_a_database in tests/conftest.py).
+pytestmark = [
+    pytest.mark.parametrize(
+        "store_kind", kinds("memory", "postgres"), indirect=True, scope="module"
+    ),
+    pytest.mark.usefixtures("merges_through_store"),
+]
 
 LONDON = sts.LONDON
 NIGHTLY = sts.NIGHTLY

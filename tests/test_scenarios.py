@@ -1,12 +1,15 @@
 """The eight scenarios of DESIGN.md, across the week of Monday 23 November 2026.
 
 The MIS syncs nightly at 02:00 Europe/London; each sync reads the MIS five
-minutes before it applies.
+minutes before it applies. Each runs in memory, and with every merge committed
+to an SQLite and a PostgreSQL store and the book loaded back (``store_kind``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+
+import pytest
 
 from school import LONDON, full, guardian, london, mis_policy, pupil, school
 from sourcetruth import (
@@ -31,10 +34,12 @@ from sourcetruth import (
     Status,
     contact_at,
     explain,
-    merge,
     recipients,
     when_effective,
 )
+from stores import merge
+
+pytestmark = pytest.mark.usefixtures("merges_through_store")
 
 YEAR_9_PARENTS = Rule(year_groups=frozenset({"9"}), guardians_of=True)
 YEAR_8_PARENTS = Rule(year_groups=frozenset({"8"}), guardians_of=True)
