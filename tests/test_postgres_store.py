@@ -254,3 +254,23 @@ class TestErasureForgets:
         apply(store, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
         assert store._db.execute(pending).fetchone()[0] == 0
         assert b"Gita" not in database_bytes(postgres_server, database_url)
+
+    def test_the_planners_statistics_keep_no_personal_value(
+        self, postgres_server: PostgresServer, database_url: str, policy: Policy
+    ) -> None:
+        """ANALYZE samples columns into pg_statistic, which no VACUUM of ours rewrites.
+
+        So the columns that hold people and their ids gather no statistics:
+        after an ANALYZE (as autovacuum runs it at any time) and an erasure,
+        no byte of the database names them.
+        """
+        store = PostgresStore(database_url, "school-a")
+        apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
+        name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(
+            url_for_database(postgres_server.admin_url, str(name)), autocommit=True
+        ) as admin:
+            admin.execute("ANALYZE")
+        apply(store, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
+        found = database_bytes(postgres_server, database_url)
+        assert [v for v in (b"Gita", b"G2001", b"7700900101") if v in found] == []

@@ -120,8 +120,12 @@ class RowStore:
         """The seq of the committed book, read in the transaction, holding off any other writer."""
         raise NotImplementedError
 
-    def _forget(self) -> None:
-        """After an erasure is committed, make the database keep no copy of what it erased."""
+    def _forget(self, erased: bool) -> None:
+        """After an erasure is committed, make the database keep no copy of what it erased.
+
+        *erased* is false when this commit only finishes what an earlier
+        erasure left (see :meth:`_forget_pending`).
+        """
         raise NotImplementedError
 
     def _forget_pending(self) -> bool:
@@ -218,7 +222,7 @@ class RowStore:
                         snapshot.close("stale")
             # While this book's own snapshots have let go of the store.
             if result.report.erased or self._forget_pending():
-                self._forget()
+                self._forget(result.report.erased != ())
 
     def _journal(self, run: Run, count: list[int], after: Book) -> None:
         """Add *run* to the journal: its field changes in rows of their own, a row per contact.

@@ -77,6 +77,8 @@ _log = logging.getLogger(__name__)
 SCHEMA: Final = "sourcetruth"
 #: Bumped whenever the tables change incompatibly (PostgreSQL's own count; SQLite's is 4).
 SCHEMA_VERSION: Final = 1
+#: Seconds a commit waits for a table's lock to finish an earlier erasure's rewrite.
+_RETRY_WAIT: Final = 0.1
 #: The setting that names a connection's book, which every table's policy reads.
 BOOK_SETTING: Final = "sourcetruth.book"
 
@@ -164,6 +166,14 @@ CREATE TABLE outbox (
 TABLES: Final = tuple(re.findall(r"CREATE TABLE (\w+)", _TABLES))
 
 _POLICY: Final = f"book = current_setting('{BOOK_SETTING}')"
+
+#: The columns whose values the planner may sample: none names a person. ANALYZE
+#: copies sample values of every other column into pg_statistic, a catalog no
+#: rewrite of ours reaches, so those gather no statistics (their keys are unique
+#: or few per book, and the planner finds them by index all the same).
+_SAMPLED: Final = frozenset(
+    {"book", "role", "year_group", "registration_group", "departed", "expires", "n", "i"}
+)
 
 #: A lock key of the advisory lock that one store at a time makes or upgrades the schema under.
 _SCHEMA_LOCK: Final = 0x736F7572_63650001
@@ -259,7 +269,7 @@ class PostgresStore(RowStore):
         book: str,
         *,
         password_env: str | None = None,
-        forget_lock_timeout: float = 5.0,
+        forget_lock_timeout: float = 1.0,
         statement_hook: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(statement_hook)
@@ -379,6 +389,16 @@ class PostgresStore(RowStore):
                         f"CREATE POLICY one_book ON {table} USING ({_POLICY}) "
                         f"WITH CHECK ({_POLICY})"
                     )
+                columns = self._db.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+                    (SCHEMA,),
+                ).fetchall()
+                for table, column in columns:
+                    if table in TABLES and column not in _SAMPLED:
+                        self._db.execute(
+                            f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS 0"
+                        )
                 self._db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                 self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
 
@@ -436,14 +456,17 @@ class PostgresStore(RowStore):
     def _forget_pending(self) -> bool:
         return self._pending
 
-    def _forget(self) -> None:
-        self.forget()
+    def _forget(self, erased: bool) -> None:
+        # Finishing an earlier erasure's rewrite waits only a moment: every commit of
+        # the book tries, and a reader that holds a table would add its wait to each.
+        self.forget(lock_timeout=self._lock_timeout if erased else _RETRY_WAIT)
 
-    def forget(self) -> bool:
+    def forget(self, *, lock_timeout: float | None = None) -> bool:
         """Rewrite every table and empty the WAL of what erasures left; whether it all happened.
 
         Each table is rewritten (``VACUUM FULL``: no page keeps a deleted
-        row), waiting at most ``forget_lock_timeout`` for its lock; then the
+        row), waiting at most *lock_timeout* seconds (``forget_lock_timeout``
+        by default) for its lock; then the
         server switches to a new WAL segment and checkpoints, so that (with
         ``wal_recycle=off``) the segments that held the erased rows are
         deleted. What could not be done is logged, and the book remembers it:
@@ -452,7 +475,8 @@ class PostgresStore(RowStore):
         done = True
         db = self._db
         try:
-            db.execute(f"SET lock_timeout = {int(self._lock_timeout * 1000)}")
+            wait = self._lock_timeout if lock_timeout is None else lock_timeout
+            db.execute(f"SET lock_timeout = {max(1, int(wait * 1000))}")
             for table in TABLES:
                 db.execute(f"VACUUM (FULL) {table}")
         except self._psycopg.Error as error:
