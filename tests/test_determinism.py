@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 import sourcetruth
+from sourcetruth.adapters.stores.postgres import book_url, open_book_url
+from sourcetruth.adapters.stores.sqlite import SqliteStore
+from stores import kinds
 
 SCRIPT = textwrap.dedent(
     '''
@@ -30,11 +33,34 @@ SCRIPT = textwrap.dedent(
     from sourcetruth import (
         AddressBookSave, Book, ContactData, Email, GroupDefinition, Phone, Policy,
         Record, Relationship, Role, Rule, Schedule, SetGroup, SetOverride, Snapshot,
-        Source, SourceKind, dumps, merge,
+        Source, SourceKind, dumps,
     )
 
     LONDON = ZoneInfo("Europe/London")
     ORDER = sys.argv[1]
+    # A store to commit each merge to and load the book back from: none (in memory),
+    # a SQLite file's path, or a PostgreSQL book's URL.
+    STORE = sys.argv[2] if len(sys.argv) > 2 else ""
+    if STORE.startswith("postgresql://"):
+        from sourcetruth.adapters.stores.postgres import open_book_url
+        store = open_book_url(STORE)
+    elif STORE:
+        from sourcetruth.adapters.stores.sqlite import SqliteStore
+        store = SqliteStore(STORE)
+    else:
+        store = None
+
+
+    def merge(book, change, *, policy, at, by):
+        """The core's merge; with a store, committed and the book loaded back."""
+        from sourcetruth import merge as merge_in_memory
+        result = merge_in_memory(book, change, policy=policy, at=at, by=by)
+        if store is None:
+            return result
+        from attrs import evolve
+        from sourcetruth.journal import run_of
+        store.commit(book, result, run_of(book, (change,), result.report, at=at, by=by))
+        return evolve(result, book=store.load())
 
 
     def at(day, hour, minute=0):
@@ -126,11 +152,13 @@ SEEDS = ("0", "1", "2", "random")
 ORDERS = ("sorted", "reversed", "rotated", "hashed")
 
 
-def _run(script: Path, seed: str, order: str) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    script: Path, seed: str, order: str, store: str = ""
+) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = seed
     return subprocess.run(
-        [sys.executable, str(script), order], capture_output=True, env=env, check=False
+        [sys.executable, str(script), order, store], capture_output=True, env=env, check=False
     )
 
 
@@ -146,6 +174,54 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tupl
             assert done.returncode == 0, done.stderr.decode(errors="replace")
             out[seed, order] = (done.stdout, done.stderr)
     return out
+
+
+#: The runs made through each store: every order, each under another hash seed.
+STORED_RUNS = tuple(zip(SEEDS, ORDERS, strict=True))
+
+
+@pytest.fixture(scope="module")
+def stored_runs(
+    request: pytest.FixtureRequest,
+    store_kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[tuple[str, str], bytes]:
+    """stdout of the script committing each merge to *store_kind*'s store, per (seed, order)."""
+    folder = tmp_path_factory.mktemp("determinism-stores")
+    script = folder / "build_book.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    database = ""
+    if store_kind == "postgres":
+        database = request.getfixturevalue("postgres_server").new_database("determinism")
+    out = {}
+    for n, (seed, order) in enumerate(STORED_RUNS):
+        # A new store for every run: a book of its own in one database, or a file.
+        store = book_url(database, f"run-{n}") if database else str(folder / f"run-{n}.sqlite")
+        done = _run(script, seed, order, store)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        out[seed, order] = done.stdout
+        # The run really went through the store: its eight merges are journalled there.
+        opened = open_book_url(store) if database else SqliteStore(store)
+        assert len(opened.journal()) == 8
+        opened.close()
+    return out
+
+
+@pytest.mark.parametrize("store_kind", kinds("sqlite", "postgres"), indirect=True, scope="module")
+class TestThroughAStore:
+    """Each merge committed to a store and the book loaded back: the same bytes as in memory."""
+
+    def test_the_same_bytes_as_in_memory_for_every_seed_and_order(
+        self,
+        runs: dict[tuple[str, str], tuple[bytes, bytes]],
+        stored_runs: dict[tuple[str, str], bytes],
+    ) -> None:
+        """Under every hash seed and record order, the stored book and report are memory's."""
+        in_memory = runs["0", "sorted"][0]
+        assert in_memory.count(b"\n") == 2
+        assert {key: out == in_memory for key, out in stored_runs.items()} == dict.fromkeys(
+            STORED_RUNS, True
+        )
 
 
 class TestSerialisedBookIsByteIdentical:
