@@ -436,7 +436,11 @@ class PostgresStore(RowStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        with self._db.transaction():
+        # Pipeline mode: a statement is sent without waiting for the one before it to
+        # answer, so a commit of a million rows is not a million round trips. A query
+        # whose rows are read (the seq, the run's number) waits for what went before;
+        # any error still ends the transaction, and rolls it all back.
+        with self._db.transaction(), self._db.pipeline():
             yield
 
     def _stored_seq(self) -> int:
