@@ -106,7 +106,7 @@ class Place:
     database_bytes: Callable[[], bytes] | None = None
     schema_bytes: Callable[[], bytes] | None = None
     #: How long a PostgreSQL store's rewrite after an erasure waits for readers of other books.
-    forget_lock_timeout: float = 5.0
+    forget_lock_timeout: float = 60.0
 
     def open(self, name: str) -> Store:
         """The store named *name* here: a file, or a book of the database."""

@@ -26,6 +26,10 @@ from sourcetruth.exceptions import UsageError
 from sourcetruth.testing.conformance import sample_school
 from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContract
 
+#: How long a test's erasure may wait for the other tests' transactions on the server to end
+#: before it rewrites (transactions older than the erasure would keep the rows it deletes).
+FORGET_WAIT = 60.0
+
 MONDAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 TUESDAY = MONDAY + timedelta(days=1)
 
@@ -42,7 +46,7 @@ class TestPostgresStore(StoreContract):
     @pytest.fixture
     def open_store(self, database_url: str) -> OpenStore:
         """Each name a book of its own in the test's database."""
-        return lambda name: PostgresStore(database_url, name)
+        return lambda name: PostgresStore(database_url, name, forget_lock_timeout=FORGET_WAIT)
 
     @pytest.fixture
     def raw_bytes(self, postgres_server: PostgresServer, database_url: str) -> Callable[[], bytes]:
@@ -59,7 +63,9 @@ class TestPostgresStore(StoreContract):
                     msg = f"interrupted before statement {n}"
                     raise RuntimeError(msg)
 
-            return PostgresStore(database_url, name, statement_hook=hook)
+            return PostgresStore(
+                database_url, name, statement_hook=hook, forget_lock_timeout=FORGET_WAIT
+            )
 
         return open_
 
@@ -227,7 +233,7 @@ class TestErasureForgets:
         first = school.records[0]
         renamed = attrs.evolve(first, data=attrs.evolve(first.data, given_name=token))
         school = attrs.evolve(school, records=(renamed, *school.records[1:]))
-        store = PostgresStore(database_url, "school-a")
+        store = PostgresStore(database_url, "school-a", forget_lock_timeout=FORGET_WAIT)
         apply(store, school, policy=policy, at=MONDAY, by="t")
         wal = postgres_server.data_directory / "pg_wal"
 
@@ -251,7 +257,9 @@ class TestErasureForgets:
             apply(store, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
             assert store._db.execute(pending).fetchone()[0] == 1
             assert b"Gita" in database_bytes(postgres_server, database_url)
-        apply(store, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
+        # The next commit, through a handle that waits as long as the server's other tests need.
+        again = PostgresStore(database_url, "school-a", forget_lock_timeout=FORGET_WAIT)
+        apply(again, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
         assert store._db.execute(pending).fetchone()[0] == 0
         assert b"Gita" not in database_bytes(postgres_server, database_url)
 
@@ -264,7 +272,7 @@ class TestErasureForgets:
         after an ANALYZE (as autovacuum runs it at any time) and an erasure,
         no byte of the database names them.
         """
-        store = PostgresStore(database_url, "school-a")
+        store = PostgresStore(database_url, "school-a", forget_lock_timeout=FORGET_WAIT)
         apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
         name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
         with psycopg.connect(
@@ -274,3 +282,40 @@ class TestErasureForgets:
         apply(store, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
         found = database_bytes(postgres_server, database_url)
         assert [v for v in (b"Gita", b"G2001", b"7700900101") if v in found] == []
+
+    @pytest.mark.parametrize(
+        ("where", "begin"),
+        [
+            ("this database", "SELECT 1"),  # a snapshot that read none of the tables
+            ("another database", "SELECT pg_current_xact_id()"),  # a transaction id
+        ],
+    )
+    def test_a_transaction_open_elsewhere_postpones_the_rewrite(
+        self,
+        postgres_server: PostgresServer,
+        database_url: str,
+        policy: Policy,
+        where: str,
+        begin: str,
+    ) -> None:
+        """A rewrite would copy rows an older transaction may see: it waits for it, then finishes.
+
+        Neither transaction holds a lock the rewrite waits for: in this
+        database, a snapshot from before the erasure may see the rows; in
+        another, a transaction id from before it holds back the snapshot of
+        the rewrite itself.
+        """
+        store = PostgresStore(database_url, "school-a", forget_lock_timeout=0.2)
+        apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
+        pending = "SELECT count(*) FROM meta WHERE name = 'forget_pending'"
+        url = database_url if where == "this database" else postgres_server.url
+        with psycopg.connect(url) as elsewhere:
+            elsewhere.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            elsewhere.execute(begin)
+            apply(store, Erase("mis:G2001"), policy=policy, at=TUESDAY, by="dpo")
+            assert store._db.execute(pending).fetchone()[0] == 1
+        # The next commit, through a handle that waits as long as the server's other tests need.
+        again = PostgresStore(database_url, "school-a", forget_lock_timeout=FORGET_WAIT)
+        apply(again, sample_school(at=TUESDAY), policy=policy, at=TUESDAY, by="t")
+        assert store._db.execute(pending).fetchone()[0] == 0
+        assert b"Gita" not in database_bytes(postgres_server, database_url)

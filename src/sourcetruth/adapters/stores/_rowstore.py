@@ -120,11 +120,11 @@ class RowStore:
         """The seq of the committed book, read in the transaction, holding off any other writer."""
         raise NotImplementedError
 
-    def _forget(self, erased: bool) -> None:
+    def _forget(self) -> None:
         """After an erasure is committed, make the database keep no copy of what it erased.
 
-        *erased* is false when this commit only finishes what an earlier
-        erasure left (see :meth:`_forget_pending`).
+        Also called after a commit that finds an earlier erasure's forgetting
+        unfinished (see :meth:`_forget_pending`).
         """
         raise NotImplementedError
 
@@ -222,7 +222,7 @@ class RowStore:
                         snapshot.close("stale")
             # While this book's own snapshots have let go of the store.
             if result.report.erased or self._forget_pending():
-                self._forget(result.report.erased != ())
+                self._forget()
 
     def _journal(self, run: Run, count: list[int], after: Book) -> None:
         """Add *run* to the journal: its field changes in rows of their own, a row per contact.

@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -77,8 +78,18 @@ _log = logging.getLogger(__name__)
 SCHEMA: Final = "sourcetruth"
 #: Bumped whenever the tables change incompatibly (PostgreSQL's own count; SQLite's is 4).
 SCHEMA_VERSION: Final = 1
-#: Seconds a commit waits for a table's lock to finish an earlier erasure's rewrite.
-_RETRY_WAIT: Final = 0.1
+#: The sessions of this database holding a snapshot older than a transaction id (as text),
+#: and autovacuum's workers in a transaction (whose snapshot a look may miss between two
+#: of the tables it analyses).
+_OLDER_SNAPSHOTS: Final = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND (
+    (backend_xmin IS NOT NULL AND age(backend_xmin) > age(%s::xid))
+    OR (backend_type = 'autovacuum worker' AND xact_start IS NOT NULL)
+)
+"""
+#: Seconds between two looks at the sessions while the rewrite waits for them.
+_POLL: Final = 0.05
 #: The setting that names a connection's book, which every table's policy reads.
 BOOK_SETTING: Final = "sourcetruth.book"
 
@@ -460,30 +471,61 @@ class PostgresStore(RowStore):
     def _forget_pending(self) -> bool:
         return self._pending
 
-    def _forget(self, erased: bool) -> None:
-        # Finishing an earlier erasure's rewrite waits only a moment: every commit of
-        # the book tries, and a reader that holds a table would add its wait to each.
-        self.forget(lock_timeout=self._lock_timeout if erased else _RETRY_WAIT)
+    def _older_snapshots_ended(self, wait: float) -> bool:
+        """Whether every transaction that could still see the erased rows has ended.
+
+        Polled for at most *wait* seconds. Two kinds keep the rewrite from
+        dropping them: a transaction anywhere on the server that began before
+        now and holds a transaction id (the rewrite's own snapshot would reach
+        back to it), and a session of this database holding a snapshot from
+        before now. The store sees the sessions of its own role; with
+        ``pg_read_all_stats`` it sees autovacuum's and every other role's too
+        (docs/security.md).
+        """
+        db = self._db
+        now = db.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()[0]
+        # backend_xmin is a 32-bit id: compare ages with now's own 32 bits.
+        now32 = str(int(str(now)) % 2**32)
+        deadline = time.monotonic() + wait
+        while True:
+            clear = db.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %s::text::xid8",
+                (str(now),),
+            ).fetchone()[0]
+            if clear and db.execute(_OLDER_SNAPSHOTS, (now32,)).fetchone()[0] == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+
+    def _forget(self) -> None:
+        self.forget()
 
     def forget(self, *, lock_timeout: float | None = None) -> bool:
         """Rewrite every table and empty the WAL of what erasures left; whether it all happened.
 
-        Each table is rewritten (``VACUUM FULL``: no page keeps a deleted
-        row), waiting at most *lock_timeout* seconds (``forget_lock_timeout``
-        by default) for its lock; then the
-        server switches to a new WAL segment and checkpoints, so that (with
-        ``wal_recycle=off``) the segments that held the erased rows are
-        deleted. What could not be done is logged, and the book remembers it:
-        its next commit tries again.
+        A rewrite keeps the rows a snapshot still open elsewhere in the
+        database may see (another school's loaded book, autovacuum's
+        ``ANALYZE``), so it waits first, at most *lock_timeout* seconds
+        (``forget_lock_timeout`` by default), for every session it can see
+        whose snapshot began before now to end. Then each table is rewritten
+        (``VACUUM FULL``: no page keeps a deleted row), waiting as long for
+        its lock; then the server switches to a new WAL segment and
+        checkpoints, so that (with ``wal_recycle=off``) the segments that
+        held the erased rows are deleted. What could not be done is logged,
+        and the book remembers it: its next commit tries again.
         """
         done = True
         db = self._db
+        wait = self._lock_timeout if lock_timeout is None else lock_timeout
         try:
-            wait = self._lock_timeout if lock_timeout is None else lock_timeout
+            if not self._older_snapshots_ended(wait):
+                msg = "a snapshot older than the erasure is still open"
+                raise _Postponed(msg)
             db.execute(f"SET lock_timeout = {max(1, int(wait * 1000))}")
             for table in TABLES:
                 db.execute(f"VACUUM (FULL) {table}")
-        except self._psycopg.Error as error:
+        except (self._psycopg.Error, _Postponed) as error:
             done = False
             _log.warning(
                 "could not rewrite the tables of %s after an erasure (%s): "
@@ -512,6 +554,10 @@ class PostgresStore(RowStore):
             "ON CONFLICT DO NOTHING"
         )
         return done
+
+
+class _Postponed(Exception):
+    """The rewrite after an erasure waits for a snapshot that may still see the erased rows."""
 
 
 def _first_line(error: BaseException) -> str:

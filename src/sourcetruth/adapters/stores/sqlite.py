@@ -268,7 +268,7 @@ class SqliteStore(RowStore):
         row = self._db.execute("SELECT value FROM meta WHERE name='seq'").fetchone()
         return 0 if row is None else int(row[0])
 
-    def _forget(self, erased: bool) -> None:
+    def _forget(self) -> None:
         """After an erasure, leave no page of the file or its WAL holding what was erased.
 
         The erasure is committed already (and secure_delete has zeroed the
