@@ -62,8 +62,8 @@ def merges_through_store(module_place: Place | None) -> Iterator[StoredMerge | N
 
 
 #: A property test run against PostgreSQL tries this share of its examples (a commit there is
-#: some ninety statements, each a round trip): a fifth in a contributor's run, half in the full one.
-POSTGRES_SHARE = 2 if budget.FULL else 5
+#: some ninety statements, each a round trip): a tenth in a contributor's run, half in the full one.
+POSTGRES_SHARE = 2 if budget.FULL else 10
 
 
 @pytest.hookimpl(wrapper=True)
