@@ -22,7 +22,7 @@ from tests.stores import database_bytes
 from sourcetruth import Erase, Policy, dumps
 from sourcetruth.adapters.stores.base import apply
 from sourcetruth.adapters.stores.postgres import TABLES, PostgresStore, book_url, split_url
-from sourcetruth.exceptions import UsageError
+from sourcetruth.exceptions import AdapterError, UsageError
 from sourcetruth.testing.conformance import sample_school
 from sourcetruth.testing.stores import InterruptedStore, OpenStore, StoreContract
 
@@ -140,6 +140,42 @@ def _two_schools(url: str, policy: Policy) -> tuple[PostgresStore, PostgresStore
     for store in (a, b):
         apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
     return a, b, dumps(b.load())
+
+
+class TestTheServerGoes:
+    """A server that goes away is a retryable AdapterError, never the driver's own error."""
+
+    def test_a_loaded_book_whose_connection_is_cut(
+        self, postgres_server: PostgresServer, database_url: str, policy: Policy
+    ) -> None:
+        """Reading a held book after its connection was ended says so, and may be retried."""
+        store = PostgresStore(database_url, "school-a")
+        apply(store, sample_school(at=MONDAY), policy=policy, at=MONDAY, by="t")
+        book = store.load()
+        name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(
+            url_for_database(postgres_server.admin_url, str(name)), autocommit=True
+        ) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND state = 'idle in transaction'"
+            )
+        with pytest.raises(AdapterError, match="lost the connection") as raised:
+            book.contacts["mis:G2001"]
+        assert raised.value.retryable
+
+    def test_a_role_that_may_not_make_the_schema(
+        self, postgres_server: PostgresServer, database_url: str
+    ) -> None:
+        """A first store whose role may not create in the database gets a typed error."""
+        name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(
+            url_for_database(postgres_server.admin_url, str(name)), autocommit=True
+        ) as admin:
+            admin.execute(f'REVOKE CREATE ON DATABASE "{name}" FROM sourcetruth_test')
+            admin.execute(f'ALTER DATABASE "{name}" OWNER TO postgres')
+        with pytest.raises(AdapterError, match="cannot open the book"):
+            PostgresStore(database_url, "school-a")
 
 
 class TestOneSchoolNeverReachesAnother:

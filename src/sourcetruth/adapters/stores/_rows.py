@@ -157,6 +157,11 @@ class ConnectionSnapshot:
     def _end(self, db: Any) -> None:
         raise NotImplementedError
 
+    def _read_error(self, error: Exception) -> Exception:
+        """The typed error for the driver's *error* while reading (a book that cannot be read)."""
+        msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
+        return SourceDataError(msg, file=self.name)
+
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """The rows of one query, read in this snapshot."""
         with self._lock:
@@ -164,8 +169,7 @@ class ConnectionSnapshot:
             try:
                 return self._query(db, sql, args).fetchall()  # type: ignore[no-any-return]
             except self.errors as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
+                raise self._read_error(error) from None
 
     def pairs(self, sql: str, args: tuple[Any, ...] = ()) -> dict[Any, Any]:
         """The rows of a query of two columns as a dict, read straight from the cursor.
@@ -178,8 +182,7 @@ class ConnectionSnapshot:
             try:
                 return dict(self._query(db, sql, args))
             except self.errors as error:
-                msg = f"the book in {self.name} cannot be read: {type(error).__name__}"
-                raise SourceDataError(msg, file=self.name) from None
+                raise self._read_error(error) from None
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         found = self.rows(sql, args)

@@ -260,6 +260,14 @@ class PostgresSnapshot(ConnectionSnapshot):
     def _end(self, db: Any) -> None:
         db.execute("ROLLBACK")
 
+    def _read_error(self, error: Exception) -> Exception:
+        import psycopg
+
+        if isinstance(error, psycopg.OperationalError):  # the server, not the book
+            msg = f"lost the connection to the book {self.name}: {_first_line(error)}"
+            return AdapterError(msg, retryable=True)
+        return super()._read_error(error)
+
 
 class PostgresStore(RowStore):
     """One school's book, *book*, in the PostgreSQL database at *url*.
@@ -321,6 +329,10 @@ class PostgresStore(RowStore):
         try:
             self._check_role()
             self._prepare()
+        except psycopg.Error as error:
+            self._db.close()
+            msg = f"cannot open the book {self.name}: {_first_line(error)}"
+            raise AdapterError(msg, retryable=isinstance(error, psycopg.OperationalError)) from None
         except BaseException:
             self._db.close()
             raise
@@ -346,13 +358,13 @@ class PostgresStore(RowStore):
         params.setdefault("application_name", "sourcetruth")
         try:
             db = self._psycopg.connect(make_conninfo("", **params), autocommit=True)
+            db.execute(
+                "SELECT set_config('search_path', %s, false), set_config(%s, %s, false)",
+                (SCHEMA, BOOK_SETTING, self.book),
+            )
         except self._psycopg.Error as error:
             msg = f"cannot connect to the book {self.name}: {_first_line(error)}"
             raise AdapterError(msg, retryable=True) from None
-        db.execute(
-            "SELECT set_config('search_path', %s, false), set_config(%s, %s, false)",
-            (SCHEMA, BOOK_SETTING, self.book),
-        )
         return db
 
     def _check_role(self) -> None:
@@ -547,12 +559,19 @@ class PostgresStore(RowStore):
         except self._psycopg.Error as error:
             done = False
             _log.warning("could not empty the WAL of %s: %s", self.name, type(error).__name__)
-        db.execute(
-            "DELETE FROM meta WHERE name='forget_pending'"
-            if done
-            else "INSERT INTO meta (name, value) VALUES ('forget_pending', '1') "
-            "ON CONFLICT DO NOTHING"
-        )
+        try:
+            db.execute(
+                "DELETE FROM meta WHERE name='forget_pending'"
+                if done
+                else "INSERT INTO meta (name, value) VALUES ('forget_pending', '1') "
+                "ON CONFLICT DO NOTHING"
+            )
+        except self._psycopg.Error as error:
+            # The erasure itself is committed: what is left is only the reminder.
+            _log.warning(
+                "could not record what is left to forget in %s: %s", self.name, type(error).__name__
+            )
+            return False
         return done
 
 
