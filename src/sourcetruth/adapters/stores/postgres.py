@@ -527,29 +527,43 @@ class PostgresStore(RowStore):
         held the erased rows are deleted. What could not be done is logged,
         and the book remembers it: its next commit tries again.
         """
-        done = True
-        db = self._db
         wait = self._lock_timeout if lock_timeout is None else lock_timeout
+        rewritten = self._rewrite(wait)
+        switched = self._switch_wal()
+        return self._remember(done=rewritten and switched)
+
+    def _rewrite(self, wait: float) -> bool:
+        """Rewrite every table once no older transaction can see the erased rows; whether done."""
+        db = self._db
         try:
             if not self._older_snapshots_ended(wait):
                 msg = "a snapshot older than the erasure is still open"
                 raise _Postponed(msg)
             db.execute(f"SET lock_timeout = {max(1, int(wait * 1000))}")
-            for table in TABLES:
-                db.execute(f"VACUUM (FULL) {table}")
+            try:
+                for table in TABLES:
+                    db.execute(f"VACUUM (FULL) {table}")
+            finally:
+                db.execute("RESET lock_timeout")
         except (self._psycopg.Error, _Postponed) as error:
-            done = False
             _log.warning(
                 "could not rewrite the tables of %s after an erasure (%s): "
                 "the next commit tries again",
                 self.name,
                 type(error).__name__,
             )
-        finally:
-            db.execute("RESET lock_timeout")
+            return False
+        return True
+
+    def _switch_wal(self) -> bool:
+        """Leave the WAL segments that held erased rows for the server to delete; whether done.
+
+        A role without the rights is warned, and counts as done:
+        there is nothing a later commit could do better.
+        """
         try:
-            db.execute("SELECT pg_switch_wal()")
-            db.execute("CHECKPOINT")
+            self._db.execute("SELECT pg_switch_wal()")
+            self._db.execute("CHECKPOINT")
         except self._psycopg.errors.InsufficientPrivilege:
             _log.warning(
                 "the role may not switch the WAL and checkpoint (grant it pg_checkpoint and "
@@ -557,10 +571,14 @@ class PostgresStore(RowStore):
                 self.name,
             )
         except self._psycopg.Error as error:
-            done = False
             _log.warning("could not empty the WAL of %s: %s", self.name, type(error).__name__)
+            return False
+        return True
+
+    def _remember(self, *, done: bool) -> bool:
+        """Record in the book whether forgetting is left to do; whether it is all done."""
         try:
-            db.execute(
+            self._db.execute(
                 "DELETE FROM meta WHERE name='forget_pending'"
                 if done
                 else "INSERT INTO meta (name, value) VALUES ('forget_pending', '1') "
