@@ -80,6 +80,9 @@ class TestOpening:
                 database_url.replace("sourcetruth_test@", "sourcetruth_test:s3cr3t@"), "a"
             )
         assert "s3cr3t" not in str(raised.value)
+        with pytest.raises(UsageError, match="PGPASSWORD") as raised:
+            PostgresStore(f"{database_url}&sslpassword=s3cr3t", "a")  # a client key's
+        assert "s3cr3t" not in str(raised.value)
 
     def test_a_superuser_is_refused(
         self, postgres_server: PostgresServer, database_url: str

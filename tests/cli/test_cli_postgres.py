@@ -110,7 +110,12 @@ class TestTheURL:
         monkeypatch.delenv("SCHOOLS_DB_PASSWORD", raising=False)
         unset = cli.fails(2, "--password-env", "SCHOOLS_DB_PASSWORD", "init")
         assert "SCHOOLS_DB_PASSWORD that holds the password is not set" in one_error_line(unset)
+        # Read from the command's own environment, as every other variable it names is.
         monkeypatch.setenv("SCHOOLS_DB_PASSWORD", SECRET)
+        assert "is not set" in one_error_line(
+            cli.fails(2, "--password-env", "SCHOOLS_DB_PASSWORD", "init")
+        )
+        cli.environ["SCHOOLS_DB_PASSWORD"] = SECRET
         made = cli.ok("init", "--password-env", "SCHOOLS_DB_PASSWORD")
         assert SECRET not in made.out + made.err
         cli.ok("--password-env", "SCHOOLS_DB_PASSWORD", "policy")
@@ -220,3 +225,22 @@ def test_the_other_commands(cli: Cli) -> None:
     done = cli.ok("book", "refresh-view", "--at", when(24, 14))
     assert "Rebuilt the book's current view" in done.out
     assert [r["status"] for r in cli.journal()][-1] == "applied"
+
+
+class TestMakingABook:
+    """What the database answers is read before a new book is said to be made."""
+
+    @pytest.mark.parametrize("make_key", [False, True])
+    def test_a_book_made_meanwhile_is_refused_not_overwritten(
+        self, cli_database: str, make_key: bool
+    ) -> None:
+        """A second init that lost the race (its rows there already) is told so, typed."""
+        url = book_url(cli_database, f"made-twice-{make_key}".lower())
+        DatabaseBook.create(url, environ={}).close()
+        with DatabaseBook.open(url, environ={}) as book:
+            settings = book._rows.all(
+                "SELECT value FROM book_settings WHERE name = ?", "policy.toml"
+            )
+            with pytest.raises(UsageError, match="already holds the book made-twice"):
+                book._write_new(settings[0][0], make_key=make_key)
+            assert book._rows.all("SELECT count(*) FROM book_settings") == [(2,)]

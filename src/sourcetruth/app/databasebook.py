@@ -80,8 +80,20 @@ class _Rows:
         try:
             return self._store._run(sql, args)
         except self._store.database_errors as error:
-            msg = f"the database of {self._store.name} failed: {type(error).__name__}"
-            raise AdapterError(msg, retryable=True) from None
+            raise database_error(self._store, error) from None
+
+
+def database_error(store: PostgresStore, error: Exception) -> AdapterError:
+    """The typed error for the driver's *error*: retryable only when the server was the cause."""
+    import psycopg
+
+    msg = f"the database of {store.name} failed: {type(error).__name__}"
+    return AdapterError(msg, retryable=isinstance(error, psycopg.OperationalError))
+
+
+def _password_words(password_env: str | None) -> list[str]:
+    """The command's words naming the variable that holds the password, if one was named."""
+    return ["--password-env", password_env] if password_env else []
 
 
 def _storable(text: str, what: str) -> str:
@@ -111,8 +123,12 @@ class DatabaseDeliveryLog:
         return "DatabaseDeliveryLog()"
 
     def handing_over(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._rows.do("INSERT INTO deliveries (key, event) VALUES (?, 'handing-over')", key)
+        # One statement: every key is logged, or none, as the file log's one append.
+        self._rows.do(
+            "INSERT INTO deliveries (key, event) SELECT k, 'handing-over' "
+            "FROM unnest(?::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
+            list(keys),
+        )
 
     def answered(self, results: Sequence[DeliveryResult]) -> None:
         for result in results:
@@ -202,7 +218,9 @@ class DatabaseBook(BookBase[str]):
         self.url = url
         connection, self.book_id = split_url(url)
         # The store refuses a URL with a password before it connects, and never echoes it.
-        self._store = PostgresStore(connection, self.book_id, password_env=password_env)
+        self._store = PostgresStore(
+            connection, self.book_id, password_env=password_env, environ=environ
+        )
         self._database: PostgresStore = self._store
         self._rows = _Rows(self._database)
 
@@ -241,26 +259,37 @@ class DatabaseBook(BookBase[str]):
             key_file = book._key_file
             if key_file is not None:
                 book.reused_key = keep_or_make_key(key_file)
-            with book._database._transaction():
-                if key_file is None:
-                    book._rows.do(
-                        "INSERT INTO book_settings (name, value) VALUES (?, ?)",
-                        _KEY_ROW,
-                        secrets.token_hex(32),
-                    )
-                # The settings go last: the book is there once they are.
-                made = book._rows.do(
-                    "INSERT INTO book_settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    _SETTINGS_ROW,
-                    settings,
-                )
-                if not made:  # made meanwhile, by another init
-                    msg = f"the database already holds the book {book.book_id}"
-                    raise UsageError(msg)
+            book._write_new(settings, make_key=key_file is None)
         except BaseException:
             book.close()
             raise
         return book
+
+    def _write_new(self, settings: str, *, make_key: bool) -> None:
+        """Write a new book's key (unless kept in a file) and settings, in one transaction.
+
+        A statement's answer comes only when it is read (the store's commits
+        are pipelined), so whether the settings were written is read back,
+        and the database's refusals are read at the transaction's end.
+        """
+        store = self._database
+        try:
+            with store._transaction():
+                rows = [(_SETTINGS_ROW, settings)]
+                if make_key:
+                    rows.insert(0, (_KEY_ROW, secrets.token_hex(32)))
+                # The settings go last: the book is there once they are.
+                for name, value in rows:
+                    made = store._run(
+                        "INSERT INTO book_settings (name, value) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING RETURNING 1",
+                        (name, value),
+                    ).fetchone()
+                    if made is None:  # made meanwhile, by another init
+                        msg = f"the database already holds the book {self.book_id}"
+                        raise UsageError(msg)
+        except store.database_errors as error:
+            raise database_error(store, error) from None
 
     @classmethod
     def open(
@@ -272,11 +301,17 @@ class DatabaseBook(BookBase[str]):
     ) -> DatabaseBook:
         """Open the book at *url*; it must have been made by :meth:`create`."""
         book = cls(url, environ, password_env=password_env)
-        if not book._has_book():
+        try:
+            found = book._has_book()
+        except BaseException:
+            book.close()
+            raise
+        if not found:
             book.close()
             msg = (
                 f"the database holds no book {book.book_id} (check --book, or "
-                f"$SOURCETRUTH_BOOK); to make one, run: sourcetruth --book {shlex.quote(url)} init"
+                f"$SOURCETRUTH_BOOK); to make one, run: "
+                f"{shlex.join(['sourcetruth', '--book', url, *_password_words(password_env)])} init"
             )
             raise UsageError(msg)
         return book

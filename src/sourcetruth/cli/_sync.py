@@ -111,7 +111,10 @@ def _confirm_command(
     if report.held is None:
         return None
     args = ctx.args
-    words = ["sourcetruth", "--book", ctx.book.where, "sync", source]
+    words = ["sourcetruth", "--book", ctx.book.where]
+    if ctx.password_env:
+        words += ["--password-env", ctx.password_env]
+    words += ["sync", source]
     if args.path is not None:
         words.append(args.path)
     if args.adapter:

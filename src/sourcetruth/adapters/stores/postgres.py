@@ -51,7 +51,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Final
@@ -274,7 +274,8 @@ class PostgresStore(RowStore):
 
     *url* is a libpq connection string or URL with no password (see the
     module's text); *password_env* names an environment variable that holds
-    it, read when connecting. *forget_lock_timeout* bounds, in seconds, how
+    it, read when connecting from *environ* (the process's environment by
+    default). *forget_lock_timeout* bounds, in seconds, how
     long the rewrite after an erasure waits for readers of other books.
     *statement_hook*, for tests, is called before each statement of a
     commit with its number (from 1).
@@ -288,6 +289,7 @@ class PostgresStore(RowStore):
         book: str,
         *,
         password_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
         forget_lock_timeout: float = 1.0,
         statement_hook: Callable[[int], None] | None = None,
     ) -> None:
@@ -311,7 +313,7 @@ class PostgresStore(RowStore):
         except psycopg.ProgrammingError:
             msg = "the PostgreSQL URL cannot be read: check its form (postgresql://HOST/DATABASE)"
             raise UsageError(msg) from None
-        if params.get("password"):
+        if params.get("password") or params.get("sslpassword"):
             msg = (
                 "the PostgreSQL URL holds a password: put it in PGPASSWORD or ~/.pgpass, "
                 "or name the variable that holds it"
@@ -320,6 +322,7 @@ class PostgresStore(RowStore):
         self.book = book
         self._params = params
         self._password_env = password_env
+        self._environ = os.environ if environ is None else environ
         self._lock_timeout = forget_lock_timeout
         #: Whether the book's meta records a forgetting that an erasure could not finish.
         self._pending = False
@@ -350,7 +353,7 @@ class PostgresStore(RowStore):
 
         params = dict(self._params)
         if self._password_env is not None:
-            password = os.environ.get(self._password_env)
+            password = self._environ.get(self._password_env)
             if not password:
                 msg = f"the variable {self._password_env} that holds the password is not set"
                 raise UsageError(msg)
