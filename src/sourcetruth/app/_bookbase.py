@@ -12,6 +12,7 @@ and sending. A subclass says where each thing is kept
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -32,7 +33,13 @@ from sourcetruth.app.dispatch import SentMessage, plan_send, send_planned
 from sourcetruth.app.settings import Settings, check_adapters, is_live, parse_settings, read_mapping
 from sourcetruth.audit import ERASED, AuditRecord, redact
 from sourcetruth.changes import Erase
-from sourcetruth.exceptions import AdapterError, SourceDataError, UnknownAdapterError, UsageError
+from sourcetruth.exceptions import (
+    AdapterError,
+    SchemaVersionError,
+    SourceDataError,
+    UnknownAdapterError,
+    UsageError,
+)
 from sourcetruth.journal import Run, erased_by, run_of
 from sourcetruth.merge import Change, merge
 from sourcetruth.messages import Message
@@ -40,6 +47,7 @@ from sourcetruth.model import Book, Channel
 from sourcetruth.policy import Policy
 from sourcetruth.protocols import DeliveryLog, Store, Transport
 from sourcetruth.report import MergeResult, Report, combine
+from sourcetruth.serialise import loads
 
 __all__ = [
     "KEY_FILE_VARIABLE",
@@ -49,7 +57,9 @@ __all__ = [
     "adapter_factory",
     "check_sources",
     "keep_or_make_key",
+    "parse_audit",
     "read_key_file",
+    "unnamed",
 ]
 
 _log = logging.getLogger(__name__)
@@ -69,6 +79,32 @@ class ErasableDeliveryLog(DeliveryLog, Protocol):
     def forget(self, keys: Iterable[str]) -> int:
         """Take every entry about *keys* out of the log; return how many went."""
         ...
+
+
+def parse_audit(text: str, where: str) -> AuditRecord:
+    """The audit record *text* holds, or a typed error naming *where* it is kept."""
+    try:
+        return loads(text, AuditRecord)
+    except SourceDataError as error:
+        kind = SchemaVersionError if isinstance(error, SchemaVersionError) else SourceDataError
+        msg = f"the audit record cannot be read: {error.reason}"
+        raise kind(msg, file=where) from None
+
+
+def unnamed(text: str) -> dict[str, Any] | None:
+    """An outbox copy's envelope with its name taken out; None if it cannot be read.
+
+    Unreadable, a copy may still name the erased person: the caller deletes it,
+    as an outbox copy is only a copy.
+    """
+    try:
+        envelope = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    envelope["name"] = ""
+    return envelope
 
 
 def read_key_file(key_file: Path) -> str:

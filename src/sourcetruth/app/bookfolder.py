@@ -54,7 +54,9 @@ from sourcetruth.app._bookbase import (
     BookBase,
     check_sources,
     keep_or_make_key,
+    parse_audit,
     read_key_file,
+    unnamed,
 )
 from sourcetruth.app.sending import FileDeliveryLog
 from sourcetruth.app.settings import (
@@ -66,14 +68,13 @@ from sourcetruth.app.settings import (
 from sourcetruth.audit import AuditRecord
 from sourcetruth.exceptions import (
     AdapterError,
-    SchemaVersionError,
     SourceDataError,
     UsageError,
 )
 from sourcetruth.model import Channel
 from sourcetruth.protocols import Store, Transport
 from sourcetruth.report import combine
-from sourcetruth.serialise import dumps, loads
+from sourcetruth.serialise import dumps
 
 __all__ = ["KEY_FILE_VARIABLE", "BookFolder", "combine_reports"]
 
@@ -305,12 +306,7 @@ class BookFolder(BookBase[Path]):
         except (OSError, UnicodeDecodeError) as error:
             msg = f"cannot read the audit record {file}: {error.__class__.__name__}"
             raise AdapterError(msg) from None
-        try:
-            return loads(text, AuditRecord)
-        except SourceDataError as error:
-            kind = SchemaVersionError if isinstance(error, SchemaVersionError) else SourceDataError
-            msg = f"the audit record cannot be read: {error.reason}"
-            raise kind(msg, file=str(file)) from None
+        return parse_audit(text, str(file))
 
     def save_audit(self, record: AuditRecord) -> Path:
         """Keep *record* in ``audit/``, replacing an earlier record of the same message."""
@@ -370,14 +366,12 @@ def _make_store_file(folder: Path, store: str) -> None:
 def _unname(copy: Path) -> None:
     """Take the name out of an outbox copy of a delivery shared with an erased person."""
     try:
-        envelope = json.loads(copy.read_text(encoding="utf-8"))
-        if not isinstance(envelope, dict):
-            raise ValueError(copy.name)
+        envelope = unnamed(copy.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        # Unreadable, it may still name them: an outbox copy is only a copy.
+        envelope = None
+    if envelope is None:
         copy.unlink(missing_ok=True)
         return
-    envelope["name"] = ""
     _replace(copy, json.dumps(envelope, indent=2, sort_keys=True))
 
 

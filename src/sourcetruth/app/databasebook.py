@@ -38,20 +38,21 @@ from sourcetruth.app._bookbase import (
     BookBase,
     check_sources,
     keep_or_make_key,
+    parse_audit,
     read_key_file,
+    unnamed,
 )
 from sourcetruth.app.settings import STARTER, check_adapters, parse_settings
 from sourcetruth.audit import AuditRecord
 from sourcetruth.exceptions import (
     AdapterError,
-    SchemaVersionError,
     SourceDataError,
     UsageError,
 )
 from sourcetruth.messages import DeliveryResult, Envelope
 from sourcetruth.model import Channel
 from sourcetruth.protocols import Store, Transport
-from sourcetruth.serialise import converter, dumps, loads
+from sourcetruth.serialise import converter, dumps
 
 __all__ = ["DatabaseBook", "DatabaseDeliveryLog", "DatabaseOutbox"]
 
@@ -395,12 +396,7 @@ class DatabaseBook(BookBase[str]):
         rows = self._rows.all("SELECT data FROM audits WHERE message_id = ?", place)
         if not rows:
             return None
-        try:
-            return loads(rows[0][0], AuditRecord)
-        except SourceDataError as error:
-            kind = SchemaVersionError if isinstance(error, SchemaVersionError) else SourceDataError
-            msg = f"the audit record cannot be read: {error.reason}"
-            raise kind(msg, file=f"the audit of {place!r} in the book {self.book_id}") from None
+        return parse_audit(rows[0][0], f"the audit of {place!r} in the book {self.book_id}")
 
     def _write_audit(self, place: str, record: AuditRecord) -> None:
         self._rows.do(
@@ -431,15 +427,10 @@ class DatabaseBook(BookBase[str]):
             "SELECT channel, key, data FROM outbox WHERE key = ANY(?)", sorted(changed)
         )
         for channel, key, data in rows:
-            try:
-                envelope = json.loads(data)
-                if not isinstance(envelope, dict):
-                    raise ValueError(key)
-            except ValueError:
-                # Unreadable, it may still name them: an outbox copy is only a copy.
+            envelope = unnamed(data)
+            if envelope is None:
                 self._rows.do("DELETE FROM outbox WHERE channel = ? AND key = ?", channel, key)
                 continue
-            envelope["name"] = ""
             self._rows.do(
                 "UPDATE outbox SET data = ? WHERE channel = ? AND key = ?",
                 json.dumps(envelope, sort_keys=True),
