@@ -1,16 +1,17 @@
-"""A message sent from a folder of audit records: planned once, audited first, resumed as planned.
+"""A message sent from a book with audit records: planned once, audited first, resumed as planned.
 
 A message id names one message for ever. :func:`plan_send` plans it, or, if
 it was sent before, gives back the plan it was first sent with (a reused id
 with other text, channels or audience is refused with
 :class:`~sourcetruth.exceptions.MessageIdReusedError`). :func:`send_planned`
 saves the audit record before anything is handed over, sends through
-:func:`~sourcetruth.app.sending.send` with the folder's delivery log, and
+:func:`~sourcetruth.app.sending.send` with the book's delivery log, and
 saves the audit again when the send ends or stops. So an interrupted send,
 sent again, resumes at its first planned time to the same addresses, whatever
 the book says now, and sends only what has no final answer.
-:meth:`~sourcetruth.app.bookfolder.BookFolder.send_message` does both for a
-book folder.
+``send_message`` of a book folder
+(:class:`~sourcetruth.app.bookfolder.BookFolder`) or a book in a database
+(:class:`~sourcetruth.app.databasebook.DatabaseBook`) does both.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ __all__ = ["PlannedSend", "SendingFolder", "SentMessage", "plan_send", "send_pla
 class SendingFolder(Protocol):
     """Where messages are sent from: audit records, a delivery log, a transport per channel.
 
-    :class:`~sourcetruth.app.bookfolder.BookFolder` is one. :meth:`audit`
+    :class:`~sourcetruth.app.bookfolder.BookFolder` and
+    :class:`~sourcetruth.app.databasebook.DatabaseBook` are. :meth:`audit`
     raises :class:`~sourcetruth.exceptions.UsageError` for a message never sent.
     """
 

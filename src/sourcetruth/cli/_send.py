@@ -227,12 +227,12 @@ def _why(ctx: Context) -> int:
     return OK
 
 
-#: How many audit files a "did you mean" for a message id looks at.
+#: How many sent messages' ids a "did you mean" for a message id looks at.
 _AUDITS_LOOKED_AT: Final = 10_000
 
 
 def _sent_ids(ctx: Context) -> list[str]:
-    """The ids of the messages sent from the book whose audit file is named by the id itself."""
+    """Ids of messages sent from the book, for a "did you mean" (a bounded number of them)."""
     return ctx.book.sent_ids(_AUDITS_LOOKED_AT)
 
 
