@@ -406,15 +406,9 @@ class BookBase(ABC, Generic[Place]):
         except (TypeError, UsageError) as error:
             msg = f"the options of {section} do not suit the {name!r} adapter: {error}"
             raise UsageError(msg) from None
-        # A covered field the adapter cannot read would arrive empty on every
-        # sync, and a covered empty value wins: the sync would blank it for all.
-        unread = sorted(policy.source(source).covers - made.covers)
+        unread = _unread_cover(policy.source(source).covers, made.covers, name)
         if unread:
-            msg = (
-                f"{section} covers {', '.join(unread)}, which the {name!r} adapter cannot "
-                f"read; a sync would empty it for everyone. Cover only what it reads: "
-                f"covers = {sorted(made.covers)!r}"
-            )
+            msg = f"{section} covers {unread}"
             raise UsageError(msg)
         return made
 
@@ -576,13 +570,22 @@ def _check_source(settings: Settings, name: str, empty: Path, *, file: str) -> N
         raise SourceDataError(msg, file=file, field=where) from None
     except Exception:  # an adapter that reads its files as it is made
         return
-    # A covered field the adapter cannot read would arrive empty on every
-    # sync, and a covered empty value wins: the sync would blank it for all.
-    unread = sorted(source.covers - covers)
+    unread = _unread_cover(source.covers, covers, how.adapter)
     if unread:
-        msg = (
-            f"names {', '.join(unread)}, which the {how.adapter!r} adapter cannot read; "
-            f"a sync would empty it for everyone. Cover only what it reads: "
-            f"covers = {sorted(covers)!r}"
-        )
+        msg = f"names {unread}"
         raise SourceDataError(msg, file=file, field=f"sources.{name}.covers")
+
+
+def _unread_cover(covers: Collection[str], reads: Collection[str], adapter: str) -> str:
+    """What a source covers that its *adapter* cannot read, and why that is refused; or "".
+
+    A covered field the adapter cannot read would arrive empty on every sync,
+    and a covered empty value wins: the sync would blank it for everyone.
+    """
+    unread = sorted(set(covers) - set(reads))
+    if not unread:
+        return ""
+    return (
+        f"{', '.join(unread)}, which the {adapter!r} adapter cannot read; a sync would "
+        f"empty it for everyone. Cover only what it reads: covers = {sorted(reads)!r}"
+    )
