@@ -108,30 +108,38 @@ class Operations:
             store.close()
 
     def raw(self, cid: str) -> object:
-        source, key = cid.split(":", 1)
-        db = sqlite3.connect(self.path)
-        try:
-            row = db.execute(
-                "SELECT data FROM records WHERE source=? AND key=?", (source, key)
-            ).fetchone()
-            return json.loads(row[0])
-        finally:
-            db.close()
+        return raw_read(self.path, *cid.split(":", 1))
 
     def raw_write(self, cid: str) -> object:
-        source, key = cid.split(":", 1)
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT data FROM records WHERE source=? AND key=?", (source, key)
-            ).fetchone()
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('bench', ?)", (row[0][:20],))
-            db.execute("COMMIT")
-            return row
-        finally:
-            db.close()
+        return raw_write(self.path, *cid.split(":", 1))
+
+
+def raw_read(path: Path, source: str, key: str) -> object:
+    """The bare read: a new connection, one record's row by its key, its JSON parsed."""
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute(
+            "SELECT data FROM records WHERE source=? AND key=?", (source, key)
+        ).fetchone()
+        return json.loads(row[0])
+    finally:
+        db.close()
+
+
+def raw_write(path: Path, source: str, key: str) -> object:
+    """The bare write: a new connection, read one row and write one, committed durably."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute(
+            "SELECT data FROM records WHERE source=? AND key=?", (source, key)
+        ).fetchone()
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('bench', ?)", (row[0][:20],))
+        db.execute("COMMIT")
+        return row
+    finally:
+        db.close()
 
 
 def measure(book: Path, ids: list[str], runs: int) -> dict[str, float]:

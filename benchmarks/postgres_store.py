@@ -65,6 +65,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import point_reads
 from scale import NIGHT0, NIGHT1, SEND, bench_policy, fresh
 
 from sourcetruth import (
@@ -160,28 +161,10 @@ class Sqlite:
         return lambda: SqliteStore(target)
 
     def raw_read(self, source: str, key: str) -> object:
-        db = sqlite3.connect(self.path)
-        try:
-            row = db.execute(
-                "SELECT data FROM records WHERE source=? AND key=?", (source, key)
-            ).fetchone()
-            return json.loads(row[0])
-        finally:
-            db.close()
+        return point_reads.raw_read(self.path, source, key)
 
     def raw_write(self, source: str, key: str) -> object:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT data FROM records WHERE source=? AND key=?", (source, key)
-            ).fetchone()
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('bench', ?)", (row[0][:20],))
-            db.execute("COMMIT")
-            return row
-        finally:
-            db.close()
+        return point_reads.raw_write(self.path, source, key)
 
     def raw_scan(self) -> int:
         db = sqlite3.connect(self.path)
