@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sourcetruth.adapters.stores.postgres import PostgresStore, split_url
+from sourcetruth.adapters.transports.outbox import outbox_copy
 from sourcetruth.app._bookbase import (
     KEY_FILE_VARIABLE,
     SETTINGS_NAME,
@@ -184,20 +185,12 @@ class DatabaseOutbox:
             if envelope.channel is not self._channel:
                 results.append(DeliveryResult.rejected(envelope.key, "wrong channel"))
                 continue
-            body = {
-                "key": envelope.key,
-                "channel": envelope.channel.value,
-                "address": envelope.address,
-                "name": envelope.name,
-                "subject": envelope.subject,
-                "body": envelope.body,
-                "html": envelope.html,
-            }
+            # JSON's escapes keep any text storable (no NUL, no lone surrogate reaches a row).
             self._rows.do(
                 "INSERT INTO outbox (channel, key, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 self._channel.value,
                 envelope.key,
-                _storable(json.dumps(body, sort_keys=True), "a message"),
+                json.dumps(outbox_copy(envelope), sort_keys=True),
             )
             results.append(DeliveryResult.accepted(envelope.key, reference=envelope.key))
         return results

@@ -26,7 +26,7 @@ from sourcetruth.model import Channel
 from sourcetruth.messages import DeliveryStatus as DeliveryStatus  # isort: skip
 from sourcetruth.protocols import Transport as Transport  # isort: skip
 
-__all__ = ["OutboxTransport"]
+__all__ = ["OutboxTransport", "outbox_copy"]
 
 
 class OutboxTransport:
@@ -68,14 +68,18 @@ class OutboxTransport:
     def _write(self, envelope: Envelope) -> None:
         assert self._folder is not None
         private_folder(self._folder)
-        body = {
-            "key": envelope.key,
-            "channel": envelope.channel.value,
-            "address": envelope.address,
-            "name": envelope.name,
-            "subject": envelope.subject,
-            "body": envelope.body,
-            "html": envelope.html,
-        }
         path = self._folder / f"{envelope.key}.json"
-        write_atomic(path, json.dumps(body, indent=2, sort_keys=True).encode("utf-8"))
+        write_atomic(path, json.dumps(outbox_copy(envelope), indent=2, sort_keys=True).encode())
+
+
+def outbox_copy(envelope: Envelope) -> dict[str, str | None]:
+    """What an outbox keeps of *envelope*: its key, channel, address, name and text."""
+    return {
+        "key": envelope.key,
+        "channel": envelope.channel.value,
+        "address": envelope.address,
+        "name": envelope.name,
+        "subject": envelope.subject,
+        "body": envelope.body,
+        "html": envelope.html,
+    }
