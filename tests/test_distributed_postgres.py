@@ -18,16 +18,10 @@ from typing import Any
 import pytest
 from tests.postgres_server import PostgresServer
 
-from school import london
+from school import guardian, london, pupil
 from sourcetruth import (
-    ContactData,
-    Email,
-    Phone,
-    PhoneType,
     Policy,
     Record,
-    Relationship,
-    Role,
     Snapshot,
     Source,
     SourceKind,
@@ -36,6 +30,7 @@ from sourcetruth import (
 from sourcetruth.adapters.sources.oneroster import write_bundle
 from sourcetruth.adapters.stores.postgres import PostgresStore, book_url, is_book_url
 from sourcetruth.app.distributed import FAILED, POSTGRES, SNAPSHOT, SchoolJob, run_many
+from test_distributed import QUIET
 
 pytestmark = pytest.mark.usefixtures("postgres_server")
 
@@ -65,20 +60,16 @@ def snapshot(school: int, night: int) -> Snapshot:
             number += 50
         if night == 3 and n == 6:
             number += 60
+        family = f"Family{school}"
+        records.append(pupil(f"P{n}", "7", "", given=f"Pupil{n}", family=family))
         records.append(
-            Record(f"P{n}", ContactData(f"Pupil{n}", f"Family{school}", Role.PUPIL, year_group="7"))
-        )
-        records.append(
-            Record(
+            guardian(
                 f"G{n}",
-                ContactData(
-                    f"Parent{n}",
-                    f"Family{school}",
-                    Role.GUARDIAN,
-                    phones=(Phone(f"07700 900{number:03d}", PhoneType.MOBILE),),
-                    emails=(Email(f"parent{n}@school{school}.test"),),
-                    relationships=(Relationship(f"P{n}"),),
-                ),
+                f"P{n}",
+                mobile=f"07700 900{number:03d}",
+                email=f"parent{n}@school{school}.test",
+                given=f"Parent{n}",
+                family=family,
             )
         )
     return Snapshot("mis", at, records)
@@ -136,10 +127,8 @@ def client() -> Iterator[Any]:
     cluster = distributed.LocalCluster(
         n_workers=2,
         processes=True,
-        threads_per_worker=1,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": ":0"},
         env={PASSWORD_ENV: "not-checked-by-the-test-server"},
+        **QUIET,
     )
     client = distributed.Client(cluster)
     try:
