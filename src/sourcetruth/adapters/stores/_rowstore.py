@@ -266,20 +266,22 @@ class RowStore:
     def _write(self, before: Book, after: Book, count: list[int]) -> list[Callable[[], None]]:
         """Write the rows that differ; what tells each table *before* reads how its rows moved."""
         moves: list[Callable[[], None]] = []
-        upsert = self.dialect.upsert
+        self._write_records(before, after, count, moves)
+        self._write_maps(before, after, count, moves)
+        self._write_view(before, after, count, moves)
+        self._write_suppressed_and_meta(before, after, count)
+        return moves
 
-        def moved(old: Mapping[str, Any], write: list[str], gone: list[str]) -> None:
-            root = root_of(old)
-            if isinstance(root, Table) and (write or gone):
-                added = [k for k in write if k not in old]
-                moves.append(lambda: root.moved(added, gone))
-
-        write_record = upsert("records", _RECORD_COLUMNS, ("source", "key"))
+    def _write_records(
+        self, before: Book, after: Book, count: list[int], moves: list[Callable[[], None]]
+    ) -> None:
+        """Each source's records that changed, with their digest and name key beside them."""
+        write_record = self.dialect.upsert("records", _RECORD_COLUMNS, ("source", "key"))
         for source in sorted(set(before.records) | set(after.records)):
             old = before.records.get(source, {})
             new = after.records.get(source, {})
             write, gone = changed_keys(old, new)
-            moved(old, write, gone)
+            _moved(moves, old, write, gone)
             for key in write:
                 state = new[key]
                 data = state.current.data
@@ -290,25 +292,39 @@ class RowStore:
                 )
             for key in gone:
                 self._execute(count, "DELETE FROM records WHERE source=? AND key=?", (source, key))
+
+    def _write_maps(
+        self, before: Book, after: Book, count: list[int], moves: list[Callable[[], None]]
+    ) -> None:
+        """The rows of the book's flat maps (:data:`MAPS`) that changed."""
         for attribute, table, column, _kind in MAPS:
             old_map = getattr(before, attribute)
             new_map = getattr(after, attribute)
             write, gone = changed_keys(old_map, new_map)
-            moved(old_map, write, gone)
-            write_row = upsert(table, (column, "data"), (column,))
+            _moved(moves, old_map, write, gone)
+            write_row = self.dialect.upsert(table, (column, "data"), (column,))
             for key in write:
                 self._execute(count, write_row, (key, dump_json(new_map[key])))
             for key in gone:
                 self._execute(count, f"DELETE FROM {table} WHERE {column}=?", (key,))
+
+    def _write_view(
+        self, before: Book, after: Book, count: list[int], moves: list[Callable[[], None]]
+    ) -> None:
+        """The current view's rows that changed, or the whole view when it was rebuilt."""
         viewed = write_view(
             lambda sql, args: self._execute(count, sql, args), before, after, self.dialect
         )
         old_view = root_of(before.view)
         if viewed is not None:
-            moved(before.view, *viewed)
+            _moved(moves, before.view, *viewed)
         elif isinstance(old_view, ViewTable):
             keys = list(after.view)
             moves.append(lambda: old_view.rewritten(keys))
+
+    def _write_suppressed_and_meta(self, before: Book, after: Book, count: list[int]) -> None:
+        """The erased records' digests that changed, and the book's seq, time and check."""
+        upsert = self.dialect.upsert
         if after.suppressed is not before.suppressed:
             add = upsert("suppressed", ("digest",), ("digest",))
             for digest in sorted(after.suppressed - before.suppressed):
@@ -324,7 +340,16 @@ class RowStore:
         write_meta = upsert("meta", ("name", "value"), ("name",))
         for name, value in meta:
             self._execute(count, write_meta, (name, value))
-        return moves
+
+
+def _moved(
+    moves: list[Callable[[], None]], old: Mapping[str, Any], write: list[str], gone: list[str]
+) -> None:
+    """Add to *moves* what tells *old*'s table, if it reads a snapshot, how its keys moved."""
+    root = root_of(old)
+    if isinstance(root, Table) and (write or gone):
+        added = [k for k in write if k not in old]
+        moves.append(lambda: root.moved(added, gone))
 
 
 #: The sources that hold records, one index step each (not a scan of every record).
